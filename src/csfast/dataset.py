@@ -1,0 +1,821 @@
+"""The Dataset: a table of items, one row per item, keyed by a 64-bit uid.
+
+Columns are numpy arrays, one per field. A dataset loaded from a .cs file
+views the file's memory map: its columns are read-only, strided views, and
+nothing proportional to the row count happens until a column is read. Two
+kinds of column exist, and no writable array is ever shared:
+
+- read-only arrays (views of a map, or of an array this module made read-only)
+  may be shared between datasets; row subsets of them stay lazy (`_Rows`)
+  until a column is read, so a subset of a mapped file costs nothing for the
+  columns it never reads;
+- writable arrays belong to exactly one dataset; subsets copy them.
+
+Assigning a whole column (`ds["f"] = values`) or adding a field replaces or
+creates an owned array, so a mapped dataset becomes an in-memory copy of what
+is modified, and the file never changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from . import _core
+from .errors import CsError, CsFieldError, CsUidError
+from .format import CsInfo, atomic_write, inspect, iter_chunks, map_array, npy_header, read_array
+
+__all__ = ["Dataset", "Field", "generate_uids"]
+
+Field = Union[tuple[str, str], tuple[str, str, tuple[int, ...]]]
+Column = np.ndarray
+_UID = np.dtype("<u8")
+_SHOW_UIDS = 5  # how many offending uids an error message names
+
+
+def generate_uids(n: int = 0, *, seed: int | np.random.Generator | None = None) -> np.ndarray:
+    """n distinct random uids over the full unsigned 64-bit range."""
+    rng = np.random.default_rng(seed)
+    uids = rng.integers(0, 2**64, size=n, dtype=np.uint64, endpoint=False)
+    while n > 1:
+        repeated = _core.repeats([uids], 1 << 62)[1]
+        if len(repeated) == 0:
+            break
+        uids[repeated] = rng.integers(0, 2**64, size=len(repeated), dtype=np.uint64)
+    return uids
+
+
+class _Rows:
+    """A lazy row subset of a read-only column: src[index], gathered when read."""
+
+    __slots__ = ("src", "index")
+
+    def __init__(self, src: np.ndarray, index: np.ndarray):
+        self.src = src
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.src.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index),) + self.src.shape[1:]
+
+    def take(self, index: np.ndarray) -> _Rows:
+        return _Rows(self.src, self.index[index])
+
+
+def _source(col: np.ndarray | _Rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """(array, row index or None) from which a column's values are read."""
+    if isinstance(col, _Rows):
+        return col.src, col.index
+    return col, None
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _gather(col: np.ndarray | _Rows, index: np.ndarray | None, dtype: np.dtype | None = None,
+            ) -> np.ndarray:
+    """A new contiguous owned array of col's rows at index (all rows if None)."""
+    src, base = _source(col)
+    if base is not None:
+        index = base if index is None else base[index]
+    n = len(src) if index is None else len(index)
+    out = np.empty((n,) + src.shape[1:], dtype=dtype or src.dtype)
+    _core.gather(src, index, out)
+    return out
+
+
+def _field_of(name: str, col: np.ndarray | _Rows) -> Field:
+    dt = col.dtype
+    shape = tuple(col.shape[1:])
+    return (name, dt.str, shape) if shape else (name, dt.str)
+
+
+def _as_column(name: str, value: Any, n: int | None) -> np.ndarray:
+    """An owned, contiguous column from user data; Python strings become UTF-8 bytes."""
+    a = np.array(value)  # always a copy: the dataset owns its writable columns
+    if a.dtype.kind == "U" or (a.dtype.kind == "O" and a.size and isinstance(a.flat[0], str)):
+        a = np.char.encode(a.astype(str), "utf-8")
+    if a.dtype.kind == "O":
+        raise CsFieldError(f"field {name!r}: object arrays cannot be stored in a dataset")
+    if a.ndim == 0:
+        if n is None:
+            raise CsFieldError(f"field {name!r}: a scalar needs a row count")
+        a = np.full(n, a)
+    if n is not None and len(a) != n:
+        raise CsFieldError(f"field {name!r} has {len(a)} rows, the dataset has {n}")
+    if name == "uid":
+        a = _uid_array(a, name)
+    return a
+
+
+def _uid_array(a: np.ndarray, what: str) -> np.ndarray:
+    if a.dtype.kind not in "ui" or a.ndim != 1:
+        raise CsFieldError(f"{what}: uid must be a 1-D unsigned integer array, not {a.dtype}")
+    if a.dtype.kind == "i" and len(a) and a.min() < 0:
+        raise CsFieldError(f"{what}: uid values must be non-negative")
+    return a.astype(np.uint64, copy=False)
+
+
+def _compatible(a: np.dtype, b: np.dtype) -> bool:
+    """Same dtype, or string columns of the same kind (widths differ: widen)."""
+    return a == b or (a.kind == b.kind and a.kind in "SU" and
+                      a.byteorder == b.byteorder)
+
+
+def _wider(a: np.dtype, b: np.dtype) -> np.dtype:
+    return a if a.itemsize >= b.itemsize else b
+
+
+def _index_array(indices: Any, n: int) -> np.ndarray:
+    idx = np.asarray(indices)
+    if idx.dtype == bool:
+        raise TypeError("take() expects row indices; use mask() for a boolean array")
+    if idx.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    if idx.dtype.kind not in "ui":
+        raise TypeError(f"row indices must be integers, not {idx.dtype}")
+    idx = idx.astype(np.intp, copy=False).reshape(-1)
+    lo, hi = idx.min(), idx.max()
+    if lo < -n or hi >= n:
+        raise IndexError(f"row index {lo if lo < -n else hi} out of range for {n} rows")
+    if lo < 0:
+        idx = np.where(idx < 0, idx + n, idx)
+    return idx
+
+
+class Dataset:
+    """A table of items: a uid column and one column per field.
+
+    Build one from an int n (n rows with new uids), a mapping or list of
+    (field name, values), a numpy structured array, or another Dataset
+    (copied); or load one with ``Dataset.load(path)``. Method names and
+    semantics follow the cryosparc-tools ``Dataset``; README lists the
+    deliberate differences.
+    """
+
+    __slots__ = ("_cols", "_n")
+
+    def __init__(self, allocate: int | Dataset | np.ndarray | Mapping[str, Any]
+                 | Sequence[tuple[str, Any]] | None = 0):
+        self._cols: dict[str, np.ndarray | _Rows] = {}
+        if isinstance(allocate, Dataset):
+            self._n = len(allocate)
+            self._cols = {k: _gather(c, None) for k, c in allocate._cols.items()}
+            return
+        if allocate is None or isinstance(allocate, (int, np.integer)):
+            n = int(allocate or 0)
+            if n < 0:
+                raise ValueError(f"cannot allocate {n} rows")
+            self._n = n
+            self._cols["uid"] = generate_uids(n)
+            return
+        if isinstance(allocate, np.ndarray):
+            if allocate.dtype.names is None or allocate.ndim != 1:
+                raise TypeError("Dataset(array) needs a 1-D structured array")
+            items = [(k, allocate[k]) for k in allocate.dtype.names]
+        elif isinstance(allocate, Mapping):
+            items = list(allocate.items())
+        else:
+            items = list(allocate)
+        cols = {str(k): _as_column(str(k), v, None) for k, v in items}
+        lengths = {len(c) for c in cols.values()}
+        if len(lengths) > 1:
+            raise CsFieldError(f"fields have different lengths: { {k: len(c) for k, c in cols.items()} }")
+        self._n = lengths.pop() if lengths else 0
+        if "uid" not in cols:
+            cols = {"uid": generate_uids(self._n), **cols}
+        self._cols = cols
+
+    @classmethod
+    def _from_columns(cls, n: int, cols: dict[str, np.ndarray | _Rows]) -> Dataset:
+        ds = cls.__new__(cls)
+        ds._n = n
+        ds._cols = cols
+        return ds
+
+    # ----------------------------------------------------------------- files
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, fields: Collection[str] | None = None,
+             prefixes: Collection[str] | None = None, *, mmap: bool = True) -> Dataset:
+        """Open a .cs file.
+
+        With mmap (the default) nothing is read but the header: columns are
+        read-only views of the file's map, read page by page as they are used.
+        ``fields`` / ``prefixes`` keep only those fields (and uid).
+        ``mmap=False`` reads the file into memory instead (writable columns).
+        """
+        info, arr = map_array(path) if mmap else read_array(path)
+        names = _select_fields(info, fields, prefixes)
+        cols: dict[str, np.ndarray | _Rows] = {}
+        for name in names:
+            col = arr[name]
+            if not mmap:
+                col = np.ascontiguousarray(col)
+            cols[name] = col
+        return cls._from_columns(info.rows, cols)
+
+    inspect = staticmethod(inspect)
+
+    def save(self, path: str | os.PathLike, *, fsync: bool = True) -> None:
+        """Write the dataset as a .cs file, atomically.
+
+        The bytes are what ``numpy.save`` writes through a file handle for
+        ``self.to_records()`` with uid first and every string column
+        ``S<longest + 1>`` (``U`` columns are encoded to UTF-8). Rows are
+        interleaved chunk by chunk, so no full-size copy is made. The file
+        appears complete or not at all; the old file survives any failure.
+        """
+        names, cols, dtype = self._save_layout()
+        header = npy_header(dtype, self._n)
+        offsets = [dtype.fields[k][1] for k in names]
+
+        def write(f):
+            f.write(header)
+            buf = np.empty((0, dtype.itemsize), np.uint8)
+            for start, stop in iter_chunks(self._n, dtype.itemsize):
+                if buf.shape[0] < stop - start:
+                    buf = np.empty((stop - start, dtype.itemsize), np.uint8)
+                _core.pack(cols, offsets, start, buf[: stop - start])
+                f.write(memoryview(buf[: stop - start]).cast("B"))
+
+        atomic_write(path, write, fsync=fsync)
+
+    def _save_layout(self) -> tuple[list[str], list[np.ndarray], np.dtype]:
+        names = ["uid"] + [k for k in self._cols if k != "uid"] if "uid" in self._cols \
+            else list(self._cols)
+        cols, descr = [], []
+        for k in names:
+            col = self[k]
+            if col.dtype.kind == "U":
+                col = np.char.encode(col, "utf-8")
+            if col.dtype.kind == "S":
+                dt = np.dtype(f"S{_core.str_maxlen(col) + 1}")
+            else:
+                dt = col.dtype
+            cols.append(col)
+            descr.append((k, dt, col.shape[1:]))
+        return names, cols, np.dtype(descr)
+
+    def to_records(self, fixed: bool = False) -> np.ndarray:
+        """The rows as one numpy structured array (packed, columns in order).
+
+        ``fixed`` is accepted for cryosparc-tools compatibility: string columns
+        are always fixed-width bytes here.
+        """
+        dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in self._cols.items()])
+        out = np.empty(self._n, dtype=dtype)
+        buf = out.view(np.uint8).reshape(self._n, dtype.itemsize)
+        if self._n:
+            _core.pack([self[k] for k in self._cols],
+                       [dtype.fields[k][1] for k in self._cols], 0, buf)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        rec = self.to_records()
+        return rec if dtype is None else rec.astype(dtype)
+
+    # ------------------------------------------------------------- mapping
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._cols))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cols
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            col = self._cols[key]
+        except KeyError:
+            raise CsFieldError(f"no field {key!r} in dataset (fields: {_names(self)})") from None
+        if isinstance(col, _Rows):
+            # Gathered once; the result is shared read-only like its source.
+            col = self._cols[key] = _readonly(_gather(col, None))
+        return col
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """Assign a whole column (broadcasting), or add a new field from an array.
+
+        An existing writable column is written in place; a read-only one (a
+        mapped or shared column) is first replaced by an owned copy.
+        """
+        col = self._cols.get(key)
+        if col is None:
+            self._cols[key] = _as_column(key, value, self._n)
+            return
+        if isinstance(col, _Rows) or not col.flags.writeable:
+            col = self._cols[key] = np.empty(col.shape, dtype=col.dtype)
+        if key == "uid":
+            value = _uid_array(np.asarray(value), "uid") if np.ndim(value) else value
+        if col.dtype.kind == "S" and np.asarray(value).dtype.kind == "U":
+            value = np.char.encode(np.asarray(value), "utf-8")
+        col[...] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.drop_fields([key])
+
+    def __eq__(self, other: object) -> bool:
+        """Same fields, dtypes and values in the same order."""
+        return (
+            isinstance(other, Dataset)
+            and len(self) == len(other)
+            and self.descr() == other.descr()
+            and all(np.array_equal(self[k], other[k]) for k in self._cols)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def is_equivalent(self, other: object) -> bool:
+        """Same fields and values, regardless of field order."""
+        return (
+            isinstance(other, Dataset)
+            and len(self) == len(other)
+            and set(self.descr()) == set(other.descr())
+            and all(np.array_equal(self[k], other[k]) for k in self._cols)
+        )
+
+    def cols(self) -> dict[str, np.ndarray]:
+        """Every column by field name."""
+        return {k: self[k] for k in self._cols}
+
+    def fields(self, exclude_uid: bool = False) -> list[str]:
+        """Field names in column order."""
+        return [k for k in self._cols if not (exclude_uid and k == "uid")]
+
+    def descr(self, exclude_uid: bool = False) -> list[Field]:
+        """numpy-style (name, dtype, [shape]) of every field, in column order."""
+        return [_field_of(k, c) for k, c in self._cols.items()
+                if not (exclude_uid and k == "uid")]
+
+    def prefixes(self) -> list[str]:
+        """Result names (the part before '/') in column order, each once."""
+        seen: dict[str, None] = {}
+        for k in self._cols:
+            if k != "uid":
+                seen.setdefault(k.split("/", 1)[0])
+        return list(seen)
+
+    def decode(self, field: str) -> np.ndarray:
+        """A string column as Python ``str`` (numpy ``U``), decoded from UTF-8.
+
+        Decodes each distinct value once, so path columns with few distinct
+        values are fast. Never done as a side effect of load.
+        """
+        col = self[field]
+        if col.dtype.kind == "U":
+            return col.copy()
+        if col.dtype.kind != "S":
+            raise CsFieldError(f"field {field!r} is {col.dtype}, not a string column")
+        values, inverse = np.unique(col, return_inverse=True)
+        decoded = np.array([v.decode("utf-8") for v in values.tolist()], dtype=str)
+        return decoded[inverse.reshape(-1)] if len(values) else np.zeros(len(col), "U1")
+
+    # ------------------------------------------------------------- fields
+
+    def copy(self) -> Dataset:
+        """A deep copy: every column an owned, writable, contiguous array."""
+        return type(self)(self)
+
+    def add_fields(self, fields: Sequence[str] | Sequence[Field],
+                   dtypes: str | Sequence[Any] | None = None) -> Dataset:
+        """Add zero-filled fields, given as Field tuples or as names with dtypes.
+
+        Fields that already exist are left alone. Returns self.
+        """
+        if dtypes is not None:
+            if isinstance(dtypes, str):
+                dtypes = [d.strip() for d in dtypes.split(",")]
+            if len(dtypes) != len(fields):
+                raise ValueError(f"{len(fields)} field names but {len(dtypes)} dtypes")
+            specs = [(name, dt) for name, dt in zip(fields, dtypes)]
+        else:
+            specs = [(f[0], (np.dtype(f[1]), tuple(f[2])) if len(f) > 2 and f[2] else f[1])
+                     for f in fields]  # type: ignore[index]
+        for name, dt in specs:
+            if name in self._cols:
+                continue
+            dt = np.dtype(dt)
+            if dt.hasobject:
+                raise CsFieldError(f"field {name!r}: object dtypes cannot be stored")
+            base, shape = (dt.base, dt.shape) if dt.subdtype else (dt, ())
+            self._cols[name] = np.zeros((self._n,) + tuple(shape), dtype=base)
+        return self
+
+    def _target(self, copy: bool) -> Dataset:
+        return self.copy() if copy else self
+
+    def filter_fields(self, names: Collection[str] | Callable[[str], bool], *,
+                      copy: bool = False) -> Dataset:
+        """Keep only the given fields (and uid). Returns self, or a copy."""
+        keep = names if callable(names) else set(names).__contains__
+        missing = [] if callable(names) else [k for k in names if k not in self._cols]
+        if missing:
+            raise CsFieldError(f"no fields {missing} in dataset")
+        ds = self._target(copy)
+        ds._cols = {k: c for k, c in ds._cols.items() if k == "uid" or keep(k)}
+        return ds
+
+    def filter_prefixes(self, prefixes: Collection[str], *, copy: bool = False) -> Dataset:
+        """Keep only the fields of the given results (and uid)."""
+        wanted = set(prefixes)
+        return self.filter_fields(lambda k: k.split("/", 1)[0] in wanted, copy=copy)
+
+    def filter_prefix(self, keep_prefix: str, *, rename: str | None = None,
+                      copy: bool = False) -> Dataset:
+        """Keep one result's fields, optionally renaming its prefix."""
+        ds = self.filter_prefixes([keep_prefix], copy=copy)
+        if rename and rename != keep_prefix:
+            ds.rename_prefix(keep_prefix, rename)
+        return ds
+
+    def drop_fields(self, names: Collection[str] | Callable[[str], bool], *,
+                    copy: bool = False) -> Dataset:
+        """Remove fields (never uid). Returns self, or a copy."""
+        drop = names if callable(names) else set(names).__contains__
+        if not callable(names) and "uid" in names:
+            raise CsFieldError("cannot drop the uid field")
+        ds = self._target(copy)
+        ds._cols = {k: c for k, c in ds._cols.items() if k == "uid" or not drop(k)}
+        return ds
+
+    def rename_fields(self, field_map: Mapping[str, str] | Callable[[str], str], *,
+                      copy: bool = False) -> Dataset:
+        """Rename fields by a mapping or a function of the name; order is kept."""
+        fn = field_map if callable(field_map) else (lambda k: field_map.get(k, k))
+        ds = self._target(copy)
+        renamed = {fn(k): c for k, c in ds._cols.items()}
+        if len(renamed) != len(ds._cols):
+            raise CsFieldError("renaming would give two fields the same name")
+        if "uid" in ds._cols and fn("uid") != "uid":
+            raise CsFieldError("cannot rename the uid field")
+        ds._cols = renamed
+        return ds
+
+    def rename_field(self, current_name: str, new_name: str, *, copy: bool = False) -> Dataset:
+        if current_name not in self._cols:
+            raise CsFieldError(f"no field {current_name!r} in dataset")
+        return self.rename_fields({current_name: new_name}, copy=copy)
+
+    def rename_prefix(self, old_prefix: str, new_prefix: str, *, copy: bool = False) -> Dataset:
+        """Rename a result: ``old/field`` becomes ``new/field``."""
+        def fn(k: str) -> str:
+            head, sep, tail = k.partition("/")
+            return f"{new_prefix}/{tail}" if sep and head == old_prefix else k
+        return self.rename_fields(fn, copy=copy)
+
+    def copy_fields(self, old_fields: Sequence[str], new_fields: Sequence[str]) -> Dataset:
+        """Copy the values of old_fields into (possibly new) new_fields."""
+        for old, new in zip(old_fields, new_fields, strict=True):
+            self[new] = np.array(self[old])
+        return self
+
+    def reassign_uids(self) -> Dataset:
+        """Give every row a new uid."""
+        self._cols["uid"] = generate_uids(self._n)
+        return self
+
+    # ------------------------------------------------------------- rows
+
+    def _subset(self, index: np.ndarray) -> Dataset:
+        """Rows at index: lazy for read-only columns, copies for owned ones."""
+        cols: dict[str, np.ndarray | _Rows] = {}
+        for k, c in self._cols.items():
+            if isinstance(c, _Rows):
+                cols[k] = c.take(index)
+            elif c.flags.writeable:
+                cols[k] = _gather(c, index)
+            else:
+                cols[k] = _Rows(c, index)
+        return type(self)._from_columns(len(index), cols)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> Dataset:
+        """The rows at the given indices, in that order."""
+        return self._subset(_index_array(indices, self._n))
+
+    def mask(self, mask: Sequence[bool] | np.ndarray) -> Dataset:
+        """The rows where mask is True."""
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != (self._n,):
+            raise ValueError(f"mask of shape {m.shape} does not match {self._n} rows")
+        return self._subset(np.flatnonzero(m))
+
+    def slice(self, start: int = 0, stop: int | None = None, step: int = 1) -> Dataset:
+        """Rows in range(start, stop, step); views for read-only columns."""
+        s = slice(start, stop, step)
+        n = len(range(*s.indices(self._n)))
+        cols: dict[str, np.ndarray | _Rows] = {}
+        for k, c in self._cols.items():
+            if isinstance(c, _Rows):
+                cols[k] = _Rows(c.src, c.index[s])
+            elif c.flags.writeable:
+                cols[k] = np.array(c[s])
+            else:
+                cols[k] = c[s]
+        return type(self)._from_columns(n, cols)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self._n:,} rows, {len(self._cols)} fields)"]
+        groups: dict[str, list[str]] = {}
+        for k, c in self._cols.items():
+            head, sep, tail = k.partition("/")
+            shape = f" {tuple(c.shape[1:])}" if len(c.shape) > 1 else ""
+            groups.setdefault(head + sep, []).append(f"{tail if sep else ''}: {c.dtype.str}{shape}"
+                                                    if sep else f"{c.dtype.str}{shape}")
+        for head, items in groups.items():
+            if head.endswith("/"):
+                lines.append(f"  {head} " + ", ".join(items))
+            else:
+                lines.append(f"  {head}: {items[0]}")
+        return "\n".join(lines)
+
+    # --------------------------------------------------- combining datasets
+
+    def _uids(self) -> np.ndarray:
+        """The uid column as native uint64 (a strided view where possible)."""
+        if "uid" not in self._cols:
+            raise CsFieldError("dataset has no uid field; it cannot be joined or checked")
+        col = self["uid"]
+        return col if col.dtype == np.dtype(np.uint64) else col.astype(np.uint64)
+
+    @classmethod
+    def common_fields(cls, *datasets: Dataset, assert_same_fields: bool = False) -> list[Field]:
+        """Fields present in every dataset, in the first one's order.
+
+        String fields of different widths are common (at the widest width).
+        """
+        if not datasets:
+            return []
+        merged = _merge_fields(datasets, common=True, assert_same=assert_same_fields)
+        return [(k, dt.str, shape) if shape else (k, dt.str) for k, (dt, shape) in merged.items()]
+
+    def innerjoin(self, *others: Dataset, assert_no_drop: bool = False) -> Dataset:
+        """Rows whose uid is in this dataset and every other, joined on uid.
+
+        Output rows follow this dataset's order (its duplicate uids kept); for
+        a uid repeated in a later dataset its last row is used. A field in
+        several datasets comes from the last one that has it.
+        """
+        if not others:
+            return self
+        result = type(self).innerjoin_many(self, *others)
+        if assert_no_drop and len(result) != len(self):
+            uids = self._uids()
+            missing = uids[~_core.isin(uids, result["uid"])]
+            raise CsUidError(
+                f"innerjoin dropped {len(missing)} of {len(self)} rows of the first dataset; "
+                f"uids without a match include {_some(missing)}"
+            )
+        return result
+
+    @classmethod
+    def innerjoin_many(cls, *datasets: Dataset) -> Dataset:
+        """Inner join of any number of datasets on uid (see ``innerjoin``)."""
+        if not datasets:
+            return cls()
+        if len(datasets) == 1:
+            return cls(datasets[0])
+        index = _core.join_index([d._uids() for d in datasets])
+        merged = _merge_fields(datasets, common=False)
+        owner = {k: i for i, d in enumerate(datasets) for k in d._cols}
+        cols: dict[str, np.ndarray | _Rows] = {}
+        for k, (dt, _shape) in merged.items():
+            i = owner[k]
+            cols[k] = _gather(datasets[i]._cols[k], index[i], dt)
+        return cls._from_columns(len(index[0]), cols)
+
+    def append(self, *others: Dataset, assert_same_fields: bool = False,
+               repeat_allowed: bool = False) -> Dataset:
+        """Concatenate datasets (a new dataset); see ``append_many``."""
+        if not others:
+            return self
+        return type(self).append_many(self, *others, assert_same_fields=assert_same_fields,
+                                      repeat_allowed=repeat_allowed)
+
+    @classmethod
+    def append_many(cls, *datasets: Dataset, assert_same_fields: bool = False,
+                    repeat_allowed: bool = False) -> Dataset:
+        """Rows of every dataset in argument order; empty ones skipped.
+
+        Columns are the fields common to all (first dataset's order; string
+        columns widen). Unless repeat_allowed, a uid in two rows raises
+        CsUidError naming some of them and the datasets that hold them.
+        """
+        if not datasets:
+            return cls()
+        nonempty = [d for d in datasets if len(d)] or [datasets[0]]
+        merged = _merge_fields(nonempty, common=True, assert_same=assert_same_fields)
+        if not repeat_allowed:
+            _check_unique(nonempty)
+        n = sum(len(d) for d in nonempty)
+        cols: dict[str, np.ndarray | _Rows] = {}
+        for k, (dt, shape) in merged.items():
+            out = np.empty((n,) + shape, dtype=dt)
+            _concat([d._cols[k] for d in nonempty], out)
+            cols[k] = out
+        return cls._from_columns(n, cols)
+
+    def union(self, *others: Dataset, assert_same_fields: bool = False,
+              assume_unique: bool = False) -> Dataset:
+        """Rows of every dataset, the first occurrence of each uid winning."""
+        if not others:
+            return self
+        return type(self).union_many(self, *others, assert_same_fields=assert_same_fields,
+                                     assume_unique=assume_unique)
+
+    @classmethod
+    def union_many(cls, *datasets: Dataset, assert_same_fields: bool = False,
+                   assume_unique: bool = False) -> Dataset:
+        """Union on uid in input order: the first row holding each uid is kept."""
+        if not datasets:
+            return cls()
+        nonempty = [d for d in datasets if len(d)] or [datasets[0]]
+        masks = _core.first_occurrence([d._uids() for d in nonempty])
+        kept = [d._subset(np.flatnonzero(m)) for d, m in zip(nonempty, masks)]
+        return cls.append_many(*kept, assert_same_fields=assert_same_fields,
+                               repeat_allowed=True)
+
+    def interlace(self, *datasets: Dataset, assert_same_fields: bool = False) -> Dataset:
+        """Alternate rows: self[0], d1[0], d2[0], self[1], ... (same lengths)."""
+        if not datasets:
+            return self
+        all_ds = (self,) + datasets
+        if any(len(d) != self._n for d in datasets):
+            raise ValueError("interlace needs datasets of the same length: "
+                             f"{[len(d) for d in all_ds]}")
+        merged = _merge_fields(all_ds, common=True, assert_same=assert_same_fields)
+        _check_unique(all_ds)
+        step = len(all_ds)
+        cols: dict[str, np.ndarray | _Rows] = {}
+        for k, (dt, shape) in merged.items():
+            out = np.empty((self._n * step,) + shape, dtype=dt)
+            for i, d in enumerate(all_ds):
+                _core.gather(d[k], None, out[i::step])
+            cols[k] = out
+        return type(self)._from_columns(self._n * step, cols)
+
+    def replace(self, query: Mapping[str, Any], *others: Dataset,
+                assume_disjoint: bool = False, assume_unique: bool = False) -> Dataset:
+        """Drop rows matching query (and rows whose uid is in others), append others."""
+        others = tuple(d for d in others if len(d))
+        _merge_fields((self,) + others, common=True, assert_same=True)
+        keep = np.ones(self._n, dtype=bool)
+        if not assume_disjoint and others:
+            uids = self._uids()
+            for other in others:
+                keep &= ~_core.isin(uids, other._uids())
+        if query:
+            keep &= ~self.query_mask(query)
+        return type(self).append_many(self.mask(keep), *others, repeat_allowed=True)
+
+    # ------------------------------------------------------------- queries
+
+    def query_mask(self, query: Mapping[str, Any], invert: bool = False) -> np.ndarray:
+        """Rows whose every queried field is among the given values (ANDed)."""
+        missing = [k for k in query if k not in self._cols]
+        if missing:
+            raise CsFieldError(f"fields not in dataset: {', '.join(missing)}")
+        mask = np.ones(self._n, dtype=bool)
+        for k, values in query.items():
+            mask &= self._isin(k, values)
+        return ~mask if invert else mask
+
+    def _isin(self, field: str, values: Any) -> np.ndarray:
+        col = self[field]
+        vals = np.asarray(values)
+        if col.dtype.kind == "S" and vals.dtype.kind == "U":
+            vals = np.char.encode(vals, "utf-8")
+        if field == "uid":
+            return _core.isin(self._uids(), _uid_array(vals.reshape(-1), "query uids"))
+        if vals.ndim == 0:
+            return col == vals
+        return np.isin(col, vals)
+
+    def query(self, query: Mapping[str, Any] | Callable[[dict[str, Any]], bool]) -> Dataset:
+        """Rows matching a {field: value or values} query (a row function works too, slowly)."""
+        if callable(query):
+            cols = self.cols()
+            keep = [bool(query({k: c[i] for k, c in cols.items()})) for i in range(self._n)]
+            return self.mask(np.array(keep, dtype=bool).reshape(self._n))
+        return self.mask(self.query_mask(query))
+
+    def subset_uids(self, uids: Any) -> Dataset:
+        """Rows whose uid is in uids, in this dataset's order."""
+        return self.mask(_core.isin(self._uids(), _uid_array(np.asarray(uids).reshape(-1),
+                                                            "subset uids")))
+
+    def split_by(self, field: str) -> dict[Any, Dataset]:
+        """{value: rows with that value} for every distinct value of a 1-D field.
+
+        Keys are Python scalars (bytes for string columns), in sorted order;
+        rows keep their order within each part.
+        """
+        col = self[field]
+        if col.ndim != 1:
+            raise CsFieldError(f"split_by needs a 1-D field; {field!r} has shape {col.shape[1:]}")
+        values, inverse = np.unique(col, return_inverse=True)
+        order = np.argsort(inverse.reshape(-1), kind="stable")
+        bounds = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(values)))[:-1]
+        return {v: self._subset(idx) for v, idx in zip(values.tolist(), np.split(order, bounds))}
+
+
+def _names(ds: Dataset, most: int = 8) -> str:
+    names = list(ds._cols)
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
+def _some(uids: np.ndarray) -> str:
+    return ", ".join(str(int(u)) for u in uids[:_SHOW_UIDS]) + (", ..." if len(uids) > _SHOW_UIDS else "")
+
+
+def _select_fields(info: CsInfo, fields: Collection[str] | None,
+                   prefixes: Collection[str] | None) -> list[str]:
+    names = list(info.dtype.names)
+    if fields is None and prefixes is None:
+        return names
+    wanted = set(fields or ())
+    missing = sorted(wanted - set(names))
+    if missing:
+        raise CsFieldError(f"{info.path}: no fields {missing}")
+    pref = set(prefixes or ())
+    have_pref = {k.split("/", 1)[0] for k in names if "/" in k}
+    if pref - have_pref:
+        raise CsFieldError(f"{info.path}: no results {sorted(pref - have_pref)}")
+    return [k for k in names if k == "uid" or k in wanted or k.split("/", 1)[0] in pref]
+
+
+def _merge_fields(datasets: Sequence[Dataset], common: bool,
+                  assert_same: bool = False) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Output fields of a combination: {name: (dtype, sub-array shape)}.
+
+    common: the fields every dataset has, in the first one's order; else every
+    field, in order of first appearance. Strings of one kind widen; any other
+    dtype mismatch is an error naming the field.
+    """
+    out: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+    for i, d in enumerate(datasets):
+        for k, c in d._cols.items():
+            dt, shape = c.dtype, tuple(c.shape[1:])
+            if k not in out:
+                out[k] = (dt, shape)
+                continue
+            dt0, shape0 = out[k]
+            if shape != shape0 or not _compatible(dt0, dt):
+                raise CsFieldError(
+                    f"field {k!r} is {dt0.str}{shape0 or ''} in one dataset and "
+                    f"{dt.str}{shape or ''} in dataset {i}; cannot combine them"
+                )
+            out[k] = (_wider(dt0, dt), shape)
+    if not common:
+        return out
+    sets = [set(d._cols) for d in datasets]
+    keep = set.intersection(*sets)
+    if assert_same:
+        for i, s in enumerate(sets):
+            if s != keep:
+                raise CsFieldError(
+                    f"datasets do not have the same fields: dataset {i} also has "
+                    f"{sorted(s - keep)}; missing elsewhere"
+                )
+    return {k: out[k] for k in datasets[0]._cols if k in keep}
+
+
+def _check_unique(datasets: Sequence[Dataset]) -> None:
+    count, rep, first = _core.repeats([d._uids() for d in datasets], _SHOW_UIDS)
+    if count == 0:
+        return
+    starts = np.cumsum([0] + [len(d) for d in datasets])
+    which = lambda row: int(np.searchsorted(starts, row, side="right") - 1)  # noqa: E731
+    all_uids = [d._uids() for d in datasets]
+    examples = []
+    for r, f in zip(rep.tolist(), first.tolist()):
+        i, j = which(r), which(f)
+        uid = int(all_uids[i][r - starts[i]])
+        examples.append(f"{uid} (datasets {j} and {i})" if i != j else f"{uid} (twice in dataset {i})")
+    raise CsUidError(
+        f"{count} rows repeat a uid of an earlier row; e.g. {', '.join(examples)}"
+        + (", ..." if count > len(examples) else "")
+        + "; pass repeat_allowed=True if repeats are intended"
+    )
+
+
+def _concat(cols: Sequence[np.ndarray | _Rows], out: np.ndarray) -> None:
+    start = 0
+    for c in cols:
+        src, index = _source(c)
+        _core.gather(src, index, out[start:start + len(c)])
+        start += len(c)

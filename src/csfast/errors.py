@@ -1,0 +1,22 @@
+"""The exceptions csfast raises: one hierarchy under CsError."""
+
+from __future__ import annotations
+
+
+class CsError(Exception):
+    """Base class of every error csfast raises on purpose."""
+
+
+class CsFormatError(CsError, ValueError):
+    """A file that is not a valid .cs (or CSDAT) file; the message names it."""
+
+
+class CsFieldError(CsError, KeyError):
+    """A field that is missing, or present with a conflicting dtype."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CsUidError(CsError, ValueError):
+    """Duplicate, missing or unmatched uids where the operation forbids them."""

@@ -1,0 +1,262 @@
+"""The .cs file format: numpy .npy headers, memory maps and atomic writes.
+
+A .cs file is one 1-D structured numpy array in the .npy format (versions 1.0,
+2.0 and 3.0). Headers are parsed here, without numpy's header size limit and
+without ever unpickling; data is mapped read-only, so opening a file costs the
+same for ten rows and fifty million.
+"""
+
+from __future__ import annotations
+
+import ast
+import mmap
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import CsFormatError
+
+__all__ = ["CsInfo", "inspect", "read_header", "map_array", "atomic_write", "npy_header"]
+
+MAGIC = b"\x93NUMPY"
+CSDAT_MAGIC = b"\x95CSDAT"
+# Real headers reach a few MB with tens of thousands of fields; beyond this
+# the "header" is corruption, not a table.
+MAX_HEADER_BYTES = 256 * 1024 * 1024
+_ARRAY_ALIGN = 64  # numpy >= 1.14 pads headers to 64 bytes
+_GROWTH_AXIS_MAX_DIGITS = 21  # numpy >= 1.24 leaves room to grow the shape in place
+
+
+@dataclass(frozen=True)
+class CsInfo:
+    """What the header of a .cs file says, read without touching its data."""
+
+    path: str
+    version: tuple[int, int]
+    dtype: np.dtype
+    rows: int
+    data_offset: int
+    file_size: int
+
+    @property
+    def row_size(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def data_size(self) -> int:
+        return self.rows * self.dtype.itemsize
+
+    @property
+    def fields(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        """(name, dtype string, sub-array shape) of every field, in file order."""
+        out = []
+        for name in self.dtype.names or ():
+            ft = self.dtype.fields[name][0]
+            base, shape = (ft.base, ft.shape) if ft.subdtype else (ft, ())
+            out.append((name, base.str, tuple(shape)))
+        return out
+
+
+def inspect(path: str | os.PathLike) -> CsInfo:
+    """Header facts of a .cs file (rows, fields, version, data offset, size).
+
+    Reads only the header; raises CsFormatError for anything that is not a
+    valid .cs file, and FileNotFoundError / PermissionError as they are.
+    """
+    with open(path, "rb") as f:
+        return read_header(f, os.fspath(path), os.fstat(f.fileno()).st_size)
+
+
+def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
+    """Parse and validate the .npy header at the current position of f."""
+    start = f.read(10)
+    if start[:6] == CSDAT_MAGIC:
+        raise CsFormatError(f"{name}: is a CSDAT stream, not a numpy .cs file")
+    if len(start) < 10 or start[:6] != MAGIC:
+        raise CsFormatError(f"{name}: not a .cs file (bad magic {start[:6]!r}, expected {MAGIC!r})")
+    version = (start[6], start[7])
+    if version == (1, 0):
+        (hlen,) = struct.unpack("<H", start[8:10])
+        prefix = 10
+    elif version in ((2, 0), (3, 0)):
+        (hlen,) = struct.unpack("<I", start[8:10] + f.read(2))
+        prefix = 12
+    else:
+        raise CsFormatError(f"{name}: unsupported .npy format version {version[0]}.{version[1]}")
+    if hlen > MAX_HEADER_BYTES:
+        raise CsFormatError(f"{name}: header length {hlen} bytes is beyond any real .cs file")
+    raw = f.read(hlen)
+    if len(raw) < hlen:
+        raise CsFormatError(
+            f"{name}: truncated header: expected {hlen} bytes, found {len(raw)}"
+        )
+    try:
+        text = raw.decode("utf-8" if version == (3, 0) else "latin1")
+        header = ast.literal_eval(text)
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as e:
+        raise CsFormatError(f"{name}: malformed header ({type(e).__name__})") from None
+    dtype, rows = _validate_header(header, name)
+    offset = prefix + hlen
+    info = CsInfo(name, version, dtype, rows, offset, file_size)
+    if file_size - offset < info.data_size:
+        raise CsFormatError(
+            f"{name}: truncated: header says {rows} rows of {dtype.itemsize} bytes "
+            f"({info.data_size} bytes of data), found {max(file_size - offset, 0)} bytes"
+        )
+    return info
+
+
+def _validate_header(header: object, name: str) -> tuple[np.dtype, int]:
+    if not isinstance(header, dict) or not {"descr", "fortran_order", "shape"} <= header.keys():
+        raise CsFormatError(f"{name}: header is not a dict with descr, fortran_order and shape")
+    shape = header["shape"]
+    if not isinstance(shape, tuple) or not all(type(s) is int and s >= 0 for s in shape):
+        raise CsFormatError(f"{name}: invalid shape {shape!r}")
+    if len(shape) != 1:
+        raise CsFormatError(f"{name}: a .cs table is 1-D, this array has shape {shape}")
+    if header["fortran_order"] is not False:
+        raise CsFormatError(f"{name}: fortran_order arrays are not .cs tables")
+    descr = header["descr"]
+    if not isinstance(descr, list):
+        raise CsFormatError(f"{name}: not a structured array (descr {descr!r:.60})")
+    if _has_object(descr):
+        raise CsFormatError(
+            f"{name}: has object ('|O') fields, which need pickle; refusing to load them"
+        )
+    try:
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except Exception as e:  # numpy raises TypeError, ValueError, KeyError... for bad descr
+        raise CsFormatError(f"{name}: invalid field description ({e})") from None
+    if dtype.names is None or len(dtype.names) == 0:
+        raise CsFormatError(f"{name}: not a structured array with named fields")
+    if dtype.hasobject:
+        raise CsFormatError(f"{name}: has object fields, which need pickle; refusing to load them")
+    if shape[0] and dtype.itemsize == 0:
+        raise CsFormatError(f"{name}: rows of zero bytes")
+    return dtype, shape[0]
+
+
+def _has_object(descr: object) -> bool:
+    """True if a descr (possibly nested) names an object type anywhere."""
+    if isinstance(descr, str):
+        return "O" in descr.lstrip("|<>=")[:1]
+    if isinstance(descr, (list, tuple)):
+        return any(_has_object(d) for d in descr)
+    return False
+
+
+def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
+    """Memory-map the table of a .cs file read-only.
+
+    Costs the same at any row count: reads the header, maps the file, and
+    wraps the mapping; pages are read only when a column touches them.
+    """
+    name = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        info = read_header(f, name, size)
+        if info.data_size == 0:
+            return info, np.empty(info.rows, dtype=info.dtype)
+        mm = mmap.mmap(f.fileno(), info.data_offset + info.data_size, access=mmap.ACCESS_READ)
+    arr = np.frombuffer(mm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
+    return info, arr
+
+
+def read_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
+    """Read the table of a .cs file into memory (a writable copy)."""
+    name = os.fspath(path)
+    with open(path, "rb") as f:
+        info = read_header(f, name, os.fstat(f.fileno()).st_size)
+        arr = np.empty(info.rows, dtype=info.dtype)
+        view = memoryview(arr.view(np.uint8).reshape(-1)) if info.data_size else memoryview(b"")
+        got = f.readinto(view) if info.data_size else 0
+    if got != info.data_size:  # the file shrank after the header was read
+        raise CsFormatError(f"{name}: truncated: expected {info.data_size} bytes, read {got}")
+    return info, arr
+
+
+def npy_header(dtype: np.dtype, rows: int) -> bytes:
+    """The .npy header numpy.save writes for a 1-D array of dtype and rows.
+
+    Same bytes as numpy: sorted dict literal, room to grow the row count, the
+    oldest format version that can hold it, padding to 64 bytes.
+    """
+    d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows,)}
+    text = "{" + "".join(f"'{k}': {v!r}, " for k, v in sorted(d.items())) + "}"
+    text += " " * (_GROWTH_AXIS_MAX_DIGITS - len(repr(rows)))
+    for version, fmt, encoding in (((1, 0), "<H", "latin1"), ((2, 0), "<I", "latin1"),
+                                   ((3, 0), "<I", "utf8")):
+        try:
+            body = text.encode(encoding)
+        except UnicodeEncodeError:
+            continue
+        hlen = len(body) + 1
+        pad = _ARRAY_ALIGN - ((len(MAGIC) + 2 + struct.calcsize(fmt) + hlen) % _ARRAY_ALIGN)
+        if hlen + pad < 2 ** (8 * struct.calcsize(fmt)):
+            return (MAGIC + bytes(version) + struct.pack(fmt, hlen + pad)
+                    + body + b" " * pad + b"\n")
+    raise CsFormatError(f"header of {len(text)} characters is too large for any .npy version")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None],
+                 fsync: bool = True) -> None:
+    """Write a file atomically: a temporary file in the same folder, fsync, rename.
+
+    On any failure the temporary file is removed and an existing file at path
+    is left untouched. The new file takes the old file's permissions, or the
+    usual ones for a new file.
+    """
+    path = Path(path)
+    folder = path.parent
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            write(f)
+            if fsync:
+                os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(path))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if fsync:
+        _fsync_dir(folder)
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; some filesystems cannot open a directory."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def iter_chunks(rows: int, row_size: int, target_bytes: int = 8 << 20) -> Iterator[tuple[int, int]]:
+    """(start, stop) row ranges of about target_bytes each, for streaming writes."""
+    step = max(1, target_bytes // max(row_size, 1))
+    for start in range(0, rows, step):
+        yield start, min(rows, start + step)
