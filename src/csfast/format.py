@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import mmap
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
@@ -98,7 +99,7 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
         )
     try:
         text = raw.decode("utf-8" if version == (3, 0) else "latin1")
-        header = ast.literal_eval(text)
+        header = _parse_plain_header(text) or ast.literal_eval(text)
     except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as e:
         raise CsFormatError(f"{name}: malformed header ({type(e).__name__})") from None
     dtype, rows = _validate_header(header, name)
@@ -110,6 +111,31 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
             f"({info.data_size} bytes of data), found {max(file_size - offset, 0)} bytes"
         )
     return info
+
+
+# The header numpy writes for a flat structured array, matched whole: a fast
+# path that makes a 1 MB header of 20,000 fields parse in milliseconds. Any
+# other header (nested dtypes, escaped names, odd spacing) goes through
+# ast.literal_eval, which accepts every literal numpy may have written.
+_FIELD = r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'(?:, \((\d+(?:, \d+)*,?)\))?\)"
+_FIELD_RE = re.compile(_FIELD)
+_PLAIN_HEADER_RE = re.compile(
+    r"\{'descr': \[((?:" + _FIELD + r"(?:, )?)*)\], 'fortran_order': (False|True), "
+    r"'shape': \((\d+),\), \}\s*"
+)
+
+
+def _parse_plain_header(text: str) -> dict | None:
+    m = _PLAIN_HEADER_RE.fullmatch(text)
+    if m is None:
+        return None
+    descr = []
+    for name, dtype, shape in _FIELD_RE.findall(m.group(1)):
+        if shape:
+            descr.append((name, dtype, tuple(int(s) for s in shape.split(",") if s.strip())))
+        else:
+            descr.append((name, dtype))
+    return {"descr": descr, "fortran_order": m.group(5) == "True", "shape": (int(m.group(6)),)}
 
 
 def _validate_header(header: object, name: str) -> tuple[np.dtype, int]:
