@@ -216,7 +216,11 @@ class Dataset:
         read-only views of the file's map, read page by page as they are used.
         ``fields`` / ``prefixes`` keep only those fields (and uid).
         ``mmap=False`` reads the file into memory instead (writable columns).
+        A CSDAT stream (cryosparc-tools' format) is told by its magic and read
+        with ``csfast.csdat`` (see ``_load_csdat``).
         """
+        if cls._is_csdat(path):
+            return cls._load_csdat(path, fields, prefixes, mmap)
         info, arr = map_array(path) if mmap else read_array(path)
         names = _select_fields(info, fields, prefixes)
         cols: dict[str, np.ndarray | _Rows] = {}
@@ -263,8 +267,6 @@ class Dataset:
                 col = np.char.encode(col, "utf-8")
             if col.dtype.kind == "S":
                 dt = np.dtype(f"S{_core.str_maxlen(col) + 1}")
-                if col.ndim > 1:  # pack widens a row's bytes, not each sub-array element
-                    col = col.astype(dt)
             else:
                 dt = col.dtype
             cols.append(col)
@@ -830,6 +832,61 @@ class Dataset:
         for j in np.argsort(first, kind="stable").tolist():
             out[keys[j]] = self._subset(order[ends[j - 1] if j else 0:ends[j]])
         return out
+
+    # ----------------------------------------- conversions (csfast.convert)
+    # Thin hooks into csfast.convert and csfast.csdat, each importing its
+    # module only when called: pandas, pyarrow and cryosparc-tools are never
+    # imported by csfast itself.
+
+    def to_pandas(self, strings: str = "bytes") -> Any:
+        """A pandas DataFrame; see ``csfast.convert.to_pandas``."""
+        from .convert.frames import to_pandas
+        return to_pandas(self, strings=strings)
+
+    @classmethod
+    def from_pandas(cls, df: Any) -> Dataset:
+        """A dataset from a DataFrame; see ``csfast.convert.from_pandas``."""
+        from .convert.frames import from_pandas
+        return from_pandas(df, cls)
+
+    def to_arrow(self) -> Any:
+        """A pyarrow Table; see ``csfast.convert.to_arrow``."""
+        from .convert.arrow import to_arrow
+        return to_arrow(self)
+
+    @classmethod
+    def from_arrow(cls, table: Any) -> Dataset:
+        """A dataset from a pyarrow Table; see ``csfast.convert.from_arrow``."""
+        from .convert.arrow import from_arrow
+        return from_arrow(table, cls)
+
+    def to_cryosparc(self) -> Any:
+        """A cryosparc-tools Dataset; see ``csfast.convert.to_cryosparc``."""
+        from .convert.cryosparc import to_cryosparc
+        return to_cryosparc(self)
+
+    @classmethod
+    def from_cryosparc(cls, d: Any) -> Dataset:
+        """A dataset from a cryosparc-tools Dataset; see ``csfast.convert.from_cryosparc``."""
+        from .convert.cryosparc import from_cryosparc
+        return from_cryosparc(d, cls)
+
+    @staticmethod
+    def _is_csdat(path: str | os.PathLike) -> bool:
+        from .csdat import is_csdat
+        return is_csdat(path)
+
+    @classmethod
+    def _load_csdat(cls, path: str | os.PathLike, fields: Collection[str] | None,
+                    prefixes: Collection[str] | None, mmap: bool) -> Dataset:
+        """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
+        from . import csdat
+        header = csdat.read_header(path)
+        info = CsInfo(os.fspath(path), (0, 0), header.dtype, header.rows, header.data_offset,
+                      os.path.getsize(path))
+        names = _select_fields(info, fields, prefixes)
+        n, cols = csdat.read(path, names, mmap=mmap)
+        return cls._from_columns(n, {k: cols[k] for k in names})
 
 
 def _names(ds: Dataset, most: int = 8) -> str:
