@@ -267,6 +267,8 @@ class Dataset:
                 col = np.char.encode(col, "utf-8")
             if col.dtype.kind == "S":
                 dt = np.dtype(f"S{_core.str_maxlen(col) + 1}")
+                if col.ndim > 1:  # pack widens a row's bytes, not each sub-array element
+                    col = col.astype(dt)
             else:
                 dt = col.dtype
             cols.append(col)
