@@ -5,8 +5,10 @@ Read, join, append and assemble tables of items keyed by 64-bit uids.
 
 from ._core import num_threads, set_num_threads
 from .dataset import Dataset, Field, generate_uids
-from .errors import CsError, CsFieldError, CsFormatError, CsUidError
+from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
+from .groups import Result, ResultGroup, write_output
+from .inputs import Connection, Input, InputSpec, Slot
 
 __version__ = "0.1.0"
 
@@ -16,10 +18,18 @@ __all__ = [
     "CsFormatError",
     "CsInfo",
     "CsUidError",
+    "Connection",
     "Dataset",
     "Field",
     "generate_uids",
+    "Input",
+    "InputError",
+    "InputSpec",
     "inspect",
     "num_threads",
+    "Result",
+    "ResultGroup",
     "set_num_threads",
+    "Slot",
+    "write_output",
 ]

@@ -216,7 +216,11 @@ class Dataset:
         read-only views of the file's map, read page by page as they are used.
         ``fields`` / ``prefixes`` keep only those fields (and uid).
         ``mmap=False`` reads the file into memory instead (writable columns).
+        A CSDAT stream (cryosparc-tools' format) is told by its magic and read
+        with ``csfast.csdat`` (see ``_load_csdat``).
         """
+        if cls._is_csdat(path):
+            return cls._load_csdat(path, fields, prefixes, mmap)
         info, arr = map_array(path) if mmap else read_array(path)
         names = _select_fields(info, fields, prefixes)
         cols: dict[str, np.ndarray | _Rows] = {}
@@ -263,6 +267,8 @@ class Dataset:
                 col = np.char.encode(col, "utf-8")
             if col.dtype.kind == "S":
                 dt = np.dtype(f"S{_core.str_maxlen(col) + 1}")
+                if col.ndim > 1:  # pack widens a row's bytes, not each sub-array element
+                    col = col.astype(dt)
             else:
                 dt = col.dtype
             cols.append(col)
@@ -550,13 +556,15 @@ class Dataset:
         if "uid" not in self._cols:
             raise CsFieldError("dataset has no uid field; it cannot be joined or checked")
         col = self["uid"]
-        return col if col.dtype == np.dtype(np.uint64) else col.astype(np.uint64)
+        return col if col.dtype == _NATIVE_UID else col.astype(_NATIVE_UID)
 
     @classmethod
     def common_fields(cls, *datasets: Dataset, assert_same_fields: bool = False) -> list[Field]:
         """Fields present in every dataset, in the first one's order.
 
-        String fields of different widths are common (at the widest width).
+        String fields of different widths are common (at the widest width);
+        the same name with any other dtype difference raises CsFieldError
+        (cryosparc-tools leaves such a field out).
         """
         if not datasets:
             return []
@@ -566,36 +574,62 @@ class Dataset:
     def innerjoin(self, *others: Dataset, assert_no_drop: bool = False) -> Dataset:
         """Rows whose uid is in this dataset and every other, joined on uid.
 
-        Output rows follow this dataset's order (its duplicate uids kept); for
-        a uid repeated in a later dataset its last row is used. A field in
-        several datasets comes from the last one that has it.
+        Output rows follow this dataset's order, its duplicate uids kept; for
+        a uid repeated in a later dataset the last row holding it is used. A
+        field in several datasets comes from the last one that has it.
+        ``assert_no_drop`` raises CsUidError, before any column is copied,
+        when a row of this dataset has no match.
+
+        Differences from cryosparc-tools: fields are in order of first
+        appearance across the inputs (uid where the first input has it); a
+        string field takes the width of the input it comes from; a field
+        with different dtypes (other than string widths) in two inputs raises
+        CsFieldError naming it.
         """
         if not others:
             return self
-        result = type(self).innerjoin_many(self, *others)
-        if assert_no_drop and len(result) != len(self):
-            uids = self._uids()
-            missing = uids[~_core.isin(uids, result["uid"])]
-            raise CsUidError(
-                f"innerjoin dropped {len(missing)} of {len(self)} rows of the first dataset; "
-                f"uids without a match include {_some(missing)}"
-            )
-        return result
+        return type(self)._innerjoin((self,) + others, assert_no_drop)
 
     @classmethod
     def innerjoin_many(cls, *datasets: Dataset) -> Dataset:
-        """Inner join of any number of datasets on uid (see ``innerjoin``)."""
+        """Inner join of any number of datasets on uid (see ``innerjoin``).
+
+        No datasets give an empty dataset; one gives a copy of it.
+        """
         if not datasets:
             return cls()
         if len(datasets) == 1:
             return cls(datasets[0])
+        return cls._innerjoin(datasets, False)
+
+    @classmethod
+    def _innerjoin(cls, datasets: Sequence[Dataset], assert_no_drop: bool) -> Dataset:
+        _merge_fields(datasets, common=False)  # dtype conflicts fail before any work
+        first = datasets[0]
         index = _core.join_index([d._uids() for d in datasets])
-        merged = _merge_fields(datasets, common=False)
-        owner = {k: i for i, d in enumerate(datasets) for k in d._cols}
+        if assert_no_drop and len(index[0]) != len(first):
+            kept = np.zeros(len(first), dtype=bool)
+            kept[index[0]] = True
+            dropped = np.flatnonzero(~kept)
+            raise CsUidError(
+                f"innerjoin dropped {len(dropped)} of {len(first)} rows of the first dataset; "
+                f"uids without a match include {_some(first._uids()[dropped[:_SHOW_UIDS + 1]])}"
+            )
+        owner: dict[str, int] = {}
+        for i, d in enumerate(datasets):
+            owner.update(dict.fromkeys(d._cols, i))
         cols: dict[str, np.ndarray | _Rows] = {}
-        for k, (dt, _shape) in merged.items():
-            i = owner[k]
-            cols[k] = _gather(datasets[i]._cols[k], index[i], dt)
+        for k in owner:  # dict order: first appearance
+            if k == "uid":
+                # Every input holds the same value; the first's rows are read in order.
+                src, base = _uid_source(first)
+                idx = index[0]
+            else:
+                src, base = _source(datasets[owner[k]]._cols[k])
+                idx = index[owner[k]]
+            out = np.empty((len(idx),) + src.shape[1:], dtype=src.dtype)
+            _core.gather(src, idx if base is None else base[idx], out)
+            cols[k] = out
         return cls._from_columns(len(index[0]), cols)
 
     def append(self, *others: Dataset, assert_same_fields: bool = False,
@@ -611,21 +645,40 @@ class Dataset:
                     repeat_allowed: bool = False) -> Dataset:
         """Rows of every dataset in argument order; empty ones skipped.
 
-        Columns are the fields common to all (first dataset's order; string
-        columns widen). Unless repeat_allowed, a uid in two rows raises
-        CsUidError naming some of them and the datasets that hold them.
+        Columns are the fields common to all non-empty datasets, in the first
+        one's order; string columns take the widest width. With
+        ``assert_same_fields`` differing fields raise CsFieldError naming
+        them. Unless ``repeat_allowed``, a uid in two rows raises CsUidError
+        naming some of them and the datasets (argument positions) that hold
+        them. No datasets give an empty dataset; only empty ones give a copy
+        of the first.
         """
         if not datasets:
             return cls()
-        nonempty = [d for d in datasets if len(d)] or [datasets[0]]
-        merged = _merge_fields(nonempty, common=True, assert_same=assert_same_fields)
+        pos = [i for i, d in enumerate(datasets) if len(d)]
+        if not pos:
+            return cls(datasets[0])
+        parts = [datasets[i] for i in pos]
+        merged = _merge_fields(parts, common=True, assert_same=assert_same_fields, labels=pos)
         if not repeat_allowed:
-            _check_unique(nonempty)
-        n = sum(len(d) for d in nonempty)
+            _check_unique(parts, pos, "append")
+        return cls._concat_rows(parts, [None] * len(parts), merged)
+
+    @classmethod
+    def _concat_rows(cls, parts: Sequence[Dataset], indexes: Sequence[np.ndarray | None],
+                     merged: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> Dataset:
+        """parts[0][indexes[0]], parts[1][indexes[1]], ... (None: every row) for merged fields."""
+        sizes = [len(d) if ix is None else len(ix) for d, ix in zip(parts, indexes, strict=True)]
+        n = sum(sizes)
         cols: dict[str, np.ndarray | _Rows] = {}
         for k, (dt, shape) in merged.items():
             out = np.empty((n,) + shape, dtype=dt)
-            _concat([d._cols[k] for d in nonempty], out)
+            start = 0
+            for d, ix, size in zip(parts, indexes, sizes, strict=True):
+                src, base = _uid_source(d) if k == "uid" else _source(d._cols[k])
+                idx = ix if base is None else base if ix is None else base[ix]
+                _core.gather(src, idx, out[start:start + size])
+                start += size
             cols[k] = out
         return cls._from_columns(n, cols)
 
@@ -640,97 +693,202 @@ class Dataset:
     @classmethod
     def union_many(cls, *datasets: Dataset, assert_same_fields: bool = False,
                    assume_unique: bool = False) -> Dataset:
-        """Union on uid in input order: the first row holding each uid is kept."""
+        """Union on uid in input order: the first row holding each uid is kept.
+
+        Fields as in ``append_many`` (empty datasets skipped). ``assume_unique``
+        is accepted for compatibility; the result is the same either way.
+        """
         if not datasets:
             return cls()
-        nonempty = [d for d in datasets if len(d)] or [datasets[0]]
-        masks = _core.first_occurrence([d._uids() for d in nonempty])
-        kept = [d._subset(np.flatnonzero(m)) for d, m in zip(nonempty, masks)]
-        return cls.append_many(*kept, assert_same_fields=assert_same_fields,
-                               repeat_allowed=True)
+        pos = [i for i, d in enumerate(datasets) if len(d)]
+        if not pos:
+            return cls(datasets[0])
+        parts = [datasets[i] for i in pos]
+        merged = _merge_fields(parts, common=True, assert_same=assert_same_fields, labels=pos)
+        masks = _core.first_occurrence([d._uids() for d in parts])
+        indexes = [None if m.all() else np.flatnonzero(m) for m in masks]
+        return cls._concat_rows(parts, indexes, merged)
 
     def interlace(self, *datasets: Dataset, assert_same_fields: bool = False) -> Dataset:
-        """Alternate rows: self[0], d1[0], d2[0], self[1], ... (same lengths)."""
+        """Alternate rows: self[0], d1[0], d2[0], self[1], ...
+
+        The datasets must have the same length (else CsError) and no uid in
+        common (else CsUidError); fields as in ``append_many``.
+        """
         if not datasets:
             return self
         all_ds = (self,) + datasets
         if any(len(d) != self._n for d in datasets):
-            raise ValueError("interlace needs datasets of the same length: "
-                             f"{[len(d) for d in all_ds]}")
+            raise CsError("interlace needs datasets of the same length; got "
+                          f"{[len(d) for d in all_ds]} rows")
         merged = _merge_fields(all_ds, common=True, assert_same=assert_same_fields)
-        _check_unique(all_ds)
+        _check_unique(all_ds, range(len(all_ds)), "interlace")
         step = len(all_ds)
         cols: dict[str, np.ndarray | _Rows] = {}
         for k, (dt, shape) in merged.items():
             out = np.empty((self._n * step,) + shape, dtype=dt)
             for i, d in enumerate(all_ds):
-                _core.gather(d[k], None, out[i::step])
+                src, base = _uid_source(d) if k == "uid" else _source(d._cols[k])
+                _core.gather(src, base, out[i::step])
             cols[k] = out
         return type(self)._from_columns(self._n * step, cols)
 
     def replace(self, query: Mapping[str, Any], *others: Dataset,
                 assume_disjoint: bool = False, assume_unique: bool = False) -> Dataset:
-        """Drop rows matching query (and rows whose uid is in others), append others."""
+        """Drop the rows matching query and the rows whose uid is in others, append others.
+
+        Every non-empty dataset must have the same fields (else CsFieldError);
+        the result has this dataset's field order. An empty query drops no
+        row by itself. ``assume_disjoint`` skips the uid check (rows of others
+        whose uid is also here are then kept twice); ``assume_unique`` is
+        accepted for compatibility.
+        """
         others = tuple(d for d in others if len(d))
-        _merge_fields((self,) + others, common=True, assert_same=True)
+        merged = _merge_fields((self,) + others, common=True, assert_same=True)
         keep = np.ones(self._n, dtype=bool)
         if not assume_disjoint and others:
             uids = self._uids()
             for other in others:
-                keep &= ~_core.isin(uids, other._uids())
+                found = _core.isin(uids, other._uids())
+                np.logical_and(keep, np.logical_not(found, out=found), out=keep)
         if query:
-            keep &= ~self.query_mask(query)
-        return type(self).append_many(self.mask(keep), *others, repeat_allowed=True)
+            np.logical_and(keep, self.query_mask(query, invert=True), out=keep)
+        first = None if keep.all() else np.flatnonzero(keep)
+        return type(self)._concat_rows((self,) + others, [first] + [None] * len(others), merged)
 
     # ------------------------------------------------------------- queries
 
     def query_mask(self, query: Mapping[str, Any], invert: bool = False) -> np.ndarray:
-        """Rows whose every queried field is among the given values (ANDed)."""
+        """Rows whose every queried field is among the given values (ANDed).
+
+        Each value is a scalar or a collection. ``uid`` and other uint64 fields
+        are matched through the hash kernel; Python strings match UTF-8 bytes.
+        A field the dataset lacks raises CsFieldError (a KeyError); a
+        sub-array field raises CsFieldError.
+        """
         missing = [k for k in query if k not in self._cols]
         if missing:
-            raise CsFieldError(f"fields not in dataset: {', '.join(missing)}")
-        mask = np.ones(self._n, dtype=bool)
+            raise CsFieldError(f"fields not in dataset: {', '.join(map(str, missing))}")
+        mask = None
         for k, values in query.items():
-            mask &= self._isin(k, values)
-        return ~mask if invert else mask
+            found = self._isin(k, values)
+            mask = found if mask is None else np.logical_and(mask, found, out=mask)
+        if mask is None:
+            mask = np.ones(self._n, dtype=bool)
+        return np.logical_not(mask, out=mask) if invert else mask
 
     def _isin(self, field: str, values: Any) -> np.ndarray:
+        if field == "uid":
+            return _core.isin(self._uids(), _uid_values(values, "query on uid"))
         col = self[field]
-        vals = np.asarray(values)
+        if col.ndim != 1:
+            raise CsFieldError(f"cannot query field {field!r}: it is a sub-array of shape "
+                               f"{col.shape[1:]}")
+        if col.dtype.kind == "u" and col.dtype.itemsize == 8:
+            return _core.isin(col if col.dtype == _NATIVE_UID else col.astype(_NATIVE_UID),
+                              _uid_values(values, f"query on {field!r}"))
+        vals = np.asarray(list(values) if isinstance(values, (set, frozenset)) else values)
         if col.dtype.kind == "S" and vals.dtype.kind == "U":
             vals = np.char.encode(vals, "utf-8")
-        if field == "uid":
-            return _core.isin(self._uids(), _uid_array(vals.reshape(-1), "query uids"))
-        if vals.ndim == 0:
-            return col == vals
+        elif col.dtype.kind == "U" and vals.dtype.kind == "S":
+            vals = np.char.decode(vals, "utf-8")
         return np.isin(col, vals)
 
     def query(self, query: Mapping[str, Any] | Callable[[dict[str, Any]], bool]) -> Dataset:
-        """Rows matching a {field: value or values} query (a row function works too, slowly)."""
+        """Rows matching a {field: value or values} query (see ``query_mask``).
+
+        A function of a row works too, slowly: it receives a dict of the row's
+        values (cryosparc-tools passes a Row object).
+        """
         if callable(query):
             cols = self.cols()
             keep = [bool(query({k: c[i] for k, c in cols.items()})) for i in range(self._n)]
             return self.mask(np.array(keep, dtype=bool).reshape(self._n))
-        return self.mask(self.query_mask(query))
+        return self._subset(np.flatnonzero(self.query_mask(query)))
 
     def subset_uids(self, uids: Any) -> Dataset:
-        """Rows whose uid is in uids, in this dataset's order."""
-        return self.mask(_core.isin(self._uids(), _uid_array(np.asarray(uids).reshape(-1),
-                                                            "subset uids")))
+        """Rows whose uid is in uids, in this dataset's order (duplicates of this dataset kept)."""
+        found = _core.isin(self._uids(), _uid_values(uids, "subset_uids"))
+        return self._subset(np.flatnonzero(found))
 
     def split_by(self, field: str) -> dict[Any, Dataset]:
         """{value: rows with that value} for every distinct value of a 1-D field.
 
-        Keys are Python scalars (bytes for string columns), in sorted order;
-        rows keep their order within each part.
+        Keys are Python scalars in order of first appearance (as in
+        cryosparc-tools), rows keep their order within each part. Differences
+        from cryosparc-tools: keys of string columns are bytes, and every NaN
+        falls in one part.
         """
         col = self[field]
         if col.ndim != 1:
             raise CsFieldError(f"split_by needs a 1-D field; {field!r} has shape {col.shape[1:]}")
-        values, inverse = np.unique(col, return_inverse=True)
-        order = np.argsort(inverse.reshape(-1), kind="stable")
-        bounds = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(values)))[:-1]
-        return {v: self._subset(idx) for v, idx in zip(values.tolist(), np.split(order, bounds))}
+        if self._n == 0:
+            return {}
+        values, first, inverse = np.unique(col, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        # Rows grouped by value (stable, so each part keeps the dataset's order).
+        order = np.argsort(inverse, kind="stable")
+        ends = np.cumsum(np.bincount(inverse, minlength=len(values))).tolist()
+        keys = values.tolist()
+        out: dict[Any, Dataset] = {}
+        for j in np.argsort(first, kind="stable").tolist():
+            out[keys[j]] = self._subset(order[ends[j - 1] if j else 0:ends[j]])
+        return out
+
+    # ----------------------------------------- conversions (csfast.convert)
+    # Thin hooks into csfast.convert and csfast.csdat, each importing its
+    # module only when called: pandas, pyarrow and cryosparc-tools are never
+    # imported by csfast itself.
+
+    def to_pandas(self, strings: str = "bytes") -> Any:
+        """A pandas DataFrame; see ``csfast.convert.to_pandas``."""
+        from .convert.frames import to_pandas
+        return to_pandas(self, strings=strings)
+
+    @classmethod
+    def from_pandas(cls, df: Any) -> Dataset:
+        """A dataset from a DataFrame; see ``csfast.convert.from_pandas``."""
+        from .convert.frames import from_pandas
+        return from_pandas(df, cls)
+
+    def to_arrow(self) -> Any:
+        """A pyarrow Table; see ``csfast.convert.to_arrow``."""
+        from .convert.arrow import to_arrow
+        return to_arrow(self)
+
+    @classmethod
+    def from_arrow(cls, table: Any) -> Dataset:
+        """A dataset from a pyarrow Table; see ``csfast.convert.from_arrow``."""
+        from .convert.arrow import from_arrow
+        return from_arrow(table, cls)
+
+    def to_cryosparc(self) -> Any:
+        """A cryosparc-tools Dataset; see ``csfast.convert.to_cryosparc``."""
+        from .convert.cryosparc import to_cryosparc
+        return to_cryosparc(self)
+
+    @classmethod
+    def from_cryosparc(cls, d: Any) -> Dataset:
+        """A dataset from a cryosparc-tools Dataset; see ``csfast.convert.from_cryosparc``."""
+        from .convert.cryosparc import from_cryosparc
+        return from_cryosparc(d, cls)
+
+    @staticmethod
+    def _is_csdat(path: str | os.PathLike) -> bool:
+        from .csdat import is_csdat
+        return is_csdat(path)
+
+    @classmethod
+    def _load_csdat(cls, path: str | os.PathLike, fields: Collection[str] | None,
+                    prefixes: Collection[str] | None, mmap: bool) -> Dataset:
+        """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
+        from . import csdat
+        header = csdat.read_header(path)
+        info = CsInfo(os.fspath(path), (0, 0), header.dtype, header.rows, header.data_offset,
+                      os.path.getsize(path))
+        names = _select_fields(info, fields, prefixes)
+        n, cols = csdat.read(path, names, mmap=mmap)
+        return cls._from_columns(n, {k: cols[k] for k in names})
 
 
 def _names(ds: Dataset, most: int = 8) -> str:
@@ -739,7 +897,8 @@ def _names(ds: Dataset, most: int = 8) -> str:
 
 
 def _some(uids: np.ndarray) -> str:
-    return ", ".join(str(int(u)) for u in uids[:_SHOW_UIDS]) + (", ..." if len(uids) > _SHOW_UIDS else "")
+    more = ", ..." if len(uids) > _SHOW_UIDS else ""
+    return ", ".join(str(int(u)) for u in uids[:_SHOW_UIDS]) + more
 
 
 def _select_fields(info: CsInfo, fields: Collection[str] | None,
@@ -758,64 +917,124 @@ def _select_fields(info: CsInfo, fields: Collection[str] | None,
     return [k for k in names if k == "uid" or k in wanted or k.split("/", 1)[0] in pref]
 
 
-def _merge_fields(datasets: Sequence[Dataset], common: bool,
-                  assert_same: bool = False) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+_NATIVE_UID = np.dtype(np.uint64)
+
+
+def _describe(dt: np.dtype, shape: tuple[int, ...]) -> str:
+    return f"{dt.str}{shape}" if shape else dt.str
+
+
+def _merge_fields(datasets: Sequence[Dataset], common: bool, assert_same: bool = False,
+                  labels: Sequence[int] | None = None,
+                  ) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
     """Output fields of a combination: {name: (dtype, sub-array shape)}.
 
     common: the fields every dataset has, in the first one's order; else every
-    field, in order of first appearance. Strings of one kind widen; any other
-    dtype mismatch is an error naming the field.
+    field, in order of first appearance. An output field must have one dtype
+    and shape wherever it appears, except that strings of one kind widen to
+    the widest; a field left out of the output is not checked. uid is always
+    native uint64. labels: each dataset's argument position, for messages.
     """
+    labels = list(range(len(datasets))) if labels is None else list(labels)
+    if common:
+        keep = set(datasets[0]._cols).intersection(*(d._cols for d in datasets[1:]))
+        if assert_same:
+            extra: dict[str, list[int]] = {}
+            for d, lab in zip(datasets, labels, strict=True):
+                for k in d._cols:
+                    if k not in keep:
+                        extra.setdefault(k, []).append(lab)
+            if extra:
+                shown = [f"{k!r} only in dataset{'s' if len(v) > 1 else ''} "
+                         f"{', '.join(map(str, v))}" for k, v in list(extra.items())[:8]]
+                raise CsFieldError("datasets do not have the same fields: " + "; ".join(shown)
+                                   + ("; ..." if len(extra) > 8 else ""))
+        names = [k for k in datasets[0]._cols if k in keep]
+    else:
+        names = list(dict.fromkeys(k for d in datasets for k in d._cols))
     out: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
-    for i, d in enumerate(datasets):
-        for k, c in d._cols.items():
-            dt, shape = c.dtype, tuple(c.shape[1:])
-            if k not in out:
-                out[k] = (dt, shape)
+    for k in names:
+        if k == "uid":
+            out[k] = (_NATIVE_UID, ())
+            continue
+        seen: tuple[int, np.dtype, tuple[int, ...]] | None = None
+        for d, lab in zip(datasets, labels, strict=True):
+            c = d._cols.get(k)
+            if c is None:
                 continue
-            dt0, shape0 = out[k]
-            if shape != shape0 or not _compatible(dt0, dt):
+            dt, shape = c.dtype, tuple(c.shape[1:])
+            if seen is None:
+                seen = (lab, dt, shape)
+                out[k] = (dt, shape)
+            elif shape != seen[2] or not _compatible(seen[1], dt):
                 raise CsFieldError(
-                    f"field {k!r} is {dt0.str}{shape0 or ''} in one dataset and "
-                    f"{dt.str}{shape or ''} in dataset {i}; cannot combine them"
+                    f"field {k!r} is {_describe(seen[1], seen[2])} in dataset {seen[0]} and "
+                    f"{_describe(dt, shape)} in dataset {lab}; cannot combine them"
                 )
-            out[k] = (_wider(dt0, dt), shape)
-    if not common:
-        return out
-    sets = [set(d._cols) for d in datasets]
-    keep = set.intersection(*sets)
-    if assert_same:
-        for i, s in enumerate(sets):
-            if s != keep:
-                raise CsFieldError(
-                    f"datasets do not have the same fields: dataset {i} also has "
-                    f"{sorted(s - keep)}; missing elsewhere"
-                )
-    return {k: out[k] for k in datasets[0]._cols if k in keep}
+            else:
+                out[k] = (_wider(out[k][0], dt), shape)
+    return out
 
 
-def _check_unique(datasets: Sequence[Dataset]) -> None:
-    count, rep, first = _core.repeats([d._uids() for d in datasets], _SHOW_UIDS)
+def _check_unique(datasets: Sequence[Dataset], labels: Sequence[int], what: str) -> None:
+    """Raise CsUidError if a uid appears in two rows of the datasets (hash kernel)."""
+    uids = [d._uids() for d in datasets]
+    # Ask for more rows than shown: a uid repeated many times should be named once.
+    count, rep, first = _core.repeats(uids, 4 * _SHOW_UIDS)
     if count == 0:
         return
-    starts = np.cumsum([0] + [len(d) for d in datasets])
-    which = lambda row: int(np.searchsorted(starts, row, side="right") - 1)  # noqa: E731
-    all_uids = [d._uids() for d in datasets]
-    examples = []
-    for r, f in zip(rep.tolist(), first.tolist()):
-        i, j = which(r), which(f)
-        uid = int(all_uids[i][r - starts[i]])
-        examples.append(f"{uid} (datasets {j} and {i})" if i != j else f"{uid} (twice in dataset {i})")
+    labels = list(labels)
+    starts = np.cumsum([0] + [len(u) for u in uids])
+
+    def locate(row: int) -> tuple[int, int]:
+        i = int(np.searchsorted(starts, row, side="right")) - 1
+        return i, row - int(starts[i])
+
+    examples: dict[int, str] = {}
+    for r, f in zip(rep.tolist(), first.tolist(), strict=True):
+        (i, ri), (j, _) = locate(r), locate(f)
+        uid = int(uids[i][ri])
+        if uid not in examples and len(examples) < _SHOW_UIDS:
+            where = (f"datasets {labels[j]} and {labels[i]}" if i != j
+                     else f"twice in dataset {labels[i]}")
+            examples[uid] = f"{uid} ({where})"
     raise CsUidError(
-        f"{count} rows repeat a uid of an earlier row; e.g. {', '.join(examples)}"
+        f"{what}: {count} row{'s repeat' if count > 1 else ' repeats'} the uid of an earlier "
+        f"row, e.g. uid {', '.join(examples.values())}"
         + (", ..." if count > len(examples) else "")
-        + "; pass repeat_allowed=True if repeats are intended"
+        + ("; pass repeat_allowed=True if repeats are intended" if what == "append" else "")
     )
 
 
-def _concat(cols: Sequence[np.ndarray | _Rows], out: np.ndarray) -> None:
-    start = 0
-    for c in cols:
-        src, index = _source(c)
-        _core.gather(src, index, out[start:start + len(c)])
-        start += len(c)
+def _uid_source(d: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """(array, row index or None) to read d's uids from as native uint64, without a copy."""
+    col = d._cols.get("uid")
+    if col is not None and col.dtype == _NATIVE_UID:
+        return _source(col)
+    return d._uids(), None
+
+
+def _uid_values(values: Any, what: str) -> np.ndarray:
+    """Caller-given uids as a 1-D native uint64 array (no copy when already one).
+
+    Python ints over the full 64-bit range are exact (numpy alone would turn
+    [0, 2**64 - 1] into float64); negative or non-integer values raise.
+    """
+    if isinstance(values, (set, frozenset)):
+        values = list(values)
+    a = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if a.size == 0:
+        return np.zeros(0, dtype=_NATIVE_UID)
+    if a.dtype.kind in "fO" and not isinstance(values, np.ndarray):
+        flat = np.asarray(values, dtype=object).reshape(-1).tolist()
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in flat):
+            if min(flat) < 0 or max(flat) >= 2**64:
+                raise CsUidError(f"{what}: uid values must be in [0, 2**64), got "
+                                 f"{min(flat) if min(flat) < 0 else max(flat)}")
+            return np.array(flat, dtype=_NATIVE_UID)
+    if a.dtype.kind not in "ui":
+        raise CsUidError(f"{what}: uids must be unsigned integers, not {a.dtype}")
+    a = a.reshape(-1)
+    if a.dtype.kind == "i" and a.min() < 0:
+        raise CsUidError(f"{what}: uid values must be non-negative, got {a.min()}")
+    return a if a.dtype == _NATIVE_UID else a.astype(_NATIVE_UID)

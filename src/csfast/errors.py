@@ -20,3 +20,15 @@ class CsFieldError(CsError, KeyError):
 
 class CsUidError(CsError, ValueError):
     """Duplicate, missing or unmatched uids where the operation forbids them."""
+
+
+class InputError(CsError, ValueError):
+    """An input group whose requirements do not hold (MODEL.md: validation).
+
+    ``problems`` lists every failed requirement; each names the input, the
+    connection, the slot and the group, and says what would fix it.
+    """
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))

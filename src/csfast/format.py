@@ -79,17 +79,21 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
     start = f.read(10)
     if start[:6] == CSDAT_MAGIC:
         raise CsFormatError(f"{name}: is a CSDAT stream, not a numpy .cs file")
-    if len(start) < 10 or start[:6] != MAGIC:
+    if start[:6] != MAGIC:
         raise CsFormatError(f"{name}: not a .cs file (bad magic {start[:6]!r}, expected {MAGIC!r})")
+    if len(start) < 8:
+        raise CsFormatError(f"{name}: truncated: {len(start)} bytes, too short for a .npy header")
     version = (start[6], start[7])
     if version == (1, 0):
-        (hlen,) = struct.unpack("<H", start[8:10])
         prefix = 10
     elif version in ((2, 0), (3, 0)):
-        (hlen,) = struct.unpack("<I", start[8:10] + f.read(2))
         prefix = 12
+        start += f.read(2)
     else:
         raise CsFormatError(f"{name}: unsupported .npy format version {version[0]}.{version[1]}")
+    if len(start) < prefix:
+        raise CsFormatError(f"{name}: truncated: {len(start)} bytes, too short for a .npy header")
+    (hlen,) = struct.unpack("<H" if prefix == 10 else "<I", start[8:prefix])
     if hlen > MAX_HEADER_BYTES:
         raise CsFormatError(f"{name}: header length {hlen} bytes is beyond any real .cs file")
     raw = f.read(hlen)
@@ -100,7 +104,7 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
     try:
         text = raw.decode("utf-8" if version == (3, 0) else "latin1")
         header = _parse_plain_header(text) or ast.literal_eval(text)
-    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as e:
+    except Exception as e:  # literal_eval raises ValueError, SyntaxError, TypeError...
         raise CsFormatError(f"{name}: malformed header ({type(e).__name__})") from None
     dtype, rows = _validate_header(header, name)
     offset = prefix + hlen
@@ -169,11 +173,15 @@ def _validate_header(header: object, name: str) -> tuple[np.dtype, int]:
 
 
 def _has_object(descr: object) -> bool:
-    """True if a descr (possibly nested) names an object type anywhere."""
+    """True if a descr (possibly nested) names an object type anywhere.
+
+    Looks only at the type of each (name, type[, shape]) entry: a field may
+    well be called "Omega".
+    """
     if isinstance(descr, str):
-        return "O" in descr.lstrip("|<>=")[:1]
-    if isinstance(descr, (list, tuple)):
-        return any(_has_object(d) for d in descr)
+        return descr.lstrip("|<>=")[:1] == "O"
+    if isinstance(descr, list):
+        return any(isinstance(d, tuple) and len(d) >= 2 and _has_object(d[1]) for d in descr)
     return False
 
 
@@ -187,8 +195,10 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         info = read_header(f, name, size)
-        if info.data_size == 0:
-            return info, np.empty(info.rows, dtype=info.dtype)
+        if info.data_size == 0:  # mmap cannot map zero bytes
+            empty = np.empty(info.rows, dtype=info.dtype)
+            empty.flags.writeable = False  # like a mapped table
+            return info, empty
         mm = mmap.mmap(f.fileno(), info.data_offset + info.data_size, access=mmap.ACCESS_READ)
     arr = np.frombuffer(mm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
     return info, arr

@@ -1,0 +1,403 @@
+"""Result groups: the output side of a job (MODEL.md), and their .csg files.
+
+A job's output group names several results about the same items (``blob``,
+``ctf``, ``alignments3D``...); each result has one metafile per version and
+may be a passthrough result (copied along from the job's input). A ``.csg``
+file (YAML, CS_FORMAT.md) describes a group; ``write_output`` writes one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from .dataset import Dataset
+from .errors import CsError, CsFieldError, CsFormatError, CsUidError
+from .format import atomic_write
+
+if TYPE_CHECKING:
+    from .inputs import Input
+
+__all__ = ["Result", "ResultGroup", "write_output", "SINGLE_ITEM_TYPES"]
+
+# Item types that come one item per output group: their uids differ from job
+# to job, so an override of their results cannot join on uid (MODEL.md).
+SINGLE_ITEM_TYPES = frozenset({"volume", "mask"})
+
+_JOB = re.compile(r"(?:^|_)(J\d+)_")
+_VERSIONED = re.compile(r"(?:^|_)J\d+_(\d+)_")
+
+
+@dataclass
+class Result:
+    """One result of an output group: its name, item type and metafiles.
+
+    ``versions`` maps each version (iteration) number to its metafile; the
+    final version is the highest number. A passthrough result has a single,
+    unversioned metafile. ``group`` is the owning group's label (``J42.particles``),
+    used in messages. ``result_type`` is the type the .csg names (``particle.blob``;
+    multi-class results such as ``alignments_class_3`` have type
+    ``particle.alignments3D``).
+    """
+
+    name: str
+    item_type: str
+    versions: dict[int, str]
+    num_items: int = 0
+    passthrough: bool = False
+    group: str = ""
+    result_type: str = ""
+
+    def __repr__(self) -> str:
+        kind = "passthrough" if self.passthrough else \
+            f"version{'s' if len(self.versions) > 1 else ''} {', '.join(map(str, self.versions))}"
+        return (f"Result({self.label}, {self.result_type}, {self.num_items:,} items, {kind}: "
+                f"{self.metafile})")
+
+    def __post_init__(self) -> None:
+        if not self.versions:
+            raise ValueError(f"result {self.name!r} has no metafile")
+        self.versions = {int(v): os.fspath(p) for v, p in sorted(self.versions.items())}
+        if not self.result_type:
+            self.result_type = f"{self.item_type}.{self.name}"
+
+    @property
+    def label(self) -> str:
+        """``J42.particles.blob``: the group's label and the result's name."""
+        return f"{self.group}.{self.name}" if self.group else self.name
+
+    @property
+    def version(self) -> int:
+        """The final version."""
+        return max(self.versions)
+
+    @property
+    def metafile(self) -> str:
+        """The final version's metafile."""
+        return self.versions[self.version]
+
+    def metafile_of(self, version: int | None = None) -> str:
+        """The metafile of a version (the final one by default).
+
+        Passthrough results are the same for every version of their group,
+        so any version gives their one metafile.
+        """
+        if version is None or self.passthrough:
+            return self.metafile
+        try:
+            return self.versions[version]
+        except KeyError:
+            raise CsError(f"result {self.label} has no version {version} "
+                          f"(versions: {', '.join(map(str, self.versions))})") from None
+
+    def load(self, version: int | None = None) -> Dataset:
+        """This result's fields (and uid) from its metafile; the final version by default."""
+        return Dataset.load(self.metafile_of(version), prefixes=[self.name])
+
+
+@dataclass
+class ResultGroup:
+    """A job's output group: named results about the same items.
+
+    ``job`` (``J42``) and ``name`` (``particles``) make the group's label
+    ``J42.particles``; ``path`` is the .csg it was read from or saved to.
+    """
+
+    name: str
+    item_type: str
+    results: dict[str, Result] = field(default_factory=dict)
+    title: str = ""
+    description: str = ""
+    job: str = ""
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        for r in self.results.values():
+            r.group = self.label
+
+    @property
+    def label(self) -> str:
+        return f"{self.job}.{self.name}" if self.job else self.name
+
+    def __repr__(self) -> str:
+        own = [n for n, r in self.results.items() if not r.passthrough]
+        carried = [n for n, r in self.results.items() if r.passthrough]
+        text = f"ResultGroup({self.label}, {self.item_type}, {self.num_items:,} items: "
+        text += ", ".join(own)
+        return text + (f"; passthrough: {', '.join(carried)})" if carried else ")")
+
+    def __getitem__(self, name: str) -> Result:
+        try:
+            return self.results[name]
+        except KeyError:
+            raise CsFieldError(f"{self.label} has no result {name!r} "
+                               f"(results: {', '.join(self.results)})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.results
+
+    @property
+    def num_items(self) -> int:
+        return max((r.num_items for r in self.results.values()), default=0)
+
+    # ------------------------------------------------------------------ .csg
+
+    @classmethod
+    def from_csg(cls, path: str | os.PathLike) -> ResultGroup:
+        """Read a .csg file (CS_FORMAT.md).
+
+        A metafile written ``>name.cs`` is relative to the .csg's folder; an
+        absolute path is taken as is; a plain relative path is relative to
+        the current folder, or else to the project folder above the .csg's
+        (cryoSPARC writes project-relative paths such as ``J42/J42_005_particles.cs``).
+        """
+        path = os.path.abspath(os.fspath(path))
+        try:
+            with open(path, "rb") as f:
+                doc = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("group"), dict) \
+                or not isinstance(doc.get("results"), dict):
+            raise CsFormatError(f"{path}: a .csg file needs 'group' and 'results' mappings")
+        g = doc["group"]
+        folder = os.path.dirname(path)
+        job_match = _JOB.search(os.path.basename(path))
+        name = str(g.get("name") or "")
+        item_type = str(g.get("type") or "")
+        if not name or not item_type:
+            raise CsFormatError(f"{path}: group needs a 'name' and a 'type'")
+        results = {}
+        for rname, r in doc["results"].items():
+            rname = str(rname)
+            if not isinstance(r, dict) or "metafile" not in r:
+                raise CsFormatError(f"{path}: result {rname!r} has no metafile")
+            rtype = str(r.get("type") or f"{item_type}.{rname}")
+            raw_versions = r.get("versions") or {}
+            if not isinstance(raw_versions, dict):
+                raise CsFormatError(f"{path}: result {rname!r}: versions must be a mapping")
+            metafile = str(r["metafile"])
+            versions = {int(v): _resolve(str(m), folder) for v, m in raw_versions.items()}
+            final = _resolve(metafile, folder)
+            if final not in versions.values():
+                versions[_version_of(metafile)] = final
+            results[rname] = Result(
+                name=rname,
+                item_type=rtype.split(".", 1)[0],
+                versions=versions,
+                num_items=int(r.get("num_items") or 0),
+                passthrough=bool(r.get("passthrough", "_passthrough_" in os.path.basename(metafile))),
+                result_type=rtype,
+            )
+        return cls(name=name, item_type=item_type, results=results,
+                   title=str(g.get("title") or ""), description=str(g.get("description") or ""),
+                   job=job_match.group(1) if job_match else "", path=path)
+
+    def save_csg(self, path: str | os.PathLike | None = None) -> str:
+        """Write this group as a .csg file, atomically; returns its path.
+
+        Metafiles inside the .csg's folder (or below) are written ``>relative``,
+        others as absolute paths. Beyond CS_FORMAT.md's keys, a result with
+        several versions lists them under ``versions`` and a passthrough
+        result says ``passthrough: true``.
+        """
+        from . import __version__
+
+        target = os.path.abspath(os.fspath(path if path is not None else self.path or ""))
+        if path is None and self.path is None:
+            raise ValueError("save_csg needs a path: this group was not read from a .csg")
+        folder = os.path.dirname(target)
+        results: dict[str, Any] = {}
+        for name, r in self.results.items():
+            entry: dict[str, Any] = {
+                "metafile": _relative(r.metafile, folder),
+                "num_items": int(r.num_items),
+                "type": r.result_type,
+            }
+            if r.passthrough:
+                entry["passthrough"] = True
+            if len(r.versions) > 1:
+                entry["versions"] = {v: _relative(m, folder) for v, m in r.versions.items()}
+            results[name] = entry
+        doc = {
+            "created": datetime.datetime.now().replace(microsecond=0),
+            "group": {"name": self.name, "title": self.title or _title(self.name),
+                      "type": self.item_type, "description": self.description},
+            "results": results,
+            "version": f"csfast-{__version__}",
+        }
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode("utf-8")
+        atomic_write(target, lambda f: f.write(text))
+        self.path = target
+        return target
+
+    # ------------------------------------------------------------------ load
+
+    def load(self, slots: Sequence[str] | None = None, version: int | None = None,
+             passthrough: bool = True) -> Dataset:
+        """One table: the inner join on uid of the results asked for.
+
+        ``slots`` names results (default: the group's non-passthrough results);
+        ``passthrough`` adds every other result of the group. Each metafile is
+        opened once, for all the results it holds. Rows follow the first
+        named result's metafile. ``version`` picks a version (the final one
+        by default).
+        """
+        names = list(slots) if slots is not None else \
+            [n for n, r in self.results.items() if not r.passthrough]
+        for n in names:
+            self[n]  # noqa: B018 - raises CsFieldError naming the group's results
+        if passthrough:
+            names += [n for n in self.results if n not in names]
+        if not names:
+            raise CsFieldError(f"{self.label}: no results to load")
+        parts: dict[str, list[str]] = {}
+        for n in names:
+            parts.setdefault(self.results[n].metafile_of(version), []).append(n)
+        tables = [Dataset.load(p, prefixes=ns) for p, ns in parts.items()]
+        return join_tables(tables)
+
+
+def join_tables(tables: Sequence[Dataset]) -> Dataset:
+    """Inner join on uid; a single table is returned as is (still mapped, no copy)."""
+    if len(tables) == 1:
+        return tables[0]
+    return Dataset.innerjoin_many(*tables)
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def _version_of(metafile: str) -> int:
+    m = _VERSIONED.search(os.path.basename(metafile))
+    return int(m.group(1)) if m else 0
+
+
+def _resolve(metafile: str, folder: str) -> str:
+    if metafile.startswith(">"):
+        return os.path.normpath(os.path.join(folder, metafile[1:]))
+    if os.path.isabs(metafile):
+        return metafile
+    here = os.path.abspath(metafile)
+    project = os.path.normpath(os.path.join(folder, os.pardir, metafile))
+    return here if os.path.exists(here) or not os.path.exists(project) else project
+
+
+def _relative(metafile: str, folder: str) -> str:
+    path = os.path.abspath(metafile)
+    rel = os.path.relpath(path, folder)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return path
+    return ">" + rel.replace(os.sep, "/")
+
+
+# ---------------------------------------------------------------------- output
+
+
+def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Dataset,
+                 item_type: str, results: Collection[str],
+                 passthrough: Input | Dataset | None = None, version: int = 0, *,
+                 title: str | None = None) -> ResultGroup:
+    """Write a job's output group; returns the ResultGroup (its ``path`` the .csg).
+
+    - the new ``results`` (fields of ``dataset`` under those prefixes, plus
+      uid) go to ``<job>_<version:03d>_<name>.cs``;
+    - with ``passthrough`` (the job's ``Input``, loaded with its passthrough
+      results, or a ``Dataset``), every result of it that ``results`` does not
+      replace goes to ``<job>_passthrough_<name>.cs``, for exactly the output's
+      uids and in the output's row order (CsUidError if an output uid is not
+      in it);
+    - ``<job>_<name>.csg`` ties them together.
+
+    Writing another version of the same output adds its file and updates the
+    .csg (earlier versions stay listed; earlier passthrough results stay
+    unless new ones are given). Every file is written atomically and the
+    .csg last, so a failed write leaves the earlier group loadable. Fields of
+    ``dataset`` outside ``results`` are not written.
+    """
+    folder = os.fspath(folder)
+    results = list(dict.fromkeys(results))
+    if not results:
+        raise CsFieldError(f"{job}.{name}: an output group needs at least one new result")
+    missing = [r for r in results if r not in dataset.prefixes()]
+    if missing:
+        raise CsFieldError(f"{job}.{name}: results {missing} are not in the dataset "
+                           f"(it has: {', '.join(dataset.prefixes())})")
+    main_path = os.path.join(folder, f"{job}_{version:03d}_{name}.cs")
+    csg_path = os.path.join(folder, f"{job}_{name}.csg")
+    n = len(dataset)
+
+    main = _project(dataset, results)
+    pt_table = None
+    if passthrough is not None:
+        pt = passthrough if isinstance(passthrough, Dataset) else passthrough.load(passthrough=True)
+        carried = [p for p in pt.prefixes() if p not in results]
+        if carried:
+            pt_table = _passthrough_rows(pt, carried, main, f"{job}.{name}")
+
+    previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
+    if previous is not None and previous.item_type != item_type:
+        raise CsError(f"{csg_path}: existing group is of item type {previous.item_type!r}, "
+                      f"not {item_type!r}")
+
+    # Data files first, .csg last: until the .csg is replaced, it names only
+    # files that are complete (each file is itself written atomically).
+    main.save(main_path)
+    pt_path = os.path.join(folder, f"{job}_passthrough_{name}.cs")
+    if pt_table is not None:
+        pt_table.save(pt_path)
+
+    new: dict[str, Result] = {}
+    if previous is not None:
+        for rname, r in previous.results.items():
+            if rname in results or (r.passthrough and pt_table is not None):
+                continue
+            new[rname] = r
+    for rname in results:
+        versions = {}
+        if previous is not None and rname in previous.results \
+                and not previous.results[rname].passthrough:
+            versions = dict(previous.results[rname].versions)
+        versions[version] = os.path.abspath(main_path)
+        new[rname] = Result(rname, item_type, versions, num_items=n)
+    if pt_table is not None:
+        for rname in pt_table.prefixes():
+            new[rname] = Result(rname, item_type, {0: os.path.abspath(pt_path)}, num_items=n,
+                                passthrough=True)
+    group = ResultGroup(name=name, item_type=item_type, results=new,
+                        title=title or (previous.title if previous else _title(name)),
+                        description=previous.description if previous else "", job=job)
+    group.save_csg(csg_path)
+    return group
+
+
+def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
+    """A dataset of uid and the fields of the given results (copying only those)."""
+    wanted = set(prefixes)
+    names = [k for k in ds.fields() if k == "uid" or k.split("/", 1)[0] in wanted]
+    if len(names) == len(ds.fields()):
+        return ds
+    return Dataset({k: ds[k] for k in names})
+
+
+def _passthrough_rows(pt: Dataset, carried: list[str], main: Dataset, label: str) -> Dataset:
+    """pt's fields of the carried results for exactly main's uids, in main's order."""
+    uids = main["uid"]
+    table = Dataset.innerjoin_many(Dataset({"uid": uids}), pt)
+    if len(table) != len(main):
+        absent = np.setdiff1d(uids, pt["uid"])
+        raise CsUidError(
+            f"{label}: {len(absent)} output uids are not in the passthrough input "
+            f"(e.g. {', '.join(str(int(u)) for u in absent[:5])}); an output can only "
+            "pass through results of items it received")
+    # The joined table is ours alone, so narrowing it in place copies nothing.
+    return table.filter_prefixes(carried)
