@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -194,7 +193,8 @@ class ResultGroup:
                 item_type=rtype.split(".", 1)[0],
                 versions=versions,
                 num_items=int(r.get("num_items") or 0),
-                passthrough=bool(r.get("passthrough", "_passthrough_" in os.path.basename(metafile))),
+                passthrough=bool(r.get("passthrough",
+                                       "_passthrough_" in os.path.basename(metafile))),
                 result_type=rtype,
             )
         return cls(name=name, item_type=item_type, results=results,
