@@ -43,16 +43,17 @@ def format_info(info: CsInfo) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    status = 0
-    for i, path in enumerate(args.files):
+    status, shown = 0, 0
+    for path in args.files:
         try:
             info = inspect(path)
         except (CsError, OSError) as e:
             print(f"csfast info: {_oserror(e, path)}", file=sys.stderr)
             status = 1
             continue
-        if i:
+        if shown:  # a blank line between files, not before the first one shown
             print()
+        shown += 1
         print(format_info(info))
     return status
 
