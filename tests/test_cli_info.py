@@ -45,7 +45,7 @@ def test_info_prints_header_facts(table, capsys):
     expect = [("uid", "<u8", ""), ("path", "|S20", ""), ("shape", "<u4", "(2,)"),
               ("df1_A", "<f4", ""), ("anisomag", "<f4", "(2, 2)"), ("pose", "<f4", "(3,)"),
               ("extra", "<i2", "")]
-    for line, (name, dt, shape) in zip(body, expect):
+    for line, (name, dt, shape) in zip(body, expect, strict=True):
         assert name in line and dt in line and line.rstrip().endswith(shape or dt)
     assert [line.split()[0] for line in body if "/" in line] == ["blob/", "ctf/",
                                                                 "alignments3D/"]
