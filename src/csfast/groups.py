@@ -278,7 +278,7 @@ def _title(name: str) -> str:
 
 
 def _version_of(metafile: str) -> int:
-    m = _VERSIONED.search(os.path.basename(metafile))
+    m = _VERSIONED.search(os.path.basename(metafile.lstrip(">")))
     return int(m.group(1)) if m else 0
 
 
@@ -392,6 +392,9 @@ def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
 def _passthrough_rows(pt: Dataset, carried: list[str], main: Dataset, label: str) -> Dataset:
     """pt's fields of the carried results for exactly main's uids, in main's order."""
     uids = main["uid"]
+    if np.array_equal(pt["uid"], uids):
+        # The job kept every input row in order (the common case): no join needed.
+        return _project(pt, carried)
     table = Dataset.innerjoin_many(Dataset({"uid": uids}), pt)
     if len(table) != len(main):
         absent = np.setdiff1d(uids, pt["uid"])

@@ -103,9 +103,10 @@ class Input:
 
     ``load`` returns one table: per connection, the inner join on uid of its
     slot results (and, with ``passthrough``, of the group's other results);
-    then the connections appended in order. Within a connection rows follow
-    the metafile of its group's first slot result (or first result);
-    columns are the fields every connection has.
+    then the connections appended in order. Within a connection, rows follow
+    the group's own first metafile (that of its first slot not overridden)
+    and columns follow the slots' order, then the passthrough results;
+    across connections, columns are the fields every connection has.
     """
 
     def __init__(self, spec: InputSpec):
@@ -291,8 +292,7 @@ class Input:
         # renamed to the slot's name where it differs; a result filling two
         # slots is loaded once per slot). An overridden slot's own result is
         # never loaded: the override wins. Tables go in the order of the first
-        # slot they fill, extras last, which orders the columns by slot and
-        # makes rows follow the first slot's table.
+        # slot they fill, extras last, which orders the columns by slot.
         own: dict[str, tuple[int, list[str]]] = {}
         ov: list[tuple[int, str, dict[str, str]]] = []
         for rank, (key, r) in enumerate(list(slots.items()) + list(extras.items())):
@@ -322,6 +322,11 @@ class Input:
                 if renames is not None:
                     t["uid"] = uid
         tables = [t for _, t, _ in parts]
+        own_first = next((t for _, t, renames in parts if renames is None), None)
+        if own_first is not None and tables[0] is not own_first:
+            # Rows follow the group's own items even when an override fills
+            # the first slot: a uid-only table in front fixes the row order.
+            tables.insert(0, Dataset({"uid": own_first["uid"]}))
         joined = join_tables(tables)
         if len(joined) == 0 and len(tables) > 1 and all(len(t) for t in tables):
             raise InputError([self._no_shared_uid(where, parts)])
