@@ -9,7 +9,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from .errors import CsError
+import numpy as np
+
+from .errors import CsError, CsUidError
 from .format import CsInfo, inspect
 
 
@@ -43,37 +45,207 @@ def format_info(info: CsInfo) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    status = 0
-    for i, path in enumerate(args.files):
+    status, shown = 0, 0
+    for path in args.files:
         try:
             info = inspect(path)
         except (CsError, OSError) as e:
             print(f"csfast info: {_oserror(e, path)}", file=sys.stderr)
             status = 1
             continue
-        if i:
+        if shown:  # a blank line between files, not before the first one shown
             print()
+        shown += 1
         print(format_info(info))
     return status
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _ms(seconds: float) -> str:
+    return f"{1000 * seconds:,.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _table_size(ds) -> str:
+    fields = len(ds.fields())
+    return f"{len(ds):,} rows x {fields} field{'s' if fields != 1 else ''}"
+
+
+def _write(ds, path: str) -> str:
+    t0 = time.perf_counter()
+    ds.save(path)
+    return f"wrote {path} ({_size(os.path.getsize(path))}) in {_ms(time.perf_counter() - t0)}"
+
+
+def _finish(ds, args: argparse.Namespace, summary: str) -> None:
+    print(summary)
+    if args.output:
+        print(_write(ds, args.output))
+    else:
+        print(ds)
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from .groups import ResultGroup
+
+    t0 = time.perf_counter()
+    group = ResultGroup.from_csg(args.group)
+    passthrough = args.passthrough if args.passthrough is not None else args.slots is None
+    ds = group.load(slots=args.slots, version=args.version, passthrough=passthrough)
+    took = time.perf_counter() - t0
+    _finish(ds, args, f"{group.label}: {_table_size(ds)} ({', '.join(ds.prefixes())}) "
+                      f"in {_ms(took)}")
+    return 0
+
+
+def _load_tables(paths: Sequence[str]):
     from .dataset import Dataset
-    from .synthetic import particles
+
+    return [Dataset.load(p) for p in paths]
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    from .dataset import Dataset
+
+    tables = _load_tables(args.files)
+    t0 = time.perf_counter()
+    ds = Dataset.innerjoin_many(*tables) if len(tables) > 1 else tables[0]
+    took = time.perf_counter() - t0
+    if len(ds) == 0 and all(len(t) for t in tables) and len(tables) > 1:
+        raise CsUidError(f"{' and '.join(args.files)} share no uid: the tables describe "
+                         "different items")
+    counts = ", ".join(f"{p} {len(t):,}" for p, t in zip(args.files, tables))
+    _finish(ds, args, f"joined on uid in {_ms(took)}: {_table_size(ds)} (rows in: {counts})")
+    return 0
+
+
+def cmd_append(args: argparse.Namespace) -> int:
+    from .dataset import Dataset
+
+    tables = _load_tables(args.files)
+    t0 = time.perf_counter()
+    ds = Dataset.append_many(*tables, repeat_allowed=args.repeat_allowed)
+    took = time.perf_counter() - t0
+    dropped = sorted({f for t in tables for f in t.fields()} - set(ds.fields()))
+    note = f"; fields not in every file, left out: {', '.join(dropped)}" if dropped else ""
+    _finish(ds, args, f"appended {len(tables)} files in {_ms(took)}: {_table_size(ds)}{note}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import STEPS, build_job_tree
 
     folder = args.dir or tempfile.mkdtemp(prefix="csfast-demo-")
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "J1_particles.cs")
-    t0 = time.perf_counter()
-    particles(args.rows, seed=args.seed).save(path)
-    t1 = time.perf_counter()
-    ds = Dataset.load(path)
-    t2 = time.perf_counter()
-    print(f"wrote {args.rows:,} particles to {path} in {1000 * (t1 - t0):.0f} ms")
-    print(f"opened it in {1000 * (t2 - t1):.2f} ms (memory-mapped)\n")
-    print(format_info(inspect(path)))
-    print(f"\n{ds!r}")
+    show = not args.quiet and sys.stderr.isatty()
+
+    def progress(step: int, title: str) -> None:
+        if show:
+            sys.stderr.write(f"\r\033[K  [{step}/{STEPS}] {title} ...")
+            sys.stderr.flush()
+
+    try:
+        report = build_job_tree(folder, rows=args.rows, seed=args.seed, progress=progress)
+    finally:
+        if show:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+    print("\n".join(format_demo(report)))
     return 0
+
+
+def _results_text(group, passthrough: bool) -> str:
+    names = [n for n, r in group.results.items() if r.passthrough == passthrough]
+    if passthrough or not names:
+        return ", ".join(names) or "-"
+    versions = sorted({v for n in names for v in group.results[n].versions})
+    label = "version" if len(versions) == 1 else "versions"
+    return f"{', '.join(names)} ({label} {', '.join(map(str, versions))})"
+
+
+def format_demo(report) -> list[str]:
+    """The text `csfast demo` prints for a DemoReport."""
+    ref, loc = report.refinement, report.local_resolution
+    files = [f for f in os.listdir(report.folder) if f.endswith((".cs", ".csg"))]
+    total = sum(os.path.getsize(os.path.join(report.folder, f)) for f in files)
+    out = [
+        f"csfast demo: a cryo-EM job tree with {report.rows:,} synthetic particles",
+        f"in {report.folder}",
+        "",
+        "Each job loads its input through an Input, computes its new results and writes",
+        "its output groups with write_output(): new results in J<job>_<version>_<name>.cs,",
+        "the results it only carried along in J<job>_passthrough_<name>.cs, and a .csg",
+        "file naming them all.",
+        "",
+    ]
+    rows = [("job", "what it does", "output group", "items", "new results",
+             "passthrough results", "time")]
+    for step in report.jobs:
+        for k, g in enumerate(step.outputs):
+            rows.append((step.job if k == 0 else "", step.title if k == 0 else "", g.label,
+                         f"{g.num_items:,}", _results_text(g, False), _results_text(g, True),
+                         _ms(step.seconds) if k == 0 else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [c.rjust(w) if i in (3, 6) else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  " + "  ".join(cells).rstrip())
+
+    t = ref.table
+    conn = ref.input.connections[0]
+    spec = ref.input.spec
+    slots = ", ".join(f"{s.name} ({'required' if s.required else 'optional'})"
+                      for s in spec.slots)
+    carried = [p for p in t.prefixes() if p != "blob"]
+    out += [
+        "",
+        f"{ref.job} refinement input: particles downsampled for 2D classification, "
+        "refined at full size",
+        f"  Input(InputSpec('particle', slots {slots}))",
+        f"  check()    with nothing connected: {ref.problems_before[0]}",
+        f"  connect()  {conn.group.label} -> connection 0 (its own blob: "
+        f"{_blob_text(conn.group['blob'].load())})",
+        f"  override() connection 0, slot 'blob' <- {conn.overrides['blob'].label} "
+        f"({_blob_text(conn.overrides['blob'].load())})",
+        f"  check()    {_problems(ref)} in {_ms(ref.check_seconds)} (reads only headers)",
+        f"  load()     {_table_size(t)} in {_ms(ref.load_seconds)}, "
+        f"{ref.metafiles} metafiles each opened once",
+        f"             blob: {_blob_text(t)} on every row (from {conn.overrides['blob'].group})",
+        f"             {', '.join(carried)}: from {conn.group.label}",
+    ]
+    v = loc.table
+    lconn = loc.input.connections[0]
+    out += [
+        "",
+        f"{loc.job} local resolution input: one volume, half maps from two other jobs",
+        f"  connect()  {lconn.group.label} -> connection 0",
+    ]
+    for slot, r in lconn.overrides.items():
+        out.append(f"  override() connection 0, slot {slot!r} <- {r.label}")
+    out.append(f"  check()    {_problems(loc)};  load(): {_table_size(v)} in "
+               f"{_ms(loc.load_seconds)}, keeping the uid of {lconn.group.label}'s item")
+    for slot in [s.name for s in loc.input.spec.slots]:
+        out.append(f"             {slot + '/path':<16} {v[slot + '/path'][0].decode()}")
+    j6 = report.jobs[[s.job for s in report.jobs].index(ref.job)].outputs[0]
+    out += [
+        "",
+        f"ResultGroup.from_csg('{os.path.basename(j6.path)}').load(): {_table_size(report.reloaded)}"
+        f" in {_ms(report.reload_seconds)} (final version joined with its passthrough file)",
+        "",
+        f"{len(files)} files, {_size(total)}, written in {_ms(report.seconds)}. Look at them with:",
+        f"  csfast info {os.path.join(report.folder, os.path.basename(j6.results['alignments3D'].metafile))}",
+        f"  csfast load {j6.path} -o particles.cs",
+    ]
+    return out
+
+
+def _blob_text(ds) -> str:
+    """The image sizes and pixel sizes in a table's blob, e.g. '256 x 256 px, 0.83 A/px'."""
+    shapes = sorted({tuple(x) for x in np.unique(ds["blob/shape"], axis=0).tolist()})
+    psizes = sorted({round(float(x), 2) for x in np.unique(ds["blob/psize_A"])})
+    return (", ".join(f"{a} x {b} px" for a, b in shapes) + ", "
+            + ", ".join(f"{x} A/px" for x in psizes))
+
+
+def _problems(assembly) -> str:
+    return "no problems" if not assembly.problems else "; ".join(assembly.problems)
 
 
 def _oserror(e: Exception, path: str) -> str:
@@ -97,12 +269,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help=".cs files")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("demo", help="write a realistic particle stack and inspect it",
-                       description="Write a synthetic particle stack (blob, ctf, location, "
-                                   "pick_stats) to a folder and inspect it.")
+    p = sub.add_parser("load", help="one table from a result group (.csg)",
+                       description="Join the results of an output group, described by its "
+                                   ".csg file, into one table on uid (each metafile opened "
+                                   "once); print it, or write it with -o.")
+    p.add_argument("group", metavar="GROUP.csg", help="the group's .csg file")
+    p.add_argument("--slots", nargs="+", metavar="RESULT",
+                   help="results to load (default: all of them)")
+    p.add_argument("--passthrough", action=argparse.BooleanOptionalAction, default=None,
+                   help="also load the group's other results (default: yes without --slots, "
+                        "no with it)")
+    p.add_argument("--version", type=int, help="version to load (default: the final one)")
+    p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("join", help="inner join of .cs files on uid",
+                       description="Inner join of .cs tables on uid: rows whose uid is in "
+                                   "every file, in the first file's order; a field in several "
+                                   "files comes from the last one. Tables that share no uid "
+                                   "are an error.")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".cs files")
+    p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
+    p.set_defaults(func=cmd_join)
+
+    p = sub.add_parser("append", help="concatenate .cs files (uids checked)",
+                       description="Rows of every file in order; columns are the fields "
+                                   "every file has. A uid in two rows is an error unless "
+                                   "--repeat-allowed.")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".cs files")
+    p.add_argument("--repeat-allowed", action="store_true",
+                   help="allow the same uid in several rows")
+    p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
+    p.set_defaults(func=cmd_append)
+
+    p = sub.add_parser("demo", help="build a synthetic job tree and assemble inputs from it",
+                       description="Build a realistic cryo-EM job tree with synthetic data in "
+                                   "a folder (import, extract, downsample, 2D classification, "
+                                   "selection, 3D refinement, local resolution), each job "
+                                   "writing result groups with passthrough and .csg files; "
+                                   "assemble the refinement's input with a blob override, "
+                                   "and print what was done, with timings.")
     p.add_argument("--rows", type=int, default=200_000, help="particles (default 200000)")
     p.add_argument("--dir", help="folder to write into (default: a new temporary folder)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_demo)
     return parser
 

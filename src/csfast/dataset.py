@@ -324,12 +324,17 @@ class Dataset:
         if col is None:
             self._cols[key] = _as_column(key, value, self._n)
             return
-        if isinstance(col, _Rows) or not col.flags.writeable:
-            col = self._cols[key] = np.empty(col.shape, dtype=col.dtype)
+        vt = np.asarray(value).dtype
+        if col.dtype.kind == "S" and vt.kind == "U":
+            value = np.char.encode(np.asarray(value), "utf-8")
+            vt = value.dtype
+        # Longer strings widen the column instead of being cut short.
+        wider = (col.dtype.kind in "SU" and vt.kind == col.dtype.kind
+                 and vt.itemsize > col.dtype.itemsize)
+        if isinstance(col, _Rows) or not col.flags.writeable or wider:
+            col = self._cols[key] = np.empty(col.shape, dtype=vt if wider else col.dtype)
         if key == "uid":
             value = _uid_array(np.asarray(value), "uid") if np.ndim(value) else value
-        if col.dtype.kind == "S" and np.asarray(value).dtype.kind == "U":
-            value = np.char.encode(np.asarray(value), "utf-8")
         col[...] = value
 
     def __delitem__(self, key: str) -> None:
@@ -416,6 +421,8 @@ class Dataset:
             if name in self._cols:
                 continue
             dt = np.dtype(dt)
+            if dt.kind == "O":  # cryosparc-tools' string fields: here empty bytes
+                dt = np.dtype("S1")
             if dt.hasobject:
                 raise CsFieldError(f"field {name!r}: object dtypes cannot be stored")
             base, shape = (dt.base, dt.shape) if dt.subdtype else (dt, ())
@@ -439,7 +446,7 @@ class Dataset:
     def filter_prefixes(self, prefixes: Collection[str], *, copy: bool = False) -> Dataset:
         """Keep only the fields of the given results (and uid)."""
         wanted = set(prefixes)
-        return self.filter_fields(lambda k: k.split("/", 1)[0] in wanted, copy=copy)
+        return self.filter_fields(lambda k: "/" in k and k.split("/", 1)[0] in wanted, copy=copy)
 
     def filter_prefix(self, keep_prefix: str, *, rename: str | None = None,
                       copy: bool = False) -> Dataset:
@@ -462,13 +469,14 @@ class Dataset:
     def rename_fields(self, field_map: Mapping[str, str] | Callable[[str], str], *,
                       copy: bool = False) -> Dataset:
         """Rename fields by a mapping or a function of the name; order is kept."""
+        if not callable(field_map) and field_map.get("uid", "uid") != "uid":
+            raise CsFieldError("cannot rename the uid field")
         fn = field_map if callable(field_map) else (lambda k: field_map.get(k, k))
         ds = self._target(copy)
-        renamed = {fn(k): c for k, c in ds._cols.items()}
+        # As in cryosparc-tools, uid is never passed to the renaming function.
+        renamed = {(k if k == "uid" else fn(k)): c for k, c in ds._cols.items()}
         if len(renamed) != len(ds._cols):
             raise CsFieldError("renaming would give two fields the same name")
-        if "uid" in ds._cols and fn("uid") != "uid":
-            raise CsFieldError("cannot rename the uid field")
         ds._cols = renamed
         return ds
 
@@ -788,6 +796,8 @@ class Dataset:
             return _core.isin(col if col.dtype == _NATIVE_UID else col.astype(_NATIVE_UID),
                               _uid_values(values, f"query on {field!r}"))
         vals = np.asarray(list(values) if isinstance(values, (set, frozenset)) else values)
+        if vals.size == 0:
+            return np.zeros(self._n, dtype=bool)
         if col.dtype.kind == "S" and vals.dtype.kind == "U":
             vals = np.char.encode(vals, "utf-8")
         elif col.dtype.kind == "U" and vals.dtype.kind == "S":
@@ -914,7 +924,8 @@ def _select_fields(info: CsInfo, fields: Collection[str] | None,
     have_pref = {k.split("/", 1)[0] for k in names if "/" in k}
     if pref - have_pref:
         raise CsFieldError(f"{info.path}: no results {sorted(pref - have_pref)}")
-    return [k for k in names if k == "uid" or k in wanted or k.split("/", 1)[0] in pref]
+    return [k for k in names if k == "uid" or k in wanted
+            or ("/" in k and k.split("/", 1)[0] in pref)]
 
 
 _NATIVE_UID = np.dtype(np.uint64)

@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -194,7 +193,8 @@ class ResultGroup:
                 item_type=rtype.split(".", 1)[0],
                 versions=versions,
                 num_items=int(r.get("num_items") or 0),
-                passthrough=bool(r.get("passthrough", "_passthrough_" in os.path.basename(metafile))),
+                passthrough=bool(r.get("passthrough",
+                                       "_passthrough_" in os.path.basename(metafile))),
                 result_type=rtype,
             )
         return cls(name=name, item_type=item_type, results=results,
@@ -278,7 +278,7 @@ def _title(name: str) -> str:
 
 
 def _version_of(metafile: str) -> int:
-    m = _VERSIONED.search(os.path.basename(metafile))
+    m = _VERSIONED.search(os.path.basename(metafile.lstrip(">")))
     return int(m.group(1)) if m else 0
 
 
@@ -392,6 +392,9 @@ def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
 def _passthrough_rows(pt: Dataset, carried: list[str], main: Dataset, label: str) -> Dataset:
     """pt's fields of the carried results for exactly main's uids, in main's order."""
     uids = main["uid"]
+    if np.array_equal(pt["uid"], uids):
+        # The job kept every input row in order (the common case): no join needed.
+        return _project(pt, carried)
     table = Dataset.innerjoin_many(Dataset({"uid": uids}), pt)
     if len(table) != len(main):
         absent = np.setdiff1d(uids, pt["uid"])

@@ -103,9 +103,10 @@ class Input:
 
     ``load`` returns one table: per connection, the inner join on uid of its
     slot results (and, with ``passthrough``, of the group's other results);
-    then the connections appended in order. Within a connection rows follow
-    the metafile of its group's first slot result (or first result);
-    columns are the fields every connection has.
+    then the connections appended in order. Within a connection, rows follow
+    the group's own first metafile (that of its first slot not overridden)
+    and columns follow the slots' order, then the passthrough results;
+    across connections, columns are the fields every connection has.
     """
 
     def __init__(self, spec: InputSpec):
@@ -286,56 +287,61 @@ class Input:
     def _load_connection(self, i: int, conn: Connection, passthrough: bool) -> Dataset:
         where = f"input {self.spec.name!r}: connection {i} ({conn.group.label})"
         slots, extras = self._used(conn, passthrough)
-        # The group's own results, grouped by metafile so each file opens once.
-        # An overridden slot's own result is never loaded: the override wins.
-        own: dict[str, list[str]] = {}
-        for key, r in list(slots.items()) + list(extras.items()):
+        # Tables to join: one per metafile of the group's own results (so each
+        # file opens once), one per metafile of the overrides (their fields
+        # renamed to the slot's name where it differs; a result filling two
+        # slots is loaded once per slot). An overridden slot's own result is
+        # never loaded: the override wins. Tables go in the order of the first
+        # slot they fill, extras last, which orders the columns by slot.
+        own: dict[str, tuple[int, list[str]]] = {}
+        ov: list[tuple[int, str, dict[str, str]]] = []
+        for rank, (key, r) in enumerate(list(slots.items()) + list(extras.items())):
             if key not in conn.overrides:
-                own.setdefault(r.metafile, []).append(r.name)
-        tables = [Dataset.load(p, prefixes=names) for p, names in own.items()]
-        # Overrides, grouped by metafile too; a result filling two slots is
-        # loaded once per slot because its fields need two names.
-        ov: list[tuple[str, dict[str, str]]] = []
-        for slot, r in conn.overrides.items():
-            if slot not in slots:
+                own.setdefault(r.metafile, (rank, []))[1].append(r.name)
                 continue
-            for path, renames in ov:
+            for _, path, renames in ov:
                 if path == r.metafile and r.name not in renames:
-                    renames[r.name] = slot
+                    renames[r.name] = key
                     break
             else:
-                ov.append((r.metafile, {r.name: slot}))
-        ov_tables = []
-        for path, renames in ov:
+                ov.append((rank, r.metafile, {r.name: key}))
+        parts = [(rank, Dataset.load(p, prefixes=names), None)
+                 for p, (rank, names) in own.items()]
+        for rank, path, renames in ov:
             t = Dataset.load(path, prefixes=list(renames))
             if any(a != b for a, b in renames.items()):
                 t.rename_fields(lambda k, m=renames: _renamed(k, m))
-            ov_tables.append((t, renames))
-        if self.spec.item_type in SINGLE_ITEM_TYPES and ov_tables:
+            parts.append((rank, t, renames))
+        parts.sort(key=lambda p: p[0])
+        if self.spec.item_type in SINGLE_ITEM_TYPES and ov:
             # One item per group: the override's item takes the connection's uid.
-            if tables:
-                uid = tables[0]["uid"]
-            else:
-                uid = Dataset.load(next(iter(conn.group.results.values())).metafile,
-                                   fields=["uid"])["uid"]
-            for t, _ in ov_tables:
-                t["uid"] = uid
-        tables += [t for t, _ in ov_tables]
+            own_tables = [t for _, t, renames in parts if renames is None]
+            uid = own_tables[0]["uid"] if own_tables else Dataset.load(
+                next(iter(conn.group.results.values())).metafile, fields=["uid"])["uid"]
+            for _, t, renames in parts:
+                if renames is not None:
+                    t["uid"] = uid
+        tables = [t for _, t, _ in parts]
+        own_first = next((t for _, t, renames in parts if renames is None), None)
+        if own_first is not None and tables[0] is not own_first:
+            # Rows follow the group's own items even when an override fills
+            # the first slot: a uid-only table in front fixes the row order.
+            tables.insert(0, Dataset({"uid": own_first["uid"]}))
         joined = join_tables(tables)
-        if len(joined) == 0 and all(len(t) for t in tables) and len(tables) > 1:
-            raise InputError([self._no_shared_uid(where, tables, ov_tables)])
+        if len(joined) == 0 and len(tables) > 1 and all(len(t) for t in tables):
+            raise InputError([self._no_shared_uid(where, parts)])
         return joined
 
-    def _no_shared_uid(self, where: str, tables: list[Dataset],
-                       ov_tables: list[tuple[Dataset, dict[str, str]]]) -> str:
-        first = tables[0]
-        for t, renames in ov_tables:
-            if len(first.subset_uids(t["uid"])) == 0:
+    def _no_shared_uid(self, where: str,
+                       parts: list[tuple[int, Dataset, dict[str, str] | None]]) -> str:
+        own = [t for _, t, renames in parts if renames is None]
+        for _, t, renames in parts:
+            if renames is not None and own and len(own[0].subset_uids(t["uid"])) == 0:
                 slots = ", ".join(repr(s) for s in renames.values())
                 return (f"{where}: the override of slot {slots} shares no uid with the "
                         f"connection's items; override with a result of the same items")
-        return (f"{where}: the results of the group share no uid with each other; "
-                "its metafiles describe different items (fix its .csg)")
+        return (f"{where}: the tables share no uid with each other; they describe "
+                "different items")
 
     def _repeat_message(self, tables: list[Dataset], error: CsUidError) -> str:
         name = self.spec.name

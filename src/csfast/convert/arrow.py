@@ -1,1 +1,192 @@
-"""placeholder"""
+"""Arrow tables (and through them Parquet and Arrow IPC files).
+
+``to_arrow`` makes one Arrow column per field:
+
+- numeric fields keep their type (``uid`` is ``uint64``); big-endian
+  fields are stored in native order;
+- a sub-array field of shape s becomes a ``fixed_size_list`` of prod(s)
+  elements (row-major);
+- string fields become UTF-8 ``string`` columns (``binary`` if a value is
+  not valid UTF-8), dictionary-encoded when they have at most half as many
+  distinct values as rows (paths: one per micrograph), else plain.
+
+The schema metadata key ``csfast`` records each field's numpy dtype and
+shape, so ``from_arrow`` restores exact dtypes, byte order, shapes and string
+widths. Tables written by other tools (no record) are read by their Arrow
+types; strings then become ``S<longest + 1>``.
+
+Copies: a numeric column that is contiguous in memory (an in-memory
+dataset, a join's output, a file loaded with ``mmap=False``) is handed to
+Arrow without a copy, and so is a sub-array field's block. A column of a
+memory-mapped ``.cs`` file is a strided view (rows are interleaved in the
+file), and Arrow's columnar layout needs one copy of it. ``from_arrow`` views
+Arrow's buffers read-only without a copy wherever a column is one chunk of a
+fixed-width type with no nulls; booleans (bit-packed in Arrow), multi-chunk
+columns and strings are converted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import CsFieldError
+from .common import SCHEMA_KEY, factorize, fixed_strings, parse_schema, schema_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..dataset import Dataset
+
+__all__ = ["to_arrow", "from_arrow"]
+
+_KEY = SCHEMA_KEY.encode()
+
+
+def _string_array(col: np.ndarray) -> pa.Array:
+    import pyarrow as pa
+
+    if col.dtype.kind == "U":
+        col = np.char.encode(col, "utf-8")
+    uniq, codes = factorize(col)
+    values = pa.array(uniq, type=pa.binary())  # numpy bytes: trailing NULs dropped
+    try:
+        values = values.cast(pa.string())  # validates UTF-8
+    except pa.ArrowInvalid:
+        pass
+    if len(uniq) <= max(1, len(col) // 2):
+        index_type = np.int32 if len(uniq) < 2**31 else np.int64
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(index_type)), values)
+    return values.take(pa.array(codes))
+
+
+def _column(name: str, col: np.ndarray) -> pa.Array:
+    import pyarrow as pa
+
+    kind = col.dtype.kind
+    if kind == "c" or kind in "OVMm":
+        raise CsFieldError(f"field {name!r}: {col.dtype} columns have no Arrow equivalent here")
+    if kind in "SU":
+        flat = col.reshape(-1)
+        arr = _string_array(np.ascontiguousarray(flat))
+    else:
+        if col.dtype.byteorder == ">":
+            col = col.astype(col.dtype.newbyteorder("="))
+        flat = col.reshape(-1)  # a copy only when the column is strided
+        arr = pa.array(flat)
+    if col.ndim == 1:
+        return arr
+    k = int(np.prod(col.shape[1:]))
+    if k == 0:
+        raise CsFieldError(f"field {name!r}: empty sub-arrays {col.shape[1:]} have no Arrow "
+                           "equivalent here")
+    return pa.FixedSizeListArray.from_arrays(arr, k)
+
+
+def to_arrow(ds: Dataset) -> pa.Table:
+    """An Arrow Table of the dataset (see the module docstring for the mapping)."""
+    import pyarrow as pa
+
+    arrays = [_column(name, ds[name]) for name in ds.fields()]
+    names = ds.fields()
+    schema = pa.schema([pa.field(n, a.type, nullable=False) for n, a in zip(names, arrays)],
+                       metadata={_KEY: schema_json(ds).encode()})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _one_chunk(chunked: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(chunked, pa.ChunkedArray):
+        if chunked.num_chunks == 1:
+            return chunked.chunk(0)
+        if chunked.num_chunks == 0:
+            return pa.array([], type=chunked.type)
+        return chunked.combine_chunks()
+    return chunked
+
+
+def _strings(arr: Any, name: str, width: int | None) -> np.ndarray:
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_encode()
+    values = fixed_strings(arr.dictionary.to_pylist(), name, width)
+    codes = arr.indices.to_numpy(zero_copy_only=False)
+    return values[codes] if len(values) else np.zeros(len(codes), dtype="S1")
+
+
+def _values(arr: Any, name: str, width: int | None) -> np.ndarray:
+    """A 1-D Arrow array of scalars or strings as numpy, zero-copy when possible."""
+    import pyarrow as pa
+
+    t = arr.type
+    if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_binary(t) \
+            or pa.types.is_large_string(t) or pa.types.is_large_binary(t) \
+            or pa.types.is_string_view(t) or pa.types.is_binary_view(t):
+        return _strings(arr, name, width)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return arr.to_numpy(zero_copy_only=True)
+    if pa.types.is_boolean(t):
+        return arr.to_numpy(zero_copy_only=False)
+    raise CsFieldError(f"field {name!r}: Arrow type {t} cannot be stored in a dataset")
+
+
+def from_arrow(table: pa.Table, cls: type[Dataset] | None = None) -> Dataset:
+    """A dataset from an Arrow Table (the inverse of ``to_arrow``).
+
+    With the ``csfast`` schema record, every field gets back its numpy dtype,
+    shape and string width. Otherwise: integer and float columns keep their
+    type, fixed-size lists (and lists whose rows all have one length) become
+    sub-arrays, strings become ``S<longest + 1>``. Nulls are refused, naming
+    the field. A ``uid`` column becomes ``uint64``; without one, new uids are
+    made.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if cls is None:
+        from ..dataset import Dataset as cls  # noqa: N813
+    meta = table.schema.metadata or {}
+    schema = parse_schema(meta.get(_KEY))
+    n = table.num_rows
+    cols: dict[str, np.ndarray] = {}
+    for name, chunked in zip(table.column_names, table.columns):
+        arr = _one_chunk(chunked)
+        if arr.null_count:
+            raise CsFieldError(f"field {name!r}: {arr.null_count} null values; datasets "
+                               "cannot hold nulls")
+        dt, shape = schema.get(name, (None, None))
+        width = dt.itemsize if dt is not None and dt.kind == "S" else None
+        t = arr.type
+        if pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
+            if pa.types.is_fixed_size_list(t):
+                k = t.list_size
+            else:
+                lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+                if len(lengths) and (lengths != lengths[0]).any():
+                    raise CsFieldError(f"field {name!r}: list rows of different lengths "
+                                       "cannot form a sub-array")
+                k = int(lengths[0]) if len(lengths) else (int(np.prod(shape)) if shape else 0)
+            inner = arr.flatten()
+            if inner.null_count:
+                raise CsFieldError(f"field {name!r}: null elements; datasets cannot hold nulls")
+            values = _values(inner, name, width)
+            if not shape or int(np.prod(shape)) != k:
+                shape = (k,)
+            out = values.reshape((n,) + tuple(shape))
+        else:
+            out = _values(arr, name, width)
+        if dt is not None and out.dtype != dt and dt.kind not in "SU" \
+                and dt.kind == out.dtype.kind and dt.itemsize == out.dtype.itemsize:
+            out = out.astype(dt)  # byte order restored
+        if name == "uid" and out.dtype != np.uint64:
+            if out.dtype.kind not in "ui" or (out.dtype.kind == "i" and n and out.min() < 0):
+                raise CsFieldError(f"uid column of {out.dtype} cannot hold uids")
+            out = out.astype(np.uint64)
+        cols[name] = out
+    if "uid" not in cols:
+        from ..dataset import generate_uids
+        cols = {"uid": generate_uids(n), **cols}
+    return cls._from_columns(n, cols)

@@ -1,1 +1,173 @@
-"""placeholder"""
+"""pandas DataFrames: one column per field, sub-arrays one column per element.
+
+``to_pandas`` makes a column per field, and a sub-array field of shape (k,)
+becomes k columns named ``field/0`` .. ``field/k-1`` (row-major
+``field/i/j`` for more dimensions). ``uid`` stays ``uint64``. String fields
+are ``bytes`` objects by default, or Python ``str`` (decoded UTF-8) with
+``strings="str"``. The frame's ``attrs["csfast"]`` records every field's
+numpy dtype and shape, so ``from_pandas`` restores them exactly (string
+widths included); without it, sub-arrays are inferred from the column names.
+
+Copies: numeric columns are not copied either way. The frame's columns view
+the dataset's arrays (pandas' copy-on-write keeps them from being changed
+through the frame), and ``from_pandas`` gives read-only views of the frame's
+numeric columns (assigning a column of the dataset replaces it with its own
+copy). String columns are always converted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..errors import CsFieldError
+from .common import SCHEMA_KEY, element_names, factorize, fixed_strings, parse_schema, \
+    schema_json, split_elements
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..dataset import Dataset
+
+__all__ = ["to_pandas", "from_pandas"]
+
+
+def _string_objects(col: np.ndarray, strings: str) -> np.ndarray:
+    """An object array of bytes (or str), one Python object per distinct value."""
+    if col.dtype.kind == "U":
+        col = np.char.encode(col, "utf-8")
+    uniq, codes = factorize(col)
+    objs = np.empty(len(uniq), dtype=object)
+    objs[:] = [v.decode("utf-8") for v in uniq.tolist()] if strings == "str" else uniq.tolist()
+    return objs[codes]
+
+
+def to_pandas(ds: Dataset, strings: Literal["bytes", "str"] = "bytes") -> pd.DataFrame:
+    """A DataFrame with one column per field (one per element of a sub-array).
+
+    strings: ``"bytes"`` keeps string fields as ``bytes`` objects;
+    ``"str"`` decodes them from UTF-8. Row index 0..n-1.
+    """
+    import pandas as pd
+
+    if strings not in ("bytes", "str"):
+        raise ValueError(f"strings must be 'bytes' or 'str', not {strings!r}")
+    data: dict[str, Any] = {}
+    for name in ds.fields():
+        col = ds[name]
+        if col.dtype.kind in "SU":
+            if col.ndim == 1:
+                data[name] = _string_objects(col, strings)
+            else:
+                flat = col.reshape(len(col), -1)
+                for j, el in enumerate(element_names(name, col.shape[1:])):
+                    data[el] = _string_objects(np.ascontiguousarray(flat[:, j]), strings)
+            continue
+        if col.dtype.byteorder == ">":  # pandas computes in native order
+            col = col.astype(col.dtype.newbyteorder("="))
+        if col.ndim == 1:
+            data[name] = col
+        else:
+            flat = col.reshape(len(col), -1)
+            for j, el in enumerate(element_names(name, col.shape[1:])):
+                data[el] = flat[:, j]
+    df = pd.DataFrame(data, copy=False)
+    df.attrs[SCHEMA_KEY] = schema_json(ds)
+    return df
+
+
+def _numeric(series: Any, name: str) -> np.ndarray:
+    """A column's values as a numpy array, without a copy when pandas allows."""
+    if series.hasnans and series.dtype.kind not in "fc":
+        raise CsFieldError(f"field {name!r}: missing values cannot be stored in a dataset")
+    arr = series.to_numpy()
+    if arr.dtype == object:
+        raise CsFieldError(f"field {name!r}: column of Python objects ({series.dtype}) is "
+                           "neither numeric nor strings")
+    if arr.flags.writeable and np.shares_memory(arr, series.values):
+        arr = arr.view()
+        arr.flags.writeable = False  # the frame owns the memory: share it read-only
+    return arr
+
+
+def _is_string(series: Any) -> bool:
+    kind = getattr(series.dtype, "kind", "O")
+    return kind in "OSU" or str(series.dtype) in ("str", "string")
+
+
+def _strings(series: Any, name: str, width: int | None) -> np.ndarray:
+    import pandas as pd
+
+    if series.dtype.kind == "S":  # pandas keeps numpy bytes columns as they are
+        arr = series.to_numpy()
+        longest = int(np.char.str_len(arr).max()) if len(arr) else 0
+        return arr.astype(f"S{width if width and width >= longest else longest + 1}")
+    codes, uniq = pd.factorize(series, use_na_sentinel=True)
+    if (codes < 0).any():
+        raise CsFieldError(f"field {name!r}: missing values cannot be stored in a dataset")
+    return fixed_strings(list(uniq), name, width)[codes]
+
+
+def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None) -> Dataset:
+    """A dataset from a DataFrame (the inverse of ``to_pandas``).
+
+    Fields and their dtypes, shapes and string widths come from
+    ``df.attrs["csfast"]`` where it lists a column; other columns are
+    inferred: ``f/0`` .. ``f/k-1`` make a sub-array field ``f``, integers and
+    floats keep their dtype, str / bytes columns become ``S<longest + 1>``.
+    A ``uid`` column becomes ``uint64``; without one, new uids are made.
+    """
+    if cls is None:
+        from ..dataset import Dataset as cls  # noqa: N813
+    schema = parse_schema(df.attrs.get(SCHEMA_KEY))
+    columns = [str(c) for c in df.columns]
+    if len(set(columns)) != len(columns):
+        raise CsFieldError("DataFrame has repeated column names")
+    groups: dict[str, list[str]] = {}
+    for name, (_dt, shape) in schema.items():
+        els = element_names(name, shape) if shape else []
+        if els and name not in columns and all(e in columns for e in els):
+            groups[name] = els
+    taken = {e for els in groups.values() for e in els}
+    for base, els in split_elements([c for c in columns if c not in taken]).items():
+        groups.setdefault(base, els)
+    first = {els[0]: base for base, els in groups.items()}
+    member = {e for els in groups.values() for e in els}
+    n = len(df)
+    cols: dict[str, np.ndarray] = {}
+    for c in columns:
+        if c in member and c not in first:
+            continue
+        name = first.get(c, c)
+        els = groups.get(name, [c])
+        dt, shape = schema.get(name, (None, None))
+        if shape is not None and len(els) > 1 and int(np.prod(shape)) != len(els):
+            dt, shape = None, None
+        series = [df[e] for e in els]
+        width = dt.itemsize if dt is not None and dt.kind == "S" else None
+        if all(_is_string(s) for s in series):
+            parts = [_strings(s, name, width) for s in series]
+            w = max(p.dtype.itemsize for p in parts)
+            parts = [p.astype(f"S{w}", copy=False) for p in parts]
+        else:
+            parts = [_numeric(s, name) for s in series]
+        if len(parts) == 1:
+            arr = parts[0]
+        else:
+            arr = np.stack(parts, axis=1)
+            if shape:
+                arr = arr.reshape((n,) + shape)
+        if dt is not None and arr.dtype != dt and dt.kind not in "SU":
+            if np.can_cast(arr.dtype, dt, "safe") or (dt.kind == arr.dtype.kind and
+                                                     dt.itemsize == arr.dtype.itemsize):
+                arr = arr.astype(dt)
+        if name == "uid" and arr.dtype != np.uint64:
+            if arr.dtype.kind not in "ui" or (arr.dtype.kind == "i" and n and arr.min() < 0):
+                raise CsFieldError(f"uid column of {arr.dtype} cannot hold uids")
+            arr = arr.astype(np.uint64)
+        cols[name] = arr
+    if "uid" not in cols:
+        from ..dataset import generate_uids
+        cols = {"uid": generate_uids(n), **cols}
+    return cls._from_columns(n, cols)

@@ -1,0 +1,101 @@
+"""What the converters share: the field schema record, sub-array element
+names, and fast factorizing of fixed-width string columns."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import CsFieldError
+
+__all__ = ["SCHEMA_KEY", "schema_of", "schema_json", "parse_schema", "element_names",
+           "factorize", "fixed_strings", "split_elements"]
+
+# Key of the schema record in Arrow schema metadata and DataFrame.attrs.
+SCHEMA_KEY = "csfast"
+_ELEMENT = re.compile(r"^(.*)/(\d+)$")
+
+
+def schema_of(ds: Any) -> list[list[Any]]:
+    """[[name, numpy dtype str, shape list], ...] of a dataset's fields, in order."""
+    return [[name, col.dtype.str, list(col.shape[1:])] for name, col in
+            ((k, ds._cols[k]) for k in ds.fields())]
+
+
+def schema_json(ds: Any) -> str:
+    return json.dumps({"version": 1, "fields": schema_of(ds)})
+
+
+def parse_schema(text: str | bytes | dict | None) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """{name: (dtype, shape)} from a schema record; empty when absent or unreadable."""
+    if text is None:
+        return {}
+    try:
+        rec = text if isinstance(text, dict) else json.loads(text)
+        return {str(n): (np.dtype(d), tuple(int(x) for x in s)) for n, d, s in rec["fields"]}
+    except (ValueError, TypeError, KeyError):
+        return {}
+
+
+def element_names(name: str, shape: Sequence[int]) -> list[str]:
+    """Column names of a sub-array field's elements: ``pose/0``, ``pose/1``... (row-major)."""
+    return [name + "".join(f"/{i}" for i in idx) for idx in np.ndindex(*shape)]
+
+
+def split_elements(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Infer sub-array fields from column names: {field: [element columns]}.
+
+    A field ``f`` is a sub-array when columns ``f/0`` .. ``f/k-1`` exist, all
+    of them, and no column is called ``f`` itself.
+    """
+    groups: dict[str, dict[int, str]] = {}
+    names = set(columns)
+    for c in columns:
+        m = _ELEMENT.match(c)
+        if m and m.group(1) not in names:
+            groups.setdefault(m.group(1), {})[int(m.group(2))] = c
+    return {base: [idx[i] for i in range(len(idx))] for base, idx in groups.items()
+            if set(idx) == set(range(len(idx)))}
+
+
+def factorize(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values sorted, codes) of a 1-D fixed-width column, codes int64.
+
+    Path columns come in runs (one value per micrograph, rows grouped by
+    micrograph), so the distinct values of the runs are found first: O(n)
+    comparisons plus a sort of the run values, instead of a sort of n rows.
+    """
+    n = len(col)
+    if n == 0:
+        return col[:0].copy(), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], col[1:] != col[:-1])))
+    if len(starts) > n // 4:  # no useful runs: sort everything
+        uniq, codes = np.unique(col, return_inverse=True)
+        return uniq, codes.reshape(-1).astype(np.int64, copy=False)
+    uniq, run_codes = np.unique(col[starts], return_inverse=True)
+    lengths = np.diff(np.append(starts, n))
+    return uniq, np.repeat(run_codes.reshape(-1).astype(np.int64), lengths)
+
+
+def fixed_strings(values: Sequence[Any], field: str, width: int | None = None) -> np.ndarray:
+    """Python str / bytes values as a fixed-width UTF-8 ``S`` array.
+
+    The width is ``width`` when every value fits, else longest + 1 (the
+    width cryoSPARC's writers choose). None and NaN are refused.
+    """
+    encoded = []
+    for v in values:
+        if isinstance(v, str):
+            encoded.append(v.encode("utf-8"))
+        elif isinstance(v, (bytes, bytearray, np.bytes_)):
+            encoded.append(bytes(v))
+        else:
+            raise CsFieldError(f"field {field!r}: missing or non-string value {v!r} in a "
+                               "string column")
+    longest = max((len(e) for e in encoded), default=0)
+    w = width if width is not None and width >= longest and width > 0 else longest + 1
+    return np.array(encoded, dtype=f"S{w}")
