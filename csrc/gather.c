@@ -58,7 +58,7 @@ static void copy_rows_resized(const char *src, ptrdiff_t ss, char *dst, ptrdiff_
  * (gathers from a shuffled join index miss the cache on every row). */
 #define GATHER_ROWS(SIZE)                                                             \
     for (int64_t i = lo; i < hi; i++) {                                               \
-        if (i + PREFETCH < hi) {                                                      \
+        if (prefetch && i + PREFETCH < hi) {                                          \
             int64_t ahead = (int64_t)csf_load_u64(g->index + (i + PREFETCH) * g->index_stride); \
             if ((uint64_t)ahead < (uint64_t)g->src_n) {                               \
                 __builtin_prefetch(g->src + ahead * g->src_stride);                   \
@@ -80,7 +80,7 @@ static void copy_rows_resized(const char *src, ptrdiff_t ss, char *dst, ptrdiff_
         }                                                                             \
     }
 
-static int gather_range(const csf_gather_args *g, int64_t lo, int64_t hi)
+static int gather_range(const csf_gather_args *g, int64_t lo, int64_t hi, int prefetch)
 {
     int64_t size = g->nelem * g->src_el;
     if (g->index == NULL) {
@@ -118,7 +118,7 @@ static void gather_task(void *ctx, int tid, int nthreads)
     gather_job *job = ctx;
     int64_t lo, hi;
     csf_slice(job->g->n, tid, nthreads, &lo, &hi);
-    if (gather_range(job->g, lo, hi) != CSF_OK) {
+    if (gather_range(job->g, lo, hi, 1) != CSF_OK) {
         __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
     }
 }
@@ -134,6 +134,81 @@ int csf_gather(const csf_gather_args *g, int nthreads)
     int64_t bytes = g->n * g->nelem * g->out_el;
     gather_job job = {g, 0};
     csf_parallel(csf_threads_for(nthreads, bytes, GRAIN_BYTES), gather_task, &job);
+    return job.failed ? CSF_EINDEX : CSF_OK;
+}
+
+/* Rows a multi-column gather handles at a time: the source rows of a block
+ * (a few hundred bytes each) stay in L1/L2 while every column is copied. */
+#define MANY_BLOCK 16
+
+typedef struct {
+    const csf_gather_args *g;
+    int ncols;
+    int64_t span_lo; /* source row bytes [span_lo, span_hi) relative to g[0].src */
+    int64_t span_hi;
+    int prefetch_rows; /* whether the columns share one row layout */
+    int failed;
+} many_job;
+
+static void many_task(void *ctx, int tid, int nthreads)
+{
+    many_job *job = ctx;
+    const csf_gather_args *g = job->g;
+    int64_t lo, hi;
+    csf_slice(g[0].n, tid, nthreads, &lo, &hi);
+    for (int64_t a = lo; a < hi; a += MANY_BLOCK) {
+        int64_t b = a + MANY_BLOCK < hi ? a + MANY_BLOCK : hi;
+        if (job->prefetch_rows && g[0].index != NULL) {
+            /* Fetch whole source rows of the next block while this one copies. */
+            int64_t c = b + MANY_BLOCK < hi ? b + MANY_BLOCK : hi;
+            for (int64_t i = b; i < c; i++) {
+                int64_t r = (int64_t)csf_load_u64(g[0].index + i * g[0].index_stride);
+                if ((uint64_t)r < (uint64_t)g[0].src_n) {
+                    const char *row = g[0].src + r * g[0].src_stride;
+                    for (int64_t off = job->span_lo; off < job->span_hi; off += 64) {
+                        __builtin_prefetch(row + off);
+                    }
+                    __builtin_prefetch(row + job->span_hi - 1);
+                }
+            }
+        }
+        for (int j = 0; j < job->ncols; j++) {
+            if (gather_range(&g[j], a, b, !job->prefetch_rows) != CSF_OK) {
+                __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+                return;
+            }
+        }
+    }
+}
+
+int csf_gather_many(const csf_gather_args *g, int ncols, int nthreads)
+{
+    if (ncols <= 0 || g[0].n <= 0) {
+        return CSF_OK;
+    }
+    int64_t bytes = 0;
+    int same_rows = 1;
+    int64_t span_lo = 0, span_hi = 0;
+    for (int j = 0; j < ncols; j++) {
+        if (g[j].n != g[0].n || g[j].index != g[0].index ||
+            g[j].index_stride != g[0].index_stride || g[j].out_el < g[j].src_el ||
+            g[j].nelem < 0 || (g[j].index == NULL && g[j].n > g[j].src_n)) {
+            return CSF_EINVAL;
+        }
+        bytes += g[j].n * g[j].nelem * g[j].out_el;
+        int64_t lo = g[j].src - g[0].src;
+        int64_t hi = lo + g[j].nelem * g[j].src_el;
+        if (g[j].src_stride != g[0].src_stride || g[j].src_n != g[0].src_n) {
+            same_rows = 0;
+        }
+        span_lo = lo < span_lo ? lo : span_lo;
+        span_hi = hi > span_hi ? hi : span_hi;
+    }
+    /* Fields of one record array lie within one row's stride of each other. */
+    int prefetch_rows = same_rows && span_hi - span_lo <= (g[0].src_stride > 0 ? g[0].src_stride : 0)
+                        && span_hi - span_lo <= 4096;
+    many_job job = {g, ncols, span_lo, span_hi, prefetch_rows, 0};
+    csf_parallel(csf_threads_for(nthreads, bytes, GRAIN_BYTES), many_task, &job);
     return job.failed ? CSF_EINDEX : CSF_OK;
 }
 

@@ -27,6 +27,12 @@ typedef struct {
 
 int csf_gather(const csf_gather_args *g, int nthreads);
 
+/* Several gathers with one index (the same n and index in every g[j]),
+ * done a block of rows at a time: the columns of one table share its rows'
+ * cache lines, so each source row is fetched from memory once, not once
+ * per column. */
+int csf_gather_many(const csf_gather_args *g, int ncols, int nthreads);
+
 /* One column of a row-interleaved buffer: nelem elements of el bytes each
  * per row, stored as out_el bytes each (copy min(el, out_el), zero-pad),
  * at byte offset `offset` of the row; bytes up to offset + width beyond

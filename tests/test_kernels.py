@@ -97,7 +97,7 @@ def test_join_index(keys, how, mode):
         got = _core.join_index(cols)
     want = ref_join(keys)
     assert len(got) == len(keys)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g.dtype == np.intp
         assert g.tolist() == w
 
@@ -211,7 +211,8 @@ def test_gather(dt, sub, n, out_kind, seed, threads, indexed, widen):
     want = vals if index is None else vals[index]
     out_dtype = dtype
     if widen and dtype.kind in "SU":
-        out_dtype = np.dtype(f"{dtype.kind}{dtype.itemsize // (4 if dtype.kind == 'U' else 1) + widen * 5}")
+        unit = 4 if dtype.kind == "U" else 1
+        out_dtype = np.dtype(f"{dtype.kind}{dtype.itemsize // unit + widen * 5}")
     m = len(want)
     if out_kind == 0:
         out = np.zeros((m,) + sub, out_dtype)
@@ -251,6 +252,52 @@ def test_gather_large(threads, itemsize):
         whole = np.empty(n, vals.dtype)
         _core.gather(vals, None, whole)
         assert whole.tobytes() == vals.tobytes()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(ITEM_DTYPES), st.sampled_from(SUBSHAPES[:3]),
+                          st.integers(0, 1)), min_size=1, max_size=6),
+       st.integers(0, 300), st.integers(0, 2**32), st.sampled_from([1, 2]), st.booleans())
+def test_gather_many(fields, n, seed, threads, indexed):
+    """Columns of one packed table gathered together, as a join materializes them."""
+    rng = np.random.default_rng(seed)
+    descr = [("pad", "u1")] + [(f"f{j}", dt, sub) for j, (dt, sub, _) in enumerate(fields)]
+    rec = np.zeros(n, np.dtype(descr))
+    for j, (dt, sub, _) in enumerate(fields):
+        rec[f"f{j}"] = fill(np.dtype(dt), (n,) + sub, rng)
+    rec = np.frombuffer(rec.tobytes(), rec.dtype)
+    index = rng.integers(-n, n, size=rng.integers(0, 400)) if indexed and n else None
+    srcs, outs, wants = [], [], []
+    for j, (dt, _sub, widen) in enumerate(fields):
+        dtype = np.dtype(dt)
+        if widen and dtype.kind in "SU":
+            unit = 4 if dtype.kind == "U" else 1
+            dtype = np.dtype(f"{dtype.kind}{dtype.itemsize // unit + 3}")
+        col = rec[f"f{j}"]
+        want = (col if index is None else col[index]).astype(dtype)
+        srcs.append(col)
+        outs.append(np.zeros(want.shape, dtype))
+        wants.append(want)
+    with kernel_mode(threads, -1):
+        _core.gather_many(srcs, index, outs)
+    for o, w in zip(outs, wants, strict=True):
+        assert o.tobytes() == w.tobytes()
+
+
+def test_gather_many_large():
+    rng = np.random.default_rng(5)
+    n = 100_000
+    rec = np.zeros(n, np.dtype([("a", "<u8"), ("p", "S40"), ("x", "<f4", (3,))]))
+    rec["a"] = rng.integers(0, 2**63, n)
+    rec["p"] = [b"f%d" % i for i in range(n)]
+    rec["x"] = rng.random((n, 3))
+    index = rng.permutation(n)
+    for threads in (1, 2):
+        outs = [np.empty((n,) + rec[k].shape[1:], rec[k].dtype) for k in rec.dtype.names]
+        with kernel_mode(threads, -1):
+            _core.gather_many([rec[k] for k in rec.dtype.names], index, outs)
+        for k, o in zip(rec.dtype.names, outs, strict=True):
+            assert np.array_equal(o, rec[k][index])
 
 
 def test_gather_errors():

@@ -61,6 +61,7 @@ cdef extern from "gather.h":
         int64_t offset
         int64_t width
     int csf_gather(const csf_gather_args *g, int nthreads) noexcept nogil
+    int csf_gather_many(const csf_gather_args *g, int ncols, int nthreads) noexcept nogil
     int csf_pack(const csf_pack_column *cols, int ncols, int64_t n, char *out,
                  ptrdiff_t row_stride, int nthreads) noexcept nogil
 
@@ -260,32 +261,30 @@ def _widens(sd, od):
             and (sd.kind == "S" or sd.isnative == od.isnative))
 
 
-def gather(src, index, out):
-    """out[i] = src[index[i]] (index None: src itself).
+def _index_array(index):
+    """(usable, index): index as a 1-D intp array or None; usable False when
+    only numpy's indexing covers it (a boolean or multi-dimensional index)."""
+    if index is None:
+        return True, None
+    idx = np.asarray(index)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        return False, idx
+    if idx.dtype != np.intp:
+        idx = idx.astype(np.intp)
+    return True, idx
 
-    src and out may be strided and unaligned; out may be a wider string
-    dtype of the same kind (zero-padded).
-    """
+
+cdef bint _gather_args(csf_gather_args *g, src, idx, out) except -1:
+    """Fill g for out[i] = src[idx[i]]; False when the byte-copy kernel cannot do it."""
     if not (isinstance(src, np.ndarray) and isinstance(out, np.ndarray)) or src.ndim == 0 \
             or src.shape[1:] != out.shape[1:] or not _widens(src.dtype, out.dtype) \
             or not _rows_contiguous(src) or not _rows_contiguous(out):
-        # Anything the byte-copy kernel does not cover keeps numpy's semantics.
-        _assign(out, src if index is None else np.asarray(src)[index])
-        return
+        return False
     if not out.flags.writeable:
         raise ValueError("gather: the output array is read-only")
-    idx = None
-    if index is not None:
-        idx = np.asarray(index)
-        if idx.ndim != 1 or idx.dtype.kind not in "iu":
-            _assign(out, src[idx])
-            return
-        if idx.dtype != np.intp:
-            idx = idx.astype(np.intp)
     n = src.shape[0] if idx is None else idx.shape[0]
     if out.shape[0] != n:
         raise ValueError(f"gather: {n} rows do not fit an output of {out.shape[0]} rows")
-    cdef csf_gather_args g
     g.src = <const char *>_addr(src)
     g.src_n = src.shape[0]
     g.src_stride = src.strides[0]
@@ -297,10 +296,54 @@ def gather(src, index, out):
     g.out_stride = out.strides[0]
     g.out_el = out.dtype.itemsize
     g.nelem = _elements(src)
+    return True
+
+
+def gather(src, index, out):
+    """out[i] = src[index[i]] (index None: src itself).
+
+    src and out may be strided and unaligned; out may be a wider string
+    dtype of the same kind (zero-padded).
+    """
+    cdef csf_gather_args g
+    usable, idx = _index_array(index)
+    if not usable or not _gather_args(&g, src, idx, out):
+        # Anything the byte-copy kernel does not cover keeps numpy's semantics.
+        _assign(out, src if index is None else np.asarray(src)[index])
+        return
     cdef int status, nt = num_threads()
     with nogil:
         status = csf_gather(&g, nt)
     _check(status, "gather")
+
+
+def gather_many(srcs, index, outs):
+    """outs[j][i] = srcs[j][index[i]] for every j, as gather does column by column.
+
+    Columns of one table share the cache lines of its rows: gathering them
+    together, a block of rows at a time, reads each source row once.
+    """
+    srcs, outs = list(srcs), list(outs)
+    if len(srcs) != len(outs):
+        raise ValueError(f"gather_many: {len(srcs)} sources but {len(outs)} outputs")
+    usable, idx = _index_array(index)
+    cdef Py_ssize_t j, m = 0
+    cdef csf_gather_args *g = <csf_gather_args *>malloc((len(srcs) + 1) * sizeof(csf_gather_args))
+    if g == NULL:
+        raise MemoryError()
+    cdef int status = CSF_OK, nt = num_threads()
+    try:
+        for j in range(len(srcs)):
+            if not usable or not _gather_args(&g[m], srcs[j], idx, outs[j]):
+                _assign(outs[j], srcs[j] if index is None else np.asarray(srcs[j])[index])
+            else:
+                m += 1
+        if m:
+            with nogil:
+                status = csf_gather_many(g, <int>m, nt)
+    finally:
+        free(g)
+    _check(status, "gather_many")
 
 
 def _assign(out, vals):
