@@ -139,7 +139,9 @@ int csf_gather(const csf_gather_args *g, int nthreads)
 
 /* Rows a multi-column gather handles at a time: the source rows of a block
  * (a few hundred bytes each) stay in L1/L2 while every column is copied. */
+#ifndef MANY_BLOCK
 #define MANY_BLOCK 16
+#endif
 
 typedef struct {
     const csf_gather_args *g;
