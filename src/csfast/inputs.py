@@ -105,7 +105,8 @@ class Input:
     slot results (and, with ``passthrough``, of the group's other results);
     then the connections appended in order. Within a connection, rows follow
     the group's own first metafile (that of its first slot not overridden)
-    and columns follow the slots' order, then the passthrough results;
+    and columns follow the slots' order (results sharing a metafile stay
+    together), then the passthrough results;
     across connections, columns are the fields every connection has.
     """
 
