@@ -1,15 +1,78 @@
 # cython: language_level=3
-"""Typed wrappers over the C kernels in csrc/ (interim numpy versions).
+"""Typed wrappers over the C kernels in csrc/.
 
-Every array argument may be a strided, unaligned view (a column of a mapped
-structured array). uid arrays are native-endian uint64, 1-D.
+Every array argument may be a strided, unaligned, read-only view (a column
+of a mapped structured array): the kernels read it in place through its data
+pointer and strides, never through a copy. uid arrays are native-endian
+64-bit integers, 1-D. Each wrapper converts its arguments to C types, makes
+one kernel call with the GIL released, and turns the kernel's status into a
+Python exception.
 """
+from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+
 import numpy as np
+
+cdef extern from "status.h":
+    enum:
+        CSF_OK
+        CSF_ENOMEM
+        CSF_EINDEX
+        CSF_EINVAL
+    ctypedef struct csf_column:
+        const char *data
+        int64_t n
+        ptrdiff_t stride
 
 cdef extern from "threads.h":
     int csf_default_threads() noexcept nogil
 
+cdef extern from "hash.h":
+    int csf_lookup(const csf_column *build, const csf_column *probe, int64_t *out_rows,
+                   uint8_t *out_mask, int nthreads, int bits) noexcept nogil
+    int csf_join(const csf_column *cols, int ncols, int64_t *const *out, int64_t *nout,
+                 int nthreads, int bits) noexcept nogil
+    int csf_repeats(const csf_column *cols, int ncols, int64_t cap, int64_t *count,
+                    int64_t *rep_rows, int64_t *first_rows, int nthreads,
+                    int bits) noexcept nogil
+    int csf_first_occurrence(const csf_column *cols, int ncols, uint8_t *mask, int nthreads,
+                             int bits) noexcept nogil
+
+cdef extern from "gather.h":
+    ctypedef struct csf_gather_args:
+        const char *src
+        int64_t src_n
+        ptrdiff_t src_stride
+        int64_t src_el
+        const char *index
+        ptrdiff_t index_stride
+        char *out
+        int64_t n
+        ptrdiff_t out_stride
+        int64_t out_el
+        int64_t nelem
+    ctypedef struct csf_pack_column:
+        const char *data
+        ptrdiff_t stride
+        int64_t nelem
+        int64_t el
+        int64_t out_el
+        int64_t offset
+        int64_t width
+    int csf_gather(const csf_gather_args *g, int nthreads) noexcept nogil
+    int csf_gather_many(const csf_gather_args *g, int ncols, int nthreads) noexcept nogil
+    int csf_pack(const csf_pack_column *cols, int ncols, int64_t n, char *out,
+                 ptrdiff_t row_stride, int nthreads) noexcept nogil
+
+cdef extern from "strcol.h":
+    int csf_str_maxlen(const char *data, int64_t n, ptrdiff_t stride, int64_t nelem,
+                       int64_t el, int unit, int64_t *out, int nthreads) noexcept nogil
+
 _threads = 0
+# Partition bits for the hash kernels: -1 lets the kernel choose from the
+# input size. Only benchmarks change it (to measure what partitioning buys).
+_bits = -1
 
 
 def num_threads():
@@ -25,32 +88,101 @@ def set_num_threads(int n):
     _threads = n
 
 
+def _set_partition_bits(int bits):
+    """Force 2**bits hash partitions (0: one table; -1: automatic). For benchmarks."""
+    global _bits
+    _bits = bits
+
+
+cdef int _check(int status, str what) except -1:
+    if status == CSF_OK:
+        return 0
+    if status == CSF_ENOMEM:
+        raise MemoryError(f"{what}: out of memory for scratch buffers")
+    if status == CSF_EINDEX:
+        raise IndexError(f"{what}: row index out of range")
+    raise ValueError(f"{what}: inconsistent arguments (kernel status {status})")
+
+
+cdef inline size_t _addr(a):
+    """Address of an array's first element (works for read-only arrays too)."""
+    return a.__array_interface__["data"][0]
+
+
+def _as_uids(k):
+    """k as a 1-D array of native 64-bit integers, a view whenever possible."""
+    a = np.asarray(k)
+    if a.ndim != 1:
+        a = a.reshape(-1)
+    dt = a.dtype
+    if not (dt.kind in "ui" and dt.itemsize == 8 and dt.isnative):
+        a = a.astype(np.uint64)
+    return a
+
+
+cdef void _fill_column(csf_column *c, a):
+    c.data = <const char *>_addr(a)
+    c.n = a.shape[0]
+    c.stride = a.strides[0]
+
+
+cdef csf_column *_columns(list arrays) except NULL:
+    cdef Py_ssize_t i, m = len(arrays)
+    cdef csf_column *cols = <csf_column *>malloc((m + 1) * sizeof(csf_column))
+    if cols == NULL:
+        raise MemoryError()
+    for i in range(m):
+        _fill_column(&cols[i], arrays[i])
+    return cols
+
+
 def join_index(keys):
     """Row indices of a multi-way inner join on uid.
 
     Output rows follow keys[0] (duplicates kept); for every later input the
     last row holding the uid is chosen. Returns one intp array per input.
     """
-    keys = list(keys)
-    first = np.asarray(keys[0])
-    sel = np.arange(len(first), dtype=np.intp)
-    picks = []
-    for k in keys[1:]:
-        k = np.asarray(k)
-        uniq_rev, idx_rev = np.unique(k[::-1], return_index=True)
-        last = len(k) - 1 - idx_rev
-        pos = np.searchsorted(uniq_rev, first[sel])
-        pos[pos >= len(uniq_rev)] = 0
-        found = uniq_rev[pos] == first[sel] if len(uniq_rev) else np.zeros(len(sel), bool)
-        sel = sel[found]
-        picks = [p[found] for p in picks]
-        picks.append(last[pos[found]].astype(np.intp))
-    return [sel] + picks
+    arrays = [_as_uids(k) for k in keys]
+    cdef int m = len(arrays)
+    if m == 0:
+        return []
+    cdef Py_ssize_t n0 = arrays[0].shape[0]
+    outs = [np.empty(n0, dtype=np.intp) for _ in range(m)]
+    cdef csf_column *cols = _columns(arrays)
+    cdef int64_t **ptrs = <int64_t **>malloc(m * sizeof(int64_t *))
+    cdef int64_t nout = 0
+    cdef int status, i, nt = num_threads(), bits = _bits
+    if ptrs == NULL:
+        free(cols)
+        raise MemoryError()
+    for i in range(m):
+        ptrs[i] = <int64_t *>_addr(outs[i])
+    with nogil:
+        status = csf_join(cols, m, ptrs, &nout, nt, bits)
+    free(cols)
+    free(ptrs)
+    _check(status, "join_index")
+    if nout == n0:
+        return outs
+    # A much shorter result is copied so the full-size buffers are freed.
+    return [o[:nout].copy() if nout < n0 // 2 else o[:nout] for o in outs]
 
 
 def isin(values, members):
     """Boolean mask: values[i] is among members."""
-    return np.isin(np.asarray(values), np.asarray(members))
+    shape = np.shape(values)
+    v = _as_uids(values)
+    mem = _as_uids(members)
+    out = np.empty(v.shape[0], dtype=bool)
+    cdef csf_column vc, mc
+    _fill_column(&vc, v)
+    _fill_column(&mc, mem)
+    cdef uint8_t *mask = <uint8_t *>_addr(out)
+    cdef int status, nt = num_threads(), bits = _bits
+    with nogil:
+        status = csf_lookup(&mc, &vc, NULL, mask, nt, bits)
+    _check(status, "isin")
+    return out.reshape(shape)
 
 
 def repeats(keys, Py_ssize_t limit):
@@ -60,26 +192,111 @@ def repeats(keys, Py_ssize_t limit):
     for at most `limit` of them, their global row and the global row of the
     uid's first occurrence.
     """
-    allk = np.concatenate([np.asarray(k) for k in keys]) if keys else np.zeros(0, np.uint64)
-    uniq, first, inv = np.unique(allk, return_index=True, return_inverse=True)
-    is_first = np.zeros(len(allk), bool)
-    is_first[first] = True
-    rep = np.flatnonzero(~is_first)
-    return len(rep), rep[:limit].astype(np.int64), first[inv[rep[:limit]]].astype(np.int64)
+    arrays = [_as_uids(k) for k in keys]
+    cdef int m = len(arrays)
+    cdef int64_t total = sum(a.shape[0] for a in arrays)
+    cdef int64_t cap = min(max(limit, 0), total)
+    # np.empty pages are only committed when written: a large cap costs nothing.
+    rep = np.empty(cap, dtype=np.int64)
+    first = np.empty(cap, dtype=np.int64)
+    cdef int64_t *rp = <int64_t *>_addr(rep)
+    cdef int64_t *fp = <int64_t *>_addr(first)
+    cdef int64_t count = 0
+    cdef int status, nt = num_threads(), bits = _bits
+    cdef csf_column *cols = _columns(arrays)
+    with nogil:
+        status = csf_repeats(cols, m, cap, &count, rp, fp, nt, bits)
+    free(cols)
+    _check(status, "repeats")
+    k = min(count, cap)
+    if k < cap:
+        rep, first = rep[:k].copy(), first[:k].copy()
+    return int(count), rep, first
 
 
 def first_occurrence(keys):
     """Per input, a mask of rows whose uid appears in no earlier row of any input."""
-    keys = [np.asarray(k) for k in keys]
-    allk = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-    _, first = np.unique(allk, return_index=True)
-    mask = np.zeros(len(allk), bool)
-    mask[first] = True
+    arrays = [_as_uids(k) for k in keys]
+    cdef int m = len(arrays)
+    cdef int64_t total = sum(a.shape[0] for a in arrays)
+    mask = np.empty(total, dtype=bool)
+    cdef uint8_t *mp = <uint8_t *>_addr(mask)
+    cdef int status, nt = num_threads(), bits = _bits
+    cdef csf_column *cols = _columns(arrays)
+    with nogil:
+        status = csf_first_occurrence(cols, m, mp, nt, bits)
+    free(cols)
+    _check(status, "first_occurrence")
     out, start = [], 0
-    for k in keys:
-        out.append(mask[start:start + len(k)])
-        start += len(k)
+    for a in arrays:
+        out.append(mask[start:start + a.shape[0]])
+        start += a.shape[0]
     return out
+
+
+cdef bint _rows_contiguous(a):
+    """Whether each row's item is one run of bytes (inner dimensions C-contiguous)."""
+    cdef Py_ssize_t expect = a.dtype.itemsize
+    cdef int d
+    shape, strides = a.shape, a.strides
+    for d in range(a.ndim - 1, 0, -1):
+        if shape[d] != 1 and strides[d] != expect:
+            return False
+        expect *= shape[d]
+    return True
+
+
+cdef Py_ssize_t _elements(a):
+    cdef Py_ssize_t k = 1
+    for s in a.shape[1:]:
+        k *= s
+    return k
+
+
+def _widens(sd, od):
+    """od holds sd's values by copying bytes and zero-padding (same string kind)."""
+    if sd == od:
+        return not sd.hasobject
+    return (sd.kind == od.kind and sd.kind in "SU" and od.itemsize >= sd.itemsize
+            and (sd.kind == "S" or sd.isnative == od.isnative))
+
+
+def _index_array(index):
+    """(usable, index): index as a 1-D intp array or None; usable False when
+    only numpy's indexing covers it (a boolean or multi-dimensional index)."""
+    if index is None:
+        return True, None
+    idx = np.asarray(index)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        return False, idx
+    if idx.dtype != np.intp:
+        idx = idx.astype(np.intp)
+    return True, idx
+
+
+cdef bint _gather_args(csf_gather_args *g, src, idx, out) except -1:
+    """Fill g for out[i] = src[idx[i]]; False when the byte-copy kernel cannot do it."""
+    if not (isinstance(src, np.ndarray) and isinstance(out, np.ndarray)) or src.ndim == 0 \
+            or src.shape[1:] != out.shape[1:] or not _widens(src.dtype, out.dtype) \
+            or not _rows_contiguous(src) or not _rows_contiguous(out):
+        return False
+    if not out.flags.writeable:
+        raise ValueError("gather: the output array is read-only")
+    n = src.shape[0] if idx is None else idx.shape[0]
+    if out.shape[0] != n:
+        raise ValueError(f"gather: {n} rows do not fit an output of {out.shape[0]} rows")
+    g.src = <const char *>_addr(src)
+    g.src_n = src.shape[0]
+    g.src_stride = src.strides[0]
+    g.src_el = src.dtype.itemsize
+    g.index = NULL if idx is None else <const char *>_addr(idx)
+    g.index_stride = 0 if idx is None else idx.strides[0]
+    g.out = <char *>_addr(out)
+    g.n = n
+    g.out_stride = out.strides[0]
+    g.out_el = out.dtype.itemsize
+    g.nelem = _elements(src)
+    return True
 
 
 def gather(src, index, out):
@@ -88,8 +305,45 @@ def gather(src, index, out):
     src and out may be strided and unaligned; out may be a wider string
     dtype of the same kind (zero-padded).
     """
-    vals = src if index is None else src[index]
-    _assign(out, vals)
+    cdef csf_gather_args g
+    usable, idx = _index_array(index)
+    if not usable or not _gather_args(&g, src, idx, out):
+        # Anything the byte-copy kernel does not cover keeps numpy's semantics.
+        _assign(out, src if index is None else np.asarray(src)[index])
+        return
+    cdef int status, nt = num_threads()
+    with nogil:
+        status = csf_gather(&g, nt)
+    _check(status, "gather")
+
+
+def gather_many(srcs, index, outs):
+    """outs[j][i] = srcs[j][index[i]] for every j, as gather does column by column.
+
+    Columns of one table share the cache lines of its rows: gathering them
+    together, a block of rows at a time, reads each source row once.
+    """
+    srcs, outs = list(srcs), list(outs)
+    if len(srcs) != len(outs):
+        raise ValueError(f"gather_many: {len(srcs)} sources but {len(outs)} outputs")
+    usable, idx = _index_array(index)
+    cdef Py_ssize_t j, m = 0
+    cdef csf_gather_args *g = <csf_gather_args *>malloc((len(srcs) + 1) * sizeof(csf_gather_args))
+    if g == NULL:
+        raise MemoryError()
+    cdef int status = CSF_OK, nt = num_threads()
+    try:
+        for j in range(len(srcs)):
+            if not usable or not _gather_args(&g[m], srcs[j], idx, outs[j]):
+                _assign(outs[j], srcs[j] if index is None else np.asarray(srcs[j])[index])
+            else:
+                m += 1
+        if m:
+            with nogil:
+                status = csf_gather_many(g, <int>m, nt)
+    finally:
+        free(g)
+    _check(status, "gather_many")
 
 
 def _assign(out, vals):
@@ -101,24 +355,89 @@ def _assign(out, vals):
 
 def str_maxlen(col):
     """Longest value of an S or U column, in characters (trailing NULs excluded)."""
-    if len(col) == 0:
+    a = np.asarray(col)
+    if a.dtype.kind not in "SU":
+        raise TypeError(f"str_maxlen needs a string column, not {a.dtype}")
+    if a.size == 0:
         return 0
-    return int(np.char.str_len(np.asarray(col)).max())
+    if a.ndim == 0:
+        a = a.reshape(1)
+    if not _rows_contiguous(a):
+        a = np.ascontiguousarray(a)
+    cdef int64_t best = 0
+    cdef const char *data = <const char *>_addr(a)
+    cdef int64_t n = a.shape[0], nelem = _elements(a), el = a.dtype.itemsize
+    cdef ptrdiff_t stride = a.strides[0]
+    cdef int unit = 1 if a.dtype.kind == "S" else 4
+    cdef int status, nt = num_threads()
+    with nogil:
+        status = csf_str_maxlen(data, n, stride, nelem, el, unit, &best, nt)
+    _check(status, "str_maxlen")
+    return int(best)
 
 
 def pack(columns, offsets, Py_ssize_t start, out):
     """Interleave rows start.. of columns into out (n, rowsize) uint8 buffer.
 
-    Column j goes to bytes [offsets[j], offsets[j] + column itemsize) of each
-    row, after conversion to the width implied by the next offset.
+    Column j goes to bytes [offsets[j], next offset or rowsize) of each row:
+    string columns element by element, zero-padded or truncated to that
+    width; other columns byte for byte.
     """
-    n = out.shape[0]
-    for j, (col, off) in enumerate(zip(columns, offsets)):
-        end = offsets[j + 1] if j + 1 < len(offsets) else out.shape[1]
-        width = end - off
-        part = np.ascontiguousarray(col[start:start + n])
-        raw = part.view(np.uint8).reshape(n, -1) if n else np.zeros((0, part.dtype.itemsize), np.uint8)
-        k = min(width, raw.shape[1])
-        out[:, off:off + k] = raw[:, :k]
-        if k < width:
-            out[:, off + k:end] = 0
+    if out.ndim != 2 or out.dtype.itemsize != 1 or (out.shape[0] > 1 and out.strides[1] != 1):
+        raise ValueError("pack: out must be a 2-D uint8 buffer with contiguous rows")
+    if not out.flags.writeable:
+        raise ValueError("pack: the output buffer is read-only")
+    if out.shape[0] == 0:
+        return
+    columns = list(columns)
+    offsets = [int(o) for o in offsets]
+    if len(offsets) != len(columns):
+        raise ValueError(f"pack: {len(columns)} columns but {len(offsets)} offsets")
+    cdef Py_ssize_t n = out.shape[0], rowsize = out.shape[1]
+    cdef int m = len(columns), j, status = CSF_OK, nt = num_threads()
+    cdef char *dst
+    cdef ptrdiff_t row_stride
+    keep = []
+    cdef csf_pack_column *cols = <csf_pack_column *>malloc((m + 1) * sizeof(csf_pack_column))
+    if cols == NULL:
+        raise MemoryError()
+    try:
+        for j in range(m):
+            col = np.asarray(columns[j])
+            off = offsets[j]
+            end = offsets[j + 1] if j + 1 < m else rowsize
+            if col.ndim == 0 or col.shape[0] < start + n:
+                raise ValueError(f"pack: column {j} has {len(col)} rows, "
+                                 f"rows {start}..{start + n} are needed")
+            if col.dtype.hasobject:
+                raise TypeError(f"pack: column {j} holds Python objects")
+            if off < 0 or end > rowsize or end < off:
+                raise ValueError(f"pack: column {j} bytes {off}..{end} outside a row of {rowsize}")
+            base = 0
+            if not _rows_contiguous(col):
+                col = np.ascontiguousarray(col[start:start + n])
+            else:
+                base = start
+            keep.append(col)
+            nelem = _elements(col)
+            el = col.dtype.itemsize
+            width = end - off
+            if col.dtype.kind in "SU" and nelem > 0 and width % nelem == 0:
+                out_el = width // nelem  # each string element padded or truncated
+            else:
+                el, nelem = el * nelem, 1  # one run of bytes per row
+                out_el = min(width, el)
+            cols[j].data = <const char *>_addr(col) + <ptrdiff_t>(base * col.strides[0])
+            cols[j].stride = col.strides[0]
+            cols[j].nelem = nelem
+            cols[j].el = el
+            cols[j].out_el = out_el
+            cols[j].offset = off
+            cols[j].width = width
+        dst = <char *>_addr(out)
+        row_stride = out.strides[0]
+        with nogil:
+            status = csf_pack(cols, m, n, dst, row_stride, nt)
+    finally:
+        free(cols)
+    _check(status, "pack")

@@ -1,0 +1,272 @@
+#include "gather.h"
+
+#include <stdlib.h>
+
+#include "threads.h"
+
+/* A thread gets at least this many bytes to copy (start-up costs ~20 us). */
+#define GRAIN_BYTES (1 << 20)
+/* Interleaving works on blocks of rows this large so they stay in cache
+ * while every column is written into them. */
+#define PACK_BLOCK_BYTES (128 << 10)
+/* How many rows ahead an indexed gather prefetches its source. */
+#define PREFETCH 16
+
+/* Copies count rows of `size` bytes; size a compile-time constant in the
+ * fast paths so memcpy becomes a few unaligned loads and stores. */
+#define COPY_ROWS(SIZE)                                                    \
+    for (int64_t i = 0; i < count; i++) {                                  \
+        memcpy(dst + i * ds, src + i * ss, (SIZE));                        \
+    }
+
+static void copy_rows(const char *src, ptrdiff_t ss, char *dst, ptrdiff_t ds, int64_t count,
+                      int64_t size)
+{
+    if (ss == size && ds == size) {
+        memcpy(dst, src, (size_t)(count * size));
+        return;
+    }
+    switch (size) {
+    case 1: COPY_ROWS(1) break;
+    case 2: COPY_ROWS(2) break;
+    case 4: COPY_ROWS(4) break;
+    case 8: COPY_ROWS(8) break;
+    case 12: COPY_ROWS(12) break;
+    case 16: COPY_ROWS(16) break;
+    case 24: COPY_ROWS(24) break;
+    case 32: COPY_ROWS(32) break;
+    default: COPY_ROWS((size_t)size) break;
+    }
+}
+
+/* Element-wise copy into wider (or narrower) elements, zero-padded. */
+static void copy_rows_resized(const char *src, ptrdiff_t ss, char *dst, ptrdiff_t ds,
+                              int64_t count, int64_t nelem, int64_t el, int64_t out_el)
+{
+    int64_t keep = el < out_el ? el : out_el;
+    for (int64_t i = 0; i < count; i++) {
+        const char *s = src + i * ss;
+        char *d = dst + i * ds;
+        for (int64_t e = 0; e < nelem; e++) {
+            memcpy(d + e * out_el, s + e * el, (size_t)keep);
+            memset(d + e * out_el + keep, 0, (size_t)(out_el - keep));
+        }
+    }
+}
+
+/* Indexed copies: the same fast paths, with a prefetch of the row to come
+ * (gathers from a shuffled join index miss the cache on every row). */
+#define GATHER_ROWS(SIZE)                                                             \
+    for (int64_t i = lo; i < hi; i++) {                                               \
+        if (prefetch && i + PREFETCH < hi) {                                          \
+            int64_t ahead = (int64_t)csf_load_u64(g->index + (i + PREFETCH) * g->index_stride); \
+            if ((uint64_t)ahead < (uint64_t)g->src_n) {                               \
+                __builtin_prefetch(g->src + ahead * g->src_stride);                   \
+            }                                                                         \
+        }                                                                             \
+        int64_t r = (int64_t)csf_load_u64(g->index + i * g->index_stride);            \
+        if ((uint64_t)r >= (uint64_t)g->src_n) {                                      \
+            r += g->src_n;                                                            \
+            if ((uint64_t)r >= (uint64_t)g->src_n) {                                  \
+                return CSF_EINDEX;                                                    \
+            }                                                                         \
+        }                                                                             \
+        const char *s = g->src + r * g->src_stride;                                   \
+        char *d = g->out + i * g->out_stride;                                         \
+        if (g->out_el == g->src_el) {                                                 \
+            memcpy(d, s, (SIZE));                                                     \
+        } else {                                                                      \
+            copy_rows_resized(s, 0, d, 0, 1, g->nelem, g->src_el, g->out_el);         \
+        }                                                                             \
+    }
+
+static int gather_range(const csf_gather_args *g, int64_t lo, int64_t hi, int prefetch)
+{
+    int64_t size = g->nelem * g->src_el;
+    if (g->index == NULL) {
+        const char *s = g->src + lo * g->src_stride;
+        char *d = g->out + lo * g->out_stride;
+        if (g->out_el == g->src_el) {
+            copy_rows(s, g->src_stride, d, g->out_stride, hi - lo, size);
+        } else {
+            copy_rows_resized(s, g->src_stride, d, g->out_stride, hi - lo, g->nelem, g->src_el,
+                              g->out_el);
+        }
+        return CSF_OK;
+    }
+    switch (g->out_el == g->src_el ? size : -1) {
+    case 1: GATHER_ROWS(1) break;
+    case 2: GATHER_ROWS(2) break;
+    case 4: GATHER_ROWS(4) break;
+    case 8: GATHER_ROWS(8) break;
+    case 12: GATHER_ROWS(12) break;
+    case 16: GATHER_ROWS(16) break;
+    case 24: GATHER_ROWS(24) break;
+    case 32: GATHER_ROWS(32) break;
+    default: GATHER_ROWS((size_t)size) break;
+    }
+    return CSF_OK;
+}
+
+typedef struct {
+    const csf_gather_args *g;
+    int failed;
+} gather_job;
+
+static void gather_task(void *ctx, int tid, int nthreads)
+{
+    gather_job *job = ctx;
+    int64_t lo, hi;
+    csf_slice(job->g->n, tid, nthreads, &lo, &hi);
+    if (gather_range(job->g, lo, hi, 1) != CSF_OK) {
+        __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+    }
+}
+
+int csf_gather(const csf_gather_args *g, int nthreads)
+{
+    if (g->n <= 0) {
+        return CSF_OK;
+    }
+    if (g->out_el < g->src_el || g->nelem < 0 || (g->index == NULL && g->n > g->src_n)) {
+        return CSF_EINVAL;
+    }
+    int64_t bytes = g->n * g->nelem * g->out_el;
+    gather_job job = {g, 0};
+    csf_parallel(csf_threads_for(nthreads, bytes, GRAIN_BYTES), gather_task, &job);
+    return job.failed ? CSF_EINDEX : CSF_OK;
+}
+
+/* Rows a multi-column gather handles at a time: the source rows of a block
+ * (a few hundred bytes each) stay in L1/L2 while every column is copied. */
+#define MANY_BLOCK 16
+
+typedef struct {
+    const csf_gather_args *g;
+    int ncols;
+    int64_t span_lo; /* source row bytes [span_lo, span_hi) relative to g[0].src */
+    int64_t span_hi;
+    int prefetch_rows; /* whether the columns share one row layout */
+    int failed;
+} many_job;
+
+static void many_task(void *ctx, int tid, int nthreads)
+{
+    many_job *job = ctx;
+    const csf_gather_args *g = job->g;
+    int64_t lo, hi;
+    csf_slice(g[0].n, tid, nthreads, &lo, &hi);
+    for (int64_t a = lo; a < hi; a += MANY_BLOCK) {
+        int64_t b = a + MANY_BLOCK < hi ? a + MANY_BLOCK : hi;
+        if (job->prefetch_rows && g[0].index != NULL) {
+            /* Fetch whole source rows of the next block while this one copies. */
+            int64_t c = b + MANY_BLOCK < hi ? b + MANY_BLOCK : hi;
+            for (int64_t i = b; i < c; i++) {
+                int64_t r = (int64_t)csf_load_u64(g[0].index + i * g[0].index_stride);
+                if ((uint64_t)r < (uint64_t)g[0].src_n) {
+                    const char *row = g[0].src + r * g[0].src_stride;
+                    for (int64_t off = job->span_lo; off < job->span_hi; off += 64) {
+                        __builtin_prefetch(row + off);
+                    }
+                    __builtin_prefetch(row + job->span_hi - 1);
+                }
+            }
+        }
+        for (int j = 0; j < job->ncols; j++) {
+            if (gather_range(&g[j], a, b, !job->prefetch_rows) != CSF_OK) {
+                __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+                return;
+            }
+        }
+    }
+}
+
+int csf_gather_many(const csf_gather_args *g, int ncols, int nthreads)
+{
+    if (ncols <= 0 || g[0].n <= 0) {
+        return CSF_OK;
+    }
+    int64_t bytes = 0;
+    int same_rows = 1;
+    int64_t span_lo = 0, span_hi = 0;
+    for (int j = 0; j < ncols; j++) {
+        if (g[j].n != g[0].n || g[j].index != g[0].index ||
+            g[j].index_stride != g[0].index_stride || g[j].out_el < g[j].src_el ||
+            g[j].nelem < 0 || (g[j].index == NULL && g[j].n > g[j].src_n)) {
+            return CSF_EINVAL;
+        }
+        bytes += g[j].n * g[j].nelem * g[j].out_el;
+        int64_t lo = g[j].src - g[0].src;
+        int64_t hi = lo + g[j].nelem * g[j].src_el;
+        if (g[j].src_stride != g[0].src_stride || g[j].src_n != g[0].src_n) {
+            same_rows = 0;
+        }
+        span_lo = lo < span_lo ? lo : span_lo;
+        span_hi = hi > span_hi ? hi : span_hi;
+    }
+    /* Fields of one record array lie within one row's stride of each other. */
+    int prefetch_rows = same_rows && span_hi - span_lo <= (g[0].src_stride > 0 ? g[0].src_stride : 0)
+                        && span_hi - span_lo <= 4096;
+    many_job job = {g, ncols, span_lo, span_hi, prefetch_rows, 0};
+    csf_parallel(csf_threads_for(nthreads, bytes, GRAIN_BYTES), many_task, &job);
+    return job.failed ? CSF_EINDEX : CSF_OK;
+}
+
+/* ------------------------------------------------------------------ pack */
+
+typedef struct {
+    const csf_pack_column *cols;
+    int ncols;
+    int64_t n;
+    char *out;
+    ptrdiff_t row_stride;
+    int64_t block;
+} pack_job;
+
+static void pack_task(void *ctx, int tid, int nthreads)
+{
+    pack_job *job = ctx;
+    int64_t nblocks = (job->n + job->block - 1) / job->block;
+    int64_t blo, bhi;
+    csf_slice(nblocks, tid, nthreads, &blo, &bhi);
+    for (int64_t b = blo; b < bhi; b++) {
+        int64_t lo = b * job->block;
+        int64_t count = job->n - lo < job->block ? job->n - lo : job->block;
+        char *rows = job->out + lo * job->row_stride;
+        for (int j = 0; j < job->ncols; j++) {
+            const csf_pack_column *c = &job->cols[j];
+            const char *src = c->data + lo * c->stride;
+            char *dst = rows + c->offset;
+            int64_t used = c->nelem * c->out_el;
+            if (c->el == c->out_el) {
+                copy_rows(src, c->stride, dst, job->row_stride, count, used);
+            } else {
+                copy_rows_resized(src, c->stride, dst, job->row_stride, count, c->nelem, c->el,
+                                  c->out_el);
+            }
+            if (c->width > used) {
+                for (int64_t i = 0; i < count; i++) {
+                    memset(dst + i * job->row_stride + used, 0, (size_t)(c->width - used));
+                }
+            }
+        }
+    }
+}
+
+int csf_pack(const csf_pack_column *cols, int ncols, int64_t n, char *out, ptrdiff_t row_stride,
+             int nthreads)
+{
+    if (n <= 0) {
+        return CSF_OK;
+    }
+    for (int j = 0; j < ncols; j++) {
+        if (cols[j].nelem * cols[j].out_el > cols[j].width || cols[j].offset < 0) {
+            return CSF_EINVAL;
+        }
+    }
+    int64_t row_bytes = row_stride > 0 ? row_stride : 1;
+    int64_t block = PACK_BLOCK_BYTES / row_bytes;
+    pack_job job = {cols, ncols, n, out, row_stride, block > 0 ? block : 1};
+    csf_parallel(csf_threads_for(nthreads, n * row_bytes, GRAIN_BYTES), pack_task, &job);
+    return CSF_OK;
+}

@@ -1,0 +1,662 @@
+#include "hash.h"
+
+#include <stdlib.h>
+
+#include "threads.h"
+
+/* Partitions hold about this many build rows, so that a table of twice as
+ * many 16-byte slots (512 KiB) stays in a 1-2 MiB L2 cache. */
+#define PART_ROWS 16384
+#define MAX_BITS 14
+/* Below this many rows one thread does the work (thread start-up dominates). */
+#define GRAIN 65536
+/* How far ahead a probe prefetches its slot in an unpartitioned table. */
+#define PREFETCH 16
+
+/* murmur3's fmix64: every key bit flips about half the hash bits, so
+ * sequential or structured uids spread as well as random ones. */
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* row1 = row + 1, so 0 marks an empty slot whatever the key. */
+typedef struct {
+    uint64_t key;
+    int64_t row1;
+} slot;
+
+typedef struct {
+    slot *s;
+    uint64_t mask;
+} table;
+
+static int64_t pow2_at_least(int64_t n)
+{
+    int64_t size = 16;
+    while (size < n) {
+        size <<= 1;
+    }
+    return size;
+}
+
+/* A table with room for n keys at load <= 1/2; s may be reused if big enough. */
+static int table_reset(table *t, int64_t n, int64_t *cap)
+{
+    int64_t size = pow2_at_least(2 * n);
+    if (size > *cap) {
+        free(t->s);
+        t->s = malloc((size_t)size * sizeof(slot));
+        if (t->s == NULL) {
+            *cap = 0;
+            return CSF_ENOMEM;
+        }
+        *cap = size;
+    }
+    memset(t->s, 0, (size_t)size * sizeof(slot));
+    t->mask = (uint64_t)size - 1;
+    return CSF_OK;
+}
+
+/* Insert, a later row replacing an earlier one: the last occurrence wins. */
+static inline void table_put_last(const table *t, uint64_t key, int64_t row)
+{
+    uint64_t i = mix64(key) & t->mask;
+    while (t->s[i].row1 != 0 && t->s[i].key != key) {
+        i = (i + 1) & t->mask;
+    }
+    t->s[i].key = key;
+    t->s[i].row1 = row + 1;
+}
+
+/* Insert when absent; returns the row of the first occurrence. */
+static inline int64_t table_put_first(const table *t, uint64_t key, int64_t row)
+{
+    uint64_t i = mix64(key) & t->mask;
+    while (t->s[i].row1 != 0) {
+        if (t->s[i].key == key) {
+            return t->s[i].row1 - 1;
+        }
+        i = (i + 1) & t->mask;
+    }
+    t->s[i].key = key;
+    t->s[i].row1 = row + 1;
+    return row;
+}
+
+/* The row holding key, or -1. */
+static inline int64_t table_get(const table *t, uint64_t key)
+{
+    uint64_t i = mix64(key) & t->mask;
+    while (t->s[i].row1 != 0) {
+        if (t->s[i].key == key) {
+            return t->s[i].row1 - 1;
+        }
+        i = (i + 1) & t->mask;
+    }
+    return -1;
+}
+
+static inline void table_prefetch(const table *t, uint64_t key)
+{
+    __builtin_prefetch(&t->s[mix64(key) & t->mask]);
+}
+
+static int auto_bits(int64_t n, int bits)
+{
+    if (bits >= 0) {
+        return bits > MAX_BITS ? MAX_BITS : bits;
+    }
+    bits = 0;
+    while (bits < MAX_BITS && (n >> bits) > PART_ROWS) {
+        bits++;
+    }
+    return bits;
+}
+
+/* ------------------------------------------------------------------ keys */
+
+/* Several columns seen as one row space (the concatenation of inputs). */
+typedef struct {
+    const csf_column *cols;
+    int ncols;
+    int64_t n;
+    int64_t *start; /* ncols + 1 global row offsets */
+} keyset;
+
+static int keyset_init(keyset *ks, const csf_column *cols, int ncols)
+{
+    ks->cols = cols;
+    ks->ncols = ncols;
+    ks->start = malloc(((size_t)ncols + 1) * sizeof(int64_t));
+    if (ks->start == NULL) {
+        return CSF_ENOMEM;
+    }
+    ks->start[0] = 0;
+    for (int c = 0; c < ncols; c++) {
+        ks->start[c + 1] = ks->start[c] + cols[c].n;
+    }
+    ks->n = ks->start[ncols];
+    return CSF_OK;
+}
+
+/* Runs BODY with `row` (global) and `key` for every row of [LO, HI). */
+#define FOR_KEYS(KS, LO, HI, BODY)                                                        \
+    for (int c_ = 0; c_ < (KS)->ncols; c_++) {                                            \
+        int64_t a_ = (KS)->start[c_] > (LO) ? (KS)->start[c_] : (LO);                     \
+        int64_t b_ = (KS)->start[c_ + 1] < (HI) ? (KS)->start[c_ + 1] : (HI);              \
+        const char *p_ = (KS)->cols[c_].data + (a_ - (KS)->start[c_]) * (KS)->cols[c_].stride; \
+        for (int64_t row = a_; row < b_; row++, p_ += (KS)->cols[c_].stride) {             \
+            uint64_t key = csf_load_u64(p_);                                              \
+            BODY                                                                          \
+        }                                                                                 \
+    }
+
+/* ------------------------------------------------------------ partitions */
+
+/* The rows of a keyset regrouped by the top `bits` hash bits, each
+ * partition keeping row order (so last/first occurrence is preserved). */
+typedef struct {
+    const keyset *ks;
+    int bits;
+    int nthreads;
+    int64_t nparts;
+    uint64_t *keys;  /* n keys, partition by partition */
+    int64_t *rows;   /* their global rows, or NULL when not needed */
+    uint16_t *pid;   /* partition of each global row, or NULL */
+    int64_t *cursor; /* nthreads x nparts write positions */
+    int64_t *base;   /* the same before scattering: where each thread's rows start */
+    int64_t *start;  /* nparts + 1 partition offsets */
+} parts;
+
+static inline uint64_t part_of(uint64_t key, int bits)
+{
+    return mix64(key) >> (64 - bits);
+}
+
+static void parts_count(void *ctx, int tid, int nthreads)
+{
+    parts *P = ctx;
+    int64_t lo, hi;
+    csf_slice(P->ks->n, tid, nthreads, &lo, &hi);
+    int64_t *hist = P->cursor + (int64_t)tid * P->nparts;
+    uint16_t *pid = P->pid;
+    int bits = P->bits;
+    if (pid != NULL) {
+        FOR_KEYS(P->ks, lo, hi, {
+            uint64_t p = part_of(key, bits);
+            pid[row] = (uint16_t)p;
+            hist[p]++;
+        })
+    } else {
+        FOR_KEYS(P->ks, lo, hi, { hist[part_of(key, bits)]++; })
+    }
+}
+
+static void parts_scatter(void *ctx, int tid, int nthreads)
+{
+    parts *P = ctx;
+    int64_t lo, hi;
+    csf_slice(P->ks->n, tid, nthreads, &lo, &hi);
+    int64_t *cur = P->cursor + (int64_t)tid * P->nparts;
+    uint64_t *keys = P->keys;
+    int64_t *rows = P->rows;
+    int bits = P->bits;
+    if (rows != NULL) {
+        FOR_KEYS(P->ks, lo, hi, {
+            int64_t j = cur[part_of(key, bits)]++;
+            keys[j] = key;
+            rows[j] = row;
+        })
+    } else {
+        FOR_KEYS(P->ks, lo, hi, { keys[cur[part_of(key, bits)]++] = key; })
+    }
+}
+
+static void parts_free(parts *P)
+{
+    free(P->keys);
+    free(P->rows);
+    free(P->pid);
+    free(P->cursor);
+    free(P->base);
+    free(P->start);
+}
+
+static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int want_rows,
+                       int want_pid)
+{
+    memset(P, 0, sizeof *P);
+    P->ks = ks;
+    P->bits = bits;
+    P->nthreads = nthreads;
+    P->nparts = (int64_t)1 << bits;
+    size_t n = (size_t)ks->n;
+    size_t cells = (size_t)nthreads * (size_t)P->nparts;
+    P->keys = malloc(n * sizeof(uint64_t) + 8);
+    P->rows = want_rows ? malloc(n * sizeof(int64_t) + 8) : NULL;
+    P->pid = want_pid ? malloc(n * sizeof(uint16_t) + 8) : NULL;
+    P->cursor = calloc(cells, sizeof(int64_t));
+    P->base = malloc(cells * sizeof(int64_t));
+    P->start = malloc(((size_t)P->nparts + 1) * sizeof(int64_t));
+    if (P->keys == NULL || (want_rows && P->rows == NULL) || (want_pid && P->pid == NULL) ||
+        P->cursor == NULL || P->base == NULL || P->start == NULL) {
+        parts_free(P);
+        return CSF_ENOMEM;
+    }
+    csf_parallel(nthreads, parts_count, P);
+    int64_t at = 0;
+    for (int64_t p = 0; p < P->nparts; p++) {
+        P->start[p] = at;
+        for (int t = 0; t < nthreads; t++) {
+            int64_t count = P->cursor[t * P->nparts + p];
+            P->cursor[t * P->nparts + p] = at;
+            at += count;
+        }
+    }
+    P->start[P->nparts] = at;
+    memcpy(P->base, P->cursor, cells * sizeof(int64_t));
+    csf_parallel(nthreads, parts_scatter, P);
+    return CSF_OK;
+}
+
+static int64_t parts_largest(const parts *P)
+{
+    int64_t most = 0;
+    for (int64_t p = 0; p < P->nparts; p++) {
+        int64_t count = P->start[p + 1] - P->start[p];
+        most = count > most ? count : most;
+    }
+    return most;
+}
+
+/* Rewrites a result computed in partition order (vals, one per partitioned
+ * row) into global row order, reading each partition's values in sequence. */
+typedef struct {
+    const parts *P;
+    const int64_t *vals;
+    int64_t *out_rows;
+    uint8_t *out_mask;
+    int failed;
+} unscatter;
+
+static void unscatter_task(void *ctx, int tid, int nthreads)
+{
+    unscatter *U = ctx;
+    const parts *P = U->P;
+    int64_t lo, hi;
+    csf_slice(P->ks->n, tid, nthreads, &lo, &hi);
+    int64_t *cur = malloc((size_t)P->nparts * sizeof(int64_t));
+    if (cur == NULL) {
+        __atomic_store_n(&U->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    memcpy(cur, P->base + (int64_t)tid * P->nparts, (size_t)P->nparts * sizeof(int64_t));
+    const uint16_t *pid = P->pid;
+    const int64_t *vals = U->vals;
+    if (U->out_rows != NULL && U->out_mask != NULL) {
+        for (int64_t r = lo; r < hi; r++) {
+            int64_t v = vals[cur[pid[r]]++];
+            U->out_rows[r] = v;
+            U->out_mask[r] = v >= 0;
+        }
+    } else if (U->out_rows != NULL) {
+        for (int64_t r = lo; r < hi; r++) {
+            U->out_rows[r] = vals[cur[pid[r]]++];
+        }
+    } else {
+        for (int64_t r = lo; r < hi; r++) {
+            U->out_mask[r] = vals[cur[pid[r]]++] >= 0;
+        }
+    }
+    free(cur);
+}
+
+static int unscatter_run(const parts *P, const int64_t *vals, int64_t *out_rows,
+                         uint8_t *out_mask, int nthreads)
+{
+    unscatter U = {P, vals, out_rows, out_mask, 0};
+    csf_parallel(nthreads, unscatter_task, &U);
+    return U.failed ? CSF_ENOMEM : CSF_OK;
+}
+
+/* ---------------------------------------------------------------- lookup */
+
+typedef struct {
+    const parts *B;
+    parts *Q;
+    int64_t cap_rows; /* largest build partition */
+    int64_t next;     /* next partition to take (atomic) */
+    int failed;
+} lookup_parts;
+
+static void lookup_parts_task(void *ctx, int tid, int nthreads)
+{
+    (void)tid;
+    (void)nthreads;
+    lookup_parts *L = ctx;
+    const parts *B = L->B;
+    parts *Q = L->Q;
+    table t = {NULL, 0};
+    int64_t cap = 0;
+    for (;;) {
+        int64_t p = __atomic_fetch_add(&L->next, 1, __ATOMIC_RELAXED);
+        if (p >= B->nparts) {
+            break;
+        }
+        int64_t qa = Q->start[p], qb = Q->start[p + 1];
+        if (qa == qb) {
+            continue;
+        }
+        int64_t ba = B->start[p], bb = B->start[p + 1];
+        if (table_reset(&t, bb - ba, &cap) != CSF_OK) {
+            __atomic_store_n(&L->failed, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        for (int64_t j = ba; j < bb; j++) {
+            table_put_last(&t, B->keys[j], B->rows[j]);
+        }
+        /* Results overwrite the probe keys in place: no second buffer. */
+        int64_t *res = (int64_t *)Q->keys;
+        for (int64_t j = qa; j < qb; j++) {
+            res[j] = table_get(&t, Q->keys[j]);
+        }
+    }
+    free(t.s);
+}
+
+typedef struct {
+    const table *t;
+    const keyset *probe;
+    int64_t *out_rows;
+    uint8_t *out_mask;
+} lookup_direct;
+
+static void lookup_direct_task(void *ctx, int tid, int nthreads)
+{
+    lookup_direct *L = ctx;
+    const csf_column *c = &L->probe->cols[0];
+    int64_t lo, hi;
+    csf_slice(c->n, tid, nthreads, &lo, &hi);
+    const table *t = L->t;
+    const char *p = c->data + lo * c->stride;
+    ptrdiff_t ahead = PREFETCH * c->stride;
+    for (int64_t r = lo; r < hi; r++, p += c->stride) {
+        if (r + PREFETCH < hi) {
+            table_prefetch(t, csf_load_u64(p + ahead));
+        }
+        int64_t v = table_get(t, csf_load_u64(p));
+        if (L->out_rows != NULL) {
+            L->out_rows[r] = v;
+        }
+        if (L->out_mask != NULL) {
+            L->out_mask[r] = v >= 0;
+        }
+    }
+}
+
+/* One table over the whole build column, inserts and probes prefetched. */
+static int lookup_one_table(const csf_column *build, const keyset *probe, int64_t *out_rows,
+                            uint8_t *out_mask, int nthreads)
+{
+    table t = {NULL, 0};
+    int64_t cap = 0;
+    if (table_reset(&t, build->n, &cap) != CSF_OK) {
+        return CSF_ENOMEM;
+    }
+    const char *p = build->data;
+    ptrdiff_t ahead = PREFETCH * build->stride;
+    for (int64_t r = 0; r < build->n; r++, p += build->stride) {
+        if (r + PREFETCH < build->n) {
+            table_prefetch(&t, csf_load_u64(p + ahead));
+        }
+        table_put_last(&t, csf_load_u64(p), r);
+    }
+    lookup_direct L = {&t, probe, out_rows, out_mask};
+    csf_parallel(csf_threads_for(nthreads, probe->n, GRAIN), lookup_direct_task, &L);
+    free(t.s);
+    return CSF_OK;
+}
+
+int csf_lookup(const csf_column *build, const csf_column *probe, int64_t *out_rows,
+               uint8_t *out_mask, int nthreads, int bits)
+{
+    keyset bk, qk;
+    int status = keyset_init(&bk, build, 1);
+    if (status != CSF_OK) {
+        return status;
+    }
+    status = keyset_init(&qk, probe, 1);
+    if (status != CSF_OK) {
+        free(bk.start);
+        return status;
+    }
+    bits = auto_bits(build->n, bits);
+    if (probe->n == 0) {
+        goto done;
+    }
+    if (build->n == 0) {
+        for (int64_t r = 0; r < probe->n; r++) {
+            if (out_rows != NULL) {
+                out_rows[r] = -1;
+            }
+            if (out_mask != NULL) {
+                out_mask[r] = 0;
+            }
+        }
+        goto done;
+    }
+    if (bits == 0) {
+        status = lookup_one_table(build, &qk, out_rows, out_mask, nthreads);
+        goto done;
+    }
+    int threads = csf_threads_for(nthreads, build->n + probe->n, GRAIN);
+    parts B, Q;
+    status = parts_build(&B, &bk, bits, csf_threads_for(threads, build->n, GRAIN), 1, 0);
+    if (status != CSF_OK) {
+        goto done;
+    }
+    status = parts_build(&Q, &qk, bits, csf_threads_for(threads, probe->n, GRAIN), 0, 1);
+    if (status != CSF_OK) {
+        parts_free(&B);
+        goto done;
+    }
+    lookup_parts L = {&B, &Q, parts_largest(&B), 0, 0};
+    csf_parallel(threads, lookup_parts_task, &L);
+    parts_free(&B);
+    if (L.failed) {
+        status = CSF_ENOMEM;
+    } else {
+        status = unscatter_run(&Q, (const int64_t *)Q.keys, out_rows, out_mask, Q.nthreads);
+    }
+    parts_free(&Q);
+done:
+    free(bk.start);
+    free(qk.start);
+    return status;
+}
+
+/* ------------------------------------------------------------------ join */
+
+int csf_join(const csf_column *cols, int ncols, int64_t *const *out, int64_t *nout,
+             int nthreads, int bits)
+{
+    if (ncols < 1) {
+        return CSF_EINVAL;
+    }
+    int64_t n = cols[0].n;
+    for (int64_t r = 0; r < n; r++) {
+        out[0][r] = r;
+    }
+    if (ncols == 1 || n == 0) {
+        *nout = n;
+        return CSF_OK;
+    }
+    int64_t *match = malloc((size_t)n * sizeof(int64_t) + 8);
+    uint64_t *keys = ncols > 2 ? malloc((size_t)n * sizeof(uint64_t) + 8) : NULL;
+    if (match == NULL || (ncols > 2 && keys == NULL)) {
+        free(match);
+        free(keys);
+        return CSF_ENOMEM;
+    }
+    /* The probe side starts as the first column itself and shrinks to the
+     * uids still matched, gathered contiguously, after each input. */
+    csf_column probe = cols[0];
+    for (int k = 1; k < ncols; k++) {
+        int status = csf_lookup(&cols[k], &probe, match, NULL, nthreads, bits);
+        if (status != CSF_OK) {
+            free(match);
+            free(keys);
+            return status;
+        }
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (match[i] >= 0) {
+                for (int j = 0; j < k; j++) {
+                    out[j][m] = out[j][i];
+                }
+                out[k][m] = match[i];
+                m++;
+            }
+        }
+        n = m;
+        if (k + 1 < ncols) {
+            for (int64_t i = 0; i < n; i++) {
+                keys[i] = csf_load_u64(cols[0].data + out[0][i] * cols[0].stride);
+            }
+            probe = (csf_column){(const char *)keys, n, (ptrdiff_t)sizeof(uint64_t)};
+        }
+    }
+    free(match);
+    free(keys);
+    *nout = n;
+    return CSF_OK;
+}
+
+/* --------------------------------------------------------- first occurrence */
+
+typedef struct {
+    parts *A;
+    int64_t next;
+    int failed;
+} first_parts;
+
+static void first_parts_task(void *ctx, int tid, int nthreads)
+{
+    (void)tid;
+    (void)nthreads;
+    first_parts *F = ctx;
+    parts *A = F->A;
+    table t = {NULL, 0};
+    int64_t cap = 0;
+    for (;;) {
+        int64_t p = __atomic_fetch_add(&F->next, 1, __ATOMIC_RELAXED);
+        if (p >= A->nparts) {
+            break;
+        }
+        int64_t a = A->start[p], b = A->start[p + 1];
+        if (a == b) {
+            continue;
+        }
+        if (table_reset(&t, b - a, &cap) != CSF_OK) {
+            __atomic_store_n(&F->failed, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        int64_t *res = (int64_t *)A->keys;
+        for (int64_t j = a; j < b; j++) {
+            res[j] = table_put_first(&t, A->keys[j], A->rows[j]);
+        }
+    }
+    free(t.s);
+}
+
+int csf_first_rows(const csf_column *cols, int ncols, int64_t *first, int nthreads, int bits)
+{
+    keyset ks;
+    int status = keyset_init(&ks, cols, ncols);
+    if (status != CSF_OK) {
+        return status;
+    }
+    bits = auto_bits(ks.n, bits);
+    if (bits == 0) {
+        table t = {NULL, 0};
+        int64_t cap = 0;
+        status = table_reset(&t, ks.n, &cap);
+        if (status == CSF_OK) {
+            FOR_KEYS(&ks, 0, ks.n, { first[row] = table_put_first(&t, key, row); })
+        }
+        free(t.s);
+        free(ks.start);
+        return status;
+    }
+    int threads = csf_threads_for(nthreads, ks.n, GRAIN);
+    parts A;
+    status = parts_build(&A, &ks, bits, threads, 1, 1);
+    if (status == CSF_OK) {
+        first_parts F = {&A, 0, 0};
+        csf_parallel(threads, first_parts_task, &F);
+        status = F.failed ? CSF_ENOMEM
+                          : unscatter_run(&A, (const int64_t *)A.keys, first, NULL, threads);
+        parts_free(&A);
+    }
+    free(ks.start);
+    return status;
+}
+
+static int64_t total_rows(const csf_column *cols, int ncols)
+{
+    int64_t n = 0;
+    for (int c = 0; c < ncols; c++) {
+        n += cols[c].n;
+    }
+    return n;
+}
+
+int csf_repeats(const csf_column *cols, int ncols, int64_t cap, int64_t *count,
+                int64_t *rep_rows, int64_t *first_rows, int nthreads, int bits)
+{
+    int64_t n = total_rows(cols, ncols);
+    int64_t *first = malloc((size_t)n * sizeof(int64_t) + 8);
+    if (first == NULL) {
+        return CSF_ENOMEM;
+    }
+    int status = csf_first_rows(cols, ncols, first, nthreads, bits);
+    if (status == CSF_OK) {
+        int64_t m = 0;
+        for (int64_t r = 0; r < n; r++) {
+            if (first[r] != r) {
+                if (m < cap) {
+                    rep_rows[m] = r;
+                    first_rows[m] = first[r];
+                }
+                m++;
+            }
+        }
+        *count = m;
+    }
+    free(first);
+    return status;
+}
+
+int csf_first_occurrence(const csf_column *cols, int ncols, uint8_t *mask, int nthreads,
+                         int bits)
+{
+    int64_t n = total_rows(cols, ncols);
+    int64_t *first = malloc((size_t)n * sizeof(int64_t) + 8);
+    if (first == NULL) {
+        return CSF_ENOMEM;
+    }
+    int status = csf_first_rows(cols, ncols, first, nthreads, bits);
+    if (status == CSF_OK) {
+        for (int64_t r = 0; r < n; r++) {
+            mask[r] = first[r] == r;
+        }
+    }
+    free(first);
+    return status;
+}

@@ -1,0 +1,62 @@
+#include "strcol.h"
+
+#include "threads.h"
+
+#define GRAIN_BYTES (1 << 20)
+
+typedef struct {
+    const char *data;
+    int64_t n;
+    ptrdiff_t stride;
+    int64_t nelem;
+    int64_t el;
+    int unit;
+    int64_t best[1024];
+} maxlen_job;
+
+/* Only the units past the longest value so far need looking at, and most
+ * of them are zero padding: a row usually costs a few word compares. */
+static int64_t longest(const char *p, int64_t el, int unit, int64_t best)
+{
+    int64_t units = el / unit;
+    for (int64_t u = units - 1; u >= best; u--) {
+        const char *q = p + u * unit;
+        int nonzero = unit == 1 ? q[0] != 0 : (q[0] | q[1] | q[2] | q[3]) != 0;
+        if (nonzero) {
+            return u + 1;
+        }
+    }
+    return best;
+}
+
+static void maxlen_task(void *ctx, int tid, int nthreads)
+{
+    maxlen_job *job = ctx;
+    int64_t lo, hi, best = 0;
+    csf_slice(job->n, tid, nthreads, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const char *row = job->data + r * job->stride;
+        for (int64_t e = 0; e < job->nelem; e++) {
+            best = longest(row + e * job->el, job->el, job->unit, best);
+        }
+    }
+    job->best[tid] = best;
+}
+
+int csf_str_maxlen(const char *data, int64_t n, ptrdiff_t stride, int64_t nelem, int64_t el,
+                   int unit, int64_t *out, int nthreads)
+{
+    if (unit != 1 && unit != 4) {
+        return CSF_EINVAL;
+    }
+    maxlen_job job = {data, n, stride, nelem, el, unit, {0}};
+    int threads = csf_threads_for(nthreads, n * nelem * el, GRAIN_BYTES);
+    threads = threads > 1024 ? 1024 : threads;
+    csf_parallel(threads, maxlen_task, &job);
+    int64_t best = 0;
+    for (int t = 0; t < threads; t++) {
+        best = job.best[t] > best ? job.best[t] : best;
+    }
+    *out = best;
+    return CSF_OK;
+}

@@ -1,0 +1,418 @@
+"""The C kernels of csfast._core against brute-force Python and numpy references.
+
+Inputs are taken the way dataset.py passes them: columns of packed (so
+unaligned), often read-only structured arrays, interlaced outputs, wider
+string outputs, sub-array fields. Each kernel is run with 1 and 2 threads
+and with forced hash partitioning, so every code path meets small inputs.
+"""
+
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from csfast import _core
+
+MAXU = 2**64 - 1
+POOL = [0, 1, 2, 3, MAXU, MAXU - 1, 2**63, 12345678901234567890]
+
+uid_lists = st.lists(st.one_of(st.sampled_from(POOL), st.integers(0, MAXU)), max_size=40)
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@contextmanager
+def kernel_mode(threads: int, bits: int):
+    """Run with `threads` threads and 2**bits hash partitions (-1: automatic)."""
+    old = _core._threads
+    _core.set_num_threads(threads)
+    _core._set_partition_bits(bits)
+    try:
+        yield
+    finally:
+        _core.set_num_threads(old)
+        _core._set_partition_bits(-1)
+
+
+MODES = [(1, -1), (2, -1), (1, 0), (2, 3), (1, 6)]
+
+
+def packed_column(values: np.ndarray, readonly: bool = True) -> np.ndarray:
+    """values as a column of a packed structured array: strided, unaligned."""
+    values = np.asarray(values)
+    dt = np.dtype([("pad", "u1"), ("col", values.dtype, values.shape[1:]), ("tail", "S3")])
+    rec = np.zeros(len(values), dtype=dt)
+    rec["col"] = values
+    if readonly:
+        rec = np.frombuffer(rec.tobytes(), dtype=dt)  # truly read-only memory
+    col = rec["col"]
+    assert len(values) == 0 or col.ctypes.data % 8 != 0 or values.dtype.itemsize == 1
+    return col
+
+
+def uid_column(uids: list[int], how: int) -> np.ndarray:
+    a = np.array(uids, dtype=np.uint64)
+    if how == 0:
+        return a
+    if how == 1:
+        return packed_column(a)
+    return np.ascontiguousarray(a[::-1])[::-1]  # negative stride
+
+
+# ------------------------------------------------------------------ references
+
+def ref_join(keys: list[list[int]]) -> list[list[int]]:
+    last = []
+    for k in keys[1:]:
+        d = {}
+        for i, u in enumerate(k):
+            d[u] = i
+        last.append(d)
+    out = [[] for _ in keys]
+    for i, u in enumerate(keys[0]):
+        if all(u in d for d in last):
+            out[0].append(i)
+            for j, d in enumerate(last):
+                out[j + 1].append(d[u])
+    return out
+
+
+def ref_first(keys: list[list[int]]) -> list[int]:
+    seen, first = {}, []
+    for r, u in enumerate(u for k in keys for u in k):
+        first.append(seen.setdefault(u, r))
+    return first
+
+
+# ------------------------------------------------------------------ hash kernels
+
+@SETTINGS
+@given(st.lists(uid_lists, min_size=1, max_size=10), st.integers(0, 2),
+       st.sampled_from(MODES))
+def test_join_index(keys, how, mode):
+    cols = [uid_column(k, how) for k in keys]
+    with kernel_mode(*mode):
+        got = _core.join_index(cols)
+    want = ref_join(keys)
+    assert len(got) == len(keys)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == np.intp
+        assert g.tolist() == w
+
+
+@SETTINGS
+@given(uid_lists, uid_lists, st.integers(0, 2), st.sampled_from(MODES))
+def test_isin(values, members, how, mode):
+    with kernel_mode(*mode):
+        got = _core.isin(uid_column(values, how), uid_column(members, 2 - how))
+    s = set(members)
+    assert got.dtype == bool
+    assert got.tolist() == [u in s for u in values]
+
+
+@SETTINGS
+@given(st.lists(uid_lists, max_size=10), st.integers(0, 2), st.integers(0, 8),
+       st.sampled_from(MODES))
+def test_repeats_and_first_occurrence(keys, how, limit, mode):
+    cols = [uid_column(k, how) for k in keys]
+    with kernel_mode(*mode):
+        count, rep, first = _core.repeats(cols, limit)
+        masks = _core.first_occurrence(cols)
+    ref = ref_first(keys)
+    reps = [r for r, f in enumerate(ref) if f != r]
+    assert count == len(reps)
+    assert rep.tolist() == reps[:limit]
+    assert first.tolist() == [ref[r] for r in reps[:limit]]
+    assert [len(m) for m in masks] == [len(k) for k in keys]
+    flat = [bool(x) for m in masks for x in m]
+    assert flat == [f == r for r, f in enumerate(ref)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("bits", [-1, 0])
+def test_hash_kernels_large(threads, bits):
+    """More rows than one partition and one thread's share; numpy references."""
+    rng = np.random.default_rng(7)
+    pool = rng.integers(0, 2**64, size=150_000, dtype=np.uint64, endpoint=False)
+    pool[:2] = [0, MAXU]
+    a = pool[rng.integers(0, len(pool), size=200_000)]
+    b = pool[rng.integers(0, len(pool), size=180_000)]
+    ca, cb = packed_column(a), packed_column(b)
+    with kernel_mode(threads, bits):
+        ia, ib = _core.join_index([ca, cb])
+        mask = _core.isin(ca, cb)
+        count, rep, first = _core.repeats([ca, cb], 1 << 62)
+        fo = _core.first_occurrence([ca, cb])
+    # join: last row of b per uid, via numpy on the reversed array
+    ub, ridx = np.unique(b[::-1], return_index=True)
+    last_b = len(b) - 1 - ridx
+    pos = np.searchsorted(ub, a).clip(0, len(ub) - 1)
+    hit = ub[pos] == a
+    assert np.array_equal(ia, np.flatnonzero(hit))
+    assert np.array_equal(ib, last_b[pos[hit]])
+    assert np.array_equal(mask, np.isin(a, b))
+    allk = np.concatenate([a, b])
+    _, firsts, inv = np.unique(allk, return_index=True, return_inverse=True)
+    is_first = np.zeros(len(allk), bool)
+    is_first[firsts] = True
+    assert count == int((~is_first).sum())
+    assert np.array_equal(rep, np.flatnonzero(~is_first))
+    assert np.array_equal(first, firsts[inv[rep]])
+    assert np.array_equal(np.concatenate(fo), is_first)
+
+
+def test_hash_empty_inputs():
+    e = np.zeros(0, np.uint64)
+    assert [len(x) for x in _core.join_index([e, e])] == [0, 0]
+    assert _core.isin(e, np.arange(3, dtype=np.uint64)).shape == (0,)
+    assert not _core.isin(np.arange(3, dtype=np.uint64), e).any()
+    count, rep, first = _core.repeats([], 5)
+    assert count == 0 and len(rep) == 0 and len(first) == 0
+    assert _core.first_occurrence([]) == []
+
+
+# ------------------------------------------------------------------ gather
+
+ITEM_DTYPES = ["u1", "b1", "<i2", ">i2", "<u4", "<f4", ">f8", "<i8", "<c8", "<c16",
+               "S1", "S3", "S7", "S12", "S16", "S96", "S5000", "<U1", "<U3", "V12", "V24"]
+SUBSHAPES = [(), (2,), (4,), (2, 3)]
+
+
+def fill(dtype: np.dtype, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    raw = rng.integers(0, 256, size=int(np.prod(shape)) * dtype.itemsize, dtype=np.uint8)
+    a = raw.view(dtype).reshape(shape) if dtype.kind != "U" else \
+        rng.integers(1, 0x10FFFF, size=shape + (dtype.itemsize // 4,), dtype=np.uint32) \
+        .view(dtype).reshape(shape)
+    if dtype.kind == "S":  # realistic strings: short values, zero padding
+        lens = rng.integers(0, dtype.itemsize + 1, size=shape)
+        a = a.copy()
+        flat, fl = a.reshape(-1), lens.reshape(-1)
+        for i in range(len(flat)):
+            flat[i] = bytes(flat[i])[: fl[i]].replace(b"\0", b"x")
+    return a
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(ITEM_DTYPES), st.sampled_from(SUBSHAPES), st.integers(0, 40),
+       st.integers(0, 3), st.integers(0, 2 ** 32), st.sampled_from([1, 2]),
+       st.booleans(), st.integers(0, 2))
+def test_gather(dt, sub, n, out_kind, seed, threads, indexed, widen):
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dt)
+    vals = fill(dtype, (n,) + sub, rng)
+    src = packed_column(vals, readonly=bool(seed % 2))
+    index = None
+    if indexed:
+        index = rng.integers(-n, n, size=rng.integers(0, 50)) if n else np.zeros(0, np.intp)
+        if seed % 3 == 0:
+            index = index.astype(np.int32)
+    want = vals if index is None else vals[index]
+    out_dtype = dtype
+    if widen and dtype.kind in "SU":
+        unit = 4 if dtype.kind == "U" else 1
+        out_dtype = np.dtype(f"{dtype.kind}{dtype.itemsize // unit + widen * 5}")
+    m = len(want)
+    if out_kind == 0:
+        out = np.zeros((m,) + sub, out_dtype)
+        view = out
+    elif out_kind == 1:  # interlaced, as Dataset.interlace writes
+        out = np.zeros((3 * m,) + sub, out_dtype)
+        view = out[1::3]
+    elif out_kind == 2:  # a field of a packed structured array
+        rec = np.zeros(m, np.dtype([("a", "u1"), ("f", out_dtype, sub)]))
+        out, view = rec, rec["f"]
+    else:  # reversed rows
+        out = np.zeros((m,) + sub, out_dtype)
+        view = out[::-1]
+    with kernel_mode(threads, -1):
+        _core.gather(src, index, view)
+    expect = want.astype(out_dtype)
+    got = view.copy()
+    assert got.tobytes() == np.ascontiguousarray(expect).tobytes()
+    if out_kind == 1:  # the rows between stay untouched
+        rest = np.concatenate([out[0::3], out[2::3]])
+        assert not np.ascontiguousarray(rest).view(np.uint8).any()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("itemsize", [1, 2, 4, 8, 12, 16, 24, 32, 380])
+def test_gather_large(threads, itemsize):
+    """Enough rows for every thread to take part, fast paths by item size."""
+    rng = np.random.default_rng(itemsize)
+    n = 600_000 // itemsize + 1000
+    vals = rng.integers(0, 256, size=(n, itemsize), dtype=np.uint8).view(f"V{itemsize}")[:, 0]
+    src = packed_column(vals)
+    index = rng.permutation(n)
+    with kernel_mode(threads, -1):
+        out = np.empty(n, vals.dtype)
+        _core.gather(src, index, out)
+        assert out.tobytes() == vals[index].tobytes()
+        whole = np.empty(n, vals.dtype)
+        _core.gather(vals, None, whole)
+        assert whole.tobytes() == vals.tobytes()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(ITEM_DTYPES), st.sampled_from(SUBSHAPES[:3]),
+                          st.integers(0, 1)), min_size=1, max_size=6),
+       st.integers(0, 300), st.integers(0, 2**32), st.sampled_from([1, 2]), st.booleans())
+def test_gather_many(fields, n, seed, threads, indexed):
+    """Columns of one packed table gathered together, as a join materializes them."""
+    rng = np.random.default_rng(seed)
+    descr = [("pad", "u1")] + [(f"f{j}", dt, sub) for j, (dt, sub, _) in enumerate(fields)]
+    rec = np.zeros(n, np.dtype(descr))
+    for j, (dt, sub, _) in enumerate(fields):
+        rec[f"f{j}"] = fill(np.dtype(dt), (n,) + sub, rng)
+    rec = np.frombuffer(rec.tobytes(), rec.dtype)
+    index = rng.integers(-n, n, size=rng.integers(0, 400)) if indexed and n else None
+    srcs, outs, wants = [], [], []
+    for j, (dt, _sub, widen) in enumerate(fields):
+        dtype = np.dtype(dt)
+        if widen and dtype.kind in "SU":
+            unit = 4 if dtype.kind == "U" else 1
+            dtype = np.dtype(f"{dtype.kind}{dtype.itemsize // unit + 3}")
+        col = rec[f"f{j}"]
+        want = (col if index is None else col[index]).astype(dtype)
+        srcs.append(col)
+        outs.append(np.zeros(want.shape, dtype))
+        wants.append(want)
+    with kernel_mode(threads, -1):
+        _core.gather_many(srcs, index, outs)
+    for o, w in zip(outs, wants, strict=True):
+        assert o.tobytes() == w.tobytes()
+
+
+def test_gather_many_large():
+    rng = np.random.default_rng(5)
+    n = 100_000
+    rec = np.zeros(n, np.dtype([("a", "<u8"), ("p", "S40"), ("x", "<f4", (3,))]))
+    rec["a"] = rng.integers(0, 2**63, n)
+    rec["p"] = [b"f%d" % i for i in range(n)]
+    rec["x"] = rng.random((n, 3))
+    index = rng.permutation(n)
+    for threads in (1, 2):
+        outs = [np.empty((n,) + rec[k].shape[1:], rec[k].dtype) for k in rec.dtype.names]
+        with kernel_mode(threads, -1):
+            _core.gather_many([rec[k] for k in rec.dtype.names], index, outs)
+        for k, o in zip(rec.dtype.names, outs, strict=True):
+            assert np.array_equal(o, rec[k][index])
+
+
+def test_gather_errors():
+    src = np.arange(5, dtype=np.int64)
+    with pytest.raises(IndexError):
+        _core.gather(src, np.array([0, 5]), np.empty(2, np.int64))
+    with pytest.raises(IndexError):
+        _core.gather(src, np.array([-6]), np.empty(1, np.int64))
+    ro = np.empty(5, np.int64)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError):
+        _core.gather(src, None, ro)
+    out = np.empty(2, np.int64)
+    _core.gather(src, np.array([True, False, True, False, True]) .nonzero()[0][:2], out)
+    assert out.tolist() == [0, 2]
+
+
+# ------------------------------------------------------------------ strings
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.binary(max_size=20), max_size=30), st.sampled_from([(), (3,)]),
+       st.sampled_from([1, 2]))
+def test_str_maxlen_bytes(values, sub, threads):
+    a = np.array(values or [b""], dtype="S24")[: len(values)]
+    if sub:
+        a = np.repeat(a[:, None], 3, axis=1)
+        if len(a):
+            a[0, 1] = b"z" * 23
+    col = packed_column(a)
+    want = int(np.char.str_len(a).max()) if a.size else 0
+    with kernel_mode(threads, -1):
+        assert _core.str_maxlen(col) == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=12), max_size=30))
+def test_str_maxlen_unicode(values):
+    a = np.array(values, dtype="U12")
+    want = int(np.char.str_len(a).max()) if a.size else 0
+    assert _core.str_maxlen(packed_column(a)) == want
+    assert _core.str_maxlen(a[::-1]) == want
+
+
+def test_str_maxlen_large_and_errors():
+    rng = np.random.default_rng(1)
+    a = np.array([b"x" * int(k) for k in rng.integers(0, 90, size=300_000)], dtype="S96")
+    for threads in (1, 2):
+        with kernel_mode(threads, -1):
+            assert _core.str_maxlen(packed_column(a)) == int(np.char.str_len(a).max())
+    with pytest.raises(TypeError):
+        _core.str_maxlen(np.zeros(3))
+
+
+# ------------------------------------------------------------------ pack
+
+PACK_DTYPES = ["u1", "<i2", ">f4", "<f8", "<u8", "S5", "S96", "<U3", "V7"]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(PACK_DTYPES), st.sampled_from(SUBSHAPES[:3]),
+                          st.integers(-3, 3)), min_size=1, max_size=8),
+       st.integers(0, 30), st.integers(0, 5), st.integers(0, 2**32), st.sampled_from([1, 2]))
+def test_pack(fields, n, start, seed, threads):
+    """Against numpy's own structured assignment (string fields resized)."""
+    rng = np.random.default_rng(seed)
+    cols, descr = [], []
+    for j, (dt, sub, resize) in enumerate(fields):
+        dtype = np.dtype(dt)
+        vals = fill(dtype, (start + n,) + sub, rng)
+        cols.append(packed_column(vals, readonly=bool(j % 2)))
+        if dtype.kind in "SU":
+            unit = 4 if dtype.kind == "U" else 1
+            width = max(1, dtype.itemsize // unit + resize)
+            dtype = np.dtype(f"{dtype.kind}{width}")
+        descr.append((f"f{j}", dtype, sub))
+    rec_dtype = np.dtype(descr)
+    want = np.zeros(n, rec_dtype)
+    for j, c in enumerate(cols):
+        want[f"f{j}"] = c[start:start + n]
+    out = np.full((n, rec_dtype.itemsize), 0xAB, np.uint8)
+    offsets = [rec_dtype.fields[f"f{j}"][1] for j in range(len(cols))]
+    with kernel_mode(threads, -1):
+        _core.pack(cols, offsets, start, out)
+    assert out.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pack_large(threads):
+    rng = np.random.default_rng(3)
+    n = 20_000
+    dt = np.dtype([("uid", "<u8"), ("p", "S96"), ("x", "<f4", (2,)), ("b", "u1"),
+                   ("s", "S7")])
+    src = np.zeros(n, dt)
+    src["uid"] = rng.integers(0, 2**63, n)
+    src["p"] = [b"path/%d" % i for i in range(n)]
+    src["x"] = rng.random((n, 2))
+    src["b"] = rng.integers(0, 255, n)
+    src["s"] = [b"ab%d" % (i % 1000) for i in range(n)]
+    out_dt = np.dtype([("uid", "<u8"), ("p", "S20"), ("x", "<f4", (2,)), ("b", "u1"),
+                       ("s", "S9")])
+    want = np.zeros(n, out_dt)
+    for k in dt.names:
+        want[k] = src[k]
+    out = np.empty((n, out_dt.itemsize), np.uint8)
+    with kernel_mode(threads, -1):
+        _core.pack([src[k] for k in dt.names], [out_dt.fields[k][1] for k in dt.names], 0, out)
+    assert out.tobytes() == want.tobytes()
+
+
+def test_threads_setting():
+    old = _core._threads
+    _core.set_num_threads(3)
+    assert _core.num_threads() == 3
+    _core.set_num_threads(0)
+    assert _core.num_threads() >= 1
+    with pytest.raises(ValueError):
+        _core.set_num_threads(-1)
+    _core.set_num_threads(old)
