@@ -24,6 +24,7 @@ from npyfiles import (
     numpy_save_bytes,
     same_bytes,
     write_array,
+    write_npy,
 )
 
 import csfast
@@ -156,6 +157,22 @@ def test_writes_what_numpy_writes(dtype, n, seed):
     assert (folder / "b.cs").read_bytes() == numpy_save_bytes(ref)
 
 
+@HYP
+@given(dtype=struct_dtypes(), n=st.integers(0, 2**40), fortran=st.booleans())
+def test_fast_header_parse_agrees_with_literal_eval(dtype, n, fortran):
+    # The header numpy writes, parsed by csfast's fast path and by Python itself.
+    import ast
+
+    from csfast.format import _parse_plain_header
+    data = numpy_save_bytes(np.zeros(0, dtype))
+    prefix = 10 if data[6] == 1 else 12
+    text = data[prefix:].decode("utf-8" if data[6] == 3 else "latin1")
+    text = text.replace("(0,)", f"({n},)").replace("False", str(fortran))
+    fast = _parse_plain_header(text)
+    if fast is not None:
+        assert fast == ast.literal_eval(text)
+
+
 def test_many_rows_round_trip(tmp_path):
     dtype = np.dtype([("uid", "<u8"), ("blob/path", "S40"), ("blob/idx", "<u4"),
                       ("alignments3D/pose", "<f4", (3,)), ("x/big", ">f8"), ("x/flag", "?"),
@@ -218,6 +235,22 @@ def test_version_3_with_non_latin1_field_name(tmp_path):
     assert (tmp_path / "out.cs").read_bytes()[6:8] == b"\x03\x00"
     assert (tmp_path / "out.cs").read_bytes() == numpy_save_bytes(save_reference(
         {k: arr[k] for k in dtype.names}))
+
+
+def test_python2_long_literals_in_header(tmp_path):
+    # Python 2 numpy wrote shapes as (3L,); numpy still reads such files.
+    arr = _quirk_table(3)
+    text = repr({"descr": np.lib.format.dtype_to_descr(arr.dtype), "fortran_order": False,
+                 "shape": (3,)}).replace("(3,)", "(3L,)").replace("(2,)", "(2L,)")
+    path = write_npy(tmp_path / "py2.cs", None, arr.tobytes(), text=text)
+    with pytest.warns(UserWarning, match="Python 2"):
+        assert same_bytes(numpy_load(path), arr)
+    assert_columns_equal(Dataset.load(path), arr)
+    # but an L inside a field name is the name's own
+    arr = np.zeros(2, [("uid", "<u8"), ("3L", "<f4")])
+    path = write_npy(tmp_path / "name.cs", None, arr.tobytes(), text=repr(
+        {"descr": [("uid", "<u8"), ("3L", "<f4")], "fortran_order": False, "shape": (2,)}))
+    assert Dataset.load(path).fields() == ["uid", "3L"]
 
 
 def test_header_with_5000_fields(tmp_path):
@@ -536,6 +569,8 @@ def test_wrong_magic_and_prefix(tmp_path, data, match):
     "{'descr': [('uid', '<u8')], 'fortran_order': False}",  # no shape
     "[('uid', '<u8')]",
     "{[1]: 2}",
+    "{'descr': [('uid', '<u8')('a', '<f4')], 'fortran_order': False, 'shape': (3,), }",
+    "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (007,), }",
     "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (-3,)}",
     "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (3.0,)}",
     "{'descr': [('uid', '<u8', -2)], 'fortran_order': False, 'shape': (3,)}",
