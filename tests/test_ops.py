@@ -41,6 +41,7 @@ FIELDS = {
     "b/y": ("<f8", ()),
     "d/p": ("S", ()),
 }
+STRINGS = ("b/s", "d/p")
 
 
 @dataclass
@@ -596,10 +597,10 @@ def queries(draw, t: Table):
     for name in draw(st.lists(st.sampled_from(["uid"] + t.names), max_size=2, unique=True)):
         if name == "a/f":
             continue
-        pool = (t.uids if name == "uid" else t.values[name]) or [0 if name != "b/s" else b""]
+        pool = (t.uids if name == "uid" else t.values[name]) or [b"" if name in STRINGS else 0]
         vals = draw(st.lists(st.sampled_from(pool) | (UID if name in ("uid", "c/u") else
                                                       st.sampled_from(pool)), max_size=4))
-        if name in ("b/s", "d/p") and draw(st.booleans()):
+        if name in STRINGS and draw(st.booleans()):
             vals = [v.decode() for v in vals]  # Python str matches the UTF-8 bytes
         if len(vals) == 1 and draw(st.booleans()):
             vals = vals[0]  # a scalar
