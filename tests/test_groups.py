@@ -305,8 +305,11 @@ def test_group_load_joins_and_opens_each_metafile_once(chain, monkeypatch):
         (chain["j5_main"], ["alignments2D"], None),
         (chain["j5_pt"], ["blob", "ctf", "location"], None)])
     assert_table(ds, expected)
-    # only the group's own (non-passthrough) results: here all are, as the .csg says none
-    # is passthrough; ask for slots explicitly instead
+    # the .csg marks no result passthrough, its file name does (J5_passthrough_...)
+    assert [r for r in chain["j5"].results if chain["j5"][r].passthrough] == \
+        ["blob", "ctf", "location"]
+    own = chain["j5"].load(passthrough=False)
+    assert_table(own, brute_join(chain["j5_main"], [(chain["j5_main"], ["alignments2D"], None)]))
     only = chain["j5"].load(slots=["ctf"], passthrough=False)
     assert sorted(only.prefixes()) == ["ctf"]
     np.testing.assert_array_equal(only["uid"], chain["j5_pt"]["uid"])

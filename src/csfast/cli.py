@@ -290,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", nargs="+", metavar="RESULT",
                    help="results to load (default: all of them)")
     p.add_argument("--passthrough", action=argparse.BooleanOptionalAction, default=None,
-                   help="also load the group's other results (default: yes without --slots, "
-                        "no with it)")
+                   help="also load the group's passthrough results (default: yes without "
+                        "--slots, no with it)")
     p.add_argument("--version", type=int, help="version to load (default: the final one)")
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_load)
