@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..errors import CsFieldError
-from .common import SCHEMA_KEY, element_names, factorize, fixed_strings, parse_schema, \
-    schema_json, split_elements
+from .common import (
+    SCHEMA_KEY,
+    element_names,
+    factorize,
+    fixed_strings,
+    parse_schema,
+    schema_json,
+    split_elements,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
