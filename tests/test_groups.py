@@ -531,7 +531,7 @@ def test_metafile_missing_on_disk(chain):
     path = chain["folder"] / "J2_000_particles.cs"
     assert problems_of(inp) == [
         f"input 'particles': connection 0 (J2.particles): slot {s!r}: metafile of "
-        f"J2.particles.{s}: {path} is missing on disk; re-run J2.particles or fix its .csg"
+        f"J2.particles.{s}: {path} is missing on disk; re-run J2 or connect another group"
         for s in ("blob", "ctf")]
 
 
