@@ -380,6 +380,22 @@ def test_unicode_columns(tmp_path):
     assert ds.decode("a/name").tolist() == arr["a/name"].tolist()
 
 
+def test_corrupt_unicode_column_is_a_clear_error_on_save(tmp_path):
+    # A damaged file may hold code points no str can: reading works, saving
+    # (which encodes to UTF-8) names the field instead of crashing.
+    arr = np.zeros(2, [("uid", "<u8"), ("a/u", "<U2")])
+    raw = bytearray(arr.tobytes())
+    raw[8:12] = (0x110000).to_bytes(4, "little")  # beyond U+10FFFF
+    raw[24:28] = (0xD800).to_bytes(4, "little")  # a lone surrogate
+    path = write_npy(tmp_path / "u.cs", arr.dtype, bytes(raw), 2)
+    ds = Dataset.load(path)
+    assert np.frombuffer(ds["a/u"].tobytes(), "<u4")[::2].tolist() == [0x110000, 0xD800]
+    for rows in ([0], [1]):
+        with pytest.raises(csfast.CsFieldError, match="a/u"):
+            ds.take(rows).save(tmp_path / "out.cs")
+    assert not (tmp_path / "out.cs").exists()
+
+
 def test_strings_stay_bytes_and_decode_on_request(tmp_path):
     arr = np.zeros(3, [("uid", "<u8"), ("blob/path", "S8")])
     arr["blob/path"] = ["é/a.mrc".encode(), b"b.mrc", "é/a.mrc".encode()]
@@ -705,6 +721,7 @@ def test_fuzz_flipped_and_cut_files_never_crash(tmp_path):
                     col.tobytes()  # every byte of it is readable
                 if len(ds):
                     ds.take([len(ds) - 1, 0])[ds.fields()[0]]
+                ds.save(tmp_path / "out.cs", fsync=False)
             outcomes["loaded"] += 1
         except CsError:
             outcomes["error"] += 1

@@ -120,6 +120,15 @@ def _as_column(name: str, value: Any, n: int | None) -> np.ndarray:
     return a
 
 
+def _utf8(name: str, col: np.ndarray) -> np.ndarray:
+    """A U column encoded to UTF-8 bytes; a corrupt one (lone surrogates, code
+    points beyond U+10FFFF, as a damaged file may hold) is a CsFieldError."""
+    try:
+        return np.char.encode(col, "utf-8")
+    except (UnicodeError, SystemError) as e:  # numpy raises SystemError for > U+10FFFF
+        raise CsFieldError(f"field {name!r}: not valid Unicode text ({e})") from None
+
+
 def _uid_array(a: np.ndarray, what: str) -> np.ndarray:
     if a.dtype.kind not in "ui" or a.ndim != 1:
         raise CsFieldError(f"{what}: uid must be a 1-D unsigned integer array, not {a.dtype}")
@@ -264,7 +273,7 @@ class Dataset:
         for k in names:
             col = self[k]
             if col.dtype.kind == "U":
-                col = np.char.encode(col, "utf-8")
+                col = _utf8(k, col)
             if col.dtype.kind == "S":
                 dt = np.dtype(f"S{_core.str_maxlen(col) + 1}")
                 if col.ndim > 1:  # pack widens a row's bytes, not each sub-array element
