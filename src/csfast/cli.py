@@ -261,10 +261,46 @@ def _problems(assembly) -> str:
     return "[]: no problems" if not assembly.problems else "; ".join(assembly.problems)
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import files
+
+    read_options, write_options = {}, {}
+    src_format = args.src_format
+    dst_format = "csdat" if args.csdat else args.dst_format
+    if args.micrograph_shape:
+        read_options["micrograph_shape"] = tuple(args.micrograph_shape)
+    if (src_format or files.format_of(args.input)) == "star" and args.no_flip_y:
+        read_options["flip_y"] = False
+    out_format = dst_format or files.format_of(args.output)
+    if out_format == "star" and args.no_flip_y:
+        write_options["flip_y"] = False
+    if out_format == "csdat" and args.no_compress:
+        write_options["compression"] = None
+    t0 = time.perf_counter()
+    ds = files.read(args.input, src_format, **read_options)
+    t1 = time.perf_counter()
+    left = files.write(ds, args.output, out_format, **write_options)
+    t2 = time.perf_counter()
+    print(f"read {len(ds):,} rows x {len(ds.fields())} fields from {args.input} in "
+          f"{1000 * (t1 - t0):.0f} ms; wrote {args.output} ({out_format}) in "
+          f"{1000 * (t2 - t1):.0f} ms")
+    if left:
+        print(f"not written ({out_format} has no place for them): {', '.join(left)}",
+              file=sys.stderr)
+    return 0
+
+
 def _oserror(e: Exception, path: str) -> str:
     if isinstance(e, OSError) and not isinstance(e, CsError):
         return f"{path}: {e.strerror or e}"
     return str(e)
+
+
+def _count(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,6 +351,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_append)
 
+    p = sub.add_parser("convert", help="convert between .cs, CSDAT, Parquet, Arrow and STAR",
+                       description="Convert a table between formats, chosen by extension: "
+                                   ".cs (numpy; CSDAT is recognized on input by its magic), "
+                                   ".csdat/.csl (cryosparc-tools stream), .parquet, "
+                                   ".arrow/.feather, .star (RELION 3.1+). Every field and "
+                                   "dtype survives .cs <-> Parquet/Arrow/CSDAT; fields STAR "
+                                   "cannot hold are listed on stderr.")
+    p.add_argument("input", metavar="IN", help="input file")
+    p.add_argument("output", metavar="OUT", help="output file (written atomically)")
+    formats = ["cs", "csdat", "parquet", "arrow", "star"]
+    p.add_argument("--from", dest="src_format", choices=formats,
+                   help="input format (default: from the extension)")
+    p.add_argument("--to", dest="dst_format", choices=formats,
+                   help="output format (default: from the extension)")
+    p.add_argument("--csdat", action="store_true", help="write CSDAT whatever the extension")
+    p.add_argument("--no-compress", action="store_true",
+                   help="CSDAT output without LZ4 compression")
+    p.add_argument("--micrograph-shape", nargs=2, type=int, metavar=("NY", "NX"),
+                   help="STAR input: micrograph size in pixels, to turn coordinates into "
+                        "location/center_*_frac")
+    p.add_argument("--no-flip-y", action="store_true",
+                   help="STAR: do not flip y between cryoSPARC and RELION coordinates")
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("demo", help="build a synthetic job tree and assemble inputs from it",
                        description="Build a realistic cryo-EM job tree with synthetic data in "
                                    "a folder (import, extract, downsample, 2D classification, "
@@ -322,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "writing result groups with passthrough and .csg files; "
                                    "assemble the refinement's input with a blob override, "
                                    "and print what was done, with timings.")
-    p.add_argument("--rows", type=int, default=200_000, help="particles (default 200000)")
+    p.add_argument("--rows", type=_count, default=200_000, help="particles (default 200000)")
     p.add_argument("--dir", help="folder to write into (default: a new temporary folder)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
