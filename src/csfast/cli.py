@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -279,8 +280,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ds = files.read(args.input, src_format, **read_options)
     t1 = time.perf_counter()
-    left = files.write(ds, args.output, out_format, **write_options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        left = files.write(ds, args.output, out_format, **write_options)
     t2 = time.perf_counter()
+    for w in caught:
+        print(f"csfast convert: warning: {w.message}", file=sys.stderr)
     print(f"read {len(ds):,} rows x {len(ds.fields())} fields from {args.input} in "
           f"{1000 * (t1 - t0):.0f} ms; wrote {args.output} ({out_format}) in "
           f"{1000 * (t2 - t1):.0f} ms")
