@@ -680,6 +680,19 @@ def test_os_errors_pass_through(tmp_path):
             csfast.inspect(path)
 
 
+def test_permission_error_passes_through_even_as_root(tmp_path, monkeypatch):
+    path = numpy_save(tmp_path / "t.cs", GOOD)
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(csfast.format, "open", denied, raising=False)
+    for load in (csfast.inspect, Dataset.load, lambda p: Dataset.load(p, mmap=False)):
+        with pytest.raises(PermissionError) as e:
+            load(path)
+        assert not isinstance(e.value, CsError)
+
+
 def _valid_files() -> list[bytes]:
     wide = np.dtype([("uid", "<u8"), ("blob/path", "S7"), ("blob/shape", "<u4", (2,)),
                      ("a/x", "<f8"), ("a/be", ">i4"), ("a/u", "<U2"), ("a/b", "?")])
@@ -800,6 +813,20 @@ def test_disk_full_leaves_old_file(tmp_path, monkeypatch, room):
     assert e.value.errno == errno.ENOSPC
     assert path.read_bytes() == before
     assert _listing(tmp_path) == names
+
+
+def test_save_fsyncs_before_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(csfast.format.os, "fsync",
+                        lambda fd: events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode)))
+                        or real_fsync(fd))
+    monkeypatch.setattr(csfast.format.os, "replace",
+                        lambda a, b: events.append(("replace", Path(b).name)) or real_replace(a, b))
+    Dataset(10).save(tmp_path / "d.cs")
+    # the data reaches the disk before the name points at it, then the folder entry
+    assert events == [("fsync", False), ("replace", "d.cs"), ("fsync", True)]
+    assert numpy_load(tmp_path / "d.cs").shape == (10,)
 
 
 def test_save_new_file_and_missing_folder(tmp_path):
