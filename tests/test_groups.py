@@ -738,3 +738,43 @@ def test_output_without_passthrough_keeps_earlier_passthrough(tmp_path, rng):
     with pytest.raises(CsError, match="item type 'particle', not 'volume'"):
         write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)),
                      "volume", ["blob"], version=4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_connections_against_brute_force(tmp_path, seed):
+    """Several connections, each a main and a passthrough file in different row orders,
+    some with a blob override covering only part of their items; rows and values must be
+    the brute-force join per connection, concatenated in connection order."""
+    rng = np.random.default_rng(seed)
+    all_uids = uids(400, rng)
+    inp = Input(InputSpec("particle", ["blob", "?ctf"], count_max=None))
+    expected_parts = []
+    start = 0
+    for c in range(int(rng.integers(1, 4))):
+        n = int(rng.integers(5, 60))
+        u = all_uids[start:start + n]
+        start += n
+        main = table(u, rng, blob=BLOB, ctf=CTF)
+        pt = table(rng.permutation(u)[: n - int(rng.integers(0, 3))], rng, location=LOCATION)
+        job = f"J{10 + c}"
+        save(tmp_path / f"{job}_001_particles.cs", main)
+        save(tmp_path / f"{job}_passthrough_particles.cs", pt)
+        g = csg(tmp_path, job, "particles", "particle", {
+            "blob": (f">{job}_001_particles.cs", n), "ctf": (f">{job}_001_particles.cs", n),
+            "location": (f">{job}_passthrough_particles.cs", len(pt))})
+        i = inp.connect(g)
+        blob_source = main
+        if rng.random() < 0.6:
+            over = table(rng.permutation(u)[: max(2, n // 2)], rng, blob=BLOB)
+            save(tmp_path / f"J9{c}_000_particles.cs", over)
+            og = csg(tmp_path, f"J9{c}", "particles", "particle",
+                     {"blob": (f">J9{c}_000_particles.cs", len(over))})
+            inp.override(i, "blob", og["blob"])
+            blob_source = over
+        expected_parts.append(brute_join(main, [(blob_source, ["blob"], None),
+                                                (main, ["ctf"], None),
+                                                (pt, ["location"], None)]))
+    assert inp.check() == []
+    ds = inp.load()
+    expected = {k: np.concatenate([p[k] for p in expected_parts]) for k in expected_parts[0]}
+    assert_table(ds, expected)
