@@ -778,3 +778,16 @@ def test_random_connections_against_brute_force(tmp_path, seed):
     ds = inp.load()
     expected = {k: np.concatenate([p[k] for p in expected_parts]) for k in expected_parts[0]}
     assert_table(ds, expected)
+
+
+def test_old_style_file_names(tmp_path, rng):
+    """Older releases prefix files with cryosparc_P3_; job and version still parse."""
+    u = uids(5, rng)
+    save(tmp_path / "cryosparc_P3_J42_007_particles.cs", table(u, rng, blob=BLOB))
+    (tmp_path / "cryosparc_P3_J42_particles.csg").write_text(
+        "group: {name: particles, type: particle}\n"
+        "results:\n  blob: {metafile: '>cryosparc_P3_J42_007_particles.cs', num_items: 5,"
+        " type: particle.blob}\n")
+    g = ResultGroup.from_csg(tmp_path / "cryosparc_P3_J42_particles.csg")
+    assert g.label == "J42.particles" and g["blob"].version == 7
+    np.testing.assert_array_equal(g.load()["uid"], u)
