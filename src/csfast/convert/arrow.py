@@ -115,7 +115,7 @@ def _strings(arr: Any, name: str, width: int | None) -> np.ndarray:
         arr = arr.dictionary_encode()
     values = fixed_strings(arr.dictionary.to_pylist(), name, width)
     codes = arr.indices.to_numpy(zero_copy_only=False)
-    return values[codes] if len(values) else np.zeros(len(codes), dtype="S1")
+    return values[codes]
 
 
 def _values(arr: Any, name: str, width: int | None) -> np.ndarray:
