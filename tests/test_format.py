@@ -125,10 +125,16 @@ def test_reads_what_numpy_writes(dtype, n, seed, aligned):
         dtype = np.dtype([(k, dtype.fields[k][0]) for k in dtype.names], align=True)
     arr = random_table(dtype, n, seed)
     path = numpy_save(new_dir() / "t.cs", arr)
+    idx = np.random.default_rng(seed).integers(0, n, 2 * n) if n else np.zeros(0, int)
     for mapped in (True, False):
         ds = Dataset.load(path, mmap=mapped)
         assert ds.fields() == list(dtype.names)
         assert_columns_equal(ds, arr)
+        # the kernels copy every kind of column (strided, unaligned, big-endian)
+        assert_columns_equal(ds.take(idx), arr[idx])
+        assert_columns_equal(ds.copy(), arr)
+        odd = idx % (n // 2) if n > 1 else idx[:0]
+        assert_columns_equal(ds.slice(1, None, 2).take(odd), arr[1::2][odd])
     info = csfast.inspect(path)
     assert info.rows == n and info.dtype == numpy_load(path).dtype
     assert info.file_size == path.stat().st_size
