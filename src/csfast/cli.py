@@ -128,7 +128,8 @@ def cmd_append(args: argparse.Namespace) -> int:
     ds = Dataset.append_many(*tables, repeat_allowed=args.repeat_allowed)
     took = time.perf_counter() - t0
     dropped = sorted({f for t in tables for f in t.fields()} - set(ds.fields()))
-    note = f"; fields not in every file, left out: {', '.join(dropped)}" if dropped else ""
+    shown = ", ".join(dropped[:8]) + (f" and {len(dropped) - 8} more" if len(dropped) > 8 else "")
+    note = f"; fields not in every file, left out: {shown}" if dropped else ""
     _finish(ds, args, f"appended {len(tables)} files in {_ms(took)}: {_table_size(ds)}{note}")
     return 0
 
