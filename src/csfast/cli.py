@@ -247,6 +247,7 @@ def format_demo(report) -> list[str]:
         f"Done: {len(files)} files, {_size(total)}, in {_ms(report.seconds)}. Look at them with:",
         f"  csfast info {main}",
         f"  csfast load {j6.path} -o particles.cs",
+        f"and remove them with: rm -r {report.folder}",
     ]
     return out
 
