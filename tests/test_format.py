@@ -599,9 +599,12 @@ def test_wrong_magic_and_prefix(tmp_path, data, match):
     "{'descr': [('uid', 'not a type')], 'fortran_order': False, 'shape': (3,)}",
     "{'descr': __import__('os').system('echo hi'), 'fortran_order': False, 'shape': (3,)}",
     "\xff\xfe",
+    "{'descr': " + "[" * 5000 + "]" * 5000 + ", 'fortran_order': False, 'shape': (3,)}",
+    "{'descr': " + "(" * 100_000 + ")" * 100_000 + ", 'fortran_order': False, 'shape': (3,)}",
 ])
 def test_malformed_header(tmp_path, text):
-    _refused(_bad(tmp_path, npy_bytes(None, GOOD.tobytes(), text=text)),
+    version = (1, 0) if len(text) < 60_000 else (2, 0)
+    _refused(_bad(tmp_path, npy_bytes(None, GOOD.tobytes(), text=text, version=version)),
              "header|shape|field description")
 
 
