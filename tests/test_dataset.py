@@ -97,6 +97,30 @@ def test_construct_from_mapping_list_and_array(pair):
     assert src[0] == 0
 
 
+def test_allocate():
+    fields = [("a/x", "<f4"), ("a/v", "<u4", (3,)), ("b/n", "<i8")]
+    ours, tools = Dataset.allocate(7, fields), ToolsDataset.allocate(7, fields)
+    assert ours.descr() == tools.descr() == [("uid", "<u8")] + fields
+    for k, *_ in fields:
+        assert np.array_equal(ours[k], tools[k]) and not ours[k].any()
+    assert len(np.unique(ours["uid"])) == 7
+    assert Dataset.allocate().descr() == ToolsDataset.allocate().descr()
+
+
+def test_pickle_round_trip(pair, tmp_path):
+    import pickle
+
+    ours, _ = pair
+    ours.save(tmp_path / "p.cs")
+    mapped = Dataset.load(tmp_path / "p.cs")
+    for ds in (ours, mapped, mapped.take([5, 1, 5]), mapped.slice(3, 20, 2)):
+        back = pickle.loads(pickle.dumps(ds))
+        assert back == ds
+    back = pickle.loads(pickle.dumps(mapped))
+    back["ctf/df1_A"] = 0.0  # an independent in-memory copy
+    assert mapped["ctf/df1_A"][0] != 0.0
+
+
 def test_construct_errors():
     with pytest.raises(CsFieldError, match="length"):
         Dataset({"uid": np.arange(3, dtype=np.uint64), "a": [1, 2]})

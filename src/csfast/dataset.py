@@ -214,6 +214,11 @@ class Dataset:
         ds._cols = cols
         return ds
 
+    @classmethod
+    def allocate(cls, size: int = 0, fields: Sequence[Field] = ()) -> Dataset:
+        """size rows with new uids and zero-filled fields (as in cryosparc-tools)."""
+        return cls(size).add_fields(fields)
+
     # ----------------------------------------------------------------- files
 
     @classmethod
