@@ -489,14 +489,21 @@ def test_modified_mapped_dataset_becomes_a_copy(stack):
 def test_row_subsets_of_mapped_dataset_stay_lazy(stack, monkeypatch):
     path, arr = stack
     ds = Dataset.load(path)
-    calls = []
-    real = csfast.dataset._core.gather
+    calls = []  # one entry per column the kernels copy
+    core = csfast.dataset._core
+    real, real_many = core.gather, getattr(core, "gather_many", None)
 
     def counting(src, index, out):
         calls.append(src.dtype)
         return real(src, index, out)
 
-    monkeypatch.setattr(csfast.dataset._core, "gather", counting)
+    def counting_many(srcs, index, outs):
+        calls.extend(s.dtype for s in srcs)
+        return real_many(srcs, index, outs)
+
+    monkeypatch.setattr(core, "gather", counting)
+    if real_many is not None:
+        monkeypatch.setattr(core, "gather_many", counting_many)
     idx = np.array([999, 0, 500, 3])
     sub = ds.take(idx)
     masked = ds.mask(arr["alignments3D/class"] % 2 == 0)
