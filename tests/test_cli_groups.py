@@ -76,6 +76,17 @@ def test_load_group(tmp_path, rng, capsys):
     text = capsys.readouterr().out
     assert "60 rows x 4 fields (ctf, location)" in text and "Dataset(60 rows, 4 fields)" in text
 
+    newer = structured(u, rng, blob=BLOB, ctf=CTF)
+    write_output(tmp_path, "J2", "particles", Dataset(newer), "particle", ["blob", "ctf"],
+                 version=4)
+    for version, arr in ((None, newer), (0, main_arr)):
+        opts = [] if version is None else ["--version", str(version)]
+        assert main(["load", g.path, "--no-passthrough", "-o", str(out)] + opts) == 0
+        got = np.load(out)
+        assert got.dtype.names == main_arr.dtype.names
+        np.testing.assert_array_equal(got["ctf/df1_A"], arr["ctf/df1_A"])
+    capsys.readouterr()
+
     assert main(["load", g.path, "--slots", "map"]) == 1
     assert "csfast load: J2.particles has no result 'map'" in capsys.readouterr().err
 
