@@ -120,8 +120,11 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
             float_format: str = "%.9g") -> list[str]:
     """Write a particle dataset as a RELION 3.1+ STAR file (optics + particles).
 
-    See the module docstring for every label and unit conversion. Floats
-    are written with ``float_format`` (``%.9g`` keeps float32 values exact).
+    See the module docstring for every label and unit conversion. Particle
+    floats are written as the shortest decimal that reads back as the same
+    value (float32 fields as float32, converted values in float64), so
+    ``from_star`` restores float32 fields exactly; ``float_format`` is used
+    for the optics table and, without pyarrow, by starfile's writer.
     The file is written atomically. Returns the fields that were not written
     (no RELION label), in dataset order.
     """
@@ -161,7 +164,9 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     align = "alignments3D" if has("alignments3D/pose") else (
         "alignments2D" if has("alignments2D/pose") else None)
     if align == "alignments3D":
-        euler = rotvec_to_euler(get("alignments3D/pose"))
+        # float32 like the pose they come from; conversions of other fields stay
+        # float64 so that from_star gives back the same float32 values.
+        euler = rotvec_to_euler(get("alignments3D/pose")).astype(_F4)
         particles["rlnAngleRot"] = euler[:, 0]
         particles["rlnAngleTilt"] = euler[:, 1]
         particles["rlnAnglePsi"] = euler[:, 2]
@@ -238,9 +243,9 @@ def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int,
     table without pyarrow).
 
     starfile formats every cell in Python (about 50 s for a million
-    particles); Arrow's CSV writer formats columns in C, with the shortest
-    decimal that reads back as the same float32 (float columns are written
-    as float32: 7 significant digits, well under RELION's precision needs).
+    particles); Arrow's CSV writer formats columns in C, each value as the
+    shortest decimal that reads back as the same number (float32 fields as
+    float32; values converted in float64, such as degrees, as float64).
     Strings are quoted as starfile quotes them: when empty or holding a space.
     """
     import starfile
@@ -262,7 +267,7 @@ def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int,
         if isinstance(v, (pa.Array, pa.ChunkedArray)):
             arrays.append(_quote_arrow(v))
         elif v.dtype.kind == "f":
-            arrays.append(pa.array(v.astype(np.float32)))
+            arrays.append(pa.array(v))
         elif v.dtype.kind in "iu":
             arrays.append(pa.array(v))
         else:
@@ -356,9 +361,12 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
         return np.asarray(v, dtype=np.float64).astype(_F4)
 
     image = take("rlnImageName")
-    if image is not None:
+    if image is not None and n == 0:
+        cols["blob/path"] = np.zeros(0, dtype="S1")
+        cols["blob/idx"] = np.zeros(0, dtype=_U4)
+    elif image is not None:
         parts = df["rlnImageName"].astype(str).str.partition("@")
-        if n and (parts[1] != "@").any():
+        if (parts[1] != "@").any():
             raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form")
         cols["blob/path"] = _fixed(parts[2].to_numpy(), "blob/path")
         cols["blob/idx"] = (parts[0].astype(np.int64).to_numpy() - 1).astype(_U4)
