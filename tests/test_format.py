@@ -111,7 +111,7 @@ def assert_columns_equal(ds: Dataset, ref: np.ndarray) -> None:
         assert same_bytes(ds[name], ref[name]), name
 
 
-HYP = settings(max_examples=60, deadline=None,
+HYP = settings(max_examples=100, deadline=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
