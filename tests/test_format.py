@@ -855,6 +855,10 @@ def test_save_new_file_and_missing_folder(tmp_path):
     assert _listing(tmp_path) == ["new.cs"]
     with pytest.raises(FileNotFoundError):
         Dataset(3).save(tmp_path / "no" / "such" / "dir.cs")
+    (tmp_path / "taken.cs").mkdir()
+    with pytest.raises(IsADirectoryError):
+        Dataset(3).save(tmp_path / "taken.cs")
+    assert _listing(tmp_path) == ["new.cs", "taken.cs"]  # no temporary file left
     # a str path gets no ".npy" suffix (numpy.save through a path would add one)
     Dataset(2).save(str(tmp_path / "plain.cs"))
     assert (tmp_path / "plain.cs").exists()
