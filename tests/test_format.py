@@ -279,6 +279,19 @@ def test_header_with_5000_fields(tmp_path):
     assert (tmp_path / "out.cs").read_bytes() == path.read_bytes()
 
 
+def test_header_version_boundary_matches_numpy(tmp_path):
+    # Around 65,535 header bytes numpy switches from format 1.0 to 2.0.
+    versions = set()
+    for pad in range(0, 400, 9):
+        names = [f"r{k:04d}/{'n' * (20 + (pad if k == 0 else 0))}" for k in range(1673)]
+        arr = np.zeros(2, [("uid", "<u8")] + [(k, "<u1") for k in names])
+        Dataset(arr).save(tmp_path / "b.cs")
+        expected = numpy_save_bytes(arr)
+        versions.add(expected[6])
+        assert (tmp_path / "b.cs").read_bytes() == expected, pad
+    assert versions == {1, 2}
+
+
 def test_one_megabyte_header(tmp_path):
     # Long field names rather than padding: a 1 MB dict literal to parse.
     fields = [("uid", "<u8")] + [(f"result_{k:05d}/{'x' * 40}", "<f4") for k in range(17_000)]
