@@ -794,14 +794,19 @@ def test_mapped_inputs_read_each_output_column_once(tmp, monkeypatch):
         tmp / "m1.cs", fsync=False)
     Dataset([("uid", uids[::-1].copy()), ("q/y", np.arange(n, dtype=np.float64)),
              ("q/unused", np.zeros(n))]).save(tmp / "m2.cs", fsync=False)
-    calls = []
-    real = dsmod._core.gather
+    calls = []  # one entry per column read from a source
+    gather, gather_many = dsmod._core.gather, dsmod._core.gather_many
 
     def counting(src, index, out):
-        calls.append(src.dtype.names or src.dtype.str)
-        real(src, index, out)
+        calls.append(src.dtype.str)
+        gather(src, index, out)
+
+    def counting_many(srcs, index, outs):
+        calls.extend(s.dtype.str for s in srcs)
+        gather_many(srcs, index, outs)
 
     monkeypatch.setattr(dsmod._core, "gather", counting)
+    monkeypatch.setattr(dsmod._core, "gather_many", counting_many)
     a = Dataset.load(tmp / "m1.cs").take(np.arange(0, n, 2))  # lazy rows
     b = Dataset.load(tmp / "m2.cs", fields=["q/y"])           # plain mapped view
     res = a.drop_fields(["p/unused"], copy=False).innerjoin(b)

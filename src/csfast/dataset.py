@@ -640,7 +640,9 @@ class Dataset:
         owner: dict[str, int] = {}
         for i, d in enumerate(datasets):
             owner.update(dict.fromkeys(d._cols, i))
+        n = len(index[0])
         cols: dict[str, np.ndarray | _Rows] = {}
+        jobs = []
         for k in owner:  # dict order: first appearance
             if k == "uid":
                 # Every input holds the same value; the first's rows are read in order.
@@ -649,10 +651,10 @@ class Dataset:
             else:
                 src, base = _source(datasets[owner[k]]._cols[k])
                 idx = index[owner[k]]
-            out = np.empty((len(idx),) + src.shape[1:], dtype=src.dtype)
-            _core.gather(src, idx if base is None else base[idx], out)
-            cols[k] = out
-        return cls._from_columns(len(index[0]), cols)
+            cols[k] = np.empty((n,) + src.shape[1:], dtype=src.dtype)
+            jobs.append((src, base, idx, cols[k]))
+        _gather_jobs(jobs)
+        return cls._from_columns(n, cols)
 
     def append(self, *others: Dataset, assert_same_fields: bool = False,
                repeat_allowed: bool = False) -> Dataset:
@@ -692,16 +694,12 @@ class Dataset:
         """parts[0][indexes[0]], parts[1][indexes[1]], ... (None: every row) for merged fields."""
         sizes = [len(d) if ix is None else len(ix) for d, ix in zip(parts, indexes, strict=True)]
         n = sum(sizes)
-        cols: dict[str, np.ndarray | _Rows] = {}
-        for k, (dt, shape) in merged.items():
-            out = np.empty((n,) + shape, dtype=dt)
-            start = 0
-            for d, ix, size in zip(parts, indexes, sizes, strict=True):
-                src, base = _uid_source(d) if k == "uid" else _source(d._cols[k])
-                idx = ix if base is None else base if ix is None else base[ix]
-                _core.gather(src, idx, out[start:start + size])
-                start += size
-            cols[k] = out
+        cols = {k: np.empty((n,) + shape, dtype=dt) for k, (dt, shape) in merged.items()}
+        start = 0
+        for d, ix, size in zip(parts, indexes, sizes, strict=True):
+            _gather_jobs([(*(_uid_source(d) if k == "uid" else _source(d._cols[k])), ix,
+                           out[start:start + size]) for k, out in cols.items()])
+            start += size
         return cls._from_columns(n, cols)
 
     def union(self, *others: Dataset, assert_same_fields: bool = False,
@@ -746,13 +744,11 @@ class Dataset:
         merged = _merge_fields(all_ds, common=True, assert_same=assert_same_fields)
         _check_unique(all_ds, range(len(all_ds)), "interlace")
         step = len(all_ds)
-        cols: dict[str, np.ndarray | _Rows] = {}
-        for k, (dt, shape) in merged.items():
-            out = np.empty((self._n * step,) + shape, dtype=dt)
-            for i, d in enumerate(all_ds):
-                src, base = _uid_source(d) if k == "uid" else _source(d._cols[k])
-                _core.gather(src, base, out[i::step])
-            cols[k] = out
+        cols = {k: np.empty((self._n * step,) + shape, dtype=dt)
+                for k, (dt, shape) in merged.items()}
+        for i, d in enumerate(all_ds):
+            _gather_jobs([(*(_uid_source(d) if k == "uid" else _source(d._cols[k])), None,
+                           out[i::step]) for k, out in cols.items()])
         return type(self)._from_columns(self._n * step, cols)
 
     def replace(self, query: Mapping[str, Any], *others: Dataset,
@@ -856,13 +852,18 @@ class Dataset:
         order = np.argsort(inverse, kind="stable")
         ends = np.cumsum(np.bincount(inverse, minlength=len(values))).tolist()
         grouped: dict[str, np.ndarray | _Rows] = {}
+        jobs = []
         for k, c in self._cols.items():
             if isinstance(c, _Rows):
                 grouped[k] = _Rows(c.src, c.index[order])
             elif c.flags.writeable:
-                grouped[k] = _readonly(_gather(c, order))
+                grouped[k] = np.empty(c.shape, dtype=c.dtype)
+                jobs.append((c, None, order, grouped[k]))
             else:
                 grouped[k] = _Rows(c, order)
+        _gather_jobs(jobs)
+        for j in jobs:
+            _readonly(j[3])
         keys = values.tolist()
         out: dict[Any, Dataset] = {}
         for j in np.argsort(first, kind="stable").tolist():
@@ -1042,6 +1043,40 @@ def _check_unique(datasets: Sequence[Dataset], labels: Sequence[int], what: str)
         + (", ..." if count > len(examples) else "")
         + ("; pass repeat_allowed=True if repeats are intended" if what == "append" else "")
     )
+
+
+def _gather_jobs(jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
+                                      np.ndarray]]) -> None:
+    """out[i] = src[base[idx[i]]] for each (src, base, idx, out); None: no indirection.
+
+    Columns of one row-major table (the fields of a mapped file) read through
+    the same rows go in one gather_many call: each source row is then read
+    once for all of them, not once per column (at 1M rows a mapped join takes
+    0.9 s instead of 1.6 s). Separate column arrays gain nothing from that and
+    are gathered one by one (gather_many over them was 2.4x slower). The
+    composed row index base[idx] is built once per source index.
+    """
+    rows_of: dict[tuple[int, int], np.ndarray | None] = {}
+    groups: dict[tuple[int, int, int], tuple[np.ndarray | None, list, list]] = {}
+    for src, base, idx, out in jobs:
+        rkey = (id(base), id(idx))
+        if rkey not in rows_of:
+            rows_of[rkey] = idx if base is None else base if idx is None else base[idx]
+        row_bytes = src.dtype.itemsize * int(np.prod(src.shape[1:], dtype=np.intp))
+        table = src
+        if src.strides[0] != row_bytes:  # fields interleaved: find the table they share
+            while isinstance(table.base, np.ndarray):
+                table = table.base
+        key = rkey + (id(table),)
+        if key not in groups:
+            groups[key] = (rows_of[rkey], [], [])
+        groups[key][1].append(src)
+        groups[key][2].append(out)
+    for rows, srcs, outs in groups.values():
+        if len(srcs) == 1:
+            _core.gather(srcs[0], rows, outs[0])
+        else:
+            _core.gather_many(srcs, rows, outs)
 
 
 def _uid_source(d: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
