@@ -219,7 +219,11 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
             empty = np.empty(info.rows, dtype=info.dtype)
             empty.flags.writeable = False  # like a mapped table
             return info, empty
-        mm = mmap.mmap(f.fileno(), info.data_offset + info.data_size, access=mmap.ACCESS_READ)
+        try:
+            mm = mmap.mmap(f.fileno(), info.data_offset + info.data_size, access=mmap.ACCESS_READ)
+        except ValueError:  # the file shrank after its header was read
+            raise CsFormatError(f"{name}: truncated while opening: expected "
+                                f"{info.data_offset + info.data_size} bytes") from None
     arr = np.frombuffer(mm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
     return info, arr
 
