@@ -644,6 +644,22 @@ def test_truncated_data_names_expected_and_found_bytes(tmp_path):
     _refused(_bad(tmp_path, npy_bytes(GOOD.dtype, b"", 10**12)), "truncated")
 
 
+def test_file_shrinking_while_opened(tmp_path, monkeypatch):
+    data = npy_bytes(GOOD.dtype, GOOD.tobytes(), 3)
+    path = _bad(tmp_path, data[:-5])
+    real_fstat = os.fstat
+
+    class Stat:  # the size the file had a moment ago
+        def __init__(self, st):
+            self.st_size, self.st_mode = len(data), st.st_mode
+
+    monkeypatch.setattr(csfast.format.os, "fstat", lambda fd: Stat(real_fstat(fd)))
+    with pytest.raises(CsFormatError, match="truncated"):
+        Dataset.load(path)
+    with pytest.raises(CsFormatError, match="truncated"):
+        Dataset.load(path, mmap=False)
+
+
 class _Payload:
     """Unpickling this would create a file: proof that nothing was unpickled."""
 
