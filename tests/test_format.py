@@ -10,7 +10,6 @@ import os
 import pickle
 import random
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -100,9 +99,6 @@ def save_reference(cols: dict) -> np.ndarray:
     return ref
 
 
-def new_dir() -> Path:
-    """A fresh folder (hypothesis cannot use the function-scoped tmp_path)."""
-    return Path(tempfile.mkdtemp(prefix="csfast-test-"))
 
 
 def assert_columns_equal(ds: Dataset, ref: np.ndarray) -> None:
@@ -120,11 +116,11 @@ HYP = settings(max_examples=100, deadline=None,
 @HYP
 @given(dtype=struct_dtypes(), n=st.sampled_from([0, 1, 2, 7, 50]), seed=st.integers(0, 2**32 - 1),
        aligned=st.booleans())
-def test_reads_what_numpy_writes(dtype, n, seed, aligned):
+def test_reads_what_numpy_writes(tmp_path_factory, dtype, n, seed, aligned):
     if aligned:
         dtype = np.dtype([(k, dtype.fields[k][0]) for k in dtype.names], align=True)
     arr = random_table(dtype, n, seed)
-    path = numpy_save(new_dir() / "t.cs", arr)
+    path = numpy_save(tmp_path_factory.mktemp("read") / "t.cs", arr)
     idx = np.random.default_rng(seed).integers(0, n, 2 * n) if n else np.zeros(0, int)
     for mapped in (True, False):
         ds = Dataset.load(path, mmap=mapped)
@@ -142,9 +138,9 @@ def test_reads_what_numpy_writes(dtype, n, seed, aligned):
 
 @HYP
 @given(dtype=struct_dtypes(), n=st.sampled_from([0, 1, 3, 40]), seed=st.integers(0, 2**32 - 1))
-def test_writes_what_numpy_writes(dtype, n, seed):
+def test_writes_what_numpy_writes(tmp_path_factory, dtype, n, seed):
     arr = random_table(dtype, n, seed)
-    folder = new_dir()
+    folder = tmp_path_factory.mktemp("write")
     # From a structured array in memory (U columns become UTF-8 bytes) ...
     ds = Dataset(arr)
     ds.save(folder / "a.cs")
