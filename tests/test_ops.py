@@ -627,6 +627,8 @@ def test_query_and_subset_uids_match_reference_and_cryosparc(tmp, data):
     names, values, dtypes = ref_concat([t], [rows])
     for _, res in each_thread_count(lambda: ds.query(query)):
         expect(res, names, values, dtypes)
+    # All lazy columns of a mapped subset materialized together.
+    assert {k: c.tolist() for k, c in ds.query(query).cols().items()} == values
     mask = ds.query_mask(query)
     assert mask.tolist() == [r in rows for r in range(len(t))]
     assert ds.query_mask(query, invert=True).tolist() == [r not in rows for r in range(len(t))]

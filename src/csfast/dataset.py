@@ -376,6 +376,13 @@ class Dataset:
 
     def cols(self) -> dict[str, np.ndarray]:
         """Every column by field name."""
+        lazy = [(k, c) for k, c in self._cols.items() if isinstance(c, _Rows)]
+        if len(lazy) > 1:
+            # Together: the fields of one mapped row are then read once, not once per field.
+            outs = {k: np.empty(c.shape, dtype=c.dtype) for k, c in lazy}
+            _gather_jobs([(c.src, c.index, None, outs[k]) for k, c in lazy])
+            for k, out in outs.items():
+                self._cols[k] = _readonly(out)
         return {k: self[k] for k in self._cols}
 
     def fields(self, exclude_uid: bool = False) -> list[str]:
@@ -522,9 +529,12 @@ class Dataset:
     def _subset(self, index: np.ndarray) -> Dataset:
         """Rows at index: lazy for read-only columns, copies for owned ones."""
         cols: dict[str, np.ndarray | _Rows] = {}
+        taken: dict[int, np.ndarray] = {}  # lazy columns share one composed row index
         for k, c in self._cols.items():
             if isinstance(c, _Rows):
-                cols[k] = c.take(index)
+                if id(c.index) not in taken:
+                    taken[id(c.index)] = c.index[index]
+                cols[k] = _Rows(c.src, taken[id(c.index)])
             elif c.flags.writeable:
                 cols[k] = _gather(c, index)
             else:
