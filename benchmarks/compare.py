@@ -126,12 +126,13 @@ class Target:
             failed.append(f"{cs * 1e3:.1f}ms")
         for peer, ratio in self.faster_than:
             if peer not in peer_times:
-                missing.append(peer)
+                missing.append(SHORT.get(peer, peer))
             elif peer_times[peer] / cs < ratio:
                 failed.append(SHORT.get(peer, peer))
         if failed:
             return "FAIL " + ",".join(failed)
-        return "pass" + (f" (no {','.join(missing)})" if missing else "")
+        checked = len(self.faster_than) - len(missing) + (self.max_seconds is not None)
+        return ("pass" if checked else "n/a") + (f" (no {','.join(missing)})" if missing else "")
 
 
 @dataclass
@@ -183,8 +184,12 @@ class Bench:
         src = np.load(self.sc.passthrough).view(np.uint8)
         dst = np.empty_like(src)
         dst[...] = 0  # fault the pages in: measure copying, not the kernel's page zeroing
-        row = self.add(Row("memcpy", "memcpy of the passthrough table", out_bytes=src.nbytes))
-        row.peers[NUMPY] = timeit(lambda: np.copyto(dst, src), max(self.repeat, 5), 1)
+        row = next((r for r in self.rows if r.key == "memcpy"), None)
+        if row is None:  # first call; the second (at the end) adds to the same row
+            row = self.add(Row("memcpy", "memcpy of the passthrough table", out_bytes=src.nbytes))
+        row.peers.setdefault(NUMPY, []).extend(
+            timeit(lambda: np.copyto(dst, src), max(self.repeat, 5), 1))
+        # The best copy is the machine's bandwidth; others' load only slows copies down.
         self.bandwidth = src.nbytes / min(row.peers[NUMPY])
         self.log(f"  memcpy: {self.bandwidth / 1e9:.1f} GB/s")
         return row
@@ -602,6 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         for op in ops:
             log(f"{op} ...")
             getattr(bench, {"column": "read_column"}.get(op, op))()
+        bench.memcpy()  # again: the machine's load may have changed meanwhile
     probes = []
     if not args.no_memory and "join" in ops:
         log("memory ...")
@@ -615,7 +621,8 @@ def main(argv: list[str] | None = None) -> None:
     print("peers: " + ", ".join(f"{p} {version_of(p, m)}" for p, m in mods.items()))
     print(text)
     print(f"x: peer time / csfast time at {threads[-1]} thread(s) (above 1: csfast faster). "
-          f"floor: 2 x output bytes / memcpy bandwidth ({bench.bandwidth / 1e9:.1f} GB/s); "
+          f"floor: 2 x output bytes / memcpy bandwidth (best memcpy, before and after: "
+          f"{bench.bandwidth / 1e9:.1f} GB/s); "
           "xfloor: csfast / floor.")
     print(f"* polars and pandas hold the 1-d columns only ({flat}); peers' joins, appends and "
           "subsets run on tables already in memory, csfast's on freshly opened maps (the "

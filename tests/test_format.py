@@ -10,7 +10,6 @@ import os
 import pickle
 import random
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from npyfiles import (
     numpy_save_bytes,
     same_bytes,
     write_array,
+    write_npy,
 )
 
 import csfast
@@ -99,9 +99,6 @@ def save_reference(cols: dict) -> np.ndarray:
     return ref
 
 
-def new_dir() -> Path:
-    """A fresh folder (hypothesis cannot use the function-scoped tmp_path)."""
-    return Path(tempfile.mkdtemp(prefix="csfast-test-"))
 
 
 def assert_columns_equal(ds: Dataset, ref: np.ndarray) -> None:
@@ -110,7 +107,7 @@ def assert_columns_equal(ds: Dataset, ref: np.ndarray) -> None:
         assert same_bytes(ds[name], ref[name]), name
 
 
-HYP = settings(max_examples=60, deadline=None,
+HYP = settings(max_examples=100, deadline=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -119,15 +116,21 @@ HYP = settings(max_examples=60, deadline=None,
 @HYP
 @given(dtype=struct_dtypes(), n=st.sampled_from([0, 1, 2, 7, 50]), seed=st.integers(0, 2**32 - 1),
        aligned=st.booleans())
-def test_reads_what_numpy_writes(dtype, n, seed, aligned):
+def test_reads_what_numpy_writes(tmp_path_factory, dtype, n, seed, aligned):
     if aligned:
         dtype = np.dtype([(k, dtype.fields[k][0]) for k in dtype.names], align=True)
     arr = random_table(dtype, n, seed)
-    path = numpy_save(new_dir() / "t.cs", arr)
+    path = numpy_save(tmp_path_factory.mktemp("read") / "t.cs", arr)
+    idx = np.random.default_rng(seed).integers(0, n, 2 * n) if n else np.zeros(0, int)
     for mapped in (True, False):
         ds = Dataset.load(path, mmap=mapped)
         assert ds.fields() == list(dtype.names)
         assert_columns_equal(ds, arr)
+        # the kernels copy every kind of column (strided, unaligned, big-endian)
+        assert_columns_equal(ds.take(idx), arr[idx])
+        assert_columns_equal(ds.copy(), arr)
+        odd = idx % (n // 2) if n > 1 else idx[:0]
+        assert_columns_equal(ds.slice(1, None, 2).take(odd), arr[1::2][odd])
     info = csfast.inspect(path)
     assert info.rows == n and info.dtype == numpy_load(path).dtype
     assert info.file_size == path.stat().st_size
@@ -135,9 +138,9 @@ def test_reads_what_numpy_writes(dtype, n, seed, aligned):
 
 @HYP
 @given(dtype=struct_dtypes(), n=st.sampled_from([0, 1, 3, 40]), seed=st.integers(0, 2**32 - 1))
-def test_writes_what_numpy_writes(dtype, n, seed):
+def test_writes_what_numpy_writes(tmp_path_factory, dtype, n, seed):
     arr = random_table(dtype, n, seed)
-    folder = new_dir()
+    folder = tmp_path_factory.mktemp("write")
     # From a structured array in memory (U columns become UTF-8 bytes) ...
     ds = Dataset(arr)
     ds.save(folder / "a.cs")
@@ -154,6 +157,22 @@ def test_writes_what_numpy_writes(dtype, n, seed):
     Dataset.load(folder / "np.cs").save(folder / "b.cs")
     ref = save_reference({k: arr[k] for k in dtype.names})
     assert (folder / "b.cs").read_bytes() == numpy_save_bytes(ref)
+
+
+@HYP
+@given(dtype=struct_dtypes(), n=st.integers(0, 2**40), fortran=st.booleans())
+def test_fast_header_parse_agrees_with_literal_eval(dtype, n, fortran):
+    # The header numpy writes, parsed by csfast's fast path and by Python itself.
+    import ast
+
+    from csfast.format import _parse_plain_header
+    data = numpy_save_bytes(np.zeros(0, dtype))
+    prefix = 10 if data[6] == 1 else 12
+    text = data[prefix:].decode("utf-8" if data[6] == 3 else "latin1")
+    text = text.replace("(0,)", f"({n},)").replace("False", str(fortran))
+    fast = _parse_plain_header(text)
+    if fast is not None:
+        assert fast == ast.literal_eval(text)
 
 
 def test_many_rows_round_trip(tmp_path):
@@ -220,6 +239,22 @@ def test_version_3_with_non_latin1_field_name(tmp_path):
         {k: arr[k] for k in dtype.names}))
 
 
+def test_python2_long_literals_in_header(tmp_path):
+    # Python 2 numpy wrote shapes as (3L,); numpy still reads such files.
+    arr = _quirk_table(3)
+    text = repr({"descr": np.lib.format.dtype_to_descr(arr.dtype), "fortran_order": False,
+                 "shape": (3,)}).replace("(3,)", "(3L,)").replace("(2,)", "(2L,)")
+    path = write_npy(tmp_path / "py2.cs", None, arr.tobytes(), text=text)
+    with pytest.warns(UserWarning, match="Python 2"):
+        assert same_bytes(numpy_load(path), arr)
+    assert_columns_equal(Dataset.load(path), arr)
+    # but an L inside a field name is the name's own
+    arr = np.zeros(2, [("uid", "<u8"), ("3L", "<f4")])
+    path = write_npy(tmp_path / "name.cs", None, arr.tobytes(), text=repr(
+        {"descr": [("uid", "<u8"), ("3L", "<f4")], "fortran_order": False, "shape": (2,)}))
+    assert Dataset.load(path).fields() == ["uid", "3L"]
+
+
 def test_header_with_5000_fields(tmp_path):
     fields = [("uid", "<u8")] + [(f"alignments_class_{k}/{f}", "<f4" if f != "class" else "<u4")
                                  for k in range(500) for f in ("class", "error", "pose", "w",
@@ -238,6 +273,19 @@ def test_header_with_5000_fields(tmp_path):
     assert_columns_equal(full, arr)
     full.save(tmp_path / "out.cs")
     assert (tmp_path / "out.cs").read_bytes() == path.read_bytes()
+
+
+def test_header_version_boundary_matches_numpy(tmp_path):
+    # Around 65,535 header bytes numpy switches from format 1.0 to 2.0.
+    versions = set()
+    for pad in range(0, 400, 9):
+        names = [f"r{k:04d}/{'n' * (20 + (pad if k == 0 else 0))}" for k in range(1673)]
+        arr = np.zeros(2, [("uid", "<u8")] + [(k, "<u1") for k in names])
+        Dataset(arr).save(tmp_path / "b.cs")
+        expected = numpy_save_bytes(arr)
+        versions.add(expected[6])
+        assert (tmp_path / "b.cs").read_bytes() == expected, pad
+    assert versions == {1, 2}
 
 
 def test_one_megabyte_header(tmp_path):
@@ -347,6 +395,22 @@ def test_unicode_columns(tmp_path):
     assert ds.decode("a/name").tolist() == arr["a/name"].tolist()
 
 
+def test_corrupt_unicode_column_is_a_clear_error_on_save(tmp_path):
+    # A damaged file may hold code points no str can: reading works, saving
+    # (which encodes to UTF-8) names the field instead of crashing.
+    arr = np.zeros(2, [("uid", "<u8"), ("a/u", "<U2")])
+    raw = bytearray(arr.tobytes())
+    raw[8:12] = (0x110000).to_bytes(4, "little")  # beyond U+10FFFF
+    raw[24:28] = (0xD800).to_bytes(4, "little")  # a lone surrogate
+    path = write_npy(tmp_path / "u.cs", arr.dtype, bytes(raw), 2)
+    ds = Dataset.load(path)
+    assert np.frombuffer(ds["a/u"].tobytes(), "<u4")[::2].tolist() == [0x110000, 0xD800]
+    for rows in ([0], [1]):
+        with pytest.raises(csfast.CsFieldError, match="a/u"):
+            ds.take(rows).save(tmp_path / "out.cs")
+    assert not (tmp_path / "out.cs").exists()
+
+
 def test_strings_stay_bytes_and_decode_on_request(tmp_path):
     arr = np.zeros(3, [("uid", "<u8"), ("blob/path", "S8")])
     arr["blob/path"] = ["é/a.mrc".encode(), b"b.mrc", "é/a.mrc".encode()]
@@ -434,14 +498,21 @@ def test_modified_mapped_dataset_becomes_a_copy(stack):
 def test_row_subsets_of_mapped_dataset_stay_lazy(stack, monkeypatch):
     path, arr = stack
     ds = Dataset.load(path)
-    calls = []
-    real = csfast.dataset._core.gather
+    calls = []  # one entry per column the kernels copy
+    core = csfast.dataset._core
+    real, real_many = core.gather, getattr(core, "gather_many", None)
 
     def counting(src, index, out):
         calls.append(src.dtype)
         return real(src, index, out)
 
-    monkeypatch.setattr(csfast.dataset._core, "gather", counting)
+    def counting_many(srcs, index, outs):
+        calls.extend(s.dtype for s in srcs)
+        return real_many(srcs, index, outs)
+
+    monkeypatch.setattr(core, "gather", counting)
+    if real_many is not None:
+        monkeypatch.setattr(core, "gather_many", counting_many)
     idx = np.array([999, 0, 500, 3])
     sub = ds.take(idx)
     masked = ds.mask(arr["alignments3D/class"] % 2 == 0)
@@ -536,15 +607,20 @@ def test_wrong_magic_and_prefix(tmp_path, data, match):
     "{'descr': [('uid', '<u8')], 'fortran_order': False}",  # no shape
     "[('uid', '<u8')]",
     "{[1]: 2}",
+    "{'descr': [('uid', '<u8')('a', '<f4')], 'fortran_order': False, 'shape': (3,), }",
+    "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (007,), }",
     "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (-3,)}",
     "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (3.0,)}",
     "{'descr': [('uid', '<u8', -2)], 'fortran_order': False, 'shape': (3,)}",
     "{'descr': [('uid', 'not a type')], 'fortran_order': False, 'shape': (3,)}",
     "{'descr': __import__('os').system('echo hi'), 'fortran_order': False, 'shape': (3,)}",
     "\xff\xfe",
+    "{'descr': " + "[" * 5000 + "]" * 5000 + ", 'fortran_order': False, 'shape': (3,)}",
+    "{'descr': " + "(" * 100_000 + ")" * 100_000 + ", 'fortran_order': False, 'shape': (3,)}",
 ])
 def test_malformed_header(tmp_path, text):
-    _refused(_bad(tmp_path, npy_bytes(None, GOOD.tobytes(), text=text)),
+    version = (1, 0) if len(text) < 60_000 else (2, 0)
+    _refused(_bad(tmp_path, npy_bytes(None, GOOD.tobytes(), text=text, version=version)),
              "header|shape|field description")
 
 
@@ -562,6 +638,22 @@ def test_truncated_data_names_expected_and_found_bytes(tmp_path):
     e = _refused(path, "truncated")
     assert "36" in str(e) and "31" in str(e)  # 3 rows x 12 bytes expected, 31 found
     _refused(_bad(tmp_path, npy_bytes(GOOD.dtype, b"", 10**12)), "truncated")
+
+
+def test_file_shrinking_while_opened(tmp_path, monkeypatch):
+    data = npy_bytes(GOOD.dtype, GOOD.tobytes(), 3)
+    path = _bad(tmp_path, data[:-5])
+    real_fstat = os.fstat
+
+    class Stat:  # the size the file had a moment ago
+        def __init__(self, st):
+            self.st_size, self.st_mode = len(data), st.st_mode
+
+    monkeypatch.setattr(csfast.format.os, "fstat", lambda fd: Stat(real_fstat(fd)))
+    with pytest.raises(CsFormatError, match="truncated"):
+        Dataset.load(path)
+    with pytest.raises(CsFormatError, match="truncated"):
+        Dataset.load(path, mmap=False)
 
 
 class _Payload:
@@ -629,6 +721,19 @@ def test_os_errors_pass_through(tmp_path):
             csfast.inspect(path)
 
 
+def test_permission_error_passes_through_even_as_root(tmp_path, monkeypatch):
+    path = numpy_save(tmp_path / "t.cs", GOOD)
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(csfast.format, "open", denied, raising=False)
+    for load in (csfast.inspect, Dataset.load, lambda p: Dataset.load(p, mmap=False)):
+        with pytest.raises(PermissionError) as e:
+            load(path)
+        assert not isinstance(e.value, CsError)
+
+
 def _valid_files() -> list[bytes]:
     wide = np.dtype([("uid", "<u8"), ("blob/path", "S7"), ("blob/shape", "<u4", (2,)),
                      ("a/x", "<f8"), ("a/be", ">i4"), ("a/u", "<U2"), ("a/b", "?")])
@@ -670,6 +775,7 @@ def test_fuzz_flipped_and_cut_files_never_crash(tmp_path):
                     col.tobytes()  # every byte of it is readable
                 if len(ds):
                     ds.take([len(ds) - 1, 0])[ds.fields()[0]]
+                ds.save(tmp_path / "out.cs", fsync=False)
             outcomes["loaded"] += 1
         except CsError:
             outcomes["error"] += 1
@@ -750,6 +856,20 @@ def test_disk_full_leaves_old_file(tmp_path, monkeypatch, room):
     assert _listing(tmp_path) == names
 
 
+def test_save_fsyncs_before_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(csfast.format.os, "fsync",
+                        lambda fd: events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode)))
+                        or real_fsync(fd))
+    monkeypatch.setattr(csfast.format.os, "replace",
+                        lambda a, b: events.append(("replace", Path(b).name)) or real_replace(a, b))
+    Dataset(10).save(tmp_path / "d.cs")
+    # the data reaches the disk before the name points at it, then the folder entry
+    assert events == [("fsync", False), ("replace", "d.cs"), ("fsync", True)]
+    assert numpy_load(tmp_path / "d.cs").shape == (10,)
+
+
 def test_save_new_file_and_missing_folder(tmp_path):
     umask = os.umask(0o022)
     try:
@@ -760,6 +880,10 @@ def test_save_new_file_and_missing_folder(tmp_path):
     assert _listing(tmp_path) == ["new.cs"]
     with pytest.raises(FileNotFoundError):
         Dataset(3).save(tmp_path / "no" / "such" / "dir.cs")
+    (tmp_path / "taken.cs").mkdir()
+    with pytest.raises(IsADirectoryError):
+        Dataset(3).save(tmp_path / "taken.cs")
+    assert _listing(tmp_path) == ["new.cs", "taken.cs"]  # no temporary file left
     # a str path gets no ".npy" suffix (numpy.save through a path would add one)
     Dataset(2).save(str(tmp_path / "plain.cs"))
     assert (tmp_path / "plain.cs").exists()

@@ -41,6 +41,7 @@ FIELDS = {
     "b/y": ("<f8", ()),
     "d/p": ("S", ()),
 }
+STRINGS = ("b/s", "d/p")
 
 
 @dataclass
@@ -596,10 +597,10 @@ def queries(draw, t: Table):
     for name in draw(st.lists(st.sampled_from(["uid"] + t.names), max_size=2, unique=True)):
         if name == "a/f":
             continue
-        pool = (t.uids if name == "uid" else t.values[name]) or [0 if name != "b/s" else b""]
+        pool = (t.uids if name == "uid" else t.values[name]) or [b"" if name in STRINGS else 0]
         vals = draw(st.lists(st.sampled_from(pool) | (UID if name in ("uid", "c/u") else
                                                       st.sampled_from(pool)), max_size=4))
-        if name in ("b/s", "d/p") and draw(st.booleans()):
+        if name in STRINGS and draw(st.booleans()):
             vals = [v.decode() for v in vals]  # Python str matches the UTF-8 bytes
         if len(vals) == 1 and draw(st.booleans()):
             vals = vals[0]  # a scalar
@@ -626,6 +627,8 @@ def test_query_and_subset_uids_match_reference_and_cryosparc(tmp, data):
     names, values, dtypes = ref_concat([t], [rows])
     for _, res in each_thread_count(lambda: ds.query(query)):
         expect(res, names, values, dtypes)
+    # All lazy columns of a mapped subset materialized together.
+    assert {k: c.tolist() for k, c in ds.query(query).cols().items()} == values
     mask = ds.query_mask(query)
     assert mask.tolist() == [r in rows for r in range(len(t))]
     assert ds.query_mask(query, invert=True).tolist() == [r not in rows for r in range(len(t))]
@@ -793,14 +796,19 @@ def test_mapped_inputs_read_each_output_column_once(tmp, monkeypatch):
         tmp / "m1.cs", fsync=False)
     Dataset([("uid", uids[::-1].copy()), ("q/y", np.arange(n, dtype=np.float64)),
              ("q/unused", np.zeros(n))]).save(tmp / "m2.cs", fsync=False)
-    calls = []
-    real = dsmod._core.gather
+    calls = []  # one entry per column read from a source
+    gather, gather_many = dsmod._core.gather, dsmod._core.gather_many
 
     def counting(src, index, out):
-        calls.append(src.dtype.names or src.dtype.str)
-        real(src, index, out)
+        calls.append(src.dtype.str)
+        gather(src, index, out)
+
+    def counting_many(srcs, index, outs):
+        calls.extend(s.dtype.str for s in srcs)
+        gather_many(srcs, index, outs)
 
     monkeypatch.setattr(dsmod._core, "gather", counting)
+    monkeypatch.setattr(dsmod._core, "gather_many", counting_many)
     a = Dataset.load(tmp / "m1.cs").take(np.arange(0, n, 2))  # lazy rows
     b = Dataset.load(tmp / "m2.cs", fields=["q/y"])           # plain mapped view
     res = a.drop_fields(["p/unused"], copy=False).innerjoin(b)

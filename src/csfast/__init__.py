@@ -4,6 +4,7 @@ Read, join, append and assemble tables of items keyed by 64-bit uids.
 """
 
 from ._core import num_threads, set_num_threads
+from .convert import StarWarning, from_star, to_star
 from .dataset import Dataset, Field, generate_uids
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
@@ -21,6 +22,7 @@ __all__ = [
     "Connection",
     "Dataset",
     "Field",
+    "from_star",
     "generate_uids",
     "Input",
     "InputError",
@@ -30,6 +32,8 @@ __all__ = [
     "Result",
     "ResultGroup",
     "set_num_threads",
+    "StarWarning",
     "Slot",
+    "to_star",
     "write_output",
 ]

@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,12 +62,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _ms(seconds: float) -> str:
+    if seconds < 0.01:
+        return f"{1000 * seconds:.1f} ms"
     return f"{1000 * seconds:,.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def _table_size(ds) -> str:
-    fields = len(ds.fields())
-    return f"{len(ds):,} rows x {fields} field{'s' if fields != 1 else ''}"
+    rows, fields = len(ds), len(ds.fields())
+    return f"{rows:,} row{'s' if rows != 1 else ''} x {fields} field{'s' if fields != 1 else ''}"
 
 
 def _write(ds, path: str) -> str:
@@ -112,7 +115,7 @@ def cmd_join(args: argparse.Namespace) -> int:
     if len(ds) == 0 and all(len(t) for t in tables) and len(tables) > 1:
         raise CsUidError(f"{' and '.join(args.files)} share no uid: the tables describe "
                          "different items")
-    counts = ", ".join(f"{p} {len(t):,}" for p, t in zip(args.files, tables))
+    counts = ", ".join(f"{p} {len(t):,}" for p, t in zip(args.files, tables, strict=True))
     _finish(ds, args, f"joined on uid in {_ms(took)}: {_table_size(ds)} (rows in: {counts})")
     return 0
 
@@ -125,7 +128,8 @@ def cmd_append(args: argparse.Namespace) -> int:
     ds = Dataset.append_many(*tables, repeat_allowed=args.repeat_allowed)
     took = time.perf_counter() - t0
     dropped = sorted({f for t in tables for f in t.fields()} - set(ds.fields()))
-    note = f"; fields not in every file, left out: {', '.join(dropped)}" if dropped else ""
+    shown = ", ".join(dropped[:8]) + (f" and {len(dropped) - 8} more" if len(dropped) > 8 else "")
+    note = f"; fields not in every file, left out: {shown}" if dropped else ""
     _finish(ds, args, f"appended {len(tables)} files in {_ms(took)}: {_table_size(ds)}{note}")
     return 0
 
@@ -153,11 +157,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _results_text(group, passthrough: bool) -> str:
     names = [n for n, r in group.results.items() if r.passthrough == passthrough]
-    if passthrough or not names:
-        return ", ".join(names) or "-"
+    if passthrough:
+        return "+ " + ", ".join(names) if names else ""
     versions = sorted({v for n in names for v in group.results[n].versions})
-    label = "version" if len(versions) == 1 else "versions"
-    return f"{', '.join(names)} ({label} {', '.join(map(str, versions))})"
+    shown = f" (versions {', '.join(map(str, versions))})" if len(versions) > 1 else ""
+    return ", ".join(names) + shown
+
+
+def _columns(rows: list[tuple[str, ...]], right: tuple[int, ...]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows if len(r) > i) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+            for r in rows]
 
 
 def format_demo(report) -> list[str]:
@@ -166,72 +177,77 @@ def format_demo(report) -> list[str]:
     files = [f for f in os.listdir(report.folder) if f.endswith((".cs", ".csg"))]
     total = sum(os.path.getsize(os.path.join(report.folder, f)) for f in files)
     out = [
-        f"csfast demo: a cryo-EM job tree with {report.rows:,} synthetic particles",
-        f"in {report.folder}",
+        f"csfast demo: a cryo-EM job tree of {report.rows:,} synthetic particles",
+        f"written to {report.folder}",
         "",
-        "Each job loads its input through an Input, computes its new results and writes",
-        "its output groups with write_output(): new results in J<job>_<version>_<name>.cs,",
-        "the results it only carried along in J<job>_passthrough_<name>.cs, and a .csg",
-        "file naming them all.",
+        "Each job loads its input with Input(spec).load() and writes its output groups with",
+        "write_output(): new results in J<n>_<version>_<name>.cs, the results it only carried",
+        "along in J<n>_passthrough_<name>.cs (+ below), and J<n>_<name>.csg naming them all.",
         "",
     ]
-    rows = [("job", "what it does", "output group", "items", "new results",
-             "passthrough results", "time")]
+    rows = [("job", "what it does", "time", "output group", "items", "results")]
     for step in report.jobs:
         for k, g in enumerate(step.outputs):
-            rows.append((step.job if k == 0 else "", step.title if k == 0 else "", g.label,
-                         f"{g.num_items:,}", _results_text(g, False), _results_text(g, True),
-                         _ms(step.seconds) if k == 0 else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        cells = [c.rjust(w) if i in (3, 6) else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(r, widths))]
-        out.append("  " + "  ".join(cells).rstrip())
+            first = k == 0
+            rows.append((step.job if first else "", step.title if first else "",
+                         _ms(step.seconds) if first else "", g.label, f"{g.num_items:,}",
+                         _results_text(g, False)))
+            if _results_text(g, True):
+                rows.append(("", "", "", "", "", _results_text(g, True)))
+    out += _columns(rows, right=(2, 4))
 
     t = ref.table
     conn = ref.input.connections[0]
+    over = conn.overrides["blob"]
     spec = ref.input.spec
-    slots = ", ".join(f"{s.name} ({'required' if s.required else 'optional'})"
-                      for s in spec.slots)
-    carried = [p for p in t.prefixes() if p != "blob"]
+    slots = ", ".join(repr(("" if s.required else "?") + s.name) for s in spec.slots)
+    carried = ", ".join(p for p in t.prefixes() if p != "blob")
     out += [
         "",
-        f"{ref.job} refinement input: particles downsampled for 2D classification, "
-        "refined at full size",
-        f"  Input(InputSpec('particle', slots {slots}))",
-        f"  check()    with nothing connected: {ref.problems_before[0]}",
-        f"  connect()  {conn.group.label} -> connection 0 (its own blob: "
-        f"{_blob_text(conn.group['blob'].load())})",
-        f"  override() connection 0, slot 'blob' <- {conn.overrides['blob'].label} "
-        f"({_blob_text(conn.overrides['blob'].load())})",
-        f"  check()    {_problems(ref)} in {_ms(ref.check_seconds)} (reads only headers)",
-        f"  load()     {_table_size(t)} in {_ms(ref.load_seconds)}, "
-        f"{ref.metafiles} metafiles each opened once",
-        f"             blob: {_blob_text(t)} on every row (from {conn.overrides['blob'].group})",
-        f"             {', '.join(carried)}: from {conn.group.label}",
+        f"{ref.job}, the refinement, reads particles that were downsampled for 2D classification,",
+        "at full size: its input connects the selection and overrides the blob slot.",
+        f"  inp = Input(InputSpec('{spec.item_type}', [{slots}]))",
+        "  inp.check()      with nothing connected:",
+        f"                   {ref.problems_before[0]}",
+        f"  inp.connect({conn.group.label})",
+        f"                   connection 0; its own blob: {_blob_text(conn.group['blob'].load())}",
+        f"  inp.override(0, 'blob', {over.label})",
+        f"                   {_blob_text(over.load())}",
+        f"  inp.check()      {_problems(ref)}, in {_ms(ref.check_seconds)} "
+        "(reads only .cs headers)",
+        f"  inp.load()       {_table_size(t)} in {_ms(ref.load_seconds)} "
+        f"({ref.metafiles} metafiles, each opened once)",
+        f"                   blob: {_blob_text(t)} on every row, from {over.group}",
+        f"                   {carried}: from {conn.group.label}",
     ]
     v = loc.table
     lconn = loc.input.connections[0]
+    lslots = ", ".join(repr(s.name) for s in loc.input.spec.slots)
     out += [
         "",
-        f"{loc.job} local resolution input: one volume, half maps from two other jobs",
-        f"  connect()  {lconn.group.label} -> connection 0",
+        f"{loc.job}, local resolution, reads one volume with half maps from two other jobs:",
+        f"  inp = Input(InputSpec('volume', [{lslots}], count_max=1))",
+        f"  inp.connect({lconn.group.label})",
     ]
-    for slot, r in lconn.overrides.items():
-        out.append(f"  override() connection 0, slot {slot!r} <- {r.label}")
-    out.append(f"  check()    {_problems(loc)};  load(): {_table_size(v)} in "
-               f"{_ms(loc.load_seconds)}, keeping the uid of {lconn.group.label}'s item")
-    for slot in [s.name for s in loc.input.spec.slots]:
-        out.append(f"             {slot + '/path':<16} {v[slot + '/path'][0].decode()}")
+    out += [f"  inp.override(0, {slot!r}, {r.label})" for slot, r in lconn.overrides.items()]
+    out.append(f"  inp.check()      {_problems(loc)}")
+    out.append(f"  inp.load()       {_table_size(v)}, keeping the uid of "
+               f"{lconn.group.label}'s item:")
+    out += [f"                   {s.name + '/path':<16} {v[s.name + '/path'][0].decode()}"
+            for s in loc.input.spec.slots]
     j6 = report.jobs[[s.job for s in report.jobs].index(ref.job)].outputs[0]
+    main = os.path.join(report.folder, os.path.basename(j6.results["alignments3D"].metafile))
     out += [
         "",
-        f"ResultGroup.from_csg('{os.path.basename(j6.path)}').load(): {_table_size(report.reloaded)}"
-        f" in {_ms(report.reload_seconds)} (final version joined with its passthrough file)",
+        f"ResultGroup.from_csg('{os.path.basename(j6.path)}').load() reads the refinement's "
+        "particles back:",
+        f"  {_table_size(report.reloaded)} in {_ms(report.reload_seconds)} "
+        "(its final version joined with its passthrough file)",
         "",
-        f"{len(files)} files, {_size(total)}, written in {_ms(report.seconds)}. Look at them with:",
-        f"  csfast info {os.path.join(report.folder, os.path.basename(j6.results['alignments3D'].metafile))}",
+        f"Done: {len(files)} files, {_size(total)}, in {_ms(report.seconds)}. Look at them with:",
+        f"  csfast info {main}",
         f"  csfast load {j6.path} -o particles.cs",
+        f"and remove them with: rm -r {report.folder}",
     ]
     return out
 
@@ -245,13 +261,53 @@ def _blob_text(ds) -> str:
 
 
 def _problems(assembly) -> str:
-    return "no problems" if not assembly.problems else "; ".join(assembly.problems)
+    return "[]: no problems" if not assembly.problems else "; ".join(assembly.problems)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import files
+
+    read_options, write_options = {}, {}
+    src_format = args.src_format
+    dst_format = "csdat" if args.csdat else args.dst_format
+    if args.micrograph_shape:
+        read_options["micrograph_shape"] = tuple(args.micrograph_shape)
+    if (src_format or files.format_of(args.input)) == "star" and args.no_flip_y:
+        read_options["flip_y"] = False
+    out_format = dst_format or files.format_of(args.output)
+    if out_format == "star" and args.no_flip_y:
+        write_options["flip_y"] = False
+    if out_format == "csdat" and args.no_compress:
+        write_options["compression"] = None
+    t0 = time.perf_counter()
+    ds = files.read(args.input, src_format, **read_options)
+    t1 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        left = files.write(ds, args.output, out_format, **write_options)
+    t2 = time.perf_counter()
+    for w in caught:
+        print(f"csfast convert: warning: {w.message}", file=sys.stderr)
+    print(f"read {len(ds):,} rows x {len(ds.fields())} fields from {args.input} in "
+          f"{1000 * (t1 - t0):.0f} ms; wrote {args.output} ({out_format}) in "
+          f"{1000 * (t2 - t1):.0f} ms")
+    if left:
+        print(f"not written ({out_format} has no place for them): {', '.join(left)}",
+              file=sys.stderr)
+    return 0
 
 
 def _oserror(e: Exception, path: str) -> str:
     if isinstance(e, OSError) and not isinstance(e, CsError):
         return f"{path}: {e.strerror or e}"
     return str(e)
+
+
+def _count(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", nargs="+", metavar="RESULT",
                    help="results to load (default: all of them)")
     p.add_argument("--passthrough", action=argparse.BooleanOptionalAction, default=None,
-                   help="also load the group's other results (default: yes without --slots, "
-                        "no with it)")
+                   help="also load the group's passthrough results (default: yes without "
+                        "--slots, no with it)")
     p.add_argument("--version", type=int, help="version to load (default: the final one)")
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_load)
@@ -302,6 +358,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_append)
 
+    p = sub.add_parser("convert", help="convert between .cs, CSDAT, Parquet, Arrow and STAR",
+                       description="Convert a table between formats, chosen by extension: "
+                                   ".cs (numpy; CSDAT is recognized on input by its magic), "
+                                   ".csdat/.csl (cryosparc-tools stream), .parquet, "
+                                   ".arrow/.feather, .star (RELION 3.1+). Every field and "
+                                   "dtype survives .cs <-> Parquet/Arrow/CSDAT; fields STAR "
+                                   "cannot hold are listed on stderr.")
+    p.add_argument("input", metavar="IN", help="input file")
+    p.add_argument("output", metavar="OUT", help="output file (written atomically)")
+    formats = ["cs", "csdat", "parquet", "arrow", "star"]
+    p.add_argument("--from", dest="src_format", choices=formats,
+                   help="input format (default: from the extension)")
+    p.add_argument("--to", dest="dst_format", choices=formats,
+                   help="output format (default: from the extension)")
+    p.add_argument("--csdat", action="store_true", help="write CSDAT whatever the extension")
+    p.add_argument("--no-compress", action="store_true",
+                   help="CSDAT output without LZ4 compression")
+    p.add_argument("--micrograph-shape", nargs=2, type=int, metavar=("NY", "NX"),
+                   help="STAR input: micrograph size in pixels, to turn coordinates into "
+                        "location/center_*_frac")
+    p.add_argument("--no-flip-y", action="store_true",
+                   help="STAR: do not flip y between cryoSPARC and RELION coordinates")
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("demo", help="build a synthetic job tree and assemble inputs from it",
                        description="Build a realistic cryo-EM job tree with synthetic data in "
                                    "a folder (import, extract, downsample, 2D classification, "
@@ -309,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "writing result groups with passthrough and .csg files; "
                                    "assemble the refinement's input with a blob override, "
                                    "and print what was done, with timings.")
-    p.add_argument("--rows", type=int, default=200_000, help="particles (default 200000)")
+    p.add_argument("--rows", type=_count, default=200_000, help="particles (default 200000)")
     p.add_argument("--dir", help="folder to write into (default: a new temporary folder)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress display")

@@ -9,11 +9,13 @@ same for ten rows and fifty million.
 from __future__ import annotations
 
 import ast
+import io
 import mmap
 import os
 import re
 import struct
 import tempfile
+import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +105,13 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
         )
     try:
         text = raw.decode("utf-8" if version == (3, 0) else "latin1")
-        header = _parse_plain_header(text) or ast.literal_eval(text)
+        header = _parse_plain_header(text)
+        if header is None:
+            try:
+                header = ast.literal_eval(text)
+            except SyntaxError:
+                # Python 2 writers (old cryoSPARC) wrote long integers as "1234L".
+                header = ast.literal_eval(_drop_long_suffix(text))
     except Exception as e:  # literal_eval raises ValueError, SyntaxError, TypeError...
         raise CsFormatError(f"{name}: malformed header ({type(e).__name__})") from None
     dtype, rows = _validate_header(header, name)
@@ -124,8 +132,8 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
 _FIELD = r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'(?:, \((\d+(?:, \d+)*,?)\))?\)"
 _FIELD_RE = re.compile(_FIELD)
 _PLAIN_HEADER_RE = re.compile(
-    r"\{'descr': \[((?:" + _FIELD + r"(?:, )?)*)\], 'fortran_order': (False|True), "
-    r"'shape': \((\d+),\), \}\s*"
+    r"\{'descr': \[(?P<fields>(?:" + _FIELD + r"(?:, " + _FIELD + r")*)?)\], "
+    r"'fortran_order': (?P<fortran>False|True), 'shape': \((?P<rows>[1-9]\d*|0),\), \}\s*"
 )
 
 
@@ -134,12 +142,24 @@ def _parse_plain_header(text: str) -> dict | None:
     if m is None:
         return None
     descr = []
-    for name, dtype, shape in _FIELD_RE.findall(m.group(1)):
+    for name, dtype, shape in _FIELD_RE.findall(m.group("fields")):
         if shape:
             descr.append((name, dtype, tuple(int(s) for s in shape.split(",") if s.strip())))
         else:
             descr.append((name, dtype))
-    return {"descr": descr, "fortran_order": m.group(5) == "True", "shape": (int(m.group(6)),)}
+    return {"descr": descr, "fortran_order": m.group("fortran") == "True",
+            "shape": (int(m.group("rows")),)}
+
+
+def _drop_long_suffix(text: str) -> str:
+    """'(1234L,)' -> '(1234,)': the L of Python 2 long literals, outside strings."""
+    out, prev = [], None
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if not (tok.type == tokenize.NAME and tok.string == "L" and prev is not None
+                and prev.type == tokenize.NUMBER and prev.end == tok.start):
+            out.append((tok.type, tok.string))
+        prev = tok
+    return tokenize.untokenize(out)
 
 
 def _validate_header(header: object, name: str) -> tuple[np.dtype, int]:
@@ -199,7 +219,11 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
             empty = np.empty(info.rows, dtype=info.dtype)
             empty.flags.writeable = False  # like a mapped table
             return info, empty
-        mm = mmap.mmap(f.fileno(), info.data_offset + info.data_size, access=mmap.ACCESS_READ)
+        try:
+            mm = mmap.mmap(f.fileno(), info.data_offset + info.data_size, access=mmap.ACCESS_READ)
+        except ValueError:  # the file shrank after its header was read
+            raise CsFormatError(f"{name}: truncated while opening: expected "
+                                f"{info.data_offset + info.data_size} bytes") from None
     arr = np.frombuffer(mm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
     return info, arr
 

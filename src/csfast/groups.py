@@ -246,7 +246,7 @@ class ResultGroup:
         """One table: the inner join on uid of the results asked for.
 
         ``slots`` names results (default: the group's non-passthrough results);
-        ``passthrough`` adds every other result of the group. Each metafile is
+        ``passthrough`` adds the group's passthrough results. Each metafile is
         opened once, for all the results it holds. Rows follow the first
         named result's metafile. ``version`` picks a version (the final one
         by default).
@@ -256,7 +256,7 @@ class ResultGroup:
         for n in names:
             self[n]  # noqa: B018 - raises CsFieldError naming the group's results
         if passthrough:
-            names += [n for n in self.results if n not in names]
+            names += [n for n, r in self.results.items() if r.passthrough and n not in names]
         if not names:
             raise CsFieldError(f"{self.label}: no results to load")
         parts: dict[str, list[str]] = {}

@@ -105,7 +105,8 @@ class Input:
     slot results (and, with ``passthrough``, of the group's other results);
     then the connections appended in order. Within a connection, rows follow
     the group's own first metafile (that of its first slot not overridden)
-    and columns follow the slots' order, then the passthrough results;
+    and columns follow the slots' order (results sharing a metafile stay
+    together), then the passthrough results;
     across connections, columns are the fields every connection has.
     """
 
@@ -227,8 +228,9 @@ class Input:
                     continue
                 info = _header(r.metafile, headers)
                 if isinstance(info, str):
+                    job = r.group.split(".", 1)[0] if r.group else "its job"
                     problems.append(f"{where}: {what} {key!r}: metafile of {r.label}: {info}; "
-                                    f"re-run {r.group or 'its job'} or fix its .csg")
+                                    f"re-run {job} or connect another group")
                 elif not any(f.split("/", 1)[0] == r.name for f in info.dtype.names):
                     problems.append(f"{where}: {what} {key!r}: metafile {r.metafile} of "
                                     f"{r.label} holds no {r.name!r} fields; fix its .csg")

@@ -90,7 +90,8 @@ def to_arrow(ds: Dataset) -> pa.Table:
 
     arrays = [_column(name, ds[name]) for name in ds.fields()]
     names = ds.fields()
-    schema = pa.schema([pa.field(n, a.type, nullable=False) for n, a in zip(names, arrays)],
+    schema = pa.schema([pa.field(n, a.type, nullable=False)
+                        for n, a in zip(names, arrays, strict=True)],
                        metadata={_KEY: schema_json(ds).encode()})
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -114,7 +115,7 @@ def _strings(arr: Any, name: str, width: int | None) -> np.ndarray:
         arr = arr.dictionary_encode()
     values = fixed_strings(arr.dictionary.to_pylist(), name, width)
     codes = arr.indices.to_numpy(zero_copy_only=False)
-    return values[codes] if len(values) else np.zeros(len(codes), dtype="S1")
+    return values[codes]
 
 
 def _values(arr: Any, name: str, width: int | None) -> np.ndarray:
@@ -152,7 +153,7 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None) -> Dataset:
     schema = parse_schema(meta.get(_KEY))
     n = table.num_rows
     cols: dict[str, np.ndarray] = {}
-    for name, chunked in zip(table.column_names, table.columns):
+    for name, chunked in zip(table.column_names, table.columns, strict=True):
         arr = _one_chunk(chunked)
         if arr.null_count:
             raise CsFieldError(f"field {name!r}: {arr.null_count} null values; datasets "

@@ -1,1 +1,142 @@
-"""placeholder"""
+"""Files of every format csfast converts between, chosen by extension.
+
+===============================  =============================================
+``.cs``                          numpy .cs (read: also CSDAT, told by magic)
+``.csdat``, ``.csl``             CSDAT stream (cryosparc-tools), LZ4 columns
+``.parquet``, ``.pq``            Parquet (through Arrow; schema record kept)
+``.arrow``, ``.feather``,        Arrow IPC file, uncompressed so that reading
+``.ipc``                         maps it without copying numeric columns
+``.star``                        RELION 3.1+ STAR (``csfast.convert.star``)
+===============================  =============================================
+
+Every write is atomic: a reader sees the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import CsError
+from ..format import atomic_write
+
+if TYPE_CHECKING:
+    from ..dataset import Dataset
+
+__all__ = ["FORMATS", "format_of", "read", "write", "convert", "write_parquet", "read_parquet",
+           "write_arrow", "read_arrow", "write_csdat"]
+
+FORMATS = {".cs": "cs", ".csdat": "csdat", ".csl": "csdat", ".parquet": "parquet",
+           ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow",
+           ".star": "star"}
+
+Format = Literal["cs", "csdat", "parquet", "arrow", "star"]
+
+
+def format_of(path: str | os.PathLike) -> str:
+    """The format a path's extension names; CsError for an unknown one."""
+    ext = Path(path).suffix.lower()
+    try:
+        return FORMATS[ext]
+    except KeyError:
+        raise CsError(f"{os.fspath(path)}: unknown extension {ext!r}; known: "
+                      f"{', '.join(sorted(FORMATS))}") from None
+
+
+def write_parquet(ds: Dataset, path: str | os.PathLike, **options: Any) -> None:
+    """Write a Parquet file (``options`` go to ``pyarrow.parquet.write_table``)."""
+    import pyarrow.parquet as pq
+
+    table = ds.to_arrow()
+    atomic_write(path, lambda f: pq.write_table(table, f, **options))
+
+
+def read_parquet(path: str | os.PathLike, fields: list[str] | None = None) -> Dataset:
+    """Read a Parquet file (only ``fields`` and uid, if given)."""
+    import pyarrow.parquet as pq
+
+    from ..dataset import Dataset
+
+    columns = None if fields is None else ["uid", *[f for f in fields if f != "uid"]]
+    return Dataset.from_arrow(pq.read_table(path, columns=columns, memory_map=True))
+
+
+def write_arrow(ds: Dataset, path: str | os.PathLike) -> None:
+    """Write an Arrow IPC file (uncompressed, so it can be mapped)."""
+    import pyarrow as pa
+
+    table = ds.to_arrow()
+
+    def body(f: Any) -> None:
+        with pa.ipc.new_file(f, table.schema) as writer:
+            writer.write_table(table)
+
+    atomic_write(path, body)
+
+
+def read_arrow(path: str | os.PathLike) -> Dataset:
+    """Read an Arrow IPC file by mapping it: numeric columns are views of the map."""
+    import pyarrow as pa
+
+    from ..dataset import Dataset
+
+    source = pa.memory_map(os.fspath(path), "r")
+    return Dataset.from_arrow(pa.ipc.open_file(source).read_all())
+
+
+def write_csdat(ds: Dataset, path: str | os.PathLike,
+                compression: Literal["lz4"] | None = "lz4") -> None:
+    """Write a CSDAT file (cryosparc-tools' ``save(format=CSDAT_FORMAT)`` layout)."""
+    from .. import csdat
+
+    csdat.write(path, ds.cols(), len(ds), compression)
+
+
+def read(path: str | os.PathLike, format: Format | None = None, **options: Any) -> Dataset:
+    """Read a dataset from any supported file (format from the extension if not given)."""
+    from ..dataset import Dataset
+
+    fmt = format or format_of(path)
+    if fmt in ("cs", "csdat"):
+        return Dataset.load(path, **options)
+    if fmt == "parquet":
+        return read_parquet(path, **options)
+    if fmt == "arrow":
+        return read_arrow(path)
+    if fmt == "star":
+        from .star import from_star
+
+        return from_star(path, **options)
+    raise CsError(f"unknown format {fmt!r}")
+
+
+def write(ds: Dataset, path: str | os.PathLike, format: Format | None = None,
+          **options: Any) -> list[str]:
+    """Write a dataset in any supported format; returns the fields not written
+    (only STAR leaves some out)."""
+    fmt = format or format_of(path)
+    if fmt == "cs":
+        ds.save(path)
+    elif fmt == "csdat":
+        write_csdat(ds, path, **options)
+    elif fmt == "parquet":
+        write_parquet(ds, path, **options)
+    elif fmt == "arrow":
+        write_arrow(ds, path)
+    elif fmt == "star":
+        from .star import to_star
+
+        return to_star(ds, path, **options)
+    else:
+        raise CsError(f"unknown format {fmt!r}")
+    return []
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, *,
+            src_format: Format | None = None, dst_format: Format | None = None,
+            read_options: dict[str, Any] | None = None,
+            write_options: dict[str, Any] | None = None) -> list[str]:
+    """Convert a file to another format; returns the fields not written."""
+    ds = read(src, src_format, **(read_options or {}))
+    return write(ds, dst, dst_format, **(write_options or {}))

@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..errors import CsFieldError
-from .common import SCHEMA_KEY, element_names, factorize, fixed_strings, parse_schema, \
-    schema_json, split_elements
+from .common import (
+    SCHEMA_KEY,
+    element_names,
+    factorize,
+    fixed_strings,
+    parse_schema,
+    schema_json,
+    split_elements,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,7 +67,7 @@ def to_pandas(ds: Dataset, strings: Literal["bytes", "str"] = "bytes") -> pd.Dat
             if col.ndim == 1:
                 data[name] = _string_objects(col, strings)
             else:
-                flat = col.reshape(len(col), -1)
+                flat = col.reshape(len(col), int(np.prod(col.shape[1:])))
                 for j, el in enumerate(element_names(name, col.shape[1:])):
                     data[el] = _string_objects(np.ascontiguousarray(flat[:, j]), strings)
             continue
@@ -69,7 +76,7 @@ def to_pandas(ds: Dataset, strings: Literal["bytes", "str"] = "bytes") -> pd.Dat
         if col.ndim == 1:
             data[name] = col
         else:
-            flat = col.reshape(len(col), -1)
+            flat = col.reshape(len(col), int(np.prod(col.shape[1:])))
             for j, el in enumerate(element_names(name, col.shape[1:])):
                 data[el] = flat[:, j]
     df = pd.DataFrame(data, copy=False)

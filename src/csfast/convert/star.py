@@ -1,1 +1,459 @@
-"""placeholder"""
+"""RELION STAR files (3.1+ layout: a ``data_optics`` and a ``data_particles`` table).
+
+Files are read and written with the ``starfile`` library (``csfast[star]``).
+
+The mapping, cryoSPARC field -> RELION label (``to_star``; ``from_star`` is
+its inverse):
+
+========================================  ==========================================
+``blob/idx``, ``blob/path``               ``rlnImageName`` = ``f"{idx + 1:06d}@{path}"``
+                                          (RELION counts images from 1; a leading
+                                          ``>`` of the path is stripped)
+``blob/psize_A``                          ``rlnImagePixelSize`` (optics), Angstrom
+``blob/shape``                            ``rlnImageSize`` (optics) = ``shape[0]``, pixels
+``ctf/accel_kv``                          ``rlnVoltage`` (optics), kV
+``ctf/cs_mm``                             ``rlnSphericalAberration`` (optics), mm
+``ctf/amp_contrast``                      ``rlnAmplitudeContrast`` (optics), fraction
+``ctf/exp_group_id``                      ``rlnOpticsGroup``: groups numbered 1..k in
+                                          order of exp_group_id, named
+                                          ``exp_group_<id>`` (``rlnOpticsGroupName``)
+                                          so the id itself comes back
+``ctf/df1_A``, ``ctf/df2_A``              ``rlnDefocusU``, ``rlnDefocusV``, Angstrom
+``ctf/df_angle_rad``                      ``rlnDefocusAngle`` = degrees(radians)
+``ctf/phase_shift_rad``                   ``rlnPhaseShift`` = degrees(radians)
+``ctf/bfactor``                           ``rlnCtfBfactor``, A^2
+``ctf/scale``                             ``rlnCtfScalefactor``
+``location/micrograph_path``              ``rlnMicrographName`` (leading ``>`` stripped)
+``location/center_x_frac``,               ``rlnCoordinateX`` = x_frac * micrograph_shape[1];
+``location/center_y_frac``,               ``rlnCoordinateY`` = (1 - y_frac) *
+``location/micrograph_shape``             micrograph_shape[0] (y flipped; with
+                                          ``flip_y=False``: y_frac * shape[0]); pixels
+``alignments3D/pose``                     ``rlnAngleRot``, ``rlnAngleTilt``,
+                                          ``rlnAnglePsi``: ZYZ Euler angles in degrees
+                                          of the transposed Rodrigues matrix (see
+                                          ``csfast.convert.poses``)
+``alignments3D/shift``,                   ``rlnOriginXAngst``, ``rlnOriginYAngst`` =
+``alignments3D/psize_A``                  shift (pixels) * psize_A (Angstrom / pixel)
+``alignments3D/class``                    ``rlnClassNumber`` = class + 1
+``alignments3D/split``                    ``rlnRandomSubset`` = split + 1
+``alignments2D/pose``                     ``rlnAnglePsi`` = degrees(in-plane angle, radians)
+``alignments2D/shift``, ``class``,        as for alignments3D (used when the table has
+``split``, ``psize_A``                    no alignments3D)
+``star/<label>``                          ``<label>`` as it is (what ``from_star`` kept)
+========================================  ==========================================
+
+Every other field has no RELION label: ``to_star`` returns their names (it
+never drops a field silently). Optics values are per optics group: when a
+field varies within one group, the group's first value is written and a
+``StarWarning`` says so. ``from_star`` keeps every label it cannot map as a
+field ``star/<label>``, so nothing read is dropped either.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import CsFieldError, CsFormatError
+from ..format import atomic_write
+from .common import factorize, fixed_strings
+from .poses import euler_to_rotvec, rotvec_to_euler
+
+if TYPE_CHECKING:
+    from ..dataset import Dataset
+
+__all__ = ["to_star", "from_star", "StarWarning"]
+
+_STAR_PREFIX = "star/"
+_GROUP_NAME = re.compile(r"^exp_group_(\d+)$")
+_F4 = np.float32
+_U4 = np.uint32
+
+
+class StarWarning(UserWarning):
+    """A value that a STAR file cannot hold exactly (e.g. optics that vary within a group)."""
+
+
+def _strings(col: np.ndarray, strip_gt: bool = False) -> np.ndarray:
+    """A string column as an object array of str, each distinct value decoded once."""
+    if col.dtype.kind == "U":
+        col = np.char.encode(col, "utf-8")
+    uniq, codes = factorize(col)
+    values = [v.decode("utf-8") for v in uniq.tolist()]
+    if strip_gt:
+        values = [v[1:] if v.startswith(">") else v for v in values]
+    objs = np.empty(len(values), dtype=object)
+    objs[:] = values
+    return objs[codes]
+
+
+def _image_names(idx: np.ndarray, path: np.ndarray) -> Any:
+    """``NNNNNN@path`` per row, 1-based index zero-padded to six digits.
+
+    An Arrow string array when pyarrow is there (built in C), else an object array.
+    """
+    uniq, codes = factorize(path if path.dtype.kind == "S" else np.char.encode(path, "utf-8"))
+    paths = [v.decode("utf-8") for v in uniq.tolist()]
+    paths = [v[1:] if v.startswith(">") else v for v in paths]
+    number = idx.astype(np.int64) + 1
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        import pandas as pd
+
+        objs = np.empty(len(paths), dtype=object)
+        objs[:] = paths
+        names = pd.Series(number).astype(str).str.zfill(6) + "@" + pd.Series(objs[codes])
+        return names.to_numpy(dtype=object)
+    digits = pc.utf8_lpad(pc.cast(pa.array(number), pa.string()), 6, "0")
+    where = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)),
+                                           pa.array(paths, type=pa.string())).cast(pa.string())
+    return pc.binary_join_element_wise(digits, where, "@")
+
+
+def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
+            float_format: str = "%.9g") -> list[str]:
+    """Write a particle dataset as a RELION 3.1+ STAR file (optics + particles).
+
+    See the module docstring for every label and unit conversion. Particle
+    floats are written as the shortest decimal that reads back as the same
+    value (float32 fields as float32, converted values in float64), so
+    ``from_star`` restores float32 fields exactly; ``float_format`` is used
+    for the optics table and, without pyarrow, by starfile's writer.
+    The file is written atomically. Returns the fields that were not written
+    (no RELION label), in dataset order.
+    """
+    import pandas as pd
+    import starfile
+
+    n = len(ds)
+    used: set[str] = set()
+
+    def has(*names: str) -> bool:
+        return all(f in ds for f in names)
+
+    def get(name: str) -> np.ndarray:
+        used.add(name)
+        return ds[name]
+
+    particles: dict[str, Any] = {}
+    if has("blob/idx", "blob/path"):
+        particles["rlnImageName"] = _image_names(get("blob/idx"), get("blob/path"))
+    if has("location/micrograph_path"):
+        particles["rlnMicrographName"] = _strings(get("location/micrograph_path"), True)
+    if has("location/center_x_frac", "location/center_y_frac", "location/micrograph_shape"):
+        shape = get("location/micrograph_shape").astype(np.float64)
+        y_frac = get("location/center_y_frac").astype(np.float64)
+        particles["rlnCoordinateX"] = get("location/center_x_frac") * shape[:, 1]
+        particles["rlnCoordinateY"] = ((1.0 - y_frac) if flip_y else y_frac) * shape[:, 0]
+    for field, label, fn in (("ctf/df1_A", "rlnDefocusU", None),
+                             ("ctf/df2_A", "rlnDefocusV", None),
+                             ("ctf/df_angle_rad", "rlnDefocusAngle", np.degrees),
+                             ("ctf/phase_shift_rad", "rlnPhaseShift", np.degrees),
+                             ("ctf/bfactor", "rlnCtfBfactor", None),
+                             ("ctf/scale", "rlnCtfScalefactor", None)):
+        if has(field):
+            v = get(field)
+            particles[label] = fn(v.astype(np.float64)) if fn else v
+
+    align = "alignments3D" if has("alignments3D/pose") else (
+        "alignments2D" if has("alignments2D/pose") else None)
+    if align == "alignments3D":
+        # float32 like the pose they come from; conversions of other fields stay
+        # float64 so that from_star gives back the same float32 values.
+        euler = rotvec_to_euler(get("alignments3D/pose")).astype(_F4)
+        particles["rlnAngleRot"] = euler[:, 0]
+        particles["rlnAngleTilt"] = euler[:, 1]
+        particles["rlnAnglePsi"] = euler[:, 2]
+    elif align == "alignments2D":
+        particles["rlnAnglePsi"] = np.degrees(get("alignments2D/pose").astype(np.float64))
+    if align and has(f"{align}/shift", f"{align}/psize_A"):
+        shift = get(f"{align}/shift").astype(np.float64)
+        psize = get(f"{align}/psize_A").astype(np.float64)
+        particles["rlnOriginXAngst"] = shift[:, 0] * psize
+        particles["rlnOriginYAngst"] = shift[:, 1] * psize
+    if align and has(f"{align}/class"):
+        particles["rlnClassNumber"] = get(f"{align}/class").astype(np.int64) + 1
+    if align and has(f"{align}/split"):
+        particles["rlnRandomSubset"] = get(f"{align}/split").astype(np.int64) + 1
+
+    # Optics groups: 1..k in order of exp_group_id.
+    if has("ctf/exp_group_id"):
+        ids, group_of_row = np.unique(get("ctf/exp_group_id"), return_inverse=True)
+        group_of_row = group_of_row.reshape(-1)
+        names = [f"exp_group_{int(i)}" for i in ids]
+    else:
+        group_of_row = np.zeros(n, dtype=np.intp)
+        names = ["opticsGroup1"]
+    k = len(names)
+    first = np.full(k, n, dtype=np.intp)
+    np.minimum.at(first, group_of_row, np.arange(n))
+    optics: dict[str, Any] = {"rlnOpticsGroupName": names,
+                              "rlnOpticsGroup": np.arange(1, k + 1, dtype=np.int64)}
+    for field, label in (("ctf/accel_kv", "rlnVoltage"), ("ctf/cs_mm", "rlnSphericalAberration"),
+                         ("ctf/amp_contrast", "rlnAmplitudeContrast"),
+                         ("blob/psize_A", "rlnImagePixelSize"), ("blob/shape", "rlnImageSize")):
+        if not has(field) or n == 0:
+            continue
+        v = get(field)
+        if v.ndim > 1:
+            v = v[:, 0]
+        per_group = v[first]
+        varies = np.flatnonzero(v != per_group[group_of_row])
+        if len(varies):
+            g = int(group_of_row[varies[0]])
+            warnings.warn(f"{field} varies within optics group {g + 1} ({names[g]}); "
+                          f"RELION holds one value per group, the group's first is written "
+                          f"({len(varies)} rows differ)", StarWarning, stacklevel=3)
+        if label == "rlnImageSize":
+            optics[label] = per_group.astype(np.int64)
+        else:  # the shortest decimal that reads back as the same float32: 2.7, not 2.70000005
+            optics[label] = [float(str(x)) for x in per_group] \
+                if per_group.dtype == _F4 else per_group
+    if "rlnImageSize" in optics:
+        optics["rlnImageDimensionality"] = np.full(k, 2, dtype=np.int64)
+    particles["rlnOpticsGroup"] = group_of_row.astype(np.int64) + 1
+
+    for name in ds.fields():
+        if name.startswith(_STAR_PREFIX) and ds[name].ndim == 1:
+            col = get(name)
+            particles[name[len(_STAR_PREFIX):]] = _strings(col) if col.dtype.kind in "SU" else col
+
+    if n == 0:
+        optics = {key: [] for key in optics}
+    optics_df = pd.DataFrame(optics)
+
+    def write(f: Any) -> None:
+        writer = starfile.writer.StarWriter({"optics": optics_df}, float_format=float_format)
+        f.write(writer.to_string().encode("utf-8"))
+        _write_loop(f, "particles", particles, n, float_format)
+
+    atomic_write(path, write)
+    return [name for name in ds.fields() if name not in used]
+
+
+def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int,
+                float_format: str) -> None:
+    """A loop block laid out as ``starfile`` lays it out (its own writer for a
+    table without pyarrow).
+
+    starfile formats every cell in Python (about 50 s for a million
+    particles); Arrow's CSV writer formats columns in C, each value as the
+    shortest decimal that reads back as the same number (float32 fields as
+    float32; values converted in float64, such as degrees, as float64).
+    Strings are quoted as starfile quotes them: when empty or holding a space.
+    """
+    import starfile
+
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+    except ImportError:
+        import pandas as pd
+
+        df = pd.DataFrame({k: np.asarray(v) for k, v in columns.items()})
+        text = starfile.writer.StarWriter({block: df}, float_format=float_format).to_string()
+        f.write(text.split("\n", 3)[3].encode("utf-8"))  # without starfile's banner
+        return
+    head = [f"data_{block}", "", "loop_"] + [f"_{c} #{i}" for i, c in enumerate(columns, 1)]
+    f.write(("\n".join(head) + "\n").encode("utf-8"))
+    arrays = []
+    for v in columns.values():
+        if isinstance(v, (pa.Array, pa.ChunkedArray)):
+            arrays.append(_quote_arrow(v))
+        elif v.dtype.kind == "f":
+            arrays.append(pa.array(v))
+        elif v.dtype.kind in "iu":
+            arrays.append(pa.array(v))
+        else:
+            codes, uniq = _factorize_objects(v)
+            quoted = [f'"{x}"' if (" " in x or not x) else x for x in uniq]
+            arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(
+                quoted, type=pa.string())).cast(pa.string()))
+    if n:
+        table = pa.Table.from_arrays(arrays, names=list(columns))
+        pcsv.write_csv(table, f, pcsv.WriteOptions(include_header=False, delimiter="\t",
+                                                   quoting_style="none"))
+    f.write(b"\n\n")
+
+
+def _quote_arrow(v: Any) -> Any:
+    import pyarrow.compute as pc
+
+    needs = pc.or_(pc.match_substring(v, " "), pc.equal(pc.utf8_length(v), 0))
+    if not pc.any(needs).as_py():
+        return v
+    return pc.if_else(needs, pc.binary_join_element_wise('"', v, '"', ""), v)
+
+
+def _factorize_objects(v: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    import pandas as pd
+
+    codes, uniq = pd.factorize(v)
+    return codes.astype(np.int32), [str(x) for x in uniq]
+
+
+def _column(df: Any, label: str) -> np.ndarray | None:
+    return df[label].to_numpy() if label in df.columns else None
+
+
+def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | None = None,
+              flip_y: bool = True) -> Dataset:
+    """Read a RELION STAR file (3.1+ optics + particles, or a single 3.0 table).
+
+    The inverse of ``to_star`` (see the module docstring for units):
+    ``rlnDefocusAngle`` / ``rlnPhaseShift`` degrees -> radians; origins in
+    Angstrom / ``rlnImagePixelSize`` -> pixels (RELION 3.0 ``rlnOriginX``
+    is pixels already); Euler angles -> axis-angle pose (radians); class,
+    subset and image index 1-based -> 0-based. Coordinates need the
+    micrograph size, which STAR files do not hold: give
+    ``micrograph_shape=(ny, nx)`` in pixels to get ``location/center_*_frac``;
+    without it they are kept as ``star/rlnCoordinateX`` / ``Y``. Every label
+    without a mapping is kept as a field ``star/<label>``. uids are new.
+    """
+    import starfile
+
+    from ..dataset import Dataset, generate_uids
+
+    blocks = starfile.read(path, always_dict=True)
+    name = os.fspath(path)
+    optics = blocks.get("optics")
+    table = blocks.get("particles")
+    if table is None:
+        rest = [b for key, b in blocks.items() if key != "optics"]
+        if len(rest) != 1:
+            raise CsFormatError(f"{name}: no data_particles table (blocks: {list(blocks)})")
+        table = rest[0]
+    if not hasattr(table, "columns"):
+        raise CsFormatError(f"{name}: the particles block is not a table")
+    n = len(table)
+    df = table
+    group_ids = None
+    if optics is not None and hasattr(optics, "columns") and "rlnOpticsGroup" in df.columns:
+        optics = optics.set_index("rlnOpticsGroup")
+        missing = set(df["rlnOpticsGroup"].unique()) - set(optics.index)
+        if missing:
+            raise CsFormatError(f"{name}: particles name optics groups {sorted(missing)} "
+                                "that data_optics does not have")
+        extra = [c for c in optics.columns if c not in df.columns]
+        df = df.join(optics[extra], on="rlnOpticsGroup")
+        if "rlnOpticsGroupName" in optics.columns:
+            ids = {}
+            for g, gname in optics["rlnOpticsGroupName"].items():
+                m = _GROUP_NAME.match(str(gname))
+                ids[g] = int(m.group(1)) if m else int(g)
+            group_ids = df["rlnOpticsGroup"].map(ids).to_numpy()
+    used: set[str] = set()
+    cols: dict[str, np.ndarray] = {"uid": generate_uids(n)}
+
+    def take(label: str) -> np.ndarray | None:
+        v = _column(df, label)
+        if v is not None:
+            used.add(label)
+        return v
+
+    def f4(v: Any) -> np.ndarray:
+        return np.asarray(v, dtype=np.float64).astype(_F4)
+
+    image = take("rlnImageName")
+    if image is not None and n == 0:
+        cols["blob/path"] = np.zeros(0, dtype="S1")
+        cols["blob/idx"] = np.zeros(0, dtype=_U4)
+    elif image is not None:
+        parts = df["rlnImageName"].astype(str).str.partition("@")
+        if (parts[1] != "@").any():
+            raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form")
+        cols["blob/path"] = _fixed(parts[2].to_numpy(), "blob/path")
+        cols["blob/idx"] = (parts[0].astype(np.int64).to_numpy() - 1).astype(_U4)
+    psize = take("rlnImagePixelSize")
+    if psize is None:
+        psize = take("rlnPixelSize")
+    if psize is not None:
+        cols["blob/psize_A"] = f4(psize)
+    size = take("rlnImageSize")
+    if size is not None:
+        cols["blob/shape"] = np.repeat(np.asarray(size, dtype=_U4)[:, None], 2, axis=1)
+    for label, field, fn in (("rlnVoltage", "ctf/accel_kv", None),
+                             ("rlnSphericalAberration", "ctf/cs_mm", None),
+                             ("rlnAmplitudeContrast", "ctf/amp_contrast", None),
+                             ("rlnDefocusU", "ctf/df1_A", None),
+                             ("rlnDefocusV", "ctf/df2_A", None),
+                             ("rlnDefocusAngle", "ctf/df_angle_rad", np.radians),
+                             ("rlnPhaseShift", "ctf/phase_shift_rad", np.radians),
+                             ("rlnCtfBfactor", "ctf/bfactor", None),
+                             ("rlnCtfScalefactor", "ctf/scale", None)):
+        v = take(label)
+        if v is not None:
+            cols[field] = f4(fn(np.asarray(v, dtype=np.float64)) if fn else v)
+    group = take("rlnOpticsGroup")
+    if group is not None:
+        cols["ctf/exp_group_id"] = np.asarray(group_ids if group_ids is not None else group,
+                                              dtype=_U4)
+    for label in ("rlnOpticsGroupName", "rlnImageDimensionality"):
+        take(label)
+    mic = take("rlnMicrographName")
+    if mic is not None:
+        cols["location/micrograph_path"] = _fixed(mic, "location/micrograph_path")
+    if micrograph_shape is not None and "rlnCoordinateX" in df.columns \
+            and "rlnCoordinateY" in df.columns:
+        ny, nx = (int(s) for s in micrograph_shape)
+        x = np.asarray(take("rlnCoordinateX"), dtype=np.float64)
+        y = np.asarray(take("rlnCoordinateY"), dtype=np.float64)
+        cols["location/micrograph_shape"] = np.tile(np.array([ny, nx], dtype=_U4), (n, 1))
+        cols["location/center_x_frac"] = f4(x / nx)
+        cols["location/center_y_frac"] = f4(1.0 - y / ny if flip_y else y / ny)
+
+    rot, tilt, psi = (_column(df, c) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"))
+    align = None
+    if rot is not None and tilt is not None:
+        align = "alignments3D"
+        psi = np.zeros(n) if psi is None else psi
+        angles = np.stack([np.asarray(a, dtype=np.float64) for a in (rot, tilt, psi)], axis=1)
+        cols["alignments3D/pose"] = euler_to_rotvec(angles).astype(_F4)
+        used.update(c for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi") if c in df.columns)
+    elif psi is not None:
+        align = "alignments2D"
+        cols["alignments2D/pose"] = f4(np.radians(np.asarray(psi, dtype=np.float64)))
+        used.add("rlnAnglePsi")
+    if align is None and any(c in df.columns for c in ("rlnOriginXAngst", "rlnOriginX",
+                                                        "rlnClassNumber", "rlnRandomSubset")):
+        align = "alignments3D"
+    if align:
+        ox, oy = _column(df, "rlnOriginXAngst"), _column(df, "rlnOriginYAngst")
+        if ox is not None and oy is not None and psize is not None:
+            used.update(("rlnOriginXAngst", "rlnOriginYAngst"))
+            p = np.asarray(psize, dtype=np.float64)
+            shift = np.stack([np.asarray(ox, np.float64) / p, np.asarray(oy, np.float64) / p], 1)
+            cols[f"{align}/shift"] = shift.astype(_F4)
+            cols[f"{align}/psize_A"] = f4(p)
+        elif "rlnOriginX" in df.columns and "rlnOriginY" in df.columns:
+            shift = np.stack([take("rlnOriginX"), take("rlnOriginY")], 1)
+            cols[f"{align}/shift"] = np.asarray(shift, dtype=np.float64).astype(_F4)
+        for label, field in (("rlnClassNumber", "class"), ("rlnRandomSubset", "split")):
+            v = take(label)
+            if v is not None:
+                v = np.asarray(v, dtype=np.int64)
+                if n and v.min() < 1:
+                    raise CsFieldError(f"{name}: {label} values start at 1; found {v.min()}")
+                cols[f"{align}/{field}"] = (v - 1).astype(_U4)
+
+    for label in df.columns:
+        if label in used:
+            continue
+        v = df[label].to_numpy()
+        if v.dtype == object or getattr(df[label].dtype, "kind", "O") in "OSU":
+            v = _fixed(v, f"{_STAR_PREFIX}{label}")
+        cols[f"{_STAR_PREFIX}{label}"] = v
+    return Dataset._from_columns(n, cols)
+
+
+def _fixed(values: Any, field: str) -> np.ndarray:
+    import pandas as pd
+
+    codes, uniq = pd.factorize(pd.Series(values).astype(str))
+    return fixed_strings(list(uniq), field)[codes] if len(uniq) else np.zeros(0, dtype="S1")

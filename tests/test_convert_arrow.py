@@ -1,0 +1,133 @@
+"""Arrow / Parquet specifics: types, copies, dictionary paths, foreign tables,
+queries with DuckDB and Polars (the README example), and the pandas layout."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import csfast
+from csfast.convert import files
+from csfast.errors import CsFieldError
+from csfast.synthetic import particles
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory):
+    ds = particles(3000, results=("blob", "ctf", "alignments3D"), seed=11, classes=5)
+    folder = tmp_path_factory.mktemp("arrow")
+    ds.save(folder / "J42_005_particles.cs")
+    files.convert(folder / "J42_005_particles.cs", folder / "particles.parquet")
+    return folder
+
+
+def test_arrow_types(table_path):
+    schema = pq.read_schema(table_path / "particles.parquet")
+    assert schema.field("uid").type == pa.uint64()
+    assert schema.field("ctf/df1_A").type == pa.float32()
+    assert schema.field("blob/idx").type == pa.uint32()
+    assert schema.field("alignments3D/pose").type == pa.list_(pa.float32(), 3)
+    assert pa.types.is_dictionary(schema.field("blob/path").type)
+    assert schema.field("blob/path").type.value_type == pa.string()
+    assert b"csfast" in schema.metadata
+
+
+def test_numeric_columns_are_not_copied():
+    ds = particles(1000, results=("ctf", "alignments3D"), seed=1)
+    table = ds.to_arrow()
+    df1 = table.column("ctf/df1_A").chunk(0)
+    assert df1.buffers()[1].address == ds["ctf/df1_A"].ctypes.data
+    pose = table.column("alignments3D/pose").chunk(0)
+    assert pose.values.buffers()[1].address == ds["alignments3D/pose"].ctypes.data
+    back = csfast.Dataset.from_arrow(table)
+    assert back["ctf/df1_A"].ctypes.data == ds["ctf/df1_A"].ctypes.data
+    assert not back["ctf/df1_A"].flags.writeable  # Arrow memory is shared read-only
+    back["ctf/df1_A"] = 0.0  # assigning replaces it with an owned copy
+    assert ds["ctf/df1_A"].any()
+
+
+def test_mapped_columns_are_copied_once_and_read_correctly(tmp_path):
+    ds = particles(500, results=("blob", "alignments3D"), seed=2)
+    ds.save(tmp_path / "m.cs")
+    mapped = csfast.Dataset.load(tmp_path / "m.cs")
+    assert not mapped["blob/idx"].flags.c_contiguous  # interleaved rows in the file
+    table = mapped.to_arrow()
+    ref = np.load(tmp_path / "m.cs")
+    assert table.column("blob/idx").to_pylist() == ref["blob/idx"].tolist()
+    assert table.column("alignments3D/pose").to_pylist() == ref["alignments3D/pose"].tolist()
+
+
+def test_ipc_file_is_mapped_without_copies(tmp_path):
+    ds = particles(2000, results=("ctf",), seed=3)
+    files.write_arrow(ds, tmp_path / "t.arrow")
+    back = files.read_arrow(tmp_path / "t.arrow")
+    assert back == ds
+    col = back["ctf/df1_A"]
+    assert not col.flags.owndata and not col.flags.writeable
+
+
+def test_duckdb_query_of_a_converted_file(table_path):
+    import duckdb
+
+    # README example: which particle stacks hold the most particles, and their defocus
+    rows = duckdb.sql(f"""
+        SELECT "blob/path" AS stack, count(*) AS n, avg("ctf/df1_A") AS mean_df1
+        FROM '{table_path / "particles.parquet"}'
+        GROUP BY stack ORDER BY n DESC, stack LIMIT 5
+    """).fetchall()
+    ref = np.load(table_path / "J42_005_particles.cs")
+    paths, counts = np.unique(ref["blob/path"], return_counts=True)
+    order = sorted(range(len(paths)), key=lambda i: (-counts[i], paths[i]))[:5]
+    assert [(r[0], r[1]) for r in rows] == [(paths[i].decode(), counts[i]) for i in order]
+    for (_, _, mean), i in zip(rows, order, strict=True):
+        assert mean == pytest.approx(ref["ctf/df1_A"][ref["blob/path"] == paths[i]]
+                                     .astype(np.float64).mean(), rel=1e-9)
+    big = duckdb.sql(f"""SELECT max(uid) FROM '{table_path / "particles.parquet"}'""").fetchall()
+    assert big[0][0] == int(ref["uid"].max())  # uids above 2**63 stay unsigned
+
+
+def test_polars_query_of_a_converted_file(table_path):
+    import polars as pl
+
+    df = pl.read_parquet(table_path / "particles.parquet")
+    assert df.schema["uid"] == pl.UInt64
+    out = (df.filter(pl.col("alignments3D/class") == 3)
+             .select("uid", pl.col("alignments3D/pose").arr.get(2).alias("pose_z")))
+    ref = np.load(table_path / "J42_005_particles.cs")
+    keep = ref["alignments3D/class"] == 3
+    assert out["uid"].to_list() == ref["uid"][keep].tolist()
+    assert out["pose_z"].to_list() == ref["alignments3D/pose"][keep, 2].tolist()
+    # and a table written by polars reads back into a dataset
+    out.write_parquet(table_path / "from_polars.parquet")
+    back = files.read_parquet(table_path / "from_polars.parquet")
+    assert back["uid"].tolist() == ref["uid"][keep].tolist()
+    assert back["pose_z"].dtype == np.float32
+
+
+def test_foreign_tables_nulls_and_lists():
+    t = pa.table({"uid": pa.array([1, 2], pa.int64()),
+                  "p": pa.array(["a", "bcd"]),
+                  "v": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float64()))})
+    ds = csfast.Dataset.from_arrow(t)
+    assert ds["uid"].dtype == np.uint64 and ds["p"].dtype == np.dtype("S4")
+    assert ds["v"].shape == (2, 2) and ds["v"].tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    with pytest.raises(CsFieldError, match="'x'.*null"):
+        csfast.Dataset.from_arrow(pa.table({"x": pa.array([1.0, None])}))
+    with pytest.raises(CsFieldError, match="different lengths"):
+        csfast.Dataset.from_arrow(pa.table({"v": pa.array([[1], [2, 3]])}))
+    chunked = pa.concat_tables([t, t])
+    assert csfast.Dataset.from_arrow(chunked)["p"].tolist() == [b"a", b"bcd"] * 2
+
+
+def test_pandas_layout_and_views():
+    ds = particles(200, results=("blob", "alignments3D"), seed=5)
+    df = ds.to_pandas()
+    assert [c for c in df.columns if c.startswith("alignments3D/pose/")] == [
+        "alignments3D/pose/0", "alignments3D/pose/1", "alignments3D/pose/2"]
+    assert df["uid"].dtype == np.uint64
+    assert df["blob/path"].iloc[0] == ds["blob/path"][0]  # bytes
+    assert np.shares_memory(df["alignments3D/error"].to_numpy(), ds["alignments3D/error"])
+    back = csfast.Dataset.from_pandas(df)
+    assert back == ds
+    with pytest.raises(ValueError):
+        ds.to_pandas(strings="latin1")

@@ -1,0 +1,222 @@
+"""RELION STAR: the written file read back by starfile and checked field by field
+against values computed here independently (scipy for the angles)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import starfile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+import csfast
+from csfast import StarWarning, from_star, to_star
+from csfast.synthetic import particles
+
+MAPPED = {"blob/idx", "blob/path", "blob/psize_A", "blob/shape", "ctf/accel_kv", "ctf/cs_mm",
+          "ctf/amp_contrast", "ctf/exp_group_id", "ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad",
+          "ctf/phase_shift_rad", "ctf/bfactor", "ctf/scale", "location/micrograph_path",
+          "location/center_x_frac", "location/center_y_frac", "location/micrograph_shape",
+          "alignments3D/pose", "alignments3D/shift", "alignments3D/psize_A",
+          "alignments3D/class", "alignments3D/split"}
+
+
+def refinement(n: int = 400, seed: int = 0, exported: bool = False) -> csfast.Dataset:
+    """A refinement-like particle table with per-group optics held constant."""
+    ds = particles(n, results=("blob", "ctf", "location", "alignments3D"), seed=seed,
+                   classes=4)
+    rng = np.random.default_rng(seed)
+    ds["blob/psize_A"] = np.float32(1.06)
+    ds["alignments3D/psize_A"] = np.float32(1.06)
+    ds["ctf/accel_kv"] = np.float32(300)
+    ds["ctf/cs_mm"] = np.float32(2.7)
+    ds["ctf/amp_contrast"] = np.float32(0.07)
+    ds["ctf/df_angle_rad"] = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
+    ds["ctf/phase_shift_rad"] = rng.uniform(0, np.pi, n).astype(np.float32)
+    ds["location/micrograph_shape"] = np.array([3838, 3710], dtype=np.uint32)
+    if exported:
+        ds["blob/path"] = np.char.add(b">", ds["blob/path"])
+    return ds
+
+
+def f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).astype(np.float32)
+
+
+def test_particles_table_matches_independent_values(tmp_path):
+    ds = refinement(exported=True)
+    left = to_star(ds, tmp_path / "p.star")
+    assert set(left) == set(ds.fields()) - MAPPED  # every other field reported
+    assert "uid" in left and "alignments3D/error" in left
+    blocks = starfile.read(tmp_path / "p.star", always_dict=True)
+    assert set(blocks) == {"optics", "particles"}
+    p, o = blocks["particles"], blocks["optics"]
+    assert len(p) == len(ds)
+    names = [f"{i + 1:06d}@{s.decode()[1:]}" for i, s in
+             zip(ds["blob/idx"].tolist(), ds["blob/path"].tolist(), strict=True)]
+    assert p["rlnImageName"].tolist() == names
+    assert p["rlnMicrographName"].tolist() == [s.decode() for s in
+                                               ds["location/micrograph_path"].tolist()]
+    assert np.array_equal(f32(p["rlnDefocusU"]), ds["ctf/df1_A"])
+    assert np.array_equal(f32(p["rlnDefocusV"]), ds["ctf/df2_A"])
+    assert np.array_equal(f32(p["rlnDefocusAngle"]),
+                          f32([np.degrees(float(x)) for x in ds["ctf/df_angle_rad"]]))
+    assert np.array_equal(f32(p["rlnPhaseShift"]),
+                          f32([np.degrees(float(x)) for x in ds["ctf/phase_shift_rad"]]))
+    assert np.array_equal(f32(p["rlnCtfBfactor"]), ds["ctf/bfactor"])
+    assert np.array_equal(f32(p["rlnCtfScalefactor"]), ds["ctf/scale"])
+    x = ds["location/center_x_frac"].astype(np.float64) * 3710
+    y = (1 - ds["location/center_y_frac"].astype(np.float64)) * 3838
+    assert np.array_equal(f32(p["rlnCoordinateX"]), f32(x))
+    assert np.array_equal(f32(p["rlnCoordinateY"]), f32(y))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Gimbal lock detected")
+        euler = Rotation.from_rotvec(ds["alignments3D/pose"].astype(np.float64)).as_euler(
+            "ZYZ", degrees=True)
+    got = np.stack([p["rlnAngleRot"], p["rlnAngleTilt"], p["rlnAnglePsi"]], axis=1)
+    assert np.abs((got - euler + 180) % 360 - 180).max() < 1e-4
+    shift = ds["alignments3D/shift"].astype(np.float64) * 1.06
+    assert np.allclose(p["rlnOriginXAngst"], f32(shift[:, 0] * np.float32(1.06) / 1.06))
+    assert np.allclose(p["rlnOriginYAngst"], shift[:, 1], rtol=1e-6, atol=1e-6)
+    assert p["rlnClassNumber"].tolist() == (ds["alignments3D/class"] + 1).tolist()
+    assert p["rlnRandomSubset"].tolist() == (ds["alignments3D/split"] + 1).tolist()
+    groups = sorted(set(ds["ctf/exp_group_id"].tolist()))
+    assert p["rlnOpticsGroup"].tolist() == [groups.index(g) + 1 for g in
+                                            ds["ctf/exp_group_id"].tolist()]
+    # optics: one row per group, values as given
+    assert o["rlnOpticsGroup"].tolist() == list(range(1, len(groups) + 1))
+    assert o["rlnOpticsGroupName"].tolist() == [f"exp_group_{g}" for g in groups]
+    assert set(o["rlnVoltage"]) == {300} and set(o["rlnSphericalAberration"]) == {2.7}
+    assert set(o["rlnAmplitudeContrast"]) == {0.07} and set(o["rlnImagePixelSize"]) == {1.06}
+    assert set(o["rlnImageSize"]) == {256} and set(o["rlnImageDimensionality"]) == {2}
+
+
+def test_star_round_trip(tmp_path):
+    ds = refinement(n=300, seed=3)
+    to_star(ds, tmp_path / "r.star")
+    back = from_star(tmp_path / "r.star", micrograph_shape=(3838, 3710))
+    assert set(back.fields()) == MAPPED | {"uid"}
+    for name in MAPPED - {"alignments3D/pose", "location/center_y_frac",
+                          "location/center_x_frac", "alignments3D/shift"}:
+        assert back[name].dtype == ds[name].dtype, name
+        assert np.array_equal(back[name], ds[name]), name
+    for name in ("location/center_x_frac", "location/center_y_frac", "alignments3D/shift"):
+        assert np.allclose(back[name], ds[name], rtol=1e-6, atol=1e-6), name
+    v, w = ds["alignments3D/pose"].astype(np.float64), back["alignments3D/pose"]
+    assert np.abs(Rotation.from_rotvec(v).as_matrix()
+                  - Rotation.from_rotvec(w).as_matrix()).max() < 1e-5
+
+
+def test_unmapped_star_labels_are_kept_and_written_back(tmp_path):
+    text = """
+data_optics
+
+loop_
+_rlnOpticsGroupName #1
+_rlnOpticsGroup #2
+_rlnVoltage #3
+_rlnImagePixelSize #4
+_rlnImageSize #5
+_rlnMicrographOriginalPixelSize #6
+opticsGroup1 1 300.0 1.1 128 0.55
+
+data_particles
+
+loop_
+_rlnImageName #1
+_rlnOpticsGroup #2
+_rlnLogLikeliContribution #3
+_rlnAnglePsi #4
+_rlnOriginXAngst #5
+_rlnOriginYAngst #6
+_rlnGroupName #7
+000003@Extract/job007/a.mrcs 1 12.5 90.0 2.2 -1.1 g1
+000001@Extract/job007/b.mrcs 1 13.5 -45.0 0.0 1.1 g2
+"""
+    (tmp_path / "in.star").write_text(text)
+    ds = from_star(tmp_path / "in.star")
+    assert ds["blob/idx"].tolist() == [2, 0]
+    assert ds["blob/path"].tolist() == [b"Extract/job007/a.mrcs", b"Extract/job007/b.mrcs"]
+    assert ds["ctf/exp_group_id"].tolist() == [1, 1]
+    assert np.allclose(ds["alignments2D/pose"], np.radians([90.0, -45.0]))
+    assert np.allclose(ds["alignments2D/shift"], [[2.0, -1.0], [0.0, 1.0]])
+    assert ds["star/rlnLogLikeliContribution"].tolist() == [12.5, 13.5]
+    assert ds["star/rlnGroupName"].tolist() == [b"g1", b"g2"]
+    assert ds["star/rlnMicrographOriginalPixelSize"].tolist() == [0.55, 0.55]
+    left = to_star(ds, tmp_path / "out.star")
+    assert left == ["uid"]
+    p = starfile.read(tmp_path / "out.star", always_dict=True)["particles"]
+    assert p["rlnLogLikeliContribution"].tolist() == [12.5, 13.5]
+    assert p["rlnGroupName"].tolist() == ["g1", "g2"]
+    assert np.allclose(p["rlnAnglePsi"], [90.0, -45.0], atol=1e-5)  # via float32 radians
+
+
+def test_relion_30_single_table(tmp_path):
+    text = """
+data_
+
+loop_
+_rlnImageName #1
+_rlnVoltage #2
+_rlnDefocusU #3
+_rlnClassNumber #4
+_rlnAngleRot #5
+_rlnAngleTilt #6
+_rlnAnglePsi #7
+000001@stack.mrcs 300 15000.5 2 0 0 0
+000002@stack.mrcs 300 15001.5 1 10 90 -30
+"""
+    (tmp_path / "old.star").write_text(text)
+    ds = from_star(tmp_path / "old.star")
+    assert ds["ctf/accel_kv"].tolist() == [300, 300]
+    assert ds["ctf/df1_A"].tolist() == [15000.5, 15001.5]
+    assert ds["alignments3D/class"].tolist() == [1, 0]
+    assert np.abs(ds["alignments3D/pose"][0]).max() == 0
+    ref = Rotation.from_euler("ZYZ", [10, 90, -30], degrees=True).as_rotvec()
+    assert np.allclose(ds["alignments3D/pose"][1], ref, atol=1e-6)
+
+
+def test_varying_optics_are_reported(tmp_path):
+    ds = refinement(n=50)
+    ds["ctf/cs_mm"] = np.linspace(2.0, 3.0, 50).astype(np.float32)
+    with pytest.warns(StarWarning, match="ctf/cs_mm varies within optics group"):
+        to_star(ds, tmp_path / "v.star")
+
+
+def test_alignments2d_and_no_flip(tmp_path):
+    ds = particles(40, results=("blob", "location", "alignments2D"), seed=1)
+    ds["location/micrograph_shape"] = np.array([1000, 2000], dtype=np.uint32)
+    with pytest.warns(StarWarning):  # synthetic blob/psize_A varies row to row
+        left = to_star(ds, tmp_path / "a.star", flip_y=False)
+    assert "alignments2D/pose" not in left
+    p = starfile.read(tmp_path / "a.star", always_dict=True)["particles"]
+    assert "rlnAngleRot" not in p.columns
+    assert np.array_equal(f32(p["rlnAnglePsi"]),
+                          f32(np.degrees(ds["alignments2D/pose"].astype(np.float64))))
+    assert np.array_equal(f32(p["rlnCoordinateY"]),
+                          f32(ds["location/center_y_frac"].astype(np.float64) * 1000))
+
+
+def test_empty_table(tmp_path):
+    ds = refinement(n=0)
+    to_star(ds, tmp_path / "e.star")
+    back = from_star(tmp_path / "e.star")
+    assert len(back) == 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 2**16), st.booleans())
+def test_star_round_trip_generated(tmp_path_factory, n, seed, exported):
+    ds = refinement(n=n, seed=seed, exported=exported)
+    path = tmp_path_factory.mktemp("star") / "g.star"
+    to_star(ds, path)
+    back = from_star(path, micrograph_shape=(3838, 3710))
+    paths = [p[1:] if p.startswith(b">") else p for p in ds["blob/path"].tolist()]
+    assert back["blob/path"].tolist() == paths
+    for name in ("blob/idx", "ctf/df1_A", "ctf/exp_group_id", "alignments3D/class",
+                 "alignments3D/split", "ctf/df_angle_rad"):
+        assert np.array_equal(back[name], ds[name]), name
+    v, w = ds["alignments3D/pose"].astype(np.float64), back["alignments3D/pose"]
+    assert np.abs(Rotation.from_rotvec(v).as_matrix()
+                  - Rotation.from_rotvec(w).as_matrix()).max() < 1e-5

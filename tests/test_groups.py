@@ -1,0 +1,793 @@
+"""Result groups, input groups, overrides and passthrough outputs (issue 4, MODEL.md).
+
+References are built by hand: tables as numpy structured arrays saved with
+numpy itself, .csg files as YAML text, joins and concatenations by Python
+dictionaries over uids.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import csfast
+from csfast import (
+    CsError,
+    CsUidError,
+    Input,
+    InputError,
+    InputSpec,
+    Result,
+    ResultGroup,
+    Slot,
+    write_output,
+)
+from csfast.dataset import Dataset
+
+RNG_SEED = 7
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def uids(n, rng):
+    """Distinct uids over the full range (about half >= 2**63)."""
+    out = np.unique(rng.integers(0, 2**64, size=2 * n + 10, dtype=np.uint64))
+    return rng.permutation(out)[:n]
+
+
+def table(u, rng, **results):
+    """A structured array: uid, then fields per result, e.g. blob=[('path', 'S20'), ...]."""
+    descr = [("uid", "<u8")]
+    for r, fields in results.items():
+        descr += [(f"{r}/{f[0]}",) + tuple(f[1:]) for f in fields]
+    a = np.zeros(len(u), dtype=descr)
+    a["uid"] = u
+    for name in a.dtype.names[1:]:
+        col = a[name]
+        if col.dtype.kind == "S":
+            a[name] = [f"{name}-{i}-{rng.integers(1000)}".encode()[: col.dtype.itemsize]
+                       for i in range(len(u))]
+        else:
+            a[name] = rng.integers(0, 1000, size=col.shape).astype(col.dtype)
+    return a
+
+
+BLOB = [("path", "S24"), ("idx", "<u4"), ("shape", "<u4", (2,)), ("psize_A", "<f4")]
+CTF = [("df1_A", "<f4"), ("df2_A", "<f4"), ("tilt_A", "<f4", (2,))]
+LOCATION = [("micrograph_uid", "<u8"), ("center_x_frac", "<f4")]
+ALIGN2D = [("class", "<u4"), ("pose", "<f4"), ("shift", "<f4", (2,))]
+MAP = [("path", "S20"), ("shape", "<u4", (3,)), ("psize_A", "<f4")]
+
+
+def save(path, arr):
+    with open(path, "wb") as f:  # through a handle: np.save(str) would append .npy
+        np.save(f, arr)
+    return str(path)
+
+
+def csg(folder, job, name, item_type, results, extra_keys=None):
+    """Write a .csg by hand; results: {result: (metafile as written, num_items)}."""
+    doc = {
+        "created": "2024-05-01 12:00:00.000000",
+        "group": {"name": name, "title": name.title(), "type": item_type,
+                  "description": "hand-written"},
+        "results": {r: {"metafile": m, "num_items": n, "type": f"{item_type}.{r}",
+                        **(extra_keys or {}).get(r, {})}
+                    for r, (m, n) in results.items()},
+        "version": "v4.4.1",
+    }
+    path = os.path.join(folder, f"{job}_{name}.csg")
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    return ResultGroup.from_csg(path)
+
+
+def prefix_fields(arr, prefixes):
+    return [k for k in arr.dtype.names if k.split("/", 1)[0] in prefixes]
+
+
+def brute_join(first, others):
+    """Rows of first (in order) whose uid is in every other table; each field from
+    the table listed for it. others: [(array, [prefixes], rename {old: new} or None)]."""
+    maps = [{int(u): i for i, u in enumerate(a["uid"])} for a, _, _ in others]
+    rows = [i for i, u in enumerate(first["uid"]) if all(int(u) in m for m in maps)]
+    out = {"uid": first["uid"][rows]}
+    for (a, prefixes, rename), m in zip(others, maps, strict=True):
+        idx = [m[int(first["uid"][i])] for i in rows]
+        for k in prefix_fields(a, prefixes):
+            head, _, tail = k.partition("/")
+            out[f"{(rename or {}).get(head, head)}/{tail}"] = a[k][idx]
+    return out
+
+
+def assert_table(ds, expected):
+    assert sorted(ds.fields()) == sorted(expected)
+    assert len(ds) == len(expected["uid"])
+    for k, v in expected.items():
+        np.testing.assert_array_equal(ds[k], v, err_msg=k)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(RNG_SEED)
+
+
+@pytest.fixture
+def chain(tmp_path, rng):
+    """The downsampled-particles case, as numpy arrays and hand-written .csg files.
+
+    J2 extract (full-size blob + ctf; passthrough location), J3 downsample (new
+    blob; passthrough ctf, location), J5 selection of a subset, in another
+    row order (alignments2D; passthrough blob, ctf, location from J3).
+    """
+    n = 300
+    u = uids(n, rng)
+    j2_main = table(u, rng, blob=BLOB, ctf=CTF)
+    j2_pt = table(rng.permutation(u), rng, location=LOCATION)
+    j3_main = table(u, rng, blob=BLOB)
+    j3_main["blob/shape"] = 64
+    keep = rng.permutation(n)[:170]
+    sel = u[keep]
+    j5_main = table(sel, rng, alignments2D=ALIGN2D)
+    # The passthrough of J5 comes from J3 (blob) and J2 (ctf, location), in J5's order.
+    m3 = {int(x): i for i, x in enumerate(j3_main["uid"])}
+    m2 = {int(x): i for i, x in enumerate(j2_main["uid"])}
+    mp = {int(x): i for i, x in enumerate(j2_pt["uid"])}
+    j5_pt = table(sel, rng, blob=BLOB, ctf=CTF, location=LOCATION)
+    for k in prefix_fields(j5_pt, ["blob"]):
+        j5_pt[k] = j3_main[k][[m3[int(x)] for x in sel]]
+    for k in prefix_fields(j5_pt, ["ctf"]):
+        j5_pt[k] = j2_main[k][[m2[int(x)] for x in sel]]
+    for k in prefix_fields(j5_pt, ["location"]):
+        j5_pt[k] = j2_pt[k][[mp[int(x)] for x in sel]]
+    d = tmp_path
+    save(d / "J2_000_particles.cs", j2_main)
+    save(d / "J2_passthrough_particles.cs", j2_pt)
+    save(d / "J3_000_particles.cs", j3_main)
+    save(d / "J5_004_particles_selected.cs", j5_main)
+    save(d / "J5_passthrough_particles_selected.cs", j5_pt)
+    j2 = csg(d, "J2", "particles", "particle", {
+        "blob": (">J2_000_particles.cs", n), "ctf": (">J2_000_particles.cs", n),
+        "location": (">J2_passthrough_particles.cs", n)})
+    j5 = csg(d, "J5", "particles_selected", "particle", {
+        "alignments2D": (">J5_004_particles_selected.cs", len(sel)),
+        "blob": (">J5_passthrough_particles_selected.cs", len(sel)),
+        "ctf": (">J5_passthrough_particles_selected.cs", len(sel)),
+        "location": (">J5_passthrough_particles_selected.cs", len(sel))})
+    return {"j2": j2, "j5": j5, "j2_main": j2_main, "j2_pt": j2_pt, "j5_main": j5_main,
+            "j5_pt": j5_pt, "folder": d}
+
+
+PARTICLES = InputSpec("particle", ["blob", "?ctf"], name="particles")
+
+
+# ---------------------------------------------------------------- specs
+
+
+def test_slot_strings_and_spec_defaults():
+    spec = InputSpec("particle", ["blob", "?ctf", Slot("location", required=False)])
+    assert spec.slots == (Slot("blob", True), Slot("ctf", False), Slot("location", False))
+    assert spec.name == "particles" and spec.count_min == 1 and spec.count_max is None
+    assert not spec.repeat_allowed
+    with pytest.raises(ValueError, match="repeat"):
+        InputSpec("particle", ["blob", "?blob"])
+    assert issubclass(InputError, CsError)
+
+
+# ---------------------------------------------------------------- .csg files
+
+
+def test_read_csg_in_the_cs_format_layout(tmp_path, rng):
+    """A .csg written by hand exactly as CS_FORMAT.md shows it."""
+    job = tmp_path / "J42"
+    job.mkdir()
+    u = uids(20, rng)
+    main = table(u, rng, blob=BLOB, alignments3D=ALIGN2D)
+    pt = table(u[::-1].copy(), rng, location=LOCATION)
+    save(job / "J42_005_particles.cs", main)
+    save(job / "J42_passthrough_particles.cs", pt)
+    other = tmp_path / "elsewhere.cs"
+    save(other, table(u, rng, ctf=CTF))
+    text = f"""\
+created: 2024-05-01 12:00:00.000000
+group:
+  name: particles
+  title: Particles
+  type: particle
+  description: Particles refined
+results:
+  blob:
+    metafile: '>J42_005_particles.cs'
+    num_items: 20
+    type: particle.blob
+  alignments_class_0:
+    metafile: '>J42_005_particles.cs'
+    num_items: 20
+    type: particle.alignments3D
+  location:
+    metafile: '>J42_passthrough_particles.cs'
+    num_items: 20
+    type: particle.location
+  ctf:
+    metafile: {other}
+    num_items: 20
+    type: particle.ctf
+  pick_stats:
+    metafile: J42/J42_passthrough_particles.cs
+    num_items: 20
+    type: particle.pick_stats
+version: v4.4.1
+"""
+    (job / "J42_particles.csg").write_text(text)
+    g = ResultGroup.from_csg(job / "J42_particles.csg")
+    assert (g.name, g.item_type, g.title, g.job, g.label) == \
+        ("particles", "particle", "Particles", "J42", "J42.particles")
+    assert g.description == "Particles refined"
+    assert list(g.results) == ["blob", "alignments_class_0", "location", "ctf", "pick_stats"]
+    blob = g["blob"]
+    assert blob.metafile == str(job / "J42_005_particles.cs")
+    assert blob.versions == {5: str(job / "J42_005_particles.cs")} and blob.version == 5
+    assert (blob.item_type, blob.result_type, blob.num_items) == ("particle", "particle.blob", 20)
+    assert blob.label == "J42.particles.blob" and not blob.passthrough
+    assert g["alignments_class_0"].result_type == "particle.alignments3D"
+    assert g["location"].passthrough and g["location"].metafile == \
+        str(job / "J42_passthrough_particles.cs")
+    assert g["ctf"].metafile == str(other)
+    # project-relative (cryoSPARC style): resolved against the folder above the .csg
+    assert g["pick_stats"].metafile == str(job / "J42_passthrough_particles.cs")
+    ds = g["location"].load()
+    assert ds.fields() == ["uid"] + prefix_fields(pt, ["location"])
+    np.testing.assert_array_equal(ds["location/center_x_frac"], pt["location/center_x_frac"])
+    with pytest.raises(csfast.CsFieldError, match="J42.particles has no result 'map'"):
+        g["map"]
+
+
+def test_csg_round_trip(tmp_path, rng):
+    u = uids(10, rng)
+    a, b = tmp_path / "J7_003_volume.cs", tmp_path / "J7_009_volume.cs"
+    save(a, table(u[:1], rng, map=MAP))
+    save(b, table(u[:1], rng, map=MAP))
+    outside = tmp_path.parent / f"{tmp_path.name}_other.cs"
+    save(outside, table(u[:1], rng, mask=MAP))
+    g = ResultGroup("volume", "volume", {
+        "map": Result("map", "volume", {3: str(a), 9: str(b)}, num_items=1),
+        "mask": Result("mask", "volume", {0: str(outside)}, num_items=1, passthrough=True),
+    }, title="Refined volume", description="two versions", job="J7")
+    sub = tmp_path / "groups"
+    sub.mkdir()
+    path = g.save_csg(sub / "J7_volume.csg")
+    doc = yaml.safe_load(Path(path).read_text())
+    assert doc["group"] == {"name": "volume", "title": "Refined volume", "type": "volume",
+                            "description": "two versions"}
+    assert doc["results"]["map"]["metafile"] == str(b)  # outside the .csg folder: absolute
+    assert doc["results"]["map"]["versions"] == {3: str(a), 9: str(b)}
+    assert doc["results"]["map"]["type"] == "volume.map"
+    assert doc["results"]["mask"]["passthrough"] is True
+    back = ResultGroup.from_csg(path)
+    assert (back.name, back.item_type, back.title, back.description, back.job) == \
+        ("volume", "volume", "Refined volume", "two versions", "J7")
+    for name in ("map", "mask"):
+        r0, r1 = g[name], back[name]
+        assert (r1.versions, r1.num_items, r1.passthrough, r1.result_type) == \
+            (r0.versions, r0.num_items, r0.passthrough, r0.result_type)
+    # inside the folder: written '>relative' and resolved back
+    path2 = g.save_csg(tmp_path / "J7_volume.csg")
+    doc = yaml.safe_load(Path(path2).read_text())
+    assert doc["results"]["map"]["metafile"] == ">J7_009_volume.cs"
+    assert ResultGroup.from_csg(path2)["map"].versions == {3: str(a), 9: str(b)}
+
+
+def test_bad_csg_is_a_format_error(tmp_path):
+    p = tmp_path / "J1_x.csg"
+    p.write_text("group: [1, 2]\n")
+    with pytest.raises(csfast.CsFormatError, match="J1_x.csg"):
+        ResultGroup.from_csg(p)
+
+
+# ---------------------------------------------------------------- group.load
+
+
+def test_group_load_joins_and_opens_each_metafile_once(chain, monkeypatch):
+    opened = []
+    real = Dataset.load.__func__
+
+    def counting(cls, path, *a, **k):
+        opened.append(os.fspath(path))
+        return real(cls, path, *a, **k)
+
+    monkeypatch.setattr(Dataset, "load", classmethod(counting))
+    ds = chain["j5"].load()
+    assert sorted(opened) == sorted({chain["j5"][r].metafile for r in chain["j5"].results})
+    expected = brute_join(chain["j5_main"], [
+        (chain["j5_main"], ["alignments2D"], None),
+        (chain["j5_pt"], ["blob", "ctf", "location"], None)])
+    assert_table(ds, expected)
+    # the .csg marks no result passthrough, its file name does (J5_passthrough_...)
+    assert [r for r in chain["j5"].results if chain["j5"][r].passthrough] == \
+        ["blob", "ctf", "location"]
+    own = chain["j5"].load(passthrough=False)
+    assert_table(own, brute_join(chain["j5_main"], [(chain["j5_main"], ["alignments2D"], None)]))
+    only = chain["j5"].load(slots=["ctf"], passthrough=False)
+    assert sorted(only.prefixes()) == ["ctf"]
+    np.testing.assert_array_equal(only["uid"], chain["j5_pt"]["uid"])
+
+
+def test_group_load_versions(tmp_path, rng):
+    u = uids(30, rng)
+    v1, v2 = table(u, rng, alignments2D=ALIGN2D), table(u, rng, alignments2D=ALIGN2D)
+    pt = table(u, rng, blob=BLOB)
+    d = Dataset(v1)
+    write_output(tmp_path, "J4", "particles", d, "particle", ["alignments2D"],
+                 passthrough=Dataset(pt), version=1)
+    g = write_output(tmp_path, "J4", "particles", Dataset(v2), "particle", ["alignments2D"],
+                     version=2)
+    assert sorted(os.listdir(tmp_path)) == ["J4_001_particles.cs", "J4_002_particles.cs",
+                                            "J4_particles.csg", "J4_passthrough_particles.cs"]
+    g = ResultGroup.from_csg(g.path)
+    assert set(g["alignments2D"].versions) == {1, 2} and g["blob"].passthrough
+    final = g.load()
+    assert_table(final, brute_join(v2, [(v2, ["alignments2D"], None), (pt, ["blob"], None)]))
+    first = g.load(version=1, passthrough=False)
+    assert_table(first, brute_join(v1, [(v1, ["alignments2D"], None)]))
+    with pytest.raises(CsError, match="no version 3"):
+        g.load(version=3)
+
+
+# ---------------------------------------------------------------- the two model cases
+
+
+def test_downsampled_particles_with_blob_override(chain):
+    """Case 1: the selection's particles, with the full-size extraction's blob."""
+    inp = Input(PARTICLES)
+    assert inp.connect(chain["j5"]) == 0
+    inp.override(0, "blob", chain["j2"]["blob"])
+    assert inp.check() == []
+    ds = inp.load()
+    # Reference: J5's rows and order; blob from J2 (not J5's downsampled one);
+    # ctf, location (passthrough along the chain) and alignments2D from J5.
+    expected = brute_join(chain["j5_pt"], [
+        (chain["j2_main"], ["blob"], None),
+        (chain["j5_pt"], ["ctf", "location"], None),
+        (chain["j5_main"], ["alignments2D"], None)])
+    assert_table(ds, expected)
+    assert (ds["blob/shape"] != 64).all()  # never the downsampled blob
+    assert ds.prefixes() == ["blob", "ctf", "location", "alignments2D"]
+    # Without passthrough: only the slots.
+    slots_only = inp.load(passthrough=False)
+    assert sorted(slots_only.prefixes()) == ["blob", "ctf"]
+    assert len(slots_only) == len(chain["j5_pt"])
+
+
+def test_clear_optional_slot(chain):
+    inp = Input(PARTICLES)
+    inp.connect(chain["j5"])
+    inp.clear(0, "ctf")
+    ds = inp.load()
+    assert "ctf" not in ds.prefixes() and "blob" in ds.prefixes()
+    expected = brute_join(chain["j5_pt"], [
+        (chain["j5_pt"], ["blob", "location"], None),
+        (chain["j5_main"], ["alignments2D"], None)])
+    assert_table(ds, expected)
+
+
+def local_resolution_jobs(tmp_path, rng):
+    """J6 refinement volume (map, half maps, mask), J7 and J8 each with one half map."""
+    j6 = table(uids(1, rng), rng, map=MAP, map_half_A=MAP, map_half_B=MAP, mask=MAP)
+    j7 = table(uids(1, rng), rng, map_half_A=MAP)
+    j8 = table(uids(1, rng), rng, map=MAP, map_half_B=MAP)
+    groups = {}
+    for job, arr in (("J6", j6), ("J7", j7), ("J8", j8)):
+        save(tmp_path / f"{job}_005_volume.cs", arr)
+        prefixes = sorted({k.split("/")[0] for k in arr.dtype.names[1:]})
+        groups[job] = csg(tmp_path, job, "volume", "volume",
+                          {r: (f">{job}_005_volume.cs", 1) for r in prefixes})
+    return groups, {"J6": j6, "J7": j7, "J8": j8}
+
+
+LOCRES = InputSpec("volume", ["map", "map_half_A", "map_half_B", "?mask"], count_max=1,
+                   name="volume")
+
+
+def test_local_resolution_half_maps_from_two_jobs(tmp_path, rng):
+    """Case 2: map_half_A and map_half_B overridden from two different jobs."""
+    groups, arrays = local_resolution_jobs(tmp_path, rng)
+    inp = Input(LOCRES)
+    inp.connect(groups["J6"])
+    inp.override(0, "map_half_A", groups["J7"]["map_half_A"])
+    inp.override(0, "map_half_B", groups["J8"]["map_half_B"])
+    assert inp.check() == []
+    ds = inp.load()
+    j6, j7, j8 = arrays["J6"], arrays["J7"], arrays["J8"]
+    expected = {"uid": j6["uid"]}  # the connection's own item keeps its uid
+    for k in prefix_fields(j6, ["map", "mask"]):
+        expected[k] = j6[k]
+    for k in prefix_fields(j7, ["map_half_A"]):
+        expected[k] = j7[k]
+    for k in prefix_fields(j8, ["map_half_B"]):
+        expected[k] = j8[k]
+    assert_table(ds, expected)
+    # map and mask share J6's metafile, loaded once: their columns come together
+    assert ds.prefixes() == ["map", "mask", "map_half_A", "map_half_B"]
+
+
+def test_override_from_a_result_of_another_name(tmp_path, rng):
+    """A slot filled from a result named differently takes the slot's name."""
+    groups, arrays = local_resolution_jobs(tmp_path, rng)
+    inp = Input(LOCRES)
+    inp.connect(groups["J6"])
+    inp.override(0, "map_half_A", groups["J8"]["map"])
+    inp.override(0, "map_half_B", groups["J8"]["map_half_B"])
+    inp.clear(0, "mask")
+    ds = inp.load(passthrough=False)
+    j6, j8 = arrays["J6"], arrays["J8"]
+    assert ds.prefixes() == ["map", "map_half_A", "map_half_B"]
+    np.testing.assert_array_equal(ds["uid"], j6["uid"])
+    np.testing.assert_array_equal(ds["map/path"], j6["map/path"])
+    np.testing.assert_array_equal(ds["map_half_A/path"], j8["map/path"])
+    np.testing.assert_array_equal(ds["map_half_A/shape"], j8["map/shape"])
+    np.testing.assert_array_equal(ds["map_half_B/path"], j8["map_half_B/path"])
+
+
+def test_connections_append_in_order(tmp_path, rng):
+    u = uids(50, rng)
+    a = table(u[:20], rng, blob=BLOB, ctf=CTF)
+    b = table(u[20:], rng, blob=BLOB)
+    save(tmp_path / "J1_000_particles.cs", a)
+    save(tmp_path / "J2_000_particles.cs", b)
+    g1 = csg(tmp_path, "J1", "particles", "particle",
+             {"blob": (">J1_000_particles.cs", 20), "ctf": (">J1_000_particles.cs", 20)})
+    g2 = csg(tmp_path, "J2", "particles", "particle", {"blob": (">J2_000_particles.cs", 30)})
+    inp = Input(PARTICLES)
+    inp.connect(g1)
+    inp.connect(g2)
+    ds = inp.load()
+    expected = {k: np.concatenate([a[k], b[k]]) for k in ["uid"] + prefix_fields(b, ["blob"])}
+    assert_table(ds, expected)  # ctf only in connection 0: not a common field
+    assert inp.disconnect(0) is g1 and [c.group for c in inp.connections] == [g2]
+
+
+# ---------------------------------------------------------------- requirement failures
+
+
+def problems_of(inp, passthrough=True):
+    problems = inp.check(passthrough)
+    with pytest.raises(InputError) as e:
+        inp.load(passthrough)
+    assert e.value.problems == problems
+    assert str(e.value) == "\n".join(problems)
+    return problems
+
+
+def test_too_few_connections():
+    assert problems_of(Input(PARTICLES)) == [
+        "input 'particles' needs at least 1 connection, has 0; connect a 'particle' output group"]
+
+
+def test_too_many_connections(tmp_path, rng):
+    groups, _ = local_resolution_jobs(tmp_path, rng)
+    inp = Input(LOCRES)
+    inp.connect(groups["J6"])
+    inp.connect(groups["J8"])
+    assert "input 'volume' takes at most 1 connection, has 2; disconnect 1" in problems_of(inp)
+
+
+def test_group_connected_twice(chain):
+    inp = Input(PARTICLES)
+    inp.connect(chain["j5"])
+    inp.connect(ResultGroup.from_csg(chain["j5"].path))  # the same group, read again
+    assert problems_of(inp) == [
+        "input 'particles': J5.particles_selected is connected twice (connections 0 and 1) "
+        "and repeat_allowed is False; disconnect connection 1"]
+
+
+def test_repeat_allowed_loads_both(chain):
+    inp = Input(InputSpec("particle", ["blob"], repeat_allowed=True))
+    inp.connect(chain["j5"])
+    inp.connect(chain["j5"])
+    ds = inp.load(passthrough=False)
+    np.testing.assert_array_equal(ds["uid"], np.concatenate([chain["j5_pt"]["uid"]] * 2))
+
+
+def test_required_slot_empty(chain):
+    inp = Input(InputSpec("particle", ["blob", "alignments3D"]))
+    inp.connect(chain["j2"])
+    inp.connect(chain["j5"])
+    inp.connect(chain["j2"].__class__.from_csg(chain["j2"].path))
+    problems = problems_of(inp)
+    assert ("input 'particles': connection 1 (J5.particles_selected): required slot "
+            "'alignments3D' is empty: J5.particles_selected has no 'alignments3D' result (it "
+            "has: alignments2D, blob, ctf, location); override the slot with a "
+            "'particle.alignments3D' result of another group") in problems
+    assert any(p.startswith("input 'particles': connection 2 (J2.particles): required slot "
+                            "'alignments3D' is empty") for p in problems)
+
+
+def test_override_of_the_wrong_item_type(chain, tmp_path, rng):
+    groups, _ = local_resolution_jobs(tmp_path, rng)
+    inp = Input(PARTICLES)
+    inp.connect(chain["j5"])
+    inp.override(0, "blob", groups["J7"]["map_half_A"])
+    assert problems_of(inp) == [
+        "input 'particles': connection 0 (J5.particles_selected): result J7.volume.map_half_A "
+        "is of item type 'volume', slot 'blob' expects 'particle'; use a 'particle' result"]
+
+
+def test_group_of_the_wrong_item_type(tmp_path, rng):
+    groups, _ = local_resolution_jobs(tmp_path, rng)
+    inp = Input(PARTICLES)
+    inp.connect(groups["J6"])
+    assert problems_of(inp) == [
+        "input 'particles': connection 0 (J6.volume): group is of item type 'volume', input "
+        "expects 'particle'; connect a 'particle' output group"]
+
+
+def test_metafile_missing_on_disk(chain):
+    os.remove(chain["folder"] / "J2_000_particles.cs")
+    inp = Input(PARTICLES)
+    inp.connect(chain["j2"])
+    path = chain["folder"] / "J2_000_particles.cs"
+    assert problems_of(inp) == [
+        f"input 'particles': connection 0 (J2.particles): slot {s!r}: metafile of "
+        f"J2.particles.{s}: {path} is missing on disk; re-run J2 or connect another group"
+        for s in ("blob", "ctf")]
+
+
+def test_metafile_without_the_results_fields(chain):
+    g = chain["j2"]
+    g.results["ctf"] = Result("ctf", "particle", {0: g["location"].metafile}, group=g.label)
+    inp = Input(PARTICLES)
+    inp.connect(g)
+    assert problems_of(inp) == [
+        f"input 'particles': connection 0 (J2.particles): slot 'ctf': metafile "
+        f"{g['location'].metafile} of J2.particles.ctf holds no 'ctf' fields; fix its .csg"]
+
+
+def test_override_sharing_no_uid(chain, tmp_path, rng):
+    other = table(uids(40, rng), rng, blob=BLOB)
+    save(tmp_path / "J9_000_particles.cs", other)
+    g9 = csg(tmp_path, "J9", "particles", "particle", {"blob": (">J9_000_particles.cs", 40)})
+    inp = Input(PARTICLES)
+    inp.connect(chain["j5"])
+    inp.override(0, "blob", g9["blob"])
+    assert inp.check() == []  # needs the uids, so found while loading
+    with pytest.raises(InputError) as e:
+        inp.load()
+    assert str(e.value) == (
+        "input 'particles': connection 0 (J5.particles_selected): the override of slot 'blob' "
+        "shares no uid with the connection's items; override with a result of the same items")
+
+
+def test_one_item_override_into_a_many_item_group(chain, tmp_path, rng):
+    one = table(chain["j5_pt"]["uid"][:1], rng, blob=BLOB)
+    save(tmp_path / "J9_000_particles.cs", one)
+    g9 = csg(tmp_path, "J9", "particles", "particle", {"blob": (">J9_000_particles.cs", 1)})
+    inp = Input(PARTICLES)
+    inp.connect(chain["j5"])
+    inp.override(0, "blob", g9["blob"])
+    assert problems_of(inp) == [
+        "input 'particles': connection 0 (J5.particles_selected): slot 'blob' is overridden by "
+        "the one-item result J9.particles.blob, but J5.particles_selected holds 170 items; "
+        "override with a result of the same items"]
+
+
+def test_one_item_override_into_a_many_item_volume_group(tmp_path, rng):
+    groups, _ = local_resolution_jobs(tmp_path, rng)
+    three = table(uids(3, rng), rng, map=MAP, map_half_A=MAP, map_half_B=MAP)
+    save(tmp_path / "J10_000_volumes.cs", three)
+    g10 = csg(tmp_path, "J10", "volumes", "volume",
+              {r: (">J10_000_volumes.cs", 3) for r in ("map", "map_half_A", "map_half_B")})
+    inp = Input(LOCRES)
+    inp.connect(g10)
+    inp.override(0, "map_half_A", groups["J7"]["map_half_A"])
+    assert problems_of(inp) == [
+        "input 'volume': connection 0 (J10.volumes): slot 'map_half_A' is overridden by the "
+        "one-item result J7.volume.map_half_A, but J10.volumes holds 3 items; override with a "
+        "result of the same items"]
+    # and the other way round: a many-item override of a one-item kind
+    inp = Input(LOCRES)
+    inp.connect(groups["J6"])
+    inp.override(0, "map_half_B", g10["map_half_B"])
+    assert problems_of(inp) == [
+        "input 'volume': connection 0 (J6.volume): slot 'map_half_B' is overridden by "
+        "J10.volumes.map_half_B, which holds 3 items; a 'volume' override must hold exactly one"]
+
+
+def test_duplicate_uids_across_connections(tmp_path, rng):
+    u = uids(40, rng)
+    a, b = table(u[:25], rng, blob=BLOB), table(u[20:], rng, blob=BLOB)
+    save(tmp_path / "J17_000_particles.cs", a)
+    save(tmp_path / "J18_000_particles.cs", b)
+    g17 = csg(tmp_path, "J17", "particles", "particle", {"blob": (">J17_000_particles.cs", 25)})
+    g18 = csg(tmp_path, "J18", "particles", "particle", {"blob": (">J18_000_particles.cs", 20)})
+    inp = Input(PARTICLES)
+    inp.connect(g17)
+    inp.connect(g18)
+    assert inp.check() == []
+    with pytest.raises(InputError, match=r"^input 'particles': connections 0 \(J17.particles\) "
+                       r"and 1 \(J18.particles\) share 5 uids \(e.g. \d+, \d+, \d+\) and "
+                       r"repeat_allowed is False; connect groups of different items$"):
+        inp.load()
+    allowed = Input(InputSpec("particle", ["blob"], repeat_allowed=True))
+    allowed.connect(g17)
+    allowed.connect(g18)
+    ds = allowed.load()
+    np.testing.assert_array_equal(ds["uid"], np.concatenate([a["uid"], b["uid"]]))
+
+
+def test_misuse_raises_at_once(chain):
+    inp = Input(PARTICLES)
+    inp.connect(chain["j5"])
+    with pytest.raises(InputError, match=r"input 'particles' has no slot 'pose' \(slots: "
+                                         r"blob, ctf\)"):
+        inp.override(0, "pose", chain["j2"]["blob"])
+    with pytest.raises(InputError, match="input 'particles' has no connection 3 \\(it has 1\\)"):
+        inp.override(3, "blob", chain["j2"]["blob"])
+    with pytest.raises(InputError, match="slot 'blob' is required and cannot be cleared"):
+        inp.clear(0, "blob")
+    with pytest.raises(InputError, match="has no connection 1"):
+        inp.disconnect(1)
+
+
+def test_every_problem_listed_at_once(tmp_path, rng):
+    groups, _ = local_resolution_jobs(tmp_path, rng)
+    inp = Input(InputSpec("particle", ["blob"], count_max=1))
+    inp.connect(groups["J6"])
+    inp.connect(groups["J7"])
+    problems = problems_of(inp)
+    assert len(problems) == 3
+    assert problems[0].startswith("input 'particles' takes at most 1 connection, has 2")
+    assert "connection 1 (J7.volume): group is of item type 'volume'" in problems[2]
+
+
+# ---------------------------------------------------------------- outputs and passthrough
+
+
+def test_passthrough_round_trip(tmp_path, rng):
+    """A job that keeps a subset writes exactly the output uids and the input's other
+    fields; a following job connected to its output sees everything."""
+    n = 200
+    u = uids(n, rng)
+    main = table(u, rng, blob=BLOB, ctf=CTF)
+    pt = table(rng.permutation(u), rng, location=LOCATION)
+    save(tmp_path / "J1_000_particles.cs", main)
+    save(tmp_path / "J1_passthrough_particles.cs", pt)
+    j1 = csg(tmp_path, "J1", "particles", "particle", {
+        "blob": (">J1_000_particles.cs", n), "ctf": (">J1_000_particles.cs", n),
+        "location": (">J1_passthrough_particles.cs", n)})
+    inp = Input(InputSpec("particle", ["blob", "?ctf"]))
+    inp.connect(j1)
+    received = inp.load()
+    keep = np.sort(rng.permutation(n)[:90])[::-1]  # a subset, in a new order
+    out_uids = main["uid"][keep]
+    new = table(out_uids, rng, ctf=CTF, alignments2D=ALIGN2D)  # replaces ctf
+    g = write_output(tmp_path, "J2", "particles", Dataset(new), "particle",
+                     ["ctf", "alignments2D"], passthrough=inp)
+    assert g.label == "J2.particles" and g.path == str(tmp_path / "J2_particles.csg")
+    written = np.load(tmp_path / "J2_000_particles.cs")
+    assert written.dtype.names == new.dtype.names
+    np.testing.assert_array_equal(written, new)
+    carried = np.load(tmp_path / "J2_passthrough_particles.cs")
+    ref = brute_join(new, [(main, ["blob"], None), (pt, ["location"], None)])
+    assert sorted(carried.dtype.names) == sorted(ref)  # not ctf: the job replaced it
+    for k, v in ref.items():
+        np.testing.assert_array_equal(carried[k], v)
+    assert {r: g[r].passthrough for r in g.results} == \
+        {"ctf": False, "alignments2D": False, "blob": True, "location": True}
+    assert g["blob"].num_items == 90
+    # The next job sees everything.
+    nxt = Input(InputSpec("particle", ["alignments2D"]))
+    nxt.connect(ResultGroup.from_csg(g.path))
+    ds = nxt.load()
+    expected = brute_join(new, [(new, ["ctf", "alignments2D"], None),
+                                (main, ["blob"], None), (pt, ["location"], None)])
+    assert_table(ds, expected)
+    assert len(received) == n
+
+
+def test_passthrough_needs_every_output_uid(tmp_path, rng):
+    u = uids(20, rng)
+    received = Dataset(table(u[:10], rng, location=LOCATION))
+    new = Dataset(table(u[5:15], rng, blob=BLOB))
+    with pytest.raises(CsUidError, match="J3.particles: 5 output uids are not in the "
+                                         "passthrough input"):
+        write_output(tmp_path, "J3", "particles", new, "particle", ["blob"],
+                     passthrough=received)
+    with pytest.raises(csfast.CsFieldError, match=r"results \['ctf'\] are not in the dataset"):
+        write_output(tmp_path, "J3", "particles", new, "particle", ["ctf"])
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_leaves_the_earlier_group_loadable(tmp_path, rng, monkeypatch):
+    u = uids(50, rng)
+    v0 = table(u, rng, alignments3D=ALIGN2D)
+    pt = Dataset(table(u, rng, blob=BLOB))
+    g0 = write_output(tmp_path, "J6", "particles", Dataset(v0), "particle", ["alignments3D"],
+                      passthrough=pt)
+    before = Path(g0.path).read_text()
+    expected = brute_join(v0, [(v0, ["alignments3D"], None),
+                               (pt.to_records(), ["blob"], None)])
+
+    import csfast.groups as groups
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    for target in (groups, Dataset):  # the .csg write, or a data file write
+        with monkeypatch.context() as m:
+            m.setattr(target, "atomic_write" if target is groups else "save", fail)
+            with pytest.raises(OSError, match="No space"):
+                write_output(tmp_path, "J6", "particles",
+                             Dataset(table(u, rng, alignments3D=ALIGN2D)), "particle",
+                             ["alignments3D"], passthrough=pt, version=1)
+        assert Path(g0.path).read_text() == before
+        assert_table(ResultGroup.from_csg(g0.path).load(), expected)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_output_without_passthrough_keeps_earlier_passthrough(tmp_path, rng):
+    u = uids(10, rng)
+    pt = Dataset(table(u, rng, location=LOCATION))
+    write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)), "particle",
+                 ["blob"], passthrough=pt)
+    g = write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)),
+                     "particle", ["blob"], version=3)
+    assert g["location"].passthrough and g["blob"].versions.keys() == {0, 3}
+    with pytest.raises(CsError, match="item type 'particle', not 'volume'"):
+        write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)),
+                     "volume", ["blob"], version=4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_connections_against_brute_force(tmp_path, seed):
+    """Several connections, each a main and a passthrough file in different row orders,
+    some with a blob override covering only part of their items; rows and values must be
+    the brute-force join per connection, concatenated in connection order."""
+    rng = np.random.default_rng(seed)
+    all_uids = uids(400, rng)
+    inp = Input(InputSpec("particle", ["blob", "?ctf"], count_max=None))
+    expected_parts = []
+    start = 0
+    for c in range(int(rng.integers(1, 4))):
+        n = int(rng.integers(5, 60))
+        u = all_uids[start:start + n]
+        start += n
+        main = table(u, rng, blob=BLOB, ctf=CTF)
+        pt = table(rng.permutation(u)[: n - int(rng.integers(0, 3))], rng, location=LOCATION)
+        job = f"J{10 + c}"
+        save(tmp_path / f"{job}_001_particles.cs", main)
+        save(tmp_path / f"{job}_passthrough_particles.cs", pt)
+        g = csg(tmp_path, job, "particles", "particle", {
+            "blob": (f">{job}_001_particles.cs", n), "ctf": (f">{job}_001_particles.cs", n),
+            "location": (f">{job}_passthrough_particles.cs", len(pt))})
+        i = inp.connect(g)
+        blob_source = main
+        if rng.random() < 0.6:
+            over = table(rng.permutation(u)[: max(2, n // 2)], rng, blob=BLOB)
+            save(tmp_path / f"J9{c}_000_particles.cs", over)
+            og = csg(tmp_path, f"J9{c}", "particles", "particle",
+                     {"blob": (f">J9{c}_000_particles.cs", len(over))})
+            inp.override(i, "blob", og["blob"])
+            blob_source = over
+        expected_parts.append(brute_join(main, [(blob_source, ["blob"], None),
+                                                (main, ["ctf"], None),
+                                                (pt, ["location"], None)]))
+    assert inp.check() == []
+    ds = inp.load()
+    expected = {k: np.concatenate([p[k] for p in expected_parts]) for k in expected_parts[0]}
+    assert_table(ds, expected)
+
+
+def test_old_style_file_names(tmp_path, rng):
+    """Older releases prefix files with cryosparc_P3_; job and version still parse."""
+    u = uids(5, rng)
+    save(tmp_path / "cryosparc_P3_J42_007_particles.cs", table(u, rng, blob=BLOB))
+    (tmp_path / "cryosparc_P3_J42_particles.csg").write_text(
+        "group: {name: particles, type: particle}\n"
+        "results:\n  blob: {metafile: '>cryosparc_P3_J42_007_particles.cs', num_items: 5,"
+        " type: particle.blob}\n")
+    g = ResultGroup.from_csg(tmp_path / "cryosparc_P3_J42_particles.csg")
+    assert g.label == "J42.particles" and g["blob"].version == 7
+    np.testing.assert_array_equal(g.load()["uid"], u)
