@@ -310,6 +310,8 @@ def test_gather_errors():
     ro.flags.writeable = False
     with pytest.raises(ValueError):
         _core.gather(src, None, ro)
+    empty = np.empty(0, np.int64)
+    _core.gather(src, [], empty)
     out = np.empty(2, np.int64)
     _core.gather(src, np.array([True, False, True, False, True]) .nonzero()[0][:2], out)
     assert out.tolist() == [0, 2]

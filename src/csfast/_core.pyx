@@ -267,6 +267,8 @@ def _index_array(index):
     if index is None:
         return True, None
     idx = np.asarray(index)
+    if idx.size == 0 and idx.ndim == 1:
+        return True, np.zeros(0, dtype=np.intp)  # [] is float64 to numpy
     if idx.ndim != 1 or idx.dtype.kind not in "iu":
         return False, idx
     if idx.dtype != np.intp:
