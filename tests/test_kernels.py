@@ -241,7 +241,7 @@ def test_gather(dt, sub, n, out_kind, seed, threads, indexed, widen):
 def test_gather_large(threads, itemsize):
     """Enough rows for every thread to take part, fast paths by item size."""
     rng = np.random.default_rng(itemsize)
-    n = 600_000 // itemsize + 1000
+    n = 2_400_000 // itemsize + 1000  # over 2 MB: two threads take part
     vals = rng.integers(0, 256, size=(n, itemsize), dtype=np.uint8).view(f"V{itemsize}")[:, 0]
     src = packed_column(vals)
     index = rng.permutation(n)
@@ -389,7 +389,7 @@ def test_pack(fields, n, start, seed, threads):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_pack_large(threads):
     rng = np.random.default_rng(3)
-    n = 20_000
+    n = 60_000  # over 2 MB of rows: two threads take part
     dt = np.dtype([("uid", "<u8"), ("p", "S96"), ("x", "<f4", (2,)), ("b", "u1"),
                    ("s", "S7")])
     src = np.zeros(n, dt)
