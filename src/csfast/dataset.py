@@ -616,7 +616,8 @@ class Dataset:
         appearance across the inputs (uid where the first input has it); a
         string field takes the width of the input it comes from; a field
         with different dtypes (other than string widths) in two inputs raises
-        CsFieldError naming it.
+        CsFieldError naming it; every uid joins, 2**64 - 1 included (which
+        cryosparc-tools 5.0 drops).
         """
         if not others:
             return self
