@@ -139,7 +139,9 @@ int csf_gather(const csf_gather_args *g, int nthreads)
 
 /* Rows a multi-column gather handles at a time: the source rows of a block
  * (a few hundred bytes each) stay in L1/L2 while every column is copied. */
+#ifndef MANY_BLOCK
 #define MANY_BLOCK 16
+#endif
 
 typedef struct {
     const csf_gather_args *g;
@@ -253,6 +255,12 @@ static void pack_task(void *ctx, int tid, int nthreads)
     }
 }
 
+/* A column copied byte for byte into exactly its width. */
+static int plain(const csf_pack_column *c)
+{
+    return c->el == c->out_el && c->nelem * c->el == c->width;
+}
+
 int csf_pack(const csf_pack_column *cols, int ncols, int64_t n, char *out, ptrdiff_t row_stride,
              int nthreads)
 {
@@ -264,9 +272,30 @@ int csf_pack(const csf_pack_column *cols, int ncols, int64_t n, char *out, ptrdi
             return CSF_EINVAL;
         }
     }
+    /* Neighbouring fields of one source record that stay neighbours in the
+     * output (saving a mapped table) merge into one wider copy: a row then
+     * costs one memcpy, not one per field. */
+    csf_pack_column *runs = malloc(((size_t)ncols + 1) * sizeof(csf_pack_column));
+    if (runs == NULL) {
+        return CSF_ENOMEM;
+    }
+    int nruns = 0;
+    for (int j = 0; j < ncols; j++) {
+        const csf_pack_column *c = &cols[j];
+        csf_pack_column *last = nruns > 0 ? &runs[nruns - 1] : NULL;
+        if (last != NULL && plain(last) && plain(c) && c->stride == last->stride &&
+            c->data == last->data + last->width && c->offset == last->offset + last->width) {
+            last->width += c->width;
+            last->el = last->out_el = last->width;
+            last->nelem = 1;
+            continue;
+        }
+        runs[nruns++] = *c;
+    }
     int64_t row_bytes = row_stride > 0 ? row_stride : 1;
     int64_t block = PACK_BLOCK_BYTES / row_bytes;
-    pack_job job = {cols, ncols, n, out, row_stride, block > 0 ? block : 1};
+    pack_job job = {runs, nruns, n, out, row_stride, block > 0 ? block : 1};
     csf_parallel(csf_threads_for(nthreads, n * row_bytes, GRAIN_BYTES), pack_task, &job);
+    free(runs);
     return CSF_OK;
 }

@@ -172,6 +172,7 @@ typedef struct {
     int64_t *cursor; /* nthreads x nparts write positions */
     int64_t *base;   /* the same before scattering: where each thread's rows start */
     int64_t *start;  /* nparts + 1 partition offsets */
+    uint64_t *tmp;   /* keys in row order when the input is strided, or NULL */
 } parts;
 
 static inline uint64_t part_of(uint64_t key, int bits)
@@ -186,12 +187,25 @@ static void parts_count(void *ctx, int tid, int nthreads)
     csf_slice(P->ks->n, tid, nthreads, &lo, &hi);
     int64_t *hist = P->cursor + (int64_t)tid * P->nparts;
     uint16_t *pid = P->pid;
+    uint64_t *tmp = P->tmp;
     int bits = P->bits;
-    if (pid != NULL) {
+    if (pid != NULL && tmp != NULL) {
+        FOR_KEYS(P->ks, lo, hi, {
+            uint64_t p = part_of(key, bits);
+            pid[row] = (uint16_t)p;
+            tmp[row] = key;
+            hist[p]++;
+        })
+    } else if (pid != NULL) {
         FOR_KEYS(P->ks, lo, hi, {
             uint64_t p = part_of(key, bits);
             pid[row] = (uint16_t)p;
             hist[p]++;
+        })
+    } else if (tmp != NULL) {
+        FOR_KEYS(P->ks, lo, hi, {
+            tmp[row] = key;
+            hist[part_of(key, bits)]++;
         })
     } else {
         FOR_KEYS(P->ks, lo, hi, { hist[part_of(key, bits)]++; })
@@ -207,7 +221,18 @@ static void parts_scatter(void *ctx, int tid, int nthreads)
     uint64_t *keys = P->keys;
     int64_t *rows = P->rows;
     int bits = P->bits;
-    if (rows != NULL) {
+    if (P->tmp != NULL) {
+        /* The strided input was read once, into tmp: scatter from there. */
+        const uint64_t *tmp = P->tmp;
+        for (int64_t row = lo; row < hi; row++) {
+            uint64_t key = tmp[row];
+            int64_t j = cur[part_of(key, bits)]++;
+            keys[j] = key;
+            if (rows != NULL) {
+                rows[j] = row;
+            }
+        }
+    } else if (rows != NULL) {
         FOR_KEYS(P->ks, lo, hi, {
             int64_t j = cur[part_of(key, bits)]++;
             keys[j] = key;
@@ -226,10 +251,14 @@ static void parts_free(parts *P)
     free(P->cursor);
     free(P->base);
     free(P->start);
+    free(P->tmp);
 }
 
+/* scratch, when not NULL, has room for ks->n keys and is used for the
+ * contiguous copy of a strided input: the caller's output array, written
+ * only later, so that no fresh pages are faulted in for it. */
 static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int want_rows,
-                       int want_pid)
+                       int want_pid, uint64_t *scratch)
 {
     memset(P, 0, sizeof *P);
     P->ks = ks;
@@ -244,8 +273,18 @@ static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int w
     P->cursor = calloc(cells, sizeof(int64_t));
     P->base = malloc(cells * sizeof(int64_t));
     P->start = malloc(((size_t)P->nparts + 1) * sizeof(int64_t));
+    /* A strided column costs a cache line per row to read: read it once,
+     * keeping a contiguous copy for the scatter pass (if memory allows). */
+    int strided = 0;
+    for (int c = 0; c < ks->ncols; c++) {
+        strided |= ks->cols[c].stride != (ptrdiff_t)sizeof(uint64_t);
+    }
+    P->tmp = !strided ? NULL : scratch != NULL ? scratch : malloc(n * sizeof(uint64_t) + 8);
     if (P->keys == NULL || (want_rows && P->rows == NULL) || (want_pid && P->pid == NULL) ||
         P->cursor == NULL || P->base == NULL || P->start == NULL) {
+        if (P->tmp == scratch) {
+            P->tmp = NULL;
+        }
         parts_free(P);
         return CSF_ENOMEM;
     }
@@ -262,6 +301,10 @@ static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int w
     P->start[P->nparts] = at;
     memcpy(P->base, P->cursor, cells * sizeof(int64_t));
     csf_parallel(nthreads, parts_scatter, P);
+    if (P->tmp != scratch) {
+        free(P->tmp);
+    }
+    P->tmp = NULL;
     return CSF_OK;
 }
 
@@ -457,11 +500,12 @@ int csf_lookup(const csf_column *build, const csf_column *probe, int64_t *out_ro
     }
     int threads = csf_threads_for(nthreads, build->n + probe->n, GRAIN);
     parts B, Q;
-    status = parts_build(&B, &bk, bits, csf_threads_for(threads, build->n, GRAIN), 1, 0);
+    status = parts_build(&B, &bk, bits, csf_threads_for(threads, build->n, GRAIN), 1, 0, NULL);
     if (status != CSF_OK) {
         goto done;
     }
-    status = parts_build(&Q, &qk, bits, csf_threads_for(threads, probe->n, GRAIN), 0, 1);
+    status = parts_build(&Q, &qk, bits, csf_threads_for(threads, probe->n, GRAIN), 0, 1,
+                         (uint64_t *)out_rows);
     if (status != CSF_OK) {
         parts_free(&B);
         goto done;
@@ -497,20 +541,18 @@ int csf_join(const csf_column *cols, int ncols, int64_t *const *out, int64_t *no
         *nout = n;
         return CSF_OK;
     }
-    int64_t *match = malloc((size_t)n * sizeof(int64_t) + 8);
     uint64_t *keys = ncols > 2 ? malloc((size_t)n * sizeof(uint64_t) + 8) : NULL;
-    if (match == NULL || (ncols > 2 && keys == NULL)) {
-        free(match);
-        free(keys);
+    if (ncols > 2 && keys == NULL) {
         return CSF_ENOMEM;
     }
     /* The probe side starts as the first column itself and shrinks to the
-     * uids still matched, gathered contiguously, after each input. */
+     * uids still matched, gathered contiguously, after each input. Matches
+     * land in out[k] directly and are compacted in place. */
     csf_column probe = cols[0];
     for (int k = 1; k < ncols; k++) {
+        int64_t *match = out[k];
         int status = csf_lookup(&cols[k], &probe, match, NULL, nthreads, bits);
         if (status != CSF_OK) {
-            free(match);
             free(keys);
             return status;
         }
@@ -520,7 +562,7 @@ int csf_join(const csf_column *cols, int ncols, int64_t *const *out, int64_t *no
                 for (int j = 0; j < k; j++) {
                     out[j][m] = out[j][i];
                 }
-                out[k][m] = match[i];
+                match[m] = match[i];
                 m++;
             }
         }
@@ -532,7 +574,6 @@ int csf_join(const csf_column *cols, int ncols, int64_t *const *out, int64_t *no
             probe = (csf_column){(const char *)keys, n, (ptrdiff_t)sizeof(uint64_t)};
         }
     }
-    free(match);
     free(keys);
     *nout = n;
     return CSF_OK;
@@ -596,7 +637,7 @@ int csf_first_rows(const csf_column *cols, int ncols, int64_t *first, int nthrea
     }
     int threads = csf_threads_for(nthreads, ks.n, GRAIN);
     parts A;
-    status = parts_build(&A, &ks, bits, threads, 1, 1);
+    status = parts_build(&A, &ks, bits, threads, 1, 1, (uint64_t *)first);
     if (status == CSF_OK) {
         first_parts F = {&A, 0, 0};
         csf_parallel(threads, first_parts_task, &F);

@@ -404,7 +404,20 @@ def test_pack_large(threads):
     out = np.empty((n, out_dt.itemsize), np.uint8)
     with kernel_mode(threads, -1):
         _core.pack([src[k] for k in dt.names], [out_dt.fields[k][1] for k in dt.names], 0, out)
-    assert out.tobytes() == want.tobytes()
+        assert out.tobytes() == want.tobytes()
+        # The same layout (fields merge into whole-row copies), from row 5 on.
+        same = np.empty((n - 5, dt.itemsize), np.uint8)
+        _core.pack([src[k] for k in dt.names], [dt.fields[k][1] for k in dt.names], 5, same)
+        assert same.tobytes() == src[5:].tobytes()
+        # Fields in another order: only some neighbours stay neighbours.
+        names = ["x", "b", "uid", "p", "s"]
+        perm = np.dtype([(k, dt.fields[k][0]) for k in names])
+        want2 = np.zeros(n, perm)
+        for k in names:
+            want2[k] = src[k]
+        out2 = np.empty((n, perm.itemsize), np.uint8)
+        _core.pack([src[k] for k in names], [perm.fields[k][1] for k in names], 0, out2)
+        assert out2.tobytes() == want2.tobytes()
 
 
 def test_threads_setting():
