@@ -652,10 +652,11 @@ def test_query_and_subset_uids_match_reference_and_cryosparc(tmp, data):
 
 
 def test_query_errors_and_big_uids():
-    ds = Dataset([("uid", np.array([0, 2**64 - 1, 2**63], np.uint64)),
-                  ("p/v", np.zeros((3, 2), np.float32)), ("p/m", np.array([0, 2**64 - 1, 5],
-                                                                          np.uint64))])
-    # numpy alone would make this list float64 and lose the low bits.
+    ds = Dataset([("uid", np.array([0, 2**64 - 1, 2**63, 2**64 - 2, 2**63 + 1], np.uint64)),
+                  ("p/v", np.zeros((5, 2), np.float32)),
+                  ("p/m", np.array([0, 2**64 - 1, 5, 2**64 - 2, 6], np.uint64))])
+    # numpy alone makes these lists float64, where 2**64 - 2 equals 2**64 - 1
+    # (cryosparc-tools' query then matches both).
     assert ds.query({"uid": [0, 2**64 - 1]})["uid"].tolist() == [0, 2**64 - 1]
     assert ds.query({"p/m": [2**64 - 1, 0]})["uid"].tolist() == [0, 2**64 - 1]
     assert ds.subset_uids([2**63, 0])["uid"].tolist() == [0, 2**63]
