@@ -18,6 +18,7 @@ is modified, and the file never changes.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Union
@@ -1073,7 +1074,7 @@ def _gather_jobs(jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray 
         rkey = (id(base), id(idx))
         if rkey not in rows_of:
             rows_of[rkey] = idx if base is None else base if idx is None else base[idx]
-        row_bytes = src.dtype.itemsize * int(np.prod(src.shape[1:], dtype=np.intp))
+        row_bytes = src.dtype.itemsize * math.prod(src.shape[1:])
         table = src
         if src.strides[0] != row_bytes:  # fields interleaved: find the table they share
             while isinstance(table.base, np.ndarray):
