@@ -640,7 +640,7 @@ class Dataset:
     def _innerjoin(cls, datasets: Sequence[Dataset], assert_no_drop: bool) -> Dataset:
         _merge_fields(datasets, common=False)  # dtype conflicts fail before any work
         first = datasets[0]
-        index = _core.join_index([d._uids() for d in datasets])
+        index = list(_core.join_index([d._uids() for d in datasets]))
         if assert_no_drop and len(index[0]) != len(first):
             kept = np.zeros(len(first), dtype=bool)
             kept[index[0]] = True
@@ -649,10 +649,13 @@ class Dataset:
                 f"innerjoin dropped {len(dropped)} of {len(first)} rows of the first dataset; "
                 f"uids without a match include {_some(first._uids()[dropped[:_SHOW_UIDS + 1]])}"
             )
+        n = len(index[0])
+        if n == len(first):
+            # index[0] is increasing with no repeat, so every row in order: a plain copy.
+            index[0] = None
         owner: dict[str, int] = {}
         for i, d in enumerate(datasets):
             owner.update(dict.fromkeys(d._cols, i))
-        n = len(index[0])
         cols: dict[str, np.ndarray | _Rows] = {}
         jobs = []
         for k in owner:  # dict order: first appearance
