@@ -160,6 +160,13 @@ def expect_cs(cs_result, values: dict[str, list]) -> None:
         assert cs_values(cs_result[name]) == vals, name
 
 
+def inputs_unchanged(ds: list[Dataset], ts: list[Table]) -> None:
+    for d, t in zip(ds, ts, strict=True):
+        assert d["uid"].tolist() == t.uids
+        for name in t.names:
+            assert d[name].tolist() == t.values[name], name
+
+
 def without_uid_max(values: dict[str, list]) -> dict[str, list]:
     """Expected cryosparc-tools innerjoin output: it drops uid 2**64 - 1 (its empty-slot marker)."""
     keep = [i for i, u in enumerate(values["uid"]) if u != UID_MAX]
@@ -305,6 +312,10 @@ def test_innerjoin_matches_reference_and_cryosparc(tmp, ts, no_drop):
             expect(res, names, values, dtypes)
     many = Dataset.innerjoin_many(*ds)
     expect(many, names, values, dtypes)
+    inputs_unchanged(ds, ts)
+    for name in many.fields():  # owned, writable columns: writing them leaves the inputs alone
+        many[name] = np.zeros_like(many[name])
+    inputs_unchanged(ds, ts)
     cs = [cs_dataset(t) for t in ts]
     expect_cs(type(cs[0]).innerjoin_many(*cs), without_uid_max(values) if len(cs) > 1 else values)
 
@@ -435,6 +446,9 @@ def test_append_matches_reference_and_cryosparc(tmp, ts, same):
         else:
             assert kind == "ok"
             expect(res, *ref_concat(parts, [range(len(t)) for t in parts]))
+            for name in res.fields():
+                res[name] = np.zeros_like(res[name])
+            inputs_unchanged(ds, ts)
     if parts and not (same and differing):
         names, values, dtypes = ref_concat(parts, [range(len(t)) for t in parts])
         res = ds[0].append(*ds[1:], assert_same_fields=same, repeat_allowed=True)
@@ -705,6 +719,34 @@ def _py(key):
     """A cryosparc-tools split_by key as our key: bytes for str, Python scalars."""
     return key.encode() if isinstance(key, str) else key.item() if isinstance(key, np.generic) \
         else key
+
+
+def test_split_by_parts_are_independent(tmp):
+    ds = Dataset([("uid", np.arange(6, dtype=np.uint64)), ("p/g", np.array([1, 2, 1, 2, 3, 1])),
+                  ("p/v", np.arange(12, dtype=np.float32).reshape(6, 2))])
+    parts = ds.split_by("p/g")
+    assert list(parts) == [1, 2, 3]
+    parts[1]["p/v"] = 0  # the parts share one reordered copy: writing must copy first
+    assert parts[1]["p/v"].tolist() == [[0, 0]] * 3
+    assert parts[2]["p/v"].tolist() == [[2, 3], [6, 7]]
+    assert parts[3]["p/v"].tolist() == [[8, 9]]
+    assert ds["p/v"].tolist() == np.arange(12).reshape(6, 2).tolist()
+    with pytest.raises(ValueError):
+        parts[2]["p/v"][0] = 1  # read-only, like a mapped column
+
+
+def test_union_interlace_assert_same_fields():
+    a = Dataset([("uid", np.array([1, 2], np.uint64)), ("p/x", np.array([1, 2], np.int32)),
+                 ("p/y", np.array([5, 6], np.int8))])
+    b = Dataset([("uid", np.array([2, 3], np.uint64)), ("p/x", np.array([7, 8], np.int32))])
+    assert a.union(b).fields() == ["uid", "p/x"]
+    assert a.union(b)["p/x"].tolist() == [1, 2, 8]
+    with pytest.raises(CsFieldError, match=r"same fields: 'p/y' only in dataset 0$"):
+        a.union(b, assert_same_fields=True)
+    c = Dataset([("uid", np.array([3, 4], np.uint64)), ("p/x", np.array([7, 8], np.int32))])
+    assert a.interlace(c)["uid"].tolist() == [1, 3, 2, 4]
+    with pytest.raises(CsFieldError, match=r"same fields: 'p/y' only in dataset 0$"):
+        a.interlace(c, assert_same_fields=True)
 
 
 def test_split_by_sub_array_and_nan():
