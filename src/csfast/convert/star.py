@@ -54,6 +54,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,6 +117,31 @@ def _image_names(idx: np.ndarray, path: np.ndarray) -> Any:
     return pc.binary_join_element_wise(digits, where, "@")
 
 
+def _decimal(values: np.ndarray, original: np.ndarray,
+             back: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """Converted values (float64) as decimals that ``from_star`` turns back into
+    exactly the original float32 values, as short as that allows.
+
+    Each value is written as its shortest float32 decimal (``439.8537``) where
+    reading that back and undoing the conversion (``back``) gives the
+    original float32, else as its shortest float64 decimal. An Arrow string
+    array; without pyarrow, the float64 values.
+    """
+    if original.dtype != _F4:
+        return values
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        return values
+    short = pc.cast(pa.array(values.astype(_F4)), pa.string())
+    reread = pc.cast(short, pa.float64()).to_numpy(zero_copy_only=False)
+    ok = back(reread).astype(_F4) == original
+    if ok.all():
+        return short
+    return pc.if_else(pa.array(ok), short, pc.cast(pa.array(values), pa.string()))
+
+
 def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
             float_format: str = "%.9g") -> list[str]:
     """Write a particle dataset as a RELION 3.1+ STAR file (optics + particles).
@@ -148,9 +174,15 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
         particles["rlnMicrographName"] = _strings(get("location/micrograph_path"), True)
     if has("location/center_x_frac", "location/center_y_frac", "location/micrograph_shape"):
         shape = get("location/micrograph_shape").astype(np.float64)
-        y_frac = get("location/center_y_frac").astype(np.float64)
-        particles["rlnCoordinateX"] = get("location/center_x_frac") * shape[:, 1]
-        particles["rlnCoordinateY"] = ((1.0 - y_frac) if flip_y else y_frac) * shape[:, 0]
+        x_frac, y_frac = get("location/center_x_frac"), get("location/center_y_frac")
+        ny, nx = shape[:, 0], shape[:, 1]
+        y64 = y_frac.astype(np.float64)
+        particles["rlnCoordinateX"] = _decimal(x_frac * nx, x_frac, lambda d: d / nx)
+        if flip_y:
+            particles["rlnCoordinateY"] = _decimal((1.0 - y64) * ny, y_frac,
+                                                   lambda d: 1.0 - d / ny)
+        else:
+            particles["rlnCoordinateY"] = _decimal(y64 * ny, y_frac, lambda d: d / ny)
     for field, label, fn in (("ctf/df1_A", "rlnDefocusU", None),
                              ("ctf/df2_A", "rlnDefocusV", None),
                              ("ctf/df_angle_rad", "rlnDefocusAngle", np.degrees),
@@ -159,24 +191,29 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
                              ("ctf/scale", "rlnCtfScalefactor", None)):
         if has(field):
             v = get(field)
-            particles[label] = fn(v.astype(np.float64)) if fn else v
+            particles[label] = _decimal(np.degrees(v.astype(np.float64)), v, np.radians) \
+                if fn else v
 
     align = "alignments3D" if has("alignments3D/pose") else (
         "alignments2D" if has("alignments2D/pose") else None)
     if align == "alignments3D":
-        # float32 like the pose they come from; conversions of other fields stay
-        # float64 so that from_star gives back the same float32 values.
+        # float32 like the pose they come from (the pose comes back as the same
+        # rotation, not the same vector, whatever the precision).
         euler = rotvec_to_euler(get("alignments3D/pose")).astype(_F4)
         particles["rlnAngleRot"] = euler[:, 0]
         particles["rlnAngleTilt"] = euler[:, 1]
         particles["rlnAnglePsi"] = euler[:, 2]
     elif align == "alignments2D":
-        particles["rlnAnglePsi"] = np.degrees(get("alignments2D/pose").astype(np.float64))
+        pose2d = get("alignments2D/pose")
+        particles["rlnAnglePsi"] = _decimal(np.degrees(pose2d.astype(np.float64)), pose2d,
+                                            np.radians)
     if align and has(f"{align}/shift", f"{align}/psize_A"):
         shift = get(f"{align}/shift").astype(np.float64)
         psize = get(f"{align}/psize_A").astype(np.float64)
-        particles["rlnOriginXAngst"] = shift[:, 0] * psize
-        particles["rlnOriginYAngst"] = shift[:, 1] * psize
+        shift32 = ds[f"{align}/shift"]
+        for j, label in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
+            particles[label] = _decimal(shift[:, j] * psize, shift32[:, j],
+                                        lambda d: d / psize)
     if align and has(f"{align}/class"):
         particles["rlnClassNumber"] = get(f"{align}/class").astype(np.int64) + 1
     if align and has(f"{align}/split"):
