@@ -691,6 +691,11 @@ class Dataset:
         naming some of them and the datasets (argument positions) that hold
         them. No datasets give an empty dataset; only empty ones give a copy
         of the first.
+
+        Differences from cryosparc-tools: an output field with two dtypes
+        (other than string widths) raises CsFieldError where cryosparc-tools
+        silently leaves it out; errors are CsError subclasses with messages,
+        not bare AssertionErrors.
         """
         if not datasets:
             return cls()
@@ -794,10 +799,14 @@ class Dataset:
     def query_mask(self, query: Mapping[str, Any], invert: bool = False) -> np.ndarray:
         """Rows whose every queried field is among the given values (ANDed).
 
-        Each value is a scalar or a collection. ``uid`` and other uint64 fields
-        are matched through the hash kernel; Python strings match UTF-8 bytes.
-        A field the dataset lacks raises CsFieldError (a KeyError); a
-        sub-array field raises CsFieldError.
+        Each value is a scalar or a collection (a set too). ``uid`` and other
+        uint64 fields are matched exactly through the hash kernel, even for a
+        Python list mixing small ints and ints >= 2**63 (numpy, and so
+        cryosparc-tools, compares those as float64: 2**64 - 2 matches
+        2**64 - 1); negative or non-integer uids raise CsUidError. Python
+        strings match UTF-8 bytes. A field the dataset lacks raises
+        CsFieldError (a KeyError, as in cryosparc-tools); a sub-array field
+        raises CsFieldError.
         """
         missing = [k for k in query if k not in self._cols]
         if missing:
