@@ -357,7 +357,9 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
 
     from ..dataset import Dataset, generate_uids
 
-    blocks = starfile.read(path, always_dict=True)
+    blocks = read_loops(path)
+    if blocks is None:  # anything but plain loop blocks: starfile's general reader
+        blocks = starfile.read(path, always_dict=True)
     name = os.fspath(path)
     optics = blocks.get("optics")
     table = blocks.get("particles")
@@ -492,5 +494,76 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
 def _fixed(values: Any, field: str) -> np.ndarray:
     import pandas as pd
 
-    codes, uniq = pd.factorize(pd.Series(values).astype(str))
-    return fixed_strings(list(uniq), field)[codes] if len(uniq) else np.zeros(0, dtype="S1")
+    codes, uniq = pd.factorize(np.asarray(values, dtype=object))
+    try:
+        return fixed_strings(list(uniq), field)[codes]
+    except CsFieldError:  # numbers among the strings: as text
+        codes, uniq = pd.factorize(pd.Series(values).astype(str))
+        return fixed_strings(list(uniq), field)[codes]
+
+
+_BLOCK = re.compile(rb"data_(\S*)[ \t\r]*$", re.M)
+_NON_SPACE = re.compile(rb"\S")
+
+
+def read_loops(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The loop blocks of a STAR file as DataFrames, or None to use ``starfile``.
+
+    starfile walks the file line by line in Python (about 10 s for a million
+    particles) before handing the rows to pandas' C reader; when every block
+    is a plain ``loop_`` without quoted values, this gives the same rows to
+    the same reader directly. Anything else (key-value blocks, quotes)
+    returns None, and ``starfile.read`` does the work.
+    """
+    import io
+
+    import pandas as pd
+
+    with open(path, "rb") as f:
+        data = f.read()
+    # Block headers: "data_" at a line start (found with bytes.find, which is
+    # memchr-fast, rather than a multi-line regex over the whole file).
+    starts = [0] if data.startswith(b"data_") else []
+    at = data.find(b"\ndata_")
+    while at >= 0:
+        starts.append(at + 1)
+        at = data.find(b"\ndata_", at + 1)
+    marks = [_BLOCK.match(data, i) for i in starts]
+    if not marks or any(m is None for m in marks):
+        return None
+    blocks: dict[str, Any] = {}
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(data)
+        body = data[m.end():end]
+        labels: list[str] = []
+        seen_loop = False
+        pos = 0
+        while pos < len(body):
+            nl = body.find(b"\n", pos)
+            nl = len(body) if nl < 0 else nl
+            line = body[pos:nl].strip()
+            if not seen_loop:
+                if line and not line.startswith(b"#"):
+                    if line != b"loop_":
+                        return None
+                    seen_loop = True
+            elif line.startswith(b"_"):
+                labels.append(line.split()[0][1:].decode())
+            elif line or labels:
+                break
+            pos = nl + 1
+        if not labels:
+            return None
+        rows = body[pos:]
+        if b'"' in rows or b"'" in rows:
+            return None
+        if _NON_SPACE.search(rows) is None:
+            df = pd.DataFrame({label: [] for label in labels})
+        else:
+            df = pd.read_csv(io.BytesIO(rows), sep=r"\s+", header=None, names=labels,
+                             comment="#", engine="c", keep_default_na=False,
+                             na_values=["nan", "NaN", "<NA>"])
+            if df.shape[1] != len(labels):
+                return None
+        blocks[m.group(1).decode()] = df
+    return blocks
