@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from .format import CsInfo, atomic_write, inspect, iter_chunks, map_array, npy_h
 
 __all__ = ["Dataset", "Field", "generate_uids"]
 
-Field = Union[tuple[str, str], tuple[str, str, tuple[int, ...]]]
+Field = tuple[str, str] | tuple[str, str, tuple[int, ...]]
 Column = np.ndarray
 _UID = np.dtype("<u8")
 _SHOW_UIDS = 5  # how many offending uids an error message names
@@ -202,7 +202,8 @@ class Dataset:
         cols = {str(k): _as_column(str(k), v, None) for k, v in items}
         lengths = {len(c) for c in cols.values()}
         if len(lengths) > 1:
-            raise CsFieldError(f"fields have different lengths: { {k: len(c) for k, c in cols.items()} }")
+            sizes = {k: len(c) for k, c in cols.items()}
+            raise CsFieldError(f"fields have different lengths: {sizes}")
         self._n = lengths.pop() if lengths else 0
         if "uid" not in cols:
             cols = {"uid": generate_uids(self._n), **cols}
@@ -435,7 +436,7 @@ class Dataset:
                 dtypes = [d.strip() for d in dtypes.split(",")]
             if len(dtypes) != len(fields):
                 raise ValueError(f"{len(fields)} field names but {len(dtypes)} dtypes")
-            specs = [(name, dt) for name, dt in zip(fields, dtypes)]
+            specs = list(zip(fields, dtypes, strict=True))
         else:
             specs = [(f[0], (np.dtype(f[1]), tuple(f[2])) if len(f) > 2 and f[2] else f[1])
                      for f in fields]  # type: ignore[index]
