@@ -404,11 +404,9 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
         cols["blob/path"] = np.zeros(0, dtype="S1")
         cols["blob/idx"] = np.zeros(0, dtype=_U4)
     elif image is not None:
-        parts = df["rlnImageName"].astype(str).str.partition("@")
-        if (parts[1] != "@").any():
-            raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form")
-        cols["blob/path"] = _fixed(parts[2].to_numpy(), "blob/path")
-        cols["blob/idx"] = (parts[0].astype(np.int64).to_numpy() - 1).astype(_U4)
+        number, stack = _split_image_names(df["rlnImageName"], name)
+        cols["blob/path"] = stack
+        cols["blob/idx"] = (number - 1).astype(_U4)
     psize = take("rlnImagePixelSize")
     if psize is None:
         psize = take("rlnPixelSize")
@@ -489,6 +487,32 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
             v = _fixed(v, f"{_STAR_PREFIX}{label}")
         cols[f"{_STAR_PREFIX}{label}"] = v
     return Dataset._from_columns(n, cols)
+
+
+def _split_image_names(series: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based index, S path) from ``NNNNNN@path`` names (in C with pyarrow)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        parts = series.astype(str).str.partition("@")
+        if (parts[1] != "@").any():
+            raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form") from None
+        return (parts[0].astype(np.int64).to_numpy(),
+                _fixed(parts[2].to_numpy(), "blob/path"))
+    arr = pa.array(series.astype(str), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow-backed strings come in chunks
+        arr = arr.combine_chunks()
+    parts = pc.split_pattern(arr, "@", max_splits=1)
+    if pc.min(pc.list_value_length(parts)).as_py() != 2:
+        raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form")
+    try:
+        number = pc.cast(pc.list_element(parts, 0), pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        raise CsFormatError(f"{name}: rlnImageName with a non-numeric index") from None
+    stacks = pc.list_element(parts, 1).dictionary_encode()
+    values = fixed_strings(stacks.dictionary.to_pylist(), "blob/path")
+    return number, values[stacks.indices.to_numpy(zero_copy_only=False)]
 
 
 def _fixed(values: Any, field: str) -> np.ndarray:
