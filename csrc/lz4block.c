@@ -33,6 +33,21 @@ static inline uint64_t read64(const uint8_t *p)
     return v;
 }
 
+/* Index of the lowest set bit of a nonzero word (bytes that differ, little-endian). */
+static inline unsigned lowest_bit(uint64_t v)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctzll(v);
+#else
+    unsigned n = 0;
+    while (!(v & 1)) {
+        v >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
 static inline uint32_t hash4(uint32_t v)
 {
     return (v * 2654435761u) >> (32 - HASH_LOG);
@@ -117,7 +132,7 @@ int cs_lz4_compress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_cap,
             while (ip + len + 8 <= match_end_limit) {
                 uint64_t diff = read64(src + ip + len) ^ read64(src + ref + len);
                 if (diff) {
-                    len += (size_t)__builtin_ctzll(diff) >> 3;
+                    len += lowest_bit(diff) >> 3;
                     goto counted;
                 }
                 len += 8;
