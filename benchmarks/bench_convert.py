@@ -210,3 +210,26 @@ def test_csdat_read_cryosparc_tools(benchmark, table):
     benchmark.group = "CSDAT read (lz4)"
     cd = benchmark.pedantic(lambda: CsDataset.load(folder / "r2.csdat"), rounds=3, iterations=1)
     assert len(cd) == len(ds)
+
+
+# ------------------------------------------------------------- STAR read
+
+
+def test_star_read_csfast(benchmark, table):
+    ds, folder = table
+    csfast.to_star(ds, folder / "r.star")
+    benchmark.group = "STAR read"
+    back = benchmark.pedantic(lambda: csfast.from_star(folder / "r.star"), rounds=3,
+                              iterations=1)
+    assert len(back) == len(ds)
+
+
+def test_star_read_starfile(benchmark, table):
+    import starfile
+
+    ds, folder = table
+    csfast.to_star(ds, folder / "r2.star")
+    benchmark.group = "STAR read"
+    blocks = benchmark.pedantic(lambda: starfile.read(folder / "r2.star", always_dict=True),
+                                rounds=1, iterations=1)
+    assert len(blocks["particles"]) == len(ds)

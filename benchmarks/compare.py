@@ -149,8 +149,42 @@ class Row:
 # ------------------------------------------------------------- operations
 
 
+@dataclass
+class Contender:
+    """One timed contender of an operation: prepare() builds its inputs (untimed)."""
+
+    row: Row
+    name: str  # a peer, or "csfast"
+    run: Callable[[Any], Any]
+    prepare: Callable[[], Any] | None = None
+    threads: int | None = None  # csfast only
+    repeat: int | None = None
+
+    def call(self, state: Any) -> float:
+        if self.threads is not None:
+            csfast.set_num_threads(self.threads)
+        gc.collect()
+        t0 = time.perf_counter()
+        result = self.run(state)
+        dt = time.perf_counter() - t0
+        del result  # freed outside the timing
+        return dt
+
+    def record(self, times: list[float]) -> None:
+        if self.threads is not None:
+            self.row.csfast[self.threads] = times
+        else:
+            self.row.peers[self.name] = times
+
+
 class Bench:
-    """Runs every operation; peers' inputs are built per operation and freed."""
+    """Runs every operation and its contenders.
+
+    Below 5M rows the contenders of an operation run interleaved (round
+    robin, alternating order), so a change in the machine's load hits them
+    alike and the ratios hold; above, each runs alone in turn and its
+    inputs are freed before the next one's are built (memory).
+    """
 
     def __init__(self, sc: scen.Scenario, mods: dict[str, Any], threads: list[int],
                  repeat: int, warmup: int, tmp: Path, log: Callable[[str], None]):
@@ -158,20 +192,52 @@ class Bench:
         self.repeat, self.warmup, self.tmp, self.log = repeat, warmup, tmp, log
         self.rows: list[Row] = []
         self.big = sc.rows >= 5_000_000
+        self.sequential = self.big
+        self.pending: list[Contender] = []
 
-    def time_csfast(self, row: Row, fn: Callable[[], Any], repeat: int | None = None) -> None:
+    def time_csfast(self, row: Row, run: Callable[[Any], Any],
+                    prepare: Callable[[], Any] | None = None, repeat: int | None = None) -> None:
         for t in self.threads:
-            csfast.set_num_threads(t)
-            row.csfast[t] = timeit(fn, repeat or self.repeat, self.warmup)
-            self.log(f"  {row.key:<14} csfast t={t}: {_fmt_s(statistics.median(row.csfast[t]))}")
-        csfast.set_num_threads(0)
+            self.pending.append(Contender(row, "csfast", run, prepare, t, repeat))
 
-    def time_peer(self, row: Row, peer: str, fn: Callable[[], Any],
-                  repeat: int | None = None) -> None:
-        if peer not in self.mods:
-            return
-        row.peers[peer] = timeit(fn, repeat or self.repeat, self.warmup)
-        self.log(f"  {row.key:<14} {peer}: {_fmt_s(statistics.median(row.peers[peer]))}")
+    def time_peer(self, row: Row, peer: str, run: Callable[[Any], Any],
+                  prepare: Callable[[], Any] | None = None, repeat: int | None = None) -> None:
+        if peer in self.mods:
+            self.pending.append(Contender(row, peer, run, prepare, None, repeat))
+
+    def go(self) -> None:
+        """Time the pending contenders."""
+        todo, self.pending = self.pending, []
+        try:
+            if self.sequential:
+                for c in todo:
+                    state = c.prepare() if c.prepare else None
+                    times = [c.call(state) for _ in range(self.warmup + (c.repeat or self.repeat))]
+                    c.record(times[self.warmup:])
+                    del state
+                    self._log(c)
+            else:
+                states = [c.prepare() if c.prepare else None for c in todo]
+                for _ in range(self.warmup):
+                    for c, s in zip(todo, states, strict=True):
+                        c.call(s)
+                times: list[list[float]] = [[] for _ in todo]
+                for i in range(max(c.repeat or self.repeat for c in todo)):
+                    order = list(range(len(todo)))[:: 1 if i % 2 == 0 else -1]
+                    for j in order:
+                        if i < (todo[j].repeat or self.repeat):
+                            times[j].append(todo[j].call(states[j]))
+                del states
+                for c, t in zip(todo, times, strict=True):
+                    c.record(t)
+                    self._log(c)
+        finally:
+            csfast.set_num_threads(0)
+
+    def _log(self, c: Contender) -> None:
+        times = c.row.csfast[c.threads] if c.threads is not None else c.row.peers[c.name]
+        who = f"csfast t={c.threads}" if c.threads is not None else c.name
+        self.log(f"  {c.row.key:<14} {who}: {_fmt_s(statistics.median(times))}")
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -199,27 +265,31 @@ class Bench:
         row = self.add(Row("open", "open (header + map)", target=Target("< 5 ms",
                                                                       max_seconds=5e-3)))
         reps = max(self.repeat, 20)
-        self.time_csfast(row, lambda: Dataset.load(sc.passthrough), reps)
-        self.time_peer(row, NUMPY, lambda: np.load(sc.passthrough, mmap_mode="r"), reps)
+        self.time_csfast(row, lambda _: Dataset.load(sc.passthrough), repeat=reps)
+        self.time_peer(row, NUMPY, lambda _: np.load(sc.passthrough, mmap_mode="r"), repeat=reps)
+        self.go()
 
     def read_column(self) -> None:
         sc, mods = self.sc, self.mods
         row = self.add(Row("column", f"read one column ({COLUMN})", out_bytes=sc.rows * 4))
-        self.time_csfast(row, lambda: np.ascontiguousarray(Dataset.load(sc.passthrough)[COLUMN]))
+        self.time_csfast(row, lambda _: np.ascontiguousarray(
+            Dataset.load(sc.passthrough)[COLUMN]))
         if CST in mods:
-            self.time_peer(row, CST, lambda: mods[CST].Dataset.load(sc.passthrough,
-                                                                    fields=[COLUMN]))
-        self.time_peer(row, NUMPY, lambda: np.ascontiguousarray(
+            self.time_peer(row, CST, lambda _: mods[CST].Dataset.load(sc.passthrough,
+                                                                      fields=[COLUMN]))
+        self.time_peer(row, NUMPY, lambda _: np.ascontiguousarray(
             np.load(sc.passthrough, mmap_mode="r")[COLUMN]))
+        self.go()
 
     def load(self) -> None:
         sc, mods = self.sc, self.mods
         size = np.load(sc.passthrough, mmap_mode="r").nbytes
         row = self.add(Row("load", "load whole passthrough", out_bytes=size))
-        self.time_csfast(row, lambda: Dataset.load(sc.passthrough, mmap=False))
+        self.time_csfast(row, lambda _: Dataset.load(sc.passthrough, mmap=False))
         if CST in mods:
-            self.time_peer(row, CST, lambda: mods[CST].Dataset.load(sc.passthrough))
-        self.time_peer(row, NUMPY, lambda: np.load(sc.passthrough))
+            self.time_peer(row, CST, lambda _: mods[CST].Dataset.load(sc.passthrough))
+        self.time_peer(row, NUMPY, lambda _: np.load(sc.passthrough))
+        self.go()
 
     def join(self) -> None:
         sc, mods = self.sc, self.mods
@@ -231,29 +301,28 @@ class Bench:
                   else Target(">=10x cst, < polars", [(CST, 10.0), (POLARS, 1.0)]))
         mapped = self.add(Row("join", "inner join, all columns (mapped files)",
                               out_bytes=out_bytes, target=target))
-        self.time_csfast(mapped, lambda: materialize(
-            Dataset.load(sc.particles).innerjoin(Dataset.load(sc.passthrough))))
         inmem = self.add(Row("join_mem", "inner join, all columns (inputs in memory)",
                              out_bytes=out_bytes, target=target))
-        left, right = Dataset.load(sc.particles, mmap=False), Dataset.load(sc.passthrough,
-                                                                           mmap=False)
-        self.time_csfast(inmem, lambda: materialize(left.innerjoin(right)))
-        del left, right
+        self.time_csfast(mapped, lambda _: materialize(
+            Dataset.load(sc.particles).innerjoin(Dataset.load(sc.passthrough))))
+        self.time_csfast(inmem, lambda s: materialize(s[0].innerjoin(s[1])),
+                         lambda: (Dataset.load(sc.particles, mmap=False),
+                                  Dataset.load(sc.passthrough, mmap=False)))
         if CST in mods:
-            left, right = mods[CST].Dataset.load(sc.particles), mods[CST].Dataset.load(
-                sc.passthrough)
-            self.time_peer(inmem, CST, lambda: left.innerjoin(right))
-            del left, right
+            self.time_peer(inmem, CST, lambda s: s[0].innerjoin(s[1]),
+                           lambda: (mods[CST].Dataset.load(sc.particles),
+                                    mods[CST].Dataset.load(sc.passthrough)))
         if POLARS in mods:
             pl = mods[POLARS]
-            left, right = polars_frame(pl, sc.particles), polars_frame(pl, sc.passthrough)
-            self.time_peer(inmem, POLARS, lambda: left.join(right, on="uid", how="inner"))
-            del left, right
+            self.time_peer(inmem, POLARS, lambda s: s[0].join(s[1], on="uid", how="inner"),
+                           lambda: (polars_frame(pl, sc.particles),
+                                    polars_frame(pl, sc.passthrough)))
         if PANDAS in mods:
             pd = mods[PANDAS]
-            left, right = pandas_frame(pd, sc.particles), pandas_frame(pd, sc.passthrough)
-            self.time_peer(inmem, PANDAS, lambda: pd.merge(left, right, on="uid", how="inner"))
-            del left, right
+            self.time_peer(inmem, PANDAS, lambda s: pd.merge(s[0], s[1], on="uid", how="inner"),
+                           lambda: (pandas_frame(pd, sc.particles),
+                                    pandas_frame(pd, sc.passthrough)))
+        self.go()
         # The peers' inputs were in memory; the mapped row is compared with the same figures.
         mapped.peers = dict(inmem.peers)
 
@@ -263,23 +332,22 @@ class Bench:
         row = self.add(Row("append", "append 10 chunks, uid check", out_bytes=out_bytes,
                            target=Target(">=5x cst, <=1.2x np.concatenate",
                                          [(CST, 5.0), (NUMPY, 1 / 1.2)])))
-        self.time_csfast(row, lambda: Dataset.append_many(*(Dataset.load(p) for p in sc.chunks)))
-        self.time_peer(row, NUMPY, lambda: np.concatenate(
+        self.time_csfast(row, lambda _: Dataset.append_many(
+            *(Dataset.load(p) for p in sc.chunks)))
+        self.time_peer(row, NUMPY, lambda _: np.concatenate(
             [np.load(p, mmap_mode="r") for p in sc.chunks]))
         if CST in mods:
-            chunks = [mods[CST].Dataset.load(p) for p in sc.chunks]
-            self.time_peer(row, CST, lambda: mods[CST].Dataset.append_many(*chunks))
-            del chunks
+            self.time_peer(row, CST, lambda s: mods[CST].Dataset.append_many(*s),
+                           lambda: [mods[CST].Dataset.load(p) for p in sc.chunks])
         if POLARS in mods:
             pl = mods[POLARS]
-            chunks = [polars_frame(pl, p) for p in sc.chunks]
-            self.time_peer(row, POLARS, lambda: pl.concat(chunks, rechunk=True))
-            del chunks
+            self.time_peer(row, POLARS, lambda s: pl.concat(s, rechunk=True),
+                           lambda: [polars_frame(pl, p) for p in sc.chunks])
         if PANDAS in mods:
             pd = mods[PANDAS]
-            chunks = [pandas_frame(pd, p) for p in sc.chunks]
-            self.time_peer(row, PANDAS, lambda: pd.concat(chunks, ignore_index=True))
-            del chunks
+            self.time_peer(row, PANDAS, lambda s: pd.concat(s, ignore_index=True),
+                           lambda: [pandas_frame(pd, p) for p in sc.chunks])
+        self.go()
 
     def subset(self) -> None:
         sc, mods = self.sc, self.mods
@@ -287,32 +355,31 @@ class Bench:
         row_size = np.load(sc.passthrough, mmap_mode="r").dtype.itemsize
         row = self.add(Row("subset", "subset 30% by uid", out_bytes=len(uids) * row_size,
                            target=Target(">=15x cst", [(CST, 15.0)])))
-        self.time_csfast(row, lambda: materialize(
+        self.time_csfast(row, lambda _: materialize(
             Dataset.load(sc.passthrough).subset_uids(uids)))
 
-        def np_subset():
+        def np_subset(_):
             arr = np.load(sc.passthrough, mmap_mode="r")
             return arr[np.isin(arr["uid"], uids)]
 
         self.time_peer(row, NUMPY, np_subset)
         if CST in mods:
-            ds = mods[CST].Dataset.load(sc.passthrough)
-            self.time_peer(row, CST, lambda: ds.query({"uid": uids}))
-            del ds
+            self.time_peer(row, CST, lambda ds: ds.query({"uid": uids}),
+                           lambda: mods[CST].Dataset.load(sc.passthrough))
         if POLARS in mods:
             pl = mods[POLARS]
-            df, members = polars_frame(pl, sc.passthrough), pl.Series(uids)
+            members = pl.Series(uids)
             try:  # polars >= 1.28 wants the collection as one list value
-                df.filter(pl.col("uid").is_in(members.implode()))
+                pl.DataFrame({"uid": uids[:1]}).filter(pl.col("uid").is_in(members.implode()))
                 members = members.implode()
             except Exception:
                 pass
-            self.time_peer(row, POLARS, lambda: df.filter(pl.col("uid").is_in(members)))
-            del df
+            self.time_peer(row, POLARS, lambda df: df.filter(pl.col("uid").is_in(members)),
+                           lambda: polars_frame(pl, sc.passthrough))
         if PANDAS in mods:
-            df = pandas_frame(mods[PANDAS], sc.passthrough)
-            self.time_peer(row, PANDAS, lambda: df[df["uid"].isin(uids)])
-            del df
+            self.time_peer(row, PANDAS, lambda df: df[df["uid"].isin(uids)],
+                           lambda: pandas_frame(mods[PANDAS], sc.passthrough))
+        self.go()
 
     def union(self) -> None:
         sc, mods = self.sc, self.mods
@@ -321,60 +388,69 @@ class Bench:
         row_size = np.load(sc.passthrough, mmap_mode="r").dtype.itemsize
         row = self.add(Row("union", "union of two 60% slices", out_bytes=n * row_size))
 
-        def cs_union():
+        def cs_union(_):
             ds = Dataset.load(sc.passthrough)
             return materialize(Dataset.union_many(ds.slice(a.start, a.stop),
                                                   ds.slice(b.start, b.stop)))
 
         self.time_csfast(row, cs_union)
         if CST in mods:
-            ds = mods[CST].Dataset.load(sc.passthrough)
-            left, right = ds.slice(a.start, a.stop), ds.slice(b.start, b.stop)
-            del ds
-            self.time_peer(row, CST, lambda: mods[CST].Dataset.union(left, right))
-            del left, right
+            def cst_inputs():
+                ds = mods[CST].Dataset.load(sc.passthrough)
+                return ds.slice(a.start, a.stop), ds.slice(b.start, b.stop)
+
+            self.time_peer(row, CST, lambda s: mods[CST].Dataset.union(*s), cst_inputs)
         if POLARS in mods:
             pl = mods[POLARS]
-            df = polars_frame(pl, sc.passthrough)
-            left, right = df[a], df[b]
-            del df
-            self.time_peer(row, POLARS, lambda: pl.concat([left, right]).unique(
-                "uid", keep="first", maintain_order=True))
-            del left, right
+
+            def pl_inputs():
+                df = polars_frame(pl, sc.passthrough)
+                return df[a], df[b]
+
+            self.time_peer(row, POLARS, lambda s: pl.concat(list(s)).unique(
+                "uid", keep="first", maintain_order=True), pl_inputs)
         if PANDAS in mods:
             pd = mods[PANDAS]
-            df = pandas_frame(pd, sc.passthrough)
-            left, right = df.iloc[a], df.iloc[b]
-            del df
-            self.time_peer(row, PANDAS, lambda: pd.concat([left, right]).drop_duplicates(
-                "uid", keep="first"))
-            del left, right
+
+            def pd_inputs():
+                df = pandas_frame(pd, sc.passthrough)
+                return df.iloc[a], df.iloc[b]
+
+            self.time_peer(row, PANDAS, lambda s: pd.concat(list(s)).drop_duplicates(
+                "uid", keep="first"), pd_inputs)
+        self.go()
 
     def save(self) -> None:
         sc, mods = self.sc, self.mods
         out = self.tmp / "saved.cs"
-        ds = Dataset.load(sc.passthrough, mmap=False)
-        arr = np.load(sc.passthrough)
 
-        def np_save(fsync: bool):
+        def np_save(arr, fsync: bool):
             with open(out, "wb") as f:
                 np.save(f, arr, allow_pickle=False)
                 if fsync:
                     f.flush()
                     os.fsync(f.fileno())
 
-        row = self.add(Row("save", "save passthrough (no fsync)", out_bytes=arr.nbytes,
+        def cs_table():
+            return Dataset.load(sc.passthrough, mmap=False)
+
+        def np_table():
+            return np.load(sc.passthrough)
+
+        nbytes = np.load(sc.passthrough, mmap_mode="r").nbytes
+        row = self.add(Row("save", "save passthrough (no fsync)", out_bytes=nbytes,
                            target=Target("<=1.1x np.save", [(NUMPY, 1 / 1.1)])))
-        self.time_csfast(row, lambda: ds.save(out, fsync=False))
-        self.time_peer(row, NUMPY, lambda: np_save(False))
+        self.time_csfast(row, lambda ds: ds.save(out, fsync=False), cs_table)
+        self.time_peer(row, NUMPY, lambda arr: np_save(arr, False), np_table)
         if CST in mods:
-            cst = mods[CST].Dataset.load(sc.passthrough)
-            self.time_peer(row, CST, lambda: cst.save(out))
-            del cst
+            self.time_peer(row, CST, lambda ds: ds.save(out),
+                           lambda: mods[CST].Dataset.load(sc.passthrough))
+        self.go()
         row = self.add(Row("save_fsync", "save passthrough + fsync (csfast default)",
-                           out_bytes=arr.nbytes))
-        self.time_csfast(row, lambda: ds.save(out))
-        self.time_peer(row, NUMPY, lambda: np_save(True))
+                           out_bytes=nbytes))
+        self.time_csfast(row, lambda ds: ds.save(out), cs_table)
+        self.time_peer(row, NUMPY, lambda arr: np_save(arr, True), np_table)
+        self.go()
         out.unlink(missing_ok=True)
 
 
@@ -572,6 +648,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--only", default=None,
                     help="comma-separated operations: open,column,load,join,append,subset,"
                          "union,save")
+    ap.add_argument("--sequential", action="store_true",
+                    help="time contenders one after the other, each with only its own inputs "
+                         "in memory (default from 5M rows; below, they run interleaved)")
     ap.add_argument("--no-peers", action="store_true", help="csfast and numpy only")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     ap.add_argument("--json", default=None, help="write all timings to this file")
@@ -603,6 +682,7 @@ def main(argv: list[str] | None = None) -> None:
         ops = [o for o in ops if o in args.only.split(",")]
     with tempfile.TemporaryDirectory(dir=sc.folder) as tmp:
         bench = Bench(sc, mods, threads, args.repeat, warmup, Path(tmp), log)
+        bench.sequential = bench.sequential or args.sequential
         bench.memcpy()
         for op in ops:
             log(f"{op} ...")

@@ -114,17 +114,13 @@ int cs_lz4_compress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_cap,
                 ref--;
             }
             size_t len = MINMATCH;
-            while (ip + len + 8 <= match_end_limit) {
-                uint64_t diff = read64(src + ip + len) ^ read64(src + ref + len);
-                if (diff) {
-                    len += (size_t)__builtin_ctzll(diff) >> 3;
-                    goto counted;
-                }
+            /* Skip 8 equal bytes at a time, then count the last few one by one
+             * (portable: no assumption about byte order). */
+            while (ip + len + 8 <= match_end_limit
+                   && read64(src + ip + len) == read64(src + ref + len))
                 len += 8;
-            }
             while (ip + len < match_end_limit && src[ip + len] == src[ref + len])
                 len++;
-        counted:
             op = put_sequence(op, src + anchor, ip - anchor, ip - ref, len);
             ip += len;
             anchor = ip;

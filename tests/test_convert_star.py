@@ -220,3 +220,30 @@ def test_star_round_trip_generated(tmp_path_factory, n, seed, exported):
     v, w = ds["alignments3D/pose"].astype(np.float64), back["alignments3D/pose"]
     assert np.abs(Rotation.from_rotvec(v).as_matrix()
                   - Rotation.from_rotvec(w).as_matrix()).max() < 1e-5
+
+
+def test_fast_loop_reader_agrees_with_starfile(tmp_path):
+    from csfast.convert.star import read_loops
+
+    ds = refinement(n=200, seed=8, exported=True)
+    to_star(ds, tmp_path / "a.star")
+    (tmp_path / "b.star").write_text(
+        "# comment\ndata_\n\nloop_\n_rlnImageName #1\n_rlnVoltage #2\n"
+        "000001@s.mrcs 300\n# a comment row\n000002@s.mrcs 200\n")
+    (tmp_path / "c.star").write_text("data_optics\n\nloop_\n_rlnOpticsGroup #1\n\n"
+                                     "data_particles\n\nloop_\n_rlnImageName #1\n")
+    for name in ("a.star", "b.star", "c.star"):
+        ours = read_loops(tmp_path / name)
+        ref = starfile.read(tmp_path / name, always_dict=True)
+        assert set(ours) == set(ref), name
+        for block, df in ref.items():
+            assert list(ours[block].columns) == list(df.columns), name
+            assert len(ours[block]) == len(df), name
+            for c in df.columns:
+                assert ours[block][c].tolist() == df[c].tolist(), (name, c)
+    # key-value blocks and quoted values go to starfile
+    (tmp_path / "kv.star").write_text("data_general\n\n_rlnFinalResolution 3.2\n")
+    assert read_loops(tmp_path / "kv.star") is None
+    (tmp_path / "q.star").write_text('data_\n\nloop_\n_rlnImageName #1\n"1@a b.mrcs"\n')
+    assert read_loops(tmp_path / "q.star") is None
+    assert from_star(tmp_path / "q.star")["blob/path"].tolist() == [b"a b.mrcs"]

@@ -4,7 +4,8 @@ Every result is checked against a brute-force pure-Python reference written
 here (dicts and loops over rows, no numpy set operations) and, where it has
 the operation, against cryosparc-tools' Dataset. Inputs are built in memory,
 mapped from a saved file, or mapped and then row-subset (lazy columns), and
-every operation runs with 1 and with 2 kernel threads.
+every operation runs with 1 and with 2 kernel threads
+(and with hash partitions forced on small inputs).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from hypothesis import strategies as st
 
 import csfast
 import csfast.dataset as dsmod
-from csfast import CsError, CsFieldError, CsUidError, Dataset
+from csfast import CsError, CsFieldError, CsUidError, Dataset, _core
 
-THREADS = (1, 2)
+CONFIGS = ((1, -1), (2, -1), (2, 3))  # (threads, hash partition bits; -1 automatic)
 MODES = ("mem", "mapped", "rows")
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -159,6 +160,13 @@ def expect_cs(cs_result, values: dict[str, list]) -> None:
         assert cs_values(cs_result[name]) == vals, name
 
 
+def inputs_unchanged(ds: list[Dataset], ts: list[Table]) -> None:
+    for d, t in zip(ds, ts, strict=True):
+        assert d["uid"].tolist() == t.uids
+        for name in t.names:
+            assert d[name].tolist() == t.values[name], name
+
+
 def without_uid_max(values: dict[str, list]) -> dict[str, list]:
     """Expected cryosparc-tools innerjoin output: it drops uid 2**64 - 1 (its empty-slot marker)."""
     keep = [i for i, u in enumerate(values["uid"]) if u != UID_MAX]
@@ -166,19 +174,27 @@ def without_uid_max(values: dict[str, list]) -> dict[str, list]:
 
 
 def each_thread_count(fn):
-    """fn() with 1 and with 2 kernel threads; the results (must be equal) or errors."""
+    """fn() with 1 and 2 kernel threads, and with 2 threads and 8 hash partitions forced
+    (small inputs are otherwise one partition): each ("ok", result) or ("err", error)."""
     out = []
     try:
-        for n in THREADS:
-            csfast.set_num_threads(n)
+        for threads, bits in CONFIGS:
+            csfast.set_num_threads(threads)
+            _set_bits(bits)
             try:
                 out.append(("ok", fn()))
             except CsError as e:
                 out.append(("err", e))
     finally:
         csfast.set_num_threads(0)
-    assert [k for k, _ in out] == ["ok"] * len(THREADS) or [k for k, _ in out] == ["err"] * 2
+        _set_bits(-1)
+    assert len({k for k, _ in out}) == 1, out
     return out
+
+
+def _set_bits(bits: int) -> None:
+    # A private hook of the C kernels (absent from the interim numpy ones).
+    getattr(_core, "_set_partition_bits", lambda bits: None)(bits)
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +312,10 @@ def test_innerjoin_matches_reference_and_cryosparc(tmp, ts, no_drop):
             expect(res, names, values, dtypes)
     many = Dataset.innerjoin_many(*ds)
     expect(many, names, values, dtypes)
+    inputs_unchanged(ds, ts)
+    for name in many.fields():  # owned, writable columns: writing them leaves the inputs alone
+        many[name] = np.zeros_like(many[name])
+    inputs_unchanged(ds, ts)
     cs = [cs_dataset(t) for t in ts]
     expect_cs(type(cs[0]).innerjoin_many(*cs), without_uid_max(values) if len(cs) > 1 else values)
 
@@ -426,6 +446,9 @@ def test_append_matches_reference_and_cryosparc(tmp, ts, same):
         else:
             assert kind == "ok"
             expect(res, *ref_concat(parts, [range(len(t)) for t in parts]))
+            for name in res.fields():
+                res[name] = np.zeros_like(res[name])
+            inputs_unchanged(ds, ts)
     if parts and not (same and differing):
         names, values, dtypes = ref_concat(parts, [range(len(t)) for t in parts])
         res = ds[0].append(*ds[1:], assert_same_fields=same, repeat_allowed=True)
@@ -643,10 +666,11 @@ def test_query_and_subset_uids_match_reference_and_cryosparc(tmp, data):
 
 
 def test_query_errors_and_big_uids():
-    ds = Dataset([("uid", np.array([0, 2**64 - 1, 2**63], np.uint64)),
-                  ("p/v", np.zeros((3, 2), np.float32)), ("p/m", np.array([0, 2**64 - 1, 5],
-                                                                          np.uint64))])
-    # numpy alone would make this list float64 and lose the low bits.
+    ds = Dataset([("uid", np.array([0, 2**64 - 1, 2**63, 2**64 - 2, 2**63 + 1], np.uint64)),
+                  ("p/v", np.zeros((5, 2), np.float32)),
+                  ("p/m", np.array([0, 2**64 - 1, 5, 2**64 - 2, 6], np.uint64))])
+    # numpy alone makes these lists float64, where 2**64 - 2 equals 2**64 - 1
+    # (cryosparc-tools' query then matches both).
     assert ds.query({"uid": [0, 2**64 - 1]})["uid"].tolist() == [0, 2**64 - 1]
     assert ds.query({"p/m": [2**64 - 1, 0]})["uid"].tolist() == [0, 2**64 - 1]
     assert ds.subset_uids([2**63, 0])["uid"].tolist() == [0, 2**63]
@@ -695,6 +719,34 @@ def _py(key):
     """A cryosparc-tools split_by key as our key: bytes for str, Python scalars."""
     return key.encode() if isinstance(key, str) else key.item() if isinstance(key, np.generic) \
         else key
+
+
+def test_split_by_parts_are_independent(tmp):
+    ds = Dataset([("uid", np.arange(6, dtype=np.uint64)), ("p/g", np.array([1, 2, 1, 2, 3, 1])),
+                  ("p/v", np.arange(12, dtype=np.float32).reshape(6, 2))])
+    parts = ds.split_by("p/g")
+    assert list(parts) == [1, 2, 3]
+    parts[1]["p/v"] = 0  # the parts share one reordered copy: writing must copy first
+    assert parts[1]["p/v"].tolist() == [[0, 0]] * 3
+    assert parts[2]["p/v"].tolist() == [[2, 3], [6, 7]]
+    assert parts[3]["p/v"].tolist() == [[8, 9]]
+    assert ds["p/v"].tolist() == np.arange(12).reshape(6, 2).tolist()
+    with pytest.raises(ValueError):
+        parts[2]["p/v"][0] = 1  # read-only, like a mapped column
+
+
+def test_union_interlace_assert_same_fields():
+    a = Dataset([("uid", np.array([1, 2], np.uint64)), ("p/x", np.array([1, 2], np.int32)),
+                 ("p/y", np.array([5, 6], np.int8))])
+    b = Dataset([("uid", np.array([2, 3], np.uint64)), ("p/x", np.array([7, 8], np.int32))])
+    assert a.union(b).fields() == ["uid", "p/x"]
+    assert a.union(b)["p/x"].tolist() == [1, 2, 8]
+    with pytest.raises(CsFieldError, match=r"same fields: 'p/y' only in dataset 0$"):
+        a.union(b, assert_same_fields=True)
+    c = Dataset([("uid", np.array([3, 4], np.uint64)), ("p/x", np.array([7, 8], np.int32))])
+    assert a.interlace(c)["uid"].tolist() == [1, 3, 2, 4]
+    with pytest.raises(CsFieldError, match=r"same fields: 'p/y' only in dataset 0$"):
+        a.interlace(c, assert_same_fields=True)
 
 
 def test_split_by_sub_array_and_nan():

@@ -18,9 +18,10 @@ is modified, and the file never changes.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from .format import CsInfo, atomic_write, inspect, iter_chunks, map_array, npy_h
 
 __all__ = ["Dataset", "Field", "generate_uids"]
 
-Field = Union[tuple[str, str], tuple[str, str, tuple[int, ...]]]
+Field = tuple[str, str] | tuple[str, str, tuple[int, ...]]
 Column = np.ndarray
 _UID = np.dtype("<u8")
 _SHOW_UIDS = 5  # how many offending uids an error message names
@@ -201,7 +202,8 @@ class Dataset:
         cols = {str(k): _as_column(str(k), v, None) for k, v in items}
         lengths = {len(c) for c in cols.values()}
         if len(lengths) > 1:
-            raise CsFieldError(f"fields have different lengths: { {k: len(c) for k, c in cols.items()} }")
+            sizes = {k: len(c) for k, c in cols.items()}
+            raise CsFieldError(f"fields have different lengths: {sizes}")
         self._n = lengths.pop() if lengths else 0
         if "uid" not in cols:
             cols = {"uid": generate_uids(self._n), **cols}
@@ -434,7 +436,7 @@ class Dataset:
                 dtypes = [d.strip() for d in dtypes.split(",")]
             if len(dtypes) != len(fields):
                 raise ValueError(f"{len(fields)} field names but {len(dtypes)} dtypes")
-            specs = [(name, dt) for name, dt in zip(fields, dtypes)]
+            specs = list(zip(fields, dtypes, strict=True))
         else:
             specs = [(f[0], (np.dtype(f[1]), tuple(f[2])) if len(f) > 2 and f[2] else f[1])
                      for f in fields]  # type: ignore[index]
@@ -616,7 +618,8 @@ class Dataset:
         appearance across the inputs (uid where the first input has it); a
         string field takes the width of the input it comes from; a field
         with different dtypes (other than string widths) in two inputs raises
-        CsFieldError naming it.
+        CsFieldError naming it; every uid joins, 2**64 - 1 included (which
+        cryosparc-tools 5.0 drops).
         """
         if not others:
             return self
@@ -638,7 +641,7 @@ class Dataset:
     def _innerjoin(cls, datasets: Sequence[Dataset], assert_no_drop: bool) -> Dataset:
         _merge_fields(datasets, common=False)  # dtype conflicts fail before any work
         first = datasets[0]
-        index = _core.join_index([d._uids() for d in datasets])
+        index = list(_core.join_index([d._uids() for d in datasets]))
         if assert_no_drop and len(index[0]) != len(first):
             kept = np.zeros(len(first), dtype=bool)
             kept[index[0]] = True
@@ -647,10 +650,13 @@ class Dataset:
                 f"innerjoin dropped {len(dropped)} of {len(first)} rows of the first dataset; "
                 f"uids without a match include {_some(first._uids()[dropped[:_SHOW_UIDS + 1]])}"
             )
+        n = len(index[0])
+        if n == len(first):
+            # index[0] is increasing with no repeat, so every row in order: a plain copy.
+            index[0] = None
         owner: dict[str, int] = {}
         for i, d in enumerate(datasets):
             owner.update(dict.fromkeys(d._cols, i))
-        n = len(index[0])
         cols: dict[str, np.ndarray | _Rows] = {}
         jobs = []
         for k in owner:  # dict order: first appearance
@@ -686,6 +692,11 @@ class Dataset:
         naming some of them and the datasets (argument positions) that hold
         them. No datasets give an empty dataset; only empty ones give a copy
         of the first.
+
+        Differences from cryosparc-tools: an output field with two dtypes
+        (other than string widths) raises CsFieldError where cryosparc-tools
+        silently leaves it out; errors are CsError subclasses with messages,
+        not bare AssertionErrors.
         """
         if not datasets:
             return cls()
@@ -789,10 +800,14 @@ class Dataset:
     def query_mask(self, query: Mapping[str, Any], invert: bool = False) -> np.ndarray:
         """Rows whose every queried field is among the given values (ANDed).
 
-        Each value is a scalar or a collection. ``uid`` and other uint64 fields
-        are matched through the hash kernel; Python strings match UTF-8 bytes.
-        A field the dataset lacks raises CsFieldError (a KeyError); a
-        sub-array field raises CsFieldError.
+        Each value is a scalar or a collection (a set too). ``uid`` and other
+        uint64 fields are matched exactly through the hash kernel, even for a
+        Python list mixing small ints and ints >= 2**63 (numpy, and so
+        cryosparc-tools, compares those as float64: 2**64 - 2 matches
+        2**64 - 1); negative or non-integer uids raise CsUidError. Python
+        strings match UTF-8 bytes. A field the dataset lacks raises
+        CsFieldError (a KeyError, as in cryosparc-tools); a sub-array field
+        raises CsFieldError.
         """
         missing = [k for k in query if k not in self._cols]
         if missing:
@@ -1072,7 +1087,7 @@ def _gather_jobs(jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray 
         rkey = (id(base), id(idx))
         if rkey not in rows_of:
             rows_of[rkey] = idx if base is None else base if idx is None else base[idx]
-        row_bytes = src.dtype.itemsize * int(np.prod(src.shape[1:], dtype=np.intp))
+        row_bytes = src.dtype.itemsize * math.prod(src.shape[1:])
         table = src
         if src.strides[0] != row_bytes:  # fields interleaved: find the table they share
             while isinstance(table.base, np.ndarray):

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..csdat import factorize
 from ..errors import CsFieldError
 
 __all__ = ["SCHEMA_KEY", "schema_of", "schema_json", "parse_schema", "element_names",
@@ -60,25 +61,6 @@ def split_elements(columns: Sequence[str]) -> dict[str, list[str]]:
             groups.setdefault(m.group(1), {})[int(m.group(2))] = c
     return {base: [idx[i] for i in range(len(idx))] for base, idx in groups.items()
             if set(idx) == set(range(len(idx)))}
-
-
-def factorize(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values sorted, codes) of a 1-D fixed-width column, codes int64.
-
-    Path columns come in runs (one value per micrograph, rows grouped by
-    micrograph), so the distinct values of the runs are found first: O(n)
-    comparisons plus a sort of the run values, instead of a sort of n rows.
-    """
-    n = len(col)
-    if n == 0:
-        return col[:0].copy(), np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], col[1:] != col[:-1])))
-    if len(starts) > n // 4:  # no useful runs: sort everything
-        uniq, codes = np.unique(col, return_inverse=True)
-        return uniq, codes.reshape(-1).astype(np.int64, copy=False)
-    uniq, run_codes = np.unique(col[starts], return_inverse=True)
-    lengths = np.diff(np.append(starts, n))
-    return uniq, np.repeat(run_codes.reshape(-1).astype(np.int64), lengths)
 
 
 def fixed_strings(values: Sequence[Any], field: str, width: int | None = None) -> np.ndarray:

@@ -92,7 +92,7 @@ def _numeric(series: Any, name: str) -> np.ndarray:
     if arr.dtype == object:
         raise CsFieldError(f"field {name!r}: column of Python objects ({series.dtype}) is "
                            "neither numeric nor strings")
-    if arr.flags.writeable and np.shares_memory(arr, series.values):
+    if arr.flags.writeable and np.may_share_memory(arr, series.values):
         arr = arr.view()
         arr.flags.writeable = False  # the frame owns the memory: share it read-only
     return arr

@@ -118,7 +118,12 @@ def matrix_to_rotvec(R: np.ndarray) -> np.ndarray:
             s = 2.0 * np.sqrt(1.0 - r[:, 0, 0] - r[:, 1, 1] + r[:, 2, 2])
             q[m] = np.stack([(r[:, 1, 0] - r[:, 0, 1]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s,
                              (r[:, 1, 2] + r[:, 2, 1]) / s, 0.25 * s], 1)
-    q[q[:, 0] < 0] *= -1  # the rotation by <= 180 degrees
+    return _quaternion_to_rotvec(q)
+
+
+def _quaternion_to_rotvec(q: np.ndarray) -> np.ndarray:
+    """Rotation vectors (|v| <= pi) of unit quaternions (n, 4) as (w, x, y, z)."""
+    q = np.where((q[:, 0] < 0)[:, None], -q, q)  # the rotation by <= 180 degrees
     vec = q[:, 1:]
     norm = np.linalg.norm(vec, axis=1)
     angle = 2.0 * np.arctan2(norm, q[:, 0])
@@ -134,5 +139,13 @@ def rotvec_to_euler(v: np.ndarray) -> np.ndarray:
 
 
 def euler_to_rotvec(angles: np.ndarray) -> np.ndarray:
-    """cryoSPARC pose vectors (radians, |v| <= pi) from RELION (rot, tilt, psi) in degrees."""
-    return matrix_to_rotvec(euler_to_matrix(angles))
+    """cryoSPARC pose vectors (radians, |v| <= pi) from RELION (rot, tilt, psi) in degrees.
+
+    Through the quaternion qz(rot) qy(tilt) qz(psi), in closed form.
+    """
+    a = np.radians(np.asarray(angles, dtype=np.float64).reshape(-1, 3)) / 2.0
+    rot, tilt, psi = a[:, 0], a[:, 1], a[:, 2]
+    ct, st = np.cos(tilt), np.sin(tilt)
+    q = np.stack([ct * np.cos(rot + psi), st * np.sin(psi - rot),
+                  st * np.cos(rot - psi), ct * np.sin(rot + psi)], axis=1)
+    return _quaternion_to_rotvec(q)

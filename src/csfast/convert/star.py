@@ -54,6 +54,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,6 +117,31 @@ def _image_names(idx: np.ndarray, path: np.ndarray) -> Any:
     return pc.binary_join_element_wise(digits, where, "@")
 
 
+def _decimal(values: np.ndarray, original: np.ndarray,
+             back: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """Converted values (float64) as decimals that ``from_star`` turns back into
+    exactly the original float32 values, as short as that allows.
+
+    Each value is written as its shortest float32 decimal (``439.8537``) where
+    reading that back and undoing the conversion (``back``) gives the
+    original float32, else as its shortest float64 decimal. An Arrow string
+    array; without pyarrow, the float64 values.
+    """
+    if original.dtype != _F4:
+        return values
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        return values
+    short = pc.cast(pa.array(values.astype(_F4)), pa.string())
+    reread = pc.cast(short, pa.float64()).to_numpy(zero_copy_only=False)
+    ok = back(reread).astype(_F4) == original
+    if ok.all():
+        return short
+    return pc.if_else(pa.array(ok), short, pc.cast(pa.array(values), pa.string()))
+
+
 def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
             float_format: str = "%.9g") -> list[str]:
     """Write a particle dataset as a RELION 3.1+ STAR file (optics + particles).
@@ -148,9 +174,15 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
         particles["rlnMicrographName"] = _strings(get("location/micrograph_path"), True)
     if has("location/center_x_frac", "location/center_y_frac", "location/micrograph_shape"):
         shape = get("location/micrograph_shape").astype(np.float64)
-        y_frac = get("location/center_y_frac").astype(np.float64)
-        particles["rlnCoordinateX"] = get("location/center_x_frac") * shape[:, 1]
-        particles["rlnCoordinateY"] = ((1.0 - y_frac) if flip_y else y_frac) * shape[:, 0]
+        x_frac, y_frac = get("location/center_x_frac"), get("location/center_y_frac")
+        ny, nx = shape[:, 0], shape[:, 1]
+        y64 = y_frac.astype(np.float64)
+        particles["rlnCoordinateX"] = _decimal(x_frac * nx, x_frac, lambda d: d / nx)
+        if flip_y:
+            particles["rlnCoordinateY"] = _decimal((1.0 - y64) * ny, y_frac,
+                                                   lambda d: 1.0 - d / ny)
+        else:
+            particles["rlnCoordinateY"] = _decimal(y64 * ny, y_frac, lambda d: d / ny)
     for field, label, fn in (("ctf/df1_A", "rlnDefocusU", None),
                              ("ctf/df2_A", "rlnDefocusV", None),
                              ("ctf/df_angle_rad", "rlnDefocusAngle", np.degrees),
@@ -159,24 +191,29 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
                              ("ctf/scale", "rlnCtfScalefactor", None)):
         if has(field):
             v = get(field)
-            particles[label] = fn(v.astype(np.float64)) if fn else v
+            particles[label] = _decimal(np.degrees(v.astype(np.float64)), v, np.radians) \
+                if fn else v
 
     align = "alignments3D" if has("alignments3D/pose") else (
         "alignments2D" if has("alignments2D/pose") else None)
     if align == "alignments3D":
-        # float32 like the pose they come from; conversions of other fields stay
-        # float64 so that from_star gives back the same float32 values.
+        # float32 like the pose they come from (the pose comes back as the same
+        # rotation, not the same vector, whatever the precision).
         euler = rotvec_to_euler(get("alignments3D/pose")).astype(_F4)
         particles["rlnAngleRot"] = euler[:, 0]
         particles["rlnAngleTilt"] = euler[:, 1]
         particles["rlnAnglePsi"] = euler[:, 2]
     elif align == "alignments2D":
-        particles["rlnAnglePsi"] = np.degrees(get("alignments2D/pose").astype(np.float64))
+        pose2d = get("alignments2D/pose")
+        particles["rlnAnglePsi"] = _decimal(np.degrees(pose2d.astype(np.float64)), pose2d,
+                                            np.radians)
     if align and has(f"{align}/shift", f"{align}/psize_A"):
         shift = get(f"{align}/shift").astype(np.float64)
         psize = get(f"{align}/psize_A").astype(np.float64)
-        particles["rlnOriginXAngst"] = shift[:, 0] * psize
-        particles["rlnOriginYAngst"] = shift[:, 1] * psize
+        shift32 = ds[f"{align}/shift"]
+        for j, label in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
+            particles[label] = _decimal(shift[:, j] * psize, shift32[:, j],
+                                        lambda d: d / psize)
     if align and has(f"{align}/class"):
         particles["rlnClassNumber"] = get(f"{align}/class").astype(np.int64) + 1
     if align and has(f"{align}/split"):
@@ -320,7 +357,9 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
 
     from ..dataset import Dataset, generate_uids
 
-    blocks = starfile.read(path, always_dict=True)
+    blocks = read_loops(path)
+    if blocks is None:  # anything but plain loop blocks: starfile's general reader
+        blocks = starfile.read(path, always_dict=True)
     name = os.fspath(path)
     optics = blocks.get("optics")
     table = blocks.get("particles")
@@ -365,11 +404,9 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
         cols["blob/path"] = np.zeros(0, dtype="S1")
         cols["blob/idx"] = np.zeros(0, dtype=_U4)
     elif image is not None:
-        parts = df["rlnImageName"].astype(str).str.partition("@")
-        if (parts[1] != "@").any():
-            raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form")
-        cols["blob/path"] = _fixed(parts[2].to_numpy(), "blob/path")
-        cols["blob/idx"] = (parts[0].astype(np.int64).to_numpy() - 1).astype(_U4)
+        number, stack = _split_image_names(df["rlnImageName"], name)
+        cols["blob/path"] = stack
+        cols["blob/idx"] = (number - 1).astype(_U4)
     psize = take("rlnImagePixelSize")
     if psize is None:
         psize = take("rlnPixelSize")
@@ -452,8 +489,105 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
     return Dataset._from_columns(n, cols)
 
 
+def _split_image_names(series: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based index, S path) from ``NNNNNN@path`` names (in C with pyarrow)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        parts = series.astype(str).str.partition("@")
+        if (parts[1] != "@").any():
+            raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form") from None
+        return (parts[0].astype(np.int64).to_numpy(),
+                _fixed(parts[2].to_numpy(), "blob/path"))
+    arr = pa.array(series.astype(str), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow-backed strings come in chunks
+        arr = arr.combine_chunks()
+    parts = pc.split_pattern(arr, "@", max_splits=1)
+    if pc.min(pc.list_value_length(parts)).as_py() != 2:
+        raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form")
+    try:
+        number = pc.cast(pc.list_element(parts, 0), pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        raise CsFormatError(f"{name}: rlnImageName with a non-numeric index") from None
+    stacks = pc.list_element(parts, 1).dictionary_encode()
+    values = fixed_strings(stacks.dictionary.to_pylist(), "blob/path")
+    return number, values[stacks.indices.to_numpy(zero_copy_only=False)]
+
+
 def _fixed(values: Any, field: str) -> np.ndarray:
     import pandas as pd
 
-    codes, uniq = pd.factorize(pd.Series(values).astype(str))
-    return fixed_strings(list(uniq), field)[codes] if len(uniq) else np.zeros(0, dtype="S1")
+    codes, uniq = pd.factorize(np.asarray(values, dtype=object))
+    try:
+        return fixed_strings(list(uniq), field)[codes]
+    except CsFieldError:  # numbers among the strings: as text
+        codes, uniq = pd.factorize(pd.Series(values).astype(str))
+        return fixed_strings(list(uniq), field)[codes]
+
+
+_BLOCK = re.compile(rb"data_(\S*)[ \t\r]*$", re.M)
+_NON_SPACE = re.compile(rb"\S")
+
+
+def read_loops(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The loop blocks of a STAR file as DataFrames, or None to use ``starfile``.
+
+    starfile walks the file line by line in Python (about 10 s for a million
+    particles) before handing the rows to pandas' C reader; when every block
+    is a plain ``loop_`` without quoted values, this gives the same rows to
+    the same reader directly. Anything else (key-value blocks, quotes)
+    returns None, and ``starfile.read`` does the work.
+    """
+    import io
+
+    import pandas as pd
+
+    with open(path, "rb") as f:
+        data = f.read()
+    # Block headers: "data_" at a line start (found with bytes.find, which is
+    # memchr-fast, rather than a multi-line regex over the whole file).
+    starts = [0] if data.startswith(b"data_") else []
+    at = data.find(b"\ndata_")
+    while at >= 0:
+        starts.append(at + 1)
+        at = data.find(b"\ndata_", at + 1)
+    marks = [_BLOCK.match(data, i) for i in starts]
+    if not marks or any(m is None for m in marks):
+        return None
+    blocks: dict[str, Any] = {}
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(data)
+        body = data[m.end():end]
+        labels: list[str] = []
+        seen_loop = False
+        pos = 0
+        while pos < len(body):
+            nl = body.find(b"\n", pos)
+            nl = len(body) if nl < 0 else nl
+            line = body[pos:nl].strip()
+            if not seen_loop:
+                if line and not line.startswith(b"#"):
+                    if line != b"loop_":
+                        return None
+                    seen_loop = True
+            elif line.startswith(b"_"):
+                labels.append(line.split()[0][1:].decode())
+            elif line or labels:
+                break
+            pos = nl + 1
+        if not labels:
+            return None
+        rows = body[pos:]
+        if b'"' in rows or b"'" in rows:
+            return None
+        if _NON_SPACE.search(rows) is None:
+            df = pd.DataFrame({label: [] for label in labels})
+        else:
+            df = pd.read_csv(io.BytesIO(rows), sep=r"\s+", header=None, names=labels,
+                             comment="#", engine="c", keep_default_na=False,
+                             na_values=["nan", "NaN", "<NA>"])
+            if df.shape[1] != len(labels):
+                return None
+        blocks[m.group(1).decode()] = df
+    return blocks
