@@ -137,10 +137,11 @@ int csf_gather(const csf_gather_args *g, int nthreads)
     return job.failed ? CSF_EINDEX : CSF_OK;
 }
 
-/* Rows a multi-column gather handles at a time: the source rows of a block
- * (a few hundred bytes each) stay in L1/L2 while every column is copied. */
+/* Rows an in-order multi-column gather handles at a time: the source rows
+ * of a block (a few hundred bytes each) stay in L2 while every column is
+ * copied. */
 #ifndef MANY_BLOCK
-#define MANY_BLOCK 16
+#define MANY_BLOCK 256
 #endif
 
 typedef struct {
@@ -211,34 +212,27 @@ static void many_task(void *ctx, int tid, int nthreads)
     const csf_gather_args *g = job->g;
     int64_t lo, hi;
     csf_slice(g[0].n, tid, nthreads, &lo, &hi);
-    if (job->prefetch_rows && g[0].index != NULL) {
-        if (many_rows(job, lo, hi) != CSF_OK) {
-            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+    int status = CSF_OK;
+    if (!job->prefetch_rows) {
+        /* Separate arrays share no cache lines: a column at a time, each
+         * with its own prefetching (or one memcpy when contiguous). */
+        for (int j = 0; j < job->ncols && status == CSF_OK; j++) {
+            status = gather_range(&g[j], lo, hi, 1);
         }
-        return;
+    } else if (g[0].index != NULL) {
+        status = many_rows(job, lo, hi);
+    } else {
+        /* Rows of one table in order: a block of rows stays in cache while
+         * every column takes its field from it. */
+        for (int64_t a = lo; a < hi && status == CSF_OK; a += MANY_BLOCK) {
+            int64_t b = a + MANY_BLOCK < hi ? a + MANY_BLOCK : hi;
+            for (int j = 0; j < job->ncols && status == CSF_OK; j++) {
+                status = gather_range(&g[j], a, b, 0);
+            }
+        }
     }
-    for (int64_t a = lo; a < hi; a += MANY_BLOCK) {
-        int64_t b = a + MANY_BLOCK < hi ? a + MANY_BLOCK : hi;
-        if (job->prefetch_rows && g[0].index != NULL) {
-            /* Fetch whole source rows of the next block while this one copies. */
-            int64_t c = b + MANY_BLOCK < hi ? b + MANY_BLOCK : hi;
-            for (int64_t i = b; i < c; i++) {
-                int64_t r = (int64_t)csf_load_u64(g[0].index + i * g[0].index_stride);
-                if ((uint64_t)r < (uint64_t)g[0].src_n) {
-                    const char *row = g[0].src + r * g[0].src_stride;
-                    for (int64_t off = job->span_lo; off < job->span_hi; off += 64) {
-                        __builtin_prefetch(row + off);
-                    }
-                    __builtin_prefetch(row + job->span_hi - 1);
-                }
-            }
-        }
-        for (int j = 0; j < job->ncols; j++) {
-            if (gather_range(&g[j], a, b, !job->prefetch_rows) != CSF_OK) {
-                __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
-                return;
-            }
-        }
+    if (status != CSF_OK) {
+        __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
     }
 }
 
