@@ -114,3 +114,20 @@ def test_python_dash_m_subprocess(table, tmp_path):
     assert run.stdout.splitlines()[0] == str(path) and "1,234 rows" in run.stdout
     assert run.stderr.count("\n") == 1 and str(bad) in run.stderr
     assert "header" in run.stderr
+
+
+def test_info_reads_a_csdat_stream_header(tmp_path, capsys):
+    cryosparc_dataset = pytest.importorskip("cryosparc.dataset")
+    ref = cryosparc_dataset.Dataset(
+        [("uid", np.array([1, 2**64 - 1], dtype=np.uint64)),
+         ("blob/path", ["a.mrc", "b.mrc"]),
+         ("alignments3D/pose", np.zeros((2, 3), np.float32))]
+    )
+    path = tmp_path / "stream.csdat"
+    ref.save(path, format=cryosparc_dataset.CSDAT_FORMAT)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 rows x 3 fields" in out
+    assert "CSDAT stream (compression: lz4)" in out
+    assert "path" in out and "string" in out
+    assert "<f4 (3,)" in out

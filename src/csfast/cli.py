@@ -25,14 +25,15 @@ def _size(nbytes: int) -> str:
 
 
 def format_info(info: CsInfo) -> str:
-    """The text `csfast info` prints for one file."""
-    fields = info.fields
-    lines = [
-        f"{info.path}",
-        f"  {info.rows:,} rows x {len(fields)} fields, {info.row_size} bytes/row, "
-        f"{_size(info.file_size)} on disk, npy {info.version[0]}.{info.version[1]}, "
-        f"data at byte {info.data_offset}",
-    ]
+    """The text `csfast info` prints for one .cs file."""
+    summary = (f"{info.row_size} bytes/row, {_size(info.file_size)} on disk, "
+               f"npy {info.version[0]}.{info.version[1]}, data at byte {info.data_offset}")
+    return _format_table(info.path, info.rows, info.fields, summary)
+
+
+def _format_table(path: str, rows: int, fields: list[tuple[str, str, tuple[int, ...]]],
+                  summary: str) -> str:
+    lines = [path, f"  {rows:,} rows x {len(fields)} fields, {summary}"]
     width = max((len(n.partition("/")[2] or n) for n, _, _ in fields), default=0)
     last = None
     for name, dtype, shape in fields:
@@ -45,11 +46,24 @@ def format_info(info: CsInfo) -> str:
     return "\n".join(lines)
 
 
+def _describe(path: str) -> str:
+    """format_info of a .cs file, or the same facts from a CSDAT stream's header."""
+    from . import csdat
+
+    if not csdat.is_csdat(path):
+        return format_info(inspect(path))
+    header = csdat.read_header(path)
+    fields = [(n, "string" if d == "|O" else d, s) for n, d, s in header.fields]
+    summary = (f"{_size(os.path.getsize(path))} on disk, CSDAT stream "
+               f"(compression: {header.compression or 'none'})")
+    return _format_table(path, header.rows, fields, summary)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     status, shown = 0, 0
     for path in args.files:
         try:
-            info = inspect(path)
+            text = _describe(path)
         except (CsError, OSError) as e:
             print(f"csfast info: {_oserror(e, path)}", file=sys.stderr)
             status = 1
@@ -57,7 +71,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         if shown:  # a blank line between files, not before the first one shown
             print()
         shown += 1
-        print(format_info(info))
+        print(text)
     return status
 
 
