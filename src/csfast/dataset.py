@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _core
 from .errors import CsError, CsFieldError, CsUidError
-from .format import CsInfo, atomic_write, inspect, iter_chunks, map_array, npy_header, read_array
+from .format import CsInfo, atomic_write, inspect, iter_chunks, map_array, npy_header
 
 __all__ = ["Dataset", "Field", "generate_uids"]
 
@@ -237,14 +237,15 @@ class Dataset:
         """
         if cls._is_csdat(path):
             return cls._load_csdat(path, fields, prefixes, mmap)
-        info, arr = map_array(path) if mmap else read_array(path)
+        info, arr = map_array(path)
         names = _select_fields(info, fields, prefixes)
-        cols: dict[str, np.ndarray | _Rows] = {}
-        for name in names:
-            col = arr[name]
-            if not mmap:
-                col = np.ascontiguousarray(col)
-            cols[name] = col
+        cols: dict[str, np.ndarray | _Rows] = {name: arr[name] for name in names}
+        if not mmap:
+            # One pass over the mapped rows fills every owned column; reading
+            # into a record array first would copy twice and need twice the memory.
+            owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()}
+            _gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
+            cols = dict(owned)
         return cls._from_columns(info.rows, cols)
 
     inspect = staticmethod(inspect)

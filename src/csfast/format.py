@@ -228,19 +228,6 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
     return info, arr
 
 
-def read_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
-    """Read the table of a .cs file into memory (a writable copy)."""
-    name = os.fspath(path)
-    with open(path, "rb") as f:
-        info = read_header(f, name, os.fstat(f.fileno()).st_size)
-        arr = np.empty(info.rows, dtype=info.dtype)
-        view = memoryview(arr.view(np.uint8).reshape(-1)) if info.data_size else memoryview(b"")
-        got = f.readinto(view) if info.data_size else 0
-    if got != info.data_size:  # the file shrank after the header was read
-        raise CsFormatError(f"{name}: truncated: expected {info.data_size} bytes, read {got}")
-    return info, arr
-
-
 def npy_header(dtype: np.dtype, rows: int) -> bytes:
     """The .npy header numpy.save writes for a 1-D array of dtype and rows.
 

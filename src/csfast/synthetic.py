@@ -44,10 +44,12 @@ RESULT_FIELDS: dict[str, list[tuple[str, str, tuple[int, ...]]]] = {
 def _paths(rng: np.random.Generator, n_distinct: int, width: int, kind: str) -> np.ndarray:
     """n_distinct realistic job-folder paths, each padded to the same width."""
     stems = [f"J{rng.integers(2, 999)}/{kind}/{i:06d}_{rng.integers(1e11, 1e12)}"
-             f"_FoilHole_{rng.integers(1e7, 1e8)}_Data_{rng.integers(1e7, 1e8)}" for i in range(n_distinct)]
+             f"_FoilHole_{rng.integers(1e7, 1e8)}_Data_{rng.integers(1e7, 1e8)}"
+             "_patch_aligned_doseweighted" for i in range(n_distinct)]
     # Real paths fill their column: the writer's width is the longest + 1.
-    return np.array([(s + "_patch_aligned_doseweighted").encode()[: width - 5].ljust(width - 5, b"x")
-                     + b".mrc" for s in stems], dtype=f"S{width}")
+    stem_bytes = width - 5
+    return np.array([s.encode()[:stem_bytes].ljust(stem_bytes, b"x") + b".mrc" for s in stems],
+                    dtype=f"S{width}")
 
 
 def particles(n: int, *, results: tuple[str, ...] = ("blob", "ctf", "location", "pick_stats"),
