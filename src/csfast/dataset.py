@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _core
 from .errors import CsError, CsFieldError, CsUidError
-from .format import CsInfo, atomic_write, inspect, iter_chunks, map_array, npy_header
+from .format import CsInfo, atomic_write, inspect, map_array, npy_header, write_rows
 
 __all__ = ["Dataset", "Field", "generate_uids"]
 
@@ -265,12 +265,8 @@ class Dataset:
 
         def write(f):
             f.write(header)
-            buf = np.empty((0, dtype.itemsize), np.uint8)
-            for start, stop in iter_chunks(self._n, dtype.itemsize):
-                if buf.shape[0] < stop - start:
-                    buf = np.empty((stop - start, dtype.itemsize), np.uint8)
-                _core.pack(cols, offsets, start, buf[: stop - start])
-                f.write(memoryview(buf[: stop - start]).cast("B"))
+            write_rows(f, self._n, dtype.itemsize,
+                       lambda start, buf: _core.pack(cols, offsets, start, buf))
 
         atomic_write(path, write, fsync=fsync)
 
