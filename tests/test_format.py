@@ -802,7 +802,7 @@ def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
             raise RuntimeError("boom mid-way")
         return real_pack(*args)
 
-    monkeypatch.setattr(csfast.dataset, "iter_chunks",
+    monkeypatch.setattr(csfast.format, "iter_chunks",
                         lambda rows, size: ((s, min(rows, s + 100)) for s in range(0, rows, 100)))
     monkeypatch.setattr(csfast.dataset._core, "pack", failing_pack)
     with pytest.raises(RuntimeError, match="boom"):
