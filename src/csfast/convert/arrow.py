@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CsFieldError
-from .common import SCHEMA_KEY, factorize, fixed_strings, parse_schema, schema_json
+from .common import SCHEMA_KEY, dataset_from, factorize, fixed_strings, parse_schema, schema_json
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -207,12 +207,5 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None) -> Dataset:
         if dt is not None and out.dtype != dt and dt.kind not in "SU" \
                 and dt.kind == out.dtype.kind and dt.itemsize == out.dtype.itemsize:
             out = out.astype(dt)  # byte order restored
-        if name == "uid" and out.dtype != np.uint64:
-            if out.dtype.kind not in "ui" or (out.dtype.kind == "i" and n and out.min() < 0):
-                raise CsFieldError(f"uid column of {out.dtype} cannot hold uids")
-            out = out.astype(np.uint64)
         cols[name] = out
-    if "uid" not in cols:
-        from ..dataset import generate_uids
-        cols = {"uid": generate_uids(n), **cols}
-    return cls._from_columns(n, cols)
+    return dataset_from(cls, n, cols)

@@ -81,3 +81,16 @@ def fixed_strings(values: Sequence[Any], field: str, width: int | None = None) -
     longest = max((len(e) for e in encoded), default=0)
     w = width if width is not None and width >= longest and width > 0 else longest + 1
     return np.array(encoded, dtype=f"S{w}")
+
+
+def dataset_from(cls: Any, n: int, cols: dict[str, np.ndarray]) -> Any:
+    """A Dataset of n rows from converted columns: uid checked as uint64, or new uids."""
+    uid = cols.get("uid")
+    if uid is not None and uid.dtype != np.uint64:
+        if uid.dtype.kind not in "ui" or (uid.dtype.kind == "i" and n and uid.min() < 0):
+            raise CsFieldError(f"uid column of {uid.dtype} cannot hold uids")
+        cols["uid"] = uid.astype(np.uint64)
+    if uid is None:
+        from ..dataset import generate_uids
+        cols = {"uid": generate_uids(n), **cols}
+    return cls._from_columns(n, cols)

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import CsFieldError
 from .common import (
     SCHEMA_KEY,
+    dataset_from,
     element_names,
     factorize,
     fixed_strings,
@@ -169,12 +170,5 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None) -> Dataset:
             if np.can_cast(arr.dtype, dt, "safe") or (dt.kind == arr.dtype.kind and
                                                      dt.itemsize == arr.dtype.itemsize):
                 arr = arr.astype(dt)
-        if name == "uid" and arr.dtype != np.uint64:
-            if arr.dtype.kind not in "ui" or (arr.dtype.kind == "i" and n and arr.min() < 0):
-                raise CsFieldError(f"uid column of {arr.dtype} cannot hold uids")
-            arr = arr.astype(np.uint64)
         cols[name] = arr
-    if "uid" not in cols:
-        from ..dataset import generate_uids
-        cols = {"uid": generate_uids(n), **cols}
-    return cls._from_columns(n, cols)
+    return dataset_from(cls, n, cols)
