@@ -465,3 +465,11 @@ def test_generated_subsets_match_cryosparc_tools(tmp_path, cols, data):
         k = len(sub)
         idx2 = data.draw(st.lists(st.integers(0, k - 1), max_size=5)) if k else []
         _same_values(sub.take(idx2), tools.slice(start, stop, step).take(np.array(idx2, int)))
+
+
+def test_decode_names_the_field_of_invalid_utf8():
+    ds = Dataset({"uid": np.array([1, 2], dtype=np.uint64),
+                  "blob/path": np.array([b"ok.mrc", b"\xff\xfe.mrc"], dtype="S8")})
+    with pytest.raises(csfast.CsFieldError, match="'blob/path'.*not UTF-8"):
+        ds.decode("blob/path")
+    assert ds["blob/path"][1] == b"\xff\xfe.mrc"

@@ -413,7 +413,11 @@ class Dataset:
         if col.dtype.kind != "S":
             raise CsFieldError(f"field {field!r} is {col.dtype}, not a string column")
         values, inverse = np.unique(col, return_inverse=True)
-        decoded = np.array([v.decode("utf-8") for v in values.tolist()], dtype=str)
+        try:
+            decoded = np.array([v.decode("utf-8") for v in values.tolist()], dtype=str)
+        except UnicodeDecodeError as e:
+            raise CsFieldError(f"field {field!r} holds a value that is not UTF-8: "
+                               f"{e.object!r:.80}") from None
         return decoded[inverse.reshape(-1)] if len(values) else np.zeros(len(col), "U1")
 
     # ------------------------------------------------------------- fields
