@@ -469,6 +469,9 @@ static int lookup_one_table(const csf_column *build, const keyset *probe, int64_
 int csf_lookup(const csf_column *build, const csf_column *probe, int64_t *out_rows,
                uint8_t *out_mask, int nthreads, int bits)
 {
+    if (out_rows == NULL && out_mask == NULL) {
+        return CSF_EINVAL; /* nothing to write: the partitioned path assumes an output */
+    }
     keyset bk, qk;
     int status = keyset_init(&bk, build, 1);
     if (status != CSF_OK) {

@@ -44,3 +44,13 @@ def test_convert_unknown_extension_is_an_error(tmp_path, capsys):
     particles(5, results=("blob",), seed=1).save(tmp_path / "a.cs")
     assert main(["convert", str(tmp_path / "a.cs"), str(tmp_path / "a.xlsx")]) == 1
     assert "unknown extension '.xlsx'" in capsys.readouterr().err
+
+
+def test_micrograph_shape_only_for_star_input(tmp_path, capsys):
+    src = tmp_path / "p.cs"
+    particles(10).save(src)
+    status = main(["convert", str(src), str(tmp_path / "p.parquet"),
+                   "--micrograph-shape", "10", "10"])
+    assert status == 1
+    assert "--micrograph-shape applies to .star input only" in capsys.readouterr().err
+    assert not (tmp_path / "p.parquet").exists()

@@ -171,6 +171,10 @@ def test_malformed_streams_raise_format_errors(tmp_path):
         "truncated at field": _stream(good, struct.pack("<I", 16) + b"\0" * 8),
         "holds 8 bytes": _stream(good, struct.pack("<I", 8) + b"\0" * 8),
         "string sub-arrays": _stream({**good, "dtype": [["uid", "<u8"], ["o", "|O", [2]]]}),
+        "unsupported dtype": _stream({**good, "dtype": [["uid", "<u8"], ["z", "S0"]]}),
+        "cannot hold": _stream({"length": 2**40, "dtype": [["x", "<f4"], ["uid", "<u8"]],
+                                "compression": "lz4", "compressed_fields": ["x"]},
+                               struct.pack("<I", 4) + b"\0" * 4),
     }
     for i, (message, data) in enumerate(cases.items()):
         path = tmp_path / f"bad{i}.cs"

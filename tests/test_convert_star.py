@@ -247,3 +247,15 @@ def test_fast_loop_reader_agrees_with_starfile(tmp_path):
     (tmp_path / "q.star").write_text('data_\n\nloop_\n_rlnImageName #1\n"1@a b.mrcs"\n')
     assert read_loops(tmp_path / "q.star") is None
     assert from_star(tmp_path / "q.star")["blob/path"].tolist() == [b"a b.mrcs"]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("000000@a.mrcs\t100", "indices start at 1; found 0"),
+    ("000001@a.mrcs\tabc", "could not convert string to float: 'abc'"),
+])
+def test_bad_values_raise_format_errors_naming_the_file(tmp_path, row, message):
+    path = tmp_path / "bad.star"
+    path.write_text("data_particles\n\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n" + row + "\n")
+    with pytest.raises(csfast.CsFormatError, match=message) as err:
+        from_star(path)
+    assert str(path) in str(err.value)

@@ -791,3 +791,11 @@ def test_old_style_file_names(tmp_path, rng):
     g = ResultGroup.from_csg(tmp_path / "cryosparc_P3_J42_particles.csg")
     assert g.label == "J42.particles" and g["blob"].version == 7
     np.testing.assert_array_equal(g.load()["uid"], u)
+
+
+def test_csg_with_a_non_numeric_count_is_a_format_error(tmp_path):
+    path = tmp_path / "J1_particles.csg"
+    path.write_text("group:\n  name: particles\n  type: particle\nresults:\n  blob:\n"
+                    "    metafile: '>J1_000_particles.cs'\n    num_items: ten\n")
+    with pytest.raises(csfast.CsFormatError, match=r"J1_particles.csg: result 'blob': .*'ten'"):
+        ResultGroup.from_csg(path)

@@ -284,9 +284,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     read_options, write_options = {}, {}
     src_format = args.src_format
     dst_format = "csdat" if args.csdat else args.dst_format
+    from_star = (src_format or files.format_of(args.input)) == "star"
+    if args.micrograph_shape and not from_star:
+        raise CsError("--micrograph-shape applies to .star input only")
     if args.micrograph_shape:
         read_options["micrograph_shape"] = tuple(args.micrograph_shape)
-    if (src_format or files.format_of(args.input)) == "star" and args.no_flip_y:
+    if from_star and args.no_flip_y:
         read_options["flip_y"] = False
     out_format = dst_format or files.format_of(args.output)
     if out_format == "star" and args.no_flip_y:
@@ -422,8 +425,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 0
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
-        print(f"csfast {args.command}: {e.filename}: {e.strerror}", file=sys.stderr)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"csfast {args.command}: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except ImportError as e:  # an optional extra (pandas, pyarrow, starfile) is missing
+        print(f"csfast {args.command}: {e}; install the extra it belongs to, e.g. "
+              f"pip install 'csfast[arrow]'", file=sys.stderr)
         return 1
 
 

@@ -17,6 +17,7 @@ sits at the format layer: it knows numpy and the LZ4 codec, not the Dataset.
 from __future__ import annotations
 
 import json
+import math
 import mmap as _mmap
 import os
 import struct
@@ -110,7 +111,8 @@ def _parse_header(raw: bytes, name: str, offset: int) -> CsdatHeader:
                 dt = np.dtype(dstr)
             except TypeError:
                 raise CsFormatError(f"{name}: field {fname!r}: invalid dtype {dstr!r}") from None
-            if dt.hasobject or dt.names is not None or dt.subdtype is not None:
+            if (dt.hasobject or dt.names is not None or dt.subdtype is not None
+                    or dt.itemsize == 0):
                 raise CsFormatError(f"{name}: field {fname!r}: unsupported dtype {dstr!r}")
         fields.append((fname, dstr, tuple(shape)))
     names = [f[0] for f in fields]
@@ -205,9 +207,14 @@ def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views
         if wanted is not None and fname not in wanted and fname != "uid":
             continue
         dt, shape = _column_shape(header, i)
-        expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        expected = math.prod(shape) * dt.itemsize  # Python ints: no overflow
         if fname in header.compressed_fields:
             from . import _lz4  # the compiled codec, loaded only for compressed streams
+
+            # LZ4 expands at most ~255x: a larger claim is corruption, not a column.
+            if expected > 255 * size + 64:
+                raise CsFormatError(f"{name}: field {fname!r}: {size} compressed bytes "
+                                    f"cannot hold the {expected} bytes the header claims")
 
             out = np.empty(shape, dtype=dt)
             _lz4.decompress(chunk, out.reshape(-1).view(np.uint8), f"{name}: field {fname!r}")

@@ -184,7 +184,11 @@ class ResultGroup:
             if not isinstance(raw_versions, dict):
                 raise CsFormatError(f"{path}: result {rname!r}: versions must be a mapping")
             metafile = str(r["metafile"])
-            versions = {int(v): _resolve(str(m), folder) for v, m in raw_versions.items()}
+            try:
+                versions = {int(v): _resolve(str(m), folder) for v, m in raw_versions.items()}
+                num_items = int(r.get("num_items") or 0)
+            except (ValueError, TypeError) as e:
+                raise CsFormatError(f"{path}: result {rname!r}: {e}") from None
             final = _resolve(metafile, folder)
             if final not in versions.values():
                 versions[_version_of(metafile)] = final
@@ -192,7 +196,7 @@ class ResultGroup:
                 name=rname,
                 item_type=rtype.split(".", 1)[0],
                 versions=versions,
-                num_items=int(r.get("num_items") or 0),
+                num_items=num_items,
                 passthrough=bool(r.get("passthrough",
                                        "_passthrough_" in os.path.basename(metafile))),
                 result_type=rtype,

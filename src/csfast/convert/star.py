@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CsFieldError, CsFormatError
+from ..errors import CsError, CsFieldError, CsFormatError
 from ..format import atomic_write
 from .common import factorize, fixed_strings
 from .poses import euler_to_rotvec, rotvec_to_euler
@@ -352,7 +352,19 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
     ``micrograph_shape=(ny, nx)`` in pixels to get ``location/center_*_frac``;
     without it they are kept as ``star/rlnCoordinateX`` / ``Y``. Every label
     without a mapping is kept as a field ``star/<label>``. uids are new.
+    A value that does not convert (text in a numeric column) raises
+    CsFormatError naming the file.
     """
+    try:
+        return _from_star(path, micrograph_shape, flip_y)
+    except (CsError, OSError):
+        raise
+    except (ValueError, TypeError, OverflowError) as e:
+        raise CsFormatError(f"{os.fspath(path)}: {e}") from None
+
+
+def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None,
+               flip_y: bool) -> Dataset:
     import starfile
 
     from ..dataset import Dataset, generate_uids
@@ -405,6 +417,9 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
         cols["blob/idx"] = np.zeros(0, dtype=_U4)
     elif image is not None:
         number, stack = _split_image_names(df["rlnImageName"], name)
+        if number.min() < 1:
+            raise CsFormatError(f"{name}: rlnImageName indices start at 1; found "
+                                f"{number.min()}")
         cols["blob/path"] = stack
         cols["blob/idx"] = (number - 1).astype(_U4)
     psize = take("rlnImagePixelSize")
