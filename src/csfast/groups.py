@@ -387,7 +387,8 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
 def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
     """A dataset of uid and the fields of the given results (copying only those)."""
     wanted = set(prefixes)
-    names = [k for k in ds.fields() if k == "uid" or k.split("/", 1)[0] in wanted]
+    # The same rule as Dataset.filter_prefixes: a result's fields are "result/...".
+    names = [k for k in ds.fields() if k == "uid" or ("/" in k and k.split("/", 1)[0] in wanted)]
     if len(names) == len(ds.fields()):
         return ds
     return Dataset({k: ds[k] for k in names})
