@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CsFieldError
-from .common import SCHEMA_KEY, dataset_from, factorize, fixed_strings, parse_schema, schema_json
+from .common import (
+    SCHEMA_KEY,
+    dataset_from,
+    distinct_strings,
+    fixed_strings,
+    parse_schema,
+    schema_json,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,9 +54,7 @@ _KEY = SCHEMA_KEY.encode()
 def _string_array(col: np.ndarray) -> pa.Array:
     import pyarrow as pa
 
-    if col.dtype.kind == "U":
-        col = np.char.encode(col, "utf-8")
-    uniq, codes = factorize(col)
+    uniq, codes = distinct_strings(col)
     values = pa.array(uniq, type=pa.binary())  # numpy bytes: trailing NULs dropped
     try:
         values = values.cast(pa.string())  # validates UTF-8

@@ -63,6 +63,27 @@ def split_elements(columns: Sequence[str]) -> dict[str, list[str]]:
             if set(idx) == set(range(len(idx)))}
 
 
+def distinct_strings(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values as bytes, code per row) of an S or U column (U as UTF-8)."""
+    if col.dtype.kind == "U":
+        col = np.char.encode(col, "utf-8")
+    return factorize(col)
+
+
+def decoded_objects(col: np.ndarray, strip_gt: bool = False) -> np.ndarray:
+    """A string column as an object array of str, each distinct value decoded once.
+
+    strip_gt drops the leading ``>`` of exported, folder-relative paths.
+    """
+    uniq, codes = distinct_strings(col)
+    values = [v.decode("utf-8") for v in uniq.tolist()]
+    if strip_gt:
+        values = [v[1:] if v.startswith(">") else v for v in values]
+    objs = np.empty(len(values), dtype=object)
+    objs[:] = values
+    return objs[codes]
+
+
 def fixed_strings(values: Sequence[Any], field: str, width: int | None = None) -> np.ndarray:
     """Python str / bytes values as a fixed-width UTF-8 ``S`` array.
 

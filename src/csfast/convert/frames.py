@@ -25,8 +25,9 @@ from ..errors import CsFieldError
 from .common import (
     SCHEMA_KEY,
     dataset_from,
+    decoded_objects,
+    distinct_strings,
     element_names,
-    factorize,
     fixed_strings,
     parse_schema,
     schema_json,
@@ -43,11 +44,11 @@ __all__ = ["to_pandas", "from_pandas"]
 
 def _string_objects(col: np.ndarray, strings: str) -> np.ndarray:
     """An object array of bytes (or str), one Python object per distinct value."""
-    if col.dtype.kind == "U":
-        col = np.char.encode(col, "utf-8")
-    uniq, codes = factorize(col)
+    if strings == "str":
+        return decoded_objects(col)
+    uniq, codes = distinct_strings(col)
     objs = np.empty(len(uniq), dtype=object)
-    objs[:] = [v.decode("utf-8") for v in uniq.tolist()] if strings == "str" else uniq.tolist()
+    objs[:] = uniq.tolist()
     return objs[codes]
 
 

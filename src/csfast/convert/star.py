@@ -61,7 +61,7 @@ import numpy as np
 
 from ..errors import CsError, CsFieldError, CsFormatError
 from ..format import atomic_write
-from .common import factorize, fixed_strings
+from .common import decoded_objects, distinct_strings, fixed_strings
 from .poses import euler_to_rotvec, rotvec_to_euler
 
 if TYPE_CHECKING:
@@ -79,25 +79,12 @@ class StarWarning(UserWarning):
     """A value that a STAR file cannot hold exactly (e.g. optics that vary within a group)."""
 
 
-def _strings(col: np.ndarray, strip_gt: bool = False) -> np.ndarray:
-    """A string column as an object array of str, each distinct value decoded once."""
-    if col.dtype.kind == "U":
-        col = np.char.encode(col, "utf-8")
-    uniq, codes = factorize(col)
-    values = [v.decode("utf-8") for v in uniq.tolist()]
-    if strip_gt:
-        values = [v[1:] if v.startswith(">") else v for v in values]
-    objs = np.empty(len(values), dtype=object)
-    objs[:] = values
-    return objs[codes]
-
-
 def _image_names(idx: np.ndarray, path: np.ndarray) -> Any:
     """``NNNNNN@path`` per row, 1-based index zero-padded to six digits.
 
     An Arrow string array when pyarrow is there (built in C), else an object array.
     """
-    uniq, codes = factorize(path if path.dtype.kind == "S" else np.char.encode(path, "utf-8"))
+    uniq, codes = distinct_strings(path)
     paths = [v.decode("utf-8") for v in uniq.tolist()]
     paths = [v[1:] if v.startswith(">") else v for v in paths]
     number = idx.astype(np.int64) + 1
@@ -171,7 +158,8 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     if has("blob/idx", "blob/path"):
         particles["rlnImageName"] = _image_names(get("blob/idx"), get("blob/path"))
     if has("location/micrograph_path"):
-        particles["rlnMicrographName"] = _strings(get("location/micrograph_path"), True)
+        particles["rlnMicrographName"] = decoded_objects(get("location/micrograph_path"),
+                                                         strip_gt=True)
     if has("location/center_x_frac", "location/center_y_frac", "location/micrograph_shape"):
         shape = get("location/micrograph_shape").astype(np.float64)
         x_frac, y_frac = get("location/center_x_frac"), get("location/center_y_frac")
@@ -259,7 +247,8 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     for name in ds.fields():
         if name.startswith(_STAR_PREFIX) and ds[name].ndim == 1:
             col = get(name)
-            particles[name[len(_STAR_PREFIX):]] = _strings(col) if col.dtype.kind in "SU" else col
+            is_text = col.dtype.kind in "SU"
+            particles[name[len(_STAR_PREFIX):]] = decoded_objects(col) if is_text else col
 
     if n == 0:
         optics = {key: [] for key in optics}
