@@ -28,7 +28,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from .errors import CsFormatError
-from .format import CSDAT_MAGIC
+from .format import CSDAT_MAGIC, open_regular
 
 __all__ = ["CsdatHeader", "factorize", "is_csdat", "read_header", "read", "stream", "write"]
 
@@ -69,7 +69,7 @@ class CsdatHeader:
 
 def is_csdat(path: str | os.PathLike) -> bool:
     """True if the file at path starts with the CSDAT magic."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
 
 
@@ -143,7 +143,7 @@ def _read_header_from(f: BinaryIO, name: str) -> CsdatHeader:
 
 def read_header(path: str | os.PathLike) -> CsdatHeader:
     """The header of a CSDAT file, read without touching its columns."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return _read_header_from(f, os.fspath(path))
 
 
@@ -167,7 +167,7 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     """
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
-        with open(source, "rb") as f:
+        with open_regular(source) as f:
             size = os.fstat(f.fileno()).st_size
             if size == 0:
                 raise CsFormatError(f"{name}: empty file, not a CSDAT stream")

@@ -20,7 +20,7 @@ import yaml
 
 from .dataset import Dataset
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError
-from .format import atomic_write
+from .format import atomic_write, open_regular
 
 if TYPE_CHECKING:
     from .inputs import Input
@@ -159,36 +159,46 @@ class ResultGroup:
         (cryoSPARC writes project-relative paths such as ``J42/J42_005_particles.cs``).
         """
         path = os.path.abspath(os.fspath(path))
-        try:
-            with open(path, "rb") as f:
-                doc = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e}") from None
+        doc = _read_csg_document(path)
         if not isinstance(doc, dict) or not isinstance(doc.get("group"), dict) \
                 or not isinstance(doc.get("results"), dict):
             raise CsFormatError(f"{path}: a .csg file needs 'group' and 'results' mappings")
         g = doc["group"]
         folder = os.path.dirname(path)
         job_match = _JOB.search(os.path.basename(path))
-        name = str(g.get("name") or "")
-        item_type = str(g.get("type") or "")
+        name = _text(g, "name", path, "group")
+        item_type = _text(g, "type", path, "group")
         if not name or not item_type:
             raise CsFormatError(f"{path}: group needs a 'name' and a 'type'")
         results = {}
         for rname, r in doc["results"].items():
             rname = str(rname)
+            where = f"result {rname!r}"
             if not isinstance(r, dict) or "metafile" not in r:
-                raise CsFormatError(f"{path}: result {rname!r} has no metafile")
-            rtype = str(r.get("type") or f"{item_type}.{rname}")
+                raise CsFormatError(f"{path}: {where} has no metafile")
+            rtype = _text(r, "type", path, where) or f"{item_type}.{rname}"
             raw_versions = r.get("versions") or {}
             if not isinstance(raw_versions, dict):
-                raise CsFormatError(f"{path}: result {rname!r}: versions must be a mapping")
-            metafile = str(r["metafile"])
-            try:
-                versions = {int(v): _resolve(str(m), folder) for v, m in raw_versions.items()}
-                num_items = int(r.get("num_items") or 0)
-            except (ValueError, TypeError) as e:
-                raise CsFormatError(f"{path}: result {rname!r}: {e}") from None
+                raise CsFormatError(f"{path}: {where}: versions must be a mapping")
+            metafile = _text(r, "metafile", path, where)
+            if not metafile:
+                raise CsFormatError(f"{path}: {where}: empty metafile")
+            versions = {}
+            for v, m in raw_versions.items():
+                if not isinstance(m, str) or not m:
+                    raise CsFormatError(f"{path}: {where}: the metafile of version {v!r:.40} "
+                                        f"is not a path ({m!r:.40})")
+                versions[_version_key(v, path, where)] = _resolve(m, folder)
+            num_items = r.get("num_items")
+            if num_items is None:
+                num_items = 0
+            elif type(num_items) is not int or num_items < 0:
+                raise CsFormatError(f"{path}: {where}: num_items {num_items!r:.40} is not a "
+                                    "non-negative integer")
+            passthrough = r.get("passthrough", "_passthrough_" in os.path.basename(metafile))
+            if not isinstance(passthrough, bool):
+                raise CsFormatError(f"{path}: {where}: passthrough {passthrough!r:.40} is not "
+                                    "true or false")
             final = _resolve(metafile, folder)
             if final not in versions.values():
                 versions[_version_of(metafile)] = final
@@ -197,12 +207,12 @@ class ResultGroup:
                 item_type=rtype.split(".", 1)[0],
                 versions=versions,
                 num_items=num_items,
-                passthrough=bool(r.get("passthrough",
-                                       "_passthrough_" in os.path.basename(metafile))),
+                passthrough=passthrough,
                 result_type=rtype,
             )
         return cls(name=name, item_type=item_type, results=results,
-                   title=str(g.get("title") or ""), description=str(g.get("description") or ""),
+                   title=_text(g, "title", path, "group"),
+                   description=_text(g, "description", path, "group"),
                    job=job_match.group(1) if job_match else "", path=path)
 
     def save_csg(self, path: str | os.PathLike | None = None) -> str:
@@ -275,6 +285,95 @@ def join_tables(tables: Sequence[Dataset]) -> Dataset:
     if len(tables) == 1:
         return tables[0]
     return Dataset.innerjoin_many(*tables)
+
+
+# ---------------------------------------------------------------------- .csg
+
+
+# A .csg names a group's results: a few kB in practice, about 400 kB for 100
+# results of 100 versions each. Bigger documents, deeper nesting and aliases
+# are refused: they only serve to make a reader spend time or memory (an alias
+# of an alias of ... expands exponentially once the values are used).
+MAX_CSG_BYTES = 4 * 1024 * 1024
+MAX_CSG_DEPTH = 32
+
+
+class _CsgComposer(yaml.composer.Composer):
+    """YAML's composer, refusing aliases and nesting deeper than MAX_CSG_DEPTH
+    (the composer and constructor recurse once per level)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a .csg file",
+                self.peek_event().start_mark)
+        if self._depth >= MAX_CSG_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_CSG_DEPTH} levels",
+                self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+if getattr(yaml, "__with_libyaml__", False):
+    class _CsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc]
+                     yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        """libyaml's parser (iterative C, 5 times faster) under the Python composer
+        above: libyaml's own composer recurses in C and crashes on deep nesting."""
+
+        def __init__(self, stream: bytes):
+            yaml.cyaml.CParser.__init__(self, stream)
+            _CsgComposer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+else:  # pragma: no cover - PyYAML built without libyaml
+    class _CsgLoader(_CsgComposer, yaml.SafeLoader):  # type: ignore[no-redef]
+        pass
+
+
+def _read_csg_document(path: str) -> Any:
+    """The YAML document of a .csg, within MAX_CSG_BYTES and MAX_CSG_DEPTH, without
+    aliases; CsFormatError naming the file for anything else."""
+    with open_regular(path) as f:
+        data = f.read(MAX_CSG_BYTES + 1)
+    if len(data) > MAX_CSG_BYTES:
+        raise CsFormatError(f"{path}: larger than {MAX_CSG_BYTES} bytes, beyond any real .csg")
+    loader = _CsgLoader(data)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: "
+                            f"{' '.join(str(e).split())}") from None
+    except (ValueError, OverflowError) as e:  # a date or number YAML cannot hold
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e}") from None
+    finally:
+        loader.dispose()
+
+
+def _text(mapping: dict, key: str, path: str, where: str) -> str:
+    """mapping[key] as text ("" when absent or null); a list or mapping is an error."""
+    value = mapping.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise CsFormatError(f"{path}: {where}: {key} must be text, not a "
+                            f"{'mapping' if isinstance(value, dict) else 'list'}")
+    return str(value)
+
+
+def _version_key(v: object, path: str, where: str) -> int:
+    """A version number: an integer >= 0, or text of its digits (as YAML may quote it)."""
+    if type(v) is int and v >= 0:
+        return v
+    if isinstance(v, str) and re.fullmatch(r"[0-9]{1,18}", v):
+        return int(v)
+    raise CsFormatError(f"{path}: {where}: version {v!r:.40} is not a non-negative integer")
+
 
 
 def _title(name: str) -> str:

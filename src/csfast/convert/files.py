@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import CsError
-from ..format import atomic_write
+from ..format import atomic_write, check_regular
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -59,6 +59,7 @@ def read_parquet(path: str | os.PathLike, fields: list[str] | None = None) -> Da
     from ..dataset import Dataset
 
     columns = None if fields is None else ["uid", *[f for f in fields if f != "uid"]]
+    check_regular(path)
     return Dataset.from_arrow(pq.read_table(path, columns=columns, memory_map=True))
 
 
@@ -81,6 +82,7 @@ def read_arrow(path: str | os.PathLike) -> Dataset:
 
     from ..dataset import Dataset
 
+    check_regular(path)
     source = pa.memory_map(os.fspath(path), "r")
     return Dataset.from_arrow(pa.ipc.open_file(source).read_all())
 
