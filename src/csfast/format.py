@@ -30,13 +30,14 @@ __all__ = ["CsInfo", "inspect", "read_header", "map_array", "atomic_write", "npy
 
 MAGIC = b"\x93NUMPY"
 CSDAT_MAGIC = b"\x95CSDAT"
-# Real headers are far smaller: about 100 kB for a 100-class table, 1 MB for
-# 17,000 fields. Beyond these the "header" is corruption or an attack, not a
-# table. Headers in the plain form numpy writes for flat tables are matched by
-# a regular expression (milliseconds per MB); any other form goes through
-# csfast.literal, whose worst case is about 1 µs and 25 bytes per character.
-MAX_HEADER_BYTES = 16 * 1024 * 1024
-MAX_LITERAL_HEADER_BYTES = 4 * 1024 * 1024
+# Headers are capped far above real ones (about 100 kB for a 100-class table,
+# 1 MB for 17,000 fields); beyond the caps the "header" is corruption or an
+# attack. Worst cases measured at the caps: a plain header (the form numpy
+# writes for flat tables, read field by field) of tiny fields costs about
+# 1 s and 80 MB, most of it numpy building a dtype of 200,000 fields; any
+# other form goes through csfast.literal, about 1 µs and 25 bytes a character.
+MAX_HEADER_BYTES = 4 * 1024 * 1024
+MAX_LITERAL_HEADER_BYTES = 2 * 1024 * 1024
 _ARRAY_ALIGN = 64  # numpy >= 1.14 pads headers to 64 bytes
 _GROWTH_AXIS_MAX_DIGITS = 21  # numpy >= 1.24 leaves room to grow the shape in place
 
@@ -175,30 +176,44 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
     return info
 
 
-# The header numpy writes for a flat structured array, matched whole: a fast
-# path that makes a 1 MB header of 20,000 fields parse in milliseconds. Any
-# other header (nested dtypes, escaped names, odd spacing, Python 2's 12L)
-# goes through csfast.literal, which accepts every literal numpy may have written.
-_FIELD = r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'(?:, \((\d+(?:, \d+)*,?)\))?\)"
-_FIELD_RE = re.compile(_FIELD)
-_PLAIN_HEADER_RE = re.compile(
-    r"\{'descr': \[(?P<fields>(?:" + _FIELD + r"(?:, " + _FIELD + r")*)?)\], "
-    r"'fortran_order': (?P<fortran>False|True), 'shape': \((?P<rows>[1-9]\d*|0),\), \}\s*"
-)
+# The header numpy writes for a flat structured array, read field by field
+# with one regular expression each: a fast path that makes a 1 MB header of
+# 20,000 fields parse in milliseconds, in memory proportional to the fields
+# (one regular expression over the whole header would keep a backtracking
+# stack of about 17 bytes a character). Any other header (nested dtypes,
+# escaped names, odd spacing, Python 2's 12L) goes through csfast.literal,
+# which accepts every literal numpy may have written.
+_FIELD_RE = re.compile(
+    r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'(?:, \((\d+(?:, \d+)*,?)\))?\)")
+_PLAIN_START = "{'descr': ["
+_PLAIN_END_RE = re.compile(
+    r"\], 'fortran_order': (?P<fortran>False|True), 'shape': \((?P<rows>[1-9]\d*|0),\), \}\s*")
 
 
 def _parse_plain_header(text: str) -> dict | None:
-    m = _PLAIN_HEADER_RE.fullmatch(text)
-    if m is None:
+    if not text.startswith(_PLAIN_START):
         return None
-    descr = []
-    for name, dtype, shape in _FIELD_RE.findall(m.group("fields")):
+    pos = len(_PLAIN_START)
+    descr: list[tuple] = []
+    field = _FIELD_RE.match
+    while (m := field(text, pos)) is not None:
+        name, dtype, shape = m.groups()
         if shape:
             descr.append((name, dtype, tuple(int(s) for s in shape.split(",") if s.strip())))
         else:
             descr.append((name, dtype))
-    return {"descr": descr, "fortran_order": m.group("fortran") == "True",
-            "shape": (int(m.group("rows")),)}
+        pos = m.end()
+        if not text.startswith(", ", pos):
+            break
+        pos += 2
+    else:
+        if descr:  # a ", " not followed by a field
+            return None
+    end = _PLAIN_END_RE.fullmatch(text, pos)
+    if end is None:
+        return None
+    return {"descr": descr, "fortran_order": end.group("fortran") == "True",
+            "shape": (int(end.group("rows")),)}
 
 
 def _validate_header(header: object, name: str) -> tuple[np.dtype, int]:

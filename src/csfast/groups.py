@@ -346,11 +346,20 @@ def _read_csg_document(path: str) -> Any:
     loader = _CsgLoader(data)
     try:
         return loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: "
+                            f"{e.problem or e.context}{at}") from None
+    except yaml.reader.ReaderError as e:  # bytes that are not text
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e.reason} at byte "
+                            f"{e.position}") from None
     except yaml.YAMLError as e:
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: "
                             f"{' '.join(str(e).split())}") from None
-    except (ValueError, OverflowError) as e:  # a date or number YAML cannot hold
-        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e}") from None
+    except (ValueError, OverflowError) as e:  # a date or number Python cannot hold
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: a value out of range "
+                            f"({e})") from None
     finally:
         loader.dispose()
 

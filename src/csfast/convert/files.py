@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import CsError
+from ..errors import CsError, CsFormatError
 from ..format import atomic_write, check_regular
 
 if TYPE_CHECKING:
@@ -102,10 +102,15 @@ def read(path: str | os.PathLike, format: Format | None = None, **options: Any) 
     fmt = format or format_of(path)
     if fmt in ("cs", "csdat"):
         return Dataset.load(path, **options)
-    if fmt == "parquet":
-        return read_parquet(path, **options)
-    if fmt == "arrow":
-        return read_arrow(path)
+    if fmt in ("parquet", "arrow"):
+        import pyarrow as pa
+
+        try:
+            return read_parquet(path, **options) if fmt == "parquet" else read_arrow(path)
+        except pa.ArrowException as e:
+            if isinstance(e, OSError):
+                raise
+            raise CsFormatError(f"{os.fspath(path)}: not a valid {fmt} file: {e}") from None
     if fmt == "star":
         from .star import from_star
 
