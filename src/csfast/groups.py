@@ -192,9 +192,9 @@ class ResultGroup:
             num_items = r.get("num_items")
             if num_items is None:
                 num_items = 0
-            elif type(num_items) is not int or num_items < 0:
+            elif type(num_items) is not int or not 0 <= num_items < 2**63:
                 raise CsFormatError(f"{path}: {where}: num_items {num_items!r:.40} is not a "
-                                    "non-negative integer")
+                                    "non-negative 64-bit integer")
             passthrough = r.get("passthrough", "_passthrough_" in os.path.basename(metafile))
             if not isinstance(passthrough, bool):
                 raise CsFormatError(f"{path}: {where}: passthrough {passthrough!r:.40} is not "
@@ -349,8 +349,8 @@ def _read_csg_document(path: str) -> Any:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: "
-                            f"{e.problem or e.context}{at}") from None
+        what = " ".join(text for text in (e.context, e.problem) if text)
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {what}{at}") from None
     except yaml.reader.ReaderError as e:  # bytes that are not text
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e.reason} at byte "
                             f"{e.position}") from None
