@@ -14,6 +14,7 @@ from npyfiles import npy_bytes, numpy_save
 
 import csfast
 from csfast import CsFormatError, Dataset, csdat
+from csfast.cli import main
 from csfast.convert import files
 from csfast.groups import MAX_CSG_BYTES, MAX_CSG_DEPTH, ResultGroup, write_output
 
@@ -227,18 +228,32 @@ CASES = [
 ]
 
 
-def test_every_command_reports_bad_files_in_one_line(bad_files):
+def _check_one_line(command: str, status: int, err: str, message: str) -> None:
+    shown = f"{command}: status {status}, stderr {err!r}"
+    assert status == 1, shown
+    assert "Traceback" not in err and err.count("\n") == 1, shown
+    assert err.startswith(f"csfast {command}: ") and message in err, shown
+
+
+@pytest.mark.parametrize("command, args, message", CASES)
+def test_every_command_reports_bad_files_in_one_line(bad_files, monkeypatch, capsys,
+                                                     command, args, message):
+    folder, group = bad_files
+    monkeypatch.chdir(folder)
+    status = main([command] + [a.replace("{group}", group) for a in args])
+    _check_one_line(command, status, capsys.readouterr().err, message)
+
+
+def test_installed_command_reports_bad_files_in_one_line(bad_files):
+    # The entry points themselves (console script and python -m), a case each.
     folder, group = bad_files
     runs = []
-    for k, (command, args, message) in enumerate(CASES):
-        base = _csfast_commands()[k % len(_csfast_commands())]  # both entry points
-        argv = base + [command] + [a.replace("{group}", group) for a in args]
-        runs.append((argv, message, subprocess.Popen(
-            argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-    for argv, message, proc in runs:
-        out, err = proc.communicate(timeout=120)
-        shown = f"{' '.join(argv[1:])}: {err!r}"
-        assert proc.returncode == 1, shown
-        assert "Traceback" not in err and err.count("\n") == 1, shown
-        assert err.startswith(f"csfast {argv[argv.index('-m') + 2 if '-m' in argv else 1]}: ")
-        assert message in err, shown
+    for k, base in enumerate(_csfast_commands()):
+        for command, args, message in CASES[k::7]:
+            argv = base + [command] + [a.replace("{group}", group) for a in args]
+            runs.append((command, message, subprocess.Popen(
+                argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    assert len(runs) >= 3
+    for command, message, proc in runs:
+        _, err = proc.communicate(timeout=120)
+        _check_one_line(command, proc.returncode, err, message)
