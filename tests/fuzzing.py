@@ -160,24 +160,15 @@ def valid_csg_files(folder: Path) -> list[bytes]:
     write_output(folder, "J1", "particles", ds, "particle", ["blob"], passthrough=pt)
     group = write_output(folder, "J1", "particles", ds, "particle", ["blob", "ctf"], version=3)
     written = Path(group.path).read_bytes()
-    cryosparc = f"""\
-created: 2024-05-01 12:00:00.000000
-group:
-  name: particles
-  title: Particles
-  type: particle
-  description: Particles refined
-results:
-  blob:
-    metafile: '>J1_003_particles.cs'
-    num_items: {n}
-    type: particle.blob
-  location:
-    metafile: '>J1_passthrough_particles.cs'
-    num_items: {n}
-    type: particle.location
-version: v4.4.1
-""".encode()
+    # cryoSPARC's layout (CS_FORMAT.md): its key order, a timestamp with
+    # microseconds, metafiles relative to the .csg, no versions
+    results = {name: {"metafile": f">J1_{v}_particles.cs", "num_items": n,
+                      "type": f"particle.{name}"}
+               for name, v in (("blob", "003"), ("ctf", "003"), ("location", "passthrough"))}
+    cryosparc = ("created: 2024-05-01 12:00:00.000000\n" + yaml.safe_dump(
+        {"group": {"name": "particles", "title": "Particles", "type": "particle",
+                   "description": "Particles refined"},
+         "results": results, "version": "v4.4.1"}, sort_keys=False)).encode()
     return [written, cryosparc]
 
 
