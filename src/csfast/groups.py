@@ -157,6 +157,10 @@ class ResultGroup:
         absolute path is taken as is; a plain relative path is relative to
         the current folder, or else to the project folder above the .csg's
         (cryoSPARC writes project-relative paths such as ``J42/J42_005_particles.cs``).
+
+        Anything that is not a valid .csg raises CsFormatError naming the
+        file, among them documents beyond MAX_CSG_BYTES or nested deeper
+        than MAX_CSG_DEPTH, YAML aliases, and values of the wrong type.
         """
         path = os.path.abspath(os.fspath(path))
         doc = _read_csg_document(path)
@@ -320,20 +324,25 @@ class _CsgComposer(yaml.composer.Composer):
             self._depth -= 1
 
 
+class _PyCsgLoader(_CsgComposer, yaml.SafeLoader):
+    """PyYAML's safe loader (all Python) with the composer above."""
+
+
+_CsgLoader: type = _PyCsgLoader
 if getattr(yaml, "__with_libyaml__", False):
-    class _CsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc]
-                     yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
-        """libyaml's parser (iterative C, 5 times faster) under the Python composer
-        above: libyaml's own composer recurses in C and crashes on deep nesting."""
+    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc]
+                      yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        """libyaml's parser (iterative C, 5 times faster than Python's) under the
+        composer above: libyaml's own composer recurses in C and crashes on deep
+        nesting."""
 
         def __init__(self, stream: bytes):
             yaml.cyaml.CParser.__init__(self, stream)
             _CsgComposer.__init__(self)
             yaml.constructor.SafeConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
-else:  # pragma: no cover - PyYAML built without libyaml
-    class _CsgLoader(_CsgComposer, yaml.SafeLoader):  # type: ignore[no-redef]
-        pass
+
+    _CsgLoader = _CCsgLoader
 
 
 def _read_csg_document(path: str) -> Any:
@@ -343,8 +352,9 @@ def _read_csg_document(path: str) -> Any:
         data = f.read(MAX_CSG_BYTES + 1)
     if len(data) > MAX_CSG_BYTES:
         raise CsFormatError(f"{path}: larger than {MAX_CSG_BYTES} bytes, beyond any real .csg")
-    loader = _CsgLoader(data)
+    loader = None
     try:
+        loader = _CsgLoader(data)  # PyYAML's reader checks the encoding here
         return loader.get_single_data()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -361,7 +371,8 @@ def _read_csg_document(path: str) -> Any:
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: a value out of range "
                             f"({e})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _text(mapping: dict, key: str, path: str, where: str) -> str:
@@ -382,7 +393,6 @@ def _version_key(v: object, path: str, where: str) -> int:
     if isinstance(v, str) and re.fullmatch(r"[0-9]{1,18}", v):
         return int(v)
     raise CsFormatError(f"{path}: {where}: version {v!r:.40} is not a non-negative integer")
-
 
 
 def _title(name: str) -> str:
