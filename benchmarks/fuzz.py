@@ -35,16 +35,17 @@ def main() -> int:
     failed = False
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix=f"csfast-fuzz-{kind}-") as folder:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             try:
                 outcomes, done, slowest = run(kind, args.cases, args.seed, Path(folder))
             except AssertionError as e:
                 print(f"{kind}: BUG: {e}")
                 failed = True
                 continue
-            took = time.perf_counter() - start
-        print(f".{kind}: {done:,} cases in {took:.1f} s ({1000 * took / done:.1f} ms a case, "
-              f"slowest {1000 * slowest:.0f} ms), seed {args.seed}")
+            took, cpu = time.perf_counter() - start, time.process_time() - cpu
+        print(f".{kind}: {done:,} cases in {took:.1f} s, {cpu:.1f} s of CPU "
+              f"({1000 * cpu / done:.2f} ms a case; slowest case {1000 * slowest:.0f} ms "
+              f"wall), seed {args.seed}")
         for outcome, n in outcomes.most_common():
             print(f"  {n:>8,}  {outcome}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

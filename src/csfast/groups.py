@@ -297,8 +297,9 @@ def join_tables(tables: Sequence[Dataset]) -> Dataset:
 # A .csg names a group's results: a few kB in practice, about 400 kB for 100
 # results of 100 versions each. Bigger documents, deeper nesting and aliases
 # are refused: they only serve to make a reader spend time or memory (an alias
-# of an alias of ... expands exponentially once the values are used).
-MAX_CSG_BYTES = 4 * 1024 * 1024
+# of an alias of ... expands exponentially once the values are used). Reading
+# 2 MiB of YAML takes about 1 s with libyaml, 5 s with PyYAML's Python parser.
+MAX_CSG_BYTES = 2 * 1024 * 1024
 MAX_CSG_DEPTH = 32
 
 
@@ -324,14 +325,31 @@ class _CsgComposer(yaml.composer.Composer):
             self._depth -= 1
 
 
-class _PyCsgLoader(_CsgComposer, yaml.SafeLoader):
+class _CsgConstructor(yaml.constructor.SafeConstructor):
+    """PyYAML's safe constructor with integers of at most 64 bits: Python
+    hashes an integer to its value modulo 2**61 - 1, so a mapping keyed by
+    larger ones chosen to collide would take quadratic time to build."""
+
+    def construct_yaml_int(self, node: Any) -> int:
+        # a long digit string is refused before int() spends time on it
+        value = super().construct_yaml_int(node) if len(node.value) <= 80 else None
+        if value is None or not -2**63 <= value < 2**64:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer {node.value[:30]!r} beyond 64 bits", node.start_mark)
+        return value
+
+
+_CsgConstructor.add_constructor("tag:yaml.org,2002:int", _CsgConstructor.construct_yaml_int)
+
+
+class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
     """PyYAML's safe loader (all Python) with the composer above."""
 
 
 _CsgLoader: type = _PyCsgLoader
 if getattr(yaml, "__with_libyaml__", False):
     class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc]
-                      yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+                      _CsgConstructor, yaml.resolver.Resolver):
         """libyaml's parser (iterative C, 5 times faster than Python's) under the
         composer above: libyaml's own composer recurses in C and crashes on deep
         nesting."""
@@ -339,7 +357,7 @@ if getattr(yaml, "__with_libyaml__", False):
         def __init__(self, stream: bytes):
             yaml.cyaml.CParser.__init__(self, stream)
             _CsgComposer.__init__(self)
-            yaml.constructor.SafeConstructor.__init__(self)
+            _CsgConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
 
     _CsgLoader = _CCsgLoader

@@ -1,12 +1,15 @@
 """The Python literals of .npy headers, parsed in time and memory linear in their size.
 
-A .npy header is the ``repr`` of a dict: dicts, lists, tuples, strings (either
-quote, with escapes, optionally ``u``-prefixed), decimal integers (with the
-``L`` suffix Python 2 wrote for longs), True, False and None. That grammar,
-and nothing else, is parsed here: without ``ast.literal_eval``'s syntax tree
-(about 500 bytes per token: a 2 MB header cost 967 MB and 8 s), without
-recursion (nesting is bounded by ``MAX_DEPTH``), and with integers of at most
-``MAX_INT_DIGITS`` digits (``int()`` of a long digit string is quadratic).
+A .npy header is the ``repr`` of a dict: dicts keyed by strings, lists,
+tuples, strings (either quote, with escapes, optionally ``u``-prefixed),
+decimal integers (with the ``L`` suffix Python 2 wrote for longs), True, False
+and None. That grammar, and nothing else, is parsed here: without
+``ast.literal_eval``'s syntax tree (about 500 bytes per token: a 2 MB header
+cost 967 MB and 8 s), without recursion (nesting is bounded by ``MAX_DEPTH``),
+with integers of at most ``MAX_INT_DIGITS`` digits (``int()`` of a long digit
+string is quadratic) and with string keys only (Python hashes strings with a
+random key, but an integer to itself modulo 2**61 - 1: integer keys chosen to
+collide would make building a dict quadratic).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def parse_literal(text: str) -> object:
     """The value of a Python literal of the .npy header grammar (see the module).
 
     Accepts what ``ast.literal_eval`` accepts for that grammar, with the same
-    values, plus Python 2's ``12L``; raises LiteralError for anything else.
+    values, plus Python 2's ``12L``; raises LiteralError for anything else
+    (among them dict keys that are not strings).
     """
     stack: list[tuple[str, list | None, bool]] = []  # the enclosing containers
     opener, items, comma = "", None, False  # the innermost container (none at the top)
@@ -89,11 +93,11 @@ def parse_literal(text: str) -> object:
             elif opener == "(":  # (x) is x; (x,) and (x, y) are tuples
                 value = items[0] if len(items) == 1 and not comma else tuple(items)
             else:
-                try:
-                    value = dict(zip(items[::2], items[1::2], strict=True))
-                except TypeError:
-                    raise LiteralError(f"a dict key that is a list or dict, before offset "
-                                       f"{m.end()}") from None
+                keys = items[::2]
+                if not all(type(k) is str for k in keys):
+                    raise LiteralError(f"a dict key that is not a string, before offset "
+                                       f"{m.end()}")
+                value = dict(zip(keys, items[1::2], strict=True))
             opener, items, comma = stack.pop()
         elif not expect_value:
             break
