@@ -28,7 +28,7 @@ from csfast.groups import ResultGroup, write_output
 
 # Values that make sizes and counts overflow or ask for the impossible.
 HUGE = [b"0", b"1", b"255", b"65535", b"2147483648", b"4294967296", b"9223372036854775807",
-        b"18446744073709551616", b"99999999999999999999999999999", b"1" * 60]
+        b"18446744073709551616", b"99999999999999999999999999999", b"1" * 60, b"7" * 5000]
 # Text a .csg mutation inserts: YAML's own syntax, and values that parse to
 # something other than what the reader expects.
 YAML_SNIPPETS = [b"&a ", b"*a", b"[", b"]", b"{", b"}", b"? ", b": ", b"- ", b"<<: ",

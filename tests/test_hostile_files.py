@@ -186,6 +186,14 @@ def test_quoted_versions_and_absent_counts_still_read(tmp_path):
     assert sorted(blob.versions) == [0, 3, 7] and blob.num_items == 0
 
 
+def test_metafile_name_with_a_huge_number_is_not_a_version(tmp_path):
+    # J1_<5,000 digits>_particles.cs: int() of it raised ValueError
+    path = tmp_path / "J1_particles.csg"
+    path.write_text(GROUP + "results:\n  blob: {metafile: '>J1_" + "7" * 5000
+                    + "_particles.cs'}\n")
+    assert ResultGroup.from_csg(path)["blob"].version == 0
+
+
 # ----------------------------------------------------------- the command
 
 def _csfast_commands() -> list[list[str]]:

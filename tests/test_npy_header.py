@@ -214,6 +214,20 @@ def test_twenty_megabyte_header_is_refused_unread(tmp_path, plain):
     assert cost["rss_mb"] < 5 and cost["cpu_s"] < 1, cost
 
 
+@pytest.mark.parametrize("number", ["1" * 41, "1" * 5000])
+@pytest.mark.parametrize("where", ["rows", "sub-array"])
+def test_numbers_beyond_20_digits_are_format_errors(number, where):
+    # int() of more than 4,300 digits raises ValueError (not a CsError)
+    shape = f", ({number},)" if where == "sub-array" else ""
+    rows = number if where == "rows" else "3"
+    text = f"{{'descr': [('uid', '<u8'{shape})], 'fortran_order': False, 'shape': ({rows},), }}"
+    raw = text.encode() + b"\n"
+    data = b"\x93NUMPY\x02\x00" + struct.pack("<I", len(raw)) + raw
+    with pytest.raises(CsFormatError, match=f"h.cs: malformed header: an integer of "
+                                            f"{len(number)} digits"):
+        read_header(io.BytesIO(data), "h.cs", len(data))
+
+
 def test_plain_header_beyond_the_literal_cap_reads_fast(tmp_path):
     # 3 MB in the plain form: read field by field, not by csfast.literal.
     fields = [(f"r{k:06d}/{'x' * 40}", "<f4") for k in range(60_000)]

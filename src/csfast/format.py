@@ -183,11 +183,13 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
 # stack of about 17 bytes a character). Any other header (nested dtypes,
 # escaped names, odd spacing, Python 2's 12L) goes through csfast.literal,
 # which accepts every literal numpy may have written.
-_FIELD_RE = re.compile(
-    r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'(?:, \((\d+(?:, \d+)*,?)\))?\)")
+# Numbers of at most 20 digits (2**64 has 20): int() of longer ones is slow,
+# and beyond 4,300 digits a ValueError; csfast.literal refuses them by name.
+_FIELD_RE = re.compile(r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'"
+                       r"(?:, \((\d{1,20}(?:, \d{1,20})*,?)\))?\)")
 _PLAIN_START = "{'descr': ["
-_PLAIN_END_RE = re.compile(
-    r"\], 'fortran_order': (?P<fortran>False|True), 'shape': \((?P<rows>[1-9]\d*|0),\), \}\s*")
+_PLAIN_END_RE = re.compile(r"\], 'fortran_order': (?P<fortran>False|True), "
+                           r"'shape': \((?P<rows>[1-9]\d{0,19}|0),\), \}\s*")
 
 
 def _parse_plain_header(text: str) -> dict | None:

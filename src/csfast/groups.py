@@ -32,7 +32,7 @@ __all__ = ["Result", "ResultGroup", "write_output", "SINGLE_ITEM_TYPES"]
 SINGLE_ITEM_TYPES = frozenset({"volume", "mask"})
 
 _JOB = re.compile(r"(?:^|_)(J\d+)_")
-_VERSIONED = re.compile(r"(?:^|_)J\d+_(\d+)_")
+_VERSIONED = re.compile(r"(?:^|_)J\d+_(\d{1,18})_")  # longer: not a version number
 
 
 @dataclass
