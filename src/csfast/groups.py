@@ -298,16 +298,20 @@ def join_tables(tables: Sequence[Dataset]) -> Dataset:
 # results of 100 versions each. Bigger documents, deeper nesting and aliases
 # are refused: they only serve to make a reader spend time or memory (an alias
 # of an alias of ... expands exponentially once the values are used). Reading
-# 2 MiB of YAML takes about 1 s with libyaml, 5 s with PyYAML's Python parser.
+# Each value costs PyYAML about 10 µs and 400 bytes (a node, its events and
+# marks): the count of values bounds the cost, 1 s and 40 MB with libyaml.
 MAX_CSG_BYTES = 2 * 1024 * 1024
 MAX_CSG_DEPTH = 32
+MAX_CSG_NODES = 100_000
 
 
 class _CsgComposer(yaml.composer.Composer):
-    """YAML's composer, refusing aliases and nesting deeper than MAX_CSG_DEPTH
-    (the composer and constructor recurse once per level)."""
+    """YAML's composer, refusing aliases, nesting deeper than MAX_CSG_DEPTH
+    (the composer and constructor recurse once per level) and more than
+    MAX_CSG_NODES values (keys, values and collections all count)."""
 
     _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -317,6 +321,11 @@ class _CsgComposer(yaml.composer.Composer):
         if self._depth >= MAX_CSG_DEPTH:
             raise yaml.composer.ComposerError(
                 None, None, f"nested deeper than {MAX_CSG_DEPTH} levels",
+                self.peek_event().start_mark)
+        self._nodes += 1
+        if self._nodes > MAX_CSG_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_CSG_NODES} values",
                 self.peek_event().start_mark)
         self._depth += 1
         try:
