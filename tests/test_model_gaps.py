@@ -156,6 +156,37 @@ def test_connect_and_override_at_a_version(versioned):
         "no version 2 (versions: 0, 5)"]
 
 
+def test_connection_version_a_result_lacks(versioned, tmp_path):
+    """connect(version=1) takes the group; a used result without version 1 is a problem."""
+    j4 = csg(tmp_path, "J4", "particles", "particle",
+             {"alignments2D": (">J4_002_particles.cs", 40), "ctf": (">J4_002_particles.cs", 40)},
+             extra_keys={"alignments2D": {"versions": {1: ">J4_001_particles.cs",
+                                                       2: ">J4_002_particles.cs"}},
+                         "ctf": {"versions": {2: ">J4_002_particles.cs"}}})
+    inp = Input(InputSpec("particle", ["alignments2D", "?ctf"], name="particles"))
+    inp.connect(j4, version=1)
+    assert refused(inp) == [
+        "input 'particles': connection 0 (J4.particles): slot 'ctf': J4.particles.ctf has no "
+        "version 1 (versions: 2)"]
+
+
+def test_passthrough_result_at_a_version(versioned):
+    g = versioned
+    inp = Input(InputSpec("particle", ["blob"], name="particles"))
+    inp.connect(g["j4"], passthrough={"alignments2D": 1})
+    assert_table(inp.load(allow_drop=True), brute_join(g["pt"], [
+        (g["pt"], ["blob"], None), (g["v1"], ["alignments2D"], None)]))
+    assert inp.check() == [
+        "input 'particles': connection 0 (J4.particles): passthrough result 'alignments2D' "
+        "(J4.particles.alignments2D) covers 50 of the connection's 60 items; 10 would be "
+        "dropped: use a result of the same items, or load with allow_drop=True"]
+    with pytest.raises(InputError) as e:
+        inp.connect(g["j4"], passthrough={"alignments2D": 7})
+    assert e.value.problems == [
+        "input 'particles': J4.particles: passthrough result 'alignments2D': "
+        "J4.particles.alignments2D has no version 7 (versions: 1, 2)"]
+
+
 # ---------------------------------------------------------------- passthrough, slots
 
 
