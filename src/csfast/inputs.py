@@ -481,11 +481,14 @@ class Input:
         single = self.spec.item_type in SINGLE_ITEM_TYPES
         ref = _uids(items, cache)
         problems = []
+        counted: dict[str, int] = {}  # an override may read a file the group reads too
         for part in parts:
             # A one-item override takes the connection's uid: nothing to cover.
             if part.path == items or (single and part.override):
                 continue
-            covered = int(np.count_nonzero(isin(ref, _uids(part.path, cache))))
+            if part.path not in counted:
+                counted[part.path] = int(np.count_nonzero(isin(ref, _uids(part.path, cache))))
+            covered = counted[part.path]
             if covered < len(ref):
                 what = ", ".join(f"{u.what} {u.key!r}" for u in part.uses)
                 labels = ", ".join(u.result.label for u in part.uses)
