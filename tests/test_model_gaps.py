@@ -452,3 +452,16 @@ def test_write_output_refuses_results_without_their_minimum_fields(tmp_path, rng
                      ["blob", "alignments_class_0", "notes"], validate=False)
     np.testing.assert_array_equal(np.load(tmp_path / "J7_000_particles.cs"), arr)
     assert g["notes"].result_type == "particle.notes"  # no minimum known: never refused
+
+
+def test_unreadable_metafile_is_reported_by_check(chain):
+    """Neither a .cs nor a CSDAT file: check() says why, from the one header reader."""
+    path = chain["folder"] / "J2_passthrough_particles.cs"
+    path.write_bytes(b"PK\x03\x04 not a table")
+    inp = Input(PARTICLES)
+    inp.connect(chain["j2"])
+    assert refused(inp) == [
+        f"input 'particles': connection 0 (J2.particles): passthrough result 'location': "
+        f"metafile of J2.particles.location: {path} cannot be read ({path}: not a .cs file "
+        "(bad magic b'PK\\x03\\x04 n', expected b'\\x93NUMPY')); re-run J2 or connect another "
+        "group"]
