@@ -297,6 +297,22 @@ def test_num_items_disagreeing_with_the_file(chain, tmp_path, rng):
         "disagree: re-run its job or fix its .csg"]
 
 
+def test_num_items_of_a_version(versioned):
+    """Counts per version (as job documents give them) are checked for the version used."""
+    g = versioned
+    r = g["j4"]["alignments2D"]
+    r.num_items_by_version = {1: 50, 2: 41}
+    inp = Input(InputSpec("particle", ["alignments2D"], name="particles"))
+    inp.connect(g["j4"], version=1, passthrough=[])
+    assert inp.check() == []
+    inp.disconnect()
+    inp.connect(g["j4"], passthrough=[])  # the final version: 41 said, 40 in the file
+    assert inp.check() == [
+        "input 'particles': connection 0 (J4.particles): J4.particles.alignments2D: num_items "
+        f"says 41, the metafile {r.metafile} holds 40 items; the group's description and its "
+        "file disagree: re-run its job or fix its .csg"]
+
+
 def test_all_slots_overridden_still_follow_the_connections_items(chain):
     """The connection's items are its group's, even when no own table is read."""
     inp = Input(InputSpec("particle", ["blob"], name="particles"))

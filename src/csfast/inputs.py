@@ -437,10 +437,9 @@ class Input:
                                 f"{r.label} holds no {r.name!r} fields; fix its .csg")
             else:
                 rows[key] = info.rows
-                # num_items describes the final metafile (a passthrough result has one).
-                final = u.version is None or r.passthrough or u.version == r.version
-                if final and r.num_items and r.num_items != info.rows:
-                    miscounted.setdefault((u.metafile, r.num_items, info.rows), []).append(r)
+                said = r.num_items_of(u.version)
+                if said and said != info.rows:
+                    miscounted.setdefault((u.metafile, said, info.rows), []).append(r)
         for (path, said, held), results in miscounted.items():
             problems.append(
                 f"{where}: {', '.join(r.label for r in results)}: num_items says {said:,}, "
