@@ -481,3 +481,26 @@ def test_unreadable_metafile_is_reported_by_check(chain):
         f"metafile of J2.particles.location: {path} cannot be read ({path}: not a .cs file "
         "(bad magic b'PK\\x03\\x04 n', expected b'\\x93NUMPY')); re-run J2 or connect another "
         "group"]
+
+
+def test_override_with_the_groups_own_result_opens_each_file_once(chain, monkeypatch):
+    """As a job document lists it: every slot filled explicitly, from the group itself."""
+    opened = []
+    real = Dataset.load.__func__
+
+    def counting(cls, path, *a, **k):
+        if k.get("fields") != ["uid"]:  # check() reads uid columns apart
+            opened.append(os.fspath(path))
+        return real(cls, path, *a, **k)
+
+    j5 = chain["j5"]
+    inp = Input(InputSpec("particle", ["blob", "ctf", "alignments2D"], name="particles"))
+    inp.connect(j5, passthrough=["location"])
+    for slot in ("blob", "ctf", "alignments2D"):
+        inp.override(0, slot, j5[slot])
+    monkeypatch.setattr(Dataset, "load", classmethod(counting))
+    ds = inp.load()
+    assert sorted(opened) == sorted({j5[r].metafile for r in j5.results})
+    assert_table(ds, brute_join(chain["j5_pt"], [
+        (chain["j5_pt"], ["blob", "ctf", "location"], None),
+        (chain["j5_main"], ["alignments2D"], None)]))
