@@ -301,7 +301,7 @@ def test_num_items_of_a_version(versioned):
     """Counts per version (as job documents give them) are checked for the version used."""
     g = versioned
     r = g["j4"]["alignments2D"]
-    r.num_items_by_version = {1: 50, 2: 41}
+    r.counts = {1: 50, 2: 41}
     inp = Input(InputSpec("particle", ["alignments2D"], name="particles"))
     inp.connect(g["j4"], version=1, passthrough=[])
     assert inp.check() == []

@@ -106,9 +106,9 @@ class Result:
     unversioned metafile. ``group`` is the owning group's label (``J42.particles``),
     used in messages. ``result_type`` is the type the .csg names (``particle.blob``;
     multi-class results such as ``alignments_class_3`` have type
-    ``particle.alignments3D``). ``num_items`` counts the final version's items;
-    ``num_items_by_version`` may give the count of each version (cryoSPARC's
-    job documents list one per version); 0 or absent means unknown.
+    ``particle.alignments3D``). ``counts`` gives the item count of each
+    version where known (cryoSPARC's job documents list them); ``num_items``
+    is the final version's.
     """
 
     name: str
@@ -118,7 +118,7 @@ class Result:
     passthrough: bool = False
     group: str = ""
     result_type: str = ""
-    num_items_by_version: dict[int, int] = field(default_factory=dict)
+    counts: dict[int, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         kind = "passthrough" if self.passthrough else \
@@ -151,8 +151,8 @@ class Result:
     def num_items_of(self, version: int | None = None) -> int:
         """The item count a version's metafile should hold (0: unknown)."""
         if version is None or self.passthrough or version == self.version:
-            return self.num_items_by_version.get(self.version, self.num_items)
-        return self.num_items_by_version.get(version, 0)
+            return self.counts.get(self.version, self.num_items)
+        return self.counts.get(version, 0)
 
     def metafile_of(self, version: int | None = None) -> str:
         """The metafile of a version (the final one by default).
