@@ -335,8 +335,10 @@ def test_csdat_metafile_checks_and_loads(chain, tmp_path, compression):
     inp = Input(PARTICLES)
     inp.connect(chain["j2"])
     assert inp.check() == []
-    assert_table(inp.load(), brute_join(j2, [(j2, ["blob", "ctf"], None),
-                                             (chain["j2_pt"], ["location"], None)]))
+    expected = brute_join(j2, [(j2, ["blob", "ctf"], None), (chain["j2_pt"], ["location"], None)])
+    assert_table(inp.load(), expected)
+    assert_table(chain["j2"].load(), expected)
+    assert_table(chain["j2"]["ctf"].load(), brute_join(j2, [(j2, ["ctf"], None)]))
     over = Input(PARTICLES)
     over.connect(chain["j5"])
     over.override(0, "blob", chain["j2"]["blob"])
