@@ -285,6 +285,26 @@ def test_partial_slot_table_of_the_group_itself(chain, tmp_path, rng):
         "with allow_drop=True"]
 
 
+def test_check_reads_no_column_but_uid(chain, monkeypatch):
+    """check() opens metafiles for their uid column only (and headers)."""
+    asked = []
+    real = Dataset.load.__func__
+
+    def recording(cls, path, *a, **k):
+        asked.append((os.path.basename(path), k.get("fields"), k.get("prefixes")))
+        return real(cls, path, *a, **k)
+
+    monkeypatch.setattr(Dataset, "load", classmethod(recording))
+    inp = Input(PARTICLES)
+    inp.connect(chain["j5"])
+    inp.override(0, "blob", chain["j2"]["blob"])
+    assert inp.check() == []
+    assert asked and all(fields == ["uid"] and prefixes is None for _, fields, prefixes in asked)
+    assert {name for name, _, _ in asked} == {
+        "J5_passthrough_particles_selected.cs", "J5_004_particles_selected.cs",
+        "J2_000_particles.cs"}
+
+
 def test_num_items_disagreeing_with_the_file(chain, tmp_path, rng):
     g = chain["j2"]
     g["ctf"].num_items = 299
@@ -398,6 +418,21 @@ def test_versions_found_beside_a_cryosparc_csg(tmp_path, rng):
         101: str(job / "J4_class_00_final_particles.cs")}
     hundred = arrays["J4_class_00_00100_particles.cs"]
     assert_table(c0.load(version=100), brute_join(hundred, [(hundred, ["alignments2D"], None)]))
+
+
+def test_versions_beside_an_old_style_name(tmp_path, rng):
+    """Older releases prefix cryosparc_P3_; the siblings share the prefix."""
+    u = uids(6, rng)
+    for v in (3, 7):
+        save(tmp_path / f"cryosparc_P3_J42_{v:03d}_particles.cs", table(u, rng, blob=BLOB))
+    save(tmp_path / "cryosparc_P9_J42_005_particles.cs", table(u, rng, blob=BLOB))
+    (tmp_path / "cryosparc_P3_J42_particles.csg").write_text(
+        "group: {name: particles, type: particle}\n"
+        "results:\n  blob: {metafile: '>cryosparc_P3_J42_007_particles.cs', num_items: 6,"
+        " type: particle.blob}\n")
+    g = ResultGroup.from_csg(tmp_path / "cryosparc_P3_J42_particles.csg")
+    assert g["blob"].versions == {v: str(tmp_path / f"cryosparc_P3_J42_{v:03d}_particles.cs")
+                                  for v in (3, 7)}
 
 
 def test_csfast_csg_lists_its_own_versions(tmp_path, rng):
