@@ -40,6 +40,20 @@ def chain(tmp_path, rng):
     return chain_groups(tmp_path, rng)
 
 
+@pytest.fixture
+def loads(monkeypatch):
+    """Every Dataset.load call from here on: (file name, fields, prefixes)."""
+    calls = []
+    real = Dataset.load.__func__
+
+    def recording(cls, path, *a, **k):
+        calls.append((os.path.basename(path), k.get("fields"), k.get("prefixes")))
+        return real(cls, path, *a, **k)
+
+    monkeypatch.setattr(Dataset, "load", classmethod(recording))
+    return calls
+
+
 def refused(inp, **load_args):
     """check()'s problems, which load() must raise as they are."""
     problems = inp.check(load_args.get("passthrough", True), load_args.get("slots"))
@@ -285,22 +299,14 @@ def test_partial_slot_table_of_the_group_itself(chain, tmp_path, rng):
         "with allow_drop=True"]
 
 
-def test_check_reads_no_column_but_uid(chain, monkeypatch):
+def test_check_reads_no_column_but_uid(chain, loads):
     """check() opens metafiles for their uid column only (and headers)."""
-    asked = []
-    real = Dataset.load.__func__
-
-    def recording(cls, path, *a, **k):
-        asked.append((os.path.basename(path), k.get("fields"), k.get("prefixes")))
-        return real(cls, path, *a, **k)
-
-    monkeypatch.setattr(Dataset, "load", classmethod(recording))
     inp = Input(PARTICLES)
     inp.connect(chain["j5"])
     inp.override(0, "blob", chain["j2"]["blob"])
     assert inp.check() == []
-    assert asked and all(fields == ["uid"] and prefixes is None for _, fields, prefixes in asked)
-    assert {name for name, _, _ in asked} == {
+    assert loads and all(fields == ["uid"] and prefixes is None for _, fields, prefixes in loads)
+    assert {name for name, _, _ in loads} == {
         "J5_passthrough_particles_selected.cs", "J5_004_particles_selected.cs",
         "J2_000_particles.cs"}
 
@@ -420,21 +426,6 @@ def test_versions_found_beside_a_cryosparc_csg(tmp_path, rng):
     assert_table(c0.load(version=100), brute_join(hundred, [(hundred, ["alignments2D"], None)]))
 
 
-def test_versions_beside_an_old_style_name(tmp_path, rng):
-    """Older releases prefix cryosparc_P3_; the siblings share the prefix."""
-    u = uids(6, rng)
-    for v in (3, 7):
-        save(tmp_path / f"cryosparc_P3_J42_{v:03d}_particles.cs", table(u, rng, blob=BLOB))
-    save(tmp_path / "cryosparc_P9_J42_005_particles.cs", table(u, rng, blob=BLOB))
-    (tmp_path / "cryosparc_P3_J42_particles.csg").write_text(
-        "group: {name: particles, type: particle}\n"
-        "results:\n  blob: {metafile: '>cryosparc_P3_J42_007_particles.cs', num_items: 6,"
-        " type: particle.blob}\n")
-    g = ResultGroup.from_csg(tmp_path / "cryosparc_P3_J42_particles.csg")
-    assert g["blob"].versions == {v: str(tmp_path / f"cryosparc_P3_J42_{v:03d}_particles.cs")
-                                  for v in (3, 7)}
-
-
 def test_csfast_csg_lists_its_own_versions(tmp_path, rng):
     """A stray file beside a .csg that csfast wrote is not taken as a version."""
     u = uids(10, rng)
@@ -520,24 +511,16 @@ def test_unreadable_metafile_is_reported_by_check(chain):
         "group"]
 
 
-def test_override_with_the_groups_own_result_opens_each_file_once(chain, monkeypatch):
+def test_override_with_the_groups_own_result_opens_each_file_once(chain, loads):
     """As a job document lists it: every slot filled explicitly, from the group itself."""
-    opened = []
-    real = Dataset.load.__func__
-
-    def counting(cls, path, *a, **k):
-        if k.get("fields") != ["uid"]:  # check() reads uid columns apart
-            opened.append(os.fspath(path))
-        return real(cls, path, *a, **k)
-
     j5 = chain["j5"]
     inp = Input(InputSpec("particle", ["blob", "ctf", "alignments2D"], name="particles"))
     inp.connect(j5, passthrough=["location"])
     for slot in ("blob", "ctf", "alignments2D"):
         inp.override(0, slot, j5[slot])
-    monkeypatch.setattr(Dataset, "load", classmethod(counting))
     ds = inp.load()
-    assert sorted(opened) == sorted({j5[r].metafile for r in j5.results})
+    opened = [name for name, fields, _ in loads if fields != ["uid"]]  # check() reads uids
+    assert sorted(opened) == sorted({os.path.basename(j5[r].metafile) for r in j5.results})
     assert_table(ds, brute_join(chain["j5_pt"], [
         (chain["j5_pt"], ["blob", "ctf", "location"], None),
         (chain["j5_main"], ["alignments2D"], None)]))
