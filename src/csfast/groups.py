@@ -44,7 +44,9 @@ class Result:
     unversioned metafile. ``group`` is the owning group's label (``J42.particles``),
     used in messages. ``result_type`` is the type the .csg names (``particle.blob``;
     multi-class results such as ``alignments_class_3`` have type
-    ``particle.alignments3D``).
+    ``particle.alignments3D``). ``counts`` gives the item count of each
+    version where known (cryoSPARC's job documents list them); ``num_items``
+    is the final version's.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Result:
     passthrough: bool = False
     group: str = ""
     result_type: str = ""
+    counts: dict[int, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         kind = "passthrough" if self.passthrough else \

@@ -1,0 +1,501 @@
+"""cryoSPARC project folders, read offline: every job's outputs and inputs from its job.json.
+
+A project folder holds one folder per job (``J42/``) with the job's metafiles
+and its job document, ``job.json`` (docs/projects.md). Two shapes of the
+document exist, with cryosparc-tools' field names:
+
+- cryoSPARC v4 and earlier: top-level ``input_slot_groups``,
+  ``output_result_groups`` and ``output_results``;
+- v5: ``spec.inputs`` and ``spec.outputs``.
+
+Both are read into the same objects: each output group a ``ResultGroup``
+(every result with all its versions and metafiles), each input group an
+``Input`` with its spec and its connections restored slot by slot, so that
+``Input.load()`` assembles what the job read. Opening a project and reading
+a job's outputs and inputs reads job documents only, one job at a time, when
+first asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import CsError, CsFormatError
+from .groups import Result, ResultGroup
+from .inputs import Input, InputSpec, Slot
+
+__all__ = ["Project", "Job", "JOB_DOCUMENT", "write_job"]
+
+JOB_DOCUMENT = "job.json"
+
+_JOB_UID = re.compile(r"J(\d+)")
+_MISSING = object()
+
+
+# ---------------------------------------------------------------------- documents
+#
+# Both shapes are first read into these plain records (checking every key the
+# model needs), then turned into ResultGroups and Inputs.
+
+
+@dataclass(frozen=True)
+class _ResultDoc:
+    name: str
+    type: str  # full: "particle.alignments3D"
+    versions: tuple[int, ...]
+    metafiles: tuple[str, ...]  # relative to the project folder
+    counts: tuple[int, ...]  # one per version, or empty when the document has none
+    passthrough: bool
+
+
+@dataclass(frozen=True)
+class _OutputDoc:
+    name: str
+    item_type: str
+    title: str
+    description: str
+    num_items: int | None
+    results: tuple[_ResultDoc, ...]
+
+
+@dataclass(frozen=True)
+class _SlotDoc:
+    name: str
+    type: str  # full
+    required: bool
+
+
+@dataclass(frozen=True)
+class _SourceDoc:
+    """Where one slot (or, with ``slot`` None, one passthrough result) of a connection comes from."""
+
+    slot: str | None
+    job: str
+    group: str
+    result: str
+    version: int | None  # None: the final version ("F")
+    key: str  # where it is in the document, for messages
+
+
+@dataclass(frozen=True)
+class _ConnectionDoc:
+    job: str
+    group: str
+    sources: tuple[_SourceDoc, ...]
+    key: str
+
+
+@dataclass(frozen=True)
+class _InputDoc:
+    name: str
+    item_type: str
+    title: str
+    slots: tuple[_SlotDoc, ...]
+    count_min: int
+    count_max: int | None
+    repeat_allowed: bool
+    connections: tuple[_ConnectionDoc, ...]
+
+
+class _Reader:
+    """Typed access to a job document's keys; every failure names the job and the key."""
+
+    def __init__(self, job: str, path: str):
+        self.job, self.path = job, path
+
+    def error(self, key: str, what: str) -> CsFormatError:
+        return CsFormatError(f"job {self.job} ({self.path}): key {key!r} {what}")
+
+    def get(self, obj: Mapping[str, Any], where: str, key: str, kind: str,
+            default: Any = _MISSING) -> Any:
+        path = f"{where}.{key}" if where else key
+        if key not in obj:
+            if default is _MISSING:
+                raise self.error(path, "is missing")
+            return default
+        value = obj[key]
+        ok, want = _KINDS[kind]
+        if not ok(value):
+            raise self.error(path, f"must be {want}, not {_shown(value)}")
+        return value
+
+    def items(self, obj: Mapping[str, Any], where: str, key: str,
+              default: Any = _MISSING) -> list[tuple[str, Mapping[str, Any]]]:
+        """The mappings of a list (or of a mapping, by key) with their key paths."""
+        path = f"{where}.{key}" if where else key
+        value = self.get(obj, where, key, "list|dict", default)
+        pairs = value.items() if isinstance(value, dict) else \
+            ((f"[{i}]", v) for i, v in enumerate(value))
+        out = []
+        for k, v in pairs:
+            at = f"{path}{k}" if k.startswith("[") else f"{path}.{k}"
+            if not isinstance(v, dict):
+                raise self.error(at, f"must be a mapping, not {_shown(v)}")
+            out.append((at, v))
+        return out
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "str": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "str?": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "text": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "count": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "count_max": (lambda v: v is None or v == "inf" or (_is_int(v) and v >= 0),
+                  'a non-negative integer, "inf" or null'),
+    "version": (lambda v: v == "F" or (_is_int(v) and v >= 0),
+                '"F" or a non-negative version number'),
+    "versions": (lambda v: isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v),
+                 "a list of version numbers"),
+    "paths": (lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v),
+              "a list of paths"),
+    "counts": (lambda v: (_is_int(v) and v >= 0)
+               or (isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v)),
+               "an item count or a list of them"),
+    "passthrough": (lambda v: v is False or v is None or isinstance(v, str),
+                    "false or an input name"),
+    "list|dict": (lambda v: isinstance(v, (list, dict)), "a list or a mapping"),
+    "dict": (lambda v: isinstance(v, dict), "a mapping"),
+}
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _full_type(item_type: str, dtype: str) -> str:
+    """v5 names result types short (``ctf``); v4 and csfast name them in full (``particle.ctf``)."""
+    return dtype if "." in dtype else f"{item_type}.{dtype}"
+
+
+def _result(r: _Reader, where: str, doc: Mapping[str, Any], name: str, rtype: str) -> _ResultDoc:
+    """The keys a v4 output result and a v5 output result share."""
+    versions = r.get(doc, where, "versions", "versions", [])
+    metafiles = r.get(doc, where, "metafiles", "paths", [])
+    if len(versions) != len(metafiles):
+        raise r.error(f"{where}.metafiles", f"lists {len(metafiles)} metafiles for "
+                                            f"{len(versions)} versions")
+    if len(set(versions)) != len(versions):
+        raise r.error(f"{where}.versions", f"repeats a version: {versions}")
+    counts = r.get(doc, where, "num_items", "counts", [])
+    if isinstance(counts, list):
+        if counts and len(counts) != len(versions):
+            raise r.error(f"{where}.num_items", f"lists {len(counts)} counts for "
+                                                f"{len(versions)} versions")
+    else:  # one count for the final version (older documents)
+        counts = [counts] * len(versions) if versions else []
+    return _ResultDoc(name, rtype, tuple(versions), tuple(metafiles), tuple(counts),
+                      r.get(doc, where, "passthrough", "bool", False))
+
+
+def _version(value: int | str) -> int | None:
+    return None if value == "F" else int(value)
+
+
+def _count_max(value: int | str | None) -> int | None:
+    return None if value is None or value == "inf" else int(value)
+
+
+def _outputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_OutputDoc]:
+    by_group: dict[str, list[_ResultDoc]] = {}
+    for at, res in r.items(doc, "", "output_results"):
+        name = r.get(res, at, "name", "str")
+        group = r.get(res, at, "group_name", "str")
+        rtype = r.get(res, at, "type", "str")
+        by_group.setdefault(group, []).append(_result(r, at, res, name, rtype))
+    outputs = []
+    for at, g in r.items(doc, "", "output_result_groups"):
+        name = r.get(g, at, "name", "str")
+        counts = r.get(g, at, "num_items", "counts", None)
+        outputs.append(_OutputDoc(
+            name, r.get(g, at, "type", "str"), r.get(g, at, "title", "text", ""),
+            r.get(g, at, "description", "text", ""),
+            counts[-1] if isinstance(counts, list) and counts else
+            counts if isinstance(counts, int) else None,
+            tuple(by_group.pop(name, ()))))
+    if by_group:
+        group = next(iter(by_group))
+        raise r.error("output_results", f"names group {group!r}, which is not in "
+                                        "output_result_groups")
+    return outputs
+
+
+def _inputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_InputDoc]:
+    inputs = []
+    for at, g in r.items(doc, "", "input_slot_groups"):
+        slots = tuple(
+            _SlotDoc(r.get(s, sat, "name", "str"), r.get(s, sat, "type", "str"),
+                     not r.get(s, sat, "optional", "bool", False))
+            for sat, s in r.items(g, at, "slots"))
+        connections = []
+        for cat, c in r.items(g, at, "connections", []):
+            sources = tuple(
+                _SourceDoc(r.get(s, sat, "slot_name", "str?"), r.get(s, sat, "job_uid", "str"),
+                           r.get(s, sat, "group_name", "str"), r.get(s, sat, "result_name", "str"),
+                           _version(r.get(s, sat, "version", "version", "F")), sat)
+                for sat, s in r.items(c, cat, "slots", []))
+            connections.append(_ConnectionDoc(r.get(c, cat, "job_uid", "str"),
+                                              r.get(c, cat, "group_name", "str"), sources, cat))
+        inputs.append(_InputDoc(
+            r.get(g, at, "name", "str"), r.get(g, at, "type", "str"),
+            r.get(g, at, "title", "text", ""), slots,
+            r.get(g, at, "count_min", "count", 0),
+            _count_max(r.get(g, at, "count_max", "count_max", None)),
+            r.get(g, at, "repeat_allowed", "bool", False), tuple(connections)))
+    return inputs
+
+
+def _outputs_v5(r: _Reader, spec: Mapping[str, Any]) -> list[_OutputDoc]:
+    outputs = []
+    for at, o in r.items(spec, "spec", "outputs", {}):
+        name = at.rsplit(".", 1)[1]
+        item_type = r.get(o, at, "type", "str")
+        results = tuple(
+            _result(r, rat, res, r.get(res, rat, "name", "str"),
+                    _full_type(item_type, r.get(res, rat, "dtype", "str")))
+            for rat, res in r.items(o, at, "results", []))
+        outputs.append(_OutputDoc(name, item_type, r.get(o, at, "title", "text", ""),
+                                  r.get(o, at, "description", "text", ""),
+                                  r.get(o, at, "num_items", "count", None), results))
+    return outputs
+
+
+def _inputs_v5(r: _Reader, spec: Mapping[str, Any]) -> list[_InputDoc]:
+    inputs = []
+    for at, i in r.items(spec, "spec", "inputs", {}):
+        item_type = r.get(i, at, "type", "str")
+        slots = tuple(
+            _SlotDoc(r.get(s, sat, "name", "str"),
+                     _full_type(item_type, r.get(s, sat, "dtype", "str")),
+                     r.get(s, sat, "required", "bool", False))
+            for sat, s in r.items(i, at, "slots", []))
+        connections = []
+        for cat, c in r.items(i, at, "connections", []):
+            sources = tuple(
+                _SourceDoc(r.get(s, sat, "name", "str?", None), r.get(s, sat, "job_uid", "str"),
+                           r.get(s, sat, "output", "str"), r.get(s, sat, "result", "str"),
+                           _version(r.get(s, sat, "version", "version", "F")), sat)
+                for sat, s in r.items(c, cat, "results", []))
+            connections.append(_ConnectionDoc(r.get(c, cat, "job_uid", "str"),
+                                              r.get(c, cat, "output", "str"), sources, cat))
+        inputs.append(_InputDoc(
+            at.rsplit(".", 1)[1], item_type, r.get(i, at, "title", "text", ""), slots,
+            r.get(i, at, "count_min", "count", 0),
+            _count_max(r.get(i, at, "count_max", "count_max", "inf")),
+            r.get(i, at, "repeat_allowed", "bool", False), tuple(connections)))
+    return inputs
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+class Job:
+    """One job of a project, from its job document.
+
+    ``uid`` (``J42``), ``type`` (``homo_refine_new``), ``title``, ``status``
+    and ``shape`` (``"v4"`` or ``"v5"``: which shape of document) are read
+    when the job is opened; ``outputs`` and ``inputs`` when first used.
+    """
+
+    def __init__(self, project: Project, uid: str, doc: Mapping[str, Any], path: str):
+        self.project = project
+        self.uid = uid
+        self.path = path
+        self._reader = _Reader(uid, path)
+        r = self._reader
+        if not isinstance(doc, dict):
+            raise CsFormatError(f"job {uid} ({path}): the document is not a JSON object")
+        self._doc = doc
+        spec = doc.get("spec")
+        if spec is not None:
+            self.shape = "v5"
+            spec = r.get(doc, "", "spec", "dict")
+            self.type: str = r.get(spec, "spec", "type", "str")
+        elif any(k in doc for k in ("input_slot_groups", "output_results",
+                                    "output_result_groups")):
+            self.shape = "v4"
+            self.type = r.get(doc, "", "job_type", "str", None) or r.get(doc, "", "type", "str")
+        else:
+            raise CsFormatError(
+                f"job {uid} ({path}): neither a v5 job document (key 'spec') nor a v4 one "
+                "(keys 'input_slot_groups', 'output_result_groups', 'output_results')")
+        self.title: str = r.get(doc, "", "title", "text", "")
+        self.status: str = r.get(doc, "", "status", "text", "")
+        declared = r.get(doc, "", "uid", "str", uid)
+        if declared != uid:
+            raise r.error("uid", f"is {declared!r} but the document is in folder {uid}/")
+        self._input_docs: list[_InputDoc] | None = None
+        self._outputs: dict[str, ResultGroup] | None = None
+
+    def __repr__(self) -> str:
+        return f"Job({self.uid}, {self.type!r}, {self.status or 'no status'}, {self.title!r})"
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.path)
+
+    def _inputs_documents(self) -> list[_InputDoc]:
+        if self._input_docs is None:
+            self._input_docs = _inputs_v5(self._reader, self._doc["spec"]) \
+                if self.shape == "v5" else _inputs_v4(self._reader, self._doc)
+        return self._input_docs
+
+    @property
+    def outputs(self) -> dict[str, ResultGroup]:
+        """Output group name -> ResultGroup, every result with all its versions.
+
+        Metafile paths are made absolute (the document's are relative to the
+        project folder). A result with no metafile yet (a job that has not
+        written it) is left out. ``Result.num_items`` is the final version's
+        count; ``Result.counts`` each version's, where the document gives them.
+        """
+        if self._outputs is None:
+            docs = _outputs_v5(self._reader, self._doc["spec"]) \
+                if self.shape == "v5" else _outputs_v4(self._reader, self._doc)
+            self._outputs = {o.name: self._group(o) for o in docs}
+        return dict(self._outputs)
+
+    def _group(self, o: _OutputDoc) -> ResultGroup:
+        results = {}
+        for rd in o.results:
+            if not rd.metafiles:
+                continue
+            versions = {v: os.path.join(self.project.path, m)
+                        for v, m in zip(rd.versions, rd.metafiles, strict=True)}
+            counts = dict(zip(rd.versions, rd.counts, strict=True)) if rd.counts else {}
+            final = max(versions)
+            num = counts.get(final, o.num_items or 0)
+            results[rd.name] = Result(rd.name, rd.type.split(".", 1)[0], versions,
+                                      num_items=num, passthrough=rd.passthrough,
+                                      result_type=rd.type, counts=counts)
+        return ResultGroup(name=o.name, item_type=o.item_type, results=results,
+                           title=o.title, description=o.description, job=self.uid)
+
+    @property
+    def inputs(self) -> dict[str, Input]:
+        """Input group name -> Input with its spec and connections as the job had them.
+
+        Built anew on each access (an Input is mutable). Each connection is
+        the referenced job's output group; a slot filled by anything but the
+        group's own result of the same name at its final version is an
+        override (at the listed version); the results listed with no slot are
+        carried as passthrough, and only those.
+        """
+        return {i.name: self._input(i) for i in self._inputs_documents()}
+
+    def _input(self, i: _InputDoc) -> Input:
+        slots = [Slot(s.name, type=s.type, required=s.required) for s in i.slots]
+        spec = InputSpec(i.item_type, slots, count_min=i.count_min, count_max=i.count_max,
+                         repeat_allowed=i.repeat_allowed, name=i.name)
+        inp = Input(spec)
+        names = {s.name for s in i.slots}
+        for c in i.connections:
+            group = self._referenced(c.job, c.group, c.key)
+            carried = []
+            for s in c.sources:
+                if s.slot is None:
+                    if (s.job, s.group) != (c.job, c.group):
+                        raise self._reader.error(
+                            s.key, f"carries passthrough result {s.job}.{s.group}.{s.result} "
+                                   f"from another group than the connection's ({c.job}.{c.group})")
+                    group[s.result]  # noqa: B018 - raises CsFieldError naming the group's results
+                    carried.append(s.result)
+                elif s.slot not in names:
+                    raise self._reader.error(f"{s.key}", f"names slot {s.slot!r}, which input "
+                                                         f"{i.name!r} does not have")
+            index = inp.connect(group, passthrough=carried)
+            listed = set()
+            for s in c.sources:
+                if s.slot is None:
+                    continue
+                listed.add(s.slot)
+                own = (s.job, s.group, s.result) == (c.job, c.group, s.slot)
+                if own and s.version is None:
+                    continue
+                source = group if (s.job, s.group) == (c.job, c.group) else \
+                    self._referenced(s.job, s.group, s.key)
+                if s.result not in source:
+                    raise self._reader.error(
+                        s.key, f"names result {s.result!r} of {source.label}, which has "
+                               f"{', '.join(source.results) or 'no results'}")
+                inp.override(index, s.slot, source[s.result], version=s.version)
+            for slot in i.slots:
+                # The job did not read an optional slot the document does not list.
+                if slot.name not in listed and not slot.required and slot.name in group:
+                    inp.clear(index, slot.name)
+        return inp
+
+    def _referenced(self, job: str, group: str, key: str) -> ResultGroup:
+        if not self.project.has_job(job):
+            raise self._reader.error(key, f"refers to job {job}, which is not in the project "
+                                          f"(no {job}/{JOB_DOCUMENT})")
+        outputs = self.project.job(job).outputs
+        if group not in outputs:
+            raise self._reader.error(key, f"refers to output {group!r} of {job}, which has "
+                                          f"{', '.join(outputs) or 'no outputs'}")
+        return outputs[group]
+
+
+class Project:
+    """A cryoSPARC project folder, read offline: ``Project(path).job("J42").inputs``.
+
+    Only job documents are read (each when its job is first asked for); no
+    metafile is opened until something is loaded.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.path.abspath(os.fspath(path))
+        if not os.path.isdir(self.path):
+            raise CsError(f"{self.path}: not a folder (a cryoSPARC project folder holds "
+                          f"one folder per job, J1/ J2/ ..., each with a {JOB_DOCUMENT})")
+        self._jobs: dict[str, Job] = {}
+
+    def __repr__(self) -> str:
+        return f"Project({self.path!r})"
+
+    def jobs(self) -> list[str]:
+        """Uids of the jobs that have a job document, in numeric order (J2 before J10)."""
+        found = []
+        with os.scandir(self.path) as entries:
+            for e in entries:
+                m = _JOB_UID.fullmatch(e.name)
+                if m and os.path.isfile(os.path.join(e.path, JOB_DOCUMENT)):
+                    found.append((int(m.group(1)), e.name))
+        return [name for _, name in sorted(found)]
+
+    def has_job(self, uid: str) -> bool:
+        """Whether the folder holds job ``uid`` with its job document."""
+        return uid in self._jobs or (_JOB_UID.fullmatch(uid) is not None and os.path.isfile(
+            os.path.join(self.path, uid, JOB_DOCUMENT)))
+
+    def job(self, uid: str) -> Job:
+        """The job ``uid`` (``"J42"``); CsError if it has no job document here."""
+        if uid in self._jobs:
+            return self._jobs[uid]
+        path = os.path.join(self.path, uid, JOB_DOCUMENT)
+        if not self.has_job(uid):
+            raise CsError(f"project {self.path} has no job {uid!r} (no {uid}/{JOB_DOCUMENT}); "
+                          f"its jobs: {_span(self.jobs())}")
+        try:
+            with open(path, "rb") as f:
+                doc = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CsFormatError(f"job {uid} ({path}): not a valid JSON document: {e}") from None
+        job = self._jobs[uid] = Job(self, uid, doc, path)
+        return job
+
+
+def _span(uids: Sequence[str]) -> str:
+    if not uids:
+        return "none"
+    return ", ".join(uids) if len(uids) <= 6 else f"{', '.join(uids[:3])} ... {uids[-1]}"
