@@ -10,6 +10,7 @@ from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
 from .groups import Result, ResultGroup, write_output
 from .inputs import Connection, Input, InputSpec, Slot
+from .project import Job, Project, write_job
 
 __version__ = "0.1.0"
 
@@ -28,12 +29,15 @@ __all__ = [
     "InputError",
     "InputSpec",
     "inspect",
+    "Job",
     "num_threads",
+    "Project",
     "Result",
     "ResultGroup",
     "set_num_threads",
     "StarWarning",
     "Slot",
     "to_star",
+    "write_job",
     "write_output",
 ]

@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import CsError, CsFormatError
+from .format import atomic_write
 from .groups import Result, ResultGroup
 from .inputs import Input, InputSpec, Slot
 
@@ -49,7 +50,7 @@ class _ResultDoc:
     type: str  # full: "particle.alignments3D"
     versions: tuple[int, ...]
     metafiles: tuple[str, ...]  # relative to the project folder
-    counts: tuple[int, ...]  # one per version, or empty when the document has none
+    counts: tuple[int, ...]  # one per version (-1: unknown), or empty when the document has none
     passthrough: bool
 
 
@@ -72,7 +73,7 @@ class _SlotDoc:
 
 @dataclass(frozen=True)
 class _SourceDoc:
-    """Where one slot (or, with ``slot`` None, one passthrough result) of a connection comes from."""
+    """Where a slot (or, with ``slot`` None, a passthrough result) of a connection comes from."""
 
     slot: str | None
     job: str
@@ -124,11 +125,11 @@ class _Reader:
             raise self.error(path, f"must be {want}, not {_shown(value)}")
         return value
 
-    def items(self, obj: Mapping[str, Any], where: str, key: str,
-              default: Any = _MISSING) -> list[tuple[str, Mapping[str, Any]]]:
-        """The mappings of a list (or of a mapping, by key) with their key paths."""
+    def items(self, obj: Mapping[str, Any], where: str, key: str, default: Any = _MISSING,
+              by_name: bool = False) -> list[tuple[str, Mapping[str, Any]]]:
+        """The mappings of a list (``by_name``: of a mapping, by name) with their key paths."""
         path = f"{where}.{key}" if where else key
-        value = self.get(obj, where, key, "list|dict", default)
+        value = self.get(obj, where, key, "dict" if by_name else "list", default)
         pairs = value.items() if isinstance(value, dict) else \
             ((f"[{i}]", v) for i, v in enumerate(value))
         out = []
@@ -163,7 +164,7 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
                "an item count or a list of them"),
     "passthrough": (lambda v: v is False or v is None or isinstance(v, str),
                     "false or an input name"),
-    "list|dict": (lambda v: isinstance(v, (list, dict)), "a list or a mapping"),
+    "list": (lambda v: isinstance(v, list), "a list"),
     "dict": (lambda v: isinstance(v, dict), "a mapping"),
 }
 
@@ -192,8 +193,8 @@ def _result(r: _Reader, where: str, doc: Mapping[str, Any], name: str, rtype: st
         if counts and len(counts) != len(versions):
             raise r.error(f"{where}.num_items", f"lists {len(counts)} counts for "
                                                 f"{len(versions)} versions")
-    else:  # one count for the final version (older documents)
-        counts = [counts] * len(versions) if versions else []
+    elif versions:  # one count: the final version's (older documents)
+        counts = [counts if v == max(versions) else -1 for v in versions]
     return _ResultDoc(name, rtype, tuple(versions), tuple(metafiles), tuple(counts),
                       r.get(doc, where, "passthrough", "bool", False))
 
@@ -257,7 +258,7 @@ def _inputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_InputDoc]:
 
 def _outputs_v5(r: _Reader, spec: Mapping[str, Any]) -> list[_OutputDoc]:
     outputs = []
-    for at, o in r.items(spec, "spec", "outputs", {}):
+    for at, o in r.items(spec, "spec", "outputs", {}, by_name=True):
         name = at.rsplit(".", 1)[1]
         item_type = r.get(o, at, "type", "str")
         results = tuple(
@@ -272,7 +273,7 @@ def _outputs_v5(r: _Reader, spec: Mapping[str, Any]) -> list[_OutputDoc]:
 
 def _inputs_v5(r: _Reader, spec: Mapping[str, Any]) -> list[_InputDoc]:
     inputs = []
-    for at, i in r.items(spec, "spec", "inputs", {}):
+    for at, i in r.items(spec, "spec", "inputs", {}, by_name=True):
         item_type = r.get(i, at, "type", "str")
         slots = tuple(
             _SlotDoc(r.get(s, sat, "name", "str"),
@@ -324,7 +325,9 @@ class Job:
         elif any(k in doc for k in ("input_slot_groups", "output_results",
                                     "output_result_groups")):
             self.shape = "v4"
-            self.type = r.get(doc, "", "job_type", "str", None) or r.get(doc, "", "type", "str")
+            # v4 documents name the job type "job_type" ("type" is its alias).
+            key = "type" if "type" in doc and "job_type" not in doc else "job_type"
+            self.type = r.get(doc, "", key, "str")
         else:
             raise CsFormatError(
                 f"job {uid} ({path}): neither a v5 job document (key 'spec') nor a v4 one "
@@ -372,7 +375,7 @@ class Job:
                 continue
             versions = {v: os.path.join(self.project.path, m)
                         for v, m in zip(rd.versions, rd.metafiles, strict=True)}
-            counts = dict(zip(rd.versions, rd.counts, strict=True)) if rd.counts else {}
+            counts = {v: n for v, n in zip(rd.versions, rd.counts, strict=False) if n >= 0}
             final = max(versions)
             num = counts.get(final, o.num_items or 0)
             results[rd.name] = Result(rd.name, rd.type.split(".", 1)[0], versions,
@@ -380,6 +383,10 @@ class Job:
                                       result_type=rd.type, counts=counts)
         return ResultGroup(name=o.name, item_type=o.item_type, results=results,
                            title=o.title, description=o.description, job=self.uid)
+
+    def input_names(self) -> list[str]:
+        """The names of the job's input groups (without building them)."""
+        return [i.name for i in self._inputs_documents()]
 
     @property
     def inputs(self) -> dict[str, Input]:
@@ -398,42 +405,62 @@ class Job:
         spec = InputSpec(i.item_type, slots, count_min=i.count_min, count_max=i.count_max,
                          repeat_allowed=i.repeat_allowed, name=i.name)
         inp = Input(spec)
-        names = {s.name for s in i.slots}
         for c in i.connections:
-            group = self._referenced(c.job, c.group, c.key)
-            carried = []
-            for s in c.sources:
-                if s.slot is None:
-                    if (s.job, s.group) != (c.job, c.group):
-                        raise self._reader.error(
-                            s.key, f"carries passthrough result {s.job}.{s.group}.{s.result} "
-                                   f"from another group than the connection's ({c.job}.{c.group})")
-                    group[s.result]  # noqa: B018 - raises CsFieldError naming the group's results
-                    carried.append(s.result)
-                elif s.slot not in names:
-                    raise self._reader.error(f"{s.key}", f"names slot {s.slot!r}, which input "
-                                                         f"{i.name!r} does not have")
-            index = inp.connect(group, passthrough=carried)
-            listed = set()
-            for s in c.sources:
-                if s.slot is None:
-                    continue
-                listed.add(s.slot)
-                own = (s.job, s.group, s.result) == (c.job, c.group, s.slot)
-                if own and s.version is None:
-                    continue
-                source = group if (s.job, s.group) == (c.job, c.group) else \
-                    self._referenced(s.job, s.group, s.key)
-                if s.result not in source:
-                    raise self._reader.error(
-                        s.key, f"names result {s.result!r} of {source.label}, which has "
-                               f"{', '.join(source.results) or 'no results'}")
-                inp.override(index, s.slot, source[s.result], version=s.version)
-            for slot in i.slots:
-                # The job did not read an optional slot the document does not list.
-                if slot.name not in listed and not slot.required and slot.name in group:
-                    inp.clear(index, slot.name)
+            self._connection(inp, c)
         return inp
+
+    def _connection(self, inp: Input, c: _ConnectionDoc) -> None:
+        """Connect c's group to inp as the document lists it: version, overrides, passthrough."""
+        group = self._referenced(c.job, c.group, c.key)
+        names = {s.name for s in inp.spec.slots}
+        own = [s for s in c.sources if (s.job, s.group) == (c.job, c.group)]
+        for s in own:
+            if s.result not in group:
+                raise self._reader.error(
+                    s.key, f"names result {s.result!r} of {group.label}, which has "
+                           f"{', '.join(group.results) or 'no results'}")
+        # The connection's version: the one every own versioned result is read at.
+        versions = sorted({s.version for s in own if not group[s.result].passthrough},
+                          key=lambda v: -1 if v is None else v)
+        version = versions[0] if len(versions) == 1 else None
+        carried = []
+        for s in c.sources:
+            if s.slot is not None:
+                if s.slot not in names:
+                    raise self._reader.error(s.key, f"names slot {s.slot!r}, which input "
+                                                    f"{inp.spec.name!r} does not have")
+                continue
+            if (s.job, s.group) != (c.job, c.group):
+                raise self._reader.error(
+                    s.key, f"carries passthrough result {s.job}.{s.group}.{s.result} from "
+                           f"another group than the connection's ({c.job}.{c.group})")
+            if len(versions) > 1 and not group[s.result].passthrough:
+                shown = ", ".join("F" if v is None else str(v) for v in versions)
+                raise self._reader.error(
+                    s.key, f"carries result {s.result!r} while the connection reads its own "
+                           f"results at several versions ({shown}); csfast carries a "
+                           "connection's passthrough results at one version")
+            carried.append(s.result)
+        index = inp.connect(group, version=version, passthrough=carried)
+        listed = set()
+        for s in c.sources:
+            if s.slot is None:
+                continue
+            listed.add(s.slot)
+            same = (s.job, s.group, s.result) == (c.job, c.group, s.slot)
+            if same and s.version == version:
+                continue
+            source = group if (s.job, s.group) == (c.job, c.group) else \
+                self._referenced(s.job, s.group, s.key)
+            if s.result not in source:
+                raise self._reader.error(
+                    s.key, f"names result {s.result!r} of {source.label}, which has "
+                           f"{', '.join(source.results) or 'no results'}")
+            inp.override(index, s.slot, source[s.result], version=s.version)
+        for slot in inp.spec.slots:
+            # The job did not read an optional slot the document does not list.
+            if slot.name not in listed and not slot.required and slot.name in group:
+                inp.clear(index, slot.name)
 
     def _referenced(self, job: str, group: str, key: str) -> ResultGroup:
         if not self.project.has_job(job):
@@ -498,4 +525,111 @@ class Project:
 def _span(uids: Sequence[str]) -> str:
     if not uids:
         return "none"
-    return ", ".join(uids) if len(uids) <= 6 else f"{', '.join(uids[:3])} ... {uids[-1]}"
+    return ", ".join(uids) if len(uids) <= 10 else f"{', '.join(uids[:3])} ... {uids[-1]}"
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def write_job(project: str | os.PathLike, uid: str, job_type: str, *, title: str = "",
+              status: str = "completed", inputs: Iterable[Input] = (),
+              outputs: Iterable[ResultGroup] = ()) -> str:
+    """Write ``<project>/<uid>/job.json``, a v5 job document, atomically; returns its path.
+
+    ``outputs``: the job's output groups (as ``write_output`` returns them),
+    metafiles written relative to the project folder. ``inputs``: the job's
+    Inputs, keyed by their spec's name, each connection listed slot by slot
+    (the result that fills it, its job, group and version; overrides
+    included) and its passthrough results with no slot. ``Project`` reads
+    the document back into the same groups and inputs.
+    """
+    from . import __version__
+
+    root = os.path.abspath(os.fspath(project))
+    folder = os.path.join(root, uid)
+    os.makedirs(folder, exist_ok=True)
+    doc = {
+        "uid": uid,
+        "title": title,
+        "status": status,
+        "version": f"csfast-{__version__}",
+        "spec": {
+            "type": job_type,
+            "inputs": {inp.spec.name: _input_document(inp) for inp in inputs},
+            "outputs": {g.name: _output_document(g, root) for g in outputs},
+        },
+    }
+    text = (json.dumps(doc, indent=2) + "\n").encode()
+    path = os.path.join(folder, JOB_DOCUMENT)
+    atomic_write(path, lambda f: f.write(text))
+    return path
+
+
+def _short_type(item_type: str, result_type: str) -> str:
+    head, _, tail = result_type.partition(".")
+    return tail if head == item_type and tail else result_type
+
+
+def _output_document(group: ResultGroup, root: str) -> dict[str, Any]:
+    results = []
+    for r in group.results.values():
+        versions = sorted(r.versions)
+        counts: list[int] | int = [r.counts[v] for v in versions] \
+            if all(v in r.counts for v in versions) else r.num_items
+        results.append({
+            "name": r.name,
+            "dtype": _short_type(group.item_type, r.result_type),
+            "versions": versions,
+            "metafiles": [_project_relative(r.versions[v], root) for v in versions],
+            "num_items": counts,
+            "passthrough": r.passthrough,
+        })
+    return {"type": group.item_type, "title": group.title, "description": group.description,
+            "num_items": group.num_items, "results": results}
+
+
+def _project_relative(path: str, root: str) -> str:
+    rel = os.path.relpath(os.path.abspath(path), root)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return os.path.abspath(path)
+    return rel.replace(os.sep, "/")
+
+
+def _input_document(inp: Input) -> dict[str, Any]:
+    spec = inp.spec
+    connections = []
+    for i, conn in enumerate(inp.connections):
+        group = conn.group
+        if not group.job:
+            raise CsError(f"input {spec.name!r}: connection {i} ({group.label}) is a group of "
+                          "no job; a job document can only name groups of jobs")
+        results = []
+        for slot in spec.slots:
+            r = conn.result_for(slot.name)
+            if r is None:
+                continue
+            job, _, output = r.group.partition(".")
+            results.append(_source(slot.name, spec.item_type, r, job, output,
+                                   conn.version_for(slot.name)))
+        names = {s.name for s in spec.slots}
+        carried = conn.passthrough if conn.passthrough is not None else \
+            [n for n in group.results if n not in names]
+        results += [_source(None, spec.item_type, group.results[n], group.job, group.name,
+                            conn.version) for n in carried]
+        connections.append({"job_uid": group.job, "output": group.name, "results": results})
+    return {
+        "type": spec.item_type,
+        "title": spec.name.replace("_", " ").capitalize(),
+        "slots": [{"name": s.name, "dtype": _short_type(spec.item_type, spec.slot_type(s.name)),
+                   "required": s.required} for s in spec.slots],
+        "count_min": spec.count_min,
+        "count_max": "inf" if spec.count_max is None else spec.count_max,
+        "repeat_allowed": spec.repeat_allowed,
+        "connections": connections,
+    }
+
+
+def _source(slot: str | None, item_type: str, r: Result, job: str, output: str,
+            version: int | None) -> dict[str, Any]:
+    return {"name": slot, "dtype": _short_type(item_type, r.result_type), "job_uid": job,
+            "output": output, "result": r.name, "version": "F" if version is None else version}
