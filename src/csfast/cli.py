@@ -182,7 +182,9 @@ def format_job(job) -> list[str]:
     for name, g in job.outputs.items():
         own, carried = _results_text(g, False), _results_text(g, True)
         text = own + (f"; {carried}" if own and carried else carried)
-        rows.append(("out", name, g.item_type, f"{g.num_items:,} rows", text or "not written"))
+        n = g.num_items
+        rows.append(("out", name, g.item_type, f"{n:,} row{'s' if n != 1 else ''}",
+                     text or "not written"))
     if rows:
         out += _columns(rows, right=())
     return out
