@@ -114,15 +114,15 @@ class _Reader:
 
     def get(self, obj: Mapping[str, Any], where: str, key: str, kind: str,
             default: Any = _MISSING) -> Any:
-        path = f"{where}.{key}" if where else key
-        if key not in obj:
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
             if default is _MISSING:
-                raise self.error(path, "is missing")
+                raise self.error(f"{where}.{key}" if where else key, "is missing")
             return default
-        value = obj[key]
         ok, want = _KINDS[kind]
         if not ok(value):
-            raise self.error(path, f"must be {want}, not {_shown(value)}")
+            raise self.error(f"{where}.{key}" if where else key,
+                             f"must be {want}, not {_shown(value)}")
         return value
 
     def items(self, obj: Mapping[str, Any], where: str, key: str, default: Any = _MISSING,
@@ -142,7 +142,12 @@ class _Reader:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return type(v) is int  # JSON integers; not bool
+
+
+def _ints(v: Any) -> bool:
+    """A list of non-negative integers (one pass in C for the usual short lists)."""
+    return type(v) is list and all(type(x) is int for x in v) and (not v or min(v) >= 0)
 
 
 _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -155,13 +160,10 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
                   'a non-negative integer, "inf" or null'),
     "version": (lambda v: v == "F" or (_is_int(v) and v >= 0),
                 '"F" or a non-negative version number'),
-    "versions": (lambda v: isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v),
-                 "a list of version numbers"),
-    "paths": (lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v),
+    "versions": (_ints, "a list of version numbers"),
+    "paths": (lambda v: type(v) is list and all(type(x) is str and x for x in v),
               "a list of paths"),
-    "counts": (lambda v: (_is_int(v) and v >= 0)
-               or (isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v)),
-               "an item count or a list of them"),
+    "counts": (lambda v: (_is_int(v) and v >= 0) or _ints(v), "an item count or a list of them"),
     "passthrough": (lambda v: v is False or v is None or isinstance(v, str),
                     "false or an input name"),
     "list": (lambda v: isinstance(v, list), "a list"),
