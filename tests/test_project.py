@@ -449,3 +449,18 @@ def test_cli_load_errors(built, capsys):
     assert "--input loads an input as the job read it" in capsys.readouterr().err
     assert main(["load", str(built.root / "J8"), "particles"]) == 1
     assert "has no job 'J8' (no J8/job.json)" in capsys.readouterr().err
+
+
+def test_listing_reads_job_documents_only(fx, capsys):
+    """With every metafile gone, the project still lists: only job.json files are read."""
+    for path in fx.root.rglob("*.cs"):
+        path.unlink()
+    p = Project(fx.root)
+    for uid in p.jobs():
+        job = p.job(uid)
+        for g in job.outputs.values():
+            assert g.results
+        for inp in job.inputs.values():
+            assert inp.connections
+    assert main(["project", str(fx.root)]) == 0
+    assert "alignments2D (versions 0, 2, 4)" in capsys.readouterr().out
