@@ -244,6 +244,9 @@ MALFORMED = [
 ]
 
 MALFORMED_INPUTS = [
+    ("J6", lambda d: _drop(d, "input_slot_groups", 0, "connections", 0, "slots", 3,
+                           "slot_name"),
+     "key 'input_slot_groups[0].connections[0].slots[3].slot_name' is missing"),
     ("J6", lambda d: _drop(d, "input_slot_groups", 0, "connections", 0, "slots", 2,
                            "result_name"),
      "key 'input_slot_groups[0].connections[0].slots[2].result_name' is missing"),
@@ -303,20 +306,13 @@ MALFORMED_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("job, change, message", MALFORMED)
-def test_malformed_outputs(fx, job, change, message):
+@pytest.mark.parametrize("what, job, change, message",
+                         [("outputs", *m) for m in MALFORMED]
+                         + [("inputs", *m) for m in MALFORMED_INPUTS])
+def test_malformed_document(fx, what, job, change, message):
     fx.write_doc(job, change(fx.doc(job)))
     with pytest.raises(CsFormatError) as e:
-        Project(fx.root).job(job).outputs  # noqa: B018
-    path = os.path.join(str(fx.root), job, "job.json")
-    assert str(e.value) == f"job {job} ({path}): {message}"
-
-
-@pytest.mark.parametrize("job, change, message", MALFORMED_INPUTS)
-def test_malformed_inputs(fx, job, change, message):
-    fx.write_doc(job, change(fx.doc(job)))
-    with pytest.raises(CsFormatError) as e:
-        Project(fx.root).job(job).inputs  # noqa: B018
+        getattr(Project(fx.root).job(job), what)
     path = os.path.join(str(fx.root), job, "job.json")
     assert str(e.value) == f"job {job} ({path}): {message}"
 

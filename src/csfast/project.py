@@ -233,6 +233,41 @@ def _outputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_OutputDoc]:
     return outputs
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """The names a document shape gives to the same things in its input groups."""
+
+    sources: str  # a connection's list of what fills each slot
+    slot: str  # the slot filled (null: a passthrough result)
+    slot_default: Any  # the slot when the key is absent (_MISSING: required)
+    group: str  # the output group of the job
+    result: str  # the result in that group
+    count_max: Any  # count_max when absent (unbounded)
+
+
+_V4 = _Keys("slots", "slot_name", _MISSING, "group_name", "result_name", None)
+_V5 = _Keys("results", "name", None, "output", "result", "inf")
+
+
+def _input_doc(r: _Reader, at: str, g: Mapping[str, Any], name: str, item_type: str,
+               slots: tuple[_SlotDoc, ...], keys: _Keys) -> _InputDoc:
+    """The keys a v4 input slot group and a v5 input share, with their names in ``keys``."""
+    connections = []
+    for cat, c in r.items(g, at, "connections", []):
+        sources = tuple(
+            _SourceDoc(r.get(s, sat, keys.slot, "str?", keys.slot_default),
+                       r.get(s, sat, "job_uid", "str"), r.get(s, sat, keys.group, "str"),
+                       r.get(s, sat, keys.result, "str"),
+                       _version(r.get(s, sat, "version", "version", "F")), sat)
+            for sat, s in r.items(c, cat, keys.sources, []))
+        connections.append(_ConnectionDoc(r.get(c, cat, "job_uid", "str"),
+                                          r.get(c, cat, keys.group, "str"), sources, cat))
+    return _InputDoc(name, item_type, r.get(g, at, "title", "text", ""), slots,
+                     r.get(g, at, "count_min", "count", 0),
+                     _count_max(r.get(g, at, "count_max", "count_max", keys.count_max)),
+                     r.get(g, at, "repeat_allowed", "bool", False), tuple(connections))
+
+
 def _inputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_InputDoc]:
     inputs = []
     for at, g in r.items(doc, "", "input_slot_groups"):
@@ -240,21 +275,8 @@ def _inputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_InputDoc]:
             _SlotDoc(r.get(s, sat, "name", "str"), r.get(s, sat, "type", "str"),
                      not r.get(s, sat, "optional", "bool", False))
             for sat, s in r.items(g, at, "slots"))
-        connections = []
-        for cat, c in r.items(g, at, "connections", []):
-            sources = tuple(
-                _SourceDoc(r.get(s, sat, "slot_name", "str?"), r.get(s, sat, "job_uid", "str"),
-                           r.get(s, sat, "group_name", "str"), r.get(s, sat, "result_name", "str"),
-                           _version(r.get(s, sat, "version", "version", "F")), sat)
-                for sat, s in r.items(c, cat, "slots", []))
-            connections.append(_ConnectionDoc(r.get(c, cat, "job_uid", "str"),
-                                              r.get(c, cat, "group_name", "str"), sources, cat))
-        inputs.append(_InputDoc(
-            r.get(g, at, "name", "str"), r.get(g, at, "type", "str"),
-            r.get(g, at, "title", "text", ""), slots,
-            r.get(g, at, "count_min", "count", 0),
-            _count_max(r.get(g, at, "count_max", "count_max", None)),
-            r.get(g, at, "repeat_allowed", "bool", False), tuple(connections)))
+        inputs.append(_input_doc(r, at, g, r.get(g, at, "name", "str"),
+                                 r.get(g, at, "type", "str"), slots, _V4))
     return inputs
 
 
@@ -282,20 +304,7 @@ def _inputs_v5(r: _Reader, spec: Mapping[str, Any]) -> list[_InputDoc]:
                      _full_type(item_type, r.get(s, sat, "dtype", "str")),
                      r.get(s, sat, "required", "bool", False))
             for sat, s in r.items(i, at, "slots", []))
-        connections = []
-        for cat, c in r.items(i, at, "connections", []):
-            sources = tuple(
-                _SourceDoc(r.get(s, sat, "name", "str?", None), r.get(s, sat, "job_uid", "str"),
-                           r.get(s, sat, "output", "str"), r.get(s, sat, "result", "str"),
-                           _version(r.get(s, sat, "version", "version", "F")), sat)
-                for sat, s in r.items(c, cat, "results", []))
-            connections.append(_ConnectionDoc(r.get(c, cat, "job_uid", "str"),
-                                              r.get(c, cat, "output", "str"), sources, cat))
-        inputs.append(_InputDoc(
-            at.rsplit(".", 1)[1], item_type, r.get(i, at, "title", "text", ""), slots,
-            r.get(i, at, "count_min", "count", 0),
-            _count_max(r.get(i, at, "count_max", "count_max", "inf")),
-            r.get(i, at, "repeat_allowed", "bool", False), tuple(connections)))
+        inputs.append(_input_doc(r, at, i, at.rsplit(".", 1)[1], item_type, slots, _V5))
     return inputs
 
 
