@@ -53,7 +53,7 @@ def test_load_group(tmp_path, rng, capsys):
     main_arr = structured(u, rng, blob=BLOB, ctf=CTF)
     pt_arr = structured(rng.permutation(u), rng, location=LOC)
     g = write_output(tmp_path, "J2", "particles", Dataset(main_arr), "particle", ["blob", "ctf"],
-                     passthrough=Dataset(pt_arr))
+                     passthrough=Dataset(pt_arr), validate=False)
     out = tmp_path / "all.cs"
     assert main(["load", g.path, "-o", str(out)]) == 0
     text = capsys.readouterr().out
@@ -79,7 +79,7 @@ def test_load_group(tmp_path, rng, capsys):
 
     newer = structured(u, rng, blob=BLOB, ctf=CTF)
     write_output(tmp_path, "J2", "particles", Dataset(newer), "particle", ["blob", "ctf"],
-                 version=4)
+                 version=4, validate=False)
     for version, arr in ((None, newer), (0, main_arr)):
         opts = [] if version is None else ["--version", str(version)]
         assert main(["load", g.path, "--no-passthrough", "-o", str(out)] + opts) == 0

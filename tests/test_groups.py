@@ -227,9 +227,9 @@ def test_group_load_versions(tmp_path, rng):
     pt = table(u, rng, blob=BLOB)
     d = Dataset(v1)
     write_output(tmp_path, "J4", "particles", d, "particle", ["alignments2D"],
-                 passthrough=Dataset(pt), version=1)
+                 passthrough=Dataset(pt), version=1, validate=False)
     g = write_output(tmp_path, "J4", "particles", Dataset(v2), "particle", ["alignments2D"],
-                     version=2)
+                     version=2, validate=False)
     assert sorted(os.listdir(tmp_path)) == ["J4_001_particles.cs", "J4_002_particles.cs",
                                             "J4_particles.csg", "J4_passthrough_particles.cs"]
     g = ResultGroup.from_csg(g.path)
@@ -587,7 +587,7 @@ def test_passthrough_round_trip(tmp_path, rng):
     out_uids = main["uid"][keep]
     new = table(out_uids, rng, ctf=CTF, alignments2D=ALIGN2D)  # replaces ctf
     g = write_output(tmp_path, "J2", "particles", Dataset(new), "particle",
-                     ["ctf", "alignments2D"], passthrough=inp)
+                     ["ctf", "alignments2D"], passthrough=inp, validate=False)
     assert g.label == "J2.particles" and g.path == str(tmp_path / "J2_particles.csg")
     written = np.load(tmp_path / "J2_000_particles.cs")
     assert written.dtype.names == new.dtype.names
@@ -617,9 +617,9 @@ def test_passthrough_needs_every_output_uid(tmp_path, rng):
     with pytest.raises(CsUidError, match="J3.particles: 5 output uids are not in the "
                                          "passthrough input"):
         write_output(tmp_path, "J3", "particles", new, "particle", ["blob"],
-                     passthrough=received)
+                     passthrough=received, validate=False)
     with pytest.raises(csfast.CsFieldError, match=r"results \['ctf'\] are not in the dataset"):
-        write_output(tmp_path, "J3", "particles", new, "particle", ["ctf"])
+        write_output(tmp_path, "J3", "particles", new, "particle", ["ctf"], validate=False)
     assert os.listdir(tmp_path) == []
 
 
@@ -628,7 +628,7 @@ def test_failed_write_leaves_the_earlier_group_loadable(tmp_path, rng, monkeypat
     v0 = table(u, rng, alignments3D=ALIGN2D)
     pt = Dataset(table(u, rng, blob=BLOB))
     g0 = write_output(tmp_path, "J6", "particles", Dataset(v0), "particle", ["alignments3D"],
-                      passthrough=pt)
+                      passthrough=pt, validate=False)
     before = Path(g0.path).read_text()
     expected = brute_join(v0, [(v0, ["alignments3D"], None),
                                (pt.to_records(), ["blob"], None)])
@@ -644,7 +644,7 @@ def test_failed_write_leaves_the_earlier_group_loadable(tmp_path, rng, monkeypat
             with pytest.raises(OSError, match="No space"):
                 write_output(tmp_path, "J6", "particles",
                              Dataset(table(u, rng, alignments3D=ALIGN2D)), "particle",
-                             ["alignments3D"], passthrough=pt, version=1)
+                             ["alignments3D"], passthrough=pt, version=1, validate=False)
         assert Path(g0.path).read_text() == before
         assert_table(ResultGroup.from_csg(g0.path).load(), expected)
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
@@ -654,13 +654,13 @@ def test_output_without_passthrough_keeps_earlier_passthrough(tmp_path, rng):
     u = uids(10, rng)
     pt = Dataset(table(u, rng, location=LOCATION))
     write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)), "particle",
-                 ["blob"], passthrough=pt)
+                 ["blob"], passthrough=pt, validate=False)
     g = write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)),
-                     "particle", ["blob"], version=3)
+                     "particle", ["blob"], version=3, validate=False)
     assert g["location"].passthrough and g["blob"].versions.keys() == {0, 3}
     with pytest.raises(CsError, match="item type 'particle', not 'volume'"):
         write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)),
-                     "volume", ["blob"], version=4)
+                     "volume", ["blob"], version=4, validate=False)
 
 
 @pytest.mark.parametrize("seed", range(6))

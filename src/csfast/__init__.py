@@ -8,7 +8,7 @@ from .convert import StarWarning, from_star, to_star
 from .dataset import Dataset, Field, generate_uids
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
-from .groups import Result, ResultGroup, write_output
+from .groups import MIN_FIELDS, Result, ResultGroup, result_type_of, write_output
 from .inputs import Connection, Input, InputSpec, Slot
 from .project import Job, Project, write_job
 
@@ -26,6 +26,7 @@ __all__ = [
     "from_star",
     "generate_uids",
     "Input",
+    "MIN_FIELDS",
     "InputError",
     "InputSpec",
     "inspect",
@@ -33,6 +34,7 @@ __all__ = [
     "num_threads",
     "Project",
     "Result",
+    "result_type_of",
     "ResultGroup",
     "set_num_threads",
     "StarWarning",

@@ -5,8 +5,11 @@ References are numpy arrays saved with numpy (or cryosparc-tools for CSDAT) and
 joins computed by brute force over Python dictionaries (group_tables.brute_join).
 """
 
+import os
+
 import numpy as np
 import pytest
+import yaml
 from group_tables import (
     ALIGN2D,
     BLOB,
@@ -20,7 +23,8 @@ from group_tables import (
     uids,
 )
 
-from csfast import Input, InputError, InputSpec, Slot
+from csfast import CsFieldError, Input, InputError, InputSpec, ResultGroup, Slot, write_output
+from csfast.dataset import Dataset
 
 PARTICLES = InputSpec("particle", ["blob", "?ctf"], name="particles")
 
@@ -295,3 +299,127 @@ def test_csdat_metafile_checks_and_loads(chain, tmp_path, compression):
     assert_table(over.load(), brute_join(chain["j5_pt"], [
         (j2, ["blob"], None), (chain["j5_pt"], ["ctf", "location"], None),
         (chain["j5_main"], ["alignments2D"], None)]))
+
+
+# ---------------------------------------------------------------- versions cryoSPARC wrote
+
+
+def test_versions_found_beside_a_cryosparc_csg(tmp_path, rng):
+    """cryoSPARC's .csg names only the final metafile; the other versions are the files
+    named like it but for the version number."""
+    job = tmp_path / "J4"
+    job.mkdir()
+    u = uids(40, rng)
+    arrays = {}
+    for fname in ("J4_000_particles.cs", "J4_005_particles.cs", "J4_010_particles.cs",
+                  "J4_class_00_00000_particles.cs", "J4_class_00_00100_particles.cs",
+                  "J4_class_00_final_particles.cs", "J4_class_01_00100_particles.cs",
+                  "J4_010_particles_extra.cs", "J14_003_particles.cs"):
+        arrays[fname] = table(rng.permutation(u)[:30], rng, alignments2D=ALIGN2D)
+        save(job / fname, arrays[fname])
+    save(job / "J4_passthrough_particles.cs", table(u, rng, blob=BLOB))
+    (job / "J4_particles.csg").write_text(
+        "group: {name: particles, type: particle}\n"
+        "results:\n"
+        "  alignments2D: {metafile: '>J4_010_particles.cs', num_items: 30, "
+        "type: particle.alignments2D}\n"
+        "  blob: {metafile: J4/J4_passthrough_particles.cs, num_items: 40, type: particle.blob}\n"
+        "version: v4.4.1\n")
+    (job / "J4_particles_class_0.csg").write_text(
+        "group: {name: particles_class_0, type: particle}\n"
+        "results:\n"
+        "  alignments2D: {metafile: J4/J4_class_00_final_particles.cs, num_items: 30,"
+        " type: particle.alignments2D}\n"
+        "version: v4.4.1\n")
+    g = ResultGroup.from_csg(job / "J4_particles.csg")
+    assert g["alignments2D"].versions == {v: str(job / f"J4_{v:03d}_particles.cs")
+                                          for v in (0, 5, 10)}
+    assert g["blob"].versions == {0: str(job / "J4_passthrough_particles.cs")}
+    five = arrays["J4_005_particles.cs"]
+    assert_table(g.load(version=5, passthrough=False),
+                 brute_join(five, [(five, ["alignments2D"], None)]))
+    assert_table(g["alignments2D"].load(version=5),
+                 brute_join(five, [(five, ["alignments2D"], None)]))
+    inp = Input(InputSpec("particle", ["alignments2D"], name="particles"))
+    inp.connect(g, version=5, passthrough=[])
+    assert_table(inp.load(), brute_join(five, [(five, ["alignments2D"], None)]))
+    c0 = ResultGroup.from_csg(job / "J4_particles_class_0.csg")
+    # class 00 only; its final file's number is not in its name: one past the last found
+    assert c0["alignments2D"].versions == {
+        0: str(job / "J4_class_00_00000_particles.cs"),
+        100: str(job / "J4_class_00_00100_particles.cs"),
+        101: str(job / "J4_class_00_final_particles.cs")}
+    hundred = arrays["J4_class_00_00100_particles.cs"]
+    assert_table(c0.load(version=100), brute_join(hundred, [(hundred, ["alignments2D"], None)]))
+
+
+def test_csfast_csg_lists_its_own_versions(tmp_path, rng):
+    """A stray file beside a .csg that csfast wrote is not taken as a version."""
+    u = uids(10, rng)
+    g = write_output(tmp_path, "J4", "particles", Dataset(table(u, rng, alignments2D=ALIGN2D)),
+                     "particle", ["alignments2D"], version=2, validate=False)
+    save(tmp_path / "J4_007_particles.cs", table(u, rng, alignments2D=ALIGN2D))
+    assert ResultGroup.from_csg(g.path)["alignments2D"].versions == {
+        2: str(tmp_path / "J4_002_particles.cs")}
+
+
+# ---------------------------------------------------------------- outputs: types, min fields
+
+
+def full_particles(u, rng):
+    """Particles with every minimum field of blob and of two per-class alignments."""
+    from csfast.groups import MIN_FIELDS
+
+    blob = [("path", "S20"), ("idx", "<u4"), ("shape", "<u4", (2,)), ("psize_A", "<f4"),
+            ("sign", "<f4")]
+    align = [(f, "<f4", (3,)) if f == "pose" else (f, "<f4") for f in
+             MIN_FIELDS["particle.alignments3D"]]
+    return table(u, rng, blob=blob, alignments_class_0=align, alignments_class_1=align)
+
+
+def test_write_output_records_each_results_type(tmp_path, rng):
+    arr = full_particles(uids(12, rng), rng)
+    write_output(tmp_path, "J7", "particles", Dataset(arr), "particle",
+                 ["blob", "alignments_class_0", "alignments_class_1"],
+                 result_types={"blob": "particle.blob"})
+    doc = yaml.safe_load((tmp_path / "J7_particles.csg").read_text())
+    assert {r: e["type"] for r, e in doc["results"].items()} == {
+        "blob": "particle.blob", "alignments_class_0": "particle.alignments3D",
+        "alignments_class_1": "particle.alignments3D"}
+    g = ResultGroup.from_csg(tmp_path / "J7_particles.csg")
+    assert g["alignments_class_1"].result_type == "particle.alignments3D"
+    inp = Input(InputSpec("particle", ["blob", Slot("alignments3D")], name="particles"))
+    inp.connect(g, passthrough=[])
+    inp.override(0, "alignments3D", g["alignments_class_1"])
+    assert_table(inp.load(), brute_join(arr, [(arr, ["blob"], None),
+                                              (arr, ["alignments_class_1"],
+                                               {"alignments_class_1": "alignments3D"})]))
+    # a short type is completed with the item type; another item type is refused
+    write_output(tmp_path, "J8", "particles", Dataset(arr), "particle", ["alignments_class_0"],
+                 result_types={"alignments_class_0": "alignments3D"})
+    doc = yaml.safe_load((tmp_path / "J8_particles.csg").read_text())
+    assert doc["results"]["alignments_class_0"]["type"] == "particle.alignments3D"
+    with pytest.raises(CsFieldError, match=r"J9.particles: result 'blob' cannot be of type "
+                                           r"'volume.blob' in a 'particle' output group"):
+        write_output(tmp_path, "J9", "particles", Dataset(arr), "particle", ["blob"],
+                     result_types={"blob": "volume.blob"})
+
+
+def test_write_output_refuses_results_without_their_minimum_fields(tmp_path, rng):
+    u = uids(8, rng)
+    arr = table(u, rng, blob=[("path", "S20"), ("idx", "<u4"), ("shape", "<u4", (2,))],
+                alignments_class_0=ALIGN2D, notes=[("text", "S8")])
+    with pytest.raises(CsFieldError) as e:
+        write_output(tmp_path, "J7", "particles", Dataset(arr), "particle",
+                     ["blob", "alignments_class_0", "notes"])
+    assert str(e.value) == (
+        "J7.particles: results miss their type's minimum fields: 'blob' (particle.blob) lacks "
+        "psize_A, sign; 'alignments_class_0' (particle.alignments3D) lacks split, psize_A, "
+        "error, error_min, resid_pow, slice_pow, image_pow, cross_cor, alpha, alpha_min, "
+        "weight, pose_ess, shift_ess, class_posterior, class_ess; add them, or pass "
+        "validate=False")
+    assert os.listdir(tmp_path) == []
+    g = write_output(tmp_path, "J7", "particles", Dataset(arr), "particle",
+                     ["blob", "alignments_class_0", "notes"], validate=False)
+    np.testing.assert_array_equal(np.load(tmp_path / "J7_000_particles.cs"), arr)
+    assert g["notes"].result_type == "particle.notes"  # no minimum known: never refused
