@@ -268,7 +268,8 @@ def _results_text(group, passthrough: bool) -> str:
     if passthrough:
         return "+ " + ", ".join(names) if names else ""
     versions = sorted({v for n in names for v in group.results[n].versions})
-    shown = f" (versions {', '.join(map(str, versions))})" if len(versions) > 1 else ""
+    shown = f" (version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))})" \
+        if versions else ""
     return ", ".join(names) + shown
 
 
