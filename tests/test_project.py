@@ -460,3 +460,28 @@ def test_listing_reads_job_documents_only(fx, capsys):
             assert inp.connections
     assert main(["project", str(fx.root)]) == 0
     assert "alignments2D (versions 0, 2, 4)" in capsys.readouterr().out
+
+
+def test_v5_documents_follow_cryosparc_tools_schema(built, tmp_path, capsys):
+    """The fixture's v5 documents and those write_job writes (the demo's) validate
+    against cryosparc-tools 5's own models (Inputs, Outputs of models/job_spec.py)."""
+    job_spec = pytest.importorskip("cryosparc.models.job_spec",
+                                   reason="cryosparc-tools >= 5 not installed")
+    folder = tmp_path / "demo"
+    assert main(["demo", "--rows", "1000", "--dir", str(folder), "--quiet"]) == 0
+    capsys.readouterr()
+    docs = [built.doc(j) for j in ("J2", "J4", "J5", "J7")]
+    # The fixture's one deliberate deviation: J2's location has a plain count (older
+    # documents), where the schema has a list.
+    docs[0]["spec"]["outputs"]["particles"]["results"][1]["num_items"] = [projectfiles.A_ROWS]
+    docs += [json.loads((folder / f"J{k}" / "job.json").read_text()) for k in range(1, 10)]
+    for doc in docs:
+        job_spec.Inputs.model_validate(doc["spec"]["inputs"])
+        outputs = job_spec.Outputs.model_validate(doc["spec"]["outputs"])
+        for name, out in outputs.root.items():  # one count per version, as the schema says
+            for r in out.results:
+                assert len(r.num_items) == len(r.versions) == len(r.metafiles), (name, r.name)
+    # J4 of the demo wrote two versions of 2D classification: both counts are known.
+    j4 = Project(folder).job("J4").outputs["particles"]["alignments2D"]
+    assert set(j4.counts) == {10, 20}
+    assert j4.counts[10] == len(np.load(folder / "J4" / "J4_010_particles.cs"))

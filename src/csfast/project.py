@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .csdat import inspect_any
 from .errors import CsError, CsFormatError
 from .format import atomic_write
 from .groups import Result, ResultGroup
@@ -548,7 +549,9 @@ def write_job(project: str | os.PathLike, uid: str, job_type: str, *, title: str
     """Write ``<project>/<uid>/job.json``, a v5 job document, atomically; returns its path.
 
     ``outputs``: the job's output groups (as ``write_output`` returns them),
-    metafiles written relative to the project folder. ``inputs``: the job's
+    metafiles written relative to the project folder, with one item count
+    per version (a count the group does not hold is read from the metafile's
+    header). ``inputs``: the job's
     Inputs, keyed by their spec's name, each connection listed slot by slot
     (the result that fills it, its job, group and version; overrides
     included) and its passthrough results with no slot. ``Project`` reads
@@ -585,8 +588,11 @@ def _output_document(group: ResultGroup, root: str) -> dict[str, Any]:
     results = []
     for r in group.results.values():
         versions = sorted(r.versions)
-        counts: list[int] | int = [r.counts[v] for v in versions] \
-            if all(v in r.counts for v in versions) else r.num_items
+        # v5 lists one count per version; a count the group does not know (an
+        # earlier version re-read from a .csg) is read from its metafile's header.
+        counts = [r.counts[v] if v in r.counts else
+                  r.num_items if v == r.version else inspect_any(r.versions[v]).rows
+                  for v in versions]
         results.append({
             "name": r.name,
             "dtype": _short_type(group.item_type, r.result_type),
