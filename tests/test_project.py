@@ -485,3 +485,69 @@ def test_v5_documents_follow_cryosparc_tools_schema(built, tmp_path, capsys):
     j4 = Project(folder).job("J4").outputs["particles"]["alignments2D"]
     assert set(j4.counts) == {10, 20}
     assert j4.counts[10] == len(np.load(folder / "J4" / "J4_010_particles.cs"))
+
+
+def test_write_job_round_trip(fx):
+    """Inputs written by write_job read back with the same connections, overrides,
+    versions, explicit passthrough and cleared slots, and load the same table."""
+    from csfast import write_job
+
+    p = Project(fx.root)
+    j6, j7 = p.job("J6").inputs["particles"], p.job("J7").inputs["particles"]
+    j6.clear(1, "alignments2D")  # an optional slot J5's group would fill
+    j7.spec = type(j7.spec)(j7.spec.item_type, j7.spec.slots, name="particles_class_0")
+    path = write_job(fx.root, "J20", "homo_refine_new", title="again", status="building",
+                     inputs=[j6, j7], outputs=[p.job("J3").outputs["particles"]])
+    assert path == os.path.join(str(fx.root), "J20", "job.json")
+    back = Project(fx.root).job("J20")
+    assert (back.type, back.title, back.status, back.shape) == (
+        "homo_refine_new", "again", "building", "v5")
+
+    def facts(inp):
+        return [(c.group.label, c.version, c.passthrough, sorted(c.cleared),
+                 {k: (r.label, c.override_versions.get(k)) for k, r in c.overrides.items()})
+                for c in inp.connections]
+
+    assert facts(back.inputs["particles"]) == facts(j6)
+    assert facts(back.inputs["particles_class_0"]) == facts(j7)
+    assert back.inputs["particles"].spec.slots == j6.spec.slots
+    expected = projectfiles.expected_input(fx, "J6", "particles")
+    expected = {k: v for k, v in expected.items() if not k.startswith("alignments2D/")}
+    assert_same_table(back.inputs["particles"].load(), expected)
+    # The output group: every version and metafile, counts per version.
+    g, orig = back.outputs["particles"], p.job("J3").outputs["particles"]
+    assert {n: (r.versions, r.counts, r.passthrough, r.result_type)
+            for n, r in g.results.items()} == {
+        n: (r.versions, r.counts, r.passthrough, r.result_type) for n, r in orig.results.items()}
+
+
+def test_write_job_needs_groups_of_jobs(tmp_path, fx):
+    from csfast import ResultGroup, write_job
+
+    inp = Project(fx.root).job("J2").inputs["particles"]
+    loose = ResultGroup.from_csg(_write_csg(tmp_path))
+    inp.disconnect()
+    inp.connect(loose)
+    with pytest.raises(CsError) as e:
+        write_job(fx.root, "J21", "x", inputs=[inp])
+    assert str(e.value) == ("input 'particles': connection 0 (particles) is a group of no job; "
+                            "a job document can only name groups of jobs")
+    assert not (fx.root / "J21" / "job.json").exists()
+
+
+def _write_csg(folder) -> str:
+    """A .csg (no job in its name) over a one-result table, written by hand."""
+    arr = projectfiles.table(np.random.default_rng(1), np.arange(5, dtype=np.uint64), ["blob"])
+    projectfiles.save(folder / "loose.cs", arr)
+    (folder / "loose.csg").write_text(
+        "group: {name: particles, type: particle}\n"
+        "results:\n  blob: {metafile: '>loose.cs', num_items: 5, type: particle.blob}\n")
+    return str(folder / "loose.csg")
+
+
+def test_cli_load_csg_takes_no_names(tmp_path, capsys):
+    csg = _write_csg(tmp_path)
+    assert main(["load", csg, "particles"]) == 1
+    assert capsys.readouterr().err == (
+        f"csfast load: {csg}: a .csg names one group; an output or --input name goes with a "
+        "job folder (PROJECT/J42)\n")
