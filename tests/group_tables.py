@@ -130,3 +130,11 @@ def chain_groups(d, rng):
         "location": (">J5_passthrough_particles_selected.cs", len(sel))})
     return {"j2": j2, "j5": j5, "j2_main": j2_main, "j2_pt": j2_pt, "j5_main": j5_main,
             "j5_pt": j5_pt, "folder": d}
+
+
+def blob_group(folder, job, u, rng):
+    """A group of one blob result for the uids u: (its array, the ResultGroup)."""
+    arr = table(u, rng, blob=BLOB)
+    save(folder / f"{job}_000_particles.cs", arr)
+    return arr, csg(folder, job, "particles", "particle",
+                    {"blob": (f">{job}_000_particles.cs", len(u))})

@@ -422,16 +422,22 @@ def test_required_slot_empty(chain):
                             "'alignments3D' is empty") for p in problems)
 
 
-def test_override_of_the_wrong_item_type(chain, tmp_path, rng):
+def test_override_of_the_wrong_type(chain, tmp_path, rng):
+    """Refused at once, of another item type or of the same item type (a blob for ctf)."""
     groups, _ = local_resolution_jobs(tmp_path, rng)
     inp = Input(PARTICLES)
     inp.connect(chain["j5"])
-    with pytest.raises(InputError) as e:
-        inp.override(0, "blob", groups["J7"]["map_half_A"])
-    assert e.value.problems == [
-        "input 'particles': connection 0 (J5.particles_selected): slot 'blob' takes "
-        "'particle.blob' results; J7.volume.map_half_A is of type 'volume.map_half_A'; "
-        "override with a 'particle.blob' result"]
+    for slot, result, message in (
+            ("blob", groups["J7"]["map_half_A"],
+             "slot 'blob' takes 'particle.blob' results; J7.volume.map_half_A is of type "
+             "'volume.map_half_A'; override with a 'particle.blob' result"),
+            ("ctf", chain["j2"]["blob"],
+             "slot 'ctf' takes 'particle.ctf' results; J2.particles.blob is of type "
+             "'particle.blob'; override with a 'particle.ctf' result")):
+        with pytest.raises(InputError) as e:
+            inp.override(0, slot, result)
+        assert e.value.problems == [
+            f"input 'particles': connection 0 (J5.particles_selected): {message}"]
     assert inp.connections[0].overrides == {}
 
 
@@ -463,24 +469,6 @@ def test_metafile_without_the_results_fields(chain):
     assert problems_of(inp) == [
         f"input 'particles': connection 0 (J2.particles): slot 'ctf': metafile "
         f"{g['location'].metafile} of J2.particles.ctf holds no 'ctf' fields; fix its .csg"]
-
-
-def test_override_sharing_no_uid(chain, tmp_path, rng):
-    other = table(uids(40, rng), rng, blob=BLOB)
-    save(tmp_path / "J9_000_particles.cs", other)
-    g9 = csg(tmp_path, "J9", "particles", "particle", {"blob": (">J9_000_particles.cs", 40)})
-    inp = Input(PARTICLES)
-    inp.connect(chain["j5"])
-    inp.override(0, "blob", g9["blob"])
-    assert problems_of(inp) == [
-        "input 'particles': connection 0 (J5.particles_selected): slot 'blob' "
-        "(J9.particles.blob) covers 0 of the connection's 170 items; 170 would be dropped: "
-        "use a result of the same items, or load with allow_drop=True"]
-    with pytest.raises(InputError) as e:
-        inp.load(allow_drop=True)
-    assert str(e.value) == (
-        "input 'particles': connection 0 (J5.particles_selected): the override of slot 'blob' "
-        "shares no uid with the connection's items; override with a result of the same items")
 
 
 def test_one_item_override_into_a_many_item_group(chain, tmp_path, rng):

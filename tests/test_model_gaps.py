@@ -15,6 +15,7 @@ from group_tables import (
     BLOB,
     CTF,
     assert_table,
+    blob_group,
     brute_join,
     chain_groups,
     csg,
@@ -49,18 +50,6 @@ def refused(inp, **load_args):
 
 
 # ---------------------------------------------------------------- slot types
-
-
-def test_override_with_a_result_of_another_type_is_refused(chain):
-    inp = Input(PARTICLES)
-    inp.connect(chain["j5"])
-    with pytest.raises(InputError) as e:
-        inp.override(0, "ctf", chain["j2"]["blob"])
-    assert e.value.problems == [
-        "input 'particles': connection 0 (J5.particles_selected): slot 'ctf' takes "
-        "'particle.ctf' results; J2.particles.blob is of type 'particle.blob'; override "
-        "with a 'particle.ctf' result"]
-    assert inp.connections[0].overrides == {}
 
 
 def test_group_result_named_like_a_slot_but_of_another_type(tmp_path, rng):
@@ -167,6 +156,37 @@ def test_connect_and_override_at_a_version(versioned):
         "no version 2 (versions: 0, 5)"]
 
 
+def test_connection_version_a_result_lacks(versioned, tmp_path):
+    """connect(version=1) takes the group; a used result without version 1 is a problem."""
+    j4 = csg(tmp_path, "J4", "particles", "particle",
+             {"alignments2D": (">J4_002_particles.cs", 40), "ctf": (">J4_002_particles.cs", 40)},
+             extra_keys={"alignments2D": {"versions": {1: ">J4_001_particles.cs",
+                                                       2: ">J4_002_particles.cs"}},
+                         "ctf": {"versions": {2: ">J4_002_particles.cs"}}})
+    inp = Input(InputSpec("particle", ["alignments2D", "?ctf"], name="particles"))
+    inp.connect(j4, version=1)
+    assert refused(inp) == [
+        "input 'particles': connection 0 (J4.particles): slot 'ctf': J4.particles.ctf has no "
+        "version 1 (versions: 2)"]
+
+
+def test_passthrough_result_at_a_version(versioned):
+    g = versioned
+    inp = Input(InputSpec("particle", ["blob"], name="particles"))
+    inp.connect(g["j4"], passthrough={"alignments2D": 1})
+    assert_table(inp.load(allow_drop=True), brute_join(g["pt"], [
+        (g["pt"], ["blob"], None), (g["v1"], ["alignments2D"], None)]))
+    assert inp.check() == [
+        "input 'particles': connection 0 (J4.particles): passthrough result 'alignments2D' "
+        "(J4.particles.alignments2D) covers 50 of the connection's 60 items; 10 would be "
+        "dropped: use a result of the same items, or load with allow_drop=True"]
+    with pytest.raises(InputError) as e:
+        inp.connect(g["j4"], passthrough={"alignments2D": 7})
+    assert e.value.problems == [
+        "input 'particles': J4.particles: passthrough result 'alignments2D': "
+        "J4.particles.alignments2D has no version 7 (versions: 1, 2)"]
+
+
 # ---------------------------------------------------------------- passthrough, slots
 
 
@@ -215,25 +235,34 @@ def test_disconnect_without_an_index_clears_every_connection(chain):
 # ---------------------------------------------------------------- no silent drops
 
 
-def test_partial_override_is_reported_and_refused(chain, tmp_path, rng):
-    """An override covering 100 of the selection's 170 items: check() gives the counts,
-    load() refuses, load(allow_drop=True) gives the brute-force inner join."""
+@pytest.mark.parametrize("shared", [100, 0])
+def test_partial_override_is_reported_and_refused(chain, tmp_path, rng, shared):
+    """An override covering `shared` of the selection's 170 items (and 30 others): check()
+    gives the counts, load() refuses, load(allow_drop=True) gives the brute-force inner
+    join, or, sharing no uid at all, an error saying so."""
     sel = chain["j5_pt"]["uid"]
-    part = table(np.concatenate([rng.permutation(sel)[:100], uids(30, rng)]), rng, blob=BLOB)
-    save(tmp_path / "J9_000_particles.cs", part)
-    j9 = csg(tmp_path, "J9", "particles", "particle", {"blob": (">J9_000_particles.cs", 130)})
+    part, j9 = blob_group(tmp_path, "J9", np.concatenate([rng.permutation(sel)[:shared],
+                                                          uids(30, rng)]), rng)
     inp = Input(PARTICLES)
     inp.connect(chain["j5"])
     inp.override(0, "blob", j9["blob"])
     assert refused(inp) == [
         "input 'particles': connection 0 (J5.particles_selected): slot 'blob' "
-        "(J9.particles.blob) covers 100 of the connection's 170 items; 70 would be dropped: "
-        "use a result of the same items, or load with allow_drop=True"]
+        f"(J9.particles.blob) covers {shared} of the connection's 170 items; {170 - shared} "
+        "would be dropped: use a result of the same items, or load with allow_drop=True"]
+    if not shared:
+        with pytest.raises(InputError) as e:
+            inp.load(allow_drop=True)
+        assert str(e.value) == (
+            "input 'particles': connection 0 (J5.particles_selected): the override of slot "
+            "'blob' shares no uid with the connection's items; override with a result of the "
+            "same items")
+        return
     ds = inp.load(allow_drop=True)
     expected = brute_join(chain["j5_pt"], [(part, ["blob"], None),
                                            (chain["j5_pt"], ["ctf", "location"], None),
                                            (chain["j5_main"], ["alignments2D"], None)])
-    assert len(expected["uid"]) == 100
+    assert len(expected["uid"]) == shared
     assert_table(ds, expected)
 
 
@@ -423,3 +452,16 @@ def test_write_output_refuses_results_without_their_minimum_fields(tmp_path, rng
                      ["blob", "alignments_class_0", "notes"], validate=False)
     np.testing.assert_array_equal(np.load(tmp_path / "J7_000_particles.cs"), arr)
     assert g["notes"].result_type == "particle.notes"  # no minimum known: never refused
+
+
+def test_unreadable_metafile_is_reported_by_check(chain):
+    """Neither a .cs nor a CSDAT file: check() says why, from the one header reader."""
+    path = chain["folder"] / "J2_passthrough_particles.cs"
+    path.write_bytes(b"PK\x03\x04 not a table")
+    inp = Input(PARTICLES)
+    inp.connect(chain["j2"])
+    assert refused(inp) == [
+        f"input 'particles': connection 0 (J2.particles): passthrough result 'location': "
+        f"metafile of J2.particles.location: {path} cannot be read ({path}: not a .cs file "
+        "(bad magic b'PK\\x03\\x04 n', expected b'\\x93NUMPY')); re-run J2 or connect another "
+        "group"]

@@ -63,7 +63,7 @@ def test_readme_examples_run_on_the_demo(tmp_path, monkeypatch, capsys):
     assert len(namespace["stack"]) == len(j6)
     assert namespace["project"].jobs() == [f"J{i}" for i in range(1, 11)]  # J10 written since
     assert (namespace["j6"].type, namespace["j6"].status) == ("homo_refine_new", "completed")
-    assert namespace["inp"].check() == []
+    assert namespace["j6"].inputs["particles"].check() == []
     # J10, written by the result-group example, reads back as a job of the project.
     assert Project(folder).jobs()[-1] == "J10"
     j10 = Project(folder).job("J10")

@@ -326,7 +326,7 @@ def format_demo(report) -> list[str]:
         f"  inp.override(0, 'blob', {over.label})",
         f"                   {_blob_text(over.load())}",
         f"  inp.check()      {_problems(ref)}, in {_ms(ref.check_seconds)} "
-        "(reads only .cs headers)",
+        "(reads .cs headers and uid columns only)",
         f"  inp.load()       {_table_size(t)} in {_ms(ref.load_seconds)} "
         f"({ref.metafiles} metafiles, each opened once)",
         f"                   blob: {_blob_text(t)} on every row, from {over.group}",

@@ -9,7 +9,7 @@ assembles one table.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,12 +113,14 @@ class Connection:
     ``version`` is the version of the group's own results that is loaded
     (None: the final one); ``passthrough`` None carries every result of the
     group that no slot names, a tuple carries exactly those results.
-    ``override_versions`` holds the version chosen for each override.
+    ``override_versions`` and ``passthrough_versions`` hold the versions
+    chosen for single results (others: ``version``).
     """
 
     group: ResultGroup
     version: int | None = None
     passthrough: tuple[str, ...] | None = None
+    passthrough_versions: dict[str, int | None] = field(default_factory=dict)
     overrides: dict[str, Result] = field(default_factory=dict)
     override_versions: dict[str, int | None] = field(default_factory=dict)
     cleared: set[str] = field(default_factory=set)
@@ -135,7 +137,7 @@ class Connection:
         """The version loaded for a slot or passthrough result (None: the final one)."""
         if slot in self.overrides:
             return self.override_versions.get(slot)
-        return self.version
+        return self.passthrough_versions.get(slot, self.version)
 
 
 def _group_key(group: ResultGroup) -> tuple:
@@ -206,13 +208,14 @@ class Input:
         return self._connections[index]
 
     def connect(self, group: ResultGroup, version: int | None = None,
-                passthrough: Sequence[str] | None = None) -> int:
+                passthrough: Sequence[str] | Mapping[str, int | None] | None = None) -> int:
         """Plug an output group in; returns its connection index.
 
         ``version``: the version of the group's results to load (a number
         as in ``Result.versions``; None: the final one). ``passthrough``:
         None carries every result of the group that no slot names; a
-        sequence of result names carries exactly those (empty: none).
+        sequence of result names carries exactly those (empty: none); a
+        mapping {name: version} also gives each one's version (None: final).
 
         A group result named like a slot but of another type does not fill
         the slot: ``check`` reports it until the slot is overridden with a
@@ -240,7 +243,17 @@ class Input:
             if named:
                 raise InputError([f"{where}: {', '.join(map(repr, named))} is a slot of the "
                                   "input, not a passthrough result"])
-        self._connections.append(Connection(group, version=version, passthrough=names))
+        versions = {}
+        if isinstance(passthrough, Mapping):
+            for n, v in passthrough.items():
+                r = group.results[n]
+                if v is not None and not r.passthrough and int(v) not in r.versions:
+                    raise InputError([f"{where}: passthrough result {n!r}: {r.label} has no "
+                                      f"version {v} (versions: "
+                                      f"{', '.join(map(str, r.versions))})"])
+                versions[n] = None if v is None else int(v)
+        self._connections.append(Connection(group, version=version, passthrough=names,
+                                            passthrough_versions=versions))
         return len(self._connections) - 1
 
     def disconnect(self, connection: int | None = None) -> ResultGroup | list[ResultGroup]:
@@ -319,8 +332,8 @@ class Input:
             names = {s.name for s in self.spec.slots}
             carried = conn.passthrough if conn.passthrough is not None else \
                 [n for n in conn.group.results if n not in names]
-            uses += [_Use(n, "passthrough result", conn.group.results[n], conn.version, False)
-                     for n in carried]
+            uses += [_Use(n, "passthrough result", conn.group.results[n], conn.version_for(n),
+                          False) for n in carried]
         return uses
 
     def check(self, passthrough: bool = True, slots: Sequence[str] | None = None) -> list[str]:
@@ -468,11 +481,14 @@ class Input:
         single = self.spec.item_type in SINGLE_ITEM_TYPES
         ref = _uids(items, cache)
         problems = []
+        counted: dict[str, int] = {}  # an override may read a file the group reads too
         for part in parts:
             # A one-item override takes the connection's uid: nothing to cover.
             if part.path == items or (single and part.override):
                 continue
-            covered = int(np.count_nonzero(isin(ref, _uids(part.path, cache))))
+            if part.path not in counted:
+                counted[part.path] = int(np.count_nonzero(isin(ref, _uids(part.path, cache))))
+            covered = counted[part.path]
             if covered < len(ref):
                 what = ", ".join(f"{u.what} {u.key!r}" for u in part.uses)
                 labels = ", ".join(u.result.label for u in part.uses)
