@@ -368,6 +368,19 @@ def test_missing_parent_job(fx):
     assert list(Project(fx.root).job("J6").outputs) == ["particles"]
 
 
+def test_connection_to_an_unwritten_output(fx):
+    doc = fx.doc("J4")
+    doc["status"] = "queued"
+    for r in doc["spec"]["outputs"]["particles"]["results"]:
+        r["versions"], r["metafiles"], r["num_items"] = [], [], []
+    fx.write_doc("J4", doc)
+    with pytest.raises(CsFormatError) as e:
+        Project(fx.root).job("J7").inputs  # noqa: B018
+    assert str(e.value).endswith(
+        "key 'spec.inputs.particles.connections[0].results[0]' names result "
+        "'alignments_class_0' of J4.particles, which has no results written (job J4: queued)")
+
+
 def test_missing_metafile(fx):
     os.unlink(fx.root / "J3" / "J3_002_particles.cs")
     inp = Project(fx.root).job("J6").inputs["particles"]

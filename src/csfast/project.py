@@ -428,9 +428,7 @@ class Job:
         own = [s for s in c.sources if (s.job, s.group) == (c.job, c.group)]
         for s in own:
             if s.result not in group:
-                raise self._reader.error(
-                    s.key, f"names result {s.result!r} of {group.label}, which has "
-                           f"{', '.join(group.results) or 'no results'}")
+                raise self._missing_result(s, group)
         # The connection's version: the one every own versioned result is read at.
         versions = sorted({s.version for s in own if not group[s.result].passthrough},
                           key=lambda v: -1 if v is None else v)
@@ -465,14 +463,20 @@ class Job:
             source = group if (s.job, s.group) == (c.job, c.group) else \
                 self._referenced(s.job, s.group, s.key)
             if s.result not in source:
-                raise self._reader.error(
-                    s.key, f"names result {s.result!r} of {source.label}, which has "
-                           f"{', '.join(source.results) or 'no results'}")
+                raise self._missing_result(s, source)
             inp.override(index, s.slot, source[s.result], version=s.version)
         for slot in inp.spec.slots:
             # The job did not read an optional slot the document does not list.
             if slot.name not in listed and not slot.required and slot.name in group:
                 inp.clear(index, slot.name)
+
+    def _missing_result(self, s: _SourceDoc, group: ResultGroup) -> CsFormatError:
+        if group.results:
+            have = ", ".join(group.results)
+        else:  # a job that has not written its outputs (yet)
+            have = f"no results written (job {group.job}: {self.project.job(group.job).status})"
+        return self._reader.error(s.key, f"names result {s.result!r} of {group.label}, which "
+                                         f"has {have}")
 
     def _referenced(self, job: str, group: str, key: str) -> ResultGroup:
         if not self.project.has_job(job):
