@@ -174,6 +174,24 @@ def test_input_load_matches_brute_force(built, job):
     assert_same_table(got, projectfiles.expected_input(built, job, "particles"))
 
 
+def test_passthrough_named_like_a_slot(fx):
+    """A result carried with no slot but named like a slot fills that slot (same fields);
+    next to a listed slot of that name it is left out (the slot's source wins)."""
+    doc = fx.doc("J6")
+    conn = doc["input_slot_groups"][0]["connections"]
+    conn[1]["slots"][2]["slot_name"] = None  # J5's alignments2D, carried
+    conn[0]["slots"].append({"slot_name": None, "job_uid": "J4", "group_name": "particles",
+                             "result_name": "blob", "result_type": "particle.blob",
+                             "version": "F"})  # beside slot blob <- J1
+    fx.write_doc("J6", doc)
+    inp = Project(fx.root).job("J6").inputs["particles"]
+    c0, c1 = inp.connections
+    assert c0.overrides["blob"].label == "J1.imported_particles.blob"
+    assert list(c0.passthrough) == ["location", "alignments_class_0"]
+    assert list(c1.passthrough) == ["location"] and c1.cleared == set()
+    assert_same_table(inp.load(), projectfiles.expected_input(fx, "J6", "particles"))
+
+
 def test_appended_connections_in_order(built):
     got = Project(built.root).job("J6").inputs["particles"].load()
     uids = np.asarray(got["uid"])

@@ -22,7 +22,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .csdat import inspect_any
@@ -425,7 +425,17 @@ class Job:
         """Connect c's group to inp as the document lists it: version, overrides, passthrough."""
         group = self._referenced(c.job, c.group, c.key)
         names = {s.name for s in inp.spec.slots}
-        own = [s for s in c.sources if (s.job, s.group) == (c.job, c.group)]
+        listed = {s.slot for s in c.sources if s.slot is not None}
+        sources = []
+        for s in c.sources:
+            if s.slot is None and s.result in names:
+                # Carried under a slot's name, its fields are the slot's: it fills the
+                # slot, unless the slot is listed (then what the slot names wins).
+                if s.result in listed:
+                    continue
+                s = replace(s, slot=s.result)
+            sources.append(s)
+        own = [s for s in sources if (s.job, s.group) == (c.job, c.group)]
         for s in own:
             if s.result not in group:
                 raise self._missing_result(s, group)
@@ -434,7 +444,7 @@ class Job:
                           key=lambda v: -1 if v is None else v)
         version = versions[0] if len(versions) == 1 else None
         carried = []
-        for s in c.sources:
+        for s in sources:
             if s.slot is not None:
                 if s.slot not in names:
                     raise self._reader.error(s.key, f"names slot {s.slot!r}, which input "
@@ -453,7 +463,7 @@ class Job:
             carried.append(s.result)
         index = inp.connect(group, version=version, passthrough=carried)
         listed = set()
-        for s in c.sources:
+        for s in sources:
             if s.slot is None:
                 continue
             listed.add(s.slot)
