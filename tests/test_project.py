@@ -306,6 +306,25 @@ MALFORMED_INPUTS = [
      "key 'spec.inputs.particles.connections[0].results[3]' carries result "
      "'alignments_class_1' while the connection reads its own results at several versions "
      "(0, 7); csfast carries a connection's passthrough results at one version"),
+    ("J6", lambda d: _set(d, 9, "input_slot_groups", 0, "connections", 0, "slots", 2,
+                          "version"),
+     "key 'input_slot_groups[0].connections[0].slots[2]' cannot be restored: input "
+     "'particles': connection 0 (J4.particles): slot 'alignments2D': "
+     "J3.particles.alignments2D has no version 9 (versions: 0, 2, 4)"),
+    ("J6", lambda d: _set(d, "alignments_class_0", "input_slot_groups", 0, "connections", 0,
+                          "slots", 2, "result_name") and
+     _set(d, "J4", "input_slot_groups", 0, "connections", 0, "slots", 2, "job_uid") and
+     _set(d, "F", "input_slot_groups", 0, "connections", 0, "slots", 2, "version"),
+     "key 'input_slot_groups[0].connections[0].slots[2]' cannot be restored: input "
+     "'particles': connection 0 (J4.particles): slot 'alignments2D' takes "
+     "'particle.alignments2D' results; J4.particles.alignments_class_0 is of type "
+     "'particle.alignments3D'; override with a 'particle.alignments2D' result"),
+    ("J6", lambda d: _set(d, 0, "input_slot_groups", 0, "count_max"),
+     "key 'input_slot_groups[0]' is not a valid input group: invalid counts: count_min=1, "
+     "count_max=0"),
+    ("J6", lambda d: _set(d, "exposure.ctf", "input_slot_groups", 0, "slots", 2, "type"),
+     "key 'input_slot_groups[0]' is not a valid input group: slot 'alignments2D' takes "
+     "'exposure.ctf' results, not of the input's item type 'particle'"),
     ("J7", lambda d: _drop(d, "spec", "inputs", "particles", "connections", 0, "output"),
      "key 'spec.inputs.particles.connections[0].output' is missing"),
     ("J7", lambda d: _set(d, "lots", "spec", "inputs", "particles", "count_max"),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .csdat import inspect_any
-from .errors import CsError, CsFormatError
+from .errors import CsError, CsFormatError, InputError
 from .format import atomic_write
 from .groups import Result, ResultGroup
 from .inputs import Input, InputSpec, Slot
@@ -102,6 +102,7 @@ class _InputDoc:
     count_max: int | None
     repeat_allowed: bool
     connections: tuple[_ConnectionDoc, ...]
+    key: str
 
 
 class _Reader:
@@ -266,7 +267,7 @@ def _input_doc(r: _Reader, at: str, g: Mapping[str, Any], name: str, item_type: 
     return _InputDoc(name, item_type, r.get(g, at, "title", "text", ""), slots,
                      r.get(g, at, "count_min", "count", 0),
                      _count_max(r.get(g, at, "count_max", "count_max", keys.count_max)),
-                     r.get(g, at, "repeat_allowed", "bool", False), tuple(connections))
+                     r.get(g, at, "repeat_allowed", "bool", False), tuple(connections), at)
 
 
 def _inputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_InputDoc]:
@@ -414,8 +415,11 @@ class Job:
 
     def _input(self, i: _InputDoc) -> Input:
         slots = [Slot(s.name, type=s.type, required=s.required) for s in i.slots]
-        spec = InputSpec(i.item_type, slots, count_min=i.count_min, count_max=i.count_max,
-                         repeat_allowed=i.repeat_allowed, name=i.name)
+        try:
+            spec = InputSpec(i.item_type, slots, count_min=i.count_min, count_max=i.count_max,
+                             repeat_allowed=i.repeat_allowed, name=i.name)
+        except ValueError as e:  # repeated slots, counts out of order, a slot of another type
+            raise self._reader.error(i.key, f"is not a valid input group: {e}") from None
         inp = Input(spec)
         for c in i.connections:
             self._connection(inp, c)
@@ -461,7 +465,11 @@ class Job:
                            f"results at several versions ({shown}); csfast carries a "
                            "connection's passthrough results at one version")
             carried.append(s.result)
-        index = inp.connect(group, version=version, passthrough=carried)
+        try:
+            index = inp.connect(group, version=version, passthrough=carried)
+        except InputError as e:
+            raise self._reader.error(c.key, "cannot be restored: "
+                                     + "; ".join(e.problems)) from None
         listed = set()
         for s in sources:
             if s.slot is None:
@@ -474,7 +482,11 @@ class Job:
                 self._referenced(s.job, s.group, s.key)
             if s.result not in source:
                 raise self._missing_result(s, source)
-            inp.override(index, s.slot, source[s.result], version=s.version)
+            try:
+                inp.override(index, s.slot, source[s.result], version=s.version)
+            except InputError as e:  # a result of another type, a version it does not have
+                raise self._reader.error(s.key, "cannot be restored: "
+                                         + "; ".join(e.problems)) from None
         for slot in inp.spec.slots:
             # The job did not read an optional slot the document does not list.
             if slot.name not in listed and not slot.required and slot.name in group:
