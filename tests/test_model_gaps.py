@@ -297,6 +297,22 @@ def test_num_items_disagreeing_with_the_file(chain, tmp_path, rng):
         "disagree: re-run its job or fix its .csg"]
 
 
+def test_num_items_of_a_version(versioned):
+    """Counts per version (as job documents give them) are checked for the version used."""
+    g = versioned
+    r = g["j4"]["alignments2D"]
+    r.counts = {1: 50, 2: 41}
+    inp = Input(InputSpec("particle", ["alignments2D"], name="particles"))
+    inp.connect(g["j4"], version=1, passthrough=[])
+    assert inp.check() == []
+    inp.disconnect()
+    inp.connect(g["j4"], passthrough=[])  # the final version: 41 said, 40 in the file
+    assert inp.check() == [
+        "input 'particles': connection 0 (J4.particles): J4.particles.alignments2D: num_items "
+        f"says 41, the metafile {r.metafile} holds 40 items; the group's description and its "
+        "file disagree: re-run its job or fix its .csg"]
+
+
 def test_all_slots_overridden_still_follow_the_connections_items(chain):
     """The connection's items are its group's, even when no own table is read."""
     inp = Input(InputSpec("particle", ["blob"], name="particles"))
@@ -465,3 +481,26 @@ def test_unreadable_metafile_is_reported_by_check(chain):
         f"metafile of J2.particles.location: {path} cannot be read ({path}: not a .cs file "
         "(bad magic b'PK\\x03\\x04 n', expected b'\\x93NUMPY')); re-run J2 or connect another "
         "group"]
+
+
+def test_override_with_the_groups_own_result_opens_each_file_once(chain, monkeypatch):
+    """As a job document lists it: every slot filled explicitly, from the group itself."""
+    opened = []
+    real = Dataset.load.__func__
+
+    def counting(cls, path, *a, **k):
+        if k.get("fields") != ["uid"]:  # check() reads uid columns apart
+            opened.append(os.fspath(path))
+        return real(cls, path, *a, **k)
+
+    j5 = chain["j5"]
+    inp = Input(InputSpec("particle", ["blob", "ctf", "alignments2D"], name="particles"))
+    inp.connect(j5, passthrough=["location"])
+    for slot in ("blob", "ctf", "alignments2D"):
+        inp.override(0, slot, j5[slot])
+    monkeypatch.setattr(Dataset, "load", classmethod(counting))
+    ds = inp.load()
+    assert sorted(opened) == sorted({j5[r].metafile for r in j5.results})
+    assert_table(ds, brute_join(chain["j5_pt"], [
+        (chain["j5_pt"], ["blob", "ctf", "location"], None),
+        (chain["j5_main"], ["alignments2D"], None)]))

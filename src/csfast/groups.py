@@ -148,6 +148,12 @@ class Result:
         """The final version's metafile."""
         return self.versions[self.version]
 
+    def num_items_of(self, version: int | None = None) -> int:
+        """The item count a version's metafile should hold (0: unknown)."""
+        if version is None or self.passthrough or version == self.version:
+            return self.counts.get(self.version, self.num_items)
+        return self.counts.get(version, 0)
+
     def metafile_of(self, version: int | None = None) -> str:
         """The metafile of a version (the final one by default).
 

@@ -437,10 +437,9 @@ class Input:
                                 f"{r.label} holds no {r.name!r} fields; fix its .csg")
             else:
                 rows[key] = info.rows
-                # num_items describes the final metafile (a passthrough result has one).
-                final = u.version is None or r.passthrough or u.version == r.version
-                if final and r.num_items and r.num_items != info.rows:
-                    miscounted.setdefault((u.metafile, r.num_items, info.rows), []).append(r)
+                said = r.num_items_of(u.version)
+                if said and said != info.rows:
+                    miscounted.setdefault((u.metafile, said, info.rows), []).append(r)
         for (path, said, held), results in miscounted.items():
             problems.append(
                 f"{where}: {', '.join(r.label for r in results)}: num_items says {said:,}, "
@@ -536,16 +535,21 @@ class Input:
         One table per metafile of the group's own results (so each file opens
         once), one per metafile of the overrides (a result filling two slots
         is read once per slot). An overridden slot's own result is never
-        read: the override wins. Tables go in the order of the first slot
-        they fill, passthrough results last, which orders the columns by slot.
-        The connection's items are those of its first own table, else of the
-        group's first result.
+        read: the override wins. An override from a metafile the group's own
+        results are read from, whose name is the slot's, is read with them
+        (a job document lists every slot's result, mostly the group's own).
+        Tables go in the order of the first slot they fill, passthrough
+        results last, which orders the columns by slot. The connection's
+        items are those of its first own table, else of the group's first
+        result.
         """
+        uses = self._uses(conn, passthrough, slots)
+        own_paths = {u.metafile for u in uses if not u.override}
         parts: list[_Part] = []
         own: dict[str, _Part] = {}
-        for u in self._uses(conn, passthrough, slots):
+        for u in uses:
             path = u.metafile
-            if not u.override:
+            if not u.override or (u.result.name == u.key and path in own_paths):
                 if path not in own:
                     own[path] = _Part(path, [], False)
                     parts.append(own[path])
