@@ -418,6 +418,18 @@ def test_connection_to_an_unwritten_output(fx):
         "'alignments_class_0' of J4.particles, which has no results written (job J4: queued)")
 
 
+def test_check_reports_counts_the_document_gets_wrong(fx):
+    """num_items of the version a job read (J3's alignments2D version 2) against its file."""
+    doc = fx.doc("J3")
+    doc["output_results"][0]["num_items"] = [30, 29, 30]
+    fx.write_doc("J3", doc)
+    problems = Project(fx.root).job("J6").inputs["particles"].check()
+    assert len(problems) == 1
+    path = _abs(fx, "J3/J3_002_particles.cs")
+    assert (f"J3.particles.alignments2D: num_items says 29, the metafile {path} holds 30 "
+            "items") in problems[0]
+
+
 def test_missing_metafile(fx):
     os.unlink(fx.root / "J3" / "J3_002_particles.cs")
     inp = Project(fx.root).job("J6").inputs["particles"]
