@@ -10,6 +10,7 @@ from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
 from .groups import MIN_FIELDS, Result, ResultGroup, result_type_of, write_output
 from .inputs import Connection, Input, InputSpec, Slot
+from .project import Job, Project, write_job
 
 __version__ = "0.1.0"
 
@@ -29,7 +30,9 @@ __all__ = [
     "InputError",
     "InputSpec",
     "inspect",
+    "Job",
     "num_threads",
+    "Project",
     "Result",
     "result_type_of",
     "ResultGroup",
@@ -37,5 +40,6 @@ __all__ = [
     "StarWarning",
     "Slot",
     "to_star",
+    "write_job",
     "write_output",
 ]
