@@ -131,3 +131,70 @@ def test_pandas_layout_and_views():
     assert back == ds
     with pytest.raises(ValueError):
         ds.to_pandas(strings="latin1")
+
+
+def _with_record(table: pa.Table, edit) -> pa.Table:
+    import json
+
+    rec = json.loads(table.schema.metadata[b"csfast"])
+    edit({f[0]: f for f in rec["fields"]})
+    return table.replace_schema_metadata({b"csfast": json.dumps(rec).encode()})
+
+
+def test_schema_record_cannot_widen_strings_or_disagree(tmp_path):
+    from csfast.errors import CsFormatError
+
+    # 100k rows of one short path: a few kB of Parquet. A record claiming
+    # |S100000000 once asked for 93 GiB; the data's longest value decides.
+    n = 100_000
+    ds = csfast.Dataset({"uid": np.zeros(n, dtype=np.uint64),
+                         "blob/path": np.full(n, b"J1/a.mrc", dtype="S20"),
+                         "x": np.zeros((n, 2), np.float32)})
+    table = ds.to_arrow()
+    bomb = _with_record(table, lambda f: f["blob/path"].__setitem__(1, "|S100000000"))
+    pq.write_table(bomb, tmp_path / "bomb.parquet")
+    assert (tmp_path / "bomb.parquet").stat().st_size < 20_000
+    back = files.read_parquet(tmp_path / "bomb.parquet")
+    assert back["blob/path"].dtype == np.dtype("S9")  # longest + 1
+    assert (back["blob/path"] == b"J1/a.mrc").all()
+    # A recorded width with modest padding is kept (exact round trips).
+    assert files.read_parquet(_write(tmp_path, table))["blob/path"].dtype == np.dtype("S20")
+    edits = {"says <f8": lambda f: f["x"].__setitem__(1, "<f8"),
+             "says |S4": lambda f: f["x"].__setitem__(1, "|S4"),
+             "says <f4": lambda f: f["blob/path"].__setitem__(1, "<f4"),
+             r"shape \(3,\)": lambda f: f["x"].__setitem__(2, [3]),
+             r"shape \(2,\)": lambda f: f["uid"].__setitem__(2, [2])}
+    for message, edit in edits.items():
+        path = _write(tmp_path, _with_record(table, edit))
+        with pytest.raises(CsFormatError, match=f"{path}: field .*{message}"):
+            files.read_parquet(path)
+    # Unreadable records are ignored (the Arrow types decide), never raised on.
+    for junk in (b"[" * 100_000, b'{"fields": [["x", "(2,)f4,", []]]}', b"{}",
+                 b'{"fields": [["x", "<f4", [2147483648]]]}'):
+        t = table.replace_schema_metadata({b"csfast": junk})
+        assert files.read_parquet(_write(tmp_path, t))["x"].dtype == np.float32
+
+
+def _write(folder, table: pa.Table):
+    path = folder / "t.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def test_string_budget_bounds_dictionary_columns(tmp_path):
+    from csfast.errors import CsFormatError
+
+    # One 60 kB value named by 300k rows: 18 GB as a fixed-width column from
+    # a 1.3 MB Arrow table (int32 indices).
+    n = 300_000
+    arr = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
+                                         pa.array(["a" * 60_000]))
+    table = pa.table({"uid": pa.array(np.arange(n, dtype=np.uint64)), "s": arr})
+    with pytest.raises(CsFormatError, match="<arrow table>: field 's'.*would take"):
+        csfast.Dataset.from_arrow(table)
+    with pytest.raises(CsFormatError, match="a string of 70000 bytes"):
+        csfast.Dataset.from_arrow(pa.table({"s": ["b" * 70_000]}))
+    path = tmp_path / "junk.parquet"
+    path.write_bytes(b"PAR1" + b"x" * 100 + b"PAR1")
+    with pytest.raises(CsFormatError, match=str(path)):
+        files.read_parquet(path)

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ..csdat import factorize
+from ..csdat import MAX_HEADER_BYTES, StringBudget, factorize
 from ..errors import CsFieldError
 
 __all__ = ["SCHEMA_KEY", "schema_of", "schema_json", "parse_schema", "element_names",
-           "factorize", "fixed_strings", "split_elements"]
+           "factorize", "fixed_strings", "split_elements", "string_width", "StringBudget"]
 
 # Key of the schema record in Arrow schema metadata and DataFrame.attrs.
 SCHEMA_KEY = "csfast"
@@ -31,15 +31,29 @@ def schema_json(ds: Any) -> str:
     return json.dumps({"version": 1, "fields": schema_of(ds)})
 
 
+_SIMPLE_DTYPE = re.compile(r"[<>|=]?[biufcSU][0-9]+")
+
+
 def parse_schema(text: str | bytes | dict | None) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """{name: (dtype, shape)} from a schema record; empty when absent or unreadable."""
-    if text is None:
+    """{name: (dtype, shape)} from a schema record; empty when absent or unreadable.
+
+    Only what ``schema_json`` writes is readable: numeric, bool and S / U
+    dtype strings such as ``<f4``, shapes of non-negative ints below 2**31,
+    a record of at most ``MAX_HEADER_BYTES``.
+    """
+    if text is None or (not isinstance(text, dict) and len(text) > MAX_HEADER_BYTES):
         return {}
+    out: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
     try:
         rec = text if isinstance(text, dict) else json.loads(text)
-        return {str(n): (np.dtype(d), tuple(int(x) for x in s)) for n, d, s in rec["fields"]}
-    except (ValueError, TypeError, KeyError):
+        for n, d, s in rec["fields"]:
+            if not (isinstance(d, str) and _SIMPLE_DTYPE.fullmatch(d)) or not all(
+                    type(x) is int and 0 <= x < 2**31 for x in s):
+                return {}
+            out[str(n)] = (np.dtype(d), tuple(s))
+    except (ValueError, TypeError, KeyError, RecursionError, OverflowError, SyntaxError):
         return {}
+    return out
 
 
 def element_names(name: str, shape: Sequence[int]) -> list[str]:
@@ -84,11 +98,26 @@ def decoded_objects(col: np.ndarray, strip_gt: bool = False) -> np.ndarray:
     return objs[codes]
 
 
-def fixed_strings(values: Sequence[Any], field: str, width: int | None = None) -> np.ndarray:
+def string_width(longest: int, width: int | None) -> int:
+    """The width of a string column whose longest value has ``longest`` bytes.
+
+    ``width`` (from a schema record) when every value fits and it is at most
+    twice the longest plus 64 bytes (the padding a column may have kept from
+    longer values it once held), else longest + 1 (the width cryoSPARC's
+    writers choose): a record cannot widen a column beyond what its data holds.
+    """
+    if width is not None and longest <= width <= 2 * longest + 64 and width > 0:
+        return width
+    return longest + 1
+
+
+def fixed_strings(values: Sequence[Any], field: str, width: int | None = None,
+                  budget: StringBudget | None = None, rows: int | None = None) -> np.ndarray:
     """Python str / bytes values as a fixed-width UTF-8 ``S`` array.
 
-    The width is ``width`` when every value fits, else longest + 1 (the
-    width cryoSPARC's writers choose). None and NaN are refused.
+    The width is ``string_width(longest, width)``. None and NaN are refused.
+    With a budget, a column of ``rows`` rows (default: one per value) of that
+    width is first accounted for in it (CsFormatError when over).
     """
     encoded = []
     for v in values:
@@ -100,7 +129,9 @@ def fixed_strings(values: Sequence[Any], field: str, width: int | None = None) -
             raise CsFieldError(f"field {field!r}: missing or non-string value {v!r} in a "
                                "string column")
     longest = max((len(e) for e in encoded), default=0)
-    w = width if width is not None and width >= longest and width > 0 else longest + 1
+    w = string_width(longest, width)
+    if budget is not None:
+        budget.take(field, len(encoded) if rows is None else rows, longest, w)
     return np.array(encoded, dtype=f"S{w}")
 
 

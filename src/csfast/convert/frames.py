@@ -32,6 +32,7 @@ from .common import (
     parse_schema,
     schema_json,
     split_elements,
+    string_width,
 )
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def _strings(series: Any, name: str, width: int | None) -> np.ndarray:
     if series.dtype.kind == "S":  # pandas keeps numpy bytes columns as they are
         arr = series.to_numpy()
         longest = int(np.char.str_len(arr).max()) if len(arr) else 0
-        return arr.astype(f"S{width if width and width >= longest else longest + 1}")
+        return arr.astype(f"S{string_width(longest, width)}")
     codes, uniq = pd.factorize(series, use_na_sentinel=True)
     if (codes < 0).any():
         raise CsFieldError(f"field {name!r}: missing values cannot be stored in a dataset")
