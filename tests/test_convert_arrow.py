@@ -126,7 +126,9 @@ def test_pandas_layout_and_views():
         "alignments3D/pose/0", "alignments3D/pose/1", "alignments3D/pose/2"]
     assert df["uid"].dtype == np.uint64
     assert df["blob/path"].iloc[0] == ds["blob/path"][0]  # bytes
-    assert np.shares_memory(df["alignments3D/error"].to_numpy(), ds["alignments3D/error"])
+    assert not np.shares_memory(df["alignments3D/error"].to_numpy(), ds["alignments3D/error"])
+    shared = ds.to_pandas(copy=False)
+    assert np.shares_memory(shared["alignments3D/error"].to_numpy(), ds["alignments3D/error"])
     back = csfast.Dataset.from_pandas(df)
     assert back == ds
     with pytest.raises(ValueError):
@@ -198,3 +200,36 @@ def test_string_budget_bounds_dictionary_columns(tmp_path):
     path.write_bytes(b"PAR1" + b"x" * 100 + b"PAR1")
     with pytest.raises(CsFormatError, match=str(path)):
         files.read_parquet(path)
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_editing_a_frame_never_changes_the_dataset(tmp_path, mapped):
+    ds = particles(300, results=("blob", "alignments3D"), seed=6)
+    ds.save(tmp_path / "p.cs")
+    ds = csfast.Dataset.load(tmp_path / "p.cs", mmap=mapped)
+    before = {k: np.array(ds[k], copy=True) for k in ds.fields()}
+    df = ds.to_pandas()
+    df.loc[0, "uid"] = 12345
+    df.loc[1, "alignments3D/error"] = -1.0
+    df.loc[2, "alignments3D/pose/1"] = 9.0
+    df["blob/idx"] += 1
+    df.iloc[3, df.columns.get_loc("alignments3D/class")] = 77
+    for k in ds.fields():
+        assert np.array_equal(ds[k], before[k]), k
+    assert df.loc[0, "uid"] == 12345 and df.loc[2, "alignments3D/pose/1"] == 9.0
+    # The dataset made from the frame does not follow later edits of it either.
+    back = csfast.Dataset.from_pandas(df)
+    snapshot = {k: np.array(back[k], copy=True) for k in back.fields()}
+    df.loc[4, "uid"] = 1
+    df.loc[4, "alignments3D/error"] = 5.0
+    df.loc[4, "alignments3D/pose/0"] = 5.0
+    for k in back.fields():
+        assert np.array_equal(back[k], snapshot[k]), k
+    # copy=False shares read-only: pandas refuses in-place edits.
+    shared = ds.to_pandas(copy=False)
+    with pytest.raises(ValueError, match="read-only"):
+        shared.loc[0, "uid"] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        shared.loc[0, "alignments3D/pose/2"] = 1.0
+    for k in ds.fields():
+        assert np.array_equal(ds[k], before[k]), k

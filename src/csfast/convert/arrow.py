@@ -36,6 +36,7 @@ from ..errors import CsFieldError, CsFormatError
 from .common import (
     SCHEMA_KEY,
     StringBudget,
+    contiguous,
     dataset_from,
     distinct_strings,
     fixed_strings,
@@ -91,35 +92,11 @@ def _column(name: str, col: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(arr, k)
 
 
-def _contiguous(cols: dict[str, np.ndarray], block_bytes: int = 2 << 20,
-                ) -> dict[str, np.ndarray]:
-    """Contiguous copies of the strided numeric columns, made block by block.
-
-    Columns of a mapped .cs file interleave their rows; copying them one
-    after another would stream the whole table through the cache once per
-    column. Copying every column's rows block by block reads it once.
-    """
-    strided = [k for k, c in cols.items() if not c.flags.c_contiguous and c.dtype.kind not in "SU"]
-    if not strided:
-        return cols
-    out = dict(cols)
-    row_bytes = sum(cols[k].dtype.itemsize * int(np.prod(cols[k].shape[1:])) for k in strided)
-    step = max(1, block_bytes // max(row_bytes, 1))
-    n = len(cols[strided[0]])
-    for k in strided:
-        out[k] = np.empty(cols[k].shape, dtype=cols[k].dtype)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        for k in strided:
-            out[k][start:stop] = cols[k][start:stop]
-    return out
-
-
 def to_arrow(ds: Dataset) -> pa.Table:
     """An Arrow Table of the dataset (see the module docstring for the mapping)."""
     import pyarrow as pa
 
-    cols = _contiguous({name: ds[name] for name in ds.fields()})
+    cols = contiguous({name: ds[name] for name in ds.fields()})
     arrays = [_column(name, col) for name, col in cols.items()]
     names = ds.fields()
     schema = pa.schema([pa.field(n, a.type, nullable=False)

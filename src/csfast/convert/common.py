@@ -13,8 +13,9 @@ import numpy as np
 from ..csdat import MAX_HEADER_BYTES, StringBudget, factorize
 from ..errors import CsFieldError
 
-__all__ = ["SCHEMA_KEY", "schema_of", "schema_json", "parse_schema", "element_names",
-           "factorize", "fixed_strings", "split_elements", "string_width", "StringBudget"]
+__all__ = ["SCHEMA_KEY", "StringBudget", "contiguous", "element_names", "factorize",
+           "fixed_strings", "parse_schema", "schema_json", "schema_of", "split_elements",
+           "string_width"]
 
 # Key of the schema record in Arrow schema metadata and DataFrame.attrs.
 SCHEMA_KEY = "csfast"
@@ -133,6 +134,34 @@ def fixed_strings(values: Sequence[Any], field: str, width: int | None = None,
     if budget is not None:
         budget.take(field, len(encoded) if rows is None else rows, longest, w)
     return np.array(encoded, dtype=f"S{w}")
+
+
+def contiguous(cols: dict[str, np.ndarray], copy: bool = False, block_bytes: int = 2 << 20,
+               ) -> dict[str, np.ndarray]:
+    """cols with every strided numeric column (every numeric one if ``copy``)
+    replaced by an owned contiguous copy; string columns as they are.
+
+    Columns of a mapped .cs file interleave their rows; copying them one
+    after another would stream the whole table through the cache once per
+    column. Copying every column's rows block by block reads it once.
+    """
+    out = dict(cols)
+    for k, c in cols.items():
+        if copy and c.flags.c_contiguous and c.dtype.kind not in "SU":
+            out[k] = c.copy()
+    strided = [k for k, c in cols.items() if not c.flags.c_contiguous and c.dtype.kind not in "SU"]
+    if not strided:
+        return out
+    row_bytes = sum(cols[k].dtype.itemsize * int(np.prod(cols[k].shape[1:])) for k in strided)
+    step = max(1, block_bytes // max(row_bytes, 1))
+    n = len(cols[strided[0]])
+    for k in strided:
+        out[k] = np.empty(cols[k].shape, dtype=cols[k].dtype)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        for k in strided:
+            out[k][start:stop] = cols[k][start:stop]
+    return out
 
 
 def dataset_from(cls: Any, n: int, cols: dict[str, np.ndarray]) -> Any:
