@@ -233,3 +233,27 @@ def test_editing_a_frame_never_changes_the_dataset(tmp_path, mapped):
         shared.loc[0, "alignments3D/pose/2"] = 1.0
     for k in ds.fields():
         assert np.array_equal(ds[k], before[k]), k
+
+
+def test_frame_record_cannot_widen_strings():
+    import json
+
+    n = 50_000
+    ds = csfast.Dataset({"uid": np.arange(n, dtype=np.uint64),
+                         "p": np.full(n, b"ab", dtype="S3"),
+                         "q": np.full(n, b"xyz", dtype="S40")})
+    for strings in ("bytes", "str"):
+        df = ds.to_pandas(strings=strings)
+        rec = json.loads(df.attrs["csfast"])
+        rec["fields"][1][1] = rec["fields"][2][1] = "|S100000000"
+        df.attrs["csfast"] = json.dumps(rec)
+        back = csfast.Dataset.from_pandas(df)
+        assert back["p"].dtype == np.dtype("S3") and back["q"].dtype == np.dtype("S4")
+        assert back["p"].tolist() == [b"ab"] * n and back["q"].tolist() == [b"xyz"] * n
+    # A numpy bytes column in the frame goes through the same rule.
+    df = ds.to_pandas()
+    df["p"] = np.full(n, b"ab", dtype="S3")
+    rec = json.loads(df.attrs["csfast"])
+    rec["fields"][1][1] = "|S100000000"
+    df.attrs["csfast"] = json.dumps(rec)
+    assert csfast.Dataset.from_pandas(df)["p"].dtype == np.dtype("S3")
