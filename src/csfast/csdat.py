@@ -10,8 +10,10 @@ heap: NUL-terminated UTF-8 strings after a single leading NUL, so offset 0 is
 the empty string.
 
 String columns are read into fixed-width ``S<longest + 1>`` columns (the
-width cryoSPARC's writers choose); nothing is ever unpickled. This module
-sits at the format layer: it knows numpy and the LZ4 codec, not the Dataset.
+width cryoSPARC's writers choose); nothing is ever unpickled. Every size a
+stream declares is checked against the bytes it holds before anything is
+allocated, within the limits below (docs/formats.md). This module sits at
+the format layer: it knows numpy and the LZ4 codec, not the Dataset.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ import numpy as np
 from .errors import CsFormatError
 from .format import CSDAT_MAGIC
 
-__all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "CsdatHeader",
-           "StringBudget", "factorize", "is_csdat", "read_header", "read", "stream", "write"]
+__all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
+           "CsdatHeader", "StringBudget", "factorize", "is_csdat", "read_header", "read",
+           "stream", "write"]
 
 _U32 = struct.Struct("<I")
 _OFFSET = np.dtype("<u8")
