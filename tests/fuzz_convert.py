@@ -15,6 +15,7 @@ escapes to the caller, a bug.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
@@ -161,11 +162,55 @@ def mutate_csdat(data: bytes, rng: random.Random) -> bytes:
     return data[:6] + struct.pack("<I", hlen) + raw + bytes(body)
 
 
+def _heap(data: bytes) -> bytes:
+    """The string heap of a stream csdat.read accepted: the bytes after its columns."""
+    (hlen,) = struct.unpack("<I", data[6:10])
+    header = json.loads(data[10:10 + hlen])
+    pos = 10 + hlen
+    for _ in header["dtype"] if header["length"] else ():
+        pos += 4 + struct.unpack("<I", data[pos:pos + 4])[0]
+    return data[pos:]
+
+
+def _agrees_with_cryosparc_tools(data: bytes, n: int, cols: dict[str, np.ndarray]) -> None:
+    """Where cryosparc-tools reads the stream too, it reads the same rows and
+    values: numbers of the same dtype, and strings when the heap holds each
+    string once. (cryosparc-tools rebuilds the heap, merging repeated
+    strings, where csfast reads offsets as byte positions; it reads ">f4"
+    columns as little-endian, adds a uid field when there is none.)
+    """
+    try:
+        from cryosparc.dataset import Dataset as CsDataset
+    except ImportError:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = CsDataset.load(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 (cryosparc-tools refuses some streams csfast reads)
+        return
+    if n == 0:
+        return
+    fields = [f for f in ref.fields() if f != "uid" or "uid" in cols]
+    assert fields == list(cols) and len(ref) == n
+    parts = _heap(data)[1:].split(b"\0")[:-1]
+    distinct = b"" not in parts and len(set(parts)) == len(parts)
+    for name, col in cols.items():
+        theirs = ref[name]
+        if theirs.dtype == object:
+            if distinct:
+                assert [v.decode("utf-8", "replace") for v in col.tolist()] == list(theirs), name
+        elif col.dtype == theirs.dtype:
+            assert np.array_equal(col, theirs, equal_nan=col.dtype.kind in "fc"), name
+
+
 def check_csdat(data: bytes, path: Path, load: bool) -> str:
-    """'read' or the CsError's class name; load: also through Dataset.load."""
+    """'read' or the CsError's class name; load: also through Dataset.load.
+    A read must agree with cryosparc-tools' reader where both read."""
     try:
         n, cols = csdat.read(data)
         _check_columns(n, cols, len(data))
+        _agrees_with_cryosparc_tools(data, n, cols)
         if load:
             path.write_bytes(data)
             ds = csfast.Dataset.load(path)

@@ -189,6 +189,8 @@ def test_malformed_streams_raise_format_errors(tmp_path):
     body = struct.pack("<I", 8) + b"\1" * 8 + struct.pack("<I", 8) + struct.pack("<Q", 1)
     with pytest.raises(CsFormatError, match="unterminated"):
         csdat.read(_stream(strings, body + b"\0ab"))
+    with pytest.raises(CsFormatError, match="heap does not start with a NUL"):
+        csdat.read(_stream(strings, body + b"xab\0"))
 
 
 def _string_stream(offsets: np.ndarray, heap: bytes, compress: bool) -> bytes:

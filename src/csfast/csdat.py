@@ -297,6 +297,8 @@ def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views
             strings.append(fname)
     if strings:
         heap = np.frombuffer(buf[pos:], dtype=np.uint8)
+        if len(heap) == 0 or heap[0] != 0:  # offset 0 is the empty string
+            raise CsFormatError(f"{name}: the string heap does not start with a NUL byte")
         budget = StringBudget(len(buf), name)
         # Every width is known (and checked against the budget) before any
         # string column is built.
