@@ -275,6 +275,37 @@ def mutate_star(data: bytes, rng: random.Random) -> bytes:
     return b"\n".join(lines)
 
 
+def _agrees_with_starfile(path: Path, ds: csfast.Dataset) -> None:
+    """Where starfile's general reader reads the file too, the particles are
+    as many, and the image indices, stacks, classes and subsets are its
+    values (1-based), never wrapped or cut."""
+    import pandas as pd
+    import starfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks = starfile.read(path, always_dict=True)
+    except Exception:  # noqa: BLE001 (it fails on some files csfast reads)
+        return
+    table = blocks.get("particles")
+    if table is None:
+        rest = [b for k, b in blocks.items() if k != "optics"]
+        table = rest[0] if len(rest) == 1 else None
+    if not isinstance(table, pd.DataFrame) or not table.columns.is_unique:
+        return
+    assert len(table) == len(ds)
+    if "blob/idx" in ds and len(ds):
+        number, _, stack = table["rlnImageName"].astype(str).str.partition("@").T.to_numpy()
+        assert (ds["blob/idx"].astype(np.int64) + 1 == number.astype(np.int64)).all()
+        assert [p.decode() for p in ds["blob/path"].tolist()] == list(stack)
+    align = "alignments3D" if "alignments3D/class" in ds else "alignments2D"
+    for label, field in (("rlnClassNumber", "class"), ("rlnRandomSubset", "split")):
+        if f"{align}/{field}" in ds and label in table.columns:
+            theirs = pd.to_numeric(table[label], errors="coerce").to_numpy(np.float64)
+            assert np.array_equal(ds[f"{align}/{field}"].astype(np.float64) + 1, theirs)
+
+
 def check_star(path: Path, shape: bool) -> str:
     from csfast.convert.star import from_star
 
@@ -286,6 +317,7 @@ def check_star(path: Path, shape: bool) -> str:
         assert str(path) in str(e), e
         return type(e).__name__
     _check_columns(len(ds), ds.cols(), path.stat().st_size)
+    _agrees_with_starfile(path, ds)
     return "read"
 
 
