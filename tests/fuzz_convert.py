@@ -9,8 +9,10 @@ trusts (the sizes, dtypes and shapes of a CSDAT header, the string offsets
 of its columns, the tokens and labels of a STAR table, the dtypes and shapes
 of a schema record). Its outcome must be a successful read whose columns all
 have the rows it says and whose bytes stay within a bound of the input's
-size (docs/formats.md), or a CsError naming the input; any other exception
-escapes to the caller, a bug.
+size (docs/formats.md), and which agrees with an independent reader where
+that one reads the input too (cryosparc-tools for CSDAT, starfile for STAR,
+Arrow's types for a schema record); or a CsError naming the input. Any
+other exception escapes to the caller, a bug.
 """
 
 from __future__ import annotations
