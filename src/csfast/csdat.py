@@ -36,8 +36,7 @@ from .format import read_header as read_npy_header
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
            "CsdatHeader", "StringBudget", "factorize", "inspect_any", "is_csdat", "read_header",
-           "read",
-           "stream", "write"]
+           "read", "stream", "write"]
 
 _U32 = struct.Struct("<I")
 _OFFSET = np.dtype("<u8")
