@@ -904,16 +904,16 @@ class Dataset:
     # module only when called: pandas, pyarrow and cryosparc-tools are never
     # imported by csfast itself.
 
-    def to_pandas(self, strings: str = "bytes") -> Any:
+    def to_pandas(self, strings: str = "bytes", *, copy: bool = True) -> Any:
         """A pandas DataFrame; see ``csfast.convert.to_pandas``."""
         from .convert.frames import to_pandas
-        return to_pandas(self, strings=strings)
+        return to_pandas(self, strings=strings, copy=copy)
 
     @classmethod
-    def from_pandas(cls, df: Any) -> Dataset:
+    def from_pandas(cls, df: Any, *, copy: bool = True) -> Dataset:
         """A dataset from a DataFrame; see ``csfast.convert.from_pandas``."""
         from .convert.frames import from_pandas
-        return from_pandas(df, cls)
+        return from_pandas(df, cls, copy=copy)
 
     def to_arrow(self) -> Any:
         """A pyarrow Table; see ``csfast.convert.to_arrow``."""
