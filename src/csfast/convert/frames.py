@@ -64,7 +64,7 @@ def to_pandas(ds: Dataset, strings: Literal["bytes", "str"] = "bytes") -> pd.Dat
         raise ValueError(f"strings must be 'bytes' or 'str', not {strings!r}")
     data: dict[str, Any] = {}
     for name in ds.fields():
-        col = ds[name]
+        col = ds.view(name)
         if col.dtype.kind in "SU":
             if col.ndim == 1:
                 data[name] = _string_objects(col, strings)
