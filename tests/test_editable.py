@@ -177,3 +177,17 @@ def test_string_assignment_encodes_and_never_cuts(table):
     assert ds["blob/path"][4:6].tolist() == ref["blob/path"][4:6].tolist()  # nothing cut
     ds["blob/path"] = ["x" * (width + 5)] * len(ds)  # a whole column widens
     assert ds["blob/path"][0] == "x" * (width + 5)
+
+
+def test_whole_column_assignment_replaces_a_mapped_column(table):
+    path, ref = table
+    ds = Dataset.load(path)
+    held = ds["ctf/df1_A"]
+    ds["ctf/df1_A"] = ds["ctf/df1_A"] * 2  # a new column: the map's pages stay untouched
+    assert not _is_map_view(ds["ctf/df1_A"]) and ds["ctf/df1_A"].flags.c_contiguous
+    assert ds["ctf/df1_A"].tolist() == (ref["ctf/df1_A"] * 2).tolist()
+    assert held.tolist() == ref["ctf/df1_A"].tolist()  # the old column, as documented
+    col = ds["ctf/df2_A"]
+    col += 1  # ds[f] += 1 hands the same array back: kept in place, not copied
+    ds["ctf/df2_A"] = col
+    assert _is_map_view(ds["ctf/df2_A"]) and np.shares_memory(ds["ctf/df2_A"], col)

@@ -141,6 +141,17 @@ def _writable_view(col: np.ndarray) -> np.ndarray | None:
     return np.ndarray(col.shape, dtype=col.dtype, buffer=fm, offset=offset, strides=col.strides)
 
 
+def _is_column(value: Any, col: np.ndarray | _Rows) -> bool:
+    """value is col itself, or a view of exactly its elements (a StrColumn of it)."""
+    if value is col:
+        return True
+    if not isinstance(value, np.ndarray) or isinstance(col, _Rows):
+        return False
+    return (value.__array_interface__["data"][0] == col.__array_interface__["data"][0]
+            and value.shape == col.shape and value.strides == col.strides
+            and value.dtype == col.dtype)
+
+
 def _tools_field(name: str, dt: np.dtype | str, shape: tuple[int, ...]) -> Field:
     """A field as cryosparc-tools describes it: strings are "|O", uid is "<u8"."""
     dt = np.dtype(dt)
@@ -541,21 +552,27 @@ class Dataset(MutableMapping):
     def __setitem__(self, key: str, value: Any) -> None:
         """Assign a whole column (broadcasting), or add a new field from an array.
 
-        An existing writable column is written in place; a read-only one (a
-        mapped or shared column) is first replaced by an owned copy.
+        An existing owned column is written in place; a read-only one (a
+        shared column) or a view of a file's map is replaced by a new owned
+        column, so an array taken from ``ds[key]`` before keeps the old values.
         """
         col = self._cols.get(key)
         if col is None:
             self._cols[key] = _as_column(key, value, self._n)
             return
+        if _is_column(value, col):  # ds[key] += 1 assigns the column it edited in place
+            return
         vt = np.asarray(value).dtype
         if col.dtype.kind == "S" and vt.kind == "U":
             value = np.char.encode(np.asarray(value), "utf-8")
             vt = value.dtype
-        # Longer strings widen the column instead of being cut short.
+        # Longer strings widen the column instead of being cut short. A column
+        # that views a map is replaced too: writing it in place would copy every
+        # page of the table (all fields), not just this column.
         wider = (col.dtype.kind in "SU" and vt.kind == col.dtype.kind
                  and vt.itemsize > col.dtype.itemsize)
-        if isinstance(col, _Rows) or not col.flags.writeable or wider:
+        if (isinstance(col, _Rows) or not col.flags.writeable or wider
+                or file_map_of(col) is not None):
             col = self._cols[key] = np.empty(col.shape, dtype=vt if wider else col.dtype)
         if key == "uid":
             value = _uid_array(np.asarray(value), "uid") if np.ndim(value) else value
