@@ -302,22 +302,20 @@ class Dataset(MutableMapping):
 
     @classmethod
     def _from_columns(cls, n: int, cols: dict[str, np.ndarray | _Rows],
-                      editable: bool = True) -> Dataset:
-        for c in cols.values():
-            _share(c)
+                      editable: bool = True, maps: Sequence[_core.FileMap] = ()) -> Dataset:
+        """A dataset of these columns. maps: the maps of a fresh load, which the
+        dataset owns if editable; without them, every map the columns view
+        becomes shared (another dataset holds it already)."""
+        if not maps:
+            for c in cols.values():
+                _share(c)
         ds = cls.__new__(cls)
         ds._n = n
         ds._cols = cols
         ds._editable = editable
+        for m in maps:
+            m.owner = weakref.ref(ds) if editable else None
         return ds
-
-    def _own_maps(self) -> None:
-        """Record this (just loaded) dataset as the only one that may write its maps."""
-        if self._editable:
-            for c in self._cols.values():
-                fm = None if isinstance(c, _Rows) else file_map_of(c)
-                if fm is not None:
-                    fm.owner = weakref.ref(self)
 
     @classmethod
     def allocate(cls, size: int = 0, fields: Sequence[Field] = ()) -> Dataset:
@@ -366,9 +364,8 @@ class Dataset(MutableMapping):
             owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()}
             _gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
             cols = {k: c if writable else _readonly(c) for k, c in owned.items()}
-        ds = cls._from_columns(info.rows, cols, editable=writable)
-        ds._own_maps()
-        return ds
+        fm = file_map_of(arr) if mmap else None
+        return cls._from_columns(info.rows, cols, writable, [fm] if fm is not None else [])
 
     @classmethod
     def _load_buffer(cls, source: BinaryIO | bytes | bytearray | memoryview,
@@ -1248,9 +1245,8 @@ class Dataset(MutableMapping):
         n, cols = csdat.read(path, names, mmap=mmap)
         kept = {k: cols[k] if writable or not cols[k].flags.writeable else _readonly(cols[k])
                 for k in names}
-        ds = cls._from_columns(n, kept, editable=writable)
-        ds._own_maps()
-        return ds
+        maps = {id(m): m for m in map(file_map_of, kept.values()) if m is not None}
+        return cls._from_columns(n, kept, writable, list(maps.values()))
 
 
 def _names(ds: Dataset, most: int = 8) -> str:
