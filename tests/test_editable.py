@@ -191,3 +191,13 @@ def test_whole_column_assignment_replaces_a_mapped_column(table):
     col += 1  # ds[f] += 1 hands the same array back: kept in place, not copied
     ds["ctf/df2_A"] = col
     assert _is_map_view(ds["ctf/df2_A"]) and np.shares_memory(ds["ctf/df2_A"], col)
+
+
+def test_str_column_conversions_are_plain_arrays(table):
+    path, ref = table
+    col = Dataset.load(path)["blob/path"]
+    text = col.astype(str)
+    assert type(text) is np.ndarray and text.dtype.kind == "U"
+    assert (text == text[5]).sum() == (col == text[5]).sum() > 0
+    assert np.char.decode(col.view(np.ndarray)).tolist() == text.tolist()
+    assert np.isin(["nope", text[0]], col).tolist() == [False, True]  # StrColumn as the members

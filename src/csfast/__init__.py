@@ -4,12 +4,14 @@ Read, join, append and assemble tables of items keyed by 64-bit uids.
 """
 
 from ._core import num_threads, set_num_threads
+from .column import StrColumn
 from .convert import StarWarning, from_star, to_star
 from .dataset import Dataset, Field, generate_uids
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
 from .groups import Result, ResultGroup, write_output
 from .inputs import Connection, Input, InputSpec, Slot
+from .row import Row
 
 __version__ = "0.1.0"
 
@@ -31,8 +33,10 @@ __all__ = [
     "num_threads",
     "Result",
     "ResultGroup",
+    "Row",
     "set_num_threads",
     "StarWarning",
+    "StrColumn",
     "Slot",
     "to_star",
     "write_output",

@@ -48,13 +48,15 @@ class StrColumn(np.ndarray):
     """A fixed-width bytes (``S``) column view that compares with and accepts ``str``."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        inputs = tuple(_encoded(_plain(x)) for x in inputs)
+        inputs = tuple(_plain(x) for x in inputs)
+        if any(isinstance(x, np.ndarray) and x.dtype.kind == "S" for x in inputs):
+            inputs = tuple(_encoded(x) for x in inputs)
         if out is not None:
             kwargs["out"] = tuple(_plain(o) for o in out)
         return getattr(ufunc, method)(*inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        if func is np.isin:
+        if func is np.isin and self.dtype.kind == "S":
             args = tuple(_encoded(_plain(a)) for a in args)
             kwargs = {k: _encoded(_plain(v)) for k, v in kwargs.items()}
             return func(*args, **kwargs)
@@ -73,7 +75,13 @@ class StrColumn(np.ndarray):
         for i in range(len(self)):
             yield self[i]
 
+    def astype(self, *args, **kwargs):
+        """A plain array (``col.astype(str)`` is a ``U`` array, not a StrColumn)."""
+        return self.view(np.ndarray).astype(*args, **kwargs)
+
     def __setitem__(self, key, value):
+        if self.dtype.kind != "S":
+            return super().__setitem__(key, value)
         value = _encoded(value)
         width = self.dtype.itemsize
         if isinstance(value, bytes):
