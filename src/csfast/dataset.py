@@ -611,7 +611,8 @@ class Dataset(MutableMapping):
 
     def view(self, field: str) -> np.ndarray:
         """A column as a plain read-only array, never copied or made writable
-        (for readers such as converters; a lazy row subset is gathered once)."""
+        (for readers such as converters; a lazy row subset is gathered once).
+        It views the dataset's column: a later edit of the dataset shows in it."""
         col = self._read(field)
         if col.flags.writeable:
             col = _readonly(col.view())
