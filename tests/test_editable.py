@@ -201,3 +201,59 @@ def test_str_column_conversions_are_plain_arrays(table):
     assert (text == text[5]).sum() == (col == text[5]).sum() > 0
     assert np.char.decode(col.view(np.ndarray)).tolist() == text.tolist()
     assert np.isin(["nope", text[0]], col).tolist() == [False, True]  # StrColumn as the members
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_edits_and_subsets_match_independent_copies(table, seed):
+    """Datasets made by loads, subsets, slices and split_by, edited in every way in
+    random order, against a model where every dataset is its own numpy copy."""
+    path, ref = table
+    rng = np.random.default_rng(seed)
+    fields = ["ctf/df1_A", "ctf/shift_A", "blob/idx", "blob/path"]
+    live: list[tuple[Dataset, dict]] = []
+
+    def model_of(rows):
+        return {f: ref[f][rows].copy() for f in fields}
+
+    for _ in range(60):
+        op = rng.integers(8) if live else 0
+        if op == 0:
+            live.append((Dataset.load(path, writable=bool(rng.integers(4))),
+                         model_of(np.arange(len(ref)))))
+            continue
+        ds, model = live[rng.integers(len(live))]
+        n = len(ds)
+        if n == 0:
+            continue
+        f = fields[rng.integers(len(fields))]
+        rows = rng.integers(0, n, size=rng.integers(1, 6))
+        try:
+            if op == 1:
+                live.append((ds.take(rows), {k: v[rows].copy() for k, v in model.items()}))
+            elif op == 2:
+                a = int(rng.integers(n))
+                live.append((ds.slice(a, a + 50),
+                             {k: v[a:a + 50].copy() for k, v in model.items()}))
+            elif op == 3:
+                value, part = next(iter(ds.split_by("blob/idx").items()))
+                sel = model["blob/idx"] == value
+                live.append((part, {k: v[sel].copy() for k, v in model.items()}))
+            elif op == 4 and f != "blob/path":
+                ds[f] += 1
+                model[f] += 1
+            elif op == 5:
+                new = model[f][rows[:1]].copy() if f == "blob/path" else model[f][:1] * 0 + 7
+                ds[f][rows[0]] = new[0].decode() if f == "blob/path" else new[0]
+                model[f][rows[0]] = new[0]
+            elif op == 6:
+                ds[rows[0]]["blob/idx"] = 5
+                model["blob/idx"][rows[0]] = 5
+            elif op == 7 and f != "blob/path":
+                ds[f] = ds[f] * 2
+                model[f] = model[f] * 2
+        except ValueError as e:  # an edit of a writable=False dataset, refused whole
+            assert "read-only" in str(e) and not ds._editable
+        for d, m in live:
+            for k in fields:
+                assert np.array_equal(d.view(k), m[k]), k
+    assert any(d._editable for d, _ in live)
