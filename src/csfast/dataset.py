@@ -1239,9 +1239,7 @@ class Dataset(MutableMapping):
                     prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
         """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
         from . import csdat
-        header = csdat.read_header(path)
-        info = CsInfo(os.fspath(path), (0, 0), header.dtype, header.rows, header.data_offset,
-                      os.path.getsize(path))
+        info = csdat.inspect_any(path)
         names = _select_fields(info, fields, prefixes)
         n, cols = csdat.read(path, names, mmap=mmap)
         kept = {k: cols[k] if writable or not cols[k].flags.writeable else _readonly(cols[k])
