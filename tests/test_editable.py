@@ -152,6 +152,7 @@ def test_string_columns_compare_with_str(table):
     assert np.isin(col, np.array([some])).sum() == (text == some).sum()
     assert some in col and "nope" not in col
     assert (col == some.encode()).sum() == (text == some).sum()  # bytes still work
+    assert np.char.startswith(col, some[:6]).tolist() == np.char.startswith(text, some[:6]).tolist()
     assert type(col == some) is np.ndarray  # results are plain arrays
     assert col[3] == text[3] and list(col[:4]) == text[:4].tolist()  # elements as str
     assert isinstance(col[2:9], StrColumn) and np.shares_memory(col[2:9], col)

@@ -6,8 +6,9 @@ a ``StrColumn``, a view (no copy) that behaves as its numpy array except
 where bytes and ``str`` meet, which plain numpy gets silently wrong
 (``np.array([b"a"]) == "a"`` is ``[False]``):
 
-- comparisons (``==``, ``!=``, ``<``, ... and the ufuncs behind them) and
-  ``np.isin`` encode ``str`` operands as UTF-8 first;
+- comparisons (``==``, ``!=``, ``<``, ...), other ufuncs (numpy 2's
+  ``np.strings.startswith``, ...) and ``np.isin`` encode ``str`` operands
+  as UTF-8 first;
 - a single element reads as ``str`` (``col[0]``, iteration), as in
   cryosparc-tools; slices stay ``StrColumn`` views;
 - assigning ``str`` encodes it; a value longer than the column's width
