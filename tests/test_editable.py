@@ -9,6 +9,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import csfast
 from csfast import CsFieldError, Dataset
@@ -258,3 +260,18 @@ def test_random_edits_and_subsets_match_independent_copies(table, seed):
             for k in fields:
                 assert np.array_equal(d.view(k), m[k]), k
     assert any(d._editable for d, _ in live)
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_text, min_size=1, max_size=30), _text)
+def test_str_comparisons_match_numpy_on_text(values, probe):
+    col = Dataset({"s": values})["s"]
+    text = np.array(values, dtype=str)
+    for op in ("__eq__", "__ne__", "__lt__", "__ge__"):
+        assert getattr(col, op)(probe).tolist() == getattr(text, op)(probe).tolist(), op
+    assert np.isin(col, [probe, values[0]]).tolist() == np.isin(text, [probe, values[0]]).tolist()
+    assert [col[i] for i in range(len(values))] == text.tolist()
