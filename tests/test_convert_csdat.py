@@ -75,12 +75,17 @@ def test_reads_files_cryosparc_tools_saves(tmp_path):
         csfast.Dataset.load(tmp_path / "saved.cs", fields=["nope"])
 
 
-def test_mapped_uncompressed_columns_are_read_only_views(tmp_path):
+def test_mapped_uncompressed_columns_are_copy_on_write_views(tmp_path):
     cd = _cs_tools_table()
     (tmp_path / "u.cs").write_bytes(b"".join(bytes(c) for c in cd.stream(compression=None)))
+    frozen = csfast.Dataset.load(tmp_path / "u.cs", writable=False)
+    assert not frozen["alignments3D/pose"].flags.writeable
     ds = csfast.Dataset.load(tmp_path / "u.cs")
-    assert not ds["alignments3D/pose"].flags.writeable
-    ds["alignments3D/pose"] = 0  # replaced by an owned copy; the file is untouched
+    assert not ds["alignments3D/pose"].flags.owndata  # a view of the map, not a copy
+    ds["alignments3D/pose"][0] = 7  # in place, in this dataset's private pages
+    assert (ds["alignments3D/pose"][0] == 7).all()
+    assert np.array_equal(frozen["alignments3D/pose"], cd["alignments3D/pose"])
+    ds["alignments3D/pose"] = 0  # the file is untouched
     assert (ds["alignments3D/pose"] == 0).all()
     assert np.array_equal(csfast.Dataset.load(tmp_path / "u.cs")["alignments3D/pose"],
                           cd["alignments3D/pose"])

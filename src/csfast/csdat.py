@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap as _mmap
 import os
 import re
 import struct
@@ -31,7 +30,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from .errors import CsFormatError
-from .format import CSDAT_MAGIC, CsInfo
+from .format import CSDAT_MAGIC, CsInfo, map_file
 from .format import read_header as read_npy_header
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
@@ -249,8 +248,9 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     source is a path, a bytes-like object or a readable binary file (read to
     its end). ``fields`` keeps only those fields (others are skipped). From a
     path with ``mmap``, uncompressed numeric columns are read-only views of
-    the file's map (nothing read until used); compressed and string columns
-    are decoded into new arrays. Raises CsFormatError for anything malformed.
+    the file's private map (``format.map_file``: nothing read until used, no
+    descriptor kept); compressed and string columns are decoded into new
+    arrays. Raises CsFormatError for anything malformed.
     """
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
@@ -259,8 +259,8 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
             if size == 0:
                 raise CsFormatError(f"{name}: empty file, not a CSDAT stream")
             if mmap:
-                buf = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
-                return _read_buffer(memoryview(buf), name, fields, views=True)
+                fm = map_file(f.fileno(), size, name)  # the descriptor closes, the map stays
+                return _read_buffer(memoryview(fm), name, fields, views=True)
             data = f.read()
         return _read_buffer(memoryview(data), name, fields, views=False)
     if isinstance(source, (bytes, bytearray, memoryview)):

@@ -96,7 +96,7 @@ def to_arrow(ds: Dataset) -> pa.Table:
     """An Arrow Table of the dataset (see the module docstring for the mapping)."""
     import pyarrow as pa
 
-    cols = contiguous({name: ds[name] for name in ds.fields()})
+    cols = contiguous({name: ds.view(name) for name in ds.fields()})
     arrays = [_column(name, col) for name, col in cols.items()]
     names = ds.fields()
     schema = pa.schema([pa.field(n, a.type, nullable=False)

@@ -76,7 +76,7 @@ def to_pandas(ds: Dataset, strings: Literal["bytes", "str"] = "bytes", *,
 
     if strings not in ("bytes", "str"):
         raise ValueError(f"strings must be 'bytes' or 'str', not {strings!r}")
-    cols = {name: ds[name] for name in ds.fields()}
+    cols = {name: ds.view(name) for name in ds.fields()}
     if copy:
         native = {k: c for k, c in cols.items() if c.dtype.byteorder != ">"}
         cols.update(contiguous(native, copy=True))

@@ -153,7 +153,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
 
     def get(name: str) -> np.ndarray:
         used.add(name)
-        return ds[name]
+        return ds.view(name)
 
     particles: dict[str, Any] = {}
     if has("blob/idx", "blob/path"):
@@ -199,7 +199,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     if align and has(f"{align}/shift", f"{align}/psize_A"):
         shift = get(f"{align}/shift").astype(np.float64)
         psize = get(f"{align}/psize_A").astype(np.float64)
-        shift32 = ds[f"{align}/shift"]
+        shift32 = ds.view(f"{align}/shift")
         for j, label in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
             particles[label] = _decimal(shift[:, j] * psize, shift32[:, j],
                                         lambda d: d / psize)
@@ -246,7 +246,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     particles["rlnOpticsGroup"] = group_of_row.astype(np.int64) + 1
 
     for name in ds.fields():
-        if name.startswith(_STAR_PREFIX) and ds[name].ndim == 1:
+        if name.startswith(_STAR_PREFIX) and ds.view(name).ndim == 1:
             col = get(name)
             is_text = col.dtype.kind in "SU"
             particles[name[len(_STAR_PREFIX):]] = decoded_objects(col) if is_text else col
