@@ -13,7 +13,7 @@ import pytest
 from npyfiles import npy_bytes, numpy_save
 
 import csfast
-from csfast import CsFormatError, Dataset, csdat
+from csfast import CsError, CsFormatError, Dataset, csdat
 from csfast.cli import main
 from csfast.convert import files
 from csfast.groups import (
@@ -23,6 +23,7 @@ from csfast.groups import (
     ResultGroup,
     write_output,
 )
+from csfast.project import Project
 
 GOOD = np.zeros(3, [("uid", "<u8"), ("a/x", "<f4")])
 
@@ -202,6 +203,27 @@ def test_metafile_name_with_a_huge_number_is_not_a_version(tmp_path):
     assert ResultGroup.from_csg(path)["blob"].version == 0
 
 
+@pytest.mark.parametrize("text, match", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+    ('{"spec": ' + "1" * 5000 + "}", "4300 digits"),
+    ("\xff{}", "not a valid JSON document"),
+])
+def test_malformed_job_document_is_a_format_error(tmp_path, text, match):
+    (tmp_path / "J1").mkdir()
+    (tmp_path / "J1" / "job.json").write_bytes(text.encode("latin1"))
+    with pytest.raises(CsFormatError, match=f"job J1 .*job.json.*{match}"):
+        Project(tmp_path).job("J1")
+
+
+def test_job_document_that_is_a_fifo(tmp_path, fifo):
+    (tmp_path / "J1").mkdir()
+    (tmp_path / "J1" / "job.json").symlink_to(fifo)
+    with pytest.raises(CsError, match="no job 'J1'"):  # not a regular file: no job there
+        Project(tmp_path).job("J1")
+    with pytest.raises(CsFormatError, match="is a FIFO"):  # and if it became one meanwhile
+        csfast.project.open_regular(tmp_path / "J1" / "job.json")
+
+
 # ----------------------------------------------------------- the command
 
 def _csfast_commands() -> list[list[str]]:
@@ -240,12 +262,13 @@ CASES = [
     ("load", ["J1_missing.csg"], "J1_000_particles.cs: No such file"),
     ("load", ["fifo.csg"], "fifo.csg: is a FIFO"),
     ("load", ["{group}", "--version", "5"], "has no version 5"),
+    ("project", ["good.cs"], "good.cs: not a folder"),
     ("join", ["good.cs", "cut.cs"], "cut.cs: truncated"),
     ("join", ["good.cs", "fifo.cs"], "fifo.cs: is a FIFO"),
     ("append", ["good.cs", "header.cs"], "header.cs: "),
     ("append", ["good.cs", "good.cs"], "uid"),
-    ("convert", ["junk.parquet", "out.cs"], "junk.parquet: not a valid parquet file"),
-    ("convert", ["junk.arrow", "out.cs"], "junk.arrow: not a valid arrow file"),
+    ("convert", ["junk.parquet", "out.cs"], "junk.parquet: Could not open Parquet"),
+    ("convert", ["junk.arrow", "out.cs"], "junk.arrow: Not an Arrow file"),
     ("convert", ["junk.csdat", "out.cs"], "junk.csdat: "),
     ("convert", ["junk.star", "out.cs"], "junk.star: "),
     ("convert", ["fifo.cs", "out.parquet"], "fifo.cs: is a FIFO"),
@@ -281,6 +304,9 @@ def test_installed_command_reports_bad_files_in_one_line(bad_files):
             runs.append((command, message, subprocess.Popen(
                 argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     assert len(runs) >= 3
-    for command, message, proc in runs:
+    done = []
+    for command, message, proc in runs:  # every process waited for, then checked
         _, err = proc.communicate(timeout=120)
-        _check_one_line(command, proc.returncode, err, message)
+        done.append((command, proc.returncode, err, message))
+    for command, status, err, message in done:
+        _check_one_line(command, status, err, message)
