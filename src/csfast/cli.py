@@ -424,7 +424,7 @@ def cmd_fields(args: argparse.Namespace) -> int:
     from .tasks import fields_file
 
     keep = _patterns(args.keep) if args.keep is not None else None
-    drop = _patterns(args.drop or [])
+    drop = _patterns(args.drop) if args.drop is not None else []
     t0 = time.perf_counter()
     with _Progress(args) as progress:
         r = fields_file(args.input, args.output, keep, drop, progress=progress)

@@ -66,6 +66,7 @@ field ``star/<label>``, so nothing read is dropped either.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -90,6 +91,9 @@ _F4 = np.float32
 _U4 = np.uint32
 
 
+# Stands in for '"' in values STAR quotes (those with spaces, or empty) while
+# Arrow writes the CSV body: a control character no path holds.
+_QUOTE = "\x1f"
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]+")
 _MAG_MAT = ("rlnMagMat00", "rlnMagMat01", "rlnMagMat10", "rlnMagMat11")
 
@@ -347,22 +351,30 @@ def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int,
     head = [f"data_{block}", "", "loop_"] + [f"_{c} #{i}" for i, c in enumerate(columns, 1)]
     f.write(("\n".join(head) + "\n").encode("utf-8"))
     arrays = []
+    quoted = False
     for v in columns.values():
         if isinstance(v, (pa.Array, pa.ChunkedArray)):
             arrays.append(_quote_arrow(v))
+            quoted = quoted or arrays[-1] is not v
         elif v.dtype.kind == "f":
             arrays.append(pa.array(v))
         elif v.dtype.kind in "iu":
             arrays.append(pa.array(v))
         else:
             codes, uniq = _factorize_objects(v)
-            quoted = [f'"{x}"' if (" " in x or not x) else x for x in uniq]
+            text = [f"{_QUOTE}{x}{_QUOTE}" if (" " in x or not x) else x for x in uniq]
+            quoted = quoted or text != uniq
             arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(
-                quoted, type=pa.string())).cast(pa.string()))
+                text, type=pa.string())).cast(pa.string()))
     if n:
         table = pa.Table.from_arrays(arrays, names=list(columns))
-        pcsv.write_csv(table, f, pcsv.WriteOptions(include_header=False, delimiter="\t",
-                                                   quoting_style="none"))
+        options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+        if not quoted:
+            pcsv.write_csv(table, f, options)
+        else:  # Arrow refuses '"' in unquoted CSV: write a stand-in, then the quote
+            body = io.BytesIO()
+            pcsv.write_csv(table, body, options)
+            f.write(body.getvalue().replace(_QUOTE.encode(), b'"'))
     f.write(b"\n\n")
 
 
@@ -372,7 +384,7 @@ def _quote_arrow(v: Any) -> Any:
     needs = pc.or_(pc.match_substring(v, " "), pc.equal(pc.utf8_length(v), 0))
     if not pc.any(needs).as_py():
         return v
-    return pc.if_else(needs, pc.binary_join_element_wise('"', v, '"', ""), v)
+    return pc.if_else(needs, pc.binary_join_element_wise(_QUOTE, v, _QUOTE, ""), v)
 
 
 def _factorize_objects(v: np.ndarray) -> tuple[np.ndarray, list[str]]:
