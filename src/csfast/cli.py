@@ -141,6 +141,8 @@ def cmd_append(args: argparse.Namespace) -> int:
     from .dataset import Dataset
 
     if args.dedupe:
+        if args.repeat_allowed:
+            raise CsError("--dedupe and --repeat-allowed contradict each other")
         return cmd_union(args)
     tables = _load_tables(args.files)
     t0 = time.perf_counter()
