@@ -296,8 +296,10 @@ def test_sets_by_uid(files, tmp_path):
     assert_rows(load(out / "intersect_B.cs"), b[b_in_a])  # B's columns: pick_stats too
     assert_rows(load(out / "A_minus_B.cs"), a[~a_in_b])
     assert_rows(load(out / "B_minus_A.cs"), b[~b_in_a])
-    assert "intersect_A.cs    250" in " ".join(text.split("  ")).replace("   ", "    ") or \
-        "250" in text
+    counts = {line.split()[0]: int(line.split()[1].replace(",", ""))
+              for line in text.splitlines() if line.startswith("  ")}
+    assert counts == {"intersect_A.cs": a_in_b.sum(), "intersect_B.cs": b_in_a.sum(),
+                      "A_minus_B.cs": (~a_in_b).sum(), "B_minus_A.cs": (~b_in_a).sum()}
 
     ok("sets", files["A"], files["B"], "--subtract", "-o", str(tmp_path / "sub"))
     assert sorted(os.listdir(tmp_path / "sub")) == ["A_minus_B.cs", "B_minus_A.cs"]
@@ -321,7 +323,7 @@ def test_sets_by_image_location(files, tmp_path):
     assert_rows(load(tmp_path / "loc" / "intersect_A.cs"), a[in_c])
     assert_rows(load(tmp_path / "loc" / "intersect_B.cs"), c[in_a])
     assert len(load(tmp_path / "uid" / "intersect_A.cs")) == 0
-    assert len(b) == len(c)
+    assert len(b) == len(c) and not np.isin(c["uid"], b["uid"]).any()
 
 
 # ------------------------------------------------------- .csg info, convert
@@ -486,10 +488,13 @@ def test_disk_full_leaves_no_part_behind(tmp_path, tiny_disk):
     r = run("split", big, "--batches", "4", "-o", str(tiny_disk / "parts"))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "No space left" in r.stderr
-    assert os.listdir(tiny_disk / "parts") == []
+    (tiny_disk / "kept").mkdir()  # a folder that exists stays, empty
+    r = run("split", big, "--batches", "4", "-o", str(tiny_disk / "kept"))
+    assert r.returncode == 1 and "No space left" in r.stderr
+    assert os.listdir(tiny_disk / "kept") == []
     r = run("filter", big, "--where", "uid > 0", "-o", str(tiny_disk / "f.cs"))
     assert r.returncode == 1 and "No space left" in r.stderr
-    assert os.listdir(tiny_disk) == ["parts"]
+    assert os.listdir(tiny_disk) == ["kept"]  # the folder split made is gone
 
 
 # --------------------------------------------------------------- progress

@@ -505,28 +505,36 @@ def format_group_info(path: str) -> str:
     return "\n".join(lines)
 
 
+def _chore_parser(sub, name: str, help: str, description: str, inputs: Sequence[str],
+                  output: str) -> argparse.ArgumentParser:
+    """A chore's parser: its inputs (.cs files or .csg groups), -o, --quiet."""
+    p = sub.add_parser(name, help=help, description=description)
+    for dest in inputs:
+        if dest == "files":
+            p.add_argument("files", nargs="+", metavar="FILE", help=".cs files or .csg groups")
+        else:
+            p.add_argument(dest, metavar=dest.upper() if len(dest) == 1 else "IN",
+                           help=".cs file or .csg group")
+    where = "folder (created if missing)" if output == "DIR" else "file (written atomically)"
+    p.add_argument("-o", "--output", metavar=output, required=True, help=f"output {where}")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    return p
+
+
 def add_chore_commands(sub) -> None:
     """The parsers of union, filter, fields, split and sets."""
-    p = sub.add_parser("union", help="rows of every file, first occurrence of each uid wins",
-                       description="Union on uid: the rows of every file in order, keeping "
-                                   "the first row that holds each uid and dropping later "
-                                   "repeats. Columns are the fields every file has.")
-    p.add_argument("files", nargs="+", metavar="FILE", help=".cs files or .csg groups")
-    p.add_argument("-o", "--output", metavar="OUT.cs", required=True,
-                   help="write the table here (atomic)")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p = _chore_parser(sub, "union", "rows of every file, first occurrence of each uid wins",
+                      "Union on uid: the rows of every file in order, keeping the first row "
+                      "that holds each uid and dropping later repeats. Columns are the fields "
+                      "every file has.", ["files"], "OUT.cs")
     p.set_defaults(func=cmd_union)
 
-    p = sub.add_parser("filter", help="keep the rows that pass conditions or a uid list",
-                       description="Keep the rows that pass every --where condition and, "
-                                   "with --uids, whose uid is listed (or, with --invert, "
-                                   "every other row). A condition is 'FIELD OP VALUE', OP "
-                                   "one of: in, not in, ==, !=, <, <=, >, >=; a list after "
-                                   "in is comma-separated; values are read by the field's "
-                                   "dtype; strings compare as UTF-8 bytes.")
-    p.add_argument("input", metavar="IN", help=".cs file or .csg group")
-    p.add_argument("-o", "--output", metavar="OUT.cs", required=True,
-                   help="write the rows here (atomic)")
+    p = _chore_parser(sub, "filter", "keep the rows that pass conditions or a uid list",
+                      "Keep the rows that pass every --where condition and, with --uids, "
+                      "whose uid is listed (or, with --invert, every other row). A condition "
+                      "is 'FIELD OP VALUE', OP one of: in, not in, ==, !=, <, <=, >, >=; a "
+                      "list after in is comma-separated; values are read by the field's "
+                      "dtype; strings compare as UTF-8 bytes.", ["input"], "OUT.cs")
     p.add_argument("--where", action="append", metavar="COND",
                    help="e.g. \"alignments3D/class in 0,3\" or \"ctf/df1_A < 30000\" "
                         "(repeat: all must hold)")
@@ -534,59 +542,45 @@ def add_chore_commands(sub) -> None:
                    help="keep rows whose uid is listed: .npy integer array, .cs file, "
                         "or text with one uid per line")
     p.add_argument("--invert", action="store_true", help="keep the rows that do not pass")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_filter)
 
-    p = sub.add_parser("fields", help="keep or drop fields (glob patterns)",
-                       description="Write a table with only some of its fields: those "
-                                   "matching a --keep pattern (all if none given), minus "
-                                   "those matching a --drop pattern. A pattern is a glob "
-                                   "over result names (blob, alignments_class_*) or field "
-                                   "names (ctf/tilt_A, */psize_A); uid is always kept. Reads "
-                                   "only the kept columns: the way to shrink 100-class "
-                                   "headers other readers cannot open.")
-    p.add_argument("input", metavar="IN", help=".cs file or .csg group")
-    p.add_argument("-o", "--output", metavar="OUT.cs", required=True,
-                   help="write the table here (atomic)")
+    p = _chore_parser(sub, "fields", "keep or drop fields (glob patterns)",
+                      "Write a table with only some of its fields: those matching a --keep "
+                      "pattern (all if none given), minus those matching a --drop pattern. A "
+                      "pattern is a glob over result names (blob, alignments_class_*) or "
+                      "field names (ctf/tilt_A, */psize_A); uid is always kept. Reads only "
+                      "the kept columns: the way to shrink 100-class headers other readers "
+                      "cannot open.", ["input"], "OUT.cs")
     p.add_argument("--keep", action="append", metavar="PATTERNS",
                    help="comma-separated patterns of results or fields to keep")
     p.add_argument("--drop", action="append", metavar="PATTERNS",
                    help="comma-separated patterns of results or fields to drop")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_fields)
 
-    p = sub.add_parser("split", help="split a table by a field's values or into batches",
-                       description="Split a table into files in DIR (created if missing). "
-                                   "--by FIELD: one file per distinct value, "
-                                   "IN-STEM_<k>_<value>.cs, k counting from 1 in order of "
-                                   "first appearance, the value reduced to letters, digits, "
-                                   "'.', '_' and '-'. --batches N: N files of near-equal "
-                                   "size, IN-STEM_batch_<k>.cs, consecutive rows, or rows "
-                                   "dealt at random with --random SEED. IN-STEM_split.json "
-                                   "lists each file with its rows and exact value. Rows "
-                                   "keep their input order; all files appear together or "
-                                   "none.")
-    p.add_argument("input", metavar="IN", help=".cs file or .csg group")
+    p = _chore_parser(sub, "split", "split a table by a field's values or into batches",
+                      "Split a table into files in DIR. --by FIELD: one file per distinct "
+                      "value, IN-STEM_<k>_<value>.cs, k counting from 1 in order of first "
+                      "appearance, the value reduced to letters, digits, '.', '_' and '-'. "
+                      "--batches N: N files of near-equal size, IN-STEM_batch_<k>.cs, "
+                      "consecutive rows, or rows dealt at random with --random SEED. "
+                      "IN-STEM_split.json lists each file with its rows and exact value. Rows "
+                      "keep their input order; all files appear together or none.",
+                      ["input"], "DIR")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--by", metavar="FIELD", help="a 1-D field, e.g. location/micrograph_path")
     how.add_argument("--batches", type=int, metavar="N", help="number of parts")
     p.add_argument("--random", type=int, metavar="SEED",
                    help="with --batches: deal rows to batches at random (seeded)")
-    p.add_argument("-o", "--output", metavar="DIR", required=True, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("sets", help="intersect or subtract two tables (Particle Sets Tool)",
-                       description="Compare tables A and B as cryoSPARC's Particle Sets Tool "
-                                   "does. Rows match when their --on fields are equal. "
-                                   "--intersect writes intersect_A.cs (A's rows that match "
-                                   "B, with A's fields) and intersect_B.cs (B's rows that "
-                                   "match A, with B's fields); --subtract writes "
-                                   "A_minus_B.cs and B_minus_A.cs (each side's rows that "
-                                   "match nothing on the other, with its own fields); "
-                                   "--both writes all four. Rows keep their input order.")
-    p.add_argument("a", metavar="A", help=".cs file or .csg group")
-    p.add_argument("b", metavar="B", help=".cs file or .csg group")
+    p = _chore_parser(sub, "sets", "intersect or subtract two tables (Particle Sets Tool)",
+                      "Compare tables A and B as cryoSPARC's Particle Sets Tool does. Rows "
+                      "match when their --on fields are equal. --intersect writes "
+                      "intersect_A.cs (A's rows that match B, with A's fields) and "
+                      "intersect_B.cs (B's rows that match A, with B's fields); --subtract "
+                      "writes A_minus_B.cs and B_minus_A.cs (each side's rows that match "
+                      "nothing on the other, with its own fields); --both writes all four. "
+                      "Rows keep their input order.", ["a", "b"], "DIR")
     op = p.add_mutually_exclusive_group(required=True)
     op.add_argument("--intersect", action="store_true", help="rows in both")
     op.add_argument("--subtract", action="store_true", help="rows in one only")
@@ -594,8 +588,6 @@ def add_chore_commands(sub) -> None:
     p.add_argument("--on", default="uid", metavar="FIELDS",
                    help="uid (default), or comma-separated fields such as blob/path,blob/idx "
                         "(the image: for tables of the same particles with other uids)")
-    p.add_argument("-o", "--output", metavar="DIR", required=True, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_sets)
 
 

@@ -78,23 +78,36 @@ def open_table(path: str | os.PathLike, format: str | None = None, **options: An
     return files.read(path, format, **options)  # type: ignore[arg-type]
 
 
-@contextmanager
-def _staged() -> Iterator[Callable[[str], str]]:
-    """Write several files, then publish them all or none.
+def _check_folder(path: str | os.PathLike) -> str:
+    """An output folder that exists or can be made (its parent exists)."""
+    folder = os.fspath(path)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise CsArgumentError(f"{folder}: exists and is not a folder")
+    parent = os.path.dirname(os.path.abspath(folder))
+    if not os.path.isdir(parent):
+        raise CsArgumentError(f"{folder}: its parent folder {parent} does not exist")
+    return folder
 
-    Yields ``stage(final_path) -> temporary path``: each output is written (by
-    an atomic save, without its own fsync) to a hidden temporary name beside
-    its final one; when the block ends without error, one ``os.sync`` makes
-    them all durable (a thousand per-file fsyncs took seconds), then every file
-    is renamed into place; else every temporary file is removed.
+
+@contextmanager
+def _staged(folder: str) -> Iterator[Callable[[str], str]]:
+    """Write several files into folder, then publish them all or none.
+
+    Creates folder if missing. Yields ``stage(name) -> temporary path``: each
+    output is written (by an atomic save, without its own fsync) to a hidden
+    temporary name beside its final one; when the block ends without error,
+    one ``os.sync`` makes them all durable (a thousand per-file fsyncs took
+    seconds), then every file is renamed into place. On an error every
+    temporary file is removed, and the folder too if this call made it.
     """
+    made = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
     pending: list[tuple[str, str]] = []
 
-    def stage(final: str) -> str:
-        p = Path(final)
-        tmp = str(p.with_name(f".{p.name}.csfast-staged"))
-        pending.append((tmp, final))
-        return tmp
+    def stage(name: str) -> str:
+        final = os.path.join(folder, name)
+        pending.append((os.path.join(folder, f".{name}.csfast-staged"), final))
+        return pending[-1][0]
 
     try:
         yield stage
@@ -104,24 +117,16 @@ def _staged() -> Iterator[Callable[[str], str]]:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+        if made:
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty: someone else wrote there meanwhile
+                pass
         raise
     os.sync()
     for tmp, final in pending:
         os.replace(tmp, final)
-    for folder in {os.path.dirname(os.path.abspath(final)) for _, final in pending}:
-        _fsync_dir(Path(folder))
-
-
-def _folder(path: str | os.PathLike) -> str:
-    """An output folder, created if missing (its parent must exist)."""
-    folder = os.fspath(path)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise CsArgumentError(f"{folder}: exists and is not a folder")
-    parent = os.path.dirname(os.path.abspath(folder))
-    if not os.path.isdir(parent):
-        raise CsArgumentError(f"{folder}: its parent folder {parent} does not exist")
-    os.makedirs(folder, exist_ok=True)
-    return folder
+    _fsync_dir(Path(folder))
 
 
 # ------------------------------------------------------------------- union
@@ -239,13 +244,22 @@ def condition_mask(ds: Dataset, cond: Condition) -> np.ndarray:
     order). Raises CsFieldError for an unknown or sub-array field and
     CsArgumentError for a value of the wrong kind.
     """
+    return _evaluate(cond, *_checked(ds, cond))
+
+
+def _checked(ds: Dataset, cond: Condition) -> tuple[np.ndarray, list[Any]]:
+    """(column, typed values) of a condition, every check done (no data read for a
+    mapped column: its dtype and shape come from the header)."""
     if cond.field not in ds:
         raise _field_error(ds, cond.field, f"condition '{cond}'")
     col = ds[cond.field]
     if col.ndim != 1:
         raise CsFieldError(f"condition '{cond}': field {cond.field!r} is a sub-array of "
                            f"shape {col.shape[1:]}; conditions apply to 1-D fields")
-    values = [_typed_value(v, col.dtype, cond) for v in cond.values]
+    return col, [_typed_value(v, col.dtype, cond) for v in cond.values]
+
+
+def _evaluate(cond: Condition, col: np.ndarray, values: list[Any]) -> np.ndarray:
     if cond.op in ("in", "not in"):
         if col.dtype.kind in "ui":
             info = np.iinfo(col.dtype)
@@ -306,13 +320,11 @@ def filter_table(ds: Dataset, where: Sequence[str | Condition] = (),
     """(mask of the rows passing every condition and, if given, whose uid is in uids
     (inverted with invert), rows passing each test alone)."""
     conds = [c if isinstance(c, Condition) else parse_condition(c) for c in where]
-    for c in conds:  # every field checked before any column is read
-        if c.field not in ds:
-            raise _field_error(ds, c.field, f"condition '{c}'")
+    checked = [_checked(ds, c) for c in conds]  # every field and value before any work
     mask = np.ones(len(ds), dtype=bool)
     counts = []
-    for c in conds:
-        m = condition_mask(ds, c)
+    for c, (col, values) in zip(conds, checked, strict=True):
+        m = _evaluate(c, col, values)
         counts.append((str(c), int(np.count_nonzero(m))))
         mask &= m
     if uids is not None:
@@ -466,6 +478,7 @@ def split_file(path: str | os.PathLike, folder: str | os.PathLike, *, by: str | 
         raise CsArgumentError("split needs exactly one of --by FIELD or --batches N")
     if seed is not None and batches is None:
         raise CsArgumentError("--random applies to --batches only")
+    folder = _check_folder(folder)
     ds = open_table(path)
     stem = Path(os.fspath(path)).stem
     parts: list[tuple[Any, Dataset]] = []
@@ -488,23 +501,22 @@ def split_file(path: str | os.PathLike, folder: str | os.PathLike, *, by: str | 
             order = np.random.default_rng(seed).permutation(len(ds))
         for k, rows in enumerate(np.array_split(order, batches), 1):
             parts.append((k, ds.take(np.sort(rows))))
-    folder = _folder(folder)
     width = max(3, len(str(len(parts))))
     written = []
-    with _staged() as stage:
+    with _staged(folder) as stage:
         for k, (value, part) in enumerate(parts, 1):
             step(k - 1, len(parts) + 1, f"writing part {k} of {len(parts)}")
             name = f"{stem}_batch_{k:0{width}d}.cs" if by is None else \
                 f"{stem}_{k:0{width}d}_{part_name(value)}.cs"
-            target = os.path.join(folder, name)
-            part.save(stage(target), fsync=False)
-            written.append(Written(target, len(part), "" if by is None else _text(value)))
+            part.save(stage(name), fsync=False)
+            written.append(Written(os.path.join(folder, name), len(part),
+                                   "" if by is None else _text(value)))
         manifest = {"input": os.fspath(path), "by": by, "batches": batches, "seed": seed,
                     "parts": [{"file": os.path.basename(w.path), "rows": w.rows,
                                "value": _json_value(v) if by is not None else None}
                               for w, (v, _) in zip(written, parts, strict=True)]}
         text = (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
-        atomic_write(stage(os.path.join(folder, f"{stem}_split.json")),
+        atomic_write(stage(f"{stem}_split.json"),
                      lambda f: f.write(text), fsync=False)
     step(len(parts) + 1, len(parts) + 1, "done")
     return written
@@ -566,6 +578,7 @@ def sets_files(a_path: str | os.PathLike, b_path: str | os.PathLike,
     on = [f.strip() for f in on if f.strip()]
     if not on or ("uid" in on and len(on) > 1):
         raise CsArgumentError("--on is uid, or one or more fields other than uid")
+    folder = _check_folder(folder)
     a, b = open_table(a_path), open_table(b_path)
     for name in on:
         for label, t in (("A", a), ("B", b)):
@@ -582,15 +595,13 @@ def sets_files(a_path: str | os.PathLike, b_path: str | os.PathLike,
             outputs += [(name_a, a, a_in_b), (name_b, b, b_in_a)]
         else:
             outputs += [(name_a, a, ~a_in_b), (name_b, b, ~b_in_a)]
-    folder = _folder(folder)
     written = []
-    with _staged() as stage:
+    with _staged(folder) as stage:
         for name, table, mask in outputs:
             step(1, 2, f"writing {name}")
-            target = os.path.join(folder, name)
             part = table.mask(mask)
-            part.save(stage(target), fsync=False)
-            written.append(Written(target, len(part), _SET_LABELS[name]))
+            part.save(stage(name), fsync=False)
+            written.append(Written(os.path.join(folder, name), len(part), _SET_LABELS[name]))
     step(2, 2, "done")
     return written
 
