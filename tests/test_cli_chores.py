@@ -520,3 +520,36 @@ def test_progress_shows_on_a_terminal_only(monkeypatch):
             time.sleep(0.5)
         shown = "writing part 2 of 3: 1/3" in err.getvalue()
         assert shown == (tty and not quiet), (quiet, tty, err.getvalue())
+
+
+# ------------------------------------------------------------- streamed save
+
+
+@pytest.mark.parametrize("rows, keep", [(0, 1.0), (500, 0.4), (60_000, 0.7), (60_000, 0.0)])
+def test_save_streamed_writes_what_save_writes(tmp_path, rows, keep):
+    """Chunk by chunk (42,000 rows of this table span two 8 MB chunks), the same
+    bytes as Dataset.save, string widths shrunk to the subset's longest + 1."""
+    from csfast.tasks import save_streamed
+
+    rng = np.random.default_rng(rows)
+    arr = table(np.arange(1, rows + 1, dtype=np.uint64), rng, classes=20)
+    if rows:
+        arr["location/micrograph_path"][rng.integers(0, rows)] = b"x" * 39  # one long value
+    src = save(tmp_path / "src.cs", arr)
+    mask = rng.random(rows) < keep
+    sub = Dataset.load(src).mask(mask)
+    save_streamed(sub, tmp_path / "streamed.cs")
+    Dataset.load(src).mask(mask).save(tmp_path / "saved.cs")
+    assert (tmp_path / "streamed.cs").read_bytes() == (tmp_path / "saved.cs").read_bytes()
+    assert_rows(load(tmp_path / "streamed.cs"), arr[mask])
+
+
+def test_save_streamed_falls_back_for_text_columns(tmp_path):
+    from csfast.tasks import save_streamed
+
+    ds = Dataset({"uid": np.arange(3, dtype=np.uint64),
+                  "a/name": np.array(["\u00e9t\u00e9", "b", ""]),
+                  "a/pair": np.array([[b"x", b"yy"]] * 3)})
+    save_streamed(ds, tmp_path / "s.cs")
+    ds.save(tmp_path / "d.cs")
+    assert (tmp_path / "s.cs").read_bytes() == (tmp_path / "d.cs").read_bytes()

@@ -358,6 +358,7 @@ class _Progress:
         self.state = (done, total, what)
 
     def __enter__(self) -> _Progress:
+        self._start = time.time()
         if self._thread is not None:
             self._thread.start()
         return self
@@ -372,8 +373,10 @@ class _Progress:
 
         if self._stop.wait(self.DELAY):
             return
-        bar = tqdm(total=self.state[1], leave=False, file=sys.stderr, dynamic_ncols=True,
-                   bar_format="{desc}: {n}/{total} [{elapsed}]")
+        done, total, what = self.state
+        bar = tqdm(total=total, initial=done, desc=what, leave=False, file=sys.stderr,
+                   dynamic_ncols=True, bar_format="{desc}: {n}/{total} [{elapsed}]")
+        bar.start_t = self._start  # elapsed time of the command, not of the bar
         try:
             while True:
                 done, total, what = self.state

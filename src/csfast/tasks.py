@@ -4,8 +4,11 @@ Each function opens its inputs by their headers (mapped, nothing read yet),
 checks every field and value it was given against those headers before any
 work, does the work with the Dataset's C kernels, and writes its outputs
 atomically: a failed call leaves no output behind and an existing output
-unchanged. Functions that write several files (``split_file``, ``sets_files``)
-write them all under temporary names first and publish them together.
+unchanged. Outputs that are row subsets of mapped inputs (filter, fields,
+split, sets) are streamed: gathered chunk by chunk into the file
+(``save_streamed``), never held whole in memory. Functions that write
+several files (``split_file``, ``sets_files``) write them all under
+temporary names first and publish them together.
 
 Every function returns what it did (row counts, the files written) and takes
 an optional ``progress(done, total, what)`` callback, called before each step;
@@ -35,10 +38,10 @@ from . import _core
 from .csdat import factorize, is_csdat
 from .dataset import Dataset
 from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError
-from .format import _fsync_dir, atomic_write, inspect
+from .format import _fsync_dir, atomic_write, inspect, iter_chunks, npy_header, write_rows
 from .groups import ResultGroup
 
-__all__ = ["Written", "Condition", "open_table", "union_files", "parse_condition",
+__all__ = ["Written", "Condition", "open_table", "save_streamed", "union_files", "parse_condition",
            "condition_mask", "read_uids", "filter_table", "filter_file", "select_fields",
            "fields_file", "split_file", "sets_files", "GroupInfo", "group_info",
            "part_name"]
@@ -76,6 +79,48 @@ def open_table(path: str | os.PathLike, format: str | None = None, **options: An
     if format is None and Path(path).suffix.lower() not in files.FORMATS:
         return Dataset.load(path, **options)  # told by its magic, whatever its name
     return files.read(path, format, **options)  # type: ignore[arg-type]
+
+
+def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -> None:
+    """Write ds as ``Dataset.save`` writes it (the same bytes), reading its rows a
+    chunk at a time: a row subset of a mapped file is gathered chunk by chunk
+    into the output and never held whole (PERFORMANCE.md: an operation that
+    writes a file should not allocate its output).
+
+    Two passes over the chunks: the first finds each string column's longest
+    value (the file's width is longest + 1, as save writes it), the second
+    packs and writes. Tables with ``U`` or sub-array string columns go
+    through ``Dataset.save``.
+    """
+    names = (["uid"] if "uid" in ds else []) + [k for k in ds.fields() if k != "uid"]
+    descr = {f[0]: (np.dtype(f[1]), tuple(f[2]) if len(f) > 2 else ()) for f in ds.descr()}
+    if any(dt.kind == "U" or (dt.kind == "S" and shape) for dt, shape in descr.values()):
+        ds.save(path, fsync=fsync)
+        return
+    n = len(ds)
+    texts = [k for k in names if descr[k][0].kind == "S"]
+    longest = dict.fromkeys(texts, 0)
+    row_size = sum(dt.itemsize * math.prod(shape) for dt, shape in descr.values())
+    if texts:
+        for start, stop in iter_chunks(n, row_size):
+            chunk = ds.slice(start, stop).filter_fields(texts)
+            for k, col in chunk.cols().items():
+                if k in longest:
+                    longest[k] = max(longest[k], _core.str_maxlen(col))
+    dtype = np.dtype([(k, np.dtype(f"S{longest[k] + 1}") if k in longest else descr[k][0],
+                       descr[k][1]) for k in names])
+    offsets = [dtype.fields[k][1] for k in names]
+    header = npy_header(dtype, n)
+
+    def fill(start: int, buf: np.ndarray) -> None:
+        cols = ds.slice(start, start + len(buf)).cols()  # one pass over each source row
+        _core.pack([cols[k] for k in names], offsets, 0, buf)
+
+    def write(f: Any) -> None:
+        f.write(header)
+        write_rows(f, n, dtype.itemsize, fill)
+
+    atomic_write(path, write, fsync=fsync)
 
 
 def _check_folder(path: str | os.PathLike) -> str:
@@ -351,7 +396,7 @@ def filter_file(path: str | os.PathLike, output: str | os.PathLike,
     mask, counts = filter_table(ds, conds, listed, invert)
     out = ds.mask(mask)
     step(1, 2, f"writing {os.fspath(output)}")
-    out.save(output)
+    save_streamed(out, output)
     step(2, 2, "done")
     return FilterReport(len(ds), len(out), counts)
 
@@ -418,7 +463,7 @@ def fields_file(path: str | os.PathLike, output: str | os.PathLike,
     kept = select_fields(names, keep, drop)
     ds = full.filter_fields(kept)
     step(0, 1, f"writing {os.fspath(output)}")
-    ds.save(output)
+    save_streamed(ds, output)
     step(1, 1, "done")
     return FieldsReport(len(ds), len(names), kept, header)
 
@@ -508,7 +553,7 @@ def split_file(path: str | os.PathLike, folder: str | os.PathLike, *, by: str | 
             step(k - 1, len(parts) + 1, f"writing part {k} of {len(parts)}")
             name = f"{stem}_batch_{k:0{width}d}.cs" if by is None else \
                 f"{stem}_{k:0{width}d}_{part_name(value)}.cs"
-            part.save(stage(name), fsync=False)
+            save_streamed(part, stage(name), fsync=False)
             written.append(Written(os.path.join(folder, name), len(part),
                                    "" if by is None else _text(value)))
         manifest = {"input": os.fspath(path), "by": by, "batches": batches, "seed": seed,
@@ -600,7 +645,7 @@ def sets_files(a_path: str | os.PathLike, b_path: str | os.PathLike,
         for name, table, mask in outputs:
             step(1, 2, f"writing {name}")
             part = table.mask(mask)
-            part.save(stage(name), fsync=False)
+            save_streamed(part, stage(name), fsync=False)
             written.append(Written(os.path.join(folder, name), len(part), _SET_LABELS[name]))
     step(2, 2, "done")
     return written
