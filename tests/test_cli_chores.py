@@ -442,6 +442,7 @@ def test_bad_arguments_one_line_and_nothing_written(files, tmp_path):
         (["sets", A, B, "--intersect", "--on", "blob/path,ctf/df1_A,blob/idx", "-o", dirout,
           "--on", "uid,uid"], "--on is uid"),
         (["union", A, str(d / "obj.npy"), "-o", out], "obj.npy"),
+        (["append", "--dedupe", "--repeat-allowed", A, B, "-o", out], "contradict"),
         (["convert", A, out, "--image-suffix", ".mrcs"], "applies to .star output only"),
         (["convert", A, str(d / "x.star"), "--image-suffix", "mrcs/"], "expected a dot"),
         (["info", str(d / "missing.csg")], "missing.csg"),
