@@ -76,8 +76,10 @@ def open_table(path: str | os.PathLike, format: str | None = None, **options: An
         return ds if fields is None else ds.filter_fields(list(fields))
     from .convert import files
 
-    if format is None and Path(path).suffix.lower() not in files.FORMATS:
-        return Dataset.load(path, **options)  # told by its magic, whatever its name
+    fmt = format or files.FORMATS.get(Path(path).suffix.lower())
+    if fmt in (None, "cs", "csdat"):  # None: told by its magic, whatever its name
+        # Read-only columns: row subsets stay lazy views of the map.
+        return Dataset.load(path, writable=False, **options)
     return files.read(path, format, **options)  # type: ignore[arg-type]
 
 
@@ -106,7 +108,7 @@ def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -
             chunk = ds.slice(start, stop).filter_fields(texts)
             for k, col in chunk.cols().items():
                 if k in longest:
-                    longest[k] = max(longest[k], _core.str_maxlen(col))
+                    longest[k] = max(longest[k], _core.str_maxlen(np.asarray(col)))
     dtype = np.dtype([(k, np.dtype(f"S{longest[k] + 1}") if k in longest else descr[k][0],
                        descr[k][1]) for k in names])
     offsets = [dtype.fields[k][1] for k in names]
@@ -114,7 +116,7 @@ def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -
 
     def fill(start: int, buf: np.ndarray) -> None:
         cols = ds.slice(start, start + len(buf)).cols()  # one pass over each source row
-        _core.pack([cols[k] for k in names], offsets, 0, buf)
+        _core.pack([np.asarray(cols[k]) for k in names], offsets, 0, buf)
 
     def write(f: Any) -> None:
         f.write(header)
@@ -297,7 +299,7 @@ def _checked(ds: Dataset, cond: Condition) -> tuple[np.ndarray, list[Any]]:
     mapped column: its dtype and shape come from the header)."""
     if cond.field not in ds:
         raise _field_error(ds, cond.field, f"condition '{cond}'")
-    col = ds[cond.field]
+    col = ds.view(cond.field)
     if col.ndim != 1:
         raise CsFieldError(f"condition '{cond}': field {cond.field!r} is a sub-array of "
                            f"shape {col.shape[1:]}; conditions apply to 1-D fields")
@@ -335,7 +337,7 @@ def read_uids(path: str | os.PathLike) -> np.ndarray:
             raise CsUidError(f"{name}: uid values must be non-negative, found {a.min()}")
         return a.astype(np.uint64)
     if name.endswith((".cs", ".csg")):
-        return np.asarray(open_table(name, fields=[])["uid"], dtype=np.uint64)
+        return np.asarray(open_table(name, fields=[]).view("uid"), dtype=np.uint64)
     out = []
     with open(name, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
@@ -373,7 +375,7 @@ def filter_table(ds: Dataset, where: Sequence[str | Condition] = (),
         counts.append((str(c), int(np.count_nonzero(m))))
         mask &= m
     if uids is not None:
-        m = _core.isin(np.asarray(ds["uid"], dtype=np.uint64), uids)
+        m = _core.isin(np.asarray(ds.view("uid"), dtype=np.uint64), uids)
         counts.append((f"uid in list of {len(uids):,}", int(np.count_nonzero(m))))
         mask &= m
     if invert:
@@ -530,9 +532,9 @@ def split_file(path: str | os.PathLike, folder: str | os.PathLike, *, by: str | 
     if by is not None:
         if by not in ds:
             raise _field_error(ds, by, "split --by")
-        if ds[by].ndim != 1:
+        if ds.view(by).ndim != 1:
             raise CsFieldError(f"split --by {by!r}: a sub-array field of shape "
-                               f"{ds[by].shape[1:]}; choose a 1-D field")
+                               f"{ds.view(by).shape[1:]}; choose a 1-D field")
         step(0, 1, f"grouping by {by}")
         parts = list(ds.split_by(by).items())
     else:
@@ -579,10 +581,11 @@ def _keys(a: Dataset, b: Dataset, on: Sequence[str]) -> tuple[np.ndarray, np.nda
     """One uint64 key per row of a and of b: equal keys <=> equal values of every
     ``on`` field (uids as they are; other fields factorized over both tables)."""
     if list(on) == ["uid"]:
-        return (np.asarray(a["uid"], dtype=np.uint64), np.asarray(b["uid"], dtype=np.uint64))
+        return (np.asarray(a.view("uid"), dtype=np.uint64),
+                np.asarray(b.view("uid"), dtype=np.uint64))
     codes = np.zeros(len(a) + len(b), dtype=np.uint64)
     for i, name in enumerate(on):
-        ca, cb = a[name], b[name]
+        ca, cb = a.view(name), b.view(name)
         if ca.ndim != 1 or cb.ndim != 1:
             raise CsFieldError(f"--on {name!r}: a sub-array field; choose 1-D fields")
         if (ca.dtype.kind in "SU") != (cb.dtype.kind in "SU") or \
