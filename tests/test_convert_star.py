@@ -19,7 +19,7 @@ MAPPED = {"blob/idx", "blob/path", "blob/psize_A", "blob/shape", "ctf/accel_kv",
           "ctf/phase_shift_rad", "ctf/bfactor", "ctf/scale", "location/micrograph_path",
           "location/center_x_frac", "location/center_y_frac", "location/micrograph_shape",
           "alignments3D/pose", "alignments3D/shift", "alignments3D/psize_A",
-          "alignments3D/class", "alignments3D/split"}
+          "alignments3D/class", "alignments3D/split", "ctf/tilt_A", "ctf/anisomag"}
 
 
 def refinement(n: int = 400, seed: int = 0, exported: bool = False) -> csfast.Dataset:
@@ -35,6 +35,11 @@ def refinement(n: int = 400, seed: int = 0, exported: bool = False) -> csfast.Da
     ds["ctf/df_angle_rad"] = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
     ds["ctf/phase_shift_rad"] = rng.uniform(0, np.pi, n).astype(np.float32)
     ds["location/micrograph_shape"] = np.array([3838, 3710], dtype=np.uint32)
+    # Beam tilt and anisotropic magnification: per exposure group, as cryoSPARC refines them.
+    group = ds["ctf/exp_group_id"].astype(np.float32)[:, None]
+    ds["ctf/tilt_A"] = (group * np.float32([130.5, -71.25])).astype(np.float32)
+    ds["ctf/anisomag"] = (group * np.float32([0.0031, -0.0007, 0.0009, -0.0042])
+                          ).astype(np.float32)
     if exported:
         ds["blob/path"] = np.char.add(b">", ds["blob/path"])
     return ds
@@ -180,8 +185,11 @@ _rlnAnglePsi #7
 def test_varying_optics_are_reported(tmp_path):
     ds = refinement(n=50)
     ds["ctf/cs_mm"] = np.linspace(2.0, 3.0, 50).astype(np.float32)
-    with pytest.warns(StarWarning, match="ctf/cs_mm varies within optics group"):
+    with pytest.warns(StarWarning) as caught:
         to_star(ds, tmp_path / "v.star")
+    # Beam tilt in mrad depends on Cs, so it varies with it.
+    assert sorted(str(w.message).split()[0] for w in caught) == ["ctf/cs_mm", "ctf/tilt_A"]
+    assert all("varies within optics group" in str(w.message) for w in caught)
 
 
 def test_alignments2d_and_no_flip(tmp_path):

@@ -72,3 +72,12 @@ def test_readme_examples_run_on_the_demo(tmp_path, monkeypatch, capsys):
     back = j10.inputs["particles"].load()
     assert sorted(np.asarray(back["uid"]).tolist()) == sorted(j6["uid"].tolist())
     assert os.path.exists(folder / "particles.parquet")
+    # The chores: the filter's rows as numpy selects them; subtract and union give them back.
+    good = np.load(folder / "good.cs")
+    ref = j6[np.isin(j6["alignments3D/class"], [0, 3]) & (j6["ctf/df1_A"] < 20000)]
+    assert 0 < len(good) < len(j6) and np.array_equal(good["uid"], ref["uid"])
+    rest = np.load(folder / "rest" / "A_minus_B.cs")
+    assert sorted(np.load(folder / "all.cs")["uid"].tolist()) == sorted(j6["uid"].tolist())
+    assert len(rest) == len(j6) - len(good)
+    assert sum(len(np.load(folder / "batches" / f)) for f in os.listdir(folder / "batches")
+               if f.endswith(".cs")) == len(good)

@@ -7,7 +7,7 @@ from ._core import num_threads, set_num_threads
 from .column import StrColumn
 from .convert import StarWarning, from_star, to_star
 from .dataset import Dataset, Field, generate_uids
-from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
+from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
 from .groups import MIN_FIELDS, Result, ResultGroup, result_type_of, write_output
 from .inputs import Connection, Input, InputSpec, Slot
@@ -17,6 +17,7 @@ from .row import Row
 __version__ = "0.1.0"
 
 __all__ = [
+    "CsArgumentError",
     "CsError",
     "CsFieldError",
     "CsFormatError",

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -50,6 +51,8 @@ def _describe(path: str) -> str:
     """format_info of a .cs file, or the same facts from a CSDAT stream's header."""
     from . import csdat
 
+    if path.endswith(".csg"):
+        return format_group_info(path)
     if not csdat.is_csdat(path):
         return format_info(inspect(path))
     header = csdat.read_header(path)
@@ -231,6 +234,10 @@ def cmd_join(args: argparse.Namespace) -> int:
 def cmd_append(args: argparse.Namespace) -> int:
     from .dataset import Dataset
 
+    if args.dedupe:
+        if args.repeat_allowed:
+            raise CsError("--dedupe and --repeat-allowed contradict each other")
+        return cmd_union(args)
     tables = _load_tables(args.files)
     t0 = time.perf_counter()
     ds = Dataset.append_many(*tables, repeat_allowed=args.repeat_allowed)
@@ -381,11 +388,13 @@ def _problems(assembly) -> str:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import files
+    from .tasks import open_table
 
     read_options, write_options = {}, {}
     src_format = args.src_format
     dst_format = "csdat" if args.csdat else args.dst_format
-    from_star = (src_format or files.format_of(args.input)) == "star"
+    from_star = src_format == "star" or (not src_format and not args.input.endswith(".csg")
+                                         and files.format_of(args.input) == "star")
     if args.micrograph_shape and not from_star:
         raise CsError("--micrograph-shape applies to .star input only")
     if args.micrograph_shape:
@@ -397,8 +406,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         write_options["flip_y"] = False
     if out_format == "csdat" and args.no_compress:
         write_options["compression"] = None
+    if args.image_suffix is not None:
+        if out_format != "star":
+            raise CsError("--image-suffix applies to .star output only")
+        write_options["image_suffix"] = args.image_suffix
     t0 = time.perf_counter()
-    ds = files.read(args.input, src_format, **read_options)
+    ds = open_table(args.input, src_format, **read_options)
     t1 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -413,6 +426,273 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(f"not written ({out_format} has no place for them): {', '.join(left)}",
               file=sys.stderr)
     return 0
+
+
+# ------------------------------------------------------------- the daily chores
+# union, filter, fields, split, sets: the work is in csfast.tasks; these
+# functions parse, show progress and print the counts.
+
+
+class _Progress:
+    """A progress line on stderr for a command that runs over about a second.
+
+    Shown only on a terminal, without --quiet, and when tqdm (the
+    ``csfast[progress]`` extra) is installed; otherwise calls are ignored. A
+    thread draws it, so a long step keeps its elapsed time moving.
+    """
+
+    DELAY = 1.0
+
+    def __init__(self, args: argparse.Namespace):
+        self.state = (0, 1, "")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if getattr(args, "quiet", False) or not sys.stderr.isatty():
+            return
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            return
+        self._thread = threading.Thread(target=self._draw, daemon=True)
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        self.state = (done, total, what)
+
+    def __enter__(self) -> _Progress:
+        self._start = time.time()
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _draw(self) -> None:
+        from tqdm import tqdm
+
+        if self._stop.wait(self.DELAY):
+            return
+        done, total, what = self.state
+        bar = tqdm(total=total, initial=done, desc=what, leave=False, file=sys.stderr,
+                   dynamic_ncols=True, bar_format="{desc}: {n}/{total} [{elapsed}]")
+        bar.start_t = self._start  # elapsed time of the command, not of the bar
+        try:
+            while True:
+                done, total, what = self.state
+                bar.total, bar.n = total, done
+                bar.set_description_str(what, refresh=False)
+                bar.refresh()
+                if self._stop.wait(0.2):
+                    break
+        finally:
+            bar.close()
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def cmd_union(args: argparse.Namespace) -> int:
+    from .tasks import union_files
+
+    if not args.output:
+        raise CsError("-o OUT.cs is required")
+    t0 = time.perf_counter()
+    with _Progress(args) as progress:
+        r = union_files(args.files, args.output, progress=progress)
+    counts = ", ".join(f"{p} {n:,}" for p, n in zip(args.files, r.rows_in, strict=True))
+    print(f"union on uid (first occurrence wins): {_plural(r.rows, 'row')} from "
+          f"{sum(r.rows_in):,} ({counts}); {sum(r.rows_in) - r.rows:,} repeats dropped")
+    if r.dropped_fields:
+        print(f"fields not in every file, left out: {', '.join(r.dropped_fields)}")
+    print(f"wrote {args.output} in {_ms(time.perf_counter() - t0)}")
+    return 0
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from .tasks import filter_file
+
+    t0 = time.perf_counter()
+    with _Progress(args) as progress:
+        r = filter_file(args.input, args.output, args.where or (), uids=args.uids,
+                        invert=args.invert, progress=progress)
+    for text, n in r.counts:
+        print(f"  {text}: {n:,} of {r.rows_in:,} rows")
+    kept = "kept (inverted)" if args.invert else "kept"
+    print(f"{kept} {r.rows:,} of {r.rows_in:,} rows; wrote {args.output} in "
+          f"{_ms(time.perf_counter() - t0)}")
+    return 0
+
+
+def cmd_fields(args: argparse.Namespace) -> int:
+    from .tasks import fields_file
+
+    keep = _patterns(args.keep) if args.keep is not None else None
+    drop = _patterns(args.drop) if args.drop is not None else []
+    t0 = time.perf_counter()
+    with _Progress(args) as progress:
+        r = fields_file(args.input, args.output, keep, drop, progress=progress)
+    prefixes = list(dict.fromkeys(f.split("/", 1)[0] for f in r.fields if f != "uid"))
+    print(f"kept {len(r.fields)} of {r.fields_in} fields ({', '.join(prefixes) or 'uid only'}), "
+          f"{_plural(r.rows, 'row')}; wrote {args.output} in {_ms(time.perf_counter() - t0)}")
+    return 0
+
+
+def _patterns(values: Sequence[str]) -> list[str]:
+    """Comma-separated patterns, from one or several occurrences of an option."""
+    out = [p.strip() for v in values for p in v.split(",") if p.strip()]
+    if not out:
+        raise CsError("empty pattern list")
+    return out
+
+
+def _print_parts(written, folder: str, seconds: float) -> None:
+    width = max((len(os.path.basename(w.path)) for w in written), default=0)
+    for w in written:
+        label = f"  {w.label}" if w.label else ""
+        print(f"  {os.path.basename(w.path):<{width}}  {w.rows:>12,}{label}")
+    total = sum(w.rows for w in written)
+    print(f"wrote {_plural(len(written), 'file')} ({total:,} rows) to {folder} in {_ms(seconds)}")
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from .tasks import split_file
+
+    t0 = time.perf_counter()
+    with _Progress(args) as progress:
+        written = split_file(args.input, args.output, by=args.by, batches=args.batches,
+                             seed=args.random, progress=progress)
+    _print_parts(written, args.output, time.perf_counter() - t0)
+    return 0
+
+
+def cmd_sets(args: argparse.Namespace) -> int:
+    from .tasks import sets_files
+
+    ops = ["intersect", "subtract"] if args.both else \
+        ["intersect"] if args.intersect else ["subtract"]
+    t0 = time.perf_counter()
+    with _Progress(args) as progress:
+        written = sets_files(args.a, args.b, args.output, ops, args.on.split(","),
+                             progress=progress)
+    _print_parts(written, args.output, time.perf_counter() - t0)
+    return 0
+
+
+def format_group_info(path: str) -> str:
+    """The text `csfast info` prints for a result group's .csg."""
+    from .tasks import group_info
+
+    gi = group_info(path)
+    g = gi.group
+    lines = [path, f"  group {g.label} ({g.item_type}), {_plural(g.num_items, 'item')}, "
+                   f"{_plural(len(g.results), 'result')}"]
+    rows = [("result", "type", "kind", "version", "rows", "file")]
+    for r in g.results.values():
+        for k, (v, meta) in enumerate(sorted(r.versions.items(), reverse=True)):
+            m = gi.files[meta]
+            kind = "passthrough" if r.passthrough else ("final" if k == 0 else "")
+            shown = os.path.relpath(meta, os.path.dirname(os.path.abspath(path)))
+            rows.append((r.name if k == 0 else "", r.result_type if k == 0 else "", kind,
+                         "" if r.passthrough else str(v),
+                         f"{m.rows:,}" if m.rows is not None else "?",
+                         shown + (f"  ({m.problem})" if m.problem else "")))
+    lines += _columns(rows, right=(4,))
+    bad = [m for m in gi.files.values() if m.rows is not None and
+           any(meta == m.path and r.num_items and m.rows != r.num_items
+               for r in g.results.values() for meta in r.versions.values())]
+    if bad:
+        lines.append(f"  note: {len(bad)} file(s) hold a row count other than the .csg's "
+                     "num_items")
+    return "\n".join(lines)
+
+
+def _chore_parser(sub, name: str, help: str, description: str, inputs: Sequence[str],
+                  output: str) -> argparse.ArgumentParser:
+    """A chore's parser: its inputs (.cs files or .csg groups), -o, --quiet."""
+    p = sub.add_parser(name, help=help, description=description)
+    for dest in inputs:
+        if dest == "files":
+            p.add_argument("files", nargs="+", metavar="FILE", help=".cs files or .csg groups")
+        else:
+            p.add_argument(dest, metavar=dest.upper() if len(dest) == 1 else "IN",
+                           help=".cs file or .csg group")
+    where = "folder (created if missing)" if output == "DIR" else "file (written atomically)"
+    p.add_argument("-o", "--output", metavar=output, required=True, help=f"output {where}")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    return p
+
+
+def add_chore_commands(sub) -> None:
+    """The parsers of union, filter, fields, split and sets."""
+    p = _chore_parser(sub, "union", "rows of every file, first occurrence of each uid wins",
+                      "Union on uid: the rows of every file in order, keeping the first row "
+                      "that holds each uid and dropping later repeats. Columns are the fields "
+                      "every file has.", ["files"], "OUT.cs")
+    p.set_defaults(func=cmd_union)
+
+    p = _chore_parser(sub, "filter", "keep the rows that pass conditions or a uid list",
+                      "Keep the rows that pass every --where condition and, with --uids, "
+                      "whose uid is listed (or, with --invert, every other row). A condition "
+                      "is 'FIELD OP VALUE', OP one of: in, not in, ==, !=, <, <=, >, >=; a "
+                      "list after in is comma-separated; values are read by the field's "
+                      "dtype; strings compare as UTF-8 bytes.", ["input"], "OUT.cs")
+    p.add_argument("--where", action="append", metavar="COND",
+                   help="e.g. \"alignments3D/class in 0,3\" or \"ctf/df1_A < 30000\" "
+                        "(repeat: all must hold)")
+    p.add_argument("--uids", metavar="FILE",
+                   help="keep rows whose uid is listed: .npy integer array, .cs file, "
+                        "or text with one uid per line")
+    p.add_argument("--invert", action="store_true", help="keep the rows that do not pass")
+    p.set_defaults(func=cmd_filter)
+
+    p = _chore_parser(sub, "fields", "keep or drop fields (glob patterns)",
+                      "Write a table with only some of its fields: those matching a --keep "
+                      "pattern (all if none given), minus those matching a --drop pattern. A "
+                      "pattern is a glob over result names (blob, alignments_class_*) or "
+                      "field names (ctf/tilt_A, */psize_A); uid is always kept. Reads only "
+                      "the kept columns: the way to shrink 100-class headers other readers "
+                      "cannot open.", ["input"], "OUT.cs")
+    p.add_argument("--keep", action="append", metavar="PATTERNS",
+                   help="comma-separated patterns of results or fields to keep")
+    p.add_argument("--drop", action="append", metavar="PATTERNS",
+                   help="comma-separated patterns of results or fields to drop")
+    p.set_defaults(func=cmd_fields)
+
+    p = _chore_parser(sub, "split", "split a table by a field's values or into batches",
+                      "Split a table into files in DIR. --by FIELD: one file per distinct "
+                      "value, IN-STEM_<k>_<value>.cs, k counting from 1 in order of first "
+                      "appearance, the value reduced to letters, digits, '.', '_' and '-'. "
+                      "--batches N: N files of near-equal size, IN-STEM_batch_<k>.cs, "
+                      "consecutive rows, or rows dealt at random with --random SEED. "
+                      "IN-STEM_split.json lists each file with its rows and exact value. Rows "
+                      "keep their input order; all files appear together or none.",
+                      ["input"], "DIR")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--by", metavar="FIELD", help="a 1-D field, e.g. location/micrograph_path")
+    how.add_argument("--batches", type=int, metavar="N", help="number of parts")
+    p.add_argument("--random", type=int, metavar="SEED",
+                   help="with --batches: deal rows to batches at random (seeded)")
+    p.set_defaults(func=cmd_split)
+
+    p = _chore_parser(sub, "sets", "intersect or subtract two tables (Particle Sets Tool)",
+                      "Compare tables A and B as cryoSPARC's Particle Sets Tool does. Rows "
+                      "match when their --on fields are equal. --intersect writes "
+                      "intersect_A.cs (A's rows that match B, with A's fields) and "
+                      "intersect_B.cs (B's rows that match A, with B's fields); --subtract "
+                      "writes A_minus_B.cs and B_minus_A.cs (each side's rows that match "
+                      "nothing on the other, with its own fields); --both writes all four. "
+                      "Rows keep their input order.", ["a", "b"], "DIR")
+    op = p.add_mutually_exclusive_group(required=True)
+    op.add_argument("--intersect", action="store_true", help="rows in both")
+    op.add_argument("--subtract", action="store_true", help="rows in one only")
+    op.add_argument("--both", action="store_true", help="intersect and subtract")
+    p.add_argument("--on", default="uid", metavar="FIELDS",
+                   help="uid (default), or comma-separated fields such as blob/path,blob/idx "
+                        "(the image: for tables of the same particles with other uids)")
+    p.set_defaults(func=cmd_sets)
 
 
 def _oserror(e: Exception, path: str) -> str:
@@ -501,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help=".cs files")
     p.add_argument("--repeat-allowed", action="store_true",
                    help="allow the same uid in several rows")
+    p.add_argument("--dedupe", action="store_true",
+                   help="keep the first row of each uid and drop its repeats (as union)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_append)
 
@@ -511,7 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".arrow/.feather, .star (RELION 3.1+). Every field and "
                                    "dtype survives .cs <-> Parquet/Arrow/CSDAT; fields STAR "
                                    "cannot hold are listed on stderr.")
-    p.add_argument("input", metavar="IN", help="input file")
+    p.add_argument("input", metavar="IN", help="input file, or a result group's .csg (its "
+                                               "results joined on uid)")
     p.add_argument("output", metavar="OUT", help="output file (written atomically)")
     formats = ["cs", "csdat", "parquet", "arrow", "star"]
     p.add_argument("--from", dest="src_format", choices=formats,
@@ -526,6 +810,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "location/center_*_frac")
     p.add_argument("--no-flip-y", action="store_true",
                    help="STAR: do not flip y between cryoSPARC and RELION coordinates")
+    p.add_argument("--image-suffix", metavar="SUFFIX",
+                   help="STAR output: give image stack paths this suffix in rlnImageName "
+                        "(e.g. .mrcs, which RELION expects for stacks)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="build a synthetic job tree and assemble inputs from it",
@@ -540,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_demo)
+    add_chore_commands(sub)
     return parser
 
 

@@ -23,6 +23,17 @@ its inverse):
 ``ctf/phase_shift_rad``                   ``rlnPhaseShift`` = degrees(radians)
 ``ctf/bfactor``                           ``rlnCtfBfactor``, A^2
 ``ctf/scale``                             ``rlnCtfScalefactor``
+``ctf/tilt_A``, ``ctf/cs_mm``             ``rlnBeamTiltX``, ``rlnBeamTiltY`` (optics),
+                                          mrad = 1e3 * arcsin(tilt_A / (cs_mm * 1e7)):
+                                          cryoSPARC holds beam tilt as the Angstrom
+                                          of Cs it amounts to (the relation pyem's
+                                          csparc2star code states)
+``ctf/anisomag``                          ``rlnMagMat00``, ``01``, ``10``, ``11``
+                                          (optics) = identity + anisomag, row-major:
+                                          cryoSPARC stores the 2 x 2 matrix with the
+                                          identity subtracted (assumed to be the
+                                          matrix RELION applies; not yet checked
+                                          against a RELION refinement)
 ``location/micrograph_path``              ``rlnMicrographName`` (leading ``>`` stripped)
 ``location/center_x_frac``,               ``rlnCoordinateX`` = x_frac * micrograph_shape[1];
 ``location/center_y_frac``,               ``rlnCoordinateY`` = (1 - y_frac) *
@@ -43,7 +54,11 @@ its inverse):
 ========================================  ==========================================
 
 Every other field has no RELION label: ``to_star`` returns their names (it
-never drops a field silently). Optics values are per optics group: when a
+never drops a field silently). Among them ``ctf/trefoil_A``, ``ctf/tetra_A``
+and ``ctf/shift_A``: RELION holds such aberrations as Zernike coefficients
+(``rlnOddZernike``, ``rlnEvenZernike``), but no source states how cryoSPARC's
+values in Angstrom map to them (pyem leaves them out too), so csfast does not
+guess. Optics values are per optics group: when a
 field varies within one group, the group's first value is written and a
 ``StarWarning`` says so. ``from_star`` keeps every label it cannot map as a
 field ``star/<label>``, so nothing read is dropped either.
@@ -51,6 +66,7 @@ field ``star/<label>``, so nothing read is dropped either.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -76,18 +92,38 @@ _U4 = np.uint32
 _U4_MAX = 2**32 - 1
 
 
+# Stands in for '"' in values STAR quotes (those with spaces, or empty) while
+# Arrow writes the CSV body: a control character no path holds.
+_QUOTE = "\x1f"
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]+")
+_MAG_MAT = ("rlnMagMat00", "rlnMagMat01", "rlnMagMat10", "rlnMagMat11")
+
+
+def _beam_tilt_mrad(tilt_A: np.ndarray, cs_mm: np.ndarray) -> np.ndarray:
+    """Beam tilt in mrad (RELION) from cryoSPARC's ``ctf/tilt_A`` (Angstrom):
+    ``1e3 * arcsin(tilt_A / Cs)`` with Cs in Angstrom, ``cs_mm * 1e7``. NaN
+    where no angle gives that tilt (a Cs of 0 with a nonzero tilt)."""
+    tilt = tilt_A.astype(np.float64)
+    cs_A = cs_mm.astype(np.float64)[:, None] * 1e7
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tilt == 0, 0.0, 1e3 * np.arcsin(tilt / cs_A))
+
+
 class StarWarning(UserWarning):
     """A value that a STAR file cannot hold exactly (e.g. optics that vary within a group)."""
 
 
-def _image_names(idx: np.ndarray, path: np.ndarray) -> Any:
-    """``NNNNNN@path`` per row, 1-based index zero-padded to six digits.
+def _image_names(idx: np.ndarray, path: np.ndarray, suffix: str | None = None) -> Any:
+    """``NNNNNN@path`` per row, 1-based index zero-padded to six digits; with
+    suffix, each path's extension replaced by it (``.mrc`` -> ``.mrcs``).
 
     An Arrow string array when pyarrow is there (built in C), else an object array.
     """
     uniq, codes = distinct_strings(path)
     paths = [v.decode("utf-8") for v in uniq.tolist()]
     paths = [v[1:] if v.startswith(">") else v for v in paths]
+    if suffix is not None:
+        paths = [os.path.splitext(v)[0] + suffix for v in paths]
     number = idx.astype(np.int64) + 1
     try:
         import pyarrow as pa
@@ -131,7 +167,7 @@ def _decimal(values: np.ndarray, original: np.ndarray,
 
 
 def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
-            float_format: str = "%.9g") -> list[str]:
+            float_format: str = "%.9g", image_suffix: str | None = None) -> list[str]:
     """Write a particle dataset as a RELION 3.1+ STAR file (optics + particles).
 
     See the module docstring for every label and unit conversion. Particle
@@ -139,9 +175,15 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     value (float32 fields as float32, converted values in float64), so
     ``from_star`` restores float32 fields exactly; ``float_format`` is used
     for the optics table and, without pyarrow, by starfile's writer.
+    ``image_suffix`` (e.g. ``".mrcs"``, the extension RELION expects for
+    image stacks) replaces the extension of every stack path in
+    ``rlnImageName``; the stacks themselves are not renamed.
     The file is written atomically. Returns the fields that were not written
     (no RELION label), in dataset order.
     """
+    if image_suffix is not None and not _SUFFIX.fullmatch(image_suffix):
+        raise CsError(f"image suffix {image_suffix!r}: expected a dot and letters or "
+                      "digits, such as .mrcs")
     import pandas as pd
     import starfile
 
@@ -157,7 +199,8 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
 
     particles: dict[str, Any] = {}
     if has("blob/idx", "blob/path"):
-        particles["rlnImageName"] = _image_names(get("blob/idx"), get("blob/path"))
+        particles["rlnImageName"] = _image_names(get("blob/idx"), get("blob/path"),
+                                                 image_suffix)
     if has("location/micrograph_path"):
         particles["rlnMicrographName"] = decoded_objects(get("location/micrograph_path"),
                                                          strip_gt=True)
@@ -221,26 +264,45 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     np.minimum.at(first, group_of_row, np.arange(n))
     optics: dict[str, Any] = {"rlnOpticsGroupName": names,
                               "rlnOpticsGroup": np.arange(1, k + 1, dtype=np.int64)}
+    # (label, field it comes from, value per row)
+    per_row: list[tuple[str, str, np.ndarray]] = []
     for field, label in (("ctf/accel_kv", "rlnVoltage"), ("ctf/cs_mm", "rlnSphericalAberration"),
                          ("ctf/amp_contrast", "rlnAmplitudeContrast"),
                          ("blob/psize_A", "rlnImagePixelSize"), ("blob/shape", "rlnImageSize")):
-        if not has(field) or n == 0:
-            continue
-        v = get(field)
-        if v.ndim > 1:
-            v = v[:, 0]
+        if has(field) and n:
+            v = get(field)
+            per_row.append((label, field, v[:, 0] if v.ndim > 1 else v))
+    if has("ctf/tilt_A", "ctf/cs_mm") and n:
+        mrad = _beam_tilt_mrad(get("ctf/tilt_A"), ds["ctf/cs_mm"])
+        undefined = np.flatnonzero(np.isnan(mrad[first]).any(axis=1))
+        if len(undefined):
+            i = int(first[undefined[0]])
+            raise CsFieldError(f"ctf/tilt_A {ds['ctf/tilt_A'][i].tolist()} with ctf/cs_mm "
+                               f"{ds['ctf/cs_mm'][i]} (row {i}, optics group "
+                               f"{names[undefined[0]]}) is no beam tilt: |tilt_A| must be "
+                               "at most Cs in Angstrom")
+        per_row += [("rlnBeamTiltX", "ctf/tilt_A", mrad[:, 0]),
+                    ("rlnBeamTiltY", "ctf/tilt_A", mrad[:, 1])]
+    if has("ctf/anisomag") and n:
+        mag = get("ctf/anisomag").astype(np.float64) + np.array([1.0, 0.0, 0.0, 1.0])
+        per_row += [(label, "ctf/anisomag", mag[:, j]) for j, label in enumerate(_MAG_MAT)]
+    warned: set[str] = set()  # one warning per field (tilt_A gives two labels)
+    for label, field, v in per_row:
         per_group = v[first]
         varies = np.flatnonzero(v != per_group[group_of_row])
-        if len(varies):
+        if len(varies) and field not in warned:
+            warned.add(field)
             g = int(group_of_row[varies[0]])
             warnings.warn(f"{field} varies within optics group {g + 1} ({names[g]}); "
                           f"RELION holds one value per group, the group's first is written "
                           f"({len(varies)} rows differ)", StarWarning, stacklevel=3)
         if label == "rlnImageSize":
             optics[label] = per_group.astype(np.int64)
-        else:  # the shortest decimal that reads back as the same float32: 2.7, not 2.70000005
-            optics[label] = [float(str(x)) for x in per_group] \
-                if per_group.dtype == _F4 else per_group
+        elif per_group.dtype == _F4:
+            # the shortest decimal that reads back as the same float32: 2.7, not 2.70000005
+            optics[label] = [float(str(x)) for x in per_group]
+        else:  # converted in float64: every digit, so from_star recovers the float32 field
+            optics[label] = [repr(float(x)) for x in per_group]
     if "rlnImageSize" in optics:
         optics["rlnImageDimensionality"] = np.full(k, 2, dtype=np.int64)
     particles["rlnOpticsGroup"] = group_of_row.astype(np.int64) + 1
@@ -290,22 +352,30 @@ def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int,
     head = [f"data_{block}", "", "loop_"] + [f"_{c} #{i}" for i, c in enumerate(columns, 1)]
     f.write(("\n".join(head) + "\n").encode("utf-8"))
     arrays = []
+    quoted = False
     for v in columns.values():
         if isinstance(v, (pa.Array, pa.ChunkedArray)):
             arrays.append(_quote_arrow(v))
+            quoted = quoted or arrays[-1] is not v
         elif v.dtype.kind == "f":
             arrays.append(pa.array(v))
         elif v.dtype.kind in "iu":
             arrays.append(pa.array(v))
         else:
             codes, uniq = _factorize_objects(v)
-            quoted = [f'"{x}"' if (" " in x or not x) else x for x in uniq]
+            text = [f"{_QUOTE}{x}{_QUOTE}" if (" " in x or not x) else x for x in uniq]
+            quoted = quoted or text != uniq
             arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(
-                quoted, type=pa.string())).cast(pa.string()))
+                text, type=pa.string())).cast(pa.string()))
     if n:
         table = pa.Table.from_arrays(arrays, names=list(columns))
-        pcsv.write_csv(table, f, pcsv.WriteOptions(include_header=False, delimiter="\t",
-                                                   quoting_style="none"))
+        options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+        if not quoted:
+            pcsv.write_csv(table, f, options)
+        else:  # Arrow refuses '"' in unquoted CSV: write a stand-in, then the quote
+            body = io.BytesIO()
+            pcsv.write_csv(table, body, options)
+            f.write(body.getvalue().replace(_QUOTE.encode(), b'"'))
     f.write(b"\n\n")
 
 
@@ -315,7 +385,7 @@ def _quote_arrow(v: Any) -> Any:
     needs = pc.or_(pc.match_substring(v, " "), pc.equal(pc.utf8_length(v), 0))
     if not pc.any(needs).as_py():
         return v
-    return pc.if_else(needs, pc.binary_join_element_wise('"', v, '"', ""), v)
+    return pc.if_else(needs, pc.binary_join_element_wise(_QUOTE, v, _QUOTE, ""), v)
 
 
 def _factorize_objects(v: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -467,6 +537,14 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         v = take(label)
         if v is not None:
             cols[field] = f4(fn(np.asarray(v, dtype=np.float64)) if fn else v)
+    if all(c in df.columns for c in ("rlnBeamTiltX", "rlnBeamTiltY", "rlnSphericalAberration")):
+        cs_A = np.asarray(df["rlnSphericalAberration"], dtype=np.float64)[:, None] * 1e7
+        mrad = np.stack([np.asarray(take(c), dtype=np.float64)
+                         for c in ("rlnBeamTiltX", "rlnBeamTiltY")], 1)
+        cols["ctf/tilt_A"] = (np.sin(mrad * 1e-3) * cs_A).astype(_F4)
+    if all(c in df.columns for c in _MAG_MAT):
+        mag = np.stack([np.asarray(take(c), dtype=np.float64) for c in _MAG_MAT], 1)
+        cols["ctf/anisomag"] = (mag - np.array([1.0, 0.0, 0.0, 1.0])).astype(_F4)
     group = take("rlnOpticsGroup")
     if group is not None:
         label = "rlnOpticsGroup" if group_ids is None else "exp_group_<id> in rlnOpticsGroupName"
