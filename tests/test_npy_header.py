@@ -4,6 +4,7 @@ bounded cost of huge headers (memory and CPU measured in a fresh process)."""
 import ast
 import io
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import csfast
@@ -49,7 +50,8 @@ GRAMMAR_CHARS = "[](){},:'\" \\0123-+uxnTrueFalsNo"
 @given(text=st.text(alphabet=GRAMMAR_CHARS, max_size=30))
 def test_random_text_accepted_only_as_python_would(text):
     # Never a value Python would not give: whatever parse_literal accepts,
-    # ast.literal_eval accepts with the same value.
+    # ast.literal_eval accepts with the same value (Python 2's 12L aside).
+    assume(re.search(r"\d[lL]", text) is None)
     try:
         value = parse_literal(text)
     except LiteralError:

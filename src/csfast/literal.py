@@ -51,7 +51,8 @@ def parse_literal(text: str) -> object:
     """The value of a Python literal of the .npy header grammar (see the module).
 
     Accepts what ``ast.literal_eval`` accepts for that grammar, with the same
-    values, plus Python 2's ``12L``; raises LiteralError for anything else
+    values, plus Python 2's ``12L`` and whitespace anywhere between tokens
+    (Python's indentation rules aside); raises LiteralError for anything else
     (among them dict keys that are not strings).
     """
     stack: list[tuple[str, list | None, bool]] = []  # the enclosing containers
