@@ -275,6 +275,12 @@ CASES = [
     ("convert", ["good.cs", "no/such/folder/out.parquet"], "No such file or directory"),
     ("convert", ["good.cs", "out.txt"], "unknown extension '.txt'"),
     ("demo", ["--rows", "10", "--dir", "good.cs"], "good.cs"),
+    ("info", ["laughs.csg"], "laughs.csg: not a valid .csg (YAML) file: aliases"),
+    ("union", ["good.cs", "fifo.cs", "-o", "u.cs"], "fifo.cs: is a FIFO"),
+    ("filter", ["header.cs", "-o", "f.cs", "--where", "a/x < 1"], "header.cs: "),
+    ("fields", ["cut.cs", "-o", "f.cs", "--keep", "a"], "cut.cs: truncated"),
+    ("split", ["junk.cs", "-o", "parts", "--batches", "2"], "junk.cs: not a .cs file"),
+    ("sets", ["good.cs", "inf.csg", "-o", "sets", "--intersect"], "inf.csg: result 'blob'"),
 ]
 
 
