@@ -246,6 +246,7 @@ def bad_files(tmp_path, fifo):
     (tmp_path / "laughs.csg").write_text(LAUGHS)
     (tmp_path / "inf.csg").write_text(GROUP + _result(versions="{.inf: x.cs}"))
     (tmp_path / "J1_missing.csg").write_text(GROUP + _result())
+    (tmp_path / "empty.npy").write_bytes(b"")
     (tmp_path / "fifo.cs").symlink_to(fifo)
     (tmp_path / "fifo.csg").symlink_to(fifo)
     group = write_output(tmp_path, "J2", "particles", Dataset(GOOD), "particle", ["a"])
@@ -281,6 +282,8 @@ CASES = [
     ("fields", ["cut.cs", "-o", "f.cs", "--keep", "a"], "cut.cs: truncated"),
     ("split", ["junk.cs", "-o", "parts", "--batches", "2"], "junk.cs: not a .cs file"),
     ("sets", ["good.cs", "inf.csg", "-o", "sets", "--intersect"], "inf.csg: result 'blob'"),
+    ("filter", ["good.cs", "-o", "f.cs", "--uids", "empty.npy"], "empty.npy: not a plain"),
+    ("filter", ["good.cs", "-o", "f.cs", "--uids", "fifo.cs"], "fifo.cs: is a FIFO"),
 ]
 
 
