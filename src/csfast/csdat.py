@@ -28,7 +28,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from .errors import CsFormatError
-from .format import CSDAT_MAGIC
+from .format import CSDAT_MAGIC, atomic_write, write_all
 
 __all__ = ["CsdatHeader", "factorize", "is_csdat", "read_header", "read", "stream", "write"]
 
@@ -367,15 +367,18 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
 
 def write(file: str | os.PathLike | BinaryIO, columns: Mapping[str, np.ndarray], rows: int,
           compression: Literal["lz4"] | None = "lz4", *, fsync: bool = True) -> None:
-    """Write a table as a CSDAT file (atomically for a path) or to an open binary file."""
+    """Write a table as a CSDAT file (atomically for a path) or to an open binary file.
+
+    Every chunk is written whole (a column beyond the 2 GiB one ``write``
+    call moves takes several calls) or the write raises.
+    """
     if isinstance(file, (str, os.PathLike)):
-        from .format import atomic_write
 
         def body(f: BinaryIO) -> None:
             for chunk in stream(columns, rows, compression, name=os.fspath(file)):
-                f.write(chunk)
+                f.write(chunk)  # atomic_write's file writes completely
 
         atomic_write(file, body, fsync=fsync)
         return
     for chunk in stream(columns, rows, compression):
-        file.write(chunk)
+        write_all(file.write, chunk)
