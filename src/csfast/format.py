@@ -30,7 +30,7 @@ import numpy as np
 from .errors import CsFormatError
 
 __all__ = ["CsInfo", "inspect", "read_header", "map_array", "atomic_write", "npy_header",
-           "write_all", "temp_files", "remove_stale_temps", "STALE_TEMP_SECONDS"]
+           "write_all", "hidden_name", "temp_files", "remove_stale_temps", "STALE_TEMP_SECONDS"]
 
 MAGIC = b"\x93NUMPY"
 CSDAT_MAGIC = b"\x95CSDAT"
@@ -288,7 +288,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None],
     """
     path = Path(os.path.realpath(path))
     folder = path.parent
-    prefix = _temp_prefix(path.name)
+    prefix = hidden_name(path.name)
     remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
     try:
@@ -335,7 +335,11 @@ def write_all(write: Callable[[memoryview], int | None], data) -> int:
     return total
 
 
-def _temp_prefix(name: str) -> str:
+def hidden_name(path: str | os.PathLike) -> str:
+    """``.<first 24 characters of the name>.<hash of the whole name>.``: the
+    start of a hidden file's name that belongs to path (its temporary files,
+    a group's lock), short whatever the length of path's name."""
+    name = os.path.basename(os.fspath(path))
     digest = hashlib.blake2b(os.fsencode(name), digest_size=4).hexdigest()
     return f".{name[:_TEMP_STEM]}.{digest}."
 
@@ -353,7 +357,7 @@ def temp_files(path: str | os.PathLike) -> list[Path]:
     Also those of csfast 0.1.0, named ``.<whole name>.<random>.tmp``.
     """
     path = Path(path)
-    ours = re.compile(re.escape(_temp_prefix(path.name)) + r"[A-Za-z0-9_]{8}\.tmp")
+    ours = re.compile(re.escape(hidden_name(path.name)) + r"[A-Za-z0-9_]{8}\.tmp")
     old = re.compile(re.escape(f".{path.name}.") + r"[A-Za-z0-9_]{8}\.tmp")
     try:
         names = [e.name for e in os.scandir(path.parent) if e.name.endswith(".tmp")]

@@ -8,10 +8,13 @@ file (YAML, CS_FORMAT.md) describes a group; ``write_output`` writes one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
+import itertools
 import os
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +23,7 @@ import yaml
 
 from .dataset import Dataset
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError
-from .format import atomic_write
+from .format import atomic_write, hidden_name
 
 if TYPE_CHECKING:
     from .inputs import Input
@@ -40,8 +43,11 @@ class Result:
     """One result of an output group: its name, item type and metafiles.
 
     ``versions`` maps each version (iteration) number to its metafile; the
-    final version is the highest number. A passthrough result has a single,
-    unversioned metafile. ``group`` is the owning group's label (``J42.particles``),
+    final version is the highest number. A passthrough result maps each
+    version of its group to the passthrough metafile written with it
+    (docs/writes.md); one read from a .csg of cryoSPARC or csfast 0.1.0, whose
+    single passthrough metafile serves every version, maps each version of
+    the group to that file. ``group`` is the owning group's label (``J42.particles``),
     used in messages. ``result_type`` is the type the .csg names (``particle.blob``;
     multi-class results such as ``alignments_class_3`` have type
     ``particle.alignments3D``).
@@ -86,11 +92,13 @@ class Result:
     def metafile_of(self, version: int | None = None) -> str:
         """The metafile of a version (the final one by default).
 
-        Passthrough results are the same for every version of their group,
-        so any version gives their one metafile.
+        A passthrough result without that version gives its final metafile
+        (``ResultGroup.load`` decides whether it belongs to a version).
         """
-        if version is None or self.passthrough:
+        if version is None:
             return self.metafile
+        if self.passthrough:
+            return self.versions.get(version, self.metafile)
         try:
             return self.versions[version]
         except KeyError:
@@ -147,6 +155,31 @@ class ResultGroup:
     def num_items(self) -> int:
         return max((r.num_items for r in self.results.values()), default=0)
 
+    @property
+    def own_versions(self) -> set[int]:
+        """The versions of the group's own (not passthrough) results."""
+        return {v for r in self.results.values() if not r.passthrough for v in r.versions}
+
+    @property
+    def version(self) -> int:
+        """The final version: the highest of its own results' (0 if it has none)."""
+        return max(self.own_versions, default=0)
+
+    def passthrough_metafile(self, name: str, version: int | None = None) -> str | None:
+        """The metafile of passthrough result ``name`` for a version of the
+        group (the final one by default), or None if the result is not part
+        of that version.
+
+        A passthrough result none of whose versions is a version of the
+        group's own results (one built by hand with version 0, say) serves
+        every version.
+        """
+        r = self[name]
+        v = self.version if version is None else version
+        if v in r.versions:
+            return r.versions[v]
+        return None if r.versions.keys() & self.own_versions else r.metafile
+
     # ------------------------------------------------------------------ .csg
 
     @classmethod
@@ -175,6 +208,7 @@ class ResultGroup:
         if not name or not item_type:
             raise CsFormatError(f"{path}: group needs a 'name' and a 'type'")
         results = {}
+        unversioned = []  # passthrough results of cryoSPARC and csfast 0.1.0
         for rname, r in doc["results"].items():
             rname = str(rname)
             if not isinstance(r, dict) or "metafile" not in r:
@@ -201,6 +235,12 @@ class ResultGroup:
                                        "_passthrough_" in os.path.basename(metafile))),
                 result_type=rtype,
             )
+            if results[rname].passthrough and not raw_versions:
+                unversioned.append(results[rname])
+        own = {v for r in results.values() if not r.passthrough for v in r.versions}
+        for r in unversioned:  # one passthrough metafile for every version
+            if own:
+                r.versions = dict.fromkeys(sorted(own), r.metafile)
         return cls(name=name, item_type=item_type, results=results,
                    title=str(g.get("title") or ""), description=str(g.get("description") or ""),
                    job=job_match.group(1) if job_match else "", path=path)
@@ -210,8 +250,12 @@ class ResultGroup:
 
         Metafiles inside the .csg's folder (or below) are written ``>relative``,
         others as absolute paths. Beyond CS_FORMAT.md's keys, a result with
-        several versions lists them under ``versions`` and a passthrough
-        result says ``passthrough: true``.
+        several versions lists them under ``versions``, and a passthrough
+        result says ``passthrough: true`` and always lists its ``versions``
+        (the passthrough metafile of each version of the group).
+
+        This writes the .csg alone: ``write_output`` is what writes a whole
+        group safely (docs/writes.md).
         """
         from . import __version__
 
@@ -228,7 +272,7 @@ class ResultGroup:
             }
             if r.passthrough:
                 entry["passthrough"] = True
-            if len(r.versions) > 1:
+            if len(r.versions) > 1 or r.passthrough:
                 entry["versions"] = {v: _relative(m, folder) for v, m in r.versions.items()}
             results[name] = entry
         doc = {
@@ -253,7 +297,9 @@ class ResultGroup:
         ``passthrough`` adds the group's passthrough results. Each metafile is
         opened once, for all the results it holds. Rows follow the first
         named result's metafile. ``version`` picks a version (the final one
-        by default).
+        by default); passthrough results come from the passthrough metafile
+        written with that version, and those not part of it are left out
+        (named in ``slots``, CsError).
         """
         names = list(slots) if slots is not None else \
             [n for n, r in self.results.items() if not r.passthrough]
@@ -265,7 +311,18 @@ class ResultGroup:
             raise CsFieldError(f"{self.label}: no results to load")
         parts: dict[str, list[str]] = {}
         for n in names:
-            parts.setdefault(self.results[n].metafile_of(version), []).append(n)
+            r = self.results[n]
+            path = self.passthrough_metafile(n, version) if r.passthrough \
+                else r.metafile_of(version)
+            if path is None:
+                if slots is not None and n in slots:
+                    raise CsError(f"passthrough result {r.label} is not part of version "
+                                  f"{self.version if version is None else version} "
+                                  f"(versions: {', '.join(map(str, r.versions))})")
+                continue
+            parts.setdefault(path, []).append(n)
+        if not parts:
+            raise CsFieldError(f"{self.label}: no results to load for version {version}")
         tables = [Dataset.load(p, prefixes=ns) for p, ns in parts.items()]
         return join_tables(tables)
 
@@ -317,16 +374,23 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
       uid) go to ``<job>_<version:03d>_<name>.cs``;
     - with ``passthrough`` (the job's ``Input``, loaded with its passthrough
       results, or a ``Dataset``), every result of it that ``results`` does not
-      replace goes to ``<job>_passthrough_<name>.cs``, for exactly the output's
-      uids and in the output's row order (CsUidError if an output uid is not
-      in it);
+      replace goes to ``<job>_passthrough_<name>.cs``, for
+      exactly the output's uids and in the output's row order (CsUidError if
+      an output uid is not in it);
     - ``<job>_<name>.csg`` ties them together.
 
-    Writing another version of the same output adds its file and updates the
-    .csg (earlier versions stay listed; earlier passthrough results stay
-    unless new ones are given). Every file is written atomically and the
-    .csg last, so a failed write leaves the earlier group loadable. Fields of
-    ``dataset`` outside ``results`` are not written.
+    Writing another version of the same output adds its files and updates the
+    .csg: earlier versions stay listed, each with the passthrough written
+    with it, and a version written without ``passthrough`` takes the
+    passthrough of the group's final version. Writing version N again never
+    changes what another version loads. Fields of ``dataset`` outside
+    ``results`` are not written.
+
+    The write is all or nothing for readers (docs/writes.md): data files go
+    to names the current .csg does not use (``<job>_005_<name>.1.cs`` when it
+    uses ``<job>_005_<name>.cs``), the atomic replace of the .csg publishes
+    them, and only then are the files it no longer names removed. Writers of
+    one group take turns on a lock file, ``.<job>_<name>.csg.<hash>.lock``.
     """
     folder = os.fspath(folder)
     results = list(dict.fromkeys(results))
@@ -336,8 +400,7 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     if missing:
         raise CsFieldError(f"{job}.{name}: results {missing} are not in the dataset "
                            f"(it has: {', '.join(dataset.prefixes())})")
-    main_path = os.path.join(folder, f"{job}_{version:03d}_{name}.cs")
-    csg_path = os.path.join(folder, f"{job}_{name}.csg")
+    csg_path = os.path.abspath(os.path.join(folder, f"{job}_{name}.csg"))
     n = len(dataset)
 
     main = _project(dataset, results)
@@ -348,40 +411,113 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
         if carried:
             pt_table = _passthrough_rows(pt, carried, main, f"{job}.{name}")
 
-    previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
-    if previous is not None and previous.item_type != item_type:
-        raise CsError(f"{csg_path}: existing group is of item type {previous.item_type!r}, "
-                      f"not {item_type!r}")
+    with _group_lock(csg_path):
+        previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
+        if previous is not None and previous.item_type != item_type:
+            raise CsError(f"{csg_path}: existing group is of item type "
+                          f"{previous.item_type!r}, not {item_type!r}")
+        in_use = _metafiles(previous)
+        main_path = _free_name(csg_path, f"{job}_{version:03d}_{name}", in_use)
+        main.save(main_path)
+        pt_path = None
+        if pt_table is not None:
+            pt_path = _free_name(csg_path, f"{job}_passthrough_{name}", in_use)
+            pt_table.save(pt_path)
 
-    # Data files first, .csg last: until the .csg is replaced, it names only
-    # files that are complete (each file is itself written atomically).
-    main.save(main_path)
-    pt_path = os.path.join(folder, f"{job}_passthrough_{name}.cs")
-    if pt_table is not None:
-        pt_table.save(pt_path)
-
-    new: dict[str, Result] = {}
-    if previous is not None:
-        for rname, r in previous.results.items():
-            if rname in results or (r.passthrough and pt_table is not None):
-                continue
-            new[rname] = r
-    for rname in results:
-        versions = {}
-        if previous is not None and rname in previous.results \
-                and not previous.results[rname].passthrough:
-            versions = dict(previous.results[rname].versions)
-        versions[version] = os.path.abspath(main_path)
-        new[rname] = Result(rname, item_type, versions, num_items=n)
-    if pt_table is not None:
-        for rname in pt_table.prefixes():
-            new[rname] = Result(rname, item_type, {0: os.path.abspath(pt_path)}, num_items=n,
-                                passthrough=True)
-    group = ResultGroup(name=name, item_type=item_type, results=new,
-                        title=title or (previous.title if previous else _title(name)),
-                        description=previous.description if previous else "", job=job)
-    group.save_csg(csg_path)
+        new: dict[str, Result] = {}
+        if previous is not None:
+            for rname, r in previous.results.items():
+                if rname in results:
+                    continue
+                if r.passthrough:
+                    r = _passthrough_at(previous, r, version, pt_path, pt_table)
+                    if r is None:
+                        continue
+                new[rname] = r
+        for rname in results:
+            versions = {}
+            if previous is not None and rname in previous.results \
+                    and not previous.results[rname].passthrough:
+                versions = dict(previous.results[rname].versions)
+            versions[version] = main_path
+            new[rname] = Result(rname, item_type, versions, num_items=n)
+        if pt_table is not None and pt_path is not None:
+            for rname in pt_table.prefixes():
+                if rname not in new:
+                    new[rname] = Result(rname, item_type, {version: pt_path}, num_items=n,
+                                        passthrough=True)
+        group = ResultGroup(name=name, item_type=item_type, results=new,
+                            title=title or (previous.title if previous else _title(name)),
+                            description=previous.description if previous else "", job=job)
+        group.save_csg(csg_path)  # publishes the new files, atomically
+        named = _metafiles(group)
+        _remove_unused(os.path.dirname(csg_path), job, name, in_use - named, named)
     return group
+
+
+def _passthrough_at(previous: ResultGroup, r: Result, version: int, pt_path: str | None,
+                    pt_table: Dataset | None) -> Result | None:
+    """Passthrough result r of the previous group, with its file for ``version``:
+    the new passthrough file if it carries r, none if a new passthrough does not
+    (None when r is then part of no version), else the passthrough of the
+    previous final version. The other versions keep theirs."""
+    versions = dict(r.versions)
+    if pt_table is not None and pt_path is not None:
+        if r.name in pt_table.prefixes():
+            versions[version] = pt_path
+        else:
+            versions.pop(version, None)
+    elif version not in versions:
+        final = previous.passthrough_metafile(r.name)
+        if final is not None:
+            versions[version] = final
+    if not versions:
+        return None
+    return Result(r.name, r.item_type, versions, num_items=r.num_items, passthrough=True,
+                  result_type=r.result_type)
+
+
+@contextlib.contextmanager
+def _group_lock(csg_path: str) -> Iterator[None]:
+    """Hold the group's lock file (flock, released by close or by death)."""
+    lock = os.path.join(os.path.dirname(csg_path), f"{hidden_name(csg_path)}lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _metafiles(group: ResultGroup | None) -> set[str]:
+    if group is None:
+        return set()
+    return {os.path.abspath(m) for r in group.results.values() for m in r.versions.values()}
+
+
+def _free_name(csg_path: str, stem: str, in_use: set[str]) -> str:
+    """``<stem>.cs``, or ``<stem>.1.cs``, ``<stem>.2.cs``...: the first name the
+    current .csg does not use (a file of that name no .csg names is garbage)."""
+    folder = os.path.dirname(csg_path)
+    for k in itertools.count():
+        path = os.path.join(folder, f"{stem}.cs" if k == 0 else f"{stem}.{k}.cs")
+        if path not in in_use:
+            return path
+    raise AssertionError("unreachable")
+
+
+def _remove_unused(folder: str, job: str, name: str, unused: set[str], named: set[str]) -> None:
+    """Remove files the .csg named before and no longer does, once it is published,
+    and the spare names a killed writer may have left (``<stem>.<k>.cs``): only
+    files of this group, in its folder. A reader that read the old .csg just
+    before may find a file gone (FileNotFoundError), never a mixed group."""
+    spare = re.compile(rf"{re.escape(job)}_(?:\d+|passthrough)_{re.escape(name)}\.\d+\.cs")
+    doomed = {os.path.basename(p) for p in unused if os.path.dirname(p) == folder}
+    doomed |= {f for f in os.listdir(folder) if spare.fullmatch(f)}
+    for f in doomed - {os.path.basename(p) for p in named}:
+        if f.startswith(f"{job}_"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, f))
 
 
 def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
