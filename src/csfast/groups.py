@@ -14,7 +14,7 @@ import fcntl
 import itertools
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ import yaml
 
 from .dataset import Dataset
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError
-from .format import atomic_write, hidden_name
+from .format import atomic_write, hidden_name, remove_stale_temps
 
 if TYPE_CHECKING:
     from .inputs import Input
@@ -411,48 +411,67 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
         if carried:
             pt_table = _passthrough_rows(pt, carried, main, f"{job}.{name}")
 
-    with _group_lock(csg_path):
+    with _GroupLock(csg_path) as lock:
         previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
         if previous is not None and previous.item_type != item_type:
             raise CsError(f"{csg_path}: existing group is of item type "
                           f"{previous.item_type!r}, not {item_type!r}")
         in_use = _metafiles(previous)
+        lock.clean(in_use)
         main_path = _free_name(csg_path, f"{job}_{version:03d}_{name}", in_use)
-        main.save(main_path)
-        pt_path = None
-        if pt_table is not None:
-            pt_path = _free_name(csg_path, f"{job}_passthrough_{name}", in_use)
-            pt_table.save(pt_path)
-
-        new: dict[str, Result] = {}
-        if previous is not None:
-            for rname, r in previous.results.items():
-                if rname in results:
-                    continue
-                if r.passthrough:
-                    r = _passthrough_at(previous, r, version, pt_path, pt_table)
-                    if r is None:
-                        continue
-                new[rname] = r
-        for rname in results:
-            versions = {}
-            if previous is not None and rname in previous.results \
-                    and not previous.results[rname].passthrough:
-                versions = dict(previous.results[rname].versions)
-            versions[version] = main_path
-            new[rname] = Result(rname, item_type, versions, num_items=n)
-        if pt_table is not None and pt_path is not None:
-            for rname in pt_table.prefixes():
-                if rname not in new:
-                    new[rname] = Result(rname, item_type, {version: pt_path}, num_items=n,
-                                        passthrough=True)
-        group = ResultGroup(name=name, item_type=item_type, results=new,
-                            title=title or (previous.title if previous else _title(name)),
-                            description=previous.description if previous else "", job=job)
-        group.save_csg(csg_path)  # publishes the new files, atomically
-        named = _metafiles(group)
-        _remove_unused(os.path.dirname(csg_path), job, name, in_use - named, named)
+        pt_path = None if pt_table is None else \
+            _free_name(csg_path, f"{job}_passthrough_{name}", in_use)
+        written = {p for p in (main_path, pt_path) if p is not None}
+        lock.journal(written)
+        try:
+            main.save(main_path)
+            if pt_table is not None and pt_path is not None:
+                pt_table.save(pt_path)
+            group = _next_group(previous, job, name, item_type, results, n, version,
+                                main_path, pt_path, pt_table, title)
+            group.save_csg(csg_path)  # publishes the new files, atomically
+        except OSError:  # atomic_write raises OSError only before its rename: not published
+            _remove(written - in_use)
+            raise
+        # Only this group's own files: a .csg may name files of other jobs.
+        _remove({p for p in in_use - _metafiles(group)
+                 if os.path.dirname(p) == os.path.dirname(csg_path)
+                 and os.path.basename(p).startswith(f"{job}_")})
+        lock.journal(set())
     return group
+
+
+def _next_group(previous: ResultGroup | None, job: str, name: str, item_type: str,
+                results: list[str], n: int, version: int, main_path: str,
+                pt_path: str | None, pt_table: Dataset | None,
+                title: str | None) -> ResultGroup:
+    """The group after writing ``version``: the previous one's results and versions,
+    with this version's main and passthrough files."""
+    new: dict[str, Result] = {}
+    if previous is not None:
+        for rname, r in previous.results.items():
+            if rname in results:
+                continue
+            if r.passthrough:
+                r = _passthrough_at(previous, r, version, pt_path, pt_table)
+                if r is None:
+                    continue
+            new[rname] = r
+    for rname in results:
+        versions = {}
+        if previous is not None and rname in previous.results \
+                and not previous.results[rname].passthrough:
+            versions = dict(previous.results[rname].versions)
+        versions[version] = main_path
+        new[rname] = Result(rname, item_type, versions, num_items=n)
+    if pt_table is not None and pt_path is not None:
+        for rname in pt_table.prefixes():
+            if rname not in new:
+                new[rname] = Result(rname, item_type, {version: pt_path}, num_items=n,
+                                    passthrough=True)
+    return ResultGroup(name=name, item_type=item_type, results=new,
+                       title=title or (previous.title if previous else _title(name)),
+                       description=previous.description if previous else "", job=job)
 
 
 def _passthrough_at(previous: ResultGroup, r: Result, version: int, pt_path: str | None,
@@ -477,16 +496,47 @@ def _passthrough_at(previous: ResultGroup, r: Result, version: int, pt_path: str
                   result_type=r.result_type)
 
 
-@contextlib.contextmanager
-def _group_lock(csg_path: str) -> Iterator[None]:
-    """Hold the group's lock file (flock, released by close or by death)."""
-    lock = os.path.join(os.path.dirname(csg_path), f"{hidden_name(csg_path)}lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+class _GroupLock:
+    """The lock file of a group, ``.<job>_<name>.csg.<hash>.lock``, held (flock)
+    while one writer writes the group; the lock goes with the writer's death.
+
+    It is also the writer's journal: the names of the data files it is about
+    to write, cleared once the .csg names them. The next writer removes the
+    files a killed writer journaled that the .csg does not name, and their
+    temporary files (no live writer can hold them while the lock is ours).
+    """
+
+    def __init__(self, csg_path: str) -> None:
+        self.folder = os.path.dirname(csg_path)
+        self.path = os.path.join(self.folder, f"{hidden_name(csg_path)}lock")
+        self.fd = -1
+
+    def __enter__(self) -> _GroupLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def journal(self, paths: set[str]) -> None:
+        text = "".join(os.path.basename(p) + "\n" for p in sorted(paths))
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, text.encode("utf-8", "surrogateescape"), 0)
+
+    def clean(self, in_use: set[str]) -> None:
+        """Remove what a killed writer left: its journaled files the .csg does not
+        name, and the temporary files of every journaled file."""
+        size = os.fstat(self.fd).st_size
+        names = os.pread(self.fd, size, 0).decode("utf-8", "surrogateescape").splitlines()
+        paths = {os.path.join(self.folder, n) for n in names if n and os.sep not in n}
+        for p in paths:
+            remove_stale_temps(p, age=0)
+        _remove(paths - in_use)
 
 
 def _metafiles(group: ResultGroup | None) -> set[str]:
@@ -506,18 +556,12 @@ def _free_name(csg_path: str, stem: str, in_use: set[str]) -> str:
     raise AssertionError("unreachable")
 
 
-def _remove_unused(folder: str, job: str, name: str, unused: set[str], named: set[str]) -> None:
-    """Remove files the .csg named before and no longer does, once it is published,
-    and the spare names a killed writer may have left (``<stem>.<k>.cs``): only
-    files of this group, in its folder. A reader that read the old .csg just
-    before may find a file gone (FileNotFoundError), never a mixed group."""
-    spare = re.compile(rf"{re.escape(job)}_(?:\d+|passthrough)_{re.escape(name)}\.\d+\.cs")
-    doomed = {os.path.basename(p) for p in unused if os.path.dirname(p) == folder}
-    doomed |= {f for f in os.listdir(folder) if spare.fullmatch(f)}
-    for f in doomed - {os.path.basename(p) for p in named}:
-        if f.startswith(f"{job}_"):
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, f))
+def _remove(paths: set[str]) -> None:
+    """Remove files no .csg names (a reader that read the old .csg just before
+    may find one gone: FileNotFoundError, never a mixed group)."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
 
 
 def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
