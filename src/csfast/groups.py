@@ -422,7 +422,11 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
         pt_path = None if pt_table is None else \
             _free_name(csg_path, f"{job}_passthrough_{name}", in_use)
         written = {p for p in (main_path, pt_path) if p is not None}
-        lock.journal(written)
+        # The files this write may leave unnamed: its own, and the group's files
+        # in its folder (a .csg may name files of other jobs: never removed).
+        own = {p for p in in_use if os.path.dirname(p) == os.path.dirname(csg_path)
+               and os.path.basename(p).startswith(f"{job}_")}
+        lock.journal(written | own)
         try:
             main.save(main_path)
             if pt_table is not None and pt_path is not None:
@@ -433,10 +437,7 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
         except OSError:  # atomic_write raises OSError only before its rename: not published
             _remove(written - in_use)
             raise
-        # Only this group's own files: a .csg may name files of other jobs.
-        _remove({p for p in in_use - _metafiles(group)
-                 if os.path.dirname(p) == os.path.dirname(csg_path)
-                 and os.path.basename(p).startswith(f"{job}_")})
+        _remove(own - _metafiles(group))
         lock.journal(set())
     return group
 
@@ -501,12 +502,15 @@ class _GroupLock:
     while one writer writes the group; the lock goes with the writer's death.
 
     It is also the writer's journal: the names of the data files it is about
-    to write, cleared once the .csg names them. The next writer removes the
-    files a killed writer journaled that the .csg does not name, and their
-    temporary files (no live writer can hold them while the lock is ours).
+    to write and of the group's files it may leave unnamed, cleared once the
+    new .csg is published and the unnamed ones removed. The next writer
+    removes the files a killed writer journaled that the .csg does not name,
+    and their temporary files (no live writer can hold them while the lock
+    is ours).
     """
 
     def __init__(self, csg_path: str) -> None:
+        self.csg_path = csg_path
         self.folder = os.path.dirname(csg_path)
         self.path = os.path.join(self.folder, f"{hidden_name(csg_path)}lock")
         self.fd = -1
@@ -530,11 +534,11 @@ class _GroupLock:
 
     def clean(self, in_use: set[str]) -> None:
         """Remove what a killed writer left: its journaled files the .csg does not
-        name, and the temporary files of every journaled file."""
+        name, and the temporary files of every journaled file and of the .csg."""
         size = os.fstat(self.fd).st_size
         names = os.pread(self.fd, size, 0).decode("utf-8", "surrogateescape").splitlines()
         paths = {os.path.join(self.folder, n) for n in names if n and os.sep not in n}
-        for p in paths:
+        for p in paths | {self.csg_path}:
             remove_stale_temps(p, age=0)
         _remove(paths - in_use)
 
