@@ -258,6 +258,8 @@ class Dataset:
         ``S<longest + 1>`` (``U`` columns are encoded to UTF-8). Rows are
         interleaved chunk by chunk, so no full-size copy is made. The file
         appears complete or not at all; the old file survives any failure.
+        A symbolic link at path is followed: its target is replaced
+        (docs/writes.md).
         """
         names, cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
