@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import functools
 import itertools
 import os
 import re
@@ -23,7 +24,7 @@ import yaml
 
 from .dataset import Dataset
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError
-from .format import atomic_write, hidden_name, remove_stale_temps
+from .format import atomic_write, hidden_name, remove_stale_temps, write_all
 
 if TYPE_CHECKING:
     from .inputs import Input
@@ -374,9 +375,9 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
       uid) go to ``<job>_<version:03d>_<name>.cs``;
     - with ``passthrough`` (the job's ``Input``, loaded with its passthrough
       results, or a ``Dataset``), every result of it that ``results`` does not
-      replace goes to ``<job>_passthrough_<name>.cs``, for
-      exactly the output's uids and in the output's row order (CsUidError if
-      an output uid is not in it);
+      replace goes to ``<job>_passthrough_<name>.cs``, for exactly the output's
+      uids and in the output's row order (CsUidError if an output uid is not
+      in it);
     - ``<job>_<name>.csg`` ties them together.
 
     Writing another version of the same output adds its files and updates the
@@ -530,14 +531,16 @@ class _GroupLock:
     def journal(self, paths: set[str]) -> None:
         text = "".join(os.path.basename(p) + "\n" for p in sorted(paths))
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, text.encode("utf-8", "surrogateescape"), 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        write_all(functools.partial(os.write, self.fd), text.encode("utf-8", "surrogateescape"))
 
     def clean(self, in_use: set[str]) -> None:
         """Remove what a killed writer left: its journaled files the .csg does not
         name, and the temporary files of every journaled file and of the .csg."""
         size = os.fstat(self.fd).st_size
         names = os.pread(self.fd, size, 0).decode("utf-8", "surrogateescape").splitlines()
-        paths = {os.path.join(self.folder, n) for n in names if n and os.sep not in n}
+        paths = {os.path.join(self.folder, n) for n in names
+                 if n not in ("", ".", "..") and os.sep not in n}
         for p in paths | {self.csg_path}:
             remove_stale_temps(p, age=0)
         _remove(paths - in_use)
