@@ -474,6 +474,46 @@ def test_kill_9_during_write_output(tmp_path):
     assert left_behind  # some kills did land in the middle of a write
 
 
+SAVER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from csfast.dataset import Dataset
+    a = np.zeros(300_000, dtype=[("uid", "<u8"), ("blob/idx", "<u4"), ("ctf/tilt_A", "<f8", (8,))])
+    a["uid"] = np.arange(1, len(a) + 1)
+    print("ready", flush=True)
+    for gen in range(1, 10**6):
+        a["blob/idx"] = gen
+        Dataset(a).save(sys.argv[1])
+""")
+
+
+def test_kill_9_during_save_then_the_next_save_removes_the_temporary(tmp_path):
+    """A save killed mid-write leaves its temporary file; once it is older than
+    STALE_TEMP_SECONDS the next save of the same file removes it."""
+    rng = np.random.default_rng(12)
+    path = tmp_path / "t.cs"
+    left = 0
+    for _ in range(4):
+        p = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        time.sleep(rng.uniform(0.2, 0.6))
+        p.kill()
+        p.communicate()
+        if path.exists():  # whole: one generation in every row
+            assert len(set(np.load(path)["blob/idx"].tolist())) == 1
+        left = len(temps(tmp_path))
+        Dataset(records(10, 1)).save(path)  # too young to be removed
+        assert len(temps(tmp_path)) == left
+    assert left
+    long_ago = time.time() - STALE_TEMP_SECONDS - 60
+    for f in temps(tmp_path):
+        os.utime(tmp_path / f, (long_ago, long_ago))
+    Dataset(records(10, 2)).save(path)
+    assert temps(tmp_path) == []
+    assert_records(np.load(path), records(10, 2))
+
+
 def test_concurrent_writers_of_one_group(tmp_path):
     """Two processes write versions of one group at once, three versions in
     common: no version is lost, none is mixed from the two writers."""
