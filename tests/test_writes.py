@@ -543,6 +543,50 @@ def test_concurrent_writers_of_one_group(tmp_path):
             p.stderr.close()
 
 
+def test_threads_writing_one_group_take_turns(tmp_path):
+    """The lock is per open file, so threads of one process take turns too."""
+    import threading
+
+    pool = records(500, 3)["uid"]
+    errors = []
+
+    def writer(first):
+        try:
+            for gen in range(first, first + 5):
+                write_gen(tmp_path, pool, gen, gen % 10)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(first,)) for first in (10, 25)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert check_group(tmp_path, pool) == {v: (10 + v if v < 5 else 20 + v) for v in range(10)}
+
+
+def test_a_journal_never_removes_files_outside_the_group(tmp_path):
+    """Names in the lock file's journal that the .csg does not name are removed,
+    but only plain names in the group's folder."""
+    pool = records(20, 3)["uid"]
+    write_gen(tmp_path, pool, 0, 0)
+    (tmp_path / "sub").mkdir()
+    keep = [tmp_path / "sub" / "x.cs", tmp_path.parent / f"{tmp_path.name}_outside.cs"]
+    for p in keep:
+        p.write_bytes(b"keep")
+    orphan = tmp_path / "J9_004_particles.cs"
+    orphan.write_bytes(b"a killed writer's file")
+    lock = next(f for f in os.listdir(tmp_path) if f.endswith(".lock"))
+    (tmp_path / lock).write_text(f"sub/x.cs\n../{keep[1].name}\n..\n.\n{orphan.name}\n"
+                                 "J9_000_particles.cs\n")
+    write_gen(tmp_path, pool, 2, 2)
+    assert all(p.read_bytes() == b"keep" for p in keep)
+    assert not orphan.exists()
+    assert check_group(tmp_path, pool) == {0: 0, 2: 2}
+    assert (tmp_path / lock).read_text() == ""
+
+
 # ---------------------------------------------------------------- versions stay apart
 
 
