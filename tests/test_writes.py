@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from csfast import Result, ResultGroup, csdat, write_output
+from csfast import Input, InputSpec, Result, ResultGroup, csdat, write_output
 from csfast.dataset import Dataset
 from csfast.format import (
     STALE_TEMP_SECONDS,
@@ -635,6 +635,10 @@ def test_passthrough_only_in_some_versions(tmp_path):
     assert "ctf/df1_A" not in g.load().fields()
     with pytest.raises(Exception, match="not part of version 2"):
         g.load(slots=["ctf"], version=2)
+    inp = Input(InputSpec("particle", ["blob"]))  # an input takes the final version
+    inp.connect(g)
+    assert "ctf/df1_A" not in inp.load().fields()
+    assert "location/micrograph_uid" in inp.load().fields()
 
 
 def test_csfast_010_and_cryosparc_passthrough_serves_every_version(tmp_path):

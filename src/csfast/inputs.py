@@ -165,7 +165,9 @@ class Input:
         """({slot: result} of filled slots, {name: result} of passthrough extras)."""
         slots = {s.name: r for s in self.spec.slots if (r := conn.result_for(s.name))}
         names = {s.name for s in self.spec.slots}
-        extras = {n: r for n, r in conn.group.results.items() if n not in names} \
+        # A passthrough result the group's final version does not carry stays out.
+        extras = {n: r for n, r in conn.group.results.items() if n not in names and (
+            not r.passthrough or conn.group.passthrough_metafile(n) is not None)} \
             if passthrough else {}
         return slots, extras
 
