@@ -515,9 +515,15 @@ class _GroupLock:
         self.folder = os.path.dirname(csg_path)
         self.path = os.path.join(self.folder, f"{hidden_name(csg_path)}lock")
         self.fd = -1
+        self.journaling = False
 
     def __enter__(self) -> _GroupLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            self.journaling = True
+        except PermissionError:  # another user's lock file: lock, but keep no journal
+            self.fd = os.open(self.path, os.O_RDONLY)
+            self.journaling = False
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         except BaseException:
@@ -529,6 +535,8 @@ class _GroupLock:
         os.close(self.fd)
 
     def journal(self, paths: set[str]) -> None:
+        if not self.journaling:
+            return
         text = "".join(os.path.basename(p) + "\n" for p in sorted(paths))
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
