@@ -10,6 +10,8 @@ generation number each writer stamps into every row it writes.
 """
 
 import errno
+import fcntl
+import hashlib
 import os
 import subprocess
 import sys
@@ -688,7 +690,7 @@ def test_csfast_010_and_cryosparc_passthrough_serves_every_version(tmp_path):
 def test_stale_temporaries_of_a_target_are_removed(tmp_path):
     target = tmp_path / "t.cs"
     Dataset(records(10, 1)).save(target)
-    prefix = ".t.cs." + __import__("hashlib").blake2b(b"t.cs", digest_size=4).hexdigest() + "."
+    prefix = ".t.cs." + hashlib.blake2b(b"t.cs", digest_size=4).hexdigest() + "."
     stale, fresh, locked, old_style, other = (
         tmp_path / f"{prefix}abcd1234.tmp", tmp_path / f"{prefix}fresh123.tmp",
         tmp_path / f"{prefix}locked12.tmp", tmp_path / ".t.cs.oldstyle.tmp",
@@ -699,8 +701,6 @@ def test_stale_temporaries_of_a_target_are_removed(tmp_path):
     for p in (stale, locked, old_style, other):
         os.utime(p, (long_ago, long_ago))
     assert sorted(temp_files(target)) == sorted([stale, fresh, locked, old_style])
-    import fcntl
-
     with open(locked, "rb") as held:  # a live writer holds its temporary locked
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         Dataset(records(10, 2)).save(target)
