@@ -8,8 +8,9 @@ from .convert import StarWarning, from_star, to_star
 from .dataset import Dataset, Field, generate_uids
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
-from .groups import Result, ResultGroup, write_output
+from .groups import MIN_FIELDS, Result, ResultGroup, result_type_of, write_output
 from .inputs import Connection, Input, InputSpec, Slot
+from .project import Job, Project, write_job
 
 __version__ = "0.1.0"
 
@@ -25,15 +26,20 @@ __all__ = [
     "from_star",
     "generate_uids",
     "Input",
+    "MIN_FIELDS",
     "InputError",
     "InputSpec",
     "inspect",
+    "Job",
     "num_threads",
+    "Project",
     "Result",
+    "result_type_of",
     "ResultGroup",
     "set_num_threads",
     "StarWarning",
     "Slot",
     "to_star",
+    "write_job",
     "write_output",
 ]

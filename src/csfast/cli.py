@@ -101,16 +101,110 @@ def _finish(ds, args: argparse.Namespace, summary: str) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from .groups import ResultGroup
-
     t0 = time.perf_counter()
-    group = ResultGroup.from_csg(args.group)
-    passthrough = args.passthrough if args.passthrough is not None else args.slots is None
-    ds = group.load(slots=args.slots, version=args.version, passthrough=passthrough)
+    if os.path.isdir(args.source):
+        label, ds = _load_from_job(args)
+    else:
+        from .groups import ResultGroup
+
+        if args.name or args.input:
+            raise CsError(f"{args.source}: a .csg names one group; an output or --input name "
+                          "goes with a job folder (PROJECT/J42)")
+        group = ResultGroup.from_csg(args.source)
+        passthrough = args.passthrough if args.passthrough is not None else args.slots is None
+        ds = group.load(slots=args.slots, version=args.version, passthrough=passthrough)
+        label = group.label
     took = time.perf_counter() - t0
-    _finish(ds, args, f"{group.label}: {_table_size(ds)} ({', '.join(ds.prefixes())}) "
+    _finish(ds, args, f"{label}: {_table_size(ds)} ({', '.join(ds.prefixes())}) "
                       f"in {_ms(took)}")
     return 0
+
+
+def _load_from_job(args: argparse.Namespace):
+    """(label, table) of a job folder's output group or assembled input."""
+    from .project import Project
+
+    folder = os.path.abspath(args.source)
+    job = Project(os.path.dirname(folder)).job(os.path.basename(folder))
+    passthrough = args.passthrough if args.passthrough is not None else args.slots is None
+    if args.input:
+        if args.name or args.version is not None:
+            raise CsError("--input loads an input as the job read it: no output name, no "
+                          "--version")
+        inputs = job.inputs
+        if args.input not in inputs:
+            raise CsError(f"job {job.uid} has no input {args.input!r} (inputs: "
+                          f"{', '.join(inputs) or 'none'})")
+        ds = inputs[args.input].load(passthrough=passthrough, slots=args.slots,
+                                     allow_drop=args.allow_drop)
+        return f"{job.uid} input {args.input}", ds
+    outputs = job.outputs
+    if not args.name or args.name not in outputs:
+        what = f"has no output {args.name!r}" if args.name else "needs an output name or --input"
+        raise CsError(f"job {job.uid} {what} (outputs: {', '.join(outputs) or 'none'}; "
+                      f"inputs: {', '.join(job.input_names()) or 'none'})")
+    group = outputs[args.name]
+    return group.label, group.load(slots=args.slots, version=args.version,
+                                   passthrough=passthrough)
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from .project import Project
+
+    project = Project(args.path)
+    uids = project.jobs()
+    print(f"{project.path}: {len(uids)} job{'s' if len(uids) != 1 else ''}")
+    status = 0
+    for uid in uids:
+        try:
+            lines = format_job(project.job(uid))
+        except CsError as e:
+            lines, status = [f"{uid}  ! {e}"], 1
+        print()
+        print("\n".join(lines))
+    return status
+
+
+def format_job(job) -> list[str]:
+    """The lines `csfast project` prints for one job: header, inputs, outputs."""
+    out = [f"{job.uid}  {job.type}  {job.status or '-'}  {job.title!r}  ({job.shape} document)"]
+    rows = []
+    for name, inp in job.inputs.items():
+        conns = inp.connections
+        spec = inp.spec
+        most = "inf" if spec.count_max is None else spec.count_max
+        head = ("in", name, spec.item_type, f"{len(conns)} of {spec.count_min}..{most}")
+        if not conns:
+            rows.append((*head, "not connected"))
+        for k, conn in enumerate(conns):
+            rows.append((*head, _connection_text(inp, conn)) if k == 0 else
+                        ("", "", "", "", _connection_text(inp, conn)))
+    for name, g in job.outputs.items():
+        own, carried = _results_text(g, False), _results_text(g, True)
+        text = own + (f"; {carried}" if own and carried else carried)
+        n = g.num_items
+        rows.append(("out", name, g.item_type, f"{n:,} row{'s' if n != 1 else ''}",
+                     text or "not written"))
+    if rows:
+        out += _columns(rows, right=())
+    return out
+
+
+def _connection_text(inp, conn) -> str:
+    """'<- J4.particles; blob <- J1.imported_particles.blob; + location'."""
+    version = f" v{conn.version}" if conn.version is not None else ""
+    parts = [f"<- {conn.group.label}{version}"]
+    for slot, r in conn.overrides.items():
+        v = conn.override_versions.get(slot)
+        parts.append(f"{slot} <- {r.label}{f' v{v}' if v is not None else ''}")
+    if conn.cleared:
+        parts.append("cleared " + ", ".join(sorted(conn.cleared)))
+    names = {s.name for s in inp.spec.slots}
+    carried = conn.passthrough if conn.passthrough is not None else \
+        [n for n in conn.group.results if n not in names]
+    if carried:
+        parts.append("+ " + ", ".join(carried))
+    return "; ".join(parts)
 
 
 def _load_tables(paths: Sequence[str]):
@@ -174,7 +268,8 @@ def _results_text(group, passthrough: bool) -> str:
     if passthrough:
         return "+ " + ", ".join(names) if names else ""
     versions = sorted({v for n in names for v in group.results[n].versions})
-    shown = f" (versions {', '.join(map(str, versions))})" if len(versions) > 1 else ""
+    shown = f" (version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))})" \
+        if versions else ""
     return ", ".join(names) + shown
 
 
@@ -188,15 +283,18 @@ def _columns(rows: list[tuple[str, ...]], right: tuple[int, ...]) -> list[str]:
 def format_demo(report) -> list[str]:
     """The text `csfast demo` prints for a DemoReport."""
     ref, loc = report.refinement, report.local_resolution
-    files = [f for f in os.listdir(report.folder) if f.endswith((".cs", ".csg"))]
+    files = [os.path.join(step.job, f) for step in report.jobs
+             for f in os.listdir(os.path.join(report.folder, step.job))
+             if f.endswith((".cs", ".csg", ".json"))]
     total = sum(os.path.getsize(os.path.join(report.folder, f)) for f in files)
     out = [
         f"csfast demo: a cryo-EM job tree of {report.rows:,} synthetic particles",
-        f"written to {report.folder}",
+        f"written to {report.folder}, a project folder: one folder per job",
         "",
         "Each job loads its input with Input(spec).load() and writes its output groups with",
-        "write_output(): new results in J<n>_<version>_<name>.cs, the results it only carried",
-        "along in J<n>_passthrough_<name>.cs (+ below), and J<n>_<name>.csg naming them all.",
+        "write_output(): new results in J<n>/J<n>_<version>_<name>.cs, the results it only",
+        "carried along in J<n>/J<n>_passthrough_<name>.cs (+ below), J<n>/J<n>_<name>.csg naming",
+        "them all, and its job document J<n>/job.json (inputs and outputs, as cryoSPARC's).",
         "",
     ]
     rows = [("job", "what it does", "time", "output group", "items", "results")]
@@ -228,7 +326,7 @@ def format_demo(report) -> list[str]:
         f"  inp.override(0, 'blob', {over.label})",
         f"                   {_blob_text(over.load())}",
         f"  inp.check()      {_problems(ref)}, in {_ms(ref.check_seconds)} "
-        "(reads only .cs headers)",
+        "(reads .cs headers and uid columns only)",
         f"  inp.load()       {_table_size(t)} in {_ms(ref.load_seconds)} "
         f"({ref.metafiles} metafiles, each opened once)",
         f"                   blob: {_blob_text(t)} on every row, from {over.group}",
@@ -250,17 +348,20 @@ def format_demo(report) -> list[str]:
     out += [f"                   {s.name + '/path':<16} {v[s.name + '/path'][0].decode()}"
             for s in loc.input.spec.slots]
     j6 = report.jobs[[s.job for s in report.jobs].index(ref.job)].outputs[0]
-    main = os.path.join(report.folder, os.path.basename(j6.results["alignments3D"].metafile))
+    main = j6.results["alignments3D"].metafile
+    job_folder = os.path.join(report.folder, ref.job)
     out += [
         "",
-        f"ResultGroup.from_csg('{os.path.basename(j6.path)}').load() reads the refinement's "
-        "particles back:",
+        f"ResultGroup.from_csg('{os.path.relpath(j6.path, report.folder)}').load() reads the "
+        "refinement's particles back:",
         f"  {_table_size(report.reloaded)} in {_ms(report.reload_seconds)} "
         "(its final version joined with its passthrough file)",
         "",
         f"Done: {len(files)} files, {_size(total)}, in {_ms(report.seconds)}. Look at them with:",
+        f"  csfast project {report.folder}",
         f"  csfast info {main}",
-        f"  csfast load {j6.path} -o particles.cs",
+        f"  csfast load {job_folder} {j6.name} -o particles.cs",
+        f"  csfast load {job_folder} --input {ref.input.spec.name} -o refinement_input.cs",
         f"and remove them with: rm -r {report.folder}",
     ]
     return out
@@ -342,19 +443,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help=".cs files")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("load", help="one table from a result group (.csg)",
-                       description="Join the results of an output group, described by its "
-                                   ".csg file, into one table on uid (each metafile opened "
-                                   "once); print it, or write it with -o.")
-    p.add_argument("group", metavar="GROUP.csg", help="the group's .csg file")
+    p = sub.add_parser("load", help="one table from a result group (.csg) or a job's output "
+                                    "or input",
+                       description="Join the results of an output group into one table on "
+                                   "uid (each metafile opened once); print it, or write it "
+                                   "with -o. The group is a .csg file, or an output of a job "
+                                   "of a cryoSPARC project (PROJECT/J42 particles); --input "
+                                   "assembles a job's input as the job read it (PROJECT/J42 "
+                                   "--input particles). Only headers and uids are read "
+                                   "before writing.")
+    p.add_argument("source", metavar="GROUP.csg|JOB",
+                   help="a .csg file, or a job folder of a project (PROJECT/J42)")
+    p.add_argument("name", nargs="?", metavar="OUTPUT",
+                   help="with a job folder: the output group to load")
+    p.add_argument("--input", metavar="INPUT",
+                   help="with a job folder: assemble this input group instead")
     p.add_argument("--slots", nargs="+", metavar="RESULT",
-                   help="results to load (default: all of them)")
+                   help="results (of an input: slots) to load (default: all of them)")
     p.add_argument("--passthrough", action=argparse.BooleanOptionalAction, default=None,
                    help="also load the group's passthrough results (default: yes without "
                         "--slots, no with it)")
     p.add_argument("--version", type=int, help="version to load (default: the final one)")
+    p.add_argument("--allow-drop", action="store_true",
+                   help="--input: load even if a table covers only part of a connection's "
+                        "items (they drop out)")
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("project", help="the jobs of a cryoSPARC project folder",
+                       description="List the jobs of a cryoSPARC project folder (one folder "
+                                   "per job with its job.json, v4 or v5 document): type, "
+                                   "status, input groups with their connections (overrides "
+                                   "as slot <- result, passthrough results after +) and "
+                                   "output groups (item type, rows, results and versions). "
+                                   "Reads the job documents only.")
+    p.add_argument("path", metavar="PATH", help="the project folder")
+    p.set_defaults(func=cmd_project)
 
     p = sub.add_parser("join", help="inner join of .cs files on uid",
                        description="Inner join of .cs tables on uid: rows whose uid is in "

@@ -28,9 +28,11 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from .errors import CsFormatError
-from .format import CSDAT_MAGIC, atomic_write, write_all
+from .format import CSDAT_MAGIC, CsInfo, atomic_write, write_all
+from .format import read_header as read_npy_header
 
-__all__ = ["CsdatHeader", "factorize", "is_csdat", "read_header", "read", "stream", "write"]
+__all__ = ["CsdatHeader", "factorize", "inspect_any", "is_csdat", "read_header", "read",
+           "stream", "write"]
 
 _U32 = struct.Struct("<I")
 _OFFSET = np.dtype("<u8")
@@ -145,6 +147,25 @@ def read_header(path: str | os.PathLike) -> CsdatHeader:
     """The header of a CSDAT file, read without touching its columns."""
     with open(path, "rb") as f:
         return _read_header_from(f, os.fspath(path))
+
+
+def inspect_any(path: str | os.PathLike) -> CsInfo:
+    """Header facts of a table file, a numpy .cs file or a CSDAT stream, told by its magic.
+
+    Reads only the header. For a CSDAT stream the ``CsInfo`` has version
+    (0, 0), string fields shown as ``S1`` and ``data_offset`` at its first
+    column; ``rows`` and the field names are exact. Raises CsFormatError for
+    anything that is neither, FileNotFoundError / PermissionError as they are.
+    """
+    name = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        csdat = f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
+        f.seek(0)
+        if not csdat:
+            return read_npy_header(f, name, size)
+        h = _read_header_from(f, name)
+    return CsInfo(name, (0, 0), h.dtype, h.rows, h.data_offset, size)
 
 
 def _column_shape(header: CsdatHeader, i: int) -> tuple[np.dtype, tuple[int, ...]]:

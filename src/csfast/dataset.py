@@ -949,9 +949,7 @@ class Dataset:
                     prefixes: Collection[str] | None, mmap: bool) -> Dataset:
         """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
         from . import csdat
-        header = csdat.read_header(path)
-        info = CsInfo(os.fspath(path), (0, 0), header.dtype, header.rows, header.data_offset,
-                      os.path.getsize(path))
+        info = csdat.inspect_any(path)
         names = _select_fields(info, fields, prefixes)
         n, cols = csdat.read(path, names, mmap=mmap)
         return cls._from_columns(n, {k: cols[k] for k in names})
