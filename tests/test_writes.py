@@ -13,6 +13,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -91,6 +92,11 @@ def tiny_fs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def empty(folder: Path) -> None:
+    for f in folder.iterdir():
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+
+
 def run_at_free_levels(folder: Path, write_old, write_new, state) -> list[str]:
     """Write the old files, fill the disk to leave some room, write the new ones.
 
@@ -99,15 +105,13 @@ def run_at_free_levels(folder: Path, write_old, write_new, state) -> list[str]:
     it returns and state() finds the new ones; never a temporary file left.
     state() asserts that the files are exactly the old or the new ones.
     """
-    for f in os.listdir(folder):
-        os.unlink(folder / f)
+    empty(folder)
     write_old()
     write_new()
-    span = 2 * sum(os.path.getsize(folder / f) for f in os.listdir(folder)) + 8192
+    span = 2 * sum(f.stat().st_size for f in folder.rglob("*")) + 8192
     outcomes = []
     for level in range(FAULT_LEVELS):
-        for f in os.listdir(folder):
-            os.unlink(folder / f)
+        empty(folder)
         write_old()
         assert state() == "old"
         room = span * level // (FAULT_LEVELS - 1)
@@ -204,6 +208,24 @@ def test_single_file_writers_on_a_full_disk(tiny_fs, tmp_path, kind):
         return got
 
     run_at_free_levels(tiny_fs, lambda: write(old_ds, path), lambda: write(new_ds, path), state)
+
+
+def test_write_job_on_a_full_disk(tiny_fs, tmp_path):
+    from csfast import write_job
+
+    old_text, new_text = "old", "a much longer title " * 3000
+    old = Path(write_job(tmp_path, "J20", "homo_refine_new", title=old_text)).read_bytes()
+    new = Path(write_job(tmp_path / "n", "J20", "homo_refine_new", title=new_text)).read_bytes()
+    path = tiny_fs / "J20" / "job.json"
+
+    def state():
+        assert sorted(os.listdir(path.parent)) == ["job.json"]
+        return same_bytes(path, old, new)
+
+    run_at_free_levels(tiny_fs, lambda: write_job(tiny_fs, "J20", "homo_refine_new",
+                                                  title=old_text),
+                       lambda: write_job(tiny_fs, "J20", "homo_refine_new", title=new_text),
+                       state)
 
 
 def csg_group(folder: Path, n_results: int, description: str) -> ResultGroup:
