@@ -709,15 +709,20 @@ def test_random_connections_against_brute_force(tmp_path, seed):
 
 
 def test_old_style_file_names(tmp_path, rng):
-    """Older releases prefix files with cryosparc_P3_; job and version still parse."""
+    """Older releases prefix files with cryosparc_P3_; job and version still parse, and
+    the versions beside the final one are those of the same prefix."""
     u = uids(5, rng)
-    save(tmp_path / "cryosparc_P3_J42_007_particles.cs", table(u, rng, blob=BLOB))
+    for name in ("cryosparc_P3_J42_007_particles.cs", "cryosparc_P3_J42_003_particles.cs",
+                 "cryosparc_P9_J42_005_particles.cs"):
+        save(tmp_path / name, table(u, rng, blob=BLOB))
     (tmp_path / "cryosparc_P3_J42_particles.csg").write_text(
         "group: {name: particles, type: particle}\n"
         "results:\n  blob: {metafile: '>cryosparc_P3_J42_007_particles.cs', num_items: 5,"
         " type: particle.blob}\n")
     g = ResultGroup.from_csg(tmp_path / "cryosparc_P3_J42_particles.csg")
     assert g.label == "J42.particles" and g["blob"].version == 7
+    assert g["blob"].versions == {v: str(tmp_path / f"cryosparc_P3_J42_{v:03d}_particles.cs")
+                                  for v in (3, 7)}
     np.testing.assert_array_equal(g.load()["uid"], u)
 
 

@@ -40,6 +40,20 @@ def chain(tmp_path, rng):
     return chain_groups(tmp_path, rng)
 
 
+@pytest.fixture
+def loads(monkeypatch):
+    """Every Dataset.load call from here on: (file name, fields, prefixes)."""
+    calls = []
+    real = Dataset.load.__func__
+
+    def recording(cls, path, *a, **k):
+        calls.append((os.path.basename(path), k.get("fields"), k.get("prefixes")))
+        return real(cls, path, *a, **k)
+
+    monkeypatch.setattr(Dataset, "load", classmethod(recording))
+    return calls
+
+
 def refused(inp, **load_args):
     """check()'s problems, which load() must raise as they are."""
     problems = inp.check(load_args.get("passthrough", True), load_args.get("slots"))
@@ -285,6 +299,18 @@ def test_partial_slot_table_of_the_group_itself(chain, tmp_path, rng):
         "with allow_drop=True"]
 
 
+def test_check_reads_no_column_but_uid(chain, loads):
+    """check() opens metafiles for their uid column only (and headers)."""
+    inp = Input(PARTICLES)
+    inp.connect(chain["j5"])
+    inp.override(0, "blob", chain["j2"]["blob"])
+    assert inp.check() == []
+    assert loads and all(fields == ["uid"] and prefixes is None for _, fields, prefixes in loads)
+    assert {name for name, _, _ in loads} == {
+        "J5_passthrough_particles_selected.cs", "J5_004_particles_selected.cs",
+        "J2_000_particles.cs"}
+
+
 def test_num_items_disagreeing_with_the_file(chain, tmp_path, rng):
     g = chain["j2"]
     g["ctf"].num_items = 299
@@ -335,8 +361,10 @@ def test_csdat_metafile_checks_and_loads(chain, tmp_path, compression):
     inp = Input(PARTICLES)
     inp.connect(chain["j2"])
     assert inp.check() == []
-    assert_table(inp.load(), brute_join(j2, [(j2, ["blob", "ctf"], None),
-                                             (chain["j2_pt"], ["location"], None)]))
+    expected = brute_join(j2, [(j2, ["blob", "ctf"], None), (chain["j2_pt"], ["location"], None)])
+    assert_table(inp.load(), expected)
+    assert_table(chain["j2"].load(), expected)
+    assert_table(chain["j2"]["ctf"].load(), brute_join(j2, [(j2, ["ctf"], None)]))
     over = Input(PARTICLES)
     over.connect(chain["j5"])
     over.override(0, "blob", chain["j2"]["blob"])
@@ -485,24 +513,16 @@ def test_unreadable_metafile_is_reported_by_check(chain):
         "group"]
 
 
-def test_override_with_the_groups_own_result_opens_each_file_once(chain, monkeypatch):
+def test_override_with_the_groups_own_result_opens_each_file_once(chain, loads):
     """As a job document lists it: every slot filled explicitly, from the group itself."""
-    opened = []
-    real = Dataset.load.__func__
-
-    def counting(cls, path, *a, **k):
-        if k.get("fields") != ["uid"]:  # check() reads uid columns apart
-            opened.append(os.fspath(path))
-        return real(cls, path, *a, **k)
-
     j5 = chain["j5"]
     inp = Input(InputSpec("particle", ["blob", "ctf", "alignments2D"], name="particles"))
     inp.connect(j5, passthrough=["location"])
     for slot in ("blob", "ctf", "alignments2D"):
         inp.override(0, slot, j5[slot])
-    monkeypatch.setattr(Dataset, "load", classmethod(counting))
     ds = inp.load()
-    assert sorted(opened) == sorted({j5[r].metafile for r in j5.results})
+    opened = [name for name, fields, _ in loads if fields != ["uid"]]  # check() reads uids
+    assert sorted(opened) == sorted({os.path.basename(j5[r].metafile) for r in j5.results})
     assert_table(ds, brute_join(chain["j5_pt"], [
         (chain["j5_pt"], ["blob", "ctf", "location"], None),
         (chain["j5_main"], ["alignments2D"], None)]))

@@ -345,7 +345,7 @@ def format_demo(report) -> list[str]:
     out.append(f"  inp.check()      {_problems(loc)}")
     out.append(f"  inp.load()       {_table_size(v)}, keeping the uid of "
                f"{lconn.group.label}'s item:")
-    out += [f"                   {s.name + '/path':<16} {v[s.name + '/path'][0].decode()}"
+    out += [f"                   {s.name + '/path':<16} {v[s.name + '/path'][0]}"
             for s in loc.input.spec.slots]
     j6 = report.jobs[[s.job for s in report.jobs].index(ref.job)].outputs[0]
     main = j6.results["alignments3D"].metafile

@@ -2,8 +2,9 @@
 
 A .cs file is one 1-D structured numpy array in the .npy format (versions 1.0,
 2.0 and 3.0). Headers are parsed here, without numpy's header size limit and
-without ever unpickling; data is mapped read-only, so opening a file costs the
-same for ten rows and fifty million.
+without ever unpickling; data is mapped (private: copy-on-write, read-only
+until a dataset asks to write), so opening a file costs the same for ten rows
+and fifty million.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import errno
 import fcntl
 import hashlib
 import io
-import mmap
 import os
 import re
 import struct
@@ -27,10 +27,12 @@ from typing import BinaryIO
 
 import numpy as np
 
+from . import _core
 from .errors import CsFormatError
 
-__all__ = ["CsInfo", "inspect", "read_header", "map_array", "atomic_write", "npy_header",
-           "write_all", "hidden_name", "temp_files", "remove_stale_temps", "STALE_TEMP_SECONDS"]
+__all__ = ["CsInfo", "inspect", "read_header", "map_array", "map_file", "file_map_of",
+           "atomic_write", "npy_header", "write_all", "hidden_name", "temp_files",
+           "remove_stale_temps", "STALE_TEMP_SECONDS"]
 
 MAGIC = b"\x93NUMPY"
 CSDAT_MAGIC = b"\x95CSDAT"
@@ -211,10 +213,14 @@ def _has_object(descr: object) -> bool:
 
 
 def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
-    """Memory-map the table of a .cs file read-only.
+    """Memory-map the table of a .cs file, private and read-only.
 
     Costs the same at any row count: reads the header, maps the file, and
-    wraps the mapping; pages are read only when a column touches them.
+    wraps the mapping; pages are read only when a column touches them. The
+    file descriptor is closed before returning (the map stays valid), so
+    thousands of open tables hold no descriptors. The table's base is a
+    ``_core.FileMap`` (see ``file_map_of``): copy-on-write, so making it
+    writable later never changes the file.
     """
     name = os.fspath(path)
     with open(path, "rb") as f:
@@ -224,13 +230,29 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
             empty = np.empty(info.rows, dtype=info.dtype)
             empty.flags.writeable = False  # like a mapped table
             return info, empty
-        try:
-            mm = mmap.mmap(f.fileno(), info.data_offset + info.data_size, access=mmap.ACCESS_READ)
-        except ValueError:  # the file shrank after its header was read
-            raise CsFormatError(f"{name}: truncated while opening: expected "
-                                f"{info.data_offset + info.data_size} bytes") from None
-    arr = np.frombuffer(mm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
+        fm = map_file(f.fileno(), info.data_offset + info.data_size, name)
+    arr = np.frombuffer(fm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
     return info, arr
+
+
+def map_file(fd: int, size: int, name: str) -> _core.FileMap:
+    """A private read-only map of the first size bytes of an open file (fd may be closed after)."""
+    try:
+        return _core.FileMap(fd, size)
+    except EOFError:  # the file shrank after its header was read
+        raise CsFormatError(f"{name}: truncated while opening: expected {size} bytes") from None
+    except OSError as e:
+        raise OSError(e.errno, f"{name}: cannot map the file: {e.strerror}") from None
+
+
+def file_map_of(a: np.ndarray) -> _core.FileMap | None:
+    """The FileMap an array views (through views of views), or None."""
+    base = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return base if isinstance(base, _core.FileMap) else None
 
 
 def npy_header(dtype: np.dtype, rows: int) -> bytes:

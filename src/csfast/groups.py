@@ -758,7 +758,7 @@ def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
     names = [k for k in ds.fields() if k == "uid" or ("/" in k and k.split("/", 1)[0] in wanted)]
     if len(names) == len(ds.fields()):
         return ds
-    return Dataset({k: ds[k] for k in names})
+    return Dataset({k: ds.view(k) for k in names})
 
 
 def _passthrough_rows(pt: Dataset, carried: list[str], main: Dataset, label: str) -> Dataset:

@@ -61,7 +61,7 @@ import numpy as np
 
 from ..errors import CsError, CsFieldError, CsFormatError
 from ..format import atomic_write
-from .common import decoded_objects, distinct_strings, fixed_strings
+from .common import StringBudget, decoded_objects, distinct_strings, fixed_strings
 from .poses import euler_to_rotvec, rotvec_to_euler
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ _STAR_PREFIX = "star/"
 _GROUP_NAME = re.compile(r"^exp_group_(\d+)$")
 _F4 = np.float32
 _U4 = np.uint32
+_U4_MAX = 2**32 - 1
 
 
 class StarWarning(UserWarning):
@@ -152,7 +153,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
 
     def get(name: str) -> np.ndarray:
         used.add(name)
-        return ds[name]
+        return ds.view(name)
 
     particles: dict[str, Any] = {}
     if has("blob/idx", "blob/path"):
@@ -198,7 +199,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     if align and has(f"{align}/shift", f"{align}/psize_A"):
         shift = get(f"{align}/shift").astype(np.float64)
         psize = get(f"{align}/psize_A").astype(np.float64)
-        shift32 = ds[f"{align}/shift"]
+        shift32 = ds.view(f"{align}/shift")
         for j, label in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
             particles[label] = _decimal(shift[:, j] * psize, shift32[:, j],
                                         lambda d: d / psize)
@@ -245,7 +246,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     particles["rlnOpticsGroup"] = group_of_row.astype(np.int64) + 1
 
     for name in ds.fields():
-        if name.startswith(_STAR_PREFIX) and ds[name].ndim == 1:
+        if name.startswith(_STAR_PREFIX) and ds.view(name).ndim == 1:
             col = get(name)
             is_text = col.dtype.kind in "SU"
             particles[name[len(_STAR_PREFIX):]] = decoded_objects(col) if is_text else col
@@ -341,8 +342,9 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
     ``micrograph_shape=(ny, nx)`` in pixels to get ``location/center_*_frac``;
     without it they are kept as ``star/rlnCoordinateX`` / ``Y``. Every label
     without a mapping is kept as a field ``star/<label>``. uids are new.
-    A value that does not convert (text in a numeric column) raises
-    CsFormatError naming the file.
+    A value that does not convert (text in a numeric column, an index,
+    class or group that is not a whole number in range) raises
+    CsFormatError naming the file, and the label and row where it can.
     """
     try:
         return _from_star(path, micrograph_shape, flip_y)
@@ -352,16 +354,42 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
         raise CsFormatError(f"{os.fspath(path)}: {e}") from None
 
 
+def _whole(values: Any, label: str, name: str, low: int = 0, high: int = _U4_MAX,
+           ) -> np.ndarray:
+    """values as int64, each a whole number in [low, high] (they are stored as
+    uint32: a larger value would wrap, a fraction be cut); else CsFormatError
+    naming the label and the first bad row (1-based)."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "iu":
+        a = np.asarray(a, dtype=np.float64)  # ValueError for text: the caller names the file
+    with np.errstate(invalid="ignore"):
+        bad = ~((a >= low) & (a <= high))
+        if a.dtype.kind == "f":
+            bad |= a != np.floor(a)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise CsFormatError(f"{name}: {label} row {row + 1}: {a[row].item()} is not a whole "
+                            f"number from {low} to {high}")
+    return a.astype(np.int64)
+
+
 def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None,
                flip_y: bool) -> Dataset:
     import starfile
 
     from ..dataset import Dataset, generate_uids
 
+    name = os.fspath(path)
+    budget = StringBudget(os.path.getsize(path), name)
     blocks = read_loops(path)
     if blocks is None:  # anything but plain loop blocks: starfile's general reader
-        blocks = starfile.read(path, always_dict=True)
-    name = os.fspath(path)
+        try:
+            blocks = starfile.read(path, always_dict=True)
+        except OSError:
+            raise
+        except Exception as e:  # its parser fails on bad input in many ways
+            raise CsFormatError(f"{name}: not a STAR file starfile can read "
+                                f"({type(e).__name__}: {str(e)[:100]})") from None
     optics = blocks.get("optics")
     table = blocks.get("particles")
     if table is None:
@@ -371,10 +399,19 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         table = rest[0]
     if not hasattr(table, "columns"):
         raise CsFormatError(f"{name}: the particles block is not a table")
+    for block, t in (("particles", table), ("optics", optics)):
+        if hasattr(t, "columns") and not t.columns.is_unique:
+            twice = sorted({str(c) for c in t.columns[t.columns.duplicated()]})
+            raise CsFormatError(f"{name}: data_{block} names labels {twice} twice")
     n = len(table)
     df = table
     group_ids = None
     if optics is not None and hasattr(optics, "columns") and "rlnOpticsGroup" in df.columns:
+        if "rlnOpticsGroup" not in optics.columns:
+            raise CsFormatError(f"{name}: data_optics has no rlnOpticsGroup column")
+        if not optics["rlnOpticsGroup"].is_unique:
+            g = optics["rlnOpticsGroup"][optics["rlnOpticsGroup"].duplicated()].iloc[0]
+            raise CsFormatError(f"{name}: data_optics lists optics group {g} twice")
         optics = optics.set_index("rlnOpticsGroup")
         missing = set(df["rlnOpticsGroup"].unique()) - set(optics.index)
         if missing:
@@ -386,7 +423,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
             ids = {}
             for g, gname in optics["rlnOpticsGroupName"].items():
                 m = _GROUP_NAME.match(str(gname))
-                ids[g] = int(m.group(1)) if m else int(g)
+                ids[g] = int(m.group(1)) if m else g
             group_ids = df["rlnOpticsGroup"].map(ids).to_numpy()
     used: set[str] = set()
     cols: dict[str, np.ndarray] = {"uid": generate_uids(n)}
@@ -405,10 +442,8 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         cols["blob/path"] = np.zeros(0, dtype="S1")
         cols["blob/idx"] = np.zeros(0, dtype=_U4)
     elif image is not None:
-        number, stack = _split_image_names(df["rlnImageName"], name)
-        if number.min() < 1:
-            raise CsFormatError(f"{name}: rlnImageName indices start at 1; found "
-                                f"{number.min()}")
+        number, stack = _split_image_names(df["rlnImageName"], name, budget)
+        number = _whole(number, "rlnImageName index", name, 1, _U4_MAX + 1)
         cols["blob/path"] = stack
         cols["blob/idx"] = (number - 1).astype(_U4)
     psize = take("rlnImagePixelSize")
@@ -418,7 +453,8 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         cols["blob/psize_A"] = f4(psize)
     size = take("rlnImageSize")
     if size is not None:
-        cols["blob/shape"] = np.repeat(np.asarray(size, dtype=_U4)[:, None], 2, axis=1)
+        size = _whole(size, "rlnImageSize", name).astype(_U4)
+        cols["blob/shape"] = np.repeat(size[:, None], 2, axis=1)
     for label, field, fn in (("rlnVoltage", "ctf/accel_kv", None),
                              ("rlnSphericalAberration", "ctf/cs_mm", None),
                              ("rlnAmplitudeContrast", "ctf/amp_contrast", None),
@@ -433,13 +469,14 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
             cols[field] = f4(fn(np.asarray(v, dtype=np.float64)) if fn else v)
     group = take("rlnOpticsGroup")
     if group is not None:
-        cols["ctf/exp_group_id"] = np.asarray(group_ids if group_ids is not None else group,
-                                              dtype=_U4)
+        label = "rlnOpticsGroup" if group_ids is None else "exp_group_<id> in rlnOpticsGroupName"
+        cols["ctf/exp_group_id"] = _whole(group if group_ids is None else group_ids, label,
+                                          name).astype(_U4)
     for label in ("rlnOpticsGroupName", "rlnImageDimensionality"):
         take(label)
     mic = take("rlnMicrographName")
     if mic is not None:
-        cols["location/micrograph_path"] = _fixed(mic, "location/micrograph_path")
+        cols["location/micrograph_path"] = _fixed(mic, "location/micrograph_path", budget)
     if micrograph_shape is not None and "rlnCoordinateX" in df.columns \
             and "rlnCoordinateY" in df.columns:
         ny, nx = (int(s) for s in micrograph_shape)
@@ -478,22 +515,21 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         for label, field in (("rlnClassNumber", "class"), ("rlnRandomSubset", "split")):
             v = take(label)
             if v is not None:
-                v = np.asarray(v, dtype=np.int64)
-                if n and v.min() < 1:
-                    raise CsFieldError(f"{name}: {label} values start at 1; found {v.min()}")
-                cols[f"{align}/{field}"] = (v - 1).astype(_U4)
+                cols[f"{align}/{field}"] = (_whole(v, label, name, 1, _U4_MAX + 1) - 1
+                                            ).astype(_U4)
 
     for label in df.columns:
         if label in used:
             continue
         v = df[label].to_numpy()
         if v.dtype == object or getattr(df[label].dtype, "kind", "O") in "OSU":
-            v = _fixed(v, f"{_STAR_PREFIX}{label}")
+            v = _fixed(v, f"{_STAR_PREFIX}{label}", budget)
         cols[f"{_STAR_PREFIX}{label}"] = v
     return Dataset._from_columns(n, cols)
 
 
-def _split_image_names(series: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _split_image_names(series: Any, name: str, budget: StringBudget,
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """(1-based index, S path) from ``NNNNNN@path`` names (in C with pyarrow)."""
     try:
         import pyarrow as pa
@@ -503,7 +539,7 @@ def _split_image_names(series: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         if (parts[1] != "@").any():
             raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form") from None
         return (parts[0].astype(np.int64).to_numpy(),
-                _fixed(parts[2].to_numpy(), "blob/path"))
+                _fixed(parts[2].to_numpy(), "blob/path", budget))
     arr = pa.array(series.astype(str), type=pa.string())
     if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow-backed strings come in chunks
         arr = arr.combine_chunks()
@@ -515,19 +551,20 @@ def _split_image_names(series: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     except pa.ArrowInvalid:
         raise CsFormatError(f"{name}: rlnImageName with a non-numeric index") from None
     stacks = pc.list_element(parts, 1).dictionary_encode()
-    values = fixed_strings(stacks.dictionary.to_pylist(), "blob/path")
+    values = fixed_strings(stacks.dictionary.to_pylist(), "blob/path", budget=budget,
+                           rows=len(stacks))
     return number, values[stacks.indices.to_numpy(zero_copy_only=False)]
 
 
-def _fixed(values: Any, field: str) -> np.ndarray:
+def _fixed(values: Any, field: str, budget: StringBudget) -> np.ndarray:
     import pandas as pd
 
     codes, uniq = pd.factorize(np.asarray(values, dtype=object))
     try:
-        return fixed_strings(list(uniq), field)[codes]
+        return fixed_strings(list(uniq), field, budget=budget, rows=len(codes))[codes]
     except CsFieldError:  # numbers among the strings: as text
         codes, uniq = pd.factorize(pd.Series(values).astype(str))
-        return fixed_strings(list(uniq), field)[codes]
+        return fixed_strings(list(uniq), field, budget=budget, rows=len(codes))[codes]
 
 
 _BLOCK = re.compile(rb"data_(\S*)[ \t\r]*$", re.M)
@@ -580,7 +617,7 @@ def read_loops(path: str | os.PathLike) -> dict[str, Any] | None:
             elif line or labels:
                 break
             pos = nl + 1
-        if not labels:
+        if not labels or len(set(labels)) != len(labels):
             return None
         rows = body[pos:]
         if b'"' in rows or b"'" in rows:
