@@ -804,9 +804,9 @@ class _FullDisk:
 def test_disk_full_leaves_old_file(tmp_path, monkeypatch, room):
     path = numpy_save(tmp_path / "t.cs", GOOD)
     before, names = path.read_bytes(), _listing(tmp_path)
-    real_fdopen = os.fdopen
-    monkeypatch.setattr(csfast.format.os, "fdopen",
-                        lambda *a, **k: _FullDisk(real_fdopen(*a, **k), room))
+    real_file = csfast.format._CompleteFile
+    monkeypatch.setattr(csfast.format, "_CompleteFile",
+                        lambda *a, **k: _FullDisk(real_file(*a, **k), room))
     with pytest.raises(OSError) as e:
         Dataset(1000).save(path)
     assert e.value.errno == errno.ENOSPC

@@ -407,7 +407,9 @@ def test_versions_found_beside_a_cryosparc_csg(tmp_path, rng):
     g = ResultGroup.from_csg(job / "J4_particles.csg")
     assert g["alignments2D"].versions == {v: str(job / f"J4_{v:03d}_particles.cs")
                                           for v in (0, 5, 10)}
-    assert g["blob"].versions == {0: str(job / "J4_passthrough_particles.cs")}
+    # the one passthrough file serves every version (docs/writes.md)
+    assert g["blob"].versions == {v: str(job / "J4_passthrough_particles.cs")
+                                  for v in (0, 5, 10)}
     five = arrays["J4_005_particles.cs"]
     assert_table(g.load(version=5, passthrough=False),
                  brute_join(five, [(five, ["alignments2D"], None)]))

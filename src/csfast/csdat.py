@@ -30,7 +30,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from .errors import CsFormatError
-from .format import CSDAT_MAGIC, CsInfo, map_file, open_regular
+from .format import CSDAT_MAGIC, CsInfo, atomic_write, map_file, open_regular, write_all
 from .format import read_header as read_npy_header
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
@@ -474,15 +474,18 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
 
 def write(file: str | os.PathLike | BinaryIO, columns: Mapping[str, np.ndarray], rows: int,
           compression: Literal["lz4"] | None = "lz4", *, fsync: bool = True) -> None:
-    """Write a table as a CSDAT file (atomically for a path) or to an open binary file."""
+    """Write a table as a CSDAT file (atomically for a path) or to an open binary file.
+
+    Every chunk is written whole (a column beyond the 2 GiB one ``write``
+    call moves takes several calls) or the write raises.
+    """
     if isinstance(file, (str, os.PathLike)):
-        from .format import atomic_write
 
         def body(f: BinaryIO) -> None:
             for chunk in stream(columns, rows, compression, name=os.fspath(file)):
-                f.write(chunk)
+                f.write(chunk)  # atomic_write's file writes completely
 
         atomic_write(file, body, fsync=fsync)
         return
     for chunk in stream(columns, rows, compression):
-        file.write(chunk)
+        write_all(file.write, chunk)

@@ -47,6 +47,7 @@ from .format import (
     map_array,
     npy_header,
     read_header,
+    write_all,
     write_rows,
 )
 from .row import Row, python_value
@@ -422,9 +423,10 @@ class Dataset(MutableMapping):
         interleaved chunk by chunk, so no full-size copy is made.
         CSDAT_FORMAT is cryosparc-tools' LZ4-compressed stream (see ``stream``).
         To a path, the file appears complete or not at all; the old file
-        survives any failure. To an open binary file, the bytes are written
-        at its position: that cannot be atomic, and a failure may leave part
-        of them written.
+        survives any failure; a symbolic link is followed, its target
+        replaced (docs/writes.md). To an open binary file, the bytes are
+        written at its position: that cannot be atomic, and a failure may
+        leave part of them written.
         """
         if format == CSDAT_FORMAT:
             from . import csdat
@@ -438,7 +440,7 @@ class Dataset(MutableMapping):
         offsets = [dtype.fields[k][1] for k in names]
 
         def write(f):
-            f.write(header)
+            write_all(f.write, header)  # a raw file given by the caller may write part
             write_rows(f, self._n, dtype.itemsize,
                        lambda start, buf: _core.pack(cols, offsets, start, buf))
 

@@ -8,7 +8,11 @@ file (YAML, CS_FORMAT.md) describes a group; ``write_output`` writes one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
+import functools
+import itertools
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -20,7 +24,7 @@ import yaml
 
 from .dataset import Dataset
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError
-from .format import atomic_write, open_regular
+from .format import atomic_write, hidden_name, open_regular, remove_stale_temps, write_all
 
 if TYPE_CHECKING:
     from .inputs import Input
@@ -102,8 +106,11 @@ class Result:
     """One result of an output group: its name, item type and metafiles.
 
     ``versions`` maps each version (iteration) number to its metafile; the
-    final version is the highest number. A passthrough result has a single,
-    unversioned metafile. ``group`` is the owning group's label (``J42.particles``),
+    final version is the highest number. A passthrough result maps each
+    version of its group to the passthrough metafile written with it
+    (docs/writes.md); one read from a .csg of cryoSPARC or csfast 0.1.0, whose
+    single passthrough metafile serves every version, maps each version of
+    the group to that file. ``group`` is the owning group's label (``J42.particles``),
     used in messages. ``result_type`` is the type the .csg names (``particle.blob``;
     multi-class results such as ``alignments_class_3`` have type
     ``particle.alignments3D``). ``counts`` gives the item count of each
@@ -157,11 +164,13 @@ class Result:
     def metafile_of(self, version: int | None = None) -> str:
         """The metafile of a version (the final one by default).
 
-        Passthrough results are the same for every version of their group,
-        so any version gives their one metafile.
+        A passthrough result without that version gives its final metafile
+        (``ResultGroup.load`` decides whether it belongs to a version).
         """
-        if version is None or self.passthrough:
+        if version is None:
             return self.metafile
+        if self.passthrough:
+            return self.versions.get(version, self.metafile)
         try:
             return self.versions[version]
         except KeyError:
@@ -218,6 +227,31 @@ class ResultGroup:
     def num_items(self) -> int:
         return max((r.num_items for r in self.results.values()), default=0)
 
+    @property
+    def own_versions(self) -> set[int]:
+        """The versions of the group's own (not passthrough) results."""
+        return {v for r in self.results.values() if not r.passthrough for v in r.versions}
+
+    @property
+    def version(self) -> int:
+        """The final version: the highest of its own results' (0 if it has none)."""
+        return max(self.own_versions, default=0)
+
+    def passthrough_metafile(self, name: str, version: int | None = None) -> str | None:
+        """The metafile of passthrough result ``name`` for a version of the
+        group (the final one by default), or None if the result is not part
+        of that version.
+
+        A passthrough result none of whose versions is a version of the
+        group's own results (one built by hand with version 0, say) serves
+        every version.
+        """
+        r = self[name]
+        v = self.version if version is None else version
+        if v in r.versions:
+            return r.versions[v]
+        return None if r.versions.keys() & self.own_versions else r.metafile
+
     # ------------------------------------------------------------------ .csg
 
     @classmethod
@@ -238,9 +272,11 @@ class ResultGroup:
         ``J4_class_00_00100_particles.cs`` is class 00 at version 100, and
         ``J4_class_00_final_particles.cs`` is class 00's final version, which
         its name does not number: it is taken as one above the highest
-        version found beside it (0 when none is). Passthrough results have
-        one version, and a .csg written by csfast (``version: csfast-...``)
-        lists every version itself, so nothing beside it is added.
+        version found beside it (0 when none is). A .csg written by csfast
+        (``version: csfast-...``) lists every version itself, so nothing
+        beside it is added. A passthrough result with no ``versions`` (cryoSPARC,
+        csfast 0.1.0) has one metafile for every version of the group's own
+        results (docs/writes.md).
 
         Anything that is not a valid .csg raises CsFormatError naming the
         file, among them documents beyond MAX_CSG_BYTES, MAX_CSG_NODES or
@@ -263,6 +299,7 @@ class ResultGroup:
         # csfast's own .csg files list every version (a file left beside one
         # by a failed write is not a version of it).
         ours = str(doc.get("version") or "").startswith("csfast")
+        unversioned = []  # passthrough results of cryoSPARC and csfast 0.1.0
         for rname, r in doc["results"].items():
             rname = str(rname)
             where = f"result {rname!r}"
@@ -304,6 +341,9 @@ class ResultGroup:
                 passthrough=passthrough,
                 result_type=rtype,
             )
+            if passthrough and not raw_versions:
+                unversioned.append(rname)
+        serve_every_version(results, unversioned)
         return cls(name=name, item_type=item_type, results=results,
                    title=_text(g, "title", path, "group"),
                    description=_text(g, "description", path, "group"),
@@ -314,8 +354,12 @@ class ResultGroup:
 
         Metafiles inside the .csg's folder (or below) are written ``>relative``,
         others as absolute paths. Beyond CS_FORMAT.md's keys, a result with
-        several versions lists them under ``versions`` and a passthrough
-        result says ``passthrough: true``.
+        several versions lists them under ``versions``, and a passthrough
+        result says ``passthrough: true`` and always lists its ``versions``
+        (the passthrough metafile of each version of the group).
+
+        This writes the .csg alone: ``write_output`` is what writes a whole
+        group safely (docs/writes.md).
         """
         from . import __version__
 
@@ -332,7 +376,7 @@ class ResultGroup:
             }
             if r.passthrough:
                 entry["passthrough"] = True
-            if len(r.versions) > 1:
+            if len(r.versions) > 1 or r.passthrough:
                 entry["versions"] = {v: _relative(m, folder) for v, m in r.versions.items()}
             results[name] = entry
         doc = {
@@ -357,7 +401,9 @@ class ResultGroup:
         ``passthrough`` adds the group's passthrough results. Each metafile is
         opened once, for all the results it holds. Rows follow the first
         named result's metafile. ``version`` picks a version (the final one
-        by default).
+        by default); passthrough results come from the passthrough metafile
+        written with that version, and those not part of it are left out
+        (named in ``slots``, CsError).
         """
         names = list(slots) if slots is not None else \
             [n for n, r in self.results.items() if not r.passthrough]
@@ -369,9 +415,34 @@ class ResultGroup:
             raise CsFieldError(f"{self.label}: no results to load")
         parts: dict[str, list[str]] = {}
         for n in names:
-            parts.setdefault(self.results[n].metafile_of(version), []).append(n)
+            r = self.results[n]
+            path = self.passthrough_metafile(n, version) if r.passthrough \
+                else r.metafile_of(version)
+            if path is None:
+                if slots is not None and n in slots:
+                    raise CsError(f"passthrough result {r.label} is not part of version "
+                                  f"{self.version if version is None else version} "
+                                  f"(versions: {', '.join(map(str, r.versions))})")
+                continue
+            parts.setdefault(path, []).append(n)
+        if not parts:
+            raise CsFieldError(f"{self.label}: no results to load for version {version}")
         tables = [Dataset.load(p, prefixes=ns) for p, ns in parts.items()]
         return join_tables(tables)
+
+
+def serve_every_version(results: Mapping[str, Result], names: Iterable[str]) -> None:
+    """Map each named passthrough result's one metafile to every version of the
+    group's own results: cryoSPARC and csfast 0.1.0 write one passthrough file
+    that serves every version (docs/writes.md)."""
+    own = {v for r in results.values() if not r.passthrough for v in r.versions}
+    if not own:
+        return
+    for n in names:
+        r = results[n]
+        r.versions = dict.fromkeys(sorted(own), r.metafile)
+        if len(r.counts) == 1:  # one file, one count
+            r.counts = dict.fromkeys(sorted(own), *r.counts.values())
 
 
 def join_tables(tables: Sequence[Dataset]) -> Dataset:
@@ -593,11 +664,18 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     ``dataset``: else CsFieldError listing what is missing, and nothing is
     written. ``validate=False`` writes it anyway.
 
-    Writing another version of the same output adds its file and updates the
-    .csg (earlier versions stay listed; earlier passthrough results stay
-    unless new ones are given). Every file is written atomically and the
-    .csg last, so a failed write leaves the earlier group loadable. Fields of
-    ``dataset`` outside ``results`` are not written.
+    Writing another version of the same output adds its files and updates the
+    .csg: earlier versions stay listed, each with the passthrough written
+    with it, and a version written without ``passthrough`` takes the
+    passthrough of the group's final version. Writing version N again never
+    changes what another version loads. Fields of ``dataset`` outside
+    ``results`` are not written.
+
+    The write is all or nothing for readers (docs/writes.md): data files go
+    to names the current .csg does not use (``<job>_005_<name>.1.cs`` when it
+    uses ``<job>_005_<name>.cs``), the atomic replace of the .csg publishes
+    them, and only then are the files it no longer names removed. Writers of
+    one group take turns on a lock file, ``.<job>_<name>.csg.<hash>.lock``.
     """
     folder = os.fspath(folder)
     results = list(dict.fromkeys(results))
@@ -610,8 +688,7 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     types = _result_types(f"{job}.{name}", item_type, result_types)
     if validate:
         _check_min_fields(f"{job}.{name}", dataset, results, item_type, types)
-    main_path = os.path.join(folder, f"{job}_{version:03d}_{name}.cs")
-    csg_path = os.path.join(folder, f"{job}_{name}.csg")
+    csg_path = os.path.abspath(os.path.join(folder, f"{job}_{name}.csg"))
     n = len(dataset)
 
     main = _project(dataset, results)
@@ -622,41 +699,173 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
         if carried:
             pt_table = _passthrough_rows(pt, carried, main, f"{job}.{name}")
 
-    previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
-    if previous is not None and previous.item_type != item_type:
-        raise CsError(f"{csg_path}: existing group is of item type {previous.item_type!r}, "
-                      f"not {item_type!r}")
+    with _GroupLock(csg_path) as lock:
+        previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
+        if previous is not None and previous.item_type != item_type:
+            raise CsError(f"{csg_path}: existing group is of item type "
+                          f"{previous.item_type!r}, not {item_type!r}")
+        in_use = _metafiles(previous)
+        lock.clean(in_use)
+        main_path = _free_name(csg_path, f"{job}_{version:03d}_{name}", in_use)
+        pt_path = None if pt_table is None else \
+            _free_name(csg_path, f"{job}_passthrough_{name}", in_use)
+        written = {p for p in (main_path, pt_path) if p is not None}
+        # The files this write may leave unnamed: its own, and the group's files
+        # in its folder (a .csg may name files of other jobs: never removed).
+        own = {p for p in in_use if os.path.dirname(p) == os.path.dirname(csg_path)
+               and os.path.basename(p).startswith(f"{job}_")}
+        lock.journal(written | own)
+        try:
+            main.save(main_path)
+            if pt_table is not None and pt_path is not None:
+                pt_table.save(pt_path)
+            group = _next_group(previous, job, name, item_type, results, types, n, version,
+                                main_path, pt_path, pt_table, title)
+            group.save_csg(csg_path)  # publishes the new files, atomically
+        except OSError:  # atomic_write raises OSError only before its rename: not published
+            _remove(written - in_use)
+            raise
+        _remove(own - _metafiles(group))
+        lock.journal(set())
+    return group
 
-    # Data files first, .csg last: until the .csg is replaced, it names only
-    # files that are complete (each file is itself written atomically).
-    main.save(main_path)
-    pt_path = os.path.join(folder, f"{job}_passthrough_{name}.cs")
-    if pt_table is not None:
-        pt_table.save(pt_path)
 
+def _next_group(previous: ResultGroup | None, job: str, name: str, item_type: str,
+                results: list[str], types: Mapping[str, str], n: int, version: int,
+                main_path: str, pt_path: str | None, pt_table: Dataset | None,
+                title: str | None) -> ResultGroup:
+    """The group after writing ``version``: the previous one's results and versions,
+    with this version's main and passthrough files."""
     new: dict[str, Result] = {}
     if previous is not None:
         for rname, r in previous.results.items():
-            if rname in results or (r.passthrough and pt_table is not None):
+            if rname in results:
                 continue
+            if r.passthrough:
+                r = _passthrough_at(previous, r, version, pt_path, pt_table,
+                                    types.get(rname, r.result_type))
+                if r is None:
+                    continue
             new[rname] = r
     for rname in results:
         versions = {}
         if previous is not None and rname in previous.results \
                 and not previous.results[rname].passthrough:
             versions = dict(previous.results[rname].versions)
-        versions[version] = os.path.abspath(main_path)
+        versions[version] = main_path
         new[rname] = Result(rname, item_type, versions, num_items=n,
                             result_type=types.get(rname, ""))
-    if pt_table is not None:
+    if pt_table is not None and pt_path is not None:
         for rname in pt_table.prefixes():
-            new[rname] = Result(rname, item_type, {0: os.path.abspath(pt_path)}, num_items=n,
-                                passthrough=True, result_type=types.get(rname, ""))
-    group = ResultGroup(name=name, item_type=item_type, results=new,
-                        title=title or (previous.title if previous else _title(name)),
-                        description=previous.description if previous else "", job=job)
-    group.save_csg(csg_path)
-    return group
+            if rname not in new:
+                new[rname] = Result(rname, item_type, {version: pt_path}, num_items=n,
+                                    passthrough=True, result_type=types.get(rname, ""))
+    return ResultGroup(name=name, item_type=item_type, results=new,
+                       title=title or (previous.title if previous else _title(name)),
+                       description=previous.description if previous else "", job=job)
+
+
+def _passthrough_at(previous: ResultGroup, r: Result, version: int, pt_path: str | None,
+                    pt_table: Dataset | None, result_type: str) -> Result | None:
+    """Passthrough result r of the previous group, with its file for ``version``:
+    the new passthrough file if it carries r, none if a new passthrough does not
+    (None when r is then part of no version), else the passthrough of the
+    previous final version. The other versions keep theirs."""
+    versions = dict(r.versions)
+    if pt_table is not None and pt_path is not None:
+        if r.name in pt_table.prefixes():
+            versions[version] = pt_path
+        else:
+            versions.pop(version, None)
+    elif version not in versions:
+        final = previous.passthrough_metafile(r.name)
+        if final is not None:
+            versions[version] = final
+    if not versions:
+        return None
+    return Result(r.name, r.item_type, versions, num_items=r.num_items, passthrough=True,
+                  result_type=result_type, counts=dict(r.counts))
+
+
+class _GroupLock:
+    """The lock file of a group, ``.<job>_<name>.csg.<hash>.lock``, held (flock)
+    while one writer writes the group; the lock goes with the writer's death.
+
+    It is also the writer's journal: the names of the data files it is about
+    to write and of the group's files it may leave unnamed, cleared once the
+    new .csg is published and the unnamed ones removed. The next writer
+    removes the files a killed writer journaled that the .csg does not name,
+    and their temporary files (no live writer can hold them while the lock
+    is ours).
+    """
+
+    def __init__(self, csg_path: str) -> None:
+        self.csg_path = csg_path
+        self.folder = os.path.dirname(csg_path)
+        self.path = os.path.join(self.folder, f"{hidden_name(csg_path)}lock")
+        self.fd = -1
+        self.journaling = False
+
+    def __enter__(self) -> _GroupLock:
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            self.journaling = True
+        except PermissionError:  # another user's lock file: lock, but keep no journal
+            self.fd = os.open(self.path, os.O_RDONLY)
+            self.journaling = False
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def journal(self, paths: set[str]) -> None:
+        if not self.journaling:
+            return
+        text = "".join(os.path.basename(p) + "\n" for p in sorted(paths))
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        write_all(functools.partial(os.write, self.fd), text.encode("utf-8", "surrogateescape"))
+
+    def clean(self, in_use: set[str]) -> None:
+        """Remove what a killed writer left: its journaled files the .csg does not
+        name, and the temporary files of every journaled file and of the .csg."""
+        size = os.fstat(self.fd).st_size
+        names = os.pread(self.fd, size, 0).decode("utf-8", "surrogateescape").splitlines()
+        paths = {os.path.join(self.folder, n) for n in names
+                 if n not in ("", ".", "..") and os.sep not in n}
+        for p in paths | {self.csg_path}:
+            remove_stale_temps(p, age=0)
+        _remove(paths - in_use)
+
+
+def _metafiles(group: ResultGroup | None) -> set[str]:
+    if group is None:
+        return set()
+    return {os.path.abspath(m) for r in group.results.values() for m in r.versions.values()}
+
+
+def _free_name(csg_path: str, stem: str, in_use: set[str]) -> str:
+    """``<stem>.cs``, or ``<stem>.1.cs``, ``<stem>.2.cs``...: the first name the
+    current .csg does not use (a file of that name no .csg names is garbage)."""
+    folder = os.path.dirname(csg_path)
+    for k in itertools.count():
+        path = os.path.join(folder, f"{stem}.cs" if k == 0 else f"{stem}.{k}.cs")
+        if path not in in_use:
+            return path
+    raise AssertionError("unreachable")
+
+
+def _remove(paths: set[str]) -> None:
+    """Remove files no .csg names (a reader that read the old .csg just before
+    may find one gone: FileNotFoundError, never a mixed group)."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
 
 
 def _result_types(label: str, item_type: str,

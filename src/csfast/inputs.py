@@ -330,8 +330,12 @@ class Input:
                 for s in slots if (r := self._fills(conn, s)) is not None]
         if passthrough:
             names = {s.name for s in self.spec.slots}
+            # By default every other result, but not a passthrough result
+            # that the version loaded does not carry (docs/writes.md).
             carried = conn.passthrough if conn.passthrough is not None else \
-                [n for n in conn.group.results if n not in names]
+                [n for n, r in conn.group.results.items() if n not in names and (
+                    not r.passthrough
+                    or conn.group.passthrough_metafile(n, conn.version_for(n)) is not None)]
             uses += [_Use(n, "passthrough result", conn.group.results[n], conn.version_for(n),
                           False) for n in carried]
         return uses

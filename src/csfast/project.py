@@ -28,7 +28,7 @@ from typing import Any
 from .csdat import inspect_any
 from .errors import CsError, CsFormatError, InputError
 from .format import atomic_write, open_regular
-from .groups import Result, ResultGroup
+from .groups import Result, ResultGroup, serve_every_version
 from .inputs import Input, InputSpec, Slot
 
 __all__ = ["Project", "Job", "JOB_DOCUMENT", "write_job"]
@@ -394,6 +394,10 @@ class Job:
             results[rd.name] = Result(rd.name, rd.type.split(".", 1)[0], versions,
                                       num_items=num, passthrough=rd.passthrough,
                                       result_type=rd.type, counts=counts)
+        if not str(self._doc.get("version") or "").startswith("csfast"):
+            # cryoSPARC writes one passthrough file for every version of a group
+            serve_every_version(results, [n for n, r in results.items()
+                                          if r.passthrough and len(r.versions) == 1])
         return ResultGroup(name=o.name, item_type=o.item_type, results=results,
                            title=o.title, description=o.description, job=self.uid)
 
