@@ -4,6 +4,7 @@ Read, join, append and assemble tables of items keyed by 64-bit uids.
 """
 
 from ._core import num_threads, set_num_threads
+from ._version import __version__ as __version__
 from .column import StrColumn
 from .convert import StarWarning, from_star, to_star
 from .dataset import Dataset, Field, generate_uids
@@ -13,8 +14,6 @@ from .groups import MIN_FIELDS, Result, ResultGroup, result_type_of, write_outpu
 from .inputs import Connection, Input, InputSpec, Slot
 from .project import Job, Project, write_job
 from .row import Row
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CsArgumentError",
