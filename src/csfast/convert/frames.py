@@ -160,8 +160,8 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
     if len(set(columns)) != len(columns):
         raise CsFieldError("DataFrame has repeated column names")
     groups: dict[str, list[str]] = {}
-    for name, (_dt, shape) in schema.items():
-        els = element_names(name, shape) if shape else []
+    for name, (_dt, field_shape) in schema.items():
+        els = element_names(name, field_shape) if field_shape else []
         if els and name not in columns and all(e in columns for e in els):
             groups[name] = els
     taken = {e for els in groups.values() for e in els}
