@@ -119,7 +119,9 @@ LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 @pytest.mark.parametrize("text, match", [
     (LAUGHS, "aliases .* not allowed .* at line 2"),
     (GROUP + "results: {blob: &r {metafile: x.cs}, ctf: *r}\n", "aliases"),
-    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", f"nested deeper than {MAX_CSG_DEPTH}"),
+    # PyYAML >= 6.0.4 stops this one itself, in its scanner, with its own words
+    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n",
+     f"(nested deeper than {MAX_CSG_DEPTH}|exceeded maximum nesting depth)"),
     ("a: " + "{b: " * 40 + "1" + "}" * 40 + "\n", "nested deeper"),
     ("created: 2024-13-45 12:00:00\n" + GROUP + _result(), "out of range .*month"),
     ("created: 2024-02-30\n" + GROUP + _result(), "out of range .*day"),
