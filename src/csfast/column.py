@@ -26,19 +26,9 @@ from typing import Any
 import numpy as np
 
 from .errors import CsFieldError
+from .strings import decode_value, encode_value
 
 __all__ = ["StrColumn"]
-
-
-def _encoded(value: Any) -> Any:
-    """value with every str (scalar, list or U array) as UTF-8 bytes; others unchanged."""
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value):
-        value = np.asarray(value)
-    if isinstance(value, np.ndarray) and value.dtype.kind == "U":
-        return np.char.encode(value, "utf-8")
-    return value
 
 
 def _plain(value: Any) -> Any:
@@ -51,25 +41,22 @@ class StrColumn(np.ndarray):
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         inputs = tuple(_plain(x) for x in inputs)
         if any(isinstance(x, np.ndarray) and x.dtype.kind == "S" for x in inputs):
-            inputs = tuple(_encoded(x) for x in inputs)
+            inputs = tuple(encode_value(x) for x in inputs)
         if out is not None:
             kwargs["out"] = tuple(_plain(o) for o in out)
         return getattr(ufunc, method)(*inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
         if func is np.isin and self.dtype.kind == "S":
-            args = tuple(_encoded(_plain(a)) for a in args)
-            kwargs = {k: _encoded(_plain(v)) for k, v in kwargs.items()}
+            args = tuple(encode_value(_plain(a)) for a in args)
+            kwargs = {k: encode_value(_plain(v)) for k, v in kwargs.items()}
             return func(*args, **kwargs)
         return super().__array_function__(func, types, args, kwargs)
 
     def __getitem__(self, key):
         value = super().__getitem__(key)
         if isinstance(value, np.bytes_):
-            try:
-                return value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise CsFieldError(f"value {value!r:.80} is not UTF-8 text") from None
+            return decode_value(value)
         return value
 
     def __iter__(self):
@@ -83,7 +70,7 @@ class StrColumn(np.ndarray):
     def __setitem__(self, key, value):
         if self.dtype.kind != "S":
             return super().__setitem__(key, value)
-        value = _encoded(value)
+        value = encode_value(value)
         width = self.dtype.itemsize
         if isinstance(value, bytes):
             longest = len(value)

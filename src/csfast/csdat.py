@@ -32,9 +32,10 @@ import numpy as np
 from .errors import CsFormatError
 from .format import CSDAT_MAGIC, CsInfo, atomic_write, map_file, open_regular, write_all
 from .format import read_header as read_npy_header
+from .strings import distinct
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
-           "CsdatHeader", "StringBudget", "factorize", "inspect_any", "is_csdat", "read_header",
+           "CsdatHeader", "StringBudget", "inspect_any", "is_csdat", "read_header",
            "read", "stream", "write"]
 
 _U32 = struct.Struct("<I")
@@ -376,31 +377,6 @@ def _fixed_width(uniq: np.ndarray, inverse: np.ndarray, lengths: np.ndarray,
     return table.view(f"S{width}").reshape(-1)[inverse]
 
 
-def factorize(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values sorted, codes) of a 1-D fixed-width column, codes int64.
-
-    Path columns come in runs (one value per micrograph, rows grouped by
-    micrograph), so the distinct values of the runs are found first: O(n)
-    comparisons plus a sort of the run values, instead of a sort of n rows.
-    """
-    n = len(col)
-    if n == 0:
-        return col[:0].copy(), np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], col[1:] != col[:-1])))
-    if len(starts) > n // 4:  # no useful runs: sort everything
-        uniq, codes = np.unique(col, return_inverse=True)
-        return uniq, codes.reshape(-1).astype(np.int64, copy=False)
-    uniq, run_codes = np.unique(col[starts], return_inverse=True)
-    lengths = np.diff(np.append(starts, n))
-    return uniq, np.repeat(run_codes.reshape(-1).astype(np.int64), lengths)
-
-
-def _string_column(col: np.ndarray) -> np.ndarray:
-    if col.dtype.kind == "U":
-        col = np.char.encode(col, "utf-8")
-    return col
-
-
 def stream(columns: Mapping[str, np.ndarray], rows: int,
            compression: Literal["lz4"] | None = "lz4", *, name: str = "<stream>",
            ) -> Iterator[bytes | memoryview]:
@@ -429,8 +405,7 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
             if col.ndim != 1:
                 raise CsFormatError(f"{name}: field {fname!r}: string sub-arrays cannot be "
                                     "written to CSDAT")
-            col = _string_column(col)
-            uniq, inverse = factorize(col)
+            uniq, inverse = distinct(col, fname)
             offs = np.empty(len(uniq), dtype=_OFFSET)
             for j, s in enumerate(uniq.tolist()):
                 if b"\0" in s:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .csdat import factorize, is_csdat
+from .csdat import is_csdat
 from .dataset import Dataset
 from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError
 from .format import (
@@ -48,6 +48,7 @@ from .format import (
     write_rows,
 )
 from .groups import ResultGroup
+from .strings import factorize
 
 __all__ = ["Written", "Condition", "open_table", "save_streamed", "union_files", "parse_condition",
            "condition_mask", "read_uids", "filter_table", "filter_file", "select_fields",

@@ -31,18 +31,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..errors import CsFieldError
+from ..strings import decoded_objects, distinct, fixed_width, string_width
 from .common import (
     SCHEMA_KEY,
     contiguous,
     dataset_from,
-    decoded_objects,
-    distinct_strings,
     element_names,
-    fixed_strings,
     parse_schema,
     schema_json,
     split_elements,
-    string_width,
 )
 
 if TYPE_CHECKING:
@@ -53,11 +50,11 @@ if TYPE_CHECKING:
 __all__ = ["to_pandas", "from_pandas"]
 
 
-def _string_objects(col: np.ndarray, strings: str) -> np.ndarray:
+def _string_objects(col: np.ndarray, strings: str, field: str) -> np.ndarray:
     """An object array of bytes (or str), one Python object per distinct value."""
     if strings == "str":
-        return decoded_objects(col)
-    uniq, codes = distinct_strings(col)
+        return decoded_objects(col, field)
+    uniq, codes = distinct(col, field)
     objs = np.empty(len(uniq), dtype=object)
     objs[:] = uniq.tolist()
     return objs[codes]
@@ -84,11 +81,11 @@ def to_pandas(ds: Dataset, strings: Literal["bytes", "str"] = "bytes", *,
     for name, col in cols.items():
         if col.dtype.kind in "SU":
             if col.ndim == 1:
-                data[name] = _string_objects(col, strings)
+                data[name] = _string_objects(col, strings, name)
             else:
                 flat = col.reshape(len(col), int(np.prod(col.shape[1:])))
                 for j, el in enumerate(element_names(name, col.shape[1:])):
-                    data[el] = _string_objects(np.ascontiguousarray(flat[:, j]), strings)
+                    data[el] = _string_objects(np.ascontiguousarray(flat[:, j]), strings, name)
             continue
         if col.dtype.byteorder == ">":  # pandas computes in native order (a copy)
             col = col.astype(col.dtype.newbyteorder("="))
@@ -138,7 +135,7 @@ def _strings(series: Any, name: str, width: int | None) -> np.ndarray:
     codes, uniq = pd.factorize(series, use_na_sentinel=True)
     if (codes < 0).any():
         raise CsFieldError(f"field {name!r}: missing values cannot be stored in a dataset")
-    return fixed_strings(list(uniq), name, width)[codes]
+    return fixed_width(list(uniq), codes, name, width)
 
 
 def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
