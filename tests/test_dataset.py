@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from npyfiles import numpy_load, same_bytes
 
 import csfast
-from csfast import CsFieldError, Dataset, generate_uids
+from csfast import CsFieldError, CsUidError, Dataset, generate_uids
 
 N = 40
 
@@ -124,7 +124,7 @@ def test_pickle_round_trip(pair, tmp_path):
 def test_construct_errors():
     with pytest.raises(CsFieldError, match="length"):
         Dataset({"uid": np.arange(3, dtype=np.uint64), "a": [1, 2]})
-    with pytest.raises(CsFieldError, match="uid"):
+    with pytest.raises(CsUidError, match="non-negative"):  # as query_mask and subset_uids
         Dataset({"uid": [-1, 2]})
     with pytest.raises(CsFieldError, match="object"):
         Dataset({"a": np.array([object(), 1], dtype=object)})
