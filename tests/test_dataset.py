@@ -476,3 +476,25 @@ def test_decode_names_the_field_of_invalid_utf8():
     assert ds.view("blob/path")[1] == b"\xff\xfe.mrc"
     with pytest.raises(csfast.CsFieldError, match="not UTF-8"):
         ds["blob/path"][1]  # an element reads as str
+
+
+def test_from_columns_takes_the_arrays_without_a_copy():
+    x = np.arange(4, dtype=np.float32)
+    frozen = np.arange(4, dtype=np.int16)
+    frozen.flags.writeable = False
+    ds = Dataset.from_columns({"a/x": x, "a/y": frozen})
+    assert ds.fields() == ["uid", "a/x", "a/y"] and len(np.unique(ds["uid"])) == 4
+    assert np.shares_memory(ds["a/x"], x)          # taken as it is
+    ds["a/y"][0] = 7                                # a read-only column is copied first
+    assert frozen[0] == 0 and ds["a/y"][0] == 7
+    uid = np.array([5, 6, 7, 8], dtype=np.int64)
+    assert Dataset.from_columns({"uid": uid})["uid"].tolist() == [5, 6, 7, 8]
+    assert len(Dataset.from_columns({}, rows=3)) == 3
+    with pytest.raises(CsUidError, match="non-negative"):
+        Dataset.from_columns({"uid": np.array([-1, 2])})
+    with pytest.raises(CsFieldError, match="different lengths"):
+        Dataset.from_columns({"a": np.zeros(2), "b": np.zeros(3)})
+    with pytest.raises(CsFieldError, match="different lengths"):
+        Dataset.from_columns({"a": np.zeros(2)}, rows=3)
+    with pytest.raises(CsFieldError, match="numpy array"):
+        Dataset.from_columns({"a": [1, 2]})

@@ -21,6 +21,20 @@ then copies the touched pages of the map, never the file. Any other read-only
 column is first copied. Internal reads use `_read`, which never makes a
 column writable. Assigning a whole column (`ds["f"] = values`) or adding a
 field replaces or creates an owned array; the file never changes.
+
+This module is the container: construction, load / save, the mapping of
+fields to columns, subsets and queries. How columns are held and copied is
+in column.py, the combining operations (innerjoin, append, union,
+interlace, replace) in joins.py: each method here states what the operation
+means and calls the function of its name there. String encoding and
+decoding is in strings.py.
+
+Imports point down (dataset -> column, joins, strings -> format -> _core),
+with one documented exception: the conversion methods (``to_pandas``,
+``from_arrow``, ``to_cryosparc``, ...) are thin hooks that import their
+csfast.convert module inside the method, when called, so ``import csfast``
+loads neither pandas nor pyarrow. csfast.convert uses only the public API
+(``Dataset.from_columns``, ``view``, ``descr``, ``cols``).
 """
 
 from __future__ import annotations
@@ -154,6 +168,40 @@ class Dataset(MutableMapping):
         for m in maps:
             m.owner = weakref.ref(ds) if editable else None
         return ds
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, np.ndarray], rows: int | None = None,
+                     ) -> Dataset:
+        """A dataset of these column arrays, taken as they are (no copy).
+
+        ``columns`` maps field names to numpy arrays of one length, in field
+        order; ``rows`` is that length (needed only when there are no
+        columns). A writable array becomes the dataset's own: do not write
+        to it elsewhere afterwards. A read-only array is shared, and copied
+        before the dataset edits it. ``uid`` becomes native ``uint64`` (a
+        copy only when it is another integer type; a negative uid raises
+        CsUidError); without it, new uids are made. For readers and
+        converters that build their columns themselves; ``Dataset(mapping)``
+        copies instead.
+        """
+        cols: dict[str, np.ndarray | Rows] = {}
+        for k, c in columns.items():
+            if not isinstance(c, np.ndarray) or c.ndim == 0 or c.dtype.hasobject:
+                raise CsFieldError(f"field {k!r}: a column must be a numpy array of rows "
+                                   "without Python objects")
+            cols[str(k)] = c
+        sizes = {k: len(c) for k, c in cols.items()}
+        lengths = set(sizes.values()) | ({rows} if rows is not None else set())
+        if len(lengths) > 1:
+            raise CsFieldError(f"fields have different lengths: {sizes}"
+                               + (f" (rows={rows})" if rows is not None else ""))
+        n = lengths.pop() if lengths else 0
+        uid = cols.get("uid")
+        if uid is None:
+            cols = {"uid": generate_uids(n), **cols}
+        else:
+            cols["uid"] = uid_array(uid, "uid")  # type: ignore[arg-type]
+        return cls._from_columns(n, cols)
 
     @classmethod
     def allocate(cls, size: int = 0, fields: Sequence[Field] = ()) -> Dataset:
@@ -927,9 +975,9 @@ class Dataset(MutableMapping):
         return out
 
     # ----------------------------------------- conversions (csfast.convert)
-    # Thin hooks into csfast.convert and csfast.csdat, each importing its
-    # module only when called: pandas, pyarrow and cryosparc-tools are never
-    # imported by csfast itself.
+    # Thin hooks into csfast.convert, each importing its module only when
+    # called (the documented exception to "layers point down": see the
+    # module docstring).
 
     def to_pandas(self, strings: str = "bytes", *, copy: bool = True) -> Any:
         """A pandas DataFrame; see ``csfast.convert.to_pandas``."""

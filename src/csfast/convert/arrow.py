@@ -35,7 +35,7 @@ import numpy as np
 from ..csdat import StringBudget
 from ..errors import CsFieldError, CsFormatError
 from ..strings import distinct, fixed_width
-from .common import SCHEMA_KEY, contiguous, dataset_from, parse_schema, schema_json
+from .common import SCHEMA_KEY, contiguous, parse_schema, schema_json
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -209,4 +209,4 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None, *,
             if dt.kind not in "SU" and out.dtype != dt:
                 out = out.astype(dt)  # byte order restored
         cols[name] = out
-    return dataset_from(cls, n, cols)
+    return cls.from_columns(cols, n)

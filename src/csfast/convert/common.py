@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from ..csdat import MAX_HEADER_BYTES
-from ..errors import CsFieldError
 
 __all__ = ["SCHEMA_KEY", "contiguous", "element_names", "parse_schema", "schema_json",
            "schema_of", "split_elements"]
@@ -24,8 +23,7 @@ _ELEMENT = re.compile(r"^(.*)/(\d+)$")
 
 def schema_of(ds: Any) -> list[list[Any]]:
     """[[name, numpy dtype str, shape list], ...] of a dataset's fields, in order."""
-    return [[name, col.dtype.str, list(col.shape[1:])] for name, col in
-            ((k, ds._cols[k]) for k in ds.fields())]
+    return [[f[0], f[1], list(f[2]) if len(f) > 2 else []] for f in ds.descr()]
 
 
 def schema_json(ds: Any) -> str:
@@ -104,16 +102,3 @@ def contiguous(cols: dict[str, np.ndarray], copy: bool = False, block_bytes: int
         for k in strided:
             out[k][start:stop] = cols[k][start:stop]
     return out
-
-
-def dataset_from(cls: Any, n: int, cols: dict[str, np.ndarray]) -> Any:
-    """A Dataset of n rows from converted columns: uid checked as uint64, or new uids."""
-    uid = cols.get("uid")
-    if uid is not None and uid.dtype != np.uint64:
-        if uid.dtype.kind not in "ui" or (uid.dtype.kind == "i" and n and uid.min() < 0):
-            raise CsFieldError(f"uid column of {uid.dtype} cannot hold uids")
-        cols["uid"] = uid.astype(np.uint64)
-    if uid is None:
-        from ..dataset import generate_uids
-        cols = {"uid": generate_uids(n), **cols}
-    return cls._from_columns(n, cols)

@@ -45,4 +45,4 @@ def from_cryosparc(d: Any, cls: type[Dataset] | None = None) -> Dataset:
         from ..dataset import Dataset as cls  # noqa: N813
     data = b"".join(bytes(chunk) for chunk in d.stream(compression=None))
     n, cols = csdat.read(data, mmap=False)
-    return cls._from_columns(n, cols)
+    return cls.from_columns(cols, n)

@@ -35,7 +35,6 @@ from ..strings import decoded_objects, distinct, fixed_width, string_width
 from .common import (
     SCHEMA_KEY,
     contiguous,
-    dataset_from,
     element_names,
     parse_schema,
     schema_json,
@@ -195,4 +194,4 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
                                                      dt.itemsize == arr.dtype.itemsize):
                 arr = arr.astype(dt)
         cols[name] = arr
-    return dataset_from(cls, n, cols)
+    return cls.from_columns(cols, n)

@@ -447,7 +447,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
                flip_y: bool) -> Dataset:
     import starfile
 
-    from ..dataset import Dataset, generate_uids
+    from ..dataset import Dataset
 
     name = os.fspath(path)
     budget = StringBudget(os.path.getsize(path), name)
@@ -496,7 +496,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
                 ids[g] = int(m.group(1)) if m else g
             group_ids = df["rlnOpticsGroup"].map(ids).to_numpy()
     used: set[str] = set()
-    cols: dict[str, np.ndarray] = {"uid": generate_uids(n)}
+    cols: dict[str, np.ndarray] = {}
 
     def take(label: str) -> np.ndarray | None:
         v = _column(df, label)
@@ -603,7 +603,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         if v.dtype == object or getattr(df[label].dtype, "kind", "O") in "OSU":
             v = _fixed(v, f"{_STAR_PREFIX}{label}", budget)
         cols[f"{_STAR_PREFIX}{label}"] = v
-    return Dataset._from_columns(n, cols)
+    return Dataset.from_columns(cols, n)
 
 
 def _split_image_names(series: Any, name: str, budget: StringBudget,
