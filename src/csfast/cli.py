@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import CsError, CsUidError
+from .errors import CsError
 from .format import CsInfo, inspect
 
 
@@ -217,15 +217,12 @@ def _load_tables(paths: Sequence[str]):
 
 
 def cmd_join(args: argparse.Namespace) -> int:
-    from .dataset import Dataset
+    from .joins import join_tables
 
     tables = _load_tables(args.files)
     t0 = time.perf_counter()
-    ds = Dataset.innerjoin_many(*tables) if len(tables) > 1 else tables[0]
+    ds = join_tables(tables, names=args.files)
     took = time.perf_counter() - t0
-    if len(ds) == 0 and all(len(t) for t in tables) and len(tables) > 1:
-        raise CsUidError(f"{' and '.join(args.files)} share no uid: the tables describe "
-                         "different items")
     counts = ", ".join(f"{p} {len(t):,}" for p, t in zip(args.files, tables, strict=True))
     _finish(ds, args, f"joined on uid in {_ms(took)}: {_table_size(ds)} (rows in: {counts})")
     return 0

@@ -25,6 +25,7 @@ import yaml
 from .dataset import Dataset
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError
 from .format import atomic_write, hidden_name, open_regular, remove_stale_temps, write_all
+from .joins import join_tables
 
 if TYPE_CHECKING:
     from .inputs import Input
@@ -443,13 +444,6 @@ def serve_every_version(results: Mapping[str, Result], names: Iterable[str]) -> 
         r.versions = dict.fromkeys(sorted(own), r.metafile)
         if len(r.counts) == 1:  # one file, one count
             r.counts = dict.fromkeys(sorted(own), *r.counts.values())
-
-
-def join_tables(tables: Sequence[Dataset]) -> Dataset:
-    """Inner join on uid; a single table is returned as is (still mapped, no copy)."""
-    if len(tables) == 1:
-        return tables[0]
-    return Dataset.innerjoin_many(*tables)
 
 
 # ---------------------------------------------------------------------- .csg

@@ -19,7 +19,8 @@ from .csdat import inspect_any
 from .dataset import Dataset
 from .errors import CsError, CsUidError, InputError
 from .format import CsInfo
-from .groups import SINGLE_ITEM_TYPES, Result, ResultGroup, join_tables
+from .groups import SINGLE_ITEM_TYPES, Result, ResultGroup
+from .joins import join_tables
 
 __all__ = ["Slot", "InputSpec", "Connection", "Input"]
 
@@ -596,10 +597,10 @@ class Input:
             for p, t in zip(parts, tables, strict=True):
                 if p.override:
                     t["uid"] = uid
-        joined = join_tables(tables)
-        if len(joined) == 0 and len(tables) > 1 and all(len(t) for t in tables):
-            raise InputError([self._no_shared_uid(where, parts, tables)])
-        return joined
+        try:
+            return join_tables(tables, names=[p.path for p in parts])
+        except CsUidError:  # tables that share no uid: say which slot's table is foreign
+            raise InputError([self._no_shared_uid(where, parts, tables)]) from None
 
     def _no_shared_uid(self, where: str, parts: list[_Part], tables: list[Dataset]) -> str:
         items = tables[0]
