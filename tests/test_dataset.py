@@ -498,3 +498,15 @@ def test_from_columns_takes_the_arrays_without_a_copy():
         Dataset.from_columns({"a": np.zeros(2)}, rows=3)
     with pytest.raises(CsFieldError, match="numpy array"):
         Dataset.from_columns({"a": [1, 2]})
+
+
+def test_load_results_and_its_cryosparc_tools_name_prefixes(tmp_path):
+    ds = Dataset({"a/x": np.arange(3.0), "b/y": np.arange(3), "c/z": np.zeros(3)})
+    ds.save(tmp_path / "t.cs")
+    by_results = Dataset.load(tmp_path / "t.cs", results=["a", "c"])
+    by_prefixes = Dataset.load(tmp_path / "t.cs", prefixes=["a", "c"])
+    assert by_results.fields() == by_prefixes.fields() == ["uid", "a/x", "c/z"]
+    with pytest.raises(TypeError, match="not both"):
+        Dataset.load(tmp_path / "t.cs", results=["a"], prefixes=["a"])
+    with pytest.raises(CsFieldError, match="no results"):
+        Dataset.load(tmp_path / "t.cs", results=["d"])

@@ -213,7 +213,8 @@ class Dataset(MutableMapping):
     @classmethod
     def load(cls, file: str | os.PathLike | BinaryIO | bytes | bytearray | memoryview,
              fields: Collection[str] | None = None, prefixes: Collection[str] | None = None,
-             *, mmap: bool = True, writable: bool = True) -> Dataset:
+             *, results: Collection[str] | None = None, mmap: bool = True,
+             writable: bool = True) -> Dataset:
         """Open a .cs file (or a CSDAT stream, told by its magic).
 
         With mmap (the default) nothing is read but the header: columns are
@@ -223,7 +224,9 @@ class Dataset(MutableMapping):
         dataset's copy-on-write pages, never the file nor another dataset.
         ``writable=False`` keeps columns read-only views instead (an edit
         raises numpy's read-only error; ``ds[field] = values`` still works).
-        ``fields`` / ``prefixes`` keep only those fields (and uid).
+        ``fields`` / ``results`` keep only those fields, and the fields of
+        those results (``result/field``), and uid; ``prefixes`` is
+        cryosparc-tools' name for ``results`` (give one of them).
         ``mmap=False`` reads the file into memory instead.
 
         file may also be an open binary file or a bytes-like object: it is
@@ -232,17 +235,21 @@ class Dataset(MutableMapping):
         dataset never aliases the caller's mutable buffer. Nothing is ever
         unpickled.
         """
+        if prefixes is not None:
+            if results is not None:
+                raise TypeError("give results= or its cryosparc-tools name prefixes=, not both")
+            results = prefixes
         if isinstance(file, (bytes, bytearray, memoryview)) or hasattr(file, "read"):
-            return cls._load_buffer(file, fields, prefixes, mmap, writable)
+            return cls._load_buffer(file, fields, results, mmap, writable)
         if cls._is_csdat(file):
-            return cls._load_csdat(file, fields, prefixes, mmap, writable)
+            return cls._load_csdat(file, fields, results, mmap, writable)
         info, arr = map_array(file)
-        return cls._from_table(info, arr, fields, prefixes, mmap, writable)
+        return cls._from_table(info, arr, fields, results, mmap, writable)
 
     @classmethod
     def _from_table(cls, info: CsInfo, arr: np.ndarray, fields: Collection[str] | None,
-                    prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
-        names = _select_fields(info, fields, prefixes)
+                    results: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
+        names = _select_fields(info, fields, results)
         cols: dict[str, np.ndarray | Rows] = {name: arr[name] for name in names}
         if not mmap:
             # One pass over the mapped rows fills every owned column; reading
@@ -255,7 +262,7 @@ class Dataset(MutableMapping):
 
     @classmethod
     def _load_buffer(cls, source: BinaryIO | bytes | bytearray | memoryview,
-                     fields: Collection[str] | None, prefixes: Collection[str] | None,
+                     fields: Collection[str] | None, results: Collection[str] | None,
                      mmap: bool, writable: bool) -> Dataset:
         """A dataset from bytes or an open binary file (read to its end)."""
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -267,7 +274,7 @@ class Dataset(MutableMapping):
             n, cols = csdat.read(data)
             dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in cols.items()])
             info = CsInfo(name, (0, 0), dtype, n, 0, len(data))
-            names = _select_fields(info, fields, prefixes)
+            names = _select_fields(info, fields, results)
             kept = {k: cols[k] if writable else readonly(cols[k]) for k in names}
             return cls._from_columns(n, kept, editable=writable)
         if data[:len(MAGIC)] != MAGIC:
@@ -276,7 +283,7 @@ class Dataset(MutableMapping):
         info = read_header(io.BytesIO(data), name, len(data))
         # Read-only views of immutable bytes: an edit copies the column first.
         arr = np.frombuffer(data, dtype=info.dtype, count=info.rows, offset=info.data_offset)
-        return cls._from_table(info, arr, fields, prefixes, mmap, writable)
+        return cls._from_table(info, arr, fields, results, mmap, writable)
 
     @staticmethod
     def inspect(file: str | os.PathLike) -> dict[str, Any]:
@@ -1019,11 +1026,11 @@ class Dataset(MutableMapping):
 
     @classmethod
     def _load_csdat(cls, path: str | os.PathLike, fields: Collection[str] | None,
-                    prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
+                    results: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
         """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
         from . import csdat
         info = csdat.inspect_any(path)
-        names = _select_fields(info, fields, prefixes)
+        names = _select_fields(info, fields, results)
         n, cols = csdat.read(path, names, mmap=mmap)
         kept = {k: cols[k] if writable or not cols[k].flags.writeable else readonly(cols[k])
                 for k in names}
@@ -1037,19 +1044,19 @@ def _names(ds: Dataset, most: int = 8) -> str:
 
 
 def _select_fields(info: CsInfo, fields: Collection[str] | None,
-                   prefixes: Collection[str] | None) -> list[str]:
+                   results: Collection[str] | None) -> list[str]:
     names = list(info.dtype.names)
-    if fields is None and prefixes is None:
+    if fields is None and results is None:
         return names
     wanted = set(fields or ())
     missing = sorted(wanted - set(names))
     if missing:
         raise CsFieldError(f"{info.path}: no fields {missing}")
-    pref = set(prefixes or ())
-    have_pref = {k.split("/", 1)[0] for k in names if "/" in k}
-    if pref - have_pref:
-        raise CsFieldError(f"{info.path}: no results {sorted(pref - have_pref)}")
+    wanted_results = set(results or ())
+    have = {k.split("/", 1)[0] for k in names if "/" in k}
+    if wanted_results - have:
+        raise CsFieldError(f"{info.path}: no results {sorted(wanted_results - have)}")
     return [k for k in names if k == "uid" or k in wanted
-            or ("/" in k and k.split("/", 1)[0] in pref)]
+            or ("/" in k and k.split("/", 1)[0] in wanted_results)]
 
 

@@ -180,7 +180,7 @@ class Result:
 
     def load(self, version: int | None = None) -> Dataset:
         """This result's fields (and uid) from its metafile; the final version by default."""
-        return Dataset.load(self.metafile_of(version), prefixes=[self.name])
+        return Dataset.load(self.metafile_of(version), results=[self.name])
 
 
 @dataclass
@@ -428,7 +428,7 @@ class ResultGroup:
             parts.setdefault(path, []).append(n)
         if not parts:
             raise CsFieldError(f"{self.label}: no results to load for version {version}")
-        tables = [Dataset.load(p, prefixes=ns) for p, ns in parts.items()]
+        tables = [Dataset.load(p, results=ns) for p, ns in parts.items()]
         return join_tables(tables)
 
 

@@ -578,7 +578,7 @@ class Input:
         parts, items = self._plan(conn, passthrough, slots)
         tables = []
         for part in parts:
-            t = Dataset.load(part.path, prefixes=[u.result.name for u in part.uses])
+            t = Dataset.load(part.path, results=[u.result.name for u in part.uses])
             renames = part.renames
             if part.override and any(a != b for a, b in renames.items()):
                 t.rename_fields(lambda k, m=renames: _renamed(k, m))
