@@ -129,9 +129,6 @@ class Rows:
     def shape(self) -> tuple[int, ...]:
         return (len(self.index),) + self.src.shape[1:]
 
-    def take(self, index: np.ndarray) -> Rows:
-        return Rows(self.src, self.index[index])
-
 
 def rows_source(col: np.ndarray | Rows) -> tuple[np.ndarray, np.ndarray | None]:
     """(array, row index or None) from which a column's values are read."""
@@ -167,9 +164,12 @@ def writable_view(col: np.ndarray) -> np.ndarray | None:
         fm.make_writable()
     except OSError:
         return None
-    whole = np.frombuffer(fm, dtype=np.uint8)
+    # A FileMap exports the buffer protocol, which _core.pyi cannot declare
+    # (collections.abc.Buffer is Python 3.12+).
+    whole = np.frombuffer(fm, dtype=np.uint8)  # type: ignore[call-overload]
     offset = col.__array_interface__["data"][0] - whole.__array_interface__["data"][0]
-    return np.ndarray(col.shape, dtype=col.dtype, buffer=fm, offset=offset, strides=col.strides)
+    return np.ndarray(col.shape, dtype=col.dtype, buffer=fm,  # type: ignore[arg-type]
+                      offset=offset, strides=col.strides)
 
 
 def is_column(value: Any, col: np.ndarray | Rows) -> bool:
@@ -184,7 +184,7 @@ def is_column(value: Any, col: np.ndarray | Rows) -> bool:
 
 
 def gather(col: np.ndarray | Rows, index: np.ndarray | None, dtype: np.dtype | None = None,
-            ) -> np.ndarray:
+           ) -> np.ndarray:
     """A new contiguous owned array of col's rows at index (all rows if None)."""
     src, base = rows_source(col)
     if base is not None:
@@ -196,7 +196,7 @@ def gather(col: np.ndarray | Rows, index: np.ndarray | None, dtype: np.dtype | N
 
 
 def gather_jobs(jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
-                                      np.ndarray]]) -> None:
+                                     np.ndarray]]) -> None:
     """out[i] = src[base[idx[i]]] for each (src, base, idx, out); None: no indirection.
 
     Columns of one row-major table (the fields of a mapped file) read through
@@ -246,7 +246,8 @@ def tools_field(name: str, dt: np.dtype | str, shape: tuple[int, ...]) -> Field:
 
 
 def owned_column(name: str, value: Any, n: int | None) -> np.ndarray:
-    """An owned, contiguous column from user data; Python strings become UTF-8 bytes."""
+    """An owned, contiguous column from user data (n rows; a scalar is broadcast);
+    Python strings become UTF-8 bytes."""
     a = np.array(value)  # always a copy: the dataset owns its writable columns
     if a.dtype.kind == "U" or (a.dtype.kind == "O" and a.size and isinstance(a.flat[0], str)):
         a = encode(a, name)
@@ -264,6 +265,7 @@ def owned_column(name: str, value: Any, n: int | None) -> np.ndarray:
 
 
 def uid_array(a: np.ndarray, what: str) -> np.ndarray:
+    """A uid column as native uint64 (no copy when it is one); negative uids raise."""
     if a.dtype.kind not in "ui" or a.ndim != 1:
         raise CsFieldError(f"{what}: uid must be a 1-D unsigned integer array, not {a.dtype}")
     if a.dtype.kind == "i" and len(a) and a.min() < 0:
@@ -320,6 +322,7 @@ def row_number(key: Any, n: int) -> int:
 
 
 def row_indices(indices: Any, n: int) -> np.ndarray:
+    """take()'s row indices: integers in [-n, n) as a 1-D intp array in [0, n)."""
     idx = np.asarray(indices)
     if idx.dtype == bool:
         raise TypeError("take() expects row indices; use mask() for a boolean array")

@@ -43,7 +43,7 @@ import io
 import os
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 
@@ -142,7 +142,8 @@ class Dataset(MutableMapping):
             items = list(allocate.items())
         else:
             items = list(allocate)
-        cols = {str(k): owned_column(str(k), v, None) for k, v in items}
+        cols: dict[str, np.ndarray | Rows] = {str(k): owned_column(str(k), v, None)
+                                              for k, v in items}
         lengths = {len(c) for c in cols.values()}
         if len(lengths) > 1:
             sizes = {k: len(c) for k, c in cols.items()}
@@ -153,7 +154,7 @@ class Dataset(MutableMapping):
         self._cols = cols
 
     @classmethod
-    def _from_columns(cls, n: int, cols: dict[str, np.ndarray | Rows],
+    def _from_columns(cls, n: int, cols: Mapping[str, np.ndarray | Rows],
                       editable: bool = True, maps: Sequence[_core.FileMap] = ()) -> Dataset:
         """A dataset of these columns. maps: the maps of a fresh load, which the
         dataset owns if editable; without them, every map the columns view
@@ -163,7 +164,7 @@ class Dataset(MutableMapping):
                 share(c)
         ds = cls.__new__(cls)
         ds._n = n
-        ds._cols = cols
+        ds._cols = dict(cols)
         ds._editable = editable
         for m in maps:
             m.owner = weakref.ref(ds) if editable else None
@@ -240,7 +241,7 @@ class Dataset(MutableMapping):
                 raise TypeError("give results= or its cryosparc-tools name prefixes=, not both")
             results = prefixes
         if isinstance(file, (bytes, bytearray, memoryview)) or hasattr(file, "read"):
-            return cls._load_buffer(file, fields, results, mmap, writable)
+            return cls._load_buffer(cast(BinaryIO, file), fields, results, mmap, writable)
         if cls._is_csdat(file):
             return cls._load_csdat(file, fields, results, mmap, writable)
         info, arr = map_array(file)
@@ -250,7 +251,7 @@ class Dataset(MutableMapping):
     def _from_table(cls, info: CsInfo, arr: np.ndarray, fields: Collection[str] | None,
                     results: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
         names = _select_fields(info, fields, results)
-        cols: dict[str, np.ndarray | Rows] = {name: arr[name] for name in names}
+        cols = {name: arr[name] for name in names}
         if not mmap:
             # One pass over the mapped rows fills every owned column; reading
             # into a record array first would copy twice and need twice the memory.
@@ -329,7 +330,7 @@ class Dataset(MutableMapping):
                             "CSDAT_FORMAT (2)")
         names, cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
-        offsets = [dtype.fields[k][1] for k in names]
+        offsets = [_offset(dtype, k) for k in names]
 
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
@@ -380,7 +381,7 @@ class Dataset(MutableMapping):
         buf = out.view(np.uint8).reshape(self._n, dtype.itemsize)
         if self._n:
             _core.pack([self._read(k) for k in self._cols],
-                       [dtype.fields[k][1] for k in self._cols], 0, buf)
+                       [_offset(dtype, k) for k in self._cols], 0, buf)
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -583,7 +584,7 @@ class Dataset(MutableMapping):
             if dt.hasobject:
                 raise CsFieldError(f"field {name!r}: object dtypes cannot be stored")
             base, shape = (dt.base, dt.shape) if dt.subdtype else (dt, ())
-            self._cols[name] = np.zeros((self._n,) + tuple(shape), dtype=base)
+            self._cols[str(name)] = np.zeros((self._n,) + tuple(shape), dtype=base)
         return self
 
     def _target(self, copy: bool) -> Dataset:
@@ -965,8 +966,8 @@ class Dataset(MutableMapping):
             if isinstance(c, Rows):
                 grouped[k] = Rows(c.src, c.index[order])
             elif c.flags.writeable:
-                grouped[k] = np.empty(c.shape, dtype=c.dtype)
-                jobs.append((c, None, order, grouped[k]))
+                regrouped = grouped[k] = np.empty(c.shape, dtype=c.dtype)
+                jobs.append((c, None, order, regrouped))
             else:
                 grouped[k] = Rows(c, order)
         gather_jobs(jobs)
@@ -986,7 +987,7 @@ class Dataset(MutableMapping):
     # called (the documented exception to "layers point down": see the
     # module docstring).
 
-    def to_pandas(self, strings: str = "bytes", *, copy: bool = True) -> Any:
+    def to_pandas(self, strings: Literal["bytes", "str"] = "bytes", *, copy: bool = True) -> Any:
         """A pandas DataFrame; see ``csfast.convert.to_pandas``."""
         from .convert.frames import to_pandas
         return to_pandas(self, strings=strings, copy=copy)
@@ -1043,9 +1044,14 @@ def _names(ds: Dataset, most: int = 8) -> str:
     return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
+def _offset(dtype: np.dtype, name: str) -> int:
+    """The byte offset of a field in a structured dtype's row."""
+    return dtype.fields[name][1]  # type: ignore[index]  # a structured dtype has fields
+
+
 def _select_fields(info: CsInfo, fields: Collection[str] | None,
                    results: Collection[str] | None) -> list[str]:
-    names = list(info.dtype.names)
+    names = list(info.dtype.names or ())
     if fields is None and results is None:
         return names
     wanted = set(fields or ())

@@ -25,8 +25,8 @@ from .errors import CsError, CsFieldError, CsUidError
 if TYPE_CHECKING:
     from .dataset import Dataset
 
-__all__ = ["append", "check_shared", "check_unique", "concat_rows", "innerjoin", "interlace",
-           "join_tables", "merge_fields", "replace", "union"]
+__all__ = ["append", "check_shared", "check_unique", "concat_rows", "extend", "innerjoin",
+           "interlace", "join_tables", "merge_fields", "replace", "union"]
 
 _SHOW_UIDS = 5  # how many offending uids an error message names
 
@@ -43,8 +43,7 @@ def _field_type(dt: np.dtype, shape: tuple[int, ...]) -> str:
 
 
 def merge_fields(datasets: Sequence[Dataset], common: bool, assert_same: bool = False,
-                  labels: Sequence[int] | None = None,
-                  ) -> Fields:
+                 labels: Sequence[int] | None = None) -> Fields:
     """Output fields of a combination: {name: (dtype, sub-array shape)}.
 
     common: the fields every dataset has, in the first one's order; else every
@@ -133,7 +132,6 @@ def uid_source(d: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
     return d._uids(), None
 
 
-
 def check_shared(joined: Dataset, tables: Sequence[Dataset], names: Sequence[str]) -> None:
     """CsUidError when tables that all have rows joined to none: they describe
     different items (names: one per table, for the message)."""
@@ -170,9 +168,10 @@ def innerjoin(cls: type[Dataset], datasets: Sequence[Dataset], assert_no_drop: b
             f"uids without a match include {_some(first._uids()[dropped[:_SHOW_UIDS + 1]])}"
         )
     n = len(index[0])
+    rows: list[np.ndarray | None] = list(index)
     if n == len(first):
         # index[0] is increasing with no repeat, so every row in order: a plain copy.
-        index[0] = None
+        rows[0] = None
     owner: dict[str, int] = {}
     for i, d in enumerate(datasets):
         owner.update(dict.fromkeys(d._cols, i))
@@ -182,10 +181,10 @@ def innerjoin(cls: type[Dataset], datasets: Sequence[Dataset], assert_no_drop: b
         if k == "uid":
             # Every input holds the same value; the first's rows are read in order.
             src, base = uid_source(first)
-            idx = index[0]
+            idx = rows[0]
         else:
             src, base = rows_source(datasets[owner[k]]._cols[k])
-            idx = index[owner[k]]
+            idx = rows[owner[k]]
         out = np.empty((n,) + src.shape[1:], dtype=src.dtype)
         cols[k] = out
         jobs.append((src, base, idx, out))
@@ -204,7 +203,7 @@ def concat_rows(cls: type[Dataset], parts: Sequence[Dataset],
         gather_jobs([(*(uid_source(d) if k == "uid" else rows_source(d._cols[k])), ix,
                       out[start:start + size]) for k, out in cols.items()])
         start += size
-    return cls._from_columns(n, dict(cols))
+    return cls._from_columns(n, cols)
 
 
 def _nonempty(cls: type[Dataset], datasets: Sequence[Dataset], assert_same_fields: bool,
@@ -272,7 +271,7 @@ def interlace(datasets: Sequence[Dataset], assert_same_fields: bool) -> Dataset:
     for i, d in enumerate(datasets):
         gather_jobs([(*(uid_source(d) if k == "uid" else rows_source(d._cols[k])), None,
                       out[i::step]) for k, out in cols.items()])
-    return type(first)._from_columns(n * step, dict(cols))
+    return type(first)._from_columns(n * step, cols)
 
 
 def replace(ds: Dataset, query: Mapping[str, Any], others: Sequence[Dataset],

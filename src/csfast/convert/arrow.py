@@ -164,7 +164,9 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None, *,
     import pyarrow.compute as pc
 
     if cls is None:
-        from ..dataset import Dataset as cls  # noqa: N813
+        from ..dataset import Dataset
+
+        cls = Dataset
     meta = table.schema.metadata or {}
     schema = parse_schema(meta.get(_KEY))
     n = table.num_rows

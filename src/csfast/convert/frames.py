@@ -150,14 +150,16 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
     ``False``: read-only views of the frame's (see the module docstring).
     """
     if cls is None:
-        from ..dataset import Dataset as cls  # noqa: N813
+        from ..dataset import Dataset
+
+        cls = Dataset
     schema = parse_schema(df.attrs.get(SCHEMA_KEY))
     columns = [str(c) for c in df.columns]
     if len(set(columns)) != len(columns):
         raise CsFieldError("DataFrame has repeated column names")
     groups: dict[str, list[str]] = {}
-    for name, (_dt, shape) in schema.items():
-        els = element_names(name, shape) if shape else []
+    for name, (_dt, recorded) in schema.items():
+        els = element_names(name, recorded) if recorded else []
         if els and name not in columns and all(e in columns for e in els):
             groups[name] = els
     taken = {e for els in groups.values() for e in els}
@@ -172,6 +174,8 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
             continue
         name = first.get(c, c)
         els = groups.get(name, [c])
+        dt: np.dtype | None
+        shape: tuple[int, ...] | None
         dt, shape = schema.get(name, (None, None))
         if shape is not None and len(els) > 1 and int(np.prod(shape)) != len(els):
             dt, shape = None, None
