@@ -1,7 +1,7 @@
 """Reading and writing .cs files, checked against numpy itself.
 
 Round trips on generated dtypes, hand-written files for every real-file quirk
-(CS_FORMAT.md), memory mapping, inspect(), bad input and atomic saves.
+(docs/formats.md), memory mapping, inspect(), bad input and atomic saves.
 """
 
 import errno
