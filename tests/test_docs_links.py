@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = sorted({ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "benchmarks" / "README.md",
-                *(ROOT / "docs").glob("*.md")})
+PAGES = sorted(
+    {
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        ROOT / "benchmarks" / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+    }
+)
 
 FENCE = re.compile(r"^```.*?^```[^\n]*$", re.S | re.M)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
@@ -55,10 +61,17 @@ def test_pages_found():
 
 def test_slugs_as_github_makes_them(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text("# File formats\n## `.cs`: the table\n## Fuzzing the readers: `fuzz.py`\n"
-                    "```bash\n# a comment\n```\n## Speed\n## Speed\n")
-    assert _anchors(page) == {"file-formats", "cs-the-table", "fuzzing-the-readers-fuzzpy",
-                              "speed", "speed-1"}
+    page.write_text(
+        "# File formats\n## `.cs`: the table\n## Fuzzing the readers: `fuzz.py`\n"
+        "```bash\n# a comment\n```\n## Speed\n## Speed\n"
+    )
+    assert _anchors(page) == {
+        "file-formats",
+        "cs-the-table",
+        "fuzzing-the-readers-fuzzpy",
+        "speed",
+        "speed-1",
+    }
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -76,3 +89,32 @@ def test_relative_links_resolve_inside_the_repository(page):
         elif fragment and target.suffix == ".md" and fragment not in _anchors(target):
             problems.append(f"{link}: no heading #{fragment} in {target.relative_to(ROOT)}")
     assert not problems, f"{page.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+CITATION = re.compile(r"\bdocs/[\w.-]+\.md\b")
+# Design notes the project was started from, which no user or contributor gets.
+UNSHIPPED = re.compile(r"\b(?:MODEL|CS_FORMAT|PERFORMANCE|STYLE)\.md\b")
+
+
+def _sources() -> list[Path]:
+    return [
+        f
+        for folder in ("src", "csrc", "benchmarks", "tests")
+        for f in sorted((ROOT / folder).rglob("*"))
+        if f.suffix in {".py", ".pyx", ".pyi", ".c", ".h"} and f.resolve() != Path(__file__)
+    ]
+
+
+def test_docs_cited_in_the_code_ship_with_it():
+    """Docstrings and comments cite pages of docs/, and those pages exist."""
+    cited: dict[str, list[str]] = {}
+    unshipped = []
+    for f in _sources():
+        text = f.read_text(encoding="utf-8")
+        for name in CITATION.findall(text):
+            cited.setdefault(name, []).append(f.relative_to(ROOT).as_posix())
+        unshipped += [f"{f.relative_to(ROOT)}: {m}" for m in UNSHIPPED.findall(text)]
+    assert "docs/model.md" in cited and "docs/formats.md" in cited
+    missing = {name: files for name, files in cited.items() if not (ROOT / name).is_file()}
+    assert not missing, f"cited but not in the repository: {missing}"
+    assert not unshipped, f"cite documents that do not ship: {unshipped}"
