@@ -13,9 +13,22 @@
 /* How far ahead a probe prefetches its slot in an unpartitioned table. */
 #define PREFETCH 16
 
-/* murmur3's fmix64: every key bit flips about half the hash bits, so
- * sequential or structured uids spread as well as random ones. */
-static inline uint64_t mix64(uint64_t x)
+/* The hash key. uids come from files anyone can write: with a public hash a
+ * file could hold uids that all collide, and every probe would walk one long
+ * cluster (quadratic time). With a secret random key no file can choose
+ * its collisions. Set once per process by csf_hash_set_key, before any
+ * kernel runs; these defaults only serve a caller that never sets one. */
+static csf_hash_key hash_key = {
+    0x243f6a8885a308d3ULL, 0x13198a2e03707344ULL, 0xa4093822299f31d0ULL, 0x082efa98ec4e6c89ULL,
+};
+
+void csf_hash_set_key(const csf_hash_key *key)
+{
+    hash_key = *key;
+}
+
+/* murmur3's fmix64: every input bit flips about half the output bits. */
+static inline uint64_t fmix64(uint64_t x)
 {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
@@ -23,6 +36,29 @@ static inline uint64_t mix64(uint64_t x)
     x *= 0xc4ceb9fe1a85ec53ULL;
     x ^= x >> 33;
     return x;
+}
+
+/* The top 64 bits of (a * uid + b) mod 2**128, a and b the key's 128-bit
+ * numbers, is strongly universal (Dietzfelbinger's multiply-add-shift): over
+ * the random key, the hashes of two distinct uids are independent and
+ * uniform, so any set of uids collides in any hash bits (table slots,
+ * partitions) no more than random uids do. fmix64 then scatters what the
+ * multiplication keeps of structure (uids in arithmetic progression map to
+ * hashes in progression, which cluster in a linear-probing table). */
+static inline uint64_t mix64(uint64_t x)
+{
+    unsigned __int128 add = ((unsigned __int128)hash_key.add_hi << 64) | hash_key.add_lo;
+    unsigned __int128 t = (unsigned __int128)hash_key.mul_lo * x + add;
+    return fmix64((uint64_t)(t >> 64) + hash_key.mul_hi * x);
+}
+
+int csf_hash(const csf_column *uids, uint64_t *out)
+{
+    const char *p = uids->data;
+    for (int64_t r = 0; r < uids->n; r++, p += uids->stride) {
+        out[r] = mix64(csf_load_u64(p));
+    }
+    return CSF_OK;
 }
 
 /* row1 = row + 1, so 0 marks an empty slot whatever the key. */
