@@ -27,7 +27,15 @@ import numpy as np
 
 from . import _core
 from .errors import CsError, CsFieldError, CsUidError
-from .format import CsInfo, atomic_write, inspect, map_array, npy_header, write_rows
+from .format import (
+    CsInfo,
+    atomic_write,
+    check_uid_field,
+    inspect,
+    map_array,
+    npy_header,
+    write_rows,
+)
 
 __all__ = ["Dataset", "Field", "generate_uids"]
 
@@ -238,6 +246,7 @@ class Dataset:
         if cls._is_csdat(path):
             return cls._load_csdat(path, fields, prefixes, mmap)
         info, arr = map_array(path)
+        check_uid_field(info)
         names = _select_fields(info, fields, prefixes)
         cols: dict[str, np.ndarray | _Rows] = {name: arr[name] for name in names}
         if not mmap:
@@ -950,6 +959,7 @@ class Dataset:
         header = csdat.read_header(path)
         info = CsInfo(os.fspath(path), (0, 0), header.dtype, header.rows, header.data_offset,
                       os.path.getsize(path))
+        check_uid_field(info)
         names = _select_fields(info, fields, prefixes)
         n, cols = csdat.read(path, names, mmap=mmap)
         return cls._from_columns(n, {k: cols[k] for k in names})
