@@ -11,6 +11,8 @@ enum {
     CSF_ENOMEM = 1,  /* a scratch allocation failed */
     CSF_EINDEX = 2,  /* a row index out of range */
     CSF_EINVAL = 3,  /* inconsistent arguments */
+    CSF_ESYS = 4,    /* a system call failed; the function's err argument holds errno */
+    CSF_ESHORT = 5,  /* a file is shorter than the bytes asked for */
 };
 
 /* A strided 1-D column of fixed-size items; data need not be aligned. */

@@ -1,11 +1,12 @@
 """The `csfast load`, `join`, `append` and `demo` commands, checked against numpy."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
-from csfast import Dataset, ResultGroup, write_output
+from csfast import Dataset, Project, ResultGroup, write_output
 from csfast.cli import main
 
 
@@ -52,7 +53,7 @@ def test_load_group(tmp_path, rng, capsys):
     main_arr = structured(u, rng, blob=BLOB, ctf=CTF)
     pt_arr = structured(rng.permutation(u), rng, location=LOC)
     g = write_output(tmp_path, "J2", "particles", Dataset(main_arr), "particle", ["blob", "ctf"],
-                     passthrough=Dataset(pt_arr))
+                     passthrough=Dataset(pt_arr), validate=False)
     out = tmp_path / "all.cs"
     assert main(["load", g.path, "-o", str(out)]) == 0
     text = capsys.readouterr().out
@@ -78,7 +79,7 @@ def test_load_group(tmp_path, rng, capsys):
 
     newer = structured(u, rng, blob=BLOB, ctf=CTF)
     write_output(tmp_path, "J2", "particles", Dataset(newer), "particle", ["blob", "ctf"],
-                 version=4)
+                 version=4, validate=False)
     for version, arr in ((None, newer), (0, main_arr)):
         opts = [] if version is None else ["--version", str(version)]
         assert main(["load", g.path, "--no-passthrough", "-o", str(out)] + opts) == 0
@@ -145,26 +146,66 @@ def test_demo(tmp_path, capsys):
                  "inp.override(0, 'blob', J2.particles.blob)",
                  "input 'particles' needs at least 1 connection, has 0",
                  "inp.override(0, 'map_half_A', J7.volume.map_half_A)",
-                 "J7/J7_map_half_A.mrc", f"csfast load {folder}/J6_particles.csg"):
+                 "J7/J7_map_half_A.mrc", f"csfast project {folder}",
+                 f"csfast load {folder}/J6 particles -o particles.cs",
+                 f"csfast load {folder}/J6 --input particles -o refinement_input.cs"):
         assert line in text
-    names = set(os.listdir(folder))
+    # A project folder: one folder per job, each with its job.json and .csg files.
     for job in ("J1", "J2", "J3", "J4", "J5", "J6", "J7", "J8", "J9"):
+        names = set(os.listdir(folder / job))
+        assert "job.json" in names, job
         assert any(n.startswith(f"{job}_") and n.endswith(".csg") for n in names), job
-    assert {"J4_010_particles.cs", "J4_020_particles.cs", "J2_passthrough_particles.cs",
-            "J6_005_particles.cs", "J6_passthrough_particles.cs"} <= names
+        assert json.loads((folder / job / "job.json").read_text())["uid"] == job
+    assert {"J4_010_particles.cs", "J4_020_particles.cs"} <= set(os.listdir(folder / "J4"))
+    assert {"J6_005_particles.cs", "J6_passthrough_particles.cs"} <= set(os.listdir(folder / "J6"))
     # The refinement's particles: J5's selection, with J2's full-size blob (numpy only).
-    sel = np.load(folder / "J5_000_particles_selected.cs")
-    j2 = np.load(folder / "J2_000_particles.cs")
-    j6 = np.load(folder / "J6_005_particles.cs")
+    sel = np.load(folder / "J5" / "J5_000_particles_selected.cs")
+    j2 = np.load(folder / "J2" / "J2_000_particles.cs")
+    j6 = np.load(folder / "J6" / "J6_005_particles.cs")
     assert sorted(j6["uid"].tolist()) == sorted(sel["uid"].tolist())
     m = by_uid(j2)
     rows = [m[int(x)] for x in j6["uid"]]
     np.testing.assert_array_equal(j6["blob/path"], j2["blob/path"][rows])
     assert (j6["blob/shape"] == 256).all()
     # and the group reads back as the union of its files
-    g = ResultGroup.from_csg(folder / "J6_particles.csg")
+    g = ResultGroup.from_csg(folder / "J6" / "J6_particles.csg")
     ds = g.load()
-    pt = np.load(folder / "J6_passthrough_particles.cs")
+    pt = np.load(folder / "J6" / "J6_passthrough_particles.cs")
     assert len(ds) == len(j6)
     assert set(ds.fields()) == set(j6.dtype.names) | set(pt.dtype.names)
     assert f"{len(j6):,} rows x {len(ds.fields())} fields" in text
+
+
+def test_demo_reads_back_as_a_project(tmp_path, capsys):
+    """Every job's input, assembled from its job.json, is what the job read."""
+    folder = tmp_path / "demo"
+    assert main(["demo", "--rows", "2000", "--dir", str(folder), "--quiet"]) == 0
+    capsys.readouterr()
+    project = Project(folder)
+    assert project.jobs() == [f"J{i}" for i in range(1, 10)]
+    for uid in project.jobs():
+        for name, inp in project.job(uid).inputs.items():
+            assert inp.check() == [], (uid, name)
+    # J6 read J5's selection with the blob of J2 (numpy only): its output's passthrough
+    # file holds exactly the carried results of those rows.
+    got = project.job("J6").inputs["particles"].load()
+    sel = np.load(folder / "J5" / "J5_000_particles_selected.cs")
+    sel_pt = np.load(folder / "J5" / "J5_passthrough_particles_selected.cs")
+    j2 = np.load(folder / "J2" / "J2_000_particles.cs")
+    assert sorted(np.asarray(got["uid"]).tolist()) == sorted(sel["uid"].tolist())
+    rows_j2 = [by_uid(j2)[int(u)] for u in np.asarray(got["uid"])]
+    np.testing.assert_array_equal(got["blob/path"], j2["blob/path"][rows_j2])
+    rows_pt = [by_uid(sel_pt)[int(u)] for u in np.asarray(got["uid"])]
+    np.testing.assert_array_equal(got["ctf/df1_A"], sel_pt["ctf/df1_A"][rows_pt])
+    rows_sel = [by_uid(sel)[int(u)] for u in np.asarray(got["uid"])]
+    np.testing.assert_array_equal(got["alignments2D/pose"], sel["alignments2D/pose"][rows_sel])
+    assert sorted(got.prefixes()) == ["alignments2D", "blob", "ctf", "location", "pick_stats"]
+    # J9: one volume, half maps from J7 and J8, the uid of J6's volume.
+    vol = project.job("J9").inputs["volume"].load()
+    j6v = np.load(folder / "J6" / "J6_005_volume.cs")
+    assert vol["uid"].tolist() == j6v["uid"].tolist()
+    assert list(vol.decode("map_half_B/path")) == ["J8/J8_map_half_B.mrc"]
+    assert main(["project", str(folder)]) == 0
+    listing = capsys.readouterr().out
+    assert "<- J5.particles_selected; blob <- J2.particles.blob; + alignments2D, location, " \
+           "pick_stats" in listing

@@ -75,12 +75,17 @@ def test_reads_files_cryosparc_tools_saves(tmp_path):
         csfast.Dataset.load(tmp_path / "saved.cs", fields=["nope"])
 
 
-def test_mapped_uncompressed_columns_are_read_only_views(tmp_path):
+def test_mapped_uncompressed_columns_are_copy_on_write_views(tmp_path):
     cd = _cs_tools_table()
     (tmp_path / "u.cs").write_bytes(b"".join(bytes(c) for c in cd.stream(compression=None)))
+    frozen = csfast.Dataset.load(tmp_path / "u.cs", writable=False)
+    assert not frozen["alignments3D/pose"].flags.writeable
     ds = csfast.Dataset.load(tmp_path / "u.cs")
-    assert not ds["alignments3D/pose"].flags.writeable
-    ds["alignments3D/pose"] = 0  # replaced by an owned copy; the file is untouched
+    assert not ds["alignments3D/pose"].flags.owndata  # a view of the map, not a copy
+    ds["alignments3D/pose"][0] = 7  # in place, in this dataset's private pages
+    assert (ds["alignments3D/pose"][0] == 7).all()
+    assert np.array_equal(frozen["alignments3D/pose"], cd["alignments3D/pose"])
+    ds["alignments3D/pose"] = 0  # the file is untouched
     assert (ds["alignments3D/pose"] == 0).all()
     assert np.array_equal(csfast.Dataset.load(tmp_path / "u.cs")["alignments3D/pose"],
                           cd["alignments3D/pose"])
@@ -189,3 +194,91 @@ def test_malformed_streams_raise_format_errors(tmp_path):
     body = struct.pack("<I", 8) + b"\1" * 8 + struct.pack("<I", 8) + struct.pack("<Q", 1)
     with pytest.raises(CsFormatError, match="unterminated"):
         csdat.read(_stream(strings, body + b"\0ab"))
+    with pytest.raises(CsFormatError, match="heap does not start with a NUL"):
+        csdat.read(_stream(strings, body + b"xab\0"))
+
+
+def _string_stream(offsets: np.ndarray, heap: bytes, compress: bool) -> bytes:
+    """A CSDAT stream of uid + one string field s with the given heap offsets."""
+    n = len(offsets)
+    raw = np.asarray(offsets, dtype="<u8").tobytes()
+    col = _lz4.compress(raw) if compress else raw
+    header = {"length": n, "dtype": [["uid", "<u8"], ["s", "|O"]],
+              "compression": "lz4" if compress else None,
+              "compressed_fields": ["s"] if compress else []}
+    uid = np.arange(n, dtype="<u8").tobytes()
+    return _stream(header, struct.pack("<I", len(uid)) + uid + struct.pack("<I", len(col))
+                   + bytes(col) + heap)
+
+
+def _peak(fn) -> int:
+    """Peak bytes traced (numpy reports its allocations to tracemalloc) while fn runs."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_string_bombs_are_refused_before_allocating(tmp_path, compress):
+    # 200k rows naming one 60 kB string: 12 GB as S60001, from a file of
+    # 1.7 MB (uid) + the string; and 60k distinct suffixes of one string
+    # (quadratic: 3.6 GB).
+    long = b"\0" + b"a" * 60_000 + b"\0"
+    bombs = {"same": _string_stream(np.ones(200_000, dtype=np.uint64), long, compress),
+             "suffixes": _string_stream(np.arange(1, 60_001, dtype=np.uint64), long, compress)}
+    for label, data in bombs.items():
+        path = tmp_path / f"{label}.cs"
+        path.write_bytes(data)
+        with pytest.raises(CsFormatError, match=r"field 's'.*would take") as e:
+            csfast.Dataset.load(path)
+        assert str(path) in str(e.value)
+
+        def refused(data=data):
+            with pytest.raises(CsFormatError, match=r"<bytes>: field 's'.*would take"):
+                csdat.read(data)
+
+        assert _peak(refused) < 20 * len(data) + (8 << 20)
+    # The same shape at a sane size reads, every row the right string.
+    ok = _string_stream(np.array([1, 1, 5, 0], dtype=np.uint64), b"\0abc\0de\0", compress)
+    n, cols = csdat.read(ok)
+    assert n == 4 and cols["s"].tolist() == [b"abc", b"abc", b"de", b""]
+    assert cols["s"].dtype == np.dtype("S4")
+
+
+def test_string_longer_than_the_limit_is_refused():
+    heap = b"\0" + b"x" * (csdat.MAX_STRING_BYTES + 1) + b"\0"
+    with pytest.raises(CsFormatError, match=f"beyond the {csdat.MAX_STRING_BYTES}"):
+        csdat.read(_string_stream(np.ones(1, dtype=np.uint64), heap, False))
+    heap = b"\0" + b"x" * csdat.MAX_STRING_BYTES + b"\0"
+    n, cols = csdat.read(_string_stream(np.ones(2, dtype=np.uint64), heap, False))
+    assert cols["s"].dtype.itemsize == csdat.MAX_STRING_BYTES + 1
+    assert cols["s"][1] == heap[1:-1]
+
+
+def test_hostile_headers_raise_format_errors(tmp_path):
+    good = {"length": 2, "dtype": [["uid", "<u8"]], "compression": None,
+            "compressed_fields": []}
+    cases = {
+        "zero bytes": _stream({**good, "length": 2**40, "dtype": []}),
+        "zero bytes ": _stream({**good, "length": 2**40, "dtype": [["uid", "<u8", [0]]]}),
+        "invalid dtype": _stream({**good, "dtype": [["uid", "(2,)f4,"]]}),
+        "invalid dtype ": _stream({**good, "dtype": [["uid", "f4,i4"]]}),
+        "invalid shape": _stream({**good, "dtype": [["uid", "<u8", [2**31]]]}),
+        "more than 2 GiB": _stream({**good, "dtype": [["uid", "<u8", [2**30, 4]]]}),
+        "beyond the 1048576": b"\x95CSDAT" + struct.pack("<I", 2**20 + 1) + b" " * (2**20 + 1),
+        "invalid CSDAT field entry": _stream({**good, "dtype": [["", "<u8"]]}),
+    }
+    deep = b"[" * 100_000 + b"]" * 100_000
+    cases["malformed"] = b"\x95CSDAT" + struct.pack("<I", len(deep)) + deep
+    for i, (message, data) in enumerate(cases.items()):
+        path = tmp_path / f"bad{i}.cs"
+        path.write_bytes(data)
+        with pytest.raises(CsFormatError, match=message.strip()) as e:
+            csfast.Dataset.load(path)
+        assert str(path) in str(e.value)

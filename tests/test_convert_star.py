@@ -19,7 +19,7 @@ MAPPED = {"blob/idx", "blob/path", "blob/psize_A", "blob/shape", "ctf/accel_kv",
           "ctf/phase_shift_rad", "ctf/bfactor", "ctf/scale", "location/micrograph_path",
           "location/center_x_frac", "location/center_y_frac", "location/micrograph_shape",
           "alignments3D/pose", "alignments3D/shift", "alignments3D/psize_A",
-          "alignments3D/class", "alignments3D/split"}
+          "alignments3D/class", "alignments3D/split", "ctf/tilt_A", "ctf/anisomag"}
 
 
 def refinement(n: int = 400, seed: int = 0, exported: bool = False) -> csfast.Dataset:
@@ -35,6 +35,11 @@ def refinement(n: int = 400, seed: int = 0, exported: bool = False) -> csfast.Da
     ds["ctf/df_angle_rad"] = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
     ds["ctf/phase_shift_rad"] = rng.uniform(0, np.pi, n).astype(np.float32)
     ds["location/micrograph_shape"] = np.array([3838, 3710], dtype=np.uint32)
+    # Beam tilt and anisotropic magnification: per exposure group, as cryoSPARC refines them.
+    group = ds["ctf/exp_group_id"].astype(np.float32)[:, None]
+    ds["ctf/tilt_A"] = (group * np.float32([130.5, -71.25])).astype(np.float32)
+    ds["ctf/anisomag"] = (group * np.float32([0.0031, -0.0007, 0.0009, -0.0042])
+                          ).astype(np.float32)
     if exported:
         ds["blob/path"] = np.char.add(b">", ds["blob/path"])
     return ds
@@ -180,8 +185,11 @@ _rlnAnglePsi #7
 def test_varying_optics_are_reported(tmp_path):
     ds = refinement(n=50)
     ds["ctf/cs_mm"] = np.linspace(2.0, 3.0, 50).astype(np.float32)
-    with pytest.warns(StarWarning, match="ctf/cs_mm varies within optics group"):
+    with pytest.warns(StarWarning) as caught:
         to_star(ds, tmp_path / "v.star")
+    # Beam tilt in mrad depends on Cs, so it varies with it.
+    assert sorted(str(w.message).split()[0] for w in caught) == ["ctf/cs_mm", "ctf/tilt_A"]
+    assert all("varies within optics group" in str(w.message) for w in caught)
 
 
 def test_alignments2d_and_no_flip(tmp_path):
@@ -250,7 +258,7 @@ def test_fast_loop_reader_agrees_with_starfile(tmp_path):
 
 
 @pytest.mark.parametrize("row, message", [
-    ("000000@a.mrcs\t100", "indices start at 1; found 0"),
+    ("000000@a.mrcs\t100", "rlnImageName index row 1: 0 is not a whole number from 1 to"),
     ("000001@a.mrcs\tabc", "could not convert string to float: 'abc'"),
 ])
 def test_bad_values_raise_format_errors_naming_the_file(tmp_path, row, message):
@@ -259,3 +267,56 @@ def test_bad_values_raise_format_errors_naming_the_file(tmp_path, row, message):
     with pytest.raises(csfast.CsFormatError, match=message) as err:
         from_star(path)
     assert str(path) in str(err.value)
+
+
+_OPTICS = "data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnVoltage #2\n1 300\n\n"
+_PARTICLES = ("data_particles\n\nloop_\n_rlnImageName #1\n_rlnOpticsGroup #2\n"
+              "_rlnClassNumber #3\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("data_optics\n\nloop_\n_rlnVoltage #1\n300\n\n" + _PARTICLES + "000001@a.mrcs 1 1\n",
+     "data_optics has no rlnOpticsGroup column"),
+    (_OPTICS + "data_particles\n\nloop_\n_rlnImageName #1\n_rlnImageName #2\n"
+     "000001@a.mrcs 000002@a.mrcs\n", r"data_particles names labels \['rlnImageName'\] twice"),
+    (_OPTICS + "data_particles\n\nloop_\n_rlnImageName #1\n_rlnImageName #2\n"
+     "'000001@a b.mrcs' 000002@a.mrcs\n", r"data_particles names labels \['rlnImageName'\]"),
+    (_OPTICS.replace("1 300\n", "1 300\n1 200\n") + _PARTICLES + "000001@a.mrcs 1 1\n",
+     "data_optics lists optics group 1 twice"),
+    (_OPTICS + _PARTICLES + "4294967297@a.mrcs 1 1\n",
+     "rlnImageName index row 1: 4294967297 is not a whole number from 1 to 4294967296"),
+    (_OPTICS + _PARTICLES + "000001@a.mrcs 1 2\n000001@a.mrcs 1 1.5\n",
+     "rlnClassNumber row 2: 1.5 is not a whole number"),
+    (_OPTICS + _PARTICLES + "000001@a.mrcs 1 4294967297\n",
+     "rlnClassNumber row 1: 4294967297 is not"),
+    (_OPTICS.replace("1 300", "4294967296 300") + _PARTICLES + "000001@a.mrcs 4294967296 1\n",
+     "rlnOpticsGroup row 1: 4294967296 is not a whole number from 0 to 4294967295"),
+    ("data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnOpticsGroupName #2\n"
+     "1 exp_group_99999999999\n\n" + _PARTICLES + "000001@a.mrcs 1 1\n",
+     "rlnOpticsGroupName row 1: 99999999999"),
+    ("data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnImageSize #2\n1 -3\n\n" + _PARTICLES
+     + "000001@a.mrcs 1 1\n", "rlnImageSize row 1: -3 is not"),
+], ids=["optics-without-group", "labels-twice", "labels-twice-quoted", "optics-row-twice",
+        "index-wraps", "class-fraction", "class-wraps", "group-wraps", "group-name-wraps",
+        "negative-size"])
+def test_broken_tables_and_wrapping_integers_raise_format_errors(tmp_path, text, message):
+    path = tmp_path / "bad.star"
+    path.write_text(text)
+    with pytest.raises(csfast.CsFormatError, match=message) as err:
+        from_star(path)
+    assert str(path) in str(err.value)
+    # The largest values that fit are read exactly.
+    path.write_text(_OPTICS + _PARTICLES + "4294967296@a.mrcs 1 4294967296\n")
+    ds = from_star(path)
+    assert ds["blob/idx"].tolist() == [2**32 - 1]
+    assert ds["alignments3D/class"].tolist() == [2**32 - 1]
+
+
+def test_string_bomb_is_refused(tmp_path):
+    # 400k rows, one of them naming a 60 kB stack: 24 GB as a fixed-width column
+    # from a 6 MB file.
+    path = tmp_path / "bomb.star"
+    rows = ["000001@a.mrcs 1 1\n"] * 400_000 + ["000001@" + "b" * 60_000 + " 1 1\n"]
+    path.write_text(_OPTICS + _PARTICLES + "".join(rows))
+    with pytest.raises(csfast.CsFormatError, match=f"{path}: field 'blob/path'.*would take"):
+        from_star(path)

@@ -5,7 +5,6 @@ Round trips on generated dtypes, hand-written files for every real-file quirk
 """
 
 import errno
-import mmap
 import os
 import pickle
 import random
@@ -31,6 +30,7 @@ import csfast
 import csfast.dataset
 import csfast.format
 from csfast import CsError, CsFormatError, Dataset
+from csfast._core import FileMap
 
 # ---------------------------------------------------------------- generators
 
@@ -491,22 +491,24 @@ def stack(tmp_path):
     return write_array(tmp_path / "stack.cs", arr), arr
 
 
-def test_load_maps_without_copy(stack):
+@pytest.mark.parametrize("writable", [False, True])
+def test_load_maps_without_copy(stack, writable):
     path, arr = stack
-    ds = Dataset.load(path)
+    ds = Dataset.load(path, writable=writable)
     raw = np.memmap(path, mode="r")  # numpy's own view of the file bytes
     for name in arr.dtype.names:
         col = ds[name]
-        assert not col.flags.writeable and not col.flags.owndata
-        assert isinstance(_mapped_base(col), mmap.mmap)
+        assert col.flags.writeable == writable and not col.flags.owndata
+        assert isinstance(_mapped_base(col), FileMap)
         assert col.strides[0] == arr.dtype.itemsize  # a strided view, not a copy
         # the column's first byte is at its field's offset in the file
         start = col.__array_interface__["data"][0] - _map_address(col)
         assert start == csfast.inspect(path).data_offset + arr.dtype.fields[name][1]
         assert raw[start:start + col.dtype.itemsize].tobytes() == arr[name][:1].tobytes()[
             :col.dtype.itemsize]
-    with pytest.raises(ValueError):
-        ds["ctf/df1_A"][0] = 1.0
+    if not writable:
+        with pytest.raises(ValueError):
+            ds["ctf/df1_A"][0] = 1.0
     # columns of one load share one map
     assert _mapped_base(ds["uid"]) is _mapped_base(ds["ctf/df1_A"])
     assert np.may_share_memory(ds["uid"], ds["ctf/df1_A"])
@@ -545,7 +547,7 @@ def test_modified_mapped_dataset_becomes_a_copy(stack):
     assert ds["ctf/df1_A"][:4].tolist() == [5.0, 5.0, 5.0, 7.0]
     assert_columns_equal(ds.filter_fields(["blob/path", "ctf/shift_A"], copy=True),
                          arr[["uid", "blob/path", "ctf/shift_A"]])
-    assert isinstance(_mapped_base(ds["blob/idx"]), mmap.mmap)  # untouched: still mapped
+    assert isinstance(_mapped_base(ds["blob/idx"]), FileMap)  # untouched: still mapped
     assert path.read_bytes() == before
     assert same_bytes(numpy_load(path), arr)
 
@@ -578,8 +580,8 @@ def test_row_subsets_of_mapped_dataset_stay_lazy(stack, monkeypatch):
     assert len(calls) == 1  # only the column that was read
     assert same_bytes(sub2["blob/path"], arr["blob/path"][idx[[1, 2]]])
     assert len(calls) == 2
+    assert isinstance(_mapped_base(sliced.view("alignments3D/pose")), FileMap)  # a view
     assert same_bytes(sliced["alignments3D/pose"], arr["alignments3D/pose"][100:900:7])
-    assert isinstance(_mapped_base(sliced["alignments3D/pose"]), mmap.mmap)  # a view
     assert_columns_equal(masked, arr[arr["alignments3D/class"] % 2 == 0])
 
 
@@ -587,7 +589,7 @@ def test_load_into_memory(stack):
     path, arr = stack
     ds = Dataset.load(path, mmap=False)
     for name in arr.dtype.names:
-        assert ds[name].flags.writeable and not isinstance(_mapped_base(ds[name]), mmap.mmap)
+        assert ds[name].flags.writeable and not isinstance(_mapped_base(ds[name]), FileMap)
     assert_columns_equal(ds, arr)
 
 
@@ -609,7 +611,7 @@ def test_inspect_reports_header_facts_without_mapping(tmp_path, monkeypatch):
     def no_map(*a, **k):
         raise AssertionError("inspect must not map the file")
 
-    monkeypatch.setattr(csfast.format.mmap, "mmap", no_map)
+    monkeypatch.setattr(csfast.format, "map_file", no_map)
     info = csfast.inspect(Path(path))
     assert info.path == str(path)
     assert info.rows == 21
@@ -620,7 +622,12 @@ def test_inspect_reports_header_facts_without_mapping(tmp_path, monkeypatch):
     assert info.fields == [("uid", "<u8", ()), ("blob/path", "|S12", ()),
                            ("blob/shape", "<u4", (2,)), ("alignments3D/pose", "<f4", (3,)),
                            ("ctf/anisomag", "<f4", (2, 2)), ("x/cube", "<i2", (2, 1, 3))]
-    assert Dataset.inspect(path) == info
+    # cryosparc-tools' header mapping: strings as "|O"
+    assert Dataset.inspect(path) == {
+        "length": 21, "compression": None, "compressed_fields": [],
+        "dtype": [("uid", "<u8"), ("blob/path", "|O"), ("blob/shape", "<u4", (2,)),
+                  ("alignments3D/pose", "<f4", (3,)), ("ctf/anisomag", "<f4", (2, 2)),
+                  ("x/cube", "<i2", (2, 1, 3))]}
 
 
 # ------------------------------------------------------ bad input
@@ -901,9 +908,9 @@ class _FullDisk:
 def test_disk_full_leaves_old_file(tmp_path, monkeypatch, room):
     path = numpy_save(tmp_path / "t.cs", GOOD)
     before, names = path.read_bytes(), _listing(tmp_path)
-    real_fdopen = os.fdopen
-    monkeypatch.setattr(csfast.format.os, "fdopen",
-                        lambda *a, **k: _FullDisk(real_fdopen(*a, **k), room))
+    real_file = csfast.format._CompleteFile
+    monkeypatch.setattr(csfast.format, "_CompleteFile",
+                        lambda *a, **k: _FullDisk(real_file(*a, **k), room))
     with pytest.raises(OSError) as e:
         Dataset(1000).save(path)
     assert e.value.errno == errno.ENOSPC

@@ -731,8 +731,10 @@ def test_split_by_parts_are_independent(tmp):
     assert parts[2]["p/v"].tolist() == [[2, 3], [6, 7]]
     assert parts[3]["p/v"].tolist() == [[8, 9]]
     assert ds["p/v"].tolist() == np.arange(12).reshape(6, 2).tolist()
-    with pytest.raises(ValueError):
-        parts[2]["p/v"][0] = 1  # read-only, like a mapped column
+    parts[2]["p/v"][0] = 1  # an edit in place copies the shared part first
+    assert parts[2]["p/v"].tolist() == [[1, 1], [6, 7]]
+    assert parts[3]["p/v"].tolist() == [[8, 9]] and parts[1]["p/v"].tolist() == [[0, 0]] * 3
+    assert ds["p/v"].tolist() == np.arange(12).reshape(6, 2).tolist()
 
 
 def test_union_interlace_assert_same_fields():

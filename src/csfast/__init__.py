@@ -4,16 +4,20 @@ Read, join, append and assemble tables of items keyed by 64-bit uids.
 """
 
 from ._core import num_threads, set_num_threads
+from .column import StrColumn
 from .convert import StarWarning, from_star, to_star
 from .dataset import Dataset, Field, generate_uids
-from .errors import CsError, CsFieldError, CsFormatError, CsUidError, InputError
+from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError, InputError
 from .format import CsInfo, inspect
-from .groups import Result, ResultGroup, write_output
+from .groups import MIN_FIELDS, Result, ResultGroup, result_type_of, write_output
 from .inputs import Connection, Input, InputSpec, Slot
+from .project import Job, Project, write_job
+from .row import Row
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CsArgumentError",
     "CsError",
     "CsFieldError",
     "CsFormatError",
@@ -25,15 +29,22 @@ __all__ = [
     "from_star",
     "generate_uids",
     "Input",
+    "MIN_FIELDS",
     "InputError",
     "InputSpec",
     "inspect",
+    "Job",
     "num_threads",
+    "Project",
     "Result",
+    "result_type_of",
     "ResultGroup",
+    "Row",
     "set_num_threads",
     "StarWarning",
+    "StrColumn",
     "Slot",
     "to_star",
+    "write_job",
     "write_output",
 ]

@@ -8,6 +8,7 @@ pointer and strides, never through a copy. uid arrays are native-endian
 one kernel call with the GIL released, and turns the kernel's status into a
 Python exception.
 """
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -23,6 +24,8 @@ cdef extern from "status.h":
         CSF_ENOMEM
         CSF_EINDEX
         CSF_EINVAL
+        CSF_ESYS
+        CSF_ESHORT
     ctypedef struct csf_column:
         const char *data
         int64_t n
@@ -78,6 +81,11 @@ cdef extern from "gather.h":
 cdef extern from "strcol.h":
     int csf_str_maxlen(const char *data, int64_t n, ptrdiff_t stride, int64_t nelem,
                        int64_t el, int unit, int64_t *out, int nthreads) noexcept nogil
+
+cdef extern from "filemap.h":
+    int csf_map_file(int fd, int64_t size, void **out, int *err) noexcept nogil
+    int csf_map_writable(void *addr, int64_t size, int *err) noexcept nogil
+    int csf_unmap(void *addr, int64_t size, int *err) noexcept nogil
 
 _threads = 0
 # Partition bits for the hash kernels: -1 lets the kernel choose from the
@@ -486,3 +494,65 @@ def pack(columns, offsets, Py_ssize_t start, out):
     finally:
         free(cols)
     _check(status, "pack")
+
+
+cdef class FileMap:
+    """A private (copy-on-write) map of a file's first ``size`` bytes.
+
+    Holds no file descriptor: the caller closes its own once this exists, so
+    thousands of maps cost no descriptors. The buffer is read-only until
+    ``make_writable``; from then on writes change this map's pages only,
+    never the file. Unmapped when the last buffer that views it is released.
+    ``owner`` is free for the caller (the Dataset records who may write).
+    """
+
+    cdef char *addr
+    cdef int64_t size
+    cdef bint writable
+    cdef public object owner
+
+    def __cinit__(self, int fd, int64_t size):
+        cdef void *p = NULL
+        cdef int err = 0, status
+        with nogil:
+            status = csf_map_file(fd, size, &p, &err)
+        if status == CSF_ESYS:
+            raise OSError(err, f"cannot map {size} bytes: {os.strerror(err)}")
+        if status == CSF_ESHORT:
+            raise EOFError(f"the file holds fewer than {size} bytes")
+        _check(status, "FileMap")
+        self.addr = <char *>p
+        self.size = size
+
+    def __dealloc__(self):
+        cdef int err = 0
+        if self.addr != NULL:
+            csf_unmap(self.addr, self.size, &err)
+            self.addr = NULL
+
+    @property
+    def writable(self):
+        return bool(self.writable)
+
+    def __len__(self):
+        return self.size
+
+    def make_writable(self):
+        """Make the pages writable (private: the file never changes); OSError if refused."""
+        cdef int err = 0, status
+        if self.writable:
+            return
+        with nogil:
+            status = csf_map_writable(self.addr, self.size, &err)
+        if status == CSF_ESYS:
+            raise OSError(err, os.strerror(err))
+        _check(status, "FileMap.make_writable")
+        self.writable = True
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        if (flags & PyBUF_WRITABLE) and not self.writable:
+            raise BufferError("the map is read-only")
+        PyBuffer_FillInfo(buffer, self, self.addr, self.size, not self.writable, flags)
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        pass

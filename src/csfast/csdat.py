@@ -10,16 +10,18 @@ heap: NUL-terminated UTF-8 strings after a single leading NUL, so offset 0 is
 the empty string.
 
 String columns are read into fixed-width ``S<longest + 1>`` columns (the
-width cryoSPARC's writers choose); nothing is ever unpickled. This module
-sits at the format layer: it knows numpy and the LZ4 codec, not the Dataset.
+width cryoSPARC's writers choose); nothing is ever unpickled. Every size a
+stream declares is checked against the bytes it holds before anything is
+allocated, within the limits below (docs/formats.md). This module sits at
+the format layer: it knows numpy and the LZ4 codec, not the Dataset.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import mmap as _mmap
 import os
+import re
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,14 +30,58 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from .errors import CsFormatError
-from .format import CSDAT_MAGIC
+from .format import CSDAT_MAGIC, CsInfo, atomic_write, map_file, write_all
+from .format import read_header as read_npy_header
 
-__all__ = ["CsdatHeader", "factorize", "is_csdat", "read_header", "read", "stream", "write"]
+__all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
+           "CsdatHeader", "StringBudget", "factorize", "inspect_any", "is_csdat", "read_header",
+           "read", "stream", "write"]
 
 _U32 = struct.Struct("<I")
 _OFFSET = np.dtype("<u8")
 _MAX_COLUMN_BYTES = 2**32 - 1  # the per-column byte count is a u32
-_MAX_HEADER_BYTES = 256 * 1024 * 1024
+
+# Limits on what a file may make csfast allocate (docs/formats.md). Real
+# headers are a few kB (about 50 bytes a field); 1 MiB of JSON parses into at
+# most a few tens of MB of Python objects.
+MAX_HEADER_BYTES = 1 << 20
+# The longest string a string field may hold: 16 times PATH_MAX.
+MAX_STRING_BYTES = 1 << 16
+# Fixed-width string columns widen every row to the longest value, and many
+# rows may name one string: what they take is bounded by the input's size.
+STRING_EXPANSION = 256
+STRING_SLACK = 64 << 20
+# LZ4 expands a block at most ~255 times (one token byte per 255 bytes of a
+# match); a larger claim is corruption, not a column.
+_LZ4_RATIO = 255
+_SIMPLE_DTYPE = re.compile(r"[<>|=]?[A-Za-z?]+[0-9]*")
+
+
+class StringBudget:
+    """The bytes that the fixed-width string columns of one input may take.
+
+    ``STRING_EXPANSION`` times the input's size plus ``STRING_SLACK`` (64 MiB)
+    in all, each string at most ``MAX_STRING_BYTES``: a small file cannot ask
+    for gigabytes by widening a million rows to one long string. Real tables
+    take a few times their file's size (two path columns of ~100 bytes a row).
+    """
+
+    def __init__(self, source_bytes: int, name: str):
+        self.left = STRING_EXPANSION * source_bytes + STRING_SLACK
+        self.name = name
+
+    def take(self, field: str, rows: int, longest: int, width: int | None = None) -> None:
+        """Account for a column of rows strings (longest bytes) of the given width
+        (default longest + 1); CsFormatError when over a limit."""
+        if longest > MAX_STRING_BYTES:
+            raise CsFormatError(f"{self.name}: field {field!r}: a string of {longest} bytes, "
+                                f"beyond the {MAX_STRING_BYTES} a string field may hold")
+        need = rows * (longest + 1 if width is None else width)
+        if need > self.left:
+            raise CsFormatError(f"{self.name}: field {field!r}: {rows} strings of {longest} "
+                                f"bytes would take {need} bytes, beyond what an input of "
+                                "this size may expand to (docs/formats.md)")
+        self.left -= need
 
 
 
@@ -66,6 +112,11 @@ class CsdatHeader:
         """A numpy dtype for the fields, with string fields shown as ``S1``."""
         return np.dtype([(n, "S1" if d == "|O" else d, s) for n, d, s in self.fields])
 
+    @property
+    def stored_dtype(self) -> np.dtype:
+        """The fields as stored in the columns (string fields: u64 heap offsets)."""
+        return np.dtype([(n, _OFFSET if d == "|O" else d, s) for n, d, s in self.fields])
+
 
 def is_csdat(path: str | os.PathLike) -> bool:
     """True if the file at path starts with the CSDAT magic."""
@@ -76,8 +127,8 @@ def is_csdat(path: str | os.PathLike) -> bool:
 def _parse_header(raw: bytes, name: str, offset: int) -> CsdatHeader:
     try:
         h = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise CsFormatError(f"{name}: malformed CSDAT header ({e})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CsFormatError(f"{name}: malformed CSDAT header ({type(e).__name__})") from None
     if not isinstance(h, dict):
         raise CsFormatError(f"{name}: CSDAT header is not a JSON object")
     rows, dtype = h.get("length"), h.get("dtype")
@@ -96,21 +147,29 @@ def _parse_header(raw: bytes, name: str, offset: int) -> CsdatHeader:
     fields: list[tuple[str, str, tuple[int, ...]]] = []
     for entry in dtype:
         if (not isinstance(entry, list) or len(entry) not in (2, 3)
-                or not isinstance(entry[0], str) or not isinstance(entry[1], str)):
+                or not isinstance(entry[0], str) or not isinstance(entry[1], str)
+                or not entry[0]):
             raise CsFormatError(f"{name}: invalid CSDAT field entry {entry!r:.80}")
         fname, dstr = entry[0], entry[1]
         shape = entry[2] if len(entry) == 3 else []
-        if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
-            raise CsFormatError(f"{name}: field {fname!r}: invalid shape {shape!r}")
+        if not isinstance(shape, list) or not all(type(s) is int and 0 <= s < 2**31
+                                                  for s in shape):
+            raise CsFormatError(f"{name}: field {fname!r}: invalid shape {shape!r:.80}")
         if dstr == "|O":
             if shape:
                 raise CsFormatError(f"{name}: field {fname!r}: string sub-arrays are not "
                                     "supported by CSDAT")
         else:
-            try:
-                dt = np.dtype(dstr)
-            except TypeError:
-                raise CsFormatError(f"{name}: field {fname!r}: invalid dtype {dstr!r}") from None
+            # numpy's dtype parser accepts (and chokes on) far more than the
+            # "<f4" strings writers use: only those reach it.
+            dt = None
+            if _SIMPLE_DTYPE.fullmatch(dstr):
+                try:
+                    dt = np.dtype(dstr)
+                except (TypeError, ValueError, SyntaxError, OverflowError):
+                    pass
+            if dt is None:
+                raise CsFormatError(f"{name}: field {fname!r}: invalid dtype {dstr!r:.80}")
             if (dt.hasobject or dt.names is not None or dt.subdtype is not None
                     or dt.itemsize == 0):
                 raise CsFormatError(f"{name}: field {fname!r}: unsupported dtype {dstr!r}")
@@ -121,7 +180,14 @@ def _parse_header(raw: bytes, name: str, offset: int) -> CsdatHeader:
     unknown = set(compressed) - set(names)
     if unknown:
         raise CsFormatError(f"{name}: compressed_fields names unknown fields {sorted(unknown)}")
-    return CsdatHeader(rows, fields, compression, frozenset(compressed), offset)
+    header = CsdatHeader(rows, fields, compression, frozenset(compressed), offset)
+    try:
+        row_bytes = header.stored_dtype.itemsize
+    except ValueError:  # numpy: a row beyond 2 GiB
+        raise CsFormatError(f"{name}: CSDAT rows of more than 2 GiB") from None
+    if rows and row_bytes == 0:  # as the .cs reader: no bytes can hold these rows
+        raise CsFormatError(f"{name}: CSDAT header claims {rows} rows of zero bytes")
+    return header
 
 
 def _read_header_from(f: BinaryIO, name: str) -> CsdatHeader:
@@ -132,8 +198,9 @@ def _read_header_from(f: BinaryIO, name: str) -> CsdatHeader:
     if len(raw) < 4:
         raise CsFormatError(f"{name}: truncated CSDAT header")
     (hlen,) = _U32.unpack(raw)
-    if hlen > _MAX_HEADER_BYTES:
-        raise CsFormatError(f"{name}: CSDAT header length {hlen} is beyond any real stream")
+    if hlen > MAX_HEADER_BYTES:
+        raise CsFormatError(f"{name}: CSDAT header of {hlen} bytes, beyond the "
+                            f"{MAX_HEADER_BYTES} csfast reads")
     raw = f.read(hlen)
     if len(raw) < hlen:
         raise CsFormatError(f"{name}: truncated CSDAT header: expected {hlen} bytes, "
@@ -145,6 +212,25 @@ def read_header(path: str | os.PathLike) -> CsdatHeader:
     """The header of a CSDAT file, read without touching its columns."""
     with open(path, "rb") as f:
         return _read_header_from(f, os.fspath(path))
+
+
+def inspect_any(path: str | os.PathLike) -> CsInfo:
+    """Header facts of a table file, a numpy .cs file or a CSDAT stream, told by its magic.
+
+    Reads only the header. For a CSDAT stream the ``CsInfo`` has version
+    (0, 0), string fields shown as ``S1`` and ``data_offset`` at its first
+    column; ``rows`` and the field names are exact. Raises CsFormatError for
+    anything that is neither, FileNotFoundError / PermissionError as they are.
+    """
+    name = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        csdat = f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
+        f.seek(0)
+        if not csdat:
+            return read_npy_header(f, name, size)
+        h = _read_header_from(f, name)
+    return CsInfo(name, (0, 0), h.dtype, h.rows, h.data_offset, size)
 
 
 def _column_shape(header: CsdatHeader, i: int) -> tuple[np.dtype, tuple[int, ...]]:
@@ -162,8 +248,9 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     source is a path, a bytes-like object or a readable binary file (read to
     its end). ``fields`` keeps only those fields (others are skipped). From a
     path with ``mmap``, uncompressed numeric columns are read-only views of
-    the file's map (nothing read until used); compressed and string columns
-    are decoded into new arrays. Raises CsFormatError for anything malformed.
+    the file's private map (``format.map_file``: nothing read until used, no
+    descriptor kept); compressed and string columns are decoded into new
+    arrays. Raises CsFormatError for anything malformed.
     """
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
@@ -172,8 +259,8 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
             if size == 0:
                 raise CsFormatError(f"{name}: empty file, not a CSDAT stream")
             if mmap:
-                buf = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
-                return _read_buffer(memoryview(buf), name, fields, views=True)
+                fm = map_file(f.fileno(), size, name)  # the descriptor closes, the map stays
+                return _read_buffer(memoryview(fm), name, fields, views=True)
             data = f.read()
         return _read_buffer(memoryview(data), name, fields, views=False)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -211,8 +298,7 @@ def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views
         if fname in header.compressed_fields:
             from . import _lz4  # the compiled codec, loaded only for compressed streams
 
-            # LZ4 expands at most ~255x: a larger claim is corruption, not a column.
-            if expected > 255 * size + 64:
+            if expected > _LZ4_RATIO * size + 64:
                 raise CsFormatError(f"{name}: field {fname!r}: {size} compressed bytes "
                                     f"cannot hold the {expected} bytes the header claims")
 
@@ -231,8 +317,14 @@ def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views
             strings.append(fname)
     if strings:
         heap = np.frombuffer(buf[pos:], dtype=np.uint8)
-        for fname in strings:
-            raw_cols[fname] = _strings_from_heap(raw_cols[fname], heap, name, fname)
+        if len(heap) == 0 or heap[0] != 0:  # offset 0 is the empty string
+            raise CsFormatError(f"{name}: the string heap does not start with a NUL byte")
+        budget = StringBudget(len(buf), name)
+        # Every width is known (and checked against the budget) before any
+        # string column is built.
+        found = {f: _heap_strings(raw_cols[f], heap, name, f, budget) for f in strings}
+        for fname, (uniq, inverse, lengths) in found.items():
+            raw_cols[fname] = _fixed_width(uniq, inverse, lengths, heap)
     if n == 0:  # no column sections: empty columns of the declared dtypes
         for i, (fname, dstr, _shape) in enumerate(header.fields):
             if wanted is None or fname in wanted or fname == "uid":
@@ -241,15 +333,13 @@ def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views
     return n, raw_cols
 
 
-def _strings_from_heap(offsets: np.ndarray, heap: np.ndarray, name: str, field: str,
-                       ) -> np.ndarray:
-    """Fixed-width ``S<longest + 1>`` column from heap offsets (vectorized).
-
-    Each distinct offset is decoded once: path columns hold few distinct values.
-    """
-    if len(offsets) == 0:
-        return np.empty(0, dtype="S1")
+def _heap_strings(offsets: np.ndarray, heap: np.ndarray, name: str, field: str,
+                  budget: StringBudget) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct offsets, index of each row's offset in them, string lengths),
+    without building a string: the lengths give the column's width."""
     uniq, inverse = np.unique(offsets, return_inverse=True)
+    if len(uniq) == 0:
+        return uniq, inverse.reshape(-1), np.zeros(0, dtype=np.int64)
     if uniq[-1] >= len(heap):
         raise CsFormatError(f"{name}: field {field!r}: string offset {int(uniq[-1])} beyond "
                             f"the string heap ({len(heap)} bytes)")
@@ -258,15 +348,32 @@ def _strings_from_heap(offsets: np.ndarray, heap: np.ndarray, name: str, field: 
     if at[-1] >= len(nuls):
         raise CsFormatError(f"{name}: field {field!r}: unterminated string in the heap")
     lengths = nuls[at] - uniq.astype(np.int64)
+    budget.take(field, len(offsets), int(lengths.max()))
+    return uniq, inverse.reshape(-1), lengths
+
+
+def _fixed_width(uniq: np.ndarray, inverse: np.ndarray, lengths: np.ndarray,
+                 heap: np.ndarray, block: int = 1 << 20) -> np.ndarray:
+    """Fixed-width ``S<longest + 1>`` column from distinct heap offsets (vectorized).
+
+    Each distinct offset is decoded once (path columns hold few distinct
+    values); strings of one length are copied together, ``block`` bytes of
+    gather index at a time.
+    """
+    if len(uniq) == 0:
+        return np.empty(0, dtype="S1")
     width = int(lengths.max()) + 1
     table = np.zeros((len(uniq), width), dtype=np.uint8)
-    # Copy strings of one length at a time: few distinct lengths in practice.
+    starts = uniq.astype(np.int64)
     for length in np.unique(lengths).tolist():
         if length == 0:
             continue
         rows = np.flatnonzero(lengths == length)
-        table[rows, :length] = heap[uniq[rows].astype(np.int64)[:, None] + np.arange(length)]
-    return table.view(f"S{width}").reshape(-1)[inverse.reshape(-1)]
+        step = max(1, block // length)
+        for lo in range(0, len(rows), step):
+            part = rows[lo:lo + step]
+            table[part, :length] = heap[starts[part][:, None] + np.arange(length)]
+    return table.view(f"S{width}").reshape(-1)[inverse]
 
 
 def factorize(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -367,15 +474,18 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
 
 def write(file: str | os.PathLike | BinaryIO, columns: Mapping[str, np.ndarray], rows: int,
           compression: Literal["lz4"] | None = "lz4", *, fsync: bool = True) -> None:
-    """Write a table as a CSDAT file (atomically for a path) or to an open binary file."""
+    """Write a table as a CSDAT file (atomically for a path) or to an open binary file.
+
+    Every chunk is written whole (a column beyond the 2 GiB one ``write``
+    call moves takes several calls) or the write raises.
+    """
     if isinstance(file, (str, os.PathLike)):
-        from .format import atomic_write
 
         def body(f: BinaryIO) -> None:
             for chunk in stream(columns, rows, compression, name=os.fspath(file)):
-                f.write(chunk)
+                f.write(chunk)  # atomic_write's file writes completely
 
         atomic_write(file, body, fsync=fsync)
         return
     for chunk in stream(columns, rows, compression):
-        file.write(chunk)
+        write_all(file.write, chunk)

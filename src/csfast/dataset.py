@@ -1,9 +1,10 @@
 """The Dataset: a table of items, one row per item, keyed by a 64-bit uid.
 
 Columns are numpy arrays, one per field. A dataset loaded from a .cs file
-views the file's memory map: its columns are read-only, strided views, and
-nothing proportional to the row count happens until a column is read. Two
-kinds of column exist, and no writable array is ever shared:
+views the file's memory map (private, copy-on-write: see format.map_array):
+its columns are strided views, and nothing proportional to the row count
+happens until a column is read. Two kinds of column exist, and no writable
+array is ever shared:
 
 - read-only arrays (views of a map, or of an array this module made read-only)
   may be shared between datasets; row subsets of them stay lazy (`_Rows`)
@@ -11,33 +12,55 @@ kinds of column exist, and no writable array is ever shared:
   columns it never reads;
 - writable arrays belong to exactly one dataset; subsets copy them.
 
-Assigning a whole column (`ds["f"] = values`) or adding a field replaces or
-creates an owned array, so a mapped dataset becomes an in-memory copy of what
-is modified, and the file never changes.
+A dataset is *editable* unless loaded with ``writable=False``: then
+``ds[field]`` hands out the column writable, as cryosparc-tools does. A
+read-only column becomes writable in place, with no copy, when it views a map
+that only this dataset has ever held (the loader records itself as the map's
+owner; any dataset built from its columns clears that, see `_share`): writing
+then copies the touched pages of the map, never the file. Any other read-only
+column is first copied. Internal reads use `_read`, which never makes a
+column writable. Assigning a whole column (`ds["f"] = values`) or adding a
+field replaces or creates an owned array; the file never changes.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any
+import weakref
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
 from . import _core
-from .errors import CsError, CsFieldError, CsUidError
+from .column import as_column
+from .errors import CsError, CsFieldError, CsFormatError, CsUidError
 from .format import (
+    CSDAT_MAGIC,
+    MAGIC,
     CsInfo,
     atomic_write,
     check_uid_field,
+    file_map_of,
     inspect,
     map_array,
     npy_header,
+    read_header,
+    write_all,
     write_rows,
 )
+from .row import Row, python_value
 
-__all__ = ["Dataset", "Field", "generate_uids"]
+__all__ = ["Dataset", "Field", "generate_uids", "NUMPY_FORMAT", "CSDAT_FORMAT",
+           "DEFAULT_FORMAT", "NEWEST_FORMAT"]
+
+# Save formats, as cryosparc-tools numbers them.
+NUMPY_FORMAT = 1  #: numpy .npy (the .cs format every cryoSPARC reads)
+CSDAT_FORMAT = 2  #: cryosparc-tools' CSDAT stream (LZ4 compressed)
+DEFAULT_FORMAT = NUMPY_FORMAT
+NEWEST_FORMAT = CSDAT_FORMAT
 
 Field = tuple[str, str] | tuple[str, str, tuple[int, ...]]
 Column = np.ndarray
@@ -91,6 +114,54 @@ def _source(col: np.ndarray | _Rows) -> tuple[np.ndarray, np.ndarray | None]:
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
+
+
+def _share(col: np.ndarray | _Rows) -> None:
+    """col is about to be held by a second dataset: its map may no longer be written in place."""
+    src = col.src if isinstance(col, _Rows) else col
+    if not src.flags.writeable:
+        fm = file_map_of(src)
+        if fm is not None:
+            fm.owner = None
+
+
+def _writable_view(col: np.ndarray) -> np.ndarray | None:
+    """col as a writable view of its own private map, or None where that is refused.
+
+    The pages turn writable for the whole map at once (copy-on-write, so the
+    file never changes); where the system refuses (a commit limit), None.
+    """
+    fm = file_map_of(col)
+    if fm is None:
+        return None
+    try:
+        fm.make_writable()
+    except OSError:
+        return None
+    whole = np.frombuffer(fm, dtype=np.uint8)
+    offset = col.__array_interface__["data"][0] - whole.__array_interface__["data"][0]
+    return np.ndarray(col.shape, dtype=col.dtype, buffer=fm, offset=offset, strides=col.strides)
+
+
+def _is_column(value: Any, col: np.ndarray | _Rows) -> bool:
+    """value is col itself, or a view of exactly its elements (a StrColumn of it)."""
+    if value is col:
+        return True
+    if not isinstance(value, np.ndarray) or isinstance(col, _Rows):
+        return False
+    return (value.__array_interface__["data"][0] == col.__array_interface__["data"][0]
+            and value.shape == col.shape and value.strides == col.strides
+            and value.dtype == col.dtype)
+
+
+def _tools_field(name: str, dt: np.dtype | str, shape: tuple[int, ...]) -> Field:
+    """A field as cryosparc-tools describes it: strings are "|O", uid is "<u8"."""
+    dt = np.dtype(dt)
+    if name == "uid":
+        return ("uid", "<u8")
+    if dt.kind in "SUO":
+        return (name, "|O")
+    return (name, dt.str, tuple(shape)) if shape else (name, dt.str)
 
 
 def _gather(col: np.ndarray | _Rows, index: np.ndarray | None, dtype: np.dtype | None = None,
@@ -156,6 +227,18 @@ def _wider(a: np.dtype, b: np.dtype) -> np.dtype:
     return a if a.itemsize >= b.itemsize else b
 
 
+def _row_number(key: Any, n: int) -> int:
+    """ds[key] for a row: an integer in [-n, n) as a row number in [0, n)."""
+    try:
+        i = key.__index__()
+    except AttributeError:
+        raise TypeError(f"dataset keys are field names, row numbers or slices, not "
+                        f"{type(key).__name__}") from None
+    if not -n <= i < n:
+        raise IndexError(f"row {i} out of range for {n} rows")
+    return i + n if i < 0 else i
+
+
 def _index_array(indices: Any, n: int) -> np.ndarray:
     idx = np.asarray(indices)
     if idx.dtype == bool:
@@ -173,21 +256,23 @@ def _index_array(indices: Any, n: int) -> np.ndarray:
     return idx
 
 
-class Dataset:
+class Dataset(MutableMapping):
     """A table of items: a uid column and one column per field.
 
     Build one from an int n (n rows with new uids), a mapping or list of
     (field name, values), a numpy structured array, or another Dataset
     (copied); or load one with ``Dataset.load(path)``. Method names and
-    semantics follow the cryosparc-tools ``Dataset``; README lists the
-    deliberate differences.
+    semantics follow the cryosparc-tools ``Dataset`` (a mutable mapping of
+    field names to columns, ``ds[i]`` a row); README lists the deliberate
+    differences.
     """
 
-    __slots__ = ("_cols", "_n")
+    __slots__ = ("_cols", "_n", "_editable", "__weakref__")
 
     def __init__(self, allocate: int | Dataset | np.ndarray | Mapping[str, Any]
                  | Sequence[tuple[str, Any]] | None = 0):
         self._cols: dict[str, np.ndarray | _Rows] = {}
+        self._editable = True
         if isinstance(allocate, Dataset):
             self._n = len(allocate)
             self._cols = {k: _gather(c, None) for k, c in allocate._cols.items()}
@@ -218,10 +303,20 @@ class Dataset:
         self._cols = cols
 
     @classmethod
-    def _from_columns(cls, n: int, cols: dict[str, np.ndarray | _Rows]) -> Dataset:
+    def _from_columns(cls, n: int, cols: dict[str, np.ndarray | _Rows],
+                      editable: bool = True, maps: Sequence[_core.FileMap] = ()) -> Dataset:
+        """A dataset of these columns. maps: the maps of a fresh load, which the
+        dataset owns if editable; without them, every map the columns view
+        becomes shared (another dataset holds it already)."""
+        if not maps:
+            for c in cols.values():
+                _share(c)
         ds = cls.__new__(cls)
         ds._n = n
         ds._cols = cols
+        ds._editable = editable
+        for m in maps:
+            m.owner = weakref.ref(ds) if editable else None
         return ds
 
     @classmethod
@@ -232,20 +327,37 @@ class Dataset:
     # ----------------------------------------------------------------- files
 
     @classmethod
-    def load(cls, path: str | os.PathLike, fields: Collection[str] | None = None,
-             prefixes: Collection[str] | None = None, *, mmap: bool = True) -> Dataset:
-        """Open a .cs file.
+    def load(cls, file: str | os.PathLike | BinaryIO | bytes | bytearray | memoryview,
+             fields: Collection[str] | None = None, prefixes: Collection[str] | None = None,
+             *, mmap: bool = True, writable: bool = True) -> Dataset:
+        """Open a .cs file (or a CSDAT stream, told by its magic).
 
         With mmap (the default) nothing is read but the header: columns are
-        read-only views of the file's map, read page by page as they are used.
+        views of the file's private map, read page by page as they are used;
+        the file descriptor is closed at once. ``ds[field]`` hands a column
+        out writable; an edit in place (``ds[field] += 1``) changes this
+        dataset's copy-on-write pages, never the file nor another dataset.
+        ``writable=False`` keeps columns read-only views instead (an edit
+        raises numpy's read-only error; ``ds[field] = values`` still works).
         ``fields`` / ``prefixes`` keep only those fields (and uid).
-        ``mmap=False`` reads the file into memory instead (writable columns).
-        A CSDAT stream (cryosparc-tools' format) is told by its magic and read
-        with ``csfast.csdat`` (see ``_load_csdat``).
+        ``mmap=False`` reads the file into memory instead.
+
+        file may also be an open binary file or a bytes-like object: it is
+        read whole (a stream cannot be mapped), then viewed without another
+        copy; ``bytearray`` / ``memoryview`` data is copied once, so the
+        dataset never aliases the caller's mutable buffer. Nothing is ever
+        unpickled.
         """
-        if cls._is_csdat(path):
-            return cls._load_csdat(path, fields, prefixes, mmap)
-        info, arr = map_array(path)
+        if isinstance(file, (bytes, bytearray, memoryview)) or hasattr(file, "read"):
+            return cls._load_buffer(file, fields, prefixes, mmap, writable)
+        if cls._is_csdat(file):
+            return cls._load_csdat(file, fields, prefixes, mmap, writable)
+        info, arr = map_array(file)
+        return cls._from_table(info, arr, fields, prefixes, mmap, writable)
+
+    @classmethod
+    def _from_table(cls, info: CsInfo, arr: np.ndarray, fields: Collection[str] | None,
+                    prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
         check_uid_field(info)
         names = _select_fields(info, fields, prefixes)
         cols: dict[str, np.ndarray | _Rows] = {name: arr[name] for name in names}
@@ -254,37 +366,108 @@ class Dataset:
             # into a record array first would copy twice and need twice the memory.
             owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()}
             _gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
-            cols = dict(owned)
-        return cls._from_columns(info.rows, cols)
+            cols = {k: c if writable else _readonly(c) for k, c in owned.items()}
+        fm = file_map_of(arr) if mmap else None
+        return cls._from_columns(info.rows, cols, writable, [fm] if fm is not None else [])
 
-    inspect = staticmethod(inspect)
+    @classmethod
+    def _load_buffer(cls, source: BinaryIO | bytes | bytearray | memoryview,
+                     fields: Collection[str] | None, prefixes: Collection[str] | None,
+                     mmap: bool, writable: bool) -> Dataset:
+        """A dataset from bytes or an open binary file (read to its end)."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            name, data = "<bytes>", bytes(source)  # bytes(bytes) is the same object
+        else:
+            name, data = str(getattr(source, "name", "<stream>")), source.read()
+        if data[:len(CSDAT_MAGIC)] == CSDAT_MAGIC:
+            from . import csdat
+            n, cols = csdat.read(data)
+            dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in cols.items()])
+            info = CsInfo(name, (0, 0), dtype, n, 0, len(data))
+            check_uid_field(info)
+            names = _select_fields(info, fields, prefixes)
+            kept = {k: cols[k] if writable else _readonly(cols[k]) for k in names}
+            return cls._from_columns(n, kept, editable=writable)
+        if data[:len(MAGIC)] != MAGIC:
+            raise CsFormatError(f"{name}: neither a .cs file nor a CSDAT stream "
+                                f"(starts with {data[:6]!r})")
+        info = read_header(io.BytesIO(data), name, len(data))
+        # Read-only views of immutable bytes: an edit copies the column first.
+        arr = np.frombuffer(data, dtype=info.dtype, count=info.rows, offset=info.data_offset)
+        return cls._from_table(info, arr, fields, prefixes, mmap, writable)
 
-    def save(self, path: str | os.PathLike, *, fsync: bool = True) -> None:
-        """Write the dataset as a .cs file, atomically.
+    @staticmethod
+    def inspect(file: str | os.PathLike) -> dict[str, Any]:
+        """The header of a .cs file or CSDAT stream as cryosparc-tools gives it.
 
-        The bytes are what ``numpy.save`` writes through a file handle for
-        ``self.to_records()`` with uid first and every string column
-        ``S<longest + 1>`` (``U`` columns are encoded to UTF-8). Rows are
-        interleaved chunk by chunk, so no full-size copy is made. The file
-        appears complete or not at all; the old file survives any failure.
+        A dict with ``length``, ``dtype`` (fields as (name, dtype) or (name,
+        dtype, shape), strings as ``"|O"``), ``compression`` and
+        ``compressed_fields``. Reads the header only. ``csfast.inspect(path)``
+        gives more (string widths, .npy version, data offset) as a CsInfo.
         """
+        if Dataset._is_csdat(file):
+            from .csdat import read_header as read_csdat_header
+            h = read_csdat_header(file)
+            return {"length": h.rows, "dtype": [_tools_field(*f) for f in h.fields],
+                    "compression": h.compression,
+                    "compressed_fields": [f[0] for f in h.fields
+                                          if f[0] in h.compressed_fields]}
+        info = inspect(file)
+        return {"length": info.rows, "dtype": [_tools_field(*f) for f in info.fields],
+                "compression": None, "compressed_fields": []}
+
+    def save(self, file: str | os.PathLike | BinaryIO, *, format: int = DEFAULT_FORMAT,
+             fsync: bool = True) -> None:
+        """Write the dataset as a .cs file (``NUMPY_FORMAT``) or CSDAT stream (``CSDAT_FORMAT``).
+
+        NUMPY_FORMAT bytes are what ``numpy.save`` writes through a file
+        handle for ``self.to_records()`` with uid first and every string column
+        ``S<longest + 1>`` (``U`` columns are encoded to UTF-8). Rows are
+        interleaved chunk by chunk, so no full-size copy is made.
+        CSDAT_FORMAT is cryosparc-tools' LZ4-compressed stream (see ``stream``).
+        To a path, the file appears complete or not at all; the old file
+        survives any failure; a symbolic link is followed, its target
+        replaced (docs/writes.md). To an open binary file, the bytes are
+        written at its position: that cannot be atomic, and a failure may
+        leave part of them written.
+        """
+        if format == CSDAT_FORMAT:
+            from . import csdat
+            csdat.write(file, self._columns(), self._n, "lz4", fsync=fsync)
+            return
+        if format != NUMPY_FORMAT:
+            raise TypeError(f"invalid save format {format!r}: use NUMPY_FORMAT (1) or "
+                            "CSDAT_FORMAT (2)")
         names, cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
         offsets = [dtype.fields[k][1] for k in names]
 
         def write(f):
-            f.write(header)
+            write_all(f.write, header)  # a raw file given by the caller may write part
             write_rows(f, self._n, dtype.itemsize,
                        lambda start, buf: _core.pack(cols, offsets, start, buf))
 
-        atomic_write(path, write, fsync=fsync)
+        if isinstance(file, (str, os.PathLike)):
+            atomic_write(file, write, fsync=fsync)
+        else:
+            write(file)
+
+    def stream(self, compression: Literal["lz4"] | None = None) -> Iterator[bytes | memoryview]:
+        """The dataset as CSDAT stream bytes, chunk by chunk (what ``save(format=CSDAT_FORMAT)``
+        writes, there with ``compression="lz4"``); ``Dataset.load`` reads them back."""
+        from . import csdat
+        return csdat.stream(self._columns(), self._n, compression)
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """Every column for reading (never made writable, strings as stored)."""
+        return {k: self._read(k) for k in self._cols}
 
     def _save_layout(self) -> tuple[list[str], list[np.ndarray], np.dtype]:
         names = ["uid"] + [k for k in self._cols if k != "uid"] if "uid" in self._cols \
             else list(self._cols)
         cols, descr = [], []
         for k in names:
-            col = self[k]
+            col = self._read(k)
             if col.dtype.kind == "U":
                 col = _utf8(k, col)
             if col.dtype.kind == "S":
@@ -307,7 +490,7 @@ class Dataset:
         out = np.empty(self._n, dtype=dtype)
         buf = out.view(np.uint8).reshape(self._n, dtype.itemsize)
         if self._n:
-            _core.pack([self[k] for k in self._cols],
+            _core.pack([self._read(k) for k in self._cols],
                        [dtype.fields[k][1] for k in self._cols], 0, buf)
         return out
 
@@ -326,34 +509,72 @@ class Dataset:
     def __contains__(self, key: object) -> bool:
         return key in self._cols
 
-    def __getitem__(self, key: str) -> np.ndarray:
+    def __getitem__(self, key: Any) -> Any:
+        """``ds[field]``: the column (strings as a ``StrColumn``); ``ds[i]``: a Row;
+        ``ds[a:b]``: a list of Rows (as cryosparc-tools).
+
+        In an editable dataset the column is writable and is the dataset's
+        own: editing it edits the dataset (and nothing else).
+        """
+        if not isinstance(key, str):
+            if isinstance(key, slice):
+                return [Row(self, i) for i in range(*key.indices(self._n))]
+            i = _row_number(key, self._n)
+            return Row(self, i)
+        if not self._editable:
+            return as_column(self._read(key))
+        col = self._col(key)
+        if isinstance(col, _Rows):
+            col = self._cols[key] = _gather(col, None)
+        elif not col.flags.writeable:
+            owner = getattr(file_map_of(col), "owner", None)
+            view = _writable_view(col) if owner is not None and owner() is self else None
+            col = self._cols[key] = view if view is not None else _gather(col, None)
+        return as_column(col)
+
+    def _col(self, key: str) -> np.ndarray | _Rows:
         try:
-            col = self._cols[key]
+            return self._cols[key]
         except KeyError:
             raise CsFieldError(f"no field {key!r} in dataset (fields: {_names(self)})") from None
+
+    def _read(self, key: str) -> np.ndarray:
+        """A column for reading: never made writable (a lazy one is gathered once)."""
+        col = self._col(key)
         if isinstance(col, _Rows):
-            # Gathered once; the result is shared read-only like its source.
-            col = self._cols[key] = _readonly(_gather(col, None))
+            # Gathered once. Not editable: shared read-only like its source.
+            out = _gather(col, None)
+            col = self._cols[key] = out if self._editable else _readonly(out)
         return col
+
+    def rows(self) -> list[Row]:
+        """Every row as a Row (slow for large datasets: prefer columns)."""
+        return [Row(self, i) for i in range(self._n)]
 
     def __setitem__(self, key: str, value: Any) -> None:
         """Assign a whole column (broadcasting), or add a new field from an array.
 
-        An existing writable column is written in place; a read-only one (a
-        mapped or shared column) is first replaced by an owned copy.
+        An existing owned column is written in place; a read-only one (a
+        shared column) or a view of a file's map is replaced by a new owned
+        column, so an array taken from ``ds[key]`` before keeps the old values.
         """
         col = self._cols.get(key)
         if col is None:
             self._cols[key] = _as_column(key, value, self._n)
             return
+        if _is_column(value, col):  # ds[key] += 1 assigns the column it edited in place
+            return
         vt = np.asarray(value).dtype
         if col.dtype.kind == "S" and vt.kind == "U":
             value = np.char.encode(np.asarray(value), "utf-8")
             vt = value.dtype
-        # Longer strings widen the column instead of being cut short.
+        # Longer strings widen the column instead of being cut short. A column
+        # that views a map is replaced too: writing it in place would copy every
+        # page of the table (all fields), not just this column.
         wider = (col.dtype.kind in "SU" and vt.kind == col.dtype.kind
                  and vt.itemsize > col.dtype.itemsize)
-        if isinstance(col, _Rows) or not col.flags.writeable or wider:
+        if (isinstance(col, _Rows) or not col.flags.writeable or wider
+                or file_map_of(col) is not None):
             col = self._cols[key] = np.empty(col.shape, dtype=vt if wider else col.dtype)
         if key == "uid":
             value = _uid_array(np.asarray(value), "uid") if np.ndim(value) else value
@@ -368,7 +589,7 @@ class Dataset:
             isinstance(other, Dataset)
             and len(self) == len(other)
             and self.descr() == other.descr()
-            and all(np.array_equal(self[k], other[k]) for k in self._cols)
+            and all(np.array_equal(self._read(k), other._read(k)) for k in self._cols)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -379,28 +600,50 @@ class Dataset:
             isinstance(other, Dataset)
             and len(self) == len(other)
             and set(self.descr()) == set(other.descr())
-            and all(np.array_equal(self[k], other[k]) for k in self._cols)
+            and all(np.array_equal(self._read(k), other._read(k)) for k in self._cols)
         )
 
     def cols(self) -> dict[str, np.ndarray]:
-        """Every column by field name."""
+        """Every column by field name (each as ``ds[field]`` gives it)."""
         lazy = [(k, c) for k, c in self._cols.items() if isinstance(c, _Rows)]
         if len(lazy) > 1:
             # Together: the fields of one mapped row are then read once, not once per field.
             outs = {k: np.empty(c.shape, dtype=c.dtype) for k, c in lazy}
             _gather_jobs([(c.src, c.index, None, outs[k]) for k, c in lazy])
             for k, out in outs.items():
-                self._cols[k] = _readonly(out)
+                self._cols[k] = out if self._editable else _readonly(out)
         return {k: self[k] for k in self._cols}
+
+    def view(self, field: str) -> np.ndarray:
+        """A column as a plain read-only array, never copied or made writable
+        (for readers such as converters; a lazy row subset is gathered once).
+        It views the dataset's column: a later edit of the dataset shows in it."""
+        col = self._read(field)
+        if col.flags.writeable:
+            col = _readonly(col.view())
+        return col
 
     def fields(self, exclude_uid: bool = False) -> list[str]:
         """Field names in column order."""
         return [k for k in self._cols if not (exclude_uid and k == "uid")]
 
-    def descr(self, exclude_uid: bool = False) -> list[Field]:
-        """numpy-style (name, dtype, [shape]) of every field, in column order."""
-        return [_field_of(k, c) for k, c in self._cols.items()
-                if not (exclude_uid and k == "uid")]
+    def descr(self, exclude_uid: bool = False, *,
+              strings: Literal["bytes", "str"] = "bytes") -> list[Field]:
+        """numpy-style (name, dtype, [shape]) of every field, in column order.
+
+        ``strings="str"`` describes fields as cryosparc-tools does: string
+        fields as ``"|O"`` (its Python-object columns) and uid as ``"<u8"``;
+        the default gives the stored dtype (``"|S96"``).
+        """
+        if strings not in ("bytes", "str"):
+            raise ValueError(f"strings must be 'bytes' or 'str', not {strings!r}")
+        out = []
+        for k, c in self._cols.items():
+            if exclude_uid and k == "uid":
+                continue
+            out.append(_tools_field(k, c.dtype, tuple(c.shape[1:])) if strings == "str"
+                       else _field_of(k, c))
+        return out
 
     def prefixes(self) -> list[str]:
         """Result names (the part before '/') in column order, each once."""
@@ -416,7 +659,7 @@ class Dataset:
         Decodes each distinct value once, so path columns with few distinct
         values are fast. Never done as a side effect of load.
         """
-        col = self[field]
+        col = self._read(field)
         if col.dtype.kind == "U":
             return col.copy()
         if col.dtype.kind != "S":
@@ -528,7 +771,50 @@ class Dataset:
     def copy_fields(self, old_fields: Sequence[str], new_fields: Sequence[str]) -> Dataset:
         """Copy the values of old_fields into (possibly new) new_fields."""
         for old, new in zip(old_fields, new_fields, strict=True):
-            self[new] = np.array(self[old])
+            self[new] = np.array(self._read(old))
+        return self
+
+    def to_list(self, exclude_uid: bool = False) -> list[list]:
+        """Every row as a list of plain Python values (see ``Row.to_list``)."""
+        names = self.fields(exclude_uid)
+        if not names:
+            return [[] for _ in range(self._n)]
+        return [list(r) for r in zip(*(self._values(k) for k in names), strict=True)]
+
+    def to_dict(self, exclude_uid: bool = False) -> dict[str, list]:
+        """{field: column as a list of plain Python values} (not in cryosparc-tools)."""
+        return {k: self._values(k) for k in self.fields(exclude_uid)}
+
+    def _values(self, field: str) -> list:
+        """A column as plain Python values: str for strings, lists for sub-arrays."""
+        col = self._read(field)
+        if col.dtype.kind == "S" and col.ndim == 1:
+            return self.decode(field).tolist()
+        if col.dtype.kind == "S":
+            return [python_value(col, i) for i in range(self._n)]
+        return col.tolist()
+
+    def extend(self, *others: Dataset, repeat_allowed: bool = False) -> Dataset:
+        """Append the rows of others to this dataset, in place; returns self.
+
+        Every other dataset must have at least this dataset's fields (with the
+        same dtypes; strings widen); their other fields are left out. Unless
+        ``repeat_allowed``, a uid in two rows raises CsUidError, this
+        dataset's rows included (cryosparc-tools checks only among others).
+        """
+        parts = [d for d in others if len(d)]
+        if not parts:
+            return self
+        for i, d in enumerate(others):
+            missing = [k for k in self._cols if k not in d._cols]
+            if len(d) and missing:
+                raise CsFieldError(f"extend: dataset {i} lacks fields {missing[:8]}")
+        parts = [self] + parts
+        merged = _merge_fields(parts, common=True)
+        if not repeat_allowed:
+            _check_unique(parts, range(len(parts)), "extend")
+        grown = type(self)._concat_rows(parts, [None] * len(parts), merged)
+        self._cols, self._n = grown._cols, grown._n
         return self
 
     def reassign_uids(self) -> Dataset:
@@ -551,7 +837,11 @@ class Dataset:
                 cols[k] = _gather(c, index)
             else:
                 cols[k] = _Rows(c, index)
-        return type(self)._from_columns(len(index), cols)
+        return type(self)._from_columns(len(index), cols, self._editable)
+
+    def subset(self, rows: Collection[Row]) -> Dataset:
+        """The given rows (Rows of this dataset), in that order."""
+        return self.take([r.idx for r in rows])
 
     def take(self, indices: Sequence[int] | np.ndarray) -> Dataset:
         """The rows at the given indices, in that order."""
@@ -576,7 +866,7 @@ class Dataset:
                 cols[k] = np.array(c[s])
             else:
                 cols[k] = c[s]
-        return type(self)._from_columns(n, cols)
+        return type(self)._from_columns(n, cols, self._editable)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__}({self._n:,} rows, {len(self._cols)} fields)"]
@@ -599,7 +889,7 @@ class Dataset:
         """The uid column as native uint64 (a strided view where possible)."""
         if "uid" not in self._cols:
             raise CsFieldError("dataset has no uid field; it cannot be joined or checked")
-        col = self["uid"]
+        col = self._read("uid")
         return col if col.dtype == _NATIVE_UID else col.astype(_NATIVE_UID)
 
     @classmethod
@@ -833,7 +1123,7 @@ class Dataset:
     def _isin(self, field: str, values: Any) -> np.ndarray:
         if field == "uid":
             return _core.isin(self._uids(), _uid_values(values, "query on uid"))
-        col = self[field]
+        col = self._read(field)
         if col.ndim != 1:
             raise CsFieldError(f"cannot query field {field!r}: it is a sub-array of shape "
                                f"{col.shape[1:]}")
@@ -849,15 +1139,13 @@ class Dataset:
             vals = np.char.decode(vals, "utf-8")
         return np.isin(col, vals)
 
-    def query(self, query: Mapping[str, Any] | Callable[[dict[str, Any]], bool]) -> Dataset:
+    def query(self, query: Mapping[str, Any] | Callable[[Row], bool]) -> Dataset:
         """Rows matching a {field: value or values} query (see ``query_mask``).
 
-        A function of a row works too, slowly: it receives a dict of the row's
-        values (cryosparc-tools passes a Row object).
+        A function of a Row works too, slowly (as in cryosparc-tools).
         """
         if callable(query):
-            cols = self.cols()
-            keep = [bool(query({k: c[i] for k, c in cols.items()})) for i in range(self._n)]
+            keep = [bool(query(Row(self, i))) for i in range(self._n)]
             return self.mask(np.array(keep, dtype=bool).reshape(self._n))
         return self._subset(np.flatnonzero(self.query_mask(query)))
 
@@ -876,7 +1164,7 @@ class Dataset:
         Differences from cryosparc-tools: keys of string columns are bytes,
         and every NaN falls in one part.
         """
-        col = self[field]
+        col = self._read(field)
         if col.ndim != 1:
             raise CsFieldError(f"split_by needs a 1-D field; {field!r} has shape {col.shape[1:]}")
         if self._n == 0:
@@ -905,7 +1193,7 @@ class Dataset:
             part = slice(ends[j - 1] if j else 0, ends[j])
             cols = {k: _Rows(c.src, c.index[part]) if isinstance(c, _Rows) else c[part]
                     for k, c in grouped.items()}
-            out[keys[j]] = type(self)._from_columns(part.stop - part.start, cols)
+            out[keys[j]] = type(self)._from_columns(part.stop - part.start, cols, self._editable)
         return out
 
     # ----------------------------------------- conversions (csfast.convert)
@@ -913,16 +1201,16 @@ class Dataset:
     # module only when called: pandas, pyarrow and cryosparc-tools are never
     # imported by csfast itself.
 
-    def to_pandas(self, strings: str = "bytes") -> Any:
+    def to_pandas(self, strings: str = "bytes", *, copy: bool = True) -> Any:
         """A pandas DataFrame; see ``csfast.convert.to_pandas``."""
         from .convert.frames import to_pandas
-        return to_pandas(self, strings=strings)
+        return to_pandas(self, strings=strings, copy=copy)
 
     @classmethod
-    def from_pandas(cls, df: Any) -> Dataset:
+    def from_pandas(cls, df: Any, *, copy: bool = True) -> Dataset:
         """A dataset from a DataFrame; see ``csfast.convert.from_pandas``."""
         from .convert.frames import from_pandas
-        return from_pandas(df, cls)
+        return from_pandas(df, cls, copy=copy)
 
     def to_arrow(self) -> Any:
         """A pyarrow Table; see ``csfast.convert.to_arrow``."""
@@ -953,16 +1241,17 @@ class Dataset:
 
     @classmethod
     def _load_csdat(cls, path: str | os.PathLike, fields: Collection[str] | None,
-                    prefixes: Collection[str] | None, mmap: bool) -> Dataset:
+                    prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
         """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
         from . import csdat
-        header = csdat.read_header(path)
-        info = CsInfo(os.fspath(path), (0, 0), header.dtype, header.rows, header.data_offset,
-                      os.path.getsize(path))
+        info = csdat.inspect_any(path)
         check_uid_field(info)
         names = _select_fields(info, fields, prefixes)
         n, cols = csdat.read(path, names, mmap=mmap)
-        return cls._from_columns(n, {k: cols[k] for k in names})
+        kept = {k: cols[k] if writable or not cols[k].flags.writeable else _readonly(cols[k])
+                for k in names}
+        maps = {id(m): m for m in map(file_map_of, kept.values()) if m is not None}
+        return cls._from_columns(n, kept, writable, list(maps.values()))
 
 
 def _names(ds: Dataset, most: int = 8) -> str:
@@ -1077,7 +1366,8 @@ def _check_unique(datasets: Sequence[Dataset], labels: Sequence[int], what: str)
         f"{what}: {count} row{'s repeat' if count > 1 else ' repeats'} the uid of an earlier "
         f"row, e.g. uid {', '.join(examples.values())}"
         + (", ..." if count > len(examples) else "")
-        + ("; pass repeat_allowed=True if repeats are intended" if what == "append" else "")
+        + ("; pass repeat_allowed=True if repeats are intended"
+           if what in ("append", "extend") else "")
     )
 
 

@@ -1,8 +1,12 @@
 """A small, realistic cryo-EM job tree built with the result-group API (``csfast demo``).
 
-Each job connects the output groups of earlier jobs to its input groups,
-loads them, computes its new results (synthetic, seeded) and writes its
-output groups with passthrough files and .csg files, as cryoSPARC jobs do:
+The folder is laid out as a cryoSPARC project (docs/projects.md): one
+folder per job (``J1/``, ``J2/``...) holding its metafiles, its .csg files
+and its job document ``job.json`` (v5 shape), so ``csfast.Project`` and
+``csfast project`` read it back. Each job connects the output groups of
+earlier jobs to its input groups, loads them, computes its new results
+(synthetic, seeded) and writes its output groups with passthrough files and
+.csg files, as cryoSPARC jobs do:
 
     J1 import particles -> J2 extract (256 px) -> J3 downsample (128 px)
     -> J4 2D classification -> J5 select 2D classes
@@ -27,6 +31,7 @@ import numpy as np
 from .dataset import Dataset, generate_uids
 from .groups import ResultGroup, write_output
 from .inputs import Input, InputSpec
+from .project import write_job
 from .synthetic import particles
 
 __all__ = ["JobStep", "Assembly", "DemoReport", "build_job_tree", "STEPS"]
@@ -46,6 +51,7 @@ class JobStep:
     title: str
     outputs: list[ResultGroup]
     seconds: float
+    type: str = ""
 
 
 @dataclass
@@ -76,7 +82,7 @@ class DemoReport:
 
 def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0,
                    progress: Callable[[int, str], None] | None = None) -> DemoReport:
-    """Write the demo job tree into folder (created if needed); see the module doc.
+    """Write the demo job tree into folder (created if needed) as a project; see the module doc.
 
     ``progress(step, title)`` is called as each job starts (steps 1..STEPS).
     """
@@ -94,16 +100,24 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
             progress(step, f"{jid} {title}")
         return time.perf_counter()
 
-    def done(jid: str, title: str, t0: float, *outputs: ResultGroup) -> None:
-        report.jobs.append(JobStep(jid, title, list(outputs), time.perf_counter() - t0))
+    def here(jid: str) -> str:
+        path = os.path.join(folder, jid)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def done(jid: str, job_type: str, title: str, t0: float, inputs: list[Input],
+             *outputs: ResultGroup) -> None:
+        write_job(folder, jid, job_type, title=title, inputs=inputs, outputs=outputs)
+        report.jobs.append(JobStep(jid, title, list(outputs), time.perf_counter() - t0,
+                                   job_type))
 
     particle_spec = InputSpec("particle", ["blob", "?ctf"], name="particles")
 
     # J1: particle picks imported from elsewhere: locations and pick scores.
     t0 = job("J1", "import particles")
     picks = particles(rows, results=("location", "pick_stats"), seed=seed)
-    j1 = write_output(folder, "J1", "particles", picks, "particle", ["location", "pick_stats"])
-    done("J1", "import particles", t0, j1)
+    j1 = write_output(here("J1"), "J1", "particles", picks, "particle", ["location", "pick_stats"])
+    done("J1", "import_particles", "import particles", t0, [], j1)
 
     # J2: extraction writes full-size images; particles at the edges are lost.
     t0 = job("J2", f"extract {FULL_PX} px")
@@ -115,9 +129,9 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     extracted = particles(len(kept), results=("blob", "ctf"), seed=seed + 1, uids=kept)
     extracted["blob/shape"] = FULL_PX
     extracted["blob/psize_A"] = FULL_PSIZE
-    j2 = write_output(folder, "J2", "particles", extracted, "particle", ["blob", "ctf"],
+    j2 = write_output(here("J2"), "J2", "particles", extracted, "particle", ["blob", "ctf"],
                       passthrough=picked)
-    done("J2", f"extract {FULL_PX} px", t0, j2)
+    done("J2", "extract_micrographs_multi", f"extract {FULL_PX} px", t0, [inp], j2)
 
     # J3: downsampling writes new, smaller images of the same particles (a new
     # blob, same uids); everything else is passed through.
@@ -132,8 +146,8 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
                      "blob/psize_A": np.full(len(full), SMALL_PSIZE, np.float32),
                      "blob/sign": full["blob/sign"],
                      "blob/import_sig": full["blob/import_sig"]})
-    j3 = write_output(folder, "J3", "particles", small, "particle", ["blob"], passthrough=full)
-    done("J3", f"downsample to {SMALL_PX} px", t0, j3)
+    j3 = write_output(here("J3"), "J3", "particles", small, "particle", ["blob"], passthrough=full)
+    done("J3", "downsample_particles", f"downsample to {SMALL_PX} px", t0, [inp], j3)
 
     # J4: 2D classification on the small particles; two iterations, two versions.
     t0 = job("J4", "2D classification")
@@ -144,9 +158,9 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     for version in (10, 20):
         aligned = particles(len(downsampled), results=("alignments2D",), seed=seed + version,
                             uids=downsampled["uid"], classes=classes)
-        j4 = write_output(folder, "J4", "particles", aligned, "particle", ["alignments2D"],
+        j4 = write_output(here("J4"), "J4", "particles", aligned, "particle", ["alignments2D"],
                           passthrough=downsampled, version=version)
-    done("J4", "2D classification", t0, j4)
+    done("J4", "class_2D_new", "2D classification", t0, [inp], j4)
 
     # J5: keep the particles of the good classes (about 60 %).
     t0 = job("J5", "select 2D classes")
@@ -155,9 +169,9 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     classified = inp.load()
     good = rng.permutation(classes)[: classes * 3 // 5]
     selected = classified.query({"alignments2D/class": good})
-    j5 = write_output(folder, "J5", "particles_selected", selected, "particle",
+    j5 = write_output(here("J5"), "J5", "particles_selected", selected, "particle",
                       ["alignments2D"], passthrough=selected)
-    done("J5", "select 2D classes", t0, j5)
+    done("J5", "select_2D", "select 2D classes", t0, [inp], j5)
 
     # J6: 3D refinement of the selected particles at full size.
     t0 = job("J6", "3D refinement")
@@ -176,21 +190,21 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     aligned = particles(len(stack), results=("alignments3D",), seed=seed + 6,
                         uids=stack["uid"], classes=1)
     refined = stack.innerjoin(aligned)
-    j6 = write_output(folder, "J6", "particles", refined, "particle",
+    j6 = write_output(here("J6"), "J6", "particles", refined, "particle",
                       ["blob", "ctf", "alignments3D"], passthrough=stack, version=5)
-    j6_volume = write_output(folder, "J6", "volume", _volume(rng, "J6", ["map", "map_half_A",
+    j6_volume = write_output(here("J6"), "J6", "volume", _volume(rng, "J6", ["map", "map_half_A",
                                                                      "map_half_B"]),
                              "volume", ["map", "map_half_A", "map_half_B"], version=5)
-    done("J6", "3D refinement", t0, j6, j6_volume)
+    done("J6", "homo_refine_new", "3D refinement", t0, [refine], j6, j6_volume)
 
     # J7, J8: half maps of the same structure from two other refinements.
     outputs = {}
     for jid, half in (("J7", "map_half_A"), ("J8", "map_half_B")):
         title = f"import half map {half[-1]}"
         t0 = job(jid, title)
-        outputs[jid] = write_output(folder, jid, "volume", _volume(rng, jid, [half]), "volume",
+        outputs[jid] = write_output(here(jid), jid, "volume", _volume(rng, jid, [half]), "volume",
                                     [half])
-        done(jid, title, t0, outputs[jid])
+        done(jid, "import_volumes", title, t0, [], outputs[jid])
 
     # J9: local resolution: the volume of J6 with the half maps of J7 and J8.
     t0 = job("J9", "local resolution")
@@ -207,9 +221,9 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     t3 = time.perf_counter()
     report.local_resolution = Assembly("J9", locres, before, problems, t2 - t1, t3 - t2, volume, 3)
     result = volume.innerjoin(_volume(rng, "J9", ["map_locres"], uids=volume["uid"]))
-    j9 = write_output(folder, "J9", "volume", result, "volume", ["map_locres"],
+    j9 = write_output(here("J9"), "J9", "volume", result, "volume", ["map_locres"],
                       passthrough=volume)
-    done("J9", "local resolution", t0, j9)
+    done("J9", "local_resolution", "local resolution", t0, [locres], j9)
 
     t0 = time.perf_counter()
     report.reloaded = ResultGroup.from_csg(j6.path).load()

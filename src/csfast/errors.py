@@ -32,3 +32,8 @@ class InputError(CsError, ValueError):
     def __init__(self, problems: list[str] | str):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class CsArgumentError(CsError, ValueError):
+    """An argument that cannot be used: a malformed condition, a value of the wrong
+    kind for its field, an impossible count; the message names it."""

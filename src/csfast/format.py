@@ -2,19 +2,23 @@
 
 A .cs file is one 1-D structured numpy array in the .npy format (versions 1.0,
 2.0 and 3.0). Headers are parsed here, without numpy's header size limit and
-without ever unpickling; data is mapped read-only, so opening a file costs the
-same for ten rows and fifty million.
+without ever unpickling; data is mapped (private: copy-on-write, read-only
+until a dataset asks to write), so opening a file costs the same for ten rows
+and fifty million.
 """
 
 from __future__ import annotations
 
 import ast
+import errno
+import fcntl
+import hashlib
 import io
-import mmap
 import os
 import re
 import struct
 import tempfile
+import time
 import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,10 +27,12 @@ from typing import BinaryIO
 
 import numpy as np
 
+from . import _core
 from .errors import CsFieldError, CsFormatError
 
-__all__ = ["CsInfo", "inspect", "read_header", "check_uid_field", "map_array", "atomic_write",
-           "npy_header"]
+__all__ = ["CsInfo", "inspect", "read_header", "check_uid_field", "map_array", "map_file",
+           "file_map_of", "atomic_write", "npy_header", "write_all", "hidden_name", "temp_files",
+           "remove_stale_temps", "STALE_TEMP_SECONDS"]
 
 MAGIC = b"\x93NUMPY"
 CSDAT_MAGIC = b"\x95CSDAT"
@@ -230,10 +236,14 @@ def check_uid_field(info: CsInfo) -> None:
 
 
 def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
-    """Memory-map the table of a .cs file read-only.
+    """Memory-map the table of a .cs file, private and read-only.
 
     Costs the same at any row count: reads the header, maps the file, and
-    wraps the mapping; pages are read only when a column touches them.
+    wraps the mapping; pages are read only when a column touches them. The
+    file descriptor is closed before returning (the map stays valid), so
+    thousands of open tables hold no descriptors. The table's base is a
+    ``_core.FileMap`` (see ``file_map_of``): copy-on-write, so making it
+    writable later never changes the file.
     """
     name = os.fspath(path)
     with open(path, "rb") as f:
@@ -243,13 +253,29 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
             empty = np.empty(info.rows, dtype=info.dtype)
             empty.flags.writeable = False  # like a mapped table
             return info, empty
-        try:
-            mm = mmap.mmap(f.fileno(), info.data_offset + info.data_size, access=mmap.ACCESS_READ)
-        except ValueError:  # the file shrank after its header was read
-            raise CsFormatError(f"{name}: truncated while opening: expected "
-                                f"{info.data_offset + info.data_size} bytes") from None
-    arr = np.frombuffer(mm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
+        fm = map_file(f.fileno(), info.data_offset + info.data_size, name)
+    arr = np.frombuffer(fm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
     return info, arr
+
+
+def map_file(fd: int, size: int, name: str) -> _core.FileMap:
+    """A private read-only map of the first size bytes of an open file (fd may be closed after)."""
+    try:
+        return _core.FileMap(fd, size)
+    except EOFError:  # the file shrank after its header was read
+        raise CsFormatError(f"{name}: truncated while opening: expected {size} bytes") from None
+    except OSError as e:
+        raise OSError(e.errno, f"{name}: cannot map the file: {e.strerror}") from None
+
+
+def file_map_of(a: np.ndarray) -> _core.FileMap | None:
+    """The FileMap an array views (through views of views), or None."""
+    base = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return base if isinstance(base, _core.FileMap) else None
 
 
 def npy_header(dtype: np.dtype, rows: int) -> bytes:
@@ -275,19 +301,44 @@ def npy_header(dtype: np.dtype, rows: int) -> bytes:
     raise CsFormatError(f"header of {len(text)} characters is too large for any .npy version")
 
 
+# A temporary file of atomic_write is "." + the first _TEMP_STEM characters of
+# the target's name + "." + a hash of the whole name + "." + 8 random
+# characters + ".tmp": short enough that a target name of 255 bytes still has a
+# legal temporary name, and recognizable as the temporary of that one target.
+_TEMP_STEM = 24
+# A temporary file older than this (by mtime) that no live writer holds locked
+# is what a killed writer left behind; the next writer of its target removes it.
+# Live writers hold an flock on their temporary file; the age is a second guard
+# for filesystems where locks do not reach other hosts (every write and the
+# final fsync of a live writer keep its mtime within minutes).
+STALE_TEMP_SECONDS = 3600
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None],
                  fsync: bool = True) -> None:
     """Write a file atomically: a temporary file in the same folder, fsync, rename.
 
-    On any failure the temporary file is removed and an existing file at path
-    is left untouched. The new file takes the old file's permissions, or the
-    usual ones for a new file.
+    ``write(f)`` gets a binary file whose ``write`` writes every byte it is
+    given or raises (a plain unbuffered file may write part of a buffer, and
+    one ``write`` call moves at most 2 GiB on Linux). On any failure the
+    temporary file is removed and an existing file at path is left
+    untouched. The new file takes the old file's permissions, or the usual
+    ones for a new file.
+
+    A symbolic link at path is followed: its target is replaced and the link
+    stays. The temporary file, ``.<start of the name>.<hash>.<random>.tmp``,
+    is locked while it is written; temporaries of the same target that a
+    killed writer left (older than ``STALE_TEMP_SECONDS`` and not locked)
+    are removed first.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))
     folder = path.parent
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = hidden_name(path.name)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb", buffering=0) as f:
+        with _CompleteFile(fd, "wb") as f:
+            _try_lock(fd)  # released by close: a dead writer's temporary is unlocked
             write(f)
             if fsync:
                 os.fsync(f.fileno())
@@ -301,6 +352,95 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None],
         raise
     if fsync:
         _fsync_dir(folder)
+
+
+class _CompleteFile(io.FileIO):
+    """A raw file whose write writes everything or raises."""
+
+    def write(self, data) -> int:  # type: ignore[override]
+        return write_all(super().write, data)
+
+
+def write_all(write: Callable[[memoryview], int | None], data) -> int:
+    """Call write until every byte of data (any contiguous buffer) is written.
+
+    write is a raw ``write`` that may write part of what it is given;
+    returns the byte count. A write that moves nothing raises OSError
+    rather than loop forever.
+    """
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    total = len(view)
+    while view:
+        written = write(view)
+        if not written:  # None: would block; 0: the device takes no more
+            raise OSError(errno.EIO, f"write wrote nothing ({len(view)} bytes left)")
+        view = view[written:]
+    return total
+
+
+def hidden_name(path: str | os.PathLike) -> str:
+    """``.<first 24 characters of the name>.<hash of the whole name>.``: the
+    start of a hidden file's name that belongs to path (its temporary files,
+    a group's lock), short whatever the length of path's name."""
+    name = os.path.basename(os.fspath(path))
+    digest = hashlib.blake2b(os.fsencode(name), digest_size=4).hexdigest()
+    return f".{name[:_TEMP_STEM]}.{digest}."
+
+
+def _try_lock(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a filesystem without locks: the age alone guards the temporary
+        pass
+
+
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files atomic_write made (or a killed writer left) for path.
+
+    Also those of csfast 0.1.0, named ``.<whole name>.<random>.tmp``.
+    """
+    path = Path(path)
+    ours = re.compile(re.escape(hidden_name(path.name)) + r"[A-Za-z0-9_]{8}\.tmp")
+    old = re.compile(re.escape(f".{path.name}.") + r"[A-Za-z0-9_]{8}\.tmp")
+    try:
+        names = [e.name for e in os.scandir(path.parent) if e.name.endswith(".tmp")]
+    except OSError:
+        return []
+    return [path.parent / n for n in names if ours.fullmatch(n) or old.fullmatch(n)]
+
+
+def remove_stale_temps(path: str | os.PathLike, age: float = STALE_TEMP_SECONDS) -> int:
+    """Remove temporaries of path left by killed writers; returns how many.
+
+    A temporary is stale when its mtime is more than ``age`` seconds old and
+    no process holds its lock. Errors (a file gone meanwhile, a folder not
+    writable) are ignored: cleaning is a courtesy, never a reason to fail.
+    """
+    removed = 0
+    now = time.time()
+    for tmp in temp_files(path):
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if now - os.fstat(fd).st_mtime <= age:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer
+            except OSError:
+                pass  # no locks here: the age decides
+            os.unlink(tmp)
+            removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _mode_for(path: Path) -> int:
@@ -338,16 +478,7 @@ def write_rows(f: BinaryIO, rows: int, row_size: int,
         if buf.shape[0] < stop - start:
             buf = np.empty((stop - start, row_size), np.uint8)
         fill(start, buf[: stop - start])
-        _write_all(f, memoryview(buf[: stop - start]).cast("B"))
-
-
-def _write_all(f: BinaryIO, view: memoryview) -> None:
-    """f.write until every byte is written (a raw file may write part of a buffer)."""
-    while view:
-        written = f.write(view)
-        if written is None:  # non-blocking file with nothing written; cannot happen here
-            raise OSError("write returned None")
-        view = view[written:]
+        write_all(f.write, buf[: stop - start])
 
 
 def iter_chunks(rows: int, row_size: int, target_bytes: int = 8 << 20) -> Iterator[tuple[int, int]]:

@@ -8,10 +8,14 @@ file (YAML, CS_FORMAT.md) describes a group; ``write_output`` writes one.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
+import functools
+import itertools
 import os
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,19 +24,81 @@ import yaml
 
 from .dataset import Dataset
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError
-from .format import atomic_write
+from .format import atomic_write, hidden_name, remove_stale_temps, write_all
 
 if TYPE_CHECKING:
     from .inputs import Input
 
-__all__ = ["Result", "ResultGroup", "write_output", "SINGLE_ITEM_TYPES"]
+__all__ = ["MIN_FIELDS", "Result", "ResultGroup", "SINGLE_ITEM_TYPES", "result_type_of",
+           "write_output"]
 
 # Item types that come one item per output group: their uids differ from job
 # to job, so an override of their results cannot join on uid (MODEL.md).
 SINGLE_ITEM_TYPES = frozenset({"volume", "mask"})
 
 _JOB = re.compile(r"(?:^|_)(J\d+)_")
-_VERSIONED = re.compile(r"(?:^|_)J\d+_(\d+)_")
+# cryoSPARC's metafile names (older releases prefix cryosparc_P3_):
+#   J42_005_particles.cs                version 5 of output particles
+#   J4_class_00_00100_particles.cs      class 00 at iteration (version) 100
+#   J4_class_00_final_particles.cs      class 00, final version (its number is not in the name)
+# head, version token, tail: siblings differ only in the token.
+_VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d+|final)(_.+)$")
+
+# The minimum fields of common result types: what cryoSPARC requires of an
+# output result (``min_fields`` in its job documents), without the prefix.
+# Sources: particle.blob, ctf, location, pick_stats and volume.blob (the type
+# cryoSPARC gives volume maps) are the min_fields of the job documents in
+# cryosparc-tools' tests; exposure results follow the required fields of
+# cryosparc-tools' models/exposure.py (MicrographBlob, MovieBlob, CTF,
+# StatBlob). No job document we could read lists alignments2D/3D: theirs are
+# the fields CS_FORMAT.md lists for real files. volume.map, map_half_A/B and
+# mask (csfast's names for cryoSPARC's volume.blob results) take volume.blob's.
+_ALIGNMENTS = ("split", "class", "shift", "pose", "psize_A", "error", "error_min", "resid_pow",
+               "slice_pow", "image_pow", "cross_cor", "alpha", "alpha_min", "weight",
+               "pose_ess", "shift_ess", "class_posterior", "class_ess")
+_VOLUME = ("path", "shape", "psize_A")
+MIN_FIELDS: dict[str, tuple[str, ...]] = {
+    "particle.blob": ("path", "idx", "shape", "psize_A", "sign"),
+    "particle.ctf": ("type", "exp_group_id", "accel_kv", "cs_mm", "amp_contrast", "df1_A",
+                     "df2_A", "df_angle_rad", "phase_shift_rad", "scale", "scale_const",
+                     "shift_A", "tilt_A", "trefoil_A", "tetra_A", "anisomag", "bfactor"),
+    "particle.location": ("micrograph_uid", "exp_group_id", "micrograph_path",
+                          "micrograph_shape", "center_x_frac", "center_y_frac"),
+    "particle.pick_stats": ("ncc_score", "power", "template_idx", "angle_rad"),
+    "particle.alignments2D": _ALIGNMENTS,
+    "particle.alignments3D": _ALIGNMENTS,
+    "exposure.micrograph_blob": ("path", "idx", "shape", "psize_A", "format",
+                                 "is_background_subtracted"),
+    "exposure.movie_blob": ("path", "shape", "psize_A", "format", "is_gain_corrected"),
+    "exposure.ctf": ("type", "exp_group_id", "accel_kv", "cs_mm", "amp_contrast", "df1_A",
+                     "df2_A", "df_angle_rad", "phase_shift_rad", "path", "ctf_fit_to_A",
+                     "cross_corr_ctffind4", "fig_of_merit_gctf"),
+    "exposure.background_blob": ("path", "idx", "shape", "psize_A", "binfactor"),
+    "exposure.stat_blob": ("path", "idx", "shape", "psize_A", "binfactor"),
+    "volume.blob": _VOLUME,
+    "volume.map": _VOLUME,
+    "volume.map_half_A": _VOLUME,
+    "volume.map_half_B": _VOLUME,
+    "volume.mask": _VOLUME,
+}
+
+# Results named per class or per mode, and cryoSPARC's other exposure blobs,
+# are of a type other than their name (cryosparc-tools spec.py / job.py).
+_NAMED_TYPES = [
+    (re.compile(r"particle\.alignments_class_\d+"), "particle.alignments3D"),
+    (re.compile(r"particle\.components_mode_\d+"), "particle.components"),
+    (re.compile(r"exposure\.micrograph_blob_(?:non_dw|thumb)"), "exposure.micrograph_blob"),
+]
+
+
+def result_type_of(name: str, item_type: str) -> str:
+    """The type of a result known by its name: ``alignments_class_3`` of a particle is
+    ``particle.alignments3D``; any other result is of type ``<item type>.<name>``."""
+    full = f"{item_type}.{name}"
+    for pattern, rtype in _NAMED_TYPES:
+        if pattern.fullmatch(full):
+            return rtype
+    return full
 
 
 @dataclass
@@ -40,11 +106,16 @@ class Result:
     """One result of an output group: its name, item type and metafiles.
 
     ``versions`` maps each version (iteration) number to its metafile; the
-    final version is the highest number. A passthrough result has a single,
-    unversioned metafile. ``group`` is the owning group's label (``J42.particles``),
+    final version is the highest number. A passthrough result maps each
+    version of its group to the passthrough metafile written with it
+    (docs/writes.md); one read from a .csg of cryoSPARC or csfast 0.1.0, whose
+    single passthrough metafile serves every version, maps each version of
+    the group to that file. ``group`` is the owning group's label (``J42.particles``),
     used in messages. ``result_type`` is the type the .csg names (``particle.blob``;
     multi-class results such as ``alignments_class_3`` have type
-    ``particle.alignments3D``).
+    ``particle.alignments3D``). ``counts`` gives the item count of each
+    version where known (cryoSPARC's job documents list them); ``num_items``
+    is the final version's.
     """
 
     name: str
@@ -54,6 +125,7 @@ class Result:
     passthrough: bool = False
     group: str = ""
     result_type: str = ""
+    counts: dict[int, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         kind = "passthrough" if self.passthrough else \
@@ -66,7 +138,7 @@ class Result:
             raise ValueError(f"result {self.name!r} has no metafile")
         self.versions = {int(v): os.fspath(p) for v, p in sorted(self.versions.items())}
         if not self.result_type:
-            self.result_type = f"{self.item_type}.{self.name}"
+            self.result_type = result_type_of(self.name, self.item_type)
 
     @property
     def label(self) -> str:
@@ -83,14 +155,22 @@ class Result:
         """The final version's metafile."""
         return self.versions[self.version]
 
+    def num_items_of(self, version: int | None = None) -> int:
+        """The item count a version's metafile should hold (0: unknown)."""
+        if version is None or self.passthrough or version == self.version:
+            return self.counts.get(self.version, self.num_items)
+        return self.counts.get(version, 0)
+
     def metafile_of(self, version: int | None = None) -> str:
         """The metafile of a version (the final one by default).
 
-        Passthrough results are the same for every version of their group,
-        so any version gives their one metafile.
+        A passthrough result without that version gives its final metafile
+        (``ResultGroup.load`` decides whether it belongs to a version).
         """
-        if version is None or self.passthrough:
+        if version is None:
             return self.metafile
+        if self.passthrough:
+            return self.versions.get(version, self.metafile)
         try:
             return self.versions[version]
         except KeyError:
@@ -147,6 +227,31 @@ class ResultGroup:
     def num_items(self) -> int:
         return max((r.num_items for r in self.results.values()), default=0)
 
+    @property
+    def own_versions(self) -> set[int]:
+        """The versions of the group's own (not passthrough) results."""
+        return {v for r in self.results.values() if not r.passthrough for v in r.versions}
+
+    @property
+    def version(self) -> int:
+        """The final version: the highest of its own results' (0 if it has none)."""
+        return max(self.own_versions, default=0)
+
+    def passthrough_metafile(self, name: str, version: int | None = None) -> str | None:
+        """The metafile of passthrough result ``name`` for a version of the
+        group (the final one by default), or None if the result is not part
+        of that version.
+
+        A passthrough result none of whose versions is a version of the
+        group's own results (one built by hand with version 0, say) serves
+        every version.
+        """
+        r = self[name]
+        v = self.version if version is None else version
+        if v in r.versions:
+            return r.versions[v]
+        return None if r.versions.keys() & self.own_versions else r.metafile
+
     # ------------------------------------------------------------------ .csg
 
     @classmethod
@@ -157,6 +262,21 @@ class ResultGroup:
         absolute path is taken as is; a plain relative path is relative to
         the current folder, or else to the project folder above the .csg's
         (cryoSPARC writes project-relative paths such as ``J42/J42_005_particles.cs``).
+
+        Versions: a result's ``versions`` mapping if the .csg has one (csfast
+        writes it). cryoSPARC's .csg files name only the final metafile; the
+        other versions of such a result are the files beside it whose names
+        differ from it only in the version number, by cryoSPARC's naming:
+        ``J42_005_particles.cs`` is version 5, and beside it are
+        ``J42_000_particles.cs``, ``J42_010_particles.cs``...;
+        ``J4_class_00_00100_particles.cs`` is class 00 at version 100, and
+        ``J4_class_00_final_particles.cs`` is class 00's final version, which
+        its name does not number: it is taken as one above the highest
+        version found beside it (0 when none is). A .csg written by csfast
+        (``version: csfast-...``) lists every version itself, so nothing
+        beside it is added. A passthrough result with no ``versions`` (cryoSPARC,
+        csfast 0.1.0) has one metafile for every version of the group's own
+        results (docs/writes.md).
         """
         path = os.path.abspath(os.fspath(path))
         try:
@@ -175,11 +295,16 @@ class ResultGroup:
         if not name or not item_type:
             raise CsFormatError(f"{path}: group needs a 'name' and a 'type'")
         results = {}
+        listings: dict[str, list[str]] = {}
+        # csfast's own .csg files list every version (a file left beside one
+        # by a failed write is not a version of it).
+        ours = str(doc.get("version") or "").startswith("csfast")
+        unversioned = []  # passthrough results of cryoSPARC and csfast 0.1.0
         for rname, r in doc["results"].items():
             rname = str(rname)
             if not isinstance(r, dict) or "metafile" not in r:
                 raise CsFormatError(f"{path}: result {rname!r} has no metafile")
-            rtype = str(r.get("type") or f"{item_type}.{rname}")
+            rtype = str(r.get("type") or result_type_of(rname, item_type))
             raw_versions = r.get("versions") or {}
             if not isinstance(raw_versions, dict):
                 raise CsFormatError(f"{path}: result {rname!r}: versions must be a mapping")
@@ -190,17 +315,22 @@ class ResultGroup:
             except (ValueError, TypeError) as e:
                 raise CsFormatError(f"{path}: result {rname!r}: {e}") from None
             final = _resolve(metafile, folder)
+            passthrough = bool(r.get("passthrough", "_passthrough_" in os.path.basename(metafile)))
+            if not versions and not passthrough and not ours:
+                versions = _versions_beside(final, listings)
             if final not in versions.values():
-                versions[_version_of(metafile)] = final
+                versions[_version_of(final, versions)] = final
             results[rname] = Result(
                 name=rname,
                 item_type=rtype.split(".", 1)[0],
                 versions=versions,
                 num_items=num_items,
-                passthrough=bool(r.get("passthrough",
-                                       "_passthrough_" in os.path.basename(metafile))),
+                passthrough=passthrough,
                 result_type=rtype,
             )
+            if passthrough and not raw_versions:
+                unversioned.append(rname)
+        serve_every_version(results, unversioned)
         return cls(name=name, item_type=item_type, results=results,
                    title=str(g.get("title") or ""), description=str(g.get("description") or ""),
                    job=job_match.group(1) if job_match else "", path=path)
@@ -210,8 +340,12 @@ class ResultGroup:
 
         Metafiles inside the .csg's folder (or below) are written ``>relative``,
         others as absolute paths. Beyond CS_FORMAT.md's keys, a result with
-        several versions lists them under ``versions`` and a passthrough
-        result says ``passthrough: true``.
+        several versions lists them under ``versions``, and a passthrough
+        result says ``passthrough: true`` and always lists its ``versions``
+        (the passthrough metafile of each version of the group).
+
+        This writes the .csg alone: ``write_output`` is what writes a whole
+        group safely (docs/writes.md).
         """
         from . import __version__
 
@@ -228,7 +362,7 @@ class ResultGroup:
             }
             if r.passthrough:
                 entry["passthrough"] = True
-            if len(r.versions) > 1:
+            if len(r.versions) > 1 or r.passthrough:
                 entry["versions"] = {v: _relative(m, folder) for v, m in r.versions.items()}
             results[name] = entry
         doc = {
@@ -253,7 +387,9 @@ class ResultGroup:
         ``passthrough`` adds the group's passthrough results. Each metafile is
         opened once, for all the results it holds. Rows follow the first
         named result's metafile. ``version`` picks a version (the final one
-        by default).
+        by default); passthrough results come from the passthrough metafile
+        written with that version, and those not part of it are left out
+        (named in ``slots``, CsError).
         """
         names = list(slots) if slots is not None else \
             [n for n, r in self.results.items() if not r.passthrough]
@@ -265,9 +401,34 @@ class ResultGroup:
             raise CsFieldError(f"{self.label}: no results to load")
         parts: dict[str, list[str]] = {}
         for n in names:
-            parts.setdefault(self.results[n].metafile_of(version), []).append(n)
+            r = self.results[n]
+            path = self.passthrough_metafile(n, version) if r.passthrough \
+                else r.metafile_of(version)
+            if path is None:
+                if slots is not None and n in slots:
+                    raise CsError(f"passthrough result {r.label} is not part of version "
+                                  f"{self.version if version is None else version} "
+                                  f"(versions: {', '.join(map(str, r.versions))})")
+                continue
+            parts.setdefault(path, []).append(n)
+        if not parts:
+            raise CsFieldError(f"{self.label}: no results to load for version {version}")
         tables = [Dataset.load(p, prefixes=ns) for p, ns in parts.items()]
         return join_tables(tables)
+
+
+def serve_every_version(results: Mapping[str, Result], names: Iterable[str]) -> None:
+    """Map each named passthrough result's one metafile to every version of the
+    group's own results: cryoSPARC and csfast 0.1.0 write one passthrough file
+    that serves every version (docs/writes.md)."""
+    own = {v for r in results.values() if not r.passthrough for v in r.versions}
+    if not own:
+        return
+    for n in names:
+        r = results[n]
+        r.versions = dict.fromkeys(sorted(own), r.metafile)
+        if len(r.counts) == 1:  # one file, one count
+            r.counts = dict.fromkeys(sorted(own), *r.counts.values())
 
 
 def join_tables(tables: Sequence[Dataset]) -> Dataset:
@@ -281,9 +442,35 @@ def _title(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-def _version_of(metafile: str) -> int:
-    m = _VERSIONED.search(os.path.basename(metafile.lstrip(">")))
-    return int(m.group(1)) if m else 0
+def _version_of(metafile: str, others: dict[int, str] | None = None) -> int:
+    """The version a metafile's name gives; a ``final`` one comes after ``others``."""
+    m = _VERSIONED.match(os.path.basename(metafile.lstrip(">")))
+    if m is None:
+        return 0
+    if m.group(2) == "final":
+        return max(others) + 1 if others else 0
+    return int(m.group(2))
+
+
+def _versions_beside(final: str, listings: dict[str, list[str]]) -> dict[int, str]:
+    """{version: metafile} of the files beside final named like it but for the version."""
+    m = _VERSIONED.match(os.path.basename(final))
+    if m is None:
+        return {}
+    folder = os.path.dirname(final)
+    if folder not in listings:
+        try:
+            listings[folder] = os.listdir(folder)
+        except OSError:  # a missing folder: check() reports the missing metafile
+            listings[folder] = []
+    head, tail = m.group(1), m.group(3)
+    sibling = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
+    found = {}
+    for name in listings[folder]:
+        s = sibling.fullmatch(name)
+        if s is not None:
+            found[int(s.group(1))] = os.path.join(folder, name)
+    return found
 
 
 def _resolve(metafile: str, folder: str) -> str:
@@ -310,7 +497,8 @@ def _relative(metafile: str, folder: str) -> str:
 def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Dataset,
                  item_type: str, results: Collection[str],
                  passthrough: Input | Dataset | None = None, version: int = 0, *,
-                 title: str | None = None) -> ResultGroup:
+                 title: str | None = None, result_types: Mapping[str, str] | None = None,
+                 validate: bool = True) -> ResultGroup:
     """Write a job's output group; returns the ResultGroup (its ``path`` the .csg).
 
     - the new ``results`` (fields of ``dataset`` under those prefixes, plus
@@ -320,13 +508,29 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
       replace goes to ``<job>_passthrough_<name>.cs``, for exactly the output's
       uids and in the output's row order (CsUidError if an output uid is not
       in it);
-    - ``<job>_<name>.csg`` ties them together.
+    - ``<job>_<name>.csg`` ties them together, with each result's type:
+      ``result_types`` maps result names to types (``"alignments3D"`` or
+      ``"particle.alignments3D"``); a result it does not name has the type
+      ``result_type_of`` gives (``alignments_class_0`` of a particle is
+      ``particle.alignments3D``, ``blob`` is ``particle.blob``).
 
-    Writing another version of the same output adds its file and updates the
-    .csg (earlier versions stay listed; earlier passthrough results stay
-    unless new ones are given). Every file is written atomically and the
-    .csg last, so a failed write leaves the earlier group loadable. Fields of
-    ``dataset`` outside ``results`` are not written.
+    With ``validate`` (the default), a new result whose type has minimum
+    fields (``MIN_FIELDS``, as cryoSPARC requires) must have them all in
+    ``dataset``: else CsFieldError listing what is missing, and nothing is
+    written. ``validate=False`` writes it anyway.
+
+    Writing another version of the same output adds its files and updates the
+    .csg: earlier versions stay listed, each with the passthrough written
+    with it, and a version written without ``passthrough`` takes the
+    passthrough of the group's final version. Writing version N again never
+    changes what another version loads. Fields of ``dataset`` outside
+    ``results`` are not written.
+
+    The write is all or nothing for readers (docs/writes.md): data files go
+    to names the current .csg does not use (``<job>_005_<name>.1.cs`` when it
+    uses ``<job>_005_<name>.cs``), the atomic replace of the .csg publishes
+    them, and only then are the files it no longer names removed. Writers of
+    one group take turns on a lock file, ``.<job>_<name>.csg.<hash>.lock``.
     """
     folder = os.fspath(folder)
     results = list(dict.fromkeys(results))
@@ -336,8 +540,10 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     if missing:
         raise CsFieldError(f"{job}.{name}: results {missing} are not in the dataset "
                            f"(it has: {', '.join(dataset.prefixes())})")
-    main_path = os.path.join(folder, f"{job}_{version:03d}_{name}.cs")
-    csg_path = os.path.join(folder, f"{job}_{name}.csg")
+    types = _result_types(f"{job}.{name}", item_type, result_types)
+    if validate:
+        _check_min_fields(f"{job}.{name}", dataset, results, item_type, types)
+    csg_path = os.path.abspath(os.path.join(folder, f"{job}_{name}.csg"))
     n = len(dataset)
 
     main = _project(dataset, results)
@@ -348,40 +554,201 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
         if carried:
             pt_table = _passthrough_rows(pt, carried, main, f"{job}.{name}")
 
-    previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
-    if previous is not None and previous.item_type != item_type:
-        raise CsError(f"{csg_path}: existing group is of item type {previous.item_type!r}, "
-                      f"not {item_type!r}")
+    with _GroupLock(csg_path) as lock:
+        previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
+        if previous is not None and previous.item_type != item_type:
+            raise CsError(f"{csg_path}: existing group is of item type "
+                          f"{previous.item_type!r}, not {item_type!r}")
+        in_use = _metafiles(previous)
+        lock.clean(in_use)
+        main_path = _free_name(csg_path, f"{job}_{version:03d}_{name}", in_use)
+        pt_path = None if pt_table is None else \
+            _free_name(csg_path, f"{job}_passthrough_{name}", in_use)
+        written = {p for p in (main_path, pt_path) if p is not None}
+        # The files this write may leave unnamed: its own, and the group's files
+        # in its folder (a .csg may name files of other jobs: never removed).
+        own = {p for p in in_use if os.path.dirname(p) == os.path.dirname(csg_path)
+               and os.path.basename(p).startswith(f"{job}_")}
+        lock.journal(written | own)
+        try:
+            main.save(main_path)
+            if pt_table is not None and pt_path is not None:
+                pt_table.save(pt_path)
+            group = _next_group(previous, job, name, item_type, results, types, n, version,
+                                main_path, pt_path, pt_table, title)
+            group.save_csg(csg_path)  # publishes the new files, atomically
+        except OSError:  # atomic_write raises OSError only before its rename: not published
+            _remove(written - in_use)
+            raise
+        _remove(own - _metafiles(group))
+        lock.journal(set())
+    return group
 
-    # Data files first, .csg last: until the .csg is replaced, it names only
-    # files that are complete (each file is itself written atomically).
-    main.save(main_path)
-    pt_path = os.path.join(folder, f"{job}_passthrough_{name}.cs")
-    if pt_table is not None:
-        pt_table.save(pt_path)
 
+def _next_group(previous: ResultGroup | None, job: str, name: str, item_type: str,
+                results: list[str], types: Mapping[str, str], n: int, version: int,
+                main_path: str, pt_path: str | None, pt_table: Dataset | None,
+                title: str | None) -> ResultGroup:
+    """The group after writing ``version``: the previous one's results and versions,
+    with this version's main and passthrough files."""
     new: dict[str, Result] = {}
     if previous is not None:
         for rname, r in previous.results.items():
-            if rname in results or (r.passthrough and pt_table is not None):
+            if rname in results:
                 continue
+            if r.passthrough:
+                r = _passthrough_at(previous, r, version, pt_path, pt_table,
+                                    types.get(rname, r.result_type))
+                if r is None:
+                    continue
             new[rname] = r
     for rname in results:
         versions = {}
         if previous is not None and rname in previous.results \
                 and not previous.results[rname].passthrough:
             versions = dict(previous.results[rname].versions)
-        versions[version] = os.path.abspath(main_path)
-        new[rname] = Result(rname, item_type, versions, num_items=n)
-    if pt_table is not None:
+        versions[version] = main_path
+        new[rname] = Result(rname, item_type, versions, num_items=n,
+                            result_type=types.get(rname, ""))
+    if pt_table is not None and pt_path is not None:
         for rname in pt_table.prefixes():
-            new[rname] = Result(rname, item_type, {0: os.path.abspath(pt_path)}, num_items=n,
-                                passthrough=True)
-    group = ResultGroup(name=name, item_type=item_type, results=new,
-                        title=title or (previous.title if previous else _title(name)),
-                        description=previous.description if previous else "", job=job)
-    group.save_csg(csg_path)
-    return group
+            if rname not in new:
+                new[rname] = Result(rname, item_type, {version: pt_path}, num_items=n,
+                                    passthrough=True, result_type=types.get(rname, ""))
+    return ResultGroup(name=name, item_type=item_type, results=new,
+                       title=title or (previous.title if previous else _title(name)),
+                       description=previous.description if previous else "", job=job)
+
+
+def _passthrough_at(previous: ResultGroup, r: Result, version: int, pt_path: str | None,
+                    pt_table: Dataset | None, result_type: str) -> Result | None:
+    """Passthrough result r of the previous group, with its file for ``version``:
+    the new passthrough file if it carries r, none if a new passthrough does not
+    (None when r is then part of no version), else the passthrough of the
+    previous final version. The other versions keep theirs."""
+    versions = dict(r.versions)
+    if pt_table is not None and pt_path is not None:
+        if r.name in pt_table.prefixes():
+            versions[version] = pt_path
+        else:
+            versions.pop(version, None)
+    elif version not in versions:
+        final = previous.passthrough_metafile(r.name)
+        if final is not None:
+            versions[version] = final
+    if not versions:
+        return None
+    return Result(r.name, r.item_type, versions, num_items=r.num_items, passthrough=True,
+                  result_type=result_type, counts=dict(r.counts))
+
+
+class _GroupLock:
+    """The lock file of a group, ``.<job>_<name>.csg.<hash>.lock``, held (flock)
+    while one writer writes the group; the lock goes with the writer's death.
+
+    It is also the writer's journal: the names of the data files it is about
+    to write and of the group's files it may leave unnamed, cleared once the
+    new .csg is published and the unnamed ones removed. The next writer
+    removes the files a killed writer journaled that the .csg does not name,
+    and their temporary files (no live writer can hold them while the lock
+    is ours).
+    """
+
+    def __init__(self, csg_path: str) -> None:
+        self.csg_path = csg_path
+        self.folder = os.path.dirname(csg_path)
+        self.path = os.path.join(self.folder, f"{hidden_name(csg_path)}lock")
+        self.fd = -1
+        self.journaling = False
+
+    def __enter__(self) -> _GroupLock:
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            self.journaling = True
+        except PermissionError:  # another user's lock file: lock, but keep no journal
+            self.fd = os.open(self.path, os.O_RDONLY)
+            self.journaling = False
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def journal(self, paths: set[str]) -> None:
+        if not self.journaling:
+            return
+        text = "".join(os.path.basename(p) + "\n" for p in sorted(paths))
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        write_all(functools.partial(os.write, self.fd), text.encode("utf-8", "surrogateescape"))
+
+    def clean(self, in_use: set[str]) -> None:
+        """Remove what a killed writer left: its journaled files the .csg does not
+        name, and the temporary files of every journaled file and of the .csg."""
+        size = os.fstat(self.fd).st_size
+        names = os.pread(self.fd, size, 0).decode("utf-8", "surrogateescape").splitlines()
+        paths = {os.path.join(self.folder, n) for n in names
+                 if n not in ("", ".", "..") and os.sep not in n}
+        for p in paths | {self.csg_path}:
+            remove_stale_temps(p, age=0)
+        _remove(paths - in_use)
+
+
+def _metafiles(group: ResultGroup | None) -> set[str]:
+    if group is None:
+        return set()
+    return {os.path.abspath(m) for r in group.results.values() for m in r.versions.values()}
+
+
+def _free_name(csg_path: str, stem: str, in_use: set[str]) -> str:
+    """``<stem>.cs``, or ``<stem>.1.cs``, ``<stem>.2.cs``...: the first name the
+    current .csg does not use (a file of that name no .csg names is garbage)."""
+    folder = os.path.dirname(csg_path)
+    for k in itertools.count():
+        path = os.path.join(folder, f"{stem}.cs" if k == 0 else f"{stem}.{k}.cs")
+        if path not in in_use:
+            return path
+    raise AssertionError("unreachable")
+
+
+def _remove(paths: set[str]) -> None:
+    """Remove files no .csg names (a reader that read the old .csg just before
+    may find one gone: FileNotFoundError, never a mixed group)."""
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+
+
+def _result_types(label: str, item_type: str,
+                  result_types: Mapping[str, str] | None) -> dict[str, str]:
+    """{result name: full type} from write_output's result_types (short types completed)."""
+    types = {}
+    for rname, rtype in (result_types or {}).items():
+        full = rtype if "." in rtype else f"{item_type}.{rtype}"
+        if full.split(".", 1)[0] != item_type:
+            raise CsFieldError(f"{label}: result {rname!r} cannot be of type {full!r} in a "
+                               f"{item_type!r} output group")
+        types[rname] = full
+    return types
+
+
+def _check_min_fields(label: str, dataset: Dataset, results: list[str], item_type: str,
+                      types: Mapping[str, str]) -> None:
+    """CsFieldError listing every new result that lacks its type's minimum fields."""
+    have = set(dataset.fields())
+    lacking = []
+    for rname in results:
+        rtype = types.get(rname) or result_type_of(rname, item_type)
+        missing = [f for f in MIN_FIELDS.get(rtype, ()) if f"{rname}/{f}" not in have]
+        if missing:
+            lacking.append(f"{rname!r} ({rtype}) lacks {', '.join(missing)}")
+    if lacking:
+        raise CsFieldError(f"{label}: results miss their type's minimum fields: "
+                           f"{'; '.join(lacking)}; add them, or pass validate=False")
 
 
 def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
@@ -391,7 +758,7 @@ def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
     names = [k for k in ds.fields() if k == "uid" or ("/" in k and k.split("/", 1)[0] in wanted)]
     if len(names) == len(ds.fields()):
         return ds
-    return Dataset({k: ds[k] for k in names})
+    return Dataset({k: ds.view(k) for k in names})
 
 
 def _passthrough_rows(pt: Dataset, carried: list[str], main: Dataset, label: str) -> Dataset:

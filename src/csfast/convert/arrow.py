@@ -27,13 +27,16 @@ columns and strings are converted.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CsFieldError
+from ..errors import CsFieldError, CsFormatError
 from .common import (
     SCHEMA_KEY,
+    StringBudget,
+    contiguous,
     dataset_from,
     distinct_strings,
     fixed_strings,
@@ -89,35 +92,11 @@ def _column(name: str, col: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(arr, k)
 
 
-def _contiguous(cols: dict[str, np.ndarray], block_bytes: int = 2 << 20,
-                ) -> dict[str, np.ndarray]:
-    """Contiguous copies of the strided numeric columns, made block by block.
-
-    Columns of a mapped .cs file interleave their rows; copying them one
-    after another would stream the whole table through the cache once per
-    column. Copying every column's rows block by block reads it once.
-    """
-    strided = [k for k, c in cols.items() if not c.flags.c_contiguous and c.dtype.kind not in "SU"]
-    if not strided:
-        return cols
-    out = dict(cols)
-    row_bytes = sum(cols[k].dtype.itemsize * int(np.prod(cols[k].shape[1:])) for k in strided)
-    step = max(1, block_bytes // max(row_bytes, 1))
-    n = len(cols[strided[0]])
-    for k in strided:
-        out[k] = np.empty(cols[k].shape, dtype=cols[k].dtype)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        for k in strided:
-            out[k][start:stop] = cols[k][start:stop]
-    return out
-
-
 def to_arrow(ds: Dataset) -> pa.Table:
     """An Arrow Table of the dataset (see the module docstring for the mapping)."""
     import pyarrow as pa
 
-    cols = _contiguous({name: ds[name] for name in ds.fields()})
+    cols = contiguous({name: ds.view(name) for name in ds.fields()})
     arrays = [_column(name, col) for name, col in cols.items()]
     names = ds.fields()
     schema = pa.schema([pa.field(n, a.type, nullable=False)
@@ -138,25 +117,31 @@ def _one_chunk(chunked: Any) -> Any:
     return chunked
 
 
-def _strings(arr: Any, name: str, width: int | None) -> np.ndarray:
+def _strings(arr: Any, name: str, width: int | None, budget: StringBudget) -> np.ndarray:
     import pyarrow as pa
 
     if not pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_encode()
-    values = fixed_strings(arr.dictionary.to_pylist(), name, width)
+    values = fixed_strings(arr.dictionary.to_pylist(), name, width, budget, rows=len(arr))
     codes = arr.indices.to_numpy(zero_copy_only=False)
     return values[codes]
 
 
-def _values(arr: Any, name: str, width: int | None) -> np.ndarray:
+def _is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_binary(t) \
+        or pa.types.is_large_string(t) or pa.types.is_large_binary(t) \
+        or pa.types.is_string_view(t) or pa.types.is_binary_view(t)
+
+
+def _values(arr: Any, name: str, width: int | None, budget: StringBudget) -> np.ndarray:
     """A 1-D Arrow array of scalars or strings as numpy, zero-copy when possible."""
     import pyarrow as pa
 
     t = arr.type
-    if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_binary(t) \
-            or pa.types.is_large_string(t) or pa.types.is_large_binary(t) \
-            or pa.types.is_string_view(t) or pa.types.is_binary_view(t):
-        return _strings(arr, name, width)
+    if _is_text(t):
+        return _strings(arr, name, width, budget)
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         return arr.to_numpy(zero_copy_only=True)
     if pa.types.is_boolean(t):
@@ -164,7 +149,8 @@ def _values(arr: Any, name: str, width: int | None) -> np.ndarray:
     raise CsFieldError(f"field {name!r}: Arrow type {t} cannot be stored in a dataset")
 
 
-def from_arrow(table: pa.Table, cls: type[Dataset] | None = None) -> Dataset:
+def from_arrow(table: pa.Table, cls: type[Dataset] | None = None, *,
+               source: str = "<arrow table>") -> Dataset:
     """A dataset from an Arrow Table (the inverse of ``to_arrow``).
 
     With the ``csfast`` schema record, every field gets back its numpy dtype,
@@ -173,6 +159,14 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None) -> Dataset:
     sub-arrays, strings become ``S<longest + 1>``. Nulls are refused, naming
     the field. A ``uid`` column becomes ``uint64``; without one, new uids are
     made.
+
+    A record that disagrees with its column (a string field over numbers, a
+    dtype of another kind or size, a shape with another element count) raises
+    CsFormatError; a recorded string width is kept only up to twice the
+    longest value plus 64 bytes (``string_width``), and string columns in all
+    may take at most 256 times the table's Arrow bytes plus 64 MiB, each
+    string at most 64 KiB (``csfast.csdat.StringBudget``). ``source`` names
+    the table in error messages (read_parquet gives the file's path).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -182,12 +176,13 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None) -> Dataset:
     meta = table.schema.metadata or {}
     schema = parse_schema(meta.get(_KEY))
     n = table.num_rows
+    budget = StringBudget(table.nbytes, source)
     cols: dict[str, np.ndarray] = {}
     for name, chunked in zip(table.column_names, table.columns, strict=True):
         arr = _one_chunk(chunked)
         if arr.null_count:
-            raise CsFieldError(f"field {name!r}: {arr.null_count} null values; datasets "
-                               "cannot hold nulls")
+            raise CsFieldError(f"{source}: field {name!r}: {arr.null_count} null values; "
+                               "datasets cannot hold nulls")
         dt, shape = schema.get(name, (None, None))
         width = dt.itemsize if dt is not None and dt.kind == "S" else None
         t = arr.type
@@ -203,14 +198,23 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None) -> Dataset:
             inner = arr.flatten()
             if inner.null_count:
                 raise CsFieldError(f"field {name!r}: null elements; datasets cannot hold nulls")
-            values = _values(inner, name, width)
-            if not shape or int(np.prod(shape)) != k:
-                shape = (k,)
-            out = values.reshape((n,) + tuple(shape))
+            values = _values(inner, name, width, budget)
+            if shape is not None and math.prod(shape) != k:
+                raise CsFormatError(f"{source}: field {name!r}: the schema record's shape "
+                                    f"{shape} does not hold the {k} elements of a row")
+            out = values.reshape((n,) + (shape or (k,)))
         else:
-            out = _values(arr, name, width)
-        if dt is not None and out.dtype != dt and dt.kind not in "SU" \
-                and dt.kind == out.dtype.kind and dt.itemsize == out.dtype.itemsize:
-            out = out.astype(dt)  # byte order restored
+            if shape:
+                raise CsFormatError(f"{source}: field {name!r}: the schema record gives "
+                                    f"shape {shape}, the column holds one value a row")
+            out = _values(arr, name, width, budget)
+        if dt is not None:
+            if (dt.kind in "SU") != (out.dtype.kind == "S") or (
+                    dt.kind not in "SU" and (dt.kind, dt.itemsize)
+                    != (out.dtype.kind, out.dtype.itemsize)):
+                raise CsFormatError(f"{source}: field {name!r}: the schema record says "
+                                    f"{dt.str}, the column holds {out.dtype.str} values")
+            if dt.kind not in "SU" and out.dtype != dt:
+                out = out.astype(dt)  # byte order restored
         cols[name] = out
     return dataset_from(cls, n, cols)

@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from ..csdat import factorize
+from ..csdat import MAX_HEADER_BYTES, StringBudget, factorize
 from ..errors import CsFieldError
 
-__all__ = ["SCHEMA_KEY", "schema_of", "schema_json", "parse_schema", "element_names",
-           "factorize", "fixed_strings", "split_elements"]
+__all__ = ["SCHEMA_KEY", "StringBudget", "contiguous", "element_names", "factorize",
+           "fixed_strings", "parse_schema", "schema_json", "schema_of", "split_elements",
+           "string_width"]
 
 # Key of the schema record in Arrow schema metadata and DataFrame.attrs.
 SCHEMA_KEY = "csfast"
@@ -31,15 +32,29 @@ def schema_json(ds: Any) -> str:
     return json.dumps({"version": 1, "fields": schema_of(ds)})
 
 
+_SIMPLE_DTYPE = re.compile(r"[<>|=]?[biufcSU][0-9]+")
+
+
 def parse_schema(text: str | bytes | dict | None) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """{name: (dtype, shape)} from a schema record; empty when absent or unreadable."""
-    if text is None:
+    """{name: (dtype, shape)} from a schema record; empty when absent or unreadable.
+
+    Only what ``schema_json`` writes is readable: numeric, bool and S / U
+    dtype strings such as ``<f4``, shapes of non-negative ints below 2**31,
+    a record of at most ``MAX_HEADER_BYTES``.
+    """
+    if text is None or (not isinstance(text, dict) and len(text) > MAX_HEADER_BYTES):
         return {}
+    out: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
     try:
         rec = text if isinstance(text, dict) else json.loads(text)
-        return {str(n): (np.dtype(d), tuple(int(x) for x in s)) for n, d, s in rec["fields"]}
-    except (ValueError, TypeError, KeyError):
+        for n, d, s in rec["fields"]:
+            if not (isinstance(d, str) and _SIMPLE_DTYPE.fullmatch(d)) or not all(
+                    type(x) is int and 0 <= x < 2**31 for x in s):
+                return {}
+            out[str(n)] = (np.dtype(d), tuple(s))
+    except (ValueError, TypeError, KeyError, RecursionError, OverflowError, SyntaxError):
         return {}
+    return out
 
 
 def element_names(name: str, shape: Sequence[int]) -> list[str]:
@@ -84,11 +99,26 @@ def decoded_objects(col: np.ndarray, strip_gt: bool = False) -> np.ndarray:
     return objs[codes]
 
 
-def fixed_strings(values: Sequence[Any], field: str, width: int | None = None) -> np.ndarray:
+def string_width(longest: int, width: int | None) -> int:
+    """The width of a string column whose longest value has ``longest`` bytes.
+
+    ``width`` (from a schema record) when every value fits and it is at most
+    twice the longest plus 64 bytes (the padding a column may have kept from
+    longer values it once held), else longest + 1 (the width cryoSPARC's
+    writers choose): a record cannot widen a column beyond what its data holds.
+    """
+    if width is not None and longest <= width <= 2 * longest + 64 and width > 0:
+        return width
+    return longest + 1
+
+
+def fixed_strings(values: Sequence[Any], field: str, width: int | None = None,
+                  budget: StringBudget | None = None, rows: int | None = None) -> np.ndarray:
     """Python str / bytes values as a fixed-width UTF-8 ``S`` array.
 
-    The width is ``width`` when every value fits, else longest + 1 (the
-    width cryoSPARC's writers choose). None and NaN are refused.
+    The width is ``string_width(longest, width)``. None and NaN are refused.
+    With a budget, a column of ``rows`` rows (default: one per value) of that
+    width is first accounted for in it (CsFormatError when over).
     """
     encoded = []
     for v in values:
@@ -100,8 +130,38 @@ def fixed_strings(values: Sequence[Any], field: str, width: int | None = None) -
             raise CsFieldError(f"field {field!r}: missing or non-string value {v!r} in a "
                                "string column")
     longest = max((len(e) for e in encoded), default=0)
-    w = width if width is not None and width >= longest and width > 0 else longest + 1
+    w = string_width(longest, width)
+    if budget is not None:
+        budget.take(field, len(encoded) if rows is None else rows, longest, w)
     return np.array(encoded, dtype=f"S{w}")
+
+
+def contiguous(cols: dict[str, np.ndarray], copy: bool = False, block_bytes: int = 2 << 20,
+               ) -> dict[str, np.ndarray]:
+    """cols with every strided numeric column (every numeric one if ``copy``)
+    replaced by an owned contiguous copy; string columns as they are.
+
+    Columns of a mapped .cs file interleave their rows; copying them one
+    after another would stream the whole table through the cache once per
+    column. Copying every column's rows block by block reads it once.
+    """
+    out = dict(cols)
+    for k, c in cols.items():
+        if copy and c.flags.c_contiguous and c.dtype.kind not in "SU":
+            out[k] = c.copy()
+    strided = [k for k, c in cols.items() if not c.flags.c_contiguous and c.dtype.kind not in "SU"]
+    if not strided:
+        return out
+    row_bytes = sum(cols[k].dtype.itemsize * int(np.prod(cols[k].shape[1:])) for k in strided)
+    step = max(1, block_bytes // max(row_bytes, 1))
+    n = len(cols[strided[0]])
+    for k in strided:
+        out[k] = np.empty(cols[k].shape, dtype=cols[k].dtype)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        for k in strided:
+            out[k][start:stop] = cols[k][start:stop]
+    return out
 
 
 def dataset_from(cls: Any, n: int, cols: dict[str, np.ndarray]) -> Any:

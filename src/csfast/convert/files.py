@@ -14,11 +14,13 @@ Every write is atomic: a reader sees the old file or the new one.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import CsError
+from ..errors import CsError, CsFormatError
 from ..format import atomic_write
 
 if TYPE_CHECKING:
@@ -52,14 +54,30 @@ def write_parquet(ds: Dataset, path: str | os.PathLike, **options: Any) -> None:
     atomic_write(path, lambda f: pq.write_table(table, f, **options))
 
 
+@contextlib.contextmanager
+def _arrow_errors(path: str | os.PathLike) -> Iterator[None]:
+    """pyarrow's complaints about a file's content become CsFormatError naming
+    it; errors of the system (with an errno) stay OSError."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except pa.ArrowException as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        raise CsFormatError(f"{os.fspath(path)}: {str(e).splitlines()[0][:200]}") from None
+
+
 def read_parquet(path: str | os.PathLike, fields: list[str] | None = None) -> Dataset:
     """Read a Parquet file (only ``fields`` and uid, if given)."""
     import pyarrow.parquet as pq
 
-    from ..dataset import Dataset
+    from .arrow import from_arrow
 
     columns = None if fields is None else ["uid", *[f for f in fields if f != "uid"]]
-    return Dataset.from_arrow(pq.read_table(path, columns=columns, memory_map=True))
+    with _arrow_errors(path):
+        table = pq.read_table(path, columns=columns, memory_map=True)
+    return from_arrow(table, source=os.fspath(path))
 
 
 def write_arrow(ds: Dataset, path: str | os.PathLike) -> None:
@@ -79,10 +97,11 @@ def read_arrow(path: str | os.PathLike) -> Dataset:
     """Read an Arrow IPC file by mapping it: numeric columns are views of the map."""
     import pyarrow as pa
 
-    from ..dataset import Dataset
+    from .arrow import from_arrow
 
-    source = pa.memory_map(os.fspath(path), "r")
-    return Dataset.from_arrow(pa.ipc.open_file(source).read_all())
+    with _arrow_errors(path):
+        table = pa.ipc.open_file(pa.memory_map(os.fspath(path), "r")).read_all()
+    return from_arrow(table, source=os.fspath(path))
 
 
 def write_csdat(ds: Dataset, path: str | os.PathLike,

@@ -23,6 +23,17 @@ its inverse):
 ``ctf/phase_shift_rad``                   ``rlnPhaseShift`` = degrees(radians)
 ``ctf/bfactor``                           ``rlnCtfBfactor``, A^2
 ``ctf/scale``                             ``rlnCtfScalefactor``
+``ctf/tilt_A``, ``ctf/cs_mm``             ``rlnBeamTiltX``, ``rlnBeamTiltY`` (optics),
+                                          mrad = 1e3 * arcsin(tilt_A / (cs_mm * 1e7)):
+                                          cryoSPARC holds beam tilt as the Angstrom
+                                          of Cs it amounts to (the relation pyem's
+                                          csparc2star code states)
+``ctf/anisomag``                          ``rlnMagMat00``, ``01``, ``10``, ``11``
+                                          (optics) = identity + anisomag, row-major:
+                                          cryoSPARC stores the 2 x 2 matrix with the
+                                          identity subtracted (assumed to be the
+                                          matrix RELION applies; not yet checked
+                                          against a RELION refinement)
 ``location/micrograph_path``              ``rlnMicrographName`` (leading ``>`` stripped)
 ``location/center_x_frac``,               ``rlnCoordinateX`` = x_frac * micrograph_shape[1];
 ``location/center_y_frac``,               ``rlnCoordinateY`` = (1 - y_frac) *
@@ -43,7 +54,11 @@ its inverse):
 ========================================  ==========================================
 
 Every other field has no RELION label: ``to_star`` returns their names (it
-never drops a field silently). Optics values are per optics group: when a
+never drops a field silently). Among them ``ctf/trefoil_A``, ``ctf/tetra_A``
+and ``ctf/shift_A``: RELION holds such aberrations as Zernike coefficients
+(``rlnOddZernike``, ``rlnEvenZernike``), but no source states how cryoSPARC's
+values in Angstrom map to them (pyem leaves them out too), so csfast does not
+guess. Optics values are per optics group: when a
 field varies within one group, the group's first value is written and a
 ``StarWarning`` says so. ``from_star`` keeps every label it cannot map as a
 field ``star/<label>``, so nothing read is dropped either.
@@ -51,6 +66,7 @@ field ``star/<label>``, so nothing read is dropped either.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -61,7 +77,7 @@ import numpy as np
 
 from ..errors import CsError, CsFieldError, CsFormatError
 from ..format import atomic_write
-from .common import decoded_objects, distinct_strings, fixed_strings
+from .common import StringBudget, decoded_objects, distinct_strings, fixed_strings
 from .poses import euler_to_rotvec, rotvec_to_euler
 
 if TYPE_CHECKING:
@@ -73,20 +89,41 @@ _STAR_PREFIX = "star/"
 _GROUP_NAME = re.compile(r"^exp_group_(\d+)$")
 _F4 = np.float32
 _U4 = np.uint32
+_U4_MAX = 2**32 - 1
+
+
+# Stands in for '"' in values STAR quotes (those with spaces, or empty) while
+# Arrow writes the CSV body: a control character no path holds.
+_QUOTE = "\x1f"
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]+")
+_MAG_MAT = ("rlnMagMat00", "rlnMagMat01", "rlnMagMat10", "rlnMagMat11")
+
+
+def _beam_tilt_mrad(tilt_A: np.ndarray, cs_mm: np.ndarray) -> np.ndarray:
+    """Beam tilt in mrad (RELION) from cryoSPARC's ``ctf/tilt_A`` (Angstrom):
+    ``1e3 * arcsin(tilt_A / Cs)`` with Cs in Angstrom, ``cs_mm * 1e7``. NaN
+    where no angle gives that tilt (a Cs of 0 with a nonzero tilt)."""
+    tilt = tilt_A.astype(np.float64)
+    cs_A = cs_mm.astype(np.float64)[:, None] * 1e7
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tilt == 0, 0.0, 1e3 * np.arcsin(tilt / cs_A))
 
 
 class StarWarning(UserWarning):
     """A value that a STAR file cannot hold exactly (e.g. optics that vary within a group)."""
 
 
-def _image_names(idx: np.ndarray, path: np.ndarray) -> Any:
-    """``NNNNNN@path`` per row, 1-based index zero-padded to six digits.
+def _image_names(idx: np.ndarray, path: np.ndarray, suffix: str | None = None) -> Any:
+    """``NNNNNN@path`` per row, 1-based index zero-padded to six digits; with
+    suffix, each path's extension replaced by it (``.mrc`` -> ``.mrcs``).
 
     An Arrow string array when pyarrow is there (built in C), else an object array.
     """
     uniq, codes = distinct_strings(path)
     paths = [v.decode("utf-8") for v in uniq.tolist()]
     paths = [v[1:] if v.startswith(">") else v for v in paths]
+    if suffix is not None:
+        paths = [os.path.splitext(v)[0] + suffix for v in paths]
     number = idx.astype(np.int64) + 1
     try:
         import pyarrow as pa
@@ -130,7 +167,7 @@ def _decimal(values: np.ndarray, original: np.ndarray,
 
 
 def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
-            float_format: str = "%.9g") -> list[str]:
+            float_format: str = "%.9g", image_suffix: str | None = None) -> list[str]:
     """Write a particle dataset as a RELION 3.1+ STAR file (optics + particles).
 
     See the module docstring for every label and unit conversion. Particle
@@ -138,9 +175,15 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     value (float32 fields as float32, converted values in float64), so
     ``from_star`` restores float32 fields exactly; ``float_format`` is used
     for the optics table and, without pyarrow, by starfile's writer.
+    ``image_suffix`` (e.g. ``".mrcs"``, the extension RELION expects for
+    image stacks) replaces the extension of every stack path in
+    ``rlnImageName``; the stacks themselves are not renamed.
     The file is written atomically. Returns the fields that were not written
     (no RELION label), in dataset order.
     """
+    if image_suffix is not None and not _SUFFIX.fullmatch(image_suffix):
+        raise CsError(f"image suffix {image_suffix!r}: expected a dot and letters or "
+                      "digits, such as .mrcs")
     import pandas as pd
     import starfile
 
@@ -152,11 +195,12 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
 
     def get(name: str) -> np.ndarray:
         used.add(name)
-        return ds[name]
+        return ds.view(name)
 
     particles: dict[str, Any] = {}
     if has("blob/idx", "blob/path"):
-        particles["rlnImageName"] = _image_names(get("blob/idx"), get("blob/path"))
+        particles["rlnImageName"] = _image_names(get("blob/idx"), get("blob/path"),
+                                                 image_suffix)
     if has("location/micrograph_path"):
         particles["rlnMicrographName"] = decoded_objects(get("location/micrograph_path"),
                                                          strip_gt=True)
@@ -198,7 +242,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     if align and has(f"{align}/shift", f"{align}/psize_A"):
         shift = get(f"{align}/shift").astype(np.float64)
         psize = get(f"{align}/psize_A").astype(np.float64)
-        shift32 = ds[f"{align}/shift"]
+        shift32 = ds.view(f"{align}/shift")
         for j, label in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
             particles[label] = _decimal(shift[:, j] * psize, shift32[:, j],
                                         lambda d: d / psize)
@@ -220,32 +264,51 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     np.minimum.at(first, group_of_row, np.arange(n))
     optics: dict[str, Any] = {"rlnOpticsGroupName": names,
                               "rlnOpticsGroup": np.arange(1, k + 1, dtype=np.int64)}
+    # (label, field it comes from, value per row)
+    per_row: list[tuple[str, str, np.ndarray]] = []
     for field, label in (("ctf/accel_kv", "rlnVoltage"), ("ctf/cs_mm", "rlnSphericalAberration"),
                          ("ctf/amp_contrast", "rlnAmplitudeContrast"),
                          ("blob/psize_A", "rlnImagePixelSize"), ("blob/shape", "rlnImageSize")):
-        if not has(field) or n == 0:
-            continue
-        v = get(field)
-        if v.ndim > 1:
-            v = v[:, 0]
+        if has(field) and n:
+            v = get(field)
+            per_row.append((label, field, v[:, 0] if v.ndim > 1 else v))
+    if has("ctf/tilt_A", "ctf/cs_mm") and n:
+        mrad = _beam_tilt_mrad(get("ctf/tilt_A"), ds["ctf/cs_mm"])
+        undefined = np.flatnonzero(np.isnan(mrad[first]).any(axis=1))
+        if len(undefined):
+            i = int(first[undefined[0]])
+            raise CsFieldError(f"ctf/tilt_A {ds['ctf/tilt_A'][i].tolist()} with ctf/cs_mm "
+                               f"{ds['ctf/cs_mm'][i]} (row {i}, optics group "
+                               f"{names[undefined[0]]}) is no beam tilt: |tilt_A| must be "
+                               "at most Cs in Angstrom")
+        per_row += [("rlnBeamTiltX", "ctf/tilt_A", mrad[:, 0]),
+                    ("rlnBeamTiltY", "ctf/tilt_A", mrad[:, 1])]
+    if has("ctf/anisomag") and n:
+        mag = get("ctf/anisomag").astype(np.float64) + np.array([1.0, 0.0, 0.0, 1.0])
+        per_row += [(label, "ctf/anisomag", mag[:, j]) for j, label in enumerate(_MAG_MAT)]
+    warned: set[str] = set()  # one warning per field (tilt_A gives two labels)
+    for label, field, v in per_row:
         per_group = v[first]
         varies = np.flatnonzero(v != per_group[group_of_row])
-        if len(varies):
+        if len(varies) and field not in warned:
+            warned.add(field)
             g = int(group_of_row[varies[0]])
             warnings.warn(f"{field} varies within optics group {g + 1} ({names[g]}); "
                           f"RELION holds one value per group, the group's first is written "
                           f"({len(varies)} rows differ)", StarWarning, stacklevel=3)
         if label == "rlnImageSize":
             optics[label] = per_group.astype(np.int64)
-        else:  # the shortest decimal that reads back as the same float32: 2.7, not 2.70000005
-            optics[label] = [float(str(x)) for x in per_group] \
-                if per_group.dtype == _F4 else per_group
+        elif per_group.dtype == _F4:
+            # the shortest decimal that reads back as the same float32: 2.7, not 2.70000005
+            optics[label] = [float(str(x)) for x in per_group]
+        else:  # converted in float64: every digit, so from_star recovers the float32 field
+            optics[label] = [repr(float(x)) for x in per_group]
     if "rlnImageSize" in optics:
         optics["rlnImageDimensionality"] = np.full(k, 2, dtype=np.int64)
     particles["rlnOpticsGroup"] = group_of_row.astype(np.int64) + 1
 
     for name in ds.fields():
-        if name.startswith(_STAR_PREFIX) and ds[name].ndim == 1:
+        if name.startswith(_STAR_PREFIX) and ds.view(name).ndim == 1:
             col = get(name)
             is_text = col.dtype.kind in "SU"
             particles[name[len(_STAR_PREFIX):]] = decoded_objects(col) if is_text else col
@@ -289,22 +352,30 @@ def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int,
     head = [f"data_{block}", "", "loop_"] + [f"_{c} #{i}" for i, c in enumerate(columns, 1)]
     f.write(("\n".join(head) + "\n").encode("utf-8"))
     arrays = []
+    quoted = False
     for v in columns.values():
         if isinstance(v, (pa.Array, pa.ChunkedArray)):
             arrays.append(_quote_arrow(v))
+            quoted = quoted or arrays[-1] is not v
         elif v.dtype.kind == "f":
             arrays.append(pa.array(v))
         elif v.dtype.kind in "iu":
             arrays.append(pa.array(v))
         else:
             codes, uniq = _factorize_objects(v)
-            quoted = [f'"{x}"' if (" " in x or not x) else x for x in uniq]
+            text = [f"{_QUOTE}{x}{_QUOTE}" if (" " in x or not x) else x for x in uniq]
+            quoted = quoted or text != uniq
             arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(
-                quoted, type=pa.string())).cast(pa.string()))
+                text, type=pa.string())).cast(pa.string()))
     if n:
         table = pa.Table.from_arrays(arrays, names=list(columns))
-        pcsv.write_csv(table, f, pcsv.WriteOptions(include_header=False, delimiter="\t",
-                                                   quoting_style="none"))
+        options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+        if not quoted:
+            pcsv.write_csv(table, f, options)
+        else:  # Arrow refuses '"' in unquoted CSV: write a stand-in, then the quote
+            body = io.BytesIO()
+            pcsv.write_csv(table, body, options)
+            f.write(body.getvalue().replace(_QUOTE.encode(), b'"'))
     f.write(b"\n\n")
 
 
@@ -314,7 +385,7 @@ def _quote_arrow(v: Any) -> Any:
     needs = pc.or_(pc.match_substring(v, " "), pc.equal(pc.utf8_length(v), 0))
     if not pc.any(needs).as_py():
         return v
-    return pc.if_else(needs, pc.binary_join_element_wise('"', v, '"', ""), v)
+    return pc.if_else(needs, pc.binary_join_element_wise(_QUOTE, v, _QUOTE, ""), v)
 
 
 def _factorize_objects(v: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -341,8 +412,9 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
     ``micrograph_shape=(ny, nx)`` in pixels to get ``location/center_*_frac``;
     without it they are kept as ``star/rlnCoordinateX`` / ``Y``. Every label
     without a mapping is kept as a field ``star/<label>``. uids are new.
-    A value that does not convert (text in a numeric column) raises
-    CsFormatError naming the file.
+    A value that does not convert (text in a numeric column, an index,
+    class or group that is not a whole number in range) raises
+    CsFormatError naming the file, and the label and row where it can.
     """
     try:
         return _from_star(path, micrograph_shape, flip_y)
@@ -352,16 +424,42 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
         raise CsFormatError(f"{os.fspath(path)}: {e}") from None
 
 
+def _whole(values: Any, label: str, name: str, low: int = 0, high: int = _U4_MAX,
+           ) -> np.ndarray:
+    """values as int64, each a whole number in [low, high] (they are stored as
+    uint32: a larger value would wrap, a fraction be cut); else CsFormatError
+    naming the label and the first bad row (1-based)."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "iu":
+        a = np.asarray(a, dtype=np.float64)  # ValueError for text: the caller names the file
+    with np.errstate(invalid="ignore"):
+        bad = ~((a >= low) & (a <= high))
+        if a.dtype.kind == "f":
+            bad |= a != np.floor(a)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise CsFormatError(f"{name}: {label} row {row + 1}: {a[row].item()} is not a whole "
+                            f"number from {low} to {high}")
+    return a.astype(np.int64)
+
+
 def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None,
                flip_y: bool) -> Dataset:
     import starfile
 
     from ..dataset import Dataset, generate_uids
 
+    name = os.fspath(path)
+    budget = StringBudget(os.path.getsize(path), name)
     blocks = read_loops(path)
     if blocks is None:  # anything but plain loop blocks: starfile's general reader
-        blocks = starfile.read(path, always_dict=True)
-    name = os.fspath(path)
+        try:
+            blocks = starfile.read(path, always_dict=True)
+        except OSError:
+            raise
+        except Exception as e:  # its parser fails on bad input in many ways
+            raise CsFormatError(f"{name}: not a STAR file starfile can read "
+                                f"({type(e).__name__}: {str(e)[:100]})") from None
     optics = blocks.get("optics")
     table = blocks.get("particles")
     if table is None:
@@ -371,10 +469,19 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         table = rest[0]
     if not hasattr(table, "columns"):
         raise CsFormatError(f"{name}: the particles block is not a table")
+    for block, t in (("particles", table), ("optics", optics)):
+        if hasattr(t, "columns") and not t.columns.is_unique:
+            twice = sorted({str(c) for c in t.columns[t.columns.duplicated()]})
+            raise CsFormatError(f"{name}: data_{block} names labels {twice} twice")
     n = len(table)
     df = table
     group_ids = None
     if optics is not None and hasattr(optics, "columns") and "rlnOpticsGroup" in df.columns:
+        if "rlnOpticsGroup" not in optics.columns:
+            raise CsFormatError(f"{name}: data_optics has no rlnOpticsGroup column")
+        if not optics["rlnOpticsGroup"].is_unique:
+            g = optics["rlnOpticsGroup"][optics["rlnOpticsGroup"].duplicated()].iloc[0]
+            raise CsFormatError(f"{name}: data_optics lists optics group {g} twice")
         optics = optics.set_index("rlnOpticsGroup")
         missing = set(df["rlnOpticsGroup"].unique()) - set(optics.index)
         if missing:
@@ -386,7 +493,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
             ids = {}
             for g, gname in optics["rlnOpticsGroupName"].items():
                 m = _GROUP_NAME.match(str(gname))
-                ids[g] = int(m.group(1)) if m else int(g)
+                ids[g] = int(m.group(1)) if m else g
             group_ids = df["rlnOpticsGroup"].map(ids).to_numpy()
     used: set[str] = set()
     cols: dict[str, np.ndarray] = {"uid": generate_uids(n)}
@@ -405,10 +512,8 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         cols["blob/path"] = np.zeros(0, dtype="S1")
         cols["blob/idx"] = np.zeros(0, dtype=_U4)
     elif image is not None:
-        number, stack = _split_image_names(df["rlnImageName"], name)
-        if number.min() < 1:
-            raise CsFormatError(f"{name}: rlnImageName indices start at 1; found "
-                                f"{number.min()}")
+        number, stack = _split_image_names(df["rlnImageName"], name, budget)
+        number = _whole(number, "rlnImageName index", name, 1, _U4_MAX + 1)
         cols["blob/path"] = stack
         cols["blob/idx"] = (number - 1).astype(_U4)
     psize = take("rlnImagePixelSize")
@@ -418,7 +523,8 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         cols["blob/psize_A"] = f4(psize)
     size = take("rlnImageSize")
     if size is not None:
-        cols["blob/shape"] = np.repeat(np.asarray(size, dtype=_U4)[:, None], 2, axis=1)
+        size = _whole(size, "rlnImageSize", name).astype(_U4)
+        cols["blob/shape"] = np.repeat(size[:, None], 2, axis=1)
     for label, field, fn in (("rlnVoltage", "ctf/accel_kv", None),
                              ("rlnSphericalAberration", "ctf/cs_mm", None),
                              ("rlnAmplitudeContrast", "ctf/amp_contrast", None),
@@ -431,15 +537,24 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         v = take(label)
         if v is not None:
             cols[field] = f4(fn(np.asarray(v, dtype=np.float64)) if fn else v)
+    if all(c in df.columns for c in ("rlnBeamTiltX", "rlnBeamTiltY", "rlnSphericalAberration")):
+        cs_A = np.asarray(df["rlnSphericalAberration"], dtype=np.float64)[:, None] * 1e7
+        mrad = np.stack([np.asarray(take(c), dtype=np.float64)
+                         for c in ("rlnBeamTiltX", "rlnBeamTiltY")], 1)
+        cols["ctf/tilt_A"] = (np.sin(mrad * 1e-3) * cs_A).astype(_F4)
+    if all(c in df.columns for c in _MAG_MAT):
+        mag = np.stack([np.asarray(take(c), dtype=np.float64) for c in _MAG_MAT], 1)
+        cols["ctf/anisomag"] = (mag - np.array([1.0, 0.0, 0.0, 1.0])).astype(_F4)
     group = take("rlnOpticsGroup")
     if group is not None:
-        cols["ctf/exp_group_id"] = np.asarray(group_ids if group_ids is not None else group,
-                                              dtype=_U4)
+        label = "rlnOpticsGroup" if group_ids is None else "exp_group_<id> in rlnOpticsGroupName"
+        cols["ctf/exp_group_id"] = _whole(group if group_ids is None else group_ids, label,
+                                          name).astype(_U4)
     for label in ("rlnOpticsGroupName", "rlnImageDimensionality"):
         take(label)
     mic = take("rlnMicrographName")
     if mic is not None:
-        cols["location/micrograph_path"] = _fixed(mic, "location/micrograph_path")
+        cols["location/micrograph_path"] = _fixed(mic, "location/micrograph_path", budget)
     if micrograph_shape is not None and "rlnCoordinateX" in df.columns \
             and "rlnCoordinateY" in df.columns:
         ny, nx = (int(s) for s in micrograph_shape)
@@ -478,22 +593,21 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         for label, field in (("rlnClassNumber", "class"), ("rlnRandomSubset", "split")):
             v = take(label)
             if v is not None:
-                v = np.asarray(v, dtype=np.int64)
-                if n and v.min() < 1:
-                    raise CsFieldError(f"{name}: {label} values start at 1; found {v.min()}")
-                cols[f"{align}/{field}"] = (v - 1).astype(_U4)
+                cols[f"{align}/{field}"] = (_whole(v, label, name, 1, _U4_MAX + 1) - 1
+                                            ).astype(_U4)
 
     for label in df.columns:
         if label in used:
             continue
         v = df[label].to_numpy()
         if v.dtype == object or getattr(df[label].dtype, "kind", "O") in "OSU":
-            v = _fixed(v, f"{_STAR_PREFIX}{label}")
+            v = _fixed(v, f"{_STAR_PREFIX}{label}", budget)
         cols[f"{_STAR_PREFIX}{label}"] = v
     return Dataset._from_columns(n, cols)
 
 
-def _split_image_names(series: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _split_image_names(series: Any, name: str, budget: StringBudget,
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """(1-based index, S path) from ``NNNNNN@path`` names (in C with pyarrow)."""
     try:
         import pyarrow as pa
@@ -503,7 +617,7 @@ def _split_image_names(series: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         if (parts[1] != "@").any():
             raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form") from None
         return (parts[0].astype(np.int64).to_numpy(),
-                _fixed(parts[2].to_numpy(), "blob/path"))
+                _fixed(parts[2].to_numpy(), "blob/path", budget))
     arr = pa.array(series.astype(str), type=pa.string())
     if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow-backed strings come in chunks
         arr = arr.combine_chunks()
@@ -515,19 +629,20 @@ def _split_image_names(series: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     except pa.ArrowInvalid:
         raise CsFormatError(f"{name}: rlnImageName with a non-numeric index") from None
     stacks = pc.list_element(parts, 1).dictionary_encode()
-    values = fixed_strings(stacks.dictionary.to_pylist(), "blob/path")
+    values = fixed_strings(stacks.dictionary.to_pylist(), "blob/path", budget=budget,
+                           rows=len(stacks))
     return number, values[stacks.indices.to_numpy(zero_copy_only=False)]
 
 
-def _fixed(values: Any, field: str) -> np.ndarray:
+def _fixed(values: Any, field: str, budget: StringBudget) -> np.ndarray:
     import pandas as pd
 
     codes, uniq = pd.factorize(np.asarray(values, dtype=object))
     try:
-        return fixed_strings(list(uniq), field)[codes]
+        return fixed_strings(list(uniq), field, budget=budget, rows=len(codes))[codes]
     except CsFieldError:  # numbers among the strings: as text
         codes, uniq = pd.factorize(pd.Series(values).astype(str))
-        return fixed_strings(list(uniq), field)[codes]
+        return fixed_strings(list(uniq), field, budget=budget, rows=len(codes))[codes]
 
 
 _BLOCK = re.compile(rb"data_(\S*)[ \t\r]*$", re.M)
@@ -580,7 +695,7 @@ def read_loops(path: str | os.PathLike) -> dict[str, Any] | None:
             elif line or labels:
                 break
             pos = nl + 1
-        if not labels:
+        if not labels or len(set(labels)) != len(labels):
             return None
         rows = body[pos:]
         if b'"' in rows or b"'" in rows:
