@@ -406,6 +406,8 @@ def test_uid_field_that_cannot_hold_uids(tmp_path, uid, kind):
             Dataset.load(path, mmap=mapped)
     with pytest.raises(csfast.CsFieldError, match="bad.cs"):
         Dataset.load(path, fields=["x"])
+    with pytest.raises(csfast.CsFieldError, match="<bytes>: field 'uid'"):
+        Dataset.load(path.read_bytes())
     if base.kind not in "ui" or shape:  # narrower integers are fine in memory: values fit
         with pytest.raises(csfast.CsFieldError, match="uid"):
             Dataset(arr)
