@@ -698,7 +698,12 @@ def add_chore_commands(sub) -> None:
 def _oserror(e: Exception, path: str) -> str:
     if isinstance(e, OSError) and not isinstance(e, CsError):
         return f"{path}: {e.strerror or e}"
-    return str(e)
+    return _one_line(str(e))
+
+
+def _one_line(text: str) -> str:
+    """A message on one line (an InputError lists one problem a line)."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _count(text: str) -> int:
@@ -832,14 +837,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except CsError as e:
-        print(f"csfast {args.command}: {e}", file=sys.stderr)
+        print(f"csfast {args.command}: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 0
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        print(f"csfast {args.command}: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"csfast {args.command}: {where}{_one_line(str(e.strerror or e))}",
+              file=sys.stderr)
         return 1
     except ImportError as e:  # an optional extra (pandas, pyarrow, starfile) is missing
         print(f"csfast {args.command}: {e}; install the extra it belongs to, e.g. "

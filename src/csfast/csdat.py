@@ -30,7 +30,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from .errors import CsFormatError
-from .format import CSDAT_MAGIC, CsInfo, atomic_write, map_file, write_all
+from .format import CSDAT_MAGIC, CsInfo, atomic_write, map_file, open_regular, write_all
 from .format import read_header as read_npy_header
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
@@ -120,7 +120,7 @@ class CsdatHeader:
 
 def is_csdat(path: str | os.PathLike) -> bool:
     """True if the file at path starts with the CSDAT magic."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
 
 
@@ -210,7 +210,7 @@ def _read_header_from(f: BinaryIO, name: str) -> CsdatHeader:
 
 def read_header(path: str | os.PathLike) -> CsdatHeader:
     """The header of a CSDAT file, read without touching its columns."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return _read_header_from(f, os.fspath(path))
 
 
@@ -223,7 +223,7 @@ def inspect_any(path: str | os.PathLike) -> CsInfo:
     anything that is neither, FileNotFoundError / PermissionError as they are.
     """
     name = os.fspath(path)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         csdat = f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
         f.seek(0)
@@ -254,7 +254,7 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     """
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
-        with open(source, "rb") as f:
+        with open_regular(source) as f:
             size = os.fstat(f.fileno()).st_size
             if size == 0:
                 raise CsFormatError(f"{name}: empty file, not a CSDAT stream")

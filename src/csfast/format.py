@@ -9,17 +9,16 @@ and fifty million.
 
 from __future__ import annotations
 
-import ast
 import errno
 import fcntl
 import hashlib
 import io
 import os
 import re
+import stat
 import struct
 import tempfile
 import time
-import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +28,22 @@ import numpy as np
 
 from . import _core
 from .errors import CsFieldError, CsFormatError
+from .literal import LiteralError, parse_literal
 
 __all__ = ["CsInfo", "inspect", "read_header", "check_uid_field", "map_array", "map_file",
            "file_map_of", "atomic_write", "npy_header", "write_all", "hidden_name", "temp_files",
-           "remove_stale_temps", "STALE_TEMP_SECONDS"]
+           "remove_stale_temps", "STALE_TEMP_SECONDS", "open_regular", "check_regular"]
 
 MAGIC = b"\x93NUMPY"
 CSDAT_MAGIC = b"\x95CSDAT"
-# Real headers reach a few MB with tens of thousands of fields; beyond this
-# the "header" is corruption, not a table.
-MAX_HEADER_BYTES = 256 * 1024 * 1024
+# Headers are capped far above real ones (about 100 kB for a 100-class table,
+# 1 MB for 17,000 fields); beyond the caps the "header" is corruption or an
+# attack. Worst cases measured at the caps: a plain header (the form numpy
+# writes for flat tables, read field by field) of tiny fields costs about
+# 1 s and 80 MB, most of it numpy building a dtype of 200,000 fields; any
+# other form goes through csfast.literal, about 1 µs and 25 bytes a character.
+MAX_HEADER_BYTES = 4 * 1024 * 1024
+MAX_LITERAL_HEADER_BYTES = 2 * 1024 * 1024
 _ARRAY_ALIGN = 64  # numpy >= 1.14 pads headers to 64 bytes
 _GROWTH_AXIS_MAX_DIGITS = 21  # numpy >= 1.24 leaves room to grow the shape in place
 
@@ -79,8 +84,49 @@ def inspect(path: str | os.PathLike) -> CsInfo:
     Reads only the header; raises CsFormatError for anything that is not a
     valid .cs file, and FileNotFoundError / PermissionError as they are.
     """
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return read_header(f, os.fspath(path), os.fstat(f.fileno()).st_size)
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """open(path, "rb"), refusing anything but a regular file (CsFormatError).
+
+    A FIFO would block the open itself, then every read, until a writer
+    comes; a device may never end. The file is opened non-blocking, checked
+    with fstat (no race with a rename), then switched back to blocking.
+    A directory raises IsADirectoryError, as open() does.
+    """
+    return open(path, "rb", opener=_open_regular_fd)
+
+
+def check_regular(path: str | os.PathLike) -> None:
+    """CsFormatError unless path is a regular file, for readers that open it
+    themselves (Arrow, Parquet); FileNotFoundError etc. pass through."""
+    _refuse_irregular(os.stat(path).st_mode, os.fspath(path))
+
+
+def _open_regular_fd(path: str, flags: int) -> int:
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    try:
+        _refuse_irregular(os.fstat(fd).st_mode, path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_irregular(mode: int, name: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+    kind = next((text for test, text in _KINDS if test(mode)), "a special file")
+    raise CsFormatError(f"{name}: is {kind}, not a regular file; csfast reads only regular files")
 
 
 def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
@@ -104,7 +150,8 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
         raise CsFormatError(f"{name}: truncated: {len(start)} bytes, too short for a .npy header")
     (hlen,) = struct.unpack("<H" if prefix == 10 else "<I", start[8:prefix])
     if hlen > MAX_HEADER_BYTES:
-        raise CsFormatError(f"{name}: header length {hlen} bytes is beyond any real .cs file")
+        raise CsFormatError(f"{name}: header length {hlen} bytes is beyond any real .cs file "
+                            f"(csfast reads headers of up to {MAX_HEADER_BYTES} bytes)")
     raw = f.read(hlen)
     if len(raw) < hlen:
         raise CsFormatError(
@@ -112,15 +159,18 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
         )
     try:
         text = raw.decode("utf-8" if version == (3, 0) else "latin1")
-        header = _parse_plain_header(text)
-        if header is None:
-            try:
-                header = ast.literal_eval(text)
-            except SyntaxError:
-                # Python 2 writers (old cryoSPARC) wrote long integers as "1234L".
-                header = ast.literal_eval(_drop_long_suffix(text))
-    except Exception as e:  # literal_eval raises ValueError, SyntaxError, TypeError...
-        raise CsFormatError(f"{name}: malformed header ({type(e).__name__})") from None
+    except UnicodeDecodeError as e:
+        raise CsFormatError(f"{name}: malformed header: not UTF-8 at byte {e.start}") from None
+    header = _parse_plain_header(text)
+    if header is None:
+        if hlen > MAX_LITERAL_HEADER_BYTES:
+            raise CsFormatError(
+                f"{name}: header of {hlen} bytes is not in numpy's plain form, and beyond "
+                f"{MAX_LITERAL_HEADER_BYTES} bytes only that form is read")
+        try:
+            header = parse_literal(text)
+        except LiteralError as e:
+            raise CsFormatError(f"{name}: malformed header: {e}") from None
     dtype, rows = _validate_header(header, name)
     offset = prefix + hlen
     info = CsInfo(name, version, dtype, rows, offset, file_size)
@@ -132,41 +182,46 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
     return info
 
 
-# The header numpy writes for a flat structured array, matched whole: a fast
-# path that makes a 1 MB header of 20,000 fields parse in milliseconds. Any
-# other header (nested dtypes, escaped names, odd spacing) goes through
-# ast.literal_eval, which accepts every literal numpy may have written.
-_FIELD = r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'(?:, \((\d+(?:, \d+)*,?)\))?\)"
-_FIELD_RE = re.compile(_FIELD)
-_PLAIN_HEADER_RE = re.compile(
-    r"\{'descr': \[(?P<fields>(?:" + _FIELD + r"(?:, " + _FIELD + r")*)?)\], "
-    r"'fortran_order': (?P<fortran>False|True), 'shape': \((?P<rows>[1-9]\d*|0),\), \}\s*"
-)
+# The header numpy writes for a flat structured array, read field by field
+# with one regular expression each: a fast path that makes a 1 MB header of
+# 20,000 fields parse in milliseconds, in memory proportional to the fields
+# (one regular expression over the whole header would keep a backtracking
+# stack of about 17 bytes a character). Any other header (nested dtypes,
+# escaped names, odd spacing, Python 2's 12L) goes through csfast.literal,
+# which accepts every literal numpy may have written.
+# Numbers of at most 20 digits (2**64 has 20): int() of longer ones is slow,
+# and beyond 4,300 digits a ValueError; csfast.literal refuses them by name.
+_FIELD_RE = re.compile(r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'"
+                       r"(?:, \((\d{1,20}(?:, \d{1,20})*,?)\))?\)")
+_PLAIN_START = "{'descr': ["
+_PLAIN_END_RE = re.compile(r"\], 'fortran_order': (?P<fortran>False|True), "
+                           r"'shape': \((?P<rows>[1-9]\d{0,19}|0),\), \}\s*")
 
 
 def _parse_plain_header(text: str) -> dict | None:
-    m = _PLAIN_HEADER_RE.fullmatch(text)
-    if m is None:
+    if not text.startswith(_PLAIN_START):
         return None
-    descr = []
-    for name, dtype, shape in _FIELD_RE.findall(m.group("fields")):
+    pos = len(_PLAIN_START)
+    descr: list[tuple] = []
+    field = _FIELD_RE.match
+    while (m := field(text, pos)) is not None:
+        name, dtype, shape = m.groups()
         if shape:
             descr.append((name, dtype, tuple(int(s) for s in shape.split(",") if s.strip())))
         else:
             descr.append((name, dtype))
-    return {"descr": descr, "fortran_order": m.group("fortran") == "True",
-            "shape": (int(m.group("rows")),)}
-
-
-def _drop_long_suffix(text: str) -> str:
-    """'(1234L,)' -> '(1234,)': the L of Python 2 long literals, outside strings."""
-    out, prev = [], None
-    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-        if not (tok.type == tokenize.NAME and tok.string == "L" and prev is not None
-                and prev.type == tokenize.NUMBER and prev.end == tok.start):
-            out.append((tok.type, tok.string))
-        prev = tok
-    return tokenize.untokenize(out)
+        pos = m.end()
+        if not text.startswith(", ", pos):
+            break
+        pos += 2
+    else:
+        if descr:  # a ", " not followed by a field
+            return None
+    end = _PLAIN_END_RE.fullmatch(text, pos)
+    if end is None:
+        return None
+    return {"descr": descr, "fortran_order": end.group("fortran") == "True",
+            "shape": (int(end.group("rows")),)}
 
 
 def _validate_header(header: object, name: str) -> tuple[np.dtype, int]:
@@ -246,7 +301,7 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
     writable later never changes the file.
     """
     name = os.fspath(path)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         info = read_header(f, name, size)
         if info.data_size == 0:  # mmap cannot map zero bytes

@@ -24,7 +24,7 @@ import yaml
 
 from .dataset import Dataset
 from .errors import CsError, CsFieldError, CsFormatError, CsUidError
-from .format import atomic_write, hidden_name, remove_stale_temps, write_all
+from .format import atomic_write, hidden_name, open_regular, remove_stale_temps, write_all
 
 if TYPE_CHECKING:
     from .inputs import Input
@@ -42,7 +42,7 @@ _JOB = re.compile(r"(?:^|_)(J\d+)_")
 #   J4_class_00_00100_particles.cs      class 00 at iteration (version) 100
 #   J4_class_00_final_particles.cs      class 00, final version (its number is not in the name)
 # head, version token, tail: siblings differ only in the token.
-_VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d+|final)(_.+)$")
+_VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d{1,18}|final)(_.+)$")
 
 # The minimum fields of common result types: what cryoSPARC requires of an
 # output result (``min_fields`` in its job documents), without the prefix.
@@ -277,21 +277,21 @@ class ResultGroup:
         beside it is added. A passthrough result with no ``versions`` (cryoSPARC,
         csfast 0.1.0) has one metafile for every version of the group's own
         results (docs/writes.md).
+
+        Anything that is not a valid .csg raises CsFormatError naming the
+        file, among them documents beyond MAX_CSG_BYTES, MAX_CSG_NODES or
+        MAX_CSG_DEPTH, YAML aliases, and values of the wrong type.
         """
         path = os.path.abspath(os.fspath(path))
-        try:
-            with open(path, "rb") as f:
-                doc = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e}") from None
+        doc = _read_csg_document(path)
         if not isinstance(doc, dict) or not isinstance(doc.get("group"), dict) \
                 or not isinstance(doc.get("results"), dict):
             raise CsFormatError(f"{path}: a .csg file needs 'group' and 'results' mappings")
         g = doc["group"]
         folder = os.path.dirname(path)
         job_match = _JOB.search(os.path.basename(path))
-        name = str(g.get("name") or "")
-        item_type = str(g.get("type") or "")
+        name = _text(g, "name", path, "group")
+        item_type = _text(g, "type", path, "group")
         if not name or not item_type:
             raise CsFormatError(f"{path}: group needs a 'name' and a 'type'")
         results = {}
@@ -302,20 +302,33 @@ class ResultGroup:
         unversioned = []  # passthrough results of cryoSPARC and csfast 0.1.0
         for rname, r in doc["results"].items():
             rname = str(rname)
+            where = f"result {rname!r}"
             if not isinstance(r, dict) or "metafile" not in r:
-                raise CsFormatError(f"{path}: result {rname!r} has no metafile")
-            rtype = str(r.get("type") or result_type_of(rname, item_type))
+                raise CsFormatError(f"{path}: {where} has no metafile")
+            rtype = _text(r, "type", path, where) or result_type_of(rname, item_type)
             raw_versions = r.get("versions") or {}
             if not isinstance(raw_versions, dict):
-                raise CsFormatError(f"{path}: result {rname!r}: versions must be a mapping")
-            metafile = str(r["metafile"])
-            try:
-                versions = {int(v): _resolve(str(m), folder) for v, m in raw_versions.items()}
-                num_items = int(r.get("num_items") or 0)
-            except (ValueError, TypeError) as e:
-                raise CsFormatError(f"{path}: result {rname!r}: {e}") from None
+                raise CsFormatError(f"{path}: {where}: versions must be a mapping")
+            metafile = _text(r, "metafile", path, where)
+            if not metafile:
+                raise CsFormatError(f"{path}: {where}: empty metafile")
+            versions = {}
+            for v, m in raw_versions.items():
+                if not isinstance(m, str) or not m:
+                    raise CsFormatError(f"{path}: {where}: the metafile of version {v!r:.40} "
+                                        f"is not a path ({m!r:.40})")
+                versions[_version_key(v, path, where)] = _resolve(m, folder)
+            num_items = r.get("num_items")
+            if num_items is None:
+                num_items = 0
+            elif type(num_items) is not int or not 0 <= num_items < 2**63:
+                raise CsFormatError(f"{path}: {where}: num_items {num_items!r:.40} is not a "
+                                    "non-negative 64-bit integer")
+            passthrough = r.get("passthrough", "_passthrough_" in os.path.basename(metafile))
+            if not isinstance(passthrough, bool):
+                raise CsFormatError(f"{path}: {where}: passthrough {passthrough!r:.40} is not "
+                                    "true or false")
             final = _resolve(metafile, folder)
-            passthrough = bool(r.get("passthrough", "_passthrough_" in os.path.basename(metafile)))
             if not versions and not passthrough and not ours:
                 versions = _versions_beside(final, listings)
             if final not in versions.values():
@@ -332,7 +345,8 @@ class ResultGroup:
                 unversioned.append(rname)
         serve_every_version(results, unversioned)
         return cls(name=name, item_type=item_type, results=results,
-                   title=str(g.get("title") or ""), description=str(g.get("description") or ""),
+                   title=_text(g, "title", path, "group"),
+                   description=_text(g, "description", path, "group"),
                    job=job_match.group(1) if job_match else "", path=path)
 
     def save_csg(self, path: str | os.PathLike | None = None) -> str:
@@ -436,6 +450,137 @@ def join_tables(tables: Sequence[Dataset]) -> Dataset:
     if len(tables) == 1:
         return tables[0]
     return Dataset.innerjoin_many(*tables)
+
+
+# ---------------------------------------------------------------------- .csg
+
+
+# A .csg names a group's results: a few kB in practice, about 400 kB for 100
+# results of 100 versions each. Bigger documents, deeper nesting and aliases
+# are refused: they only serve to make a reader spend time or memory (an alias
+# of an alias of ... expands exponentially once the values are used). Reading
+# Each value costs PyYAML about 10 µs and 400 bytes (a node, its events and
+# marks): the count of values bounds the cost, 1 s and 40 MB with libyaml.
+MAX_CSG_BYTES = 2 * 1024 * 1024
+MAX_CSG_DEPTH = 32
+MAX_CSG_NODES = 100_000
+
+
+class _CsgComposer(yaml.composer.Composer):
+    """YAML's composer, refusing aliases, nesting deeper than MAX_CSG_DEPTH
+    (the composer and constructor recurse once per level) and more than
+    MAX_CSG_NODES values (keys, values and collections all count)."""
+
+    _depth = 0
+    _nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a .csg file",
+                self.peek_event().start_mark)
+        if self._depth >= MAX_CSG_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_CSG_DEPTH} levels",
+                self.peek_event().start_mark)
+        self._nodes += 1
+        if self._nodes > MAX_CSG_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_CSG_NODES} values",
+                self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _CsgConstructor(yaml.constructor.SafeConstructor):
+    """PyYAML's safe constructor with integers of at most 64 bits: Python
+    hashes an integer to its value modulo 2**61 - 1, so a mapping keyed by
+    larger ones chosen to collide would take quadratic time to build."""
+
+    def construct_yaml_int(self, node: Any) -> int:
+        # a long digit string is refused before int() spends time on it
+        value = super().construct_yaml_int(node) if len(node.value) <= 80 else None
+        if value is None or not -2**63 <= value < 2**64:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer {node.value[:30]!r} beyond 64 bits", node.start_mark)
+        return value
+
+
+_CsgConstructor.add_constructor("tag:yaml.org,2002:int", _CsgConstructor.construct_yaml_int)
+
+
+class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
+    """PyYAML's safe loader (all Python) with the composer above."""
+
+
+_CsgLoader: type = _PyCsgLoader
+if getattr(yaml, "__with_libyaml__", False):
+    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc]
+                      _CsgConstructor, yaml.resolver.Resolver):
+        """libyaml's parser (iterative C, 5 times faster than Python's) under the
+        composer above: libyaml's own composer recurses in C and crashes on deep
+        nesting."""
+
+        def __init__(self, stream: bytes):
+            yaml.cyaml.CParser.__init__(self, stream)
+            _CsgComposer.__init__(self)
+            _CsgConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    _CsgLoader = _CCsgLoader
+
+
+def _read_csg_document(path: str) -> Any:
+    """The YAML document of a .csg, within MAX_CSG_BYTES and MAX_CSG_DEPTH, without
+    aliases; CsFormatError naming the file for anything else."""
+    with open_regular(path) as f:
+        data = f.read(MAX_CSG_BYTES + 1)
+    if len(data) > MAX_CSG_BYTES:
+        raise CsFormatError(f"{path}: larger than {MAX_CSG_BYTES} bytes, beyond any real .csg")
+    loader = None
+    try:
+        loader = _CsgLoader(data)  # PyYAML's reader checks the encoding here
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(text for text in (e.context, e.problem) if text)
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {what}{at}") from None
+    except yaml.reader.ReaderError as e:  # bytes that are not text
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e.reason} at byte "
+                            f"{e.position}") from None
+    except yaml.YAMLError as e:
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: "
+                            f"{' '.join(str(e).split())}") from None
+    except (ValueError, OverflowError) as e:  # a date or number Python cannot hold
+        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: a value out of range "
+                            f"({e})") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _text(mapping: dict, key: str, path: str, where: str) -> str:
+    """mapping[key] as text ("" when absent or null); a list or mapping is an error."""
+    value = mapping.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise CsFormatError(f"{path}: {where}: {key} must be text, not a "
+                            f"{'mapping' if isinstance(value, dict) else 'list'}")
+    return str(value)
+
+
+def _version_key(v: object, path: str, where: str) -> int:
+    """A version number: an integer >= 0, or text of its digits (as YAML may quote it)."""
+    if type(v) is int and v >= 0:
+        return v
+    if isinstance(v, str) and re.fullmatch(r"[0-9]{1,18}", v):
+        return int(v)
+    raise CsFormatError(f"{path}: {where}: version {v!r:.40} is not a non-negative integer")
 
 
 def _title(name: str) -> str:

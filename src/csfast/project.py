@@ -27,7 +27,7 @@ from typing import Any
 
 from .csdat import inspect_any
 from .errors import CsError, CsFormatError, InputError
-from .format import atomic_write
+from .format import atomic_write, open_regular
 from .groups import Result, ResultGroup, serve_every_version
 from .inputs import Input, InputSpec, Slot
 
@@ -555,11 +555,15 @@ class Project:
         if not self.has_job(uid):
             raise CsError(f"project {self.path} has no job {uid!r} (no {uid}/{JOB_DOCUMENT}); "
                           f"its jobs: {_span(self.jobs())}")
-        try:
-            with open(path, "rb") as f:
+        with open_regular(path) as f:
+            try:
                 doc = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CsFormatError(f"job {uid} ({path}): not a valid JSON document: {e}") from None
+            except ValueError as e:  # not JSON, not UTF-8, an integer of over 4,300 digits
+                raise CsFormatError(f"job {uid} ({path}): not a valid JSON document: "
+                                    f"{e}") from None
+            except RecursionError:
+                raise CsFormatError(f"job {uid} ({path}): not a valid JSON document: "
+                                    "nested too deep") from None
         job = self._jobs[uid] = Job(self, uid, doc, path)
         return job
 

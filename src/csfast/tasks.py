@@ -38,7 +38,15 @@ from . import _core
 from .csdat import factorize, is_csdat
 from .dataset import Dataset
 from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError
-from .format import _fsync_dir, atomic_write, inspect, iter_chunks, npy_header, write_rows
+from .format import (
+    _fsync_dir,
+    atomic_write,
+    check_regular,
+    inspect,
+    iter_chunks,
+    npy_header,
+    write_rows,
+)
 from .groups import ResultGroup
 
 __all__ = ["Written", "Condition", "open_table", "save_streamed", "union_files", "parse_condition",
@@ -324,10 +332,11 @@ def read_uids(path: str | os.PathLike) -> np.ndarray:
     """uids listed in a file: ``.npy`` (an integer array, loaded without pickle), a
     ``.cs`` file (its uid column), or text (one uid per line, ``#`` comments)."""
     name = os.fspath(path)
+    check_regular(name)  # np.load and open would wait on a FIFO
     if name.endswith(".npy"):
         try:
             a = np.load(name, allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, EOFError) as e:  # EOFError: an empty file
             raise CsFormatError(f"{name}: not a plain numpy array file ({e})") from None
         if not isinstance(a, np.ndarray) or a.dtype.kind not in "ui":
             raise CsUidError(f"{name}: uids must be an integer array, not "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import CsError, CsFormatError
-from ..format import atomic_write
+from ..format import atomic_write, check_regular
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -75,6 +75,7 @@ def read_parquet(path: str | os.PathLike, fields: list[str] | None = None) -> Da
     from .arrow import from_arrow
 
     columns = None if fields is None else ["uid", *[f for f in fields if f != "uid"]]
+    check_regular(path)
     with _arrow_errors(path):
         table = pq.read_table(path, columns=columns, memory_map=True)
     return from_arrow(table, source=os.fspath(path))
@@ -99,6 +100,7 @@ def read_arrow(path: str | os.PathLike) -> Dataset:
 
     from .arrow import from_arrow
 
+    check_regular(path)
     with _arrow_errors(path):
         table = pa.ipc.open_file(pa.memory_map(os.fspath(path), "r")).read_all()
     return from_arrow(table, source=os.fspath(path))

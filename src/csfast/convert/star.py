@@ -76,7 +76,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CsError, CsFieldError, CsFormatError
-from ..format import atomic_write
+from ..format import atomic_write, open_regular
 from .common import StringBudget, decoded_objects, distinct_strings, fixed_strings
 from .poses import euler_to_rotvec, rotvec_to_euler
 
@@ -662,7 +662,7 @@ def read_loops(path: str | os.PathLike) -> dict[str, Any] | None:
 
     import pandas as pd
 
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         data = f.read()
     # Block headers: "data_" at a line start (found with bytes.find, which is
     # memchr-fast, rather than a multi-line regex over the whole file).
