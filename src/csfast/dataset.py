@@ -42,6 +42,7 @@ from .format import (
     MAGIC,
     CsInfo,
     atomic_write,
+    check_uid_field,
     file_map_of,
     inspect,
     map_array,
@@ -357,6 +358,7 @@ class Dataset(MutableMapping):
     @classmethod
     def _from_table(cls, info: CsInfo, arr: np.ndarray, fields: Collection[str] | None,
                     prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
+        check_uid_field(info)
         names = _select_fields(info, fields, prefixes)
         cols: dict[str, np.ndarray | _Rows] = {name: arr[name] for name in names}
         if not mmap:
@@ -382,6 +384,7 @@ class Dataset(MutableMapping):
             n, cols = csdat.read(data)
             dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in cols.items()])
             info = CsInfo(name, (0, 0), dtype, n, 0, len(data))
+            check_uid_field(info)
             names = _select_fields(info, fields, prefixes)
             kept = {k: cols[k] if writable else _readonly(cols[k]) for k in names}
             return cls._from_columns(n, kept, editable=writable)
@@ -1242,6 +1245,7 @@ class Dataset(MutableMapping):
         """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
         from . import csdat
         info = csdat.inspect_any(path)
+        check_uid_field(info)
         names = _select_fields(info, fields, prefixes)
         n, cols = csdat.read(path, names, mmap=mmap)
         kept = {k: cols[k] if writable or not cols[k].flags.writeable else _readonly(cols[k])
