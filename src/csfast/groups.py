@@ -548,6 +548,8 @@ def _read_csg_document(path: str) -> Any:
         mark = e.problem_mark or e.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = " ".join(text for text in (e.context, e.problem) if text)
+        if "maximum nesting depth" in what:  # libyaml >= 0.2.5 stops deep flows itself
+            what = f"nested deeper than {MAX_CSG_DEPTH} levels"
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {what}{at}") from None
     except yaml.reader.ReaderError as e:  # bytes that are not text
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e.reason} at byte "
