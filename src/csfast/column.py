@@ -266,8 +266,12 @@ def owned_column(name: str, value: Any, n: int | None) -> np.ndarray:
 
 def uid_array(a: np.ndarray, what: str) -> np.ndarray:
     """A uid column as native uint64 (no copy when it is one); negative uids raise."""
-    if a.dtype.kind not in "ui" or a.ndim != 1:
-        raise CsFieldError(f"{what}: uid must be a 1-D unsigned integer array, not {a.dtype}")
+    if a.ndim != 1:
+        raise CsFieldError(f"{what}: uid column of {a.dtype} with shape {a.shape[1:]} cannot "
+                           "hold uids (one unsigned integer a row)")
+    if a.dtype.kind not in "ui":
+        raise CsFieldError(f"{what}: uid column of {a.dtype} cannot hold uids (one unsigned "
+                           "integer a row)")
     if a.dtype.kind == "i" and len(a) and a.min() < 0:
         raise CsUidError(f"{what}: uid values must be non-negative, got {a.min()}")
     return a.astype(np.uint64, copy=False)

@@ -1,6 +1,6 @@
 """The CSDAT stream format of cryosparc-tools: read and write.
 
-Layout (CS_FORMAT.md): the magic ``\\x95CSDAT``; a u32 little-endian length
+Layout (docs/formats.md): the magic ``\\x95CSDAT``; a u32 little-endian length
 and a UTF-8 JSON header (``length``, ``dtype`` with string fields as
 ``|O``, ``compression`` ``"lz4"`` or null, ``compressed_fields``); then, for
 each field in header order (none when the table has 0 rows), a u32 byte count

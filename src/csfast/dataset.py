@@ -73,6 +73,7 @@ from .format import (
     MAGIC,
     CsInfo,
     atomic_write,
+    check_uid_field,
     file_map_of,
     inspect,
     map_array,
@@ -250,6 +251,7 @@ class Dataset(MutableMapping):
     @classmethod
     def _from_table(cls, info: CsInfo, arr: np.ndarray, fields: Collection[str] | None,
                     results: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
+        check_uid_field(info)
         names = _select_fields(info, fields, results)
         cols = {name: arr[name] for name in names}
         if not mmap:
@@ -275,6 +277,7 @@ class Dataset(MutableMapping):
             n, cols = csdat.read(data)
             dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in cols.items()])
             info = CsInfo(name, (0, 0), dtype, n, 0, len(data))
+            check_uid_field(info)
             names = _select_fields(info, fields, results)
             kept = {k: cols[k] if writable else readonly(cols[k]) for k in names}
             return cls._from_columns(n, kept, editable=writable)
@@ -1031,6 +1034,7 @@ class Dataset(MutableMapping):
         """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
         from . import csdat
         info = csdat.inspect_any(path)
+        check_uid_field(info)
         names = _select_fields(info, fields, results)
         n, cols = csdat.read(path, names, mmap=mmap)
         kept = {k: cols[k] if writable or not cols[k].flags.writeable else readonly(cols[k])

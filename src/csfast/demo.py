@@ -11,7 +11,7 @@ earlier jobs to its input groups, loads them, computes its new results
     J1 import particles -> J2 extract (256 px) -> J3 downsample (128 px)
     -> J4 2D classification -> J5 select 2D classes
     -> J6 3D refinement: particles from J5, slot ``blob`` overridden by J2's
-       full-size blob (the downsampled-particles case of MODEL.md)
+       full-size blob (the downsampled-particles case of docs/model.md)
     J7, J8 import half maps -> J9 local resolution: volume from J6, slots
        ``map_half_A`` / ``map_half_B`` overridden from J7 and J8.
 

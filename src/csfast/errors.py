@@ -23,7 +23,7 @@ class CsUidError(CsError, ValueError):
 
 
 class InputError(CsError, ValueError):
-    """An input group whose requirements do not hold (MODEL.md: validation).
+    """An input group whose requirements do not hold (docs/model.md: validation).
 
     ``problems`` lists every failed requirement; each names the input, the
     connection, the slot and the group, and says what would fix it.

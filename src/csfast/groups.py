@@ -1,9 +1,9 @@
-"""Result groups: the output side of a job (MODEL.md), and their .csg files.
+"""Result groups: the output side of a job (docs/model.md), and their .csg files.
 
 A job's output group names several results about the same items (``blob``,
 ``ctf``, ``alignments3D``...); each result has one metafile per version and
 may be a passthrough result (copied along from the job's input). A ``.csg``
-file (YAML, CS_FORMAT.md) describes a group; ``write_output`` writes one.
+file (YAML, docs/formats.md) describes a group; ``write_output`` writes one.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ __all__ = ["MIN_FIELDS", "Result", "ResultGroup", "SINGLE_ITEM_TYPES", "result_t
            "write_output"]
 
 # Item types that come one item per output group: their uids differ from job
-# to job, so an override of their results cannot join on uid (MODEL.md).
+# to job, so an override of their results cannot join on uid (docs/model.md).
 SINGLE_ITEM_TYPES = frozenset({"volume", "mask"})
 
 _JOB = re.compile(r"(?:^|_)(J\d+)_")
@@ -52,7 +52,7 @@ _VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d{1,18}|final)(_.+)$"
 # cryosparc-tools' tests; exposure results follow the required fields of
 # cryosparc-tools' models/exposure.py (MicrographBlob, MovieBlob, CTF,
 # StatBlob). No job document we could read lists alignments2D/3D: theirs are
-# the fields CS_FORMAT.md lists for real files. volume.map, map_half_A/B and
+# the fields docs/formats.md lists for real files. volume.map, map_half_A/B and
 # mask (csfast's names for cryoSPARC's volume.blob results) take volume.blob's.
 _ALIGNMENTS = ("split", "class", "shift", "pose", "psize_A", "error", "error_min", "resid_pow",
                "slice_pow", "image_pow", "cross_cor", "alpha", "alpha_min", "weight",
@@ -257,7 +257,7 @@ class ResultGroup:
 
     @classmethod
     def from_csg(cls, path: str | os.PathLike) -> ResultGroup:
-        """Read a .csg file (CS_FORMAT.md).
+        """Read a .csg file (docs/formats.md).
 
         A metafile written ``>name.cs`` is relative to the .csg's folder; an
         absolute path is taken as is; a plain relative path is relative to
@@ -354,7 +354,7 @@ class ResultGroup:
         """Write this group as a .csg file, atomically; returns its path.
 
         Metafiles inside the .csg's folder (or below) are written ``>relative``,
-        others as absolute paths. Beyond CS_FORMAT.md's keys, a result with
+        others as absolute paths. Beyond the keys of docs/formats.md, a result with
         several versions lists them under ``versions``, and a passthrough
         result says ``passthrough: true`` and always lists its ``versions``
         (the passthrough metafile of each version of the group).
@@ -542,6 +542,8 @@ def _read_csg_document(path: str) -> Any:
         mark = e.problem_mark or e.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = " ".join(text for text in (e.context, e.problem) if text)
+        if "maximum nesting depth" in what:  # libyaml >= 0.2.5 stops deep flows itself
+            what = f"nested deeper than {MAX_CSG_DEPTH} levels"
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {what}{at}") from None
     except yaml.reader.ReaderError as e:  # bytes that are not text
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e.reason} at byte "
