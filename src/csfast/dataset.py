@@ -812,8 +812,6 @@ class Dataset(MutableMapping):
             return cls(datasets[0])
         return joins.innerjoin(cls, datasets, False)
 
-
-
     def append(self, *others: Dataset, assert_same_fields: bool = False,
                repeat_allowed: bool = False) -> Dataset:
         """Concatenate datasets (a new dataset); see ``append_many``."""
@@ -841,8 +839,6 @@ class Dataset(MutableMapping):
         not bare AssertionErrors.
         """
         return joins.append(cls, datasets, assert_same_fields, repeat_allowed)
-
-
 
     def union(self, *others: Dataset, assert_same_fields: bool = False,
               assume_unique: bool = False) -> Dataset:
