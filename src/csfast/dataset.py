@@ -165,7 +165,7 @@ class Dataset(MutableMapping):
                 share(c)
         ds = cls.__new__(cls)
         ds._n = n
-        ds._cols = dict(cols)
+        ds._cols = cols if isinstance(cols, dict) else dict(cols)  # the caller's dict: no copy
         ds._editable = editable
         for m in maps:
             m.owner = weakref.ref(ds) if editable else None
