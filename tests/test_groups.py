@@ -576,7 +576,8 @@ def test_passthrough_round_trip(tmp_path, rng):
     out_uids = main["uid"][keep]
     new = table(out_uids, rng, ctf=CTF, alignments2D=ALIGN2D)  # replaces ctf
     g = write_output(tmp_path, "J2", "particles", Dataset(new), "particle",
-                     ["ctf", "alignments2D"], passthrough=inp, validate=False)
+                     ["ctf", "alignments2D"], passthrough=inp.load(passthrough=True),
+                     validate=False)
     assert g.label == "J2.particles" and g.path == str(tmp_path / "J2_particles.csg")
     written = np.load(tmp_path / "J2_000_particles.cs")
     assert written.dtype.names == new.dtype.names

@@ -1,7 +1,7 @@
 """The Dataset: a table of items, one row per item, keyed by a 64-bit uid.
 
 Columns are numpy arrays, one per field. A dataset loaded from a .cs file
-views the file's memory map (private, copy-on-write: see format.map_array):
+views the file's memory map (private, copy-on-write: see tables.open_columns):
 its columns are strided views, and nothing proportional to the row count
 happens until a column is read. Two kinds of column exist, and no writable
 array is ever shared:
@@ -25,7 +25,6 @@ field replaces or creates an owned array; the file never changes.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import weakref
@@ -36,21 +35,17 @@ import numpy as np
 
 from . import _core
 from .column import as_column
-from .errors import CsError, CsFieldError, CsFormatError, CsUidError
+from .errors import CsError, CsFieldError, CsUidError
 from .format import (
-    CSDAT_MAGIC,
-    MAGIC,
     CsInfo,
     atomic_write,
     file_map_of,
-    inspect,
-    map_array,
     npy_header,
-    read_header,
     write_all,
     write_rows,
 )
 from .row import Row, python_value
+from .tables import inspect, open_columns
 
 __all__ = ["Dataset", "Field", "generate_uids", "NUMPY_FORMAT", "CSDAT_FORMAT",
            "DEFAULT_FORMAT", "NEWEST_FORMAT"]
@@ -347,51 +342,19 @@ class Dataset(MutableMapping):
         dataset never aliases the caller's mutable buffer. Nothing is ever
         unpickled.
         """
-        if isinstance(file, (bytes, bytearray, memoryview)) or hasattr(file, "read"):
-            return cls._load_buffer(file, fields, prefixes, mmap, writable)
-        if cls._is_csdat(file):
-            return cls._load_csdat(file, fields, prefixes, mmap, writable)
-        info, arr = map_array(file)
-        return cls._from_table(info, arr, fields, prefixes, mmap, writable)
-
-    @classmethod
-    def _from_table(cls, info: CsInfo, arr: np.ndarray, fields: Collection[str] | None,
-                    prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
-        names = _select_fields(info, fields, prefixes)
-        cols: dict[str, np.ndarray | _Rows] = {name: arr[name] for name in names}
+        table = open_columns(file, lambda info: _select_fields(info, fields, prefixes),
+                             mmap=mmap)
+        cols = table.columns
         if not mmap:
             # One pass over the mapped rows fills every owned column; reading
             # into a record array first would copy twice and need twice the memory.
-            owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()}
+            owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()
+                     if not c.flags.writeable}
             _gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
-            cols = {k: c if writable else _readonly(c) for k, c in owned.items()}
-        fm = file_map_of(arr) if mmap else None
-        return cls._from_columns(info.rows, cols, writable, [fm] if fm is not None else [])
-
-    @classmethod
-    def _load_buffer(cls, source: BinaryIO | bytes | bytearray | memoryview,
-                     fields: Collection[str] | None, prefixes: Collection[str] | None,
-                     mmap: bool, writable: bool) -> Dataset:
-        """A dataset from bytes or an open binary file (read to its end)."""
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            name, data = "<bytes>", bytes(source)  # bytes(bytes) is the same object
-        else:
-            name, data = str(getattr(source, "name", "<stream>")), source.read()
-        if data[:len(CSDAT_MAGIC)] == CSDAT_MAGIC:
-            from . import csdat
-            n, cols = csdat.read(data)
-            dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in cols.items()])
-            info = CsInfo(name, (0, 0), dtype, n, 0, len(data))
-            names = _select_fields(info, fields, prefixes)
-            kept = {k: cols[k] if writable else _readonly(cols[k]) for k in names}
-            return cls._from_columns(n, kept, editable=writable)
-        if data[:len(MAGIC)] != MAGIC:
-            raise CsFormatError(f"{name}: neither a .cs file nor a CSDAT stream "
-                                f"(starts with {data[:6]!r})")
-        info = read_header(io.BytesIO(data), name, len(data))
-        # Read-only views of immutable bytes: an edit copies the column first.
-        arr = np.frombuffer(data, dtype=info.dtype, count=info.rows, offset=info.data_offset)
-        return cls._from_table(info, arr, fields, prefixes, mmap, writable)
+            cols = {**cols, **owned}
+        kept: dict[str, np.ndarray | _Rows] = {
+            k: c if writable or not c.flags.writeable else _readonly(c) for k, c in cols.items()}
+        return cls._from_columns(table.info.rows, kept, writable, table.maps if mmap else [])
 
     @staticmethod
     def inspect(file: str | os.PathLike) -> dict[str, Any]:
@@ -402,16 +365,11 @@ class Dataset(MutableMapping):
         ``compressed_fields``. Reads the header only. ``csfast.inspect(path)``
         gives more (string widths, .npy version, data offset) as a CsInfo.
         """
-        if Dataset._is_csdat(file):
-            from .csdat import read_header as read_csdat_header
-            h = read_csdat_header(file)
-            return {"length": h.rows, "dtype": [_tools_field(*f) for f in h.fields],
-                    "compression": h.compression,
-                    "compressed_fields": [f[0] for f in h.fields
-                                          if f[0] in h.compressed_fields]}
         info = inspect(file)
         return {"length": info.rows, "dtype": [_tools_field(*f) for f in info.fields],
-                "compression": None, "compressed_fields": []}
+                "compression": info.compression,
+                "compressed_fields": [f[0] for f in info.fields
+                                      if f[0] in info.compressed_fields]}
 
     def save(self, file: str | os.PathLike | BinaryIO, *, format: int = DEFAULT_FORMAT,
              fsync: bool = True) -> None:
@@ -1230,24 +1188,6 @@ class Dataset(MutableMapping):
         """A dataset from a cryosparc-tools Dataset; see ``csfast.convert.from_cryosparc``."""
         from .convert.cryosparc import from_cryosparc
         return from_cryosparc(d, cls)
-
-    @staticmethod
-    def _is_csdat(path: str | os.PathLike) -> bool:
-        from .csdat import is_csdat
-        return is_csdat(path)
-
-    @classmethod
-    def _load_csdat(cls, path: str | os.PathLike, fields: Collection[str] | None,
-                    prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
-        """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
-        from . import csdat
-        info = csdat.inspect_any(path)
-        names = _select_fields(info, fields, prefixes)
-        n, cols = csdat.read(path, names, mmap=mmap)
-        kept = {k: cols[k] if writable or not cols[k].flags.writeable else _readonly(cols[k])
-                for k in names}
-        maps = {id(m): m for m in map(file_map_of, kept.values()) if m is not None}
-        return cls._from_columns(n, kept, writable, list(maps.values()))
 
 
 def _names(ds: Dataset, most: int = 8) -> str:

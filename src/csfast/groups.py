@@ -15,19 +15,24 @@ import functools
 import itertools
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
 
+from ._version import __version__
 from .dataset import Dataset
-from .errors import CsError, CsFieldError, CsFormatError, CsUidError
+from .errors import (
+    CsArgumentError,
+    CsFieldError,
+    CsFormatError,
+    CsResultError,
+    CsUidError,
+    CsVersionError,
+)
 from .format import atomic_write, hidden_name, open_regular, remove_stale_temps, write_all
-
-if TYPE_CHECKING:
-    from .inputs import Input
 
 __all__ = ["MIN_FIELDS", "Result", "ResultGroup", "SINGLE_ITEM_TYPES", "result_type_of",
            "write_output"]
@@ -174,8 +179,8 @@ class Result:
         try:
             return self.versions[version]
         except KeyError:
-            raise CsError(f"result {self.label} has no version {version} "
-                          f"(versions: {', '.join(map(str, self.versions))})") from None
+            raise CsVersionError(f"result {self.label} has no version {version} "
+                                 f"(versions: {', '.join(map(str, self.versions))})") from None
 
     def load(self, version: int | None = None) -> Dataset:
         """This result's fields (and uid) from its metafile; the final version by default."""
@@ -217,7 +222,7 @@ class ResultGroup:
         try:
             return self.results[name]
         except KeyError:
-            raise CsFieldError(f"{self.label} has no result {name!r} "
+            raise CsResultError(f"{self.label} has no result {name!r} "
                                f"(results: {', '.join(self.results)})") from None
 
     def __contains__(self, name: object) -> bool:
@@ -361,8 +366,6 @@ class ResultGroup:
         This writes the .csg alone: ``write_output`` is what writes a whole
         group safely (docs/writes.md).
         """
-        from . import __version__
-
         target = os.path.abspath(os.fspath(path if path is not None else self.path or ""))
         if path is None and self.path is None:
             raise ValueError("save_csg needs a path: this group was not read from a .csg")
@@ -403,16 +406,16 @@ class ResultGroup:
         named result's metafile. ``version`` picks a version (the final one
         by default); passthrough results come from the passthrough metafile
         written with that version, and those not part of it are left out
-        (named in ``slots``, CsError).
+        (named in ``slots``, CsVersionError).
         """
         names = list(slots) if slots is not None else \
             [n for n, r in self.results.items() if not r.passthrough]
         for n in names:
-            self[n]  # noqa: B018 - raises CsFieldError naming the group's results
+            self[n]  # noqa: B018 - raises CsResultError naming the group's results
         if passthrough:
             names += [n for n, r in self.results.items() if r.passthrough and n not in names]
         if not names:
-            raise CsFieldError(f"{self.label}: no results to load")
+            raise CsResultError(f"{self.label}: no results to load")
         parts: dict[str, list[str]] = {}
         for n in names:
             r = self.results[n]
@@ -420,13 +423,14 @@ class ResultGroup:
                 else r.metafile_of(version)
             if path is None:
                 if slots is not None and n in slots:
-                    raise CsError(f"passthrough result {r.label} is not part of version "
-                                  f"{self.version if version is None else version} "
-                                  f"(versions: {', '.join(map(str, r.versions))})")
+                    raise CsVersionError(
+                        f"passthrough result {r.label} is not part of version "
+                        f"{self.version if version is None else version} "
+                        f"(versions: {', '.join(map(str, r.versions))})")
                 continue
             parts.setdefault(path, []).append(n)
         if not parts:
-            raise CsFieldError(f"{self.label}: no results to load for version {version}")
+            raise CsResultError(f"{self.label}: no results to load for version {version}")
         tables = [Dataset.load(p, prefixes=ns) for p, ns in parts.items()]
         return join_tables(tables)
 
@@ -473,6 +477,10 @@ class _CsgComposer(yaml.composer.Composer):
 
     _depth = 0
     _nodes = 0
+    # From the parser it is mixed with (the loaders below); PyYAML's stubs
+    # give the composer alone neither.
+    check_event: Callable[..., bool]
+    peek_event: Callable[..., Any]
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -509,7 +517,8 @@ class _CsgConstructor(yaml.constructor.SafeConstructor):
         return value
 
 
-_CsgConstructor.add_constructor("tag:yaml.org,2002:int", _CsgConstructor.construct_yaml_int)
+_CsgConstructor.add_constructor(  # type: ignore[type-var]  # PyYAML's stubs: base class only
+    "tag:yaml.org,2002:int", _CsgConstructor.construct_yaml_int)
 
 
 class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
@@ -518,14 +527,14 @@ class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
 
 _CsgLoader: type = _PyCsgLoader
 if getattr(yaml, "__with_libyaml__", False):
-    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc]
+    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc, name-defined]
                       _CsgConstructor, yaml.resolver.Resolver):
         """libyaml's parser (iterative C, 5 times faster than Python's) under the
         composer above: libyaml's own composer recurses in C and crashes on deep
         nesting."""
 
         def __init__(self, stream: bytes):
-            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.cyaml.CParser.__init__(self, stream)  # type: ignore[attr-defined]
             _CsgComposer.__init__(self)
             _CsgConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
@@ -641,15 +650,15 @@ def _relative(metafile: str, folder: str) -> str:
 
 def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Dataset,
                  item_type: str, results: Collection[str],
-                 passthrough: Input | Dataset | None = None, version: int = 0, *,
+                 passthrough: Dataset | None = None, version: int = 0, *,
                  title: str | None = None, result_types: Mapping[str, str] | None = None,
                  validate: bool = True) -> ResultGroup:
     """Write a job's output group; returns the ResultGroup (its ``path`` the .csg).
 
     - the new ``results`` (fields of ``dataset`` under those prefixes, plus
       uid) go to ``<job>_<version:03d>_<name>.cs``;
-    - with ``passthrough`` (the job's ``Input``, loaded with its passthrough
-      results, or a ``Dataset``), every result of it that ``results`` does not
+    - with ``passthrough`` (a ``Dataset``: typically the job's input,
+      ``Input.load(passthrough=True)``), every result of it that ``results`` does not
       replace goes to ``<job>_passthrough_<name>.cs``, for exactly the output's
       uids and in the output's row order (CsUidError if an output uid is not
       in it);
@@ -680,10 +689,10 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     folder = os.fspath(folder)
     results = list(dict.fromkeys(results))
     if not results:
-        raise CsFieldError(f"{job}.{name}: an output group needs at least one new result")
+        raise CsResultError(f"{job}.{name}: an output group needs at least one new result")
     missing = [r for r in results if r not in dataset.prefixes()]
     if missing:
-        raise CsFieldError(f"{job}.{name}: results {missing} are not in the dataset "
+        raise CsResultError(f"{job}.{name}: results {missing} are not in the dataset "
                            f"(it has: {', '.join(dataset.prefixes())})")
     types = _result_types(f"{job}.{name}", item_type, result_types)
     if validate:
@@ -694,16 +703,19 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     main = _project(dataset, results)
     pt_table = None
     if passthrough is not None:
-        pt = passthrough if isinstance(passthrough, Dataset) else passthrough.load(passthrough=True)
-        carried = [p for p in pt.prefixes() if p not in results]
+        if not isinstance(passthrough, Dataset):  # an Input before csfast 0.2
+            raise TypeError(f"{job}.{name}: passthrough is a Dataset, not "
+                            f"{type(passthrough).__name__}; for an Input, pass "
+                            "input.load(passthrough=True)")
+        carried = [p for p in passthrough.prefixes() if p not in results]
         if carried:
-            pt_table = _passthrough_rows(pt, carried, main, f"{job}.{name}")
+            pt_table = _passthrough_rows(passthrough, carried, main, f"{job}.{name}")
 
     with _GroupLock(csg_path) as lock:
         previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
         if previous is not None and previous.item_type != item_type:
-            raise CsError(f"{csg_path}: existing group is of item type "
-                          f"{previous.item_type!r}, not {item_type!r}")
+            raise CsArgumentError(f"{csg_path}: existing group is of item type "
+                                  f"{previous.item_type!r}, not {item_type!r}")
         in_use = _metafiles(previous)
         lock.clean(in_use)
         main_path = _free_name(csg_path, f"{job}_{version:03d}_{name}", in_use)
@@ -742,10 +754,11 @@ def _next_group(previous: ResultGroup | None, job: str, name: str, item_type: st
             if rname in results:
                 continue
             if r.passthrough:
-                r = _passthrough_at(previous, r, version, pt_path, pt_table,
-                                    types.get(rname, r.result_type))
-                if r is None:
+                kept = _passthrough_at(previous, r, version, pt_path, pt_table,
+                                       types.get(rname, r.result_type))
+                if kept is None:
                     continue
+                r = kept
             new[rname] = r
     for rname in results:
         versions = {}
@@ -875,7 +888,7 @@ def _result_types(label: str, item_type: str,
     for rname, rtype in (result_types or {}).items():
         full = rtype if "." in rtype else f"{item_type}.{rtype}"
         if full.split(".", 1)[0] != item_type:
-            raise CsFieldError(f"{label}: result {rname!r} cannot be of type {full!r} in a "
+            raise CsResultError(f"{label}: result {rname!r} cannot be of type {full!r} in a "
                                f"{item_type!r} output group")
         types[rname] = full
     return types

@@ -35,19 +35,19 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .csdat import factorize, is_csdat
+from .csdat import factorize
 from .dataset import Dataset
 from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError
 from .format import (
     _fsync_dir,
     atomic_write,
     check_regular,
-    inspect,
     iter_chunks,
     npy_header,
     write_rows,
 )
 from .groups import ResultGroup
+from .tables import inspect
 
 __all__ = ["Written", "Condition", "open_table", "save_streamed", "union_files", "parse_condition",
            "condition_mask", "read_uids", "filter_table", "filter_file", "select_fields",
@@ -119,7 +119,9 @@ def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -
                     longest[k] = max(longest[k], _core.str_maxlen(np.asarray(col)))
     dtype = np.dtype([(k, np.dtype(f"S{longest[k] + 1}") if k in longest else descr[k][0],
                        descr[k][1]) for k in names])
-    offsets = [dtype.fields[k][1] for k in names]
+    layout = dtype.fields
+    assert layout is not None  # a structured dtype
+    offsets = [layout[k][1] for k in names]
     header = npy_header(dtype, n)
 
     def fill(start: int, buf: np.ndarray) -> None:
@@ -467,10 +469,10 @@ def fields_file(path: str | os.PathLike, output: str | os.PathLike,
         full = open_table(name)
         names, header = full.fields(), 0
     else:
-        info = None if is_csdat(name) else inspect(name)
+        info = inspect(name)
         full = Dataset.load(name)
         names = full.fields()
-        header = info.data_offset if info is not None else 0
+        header = info.data_offset if info.kind == "cs" else 0
     kept = select_fields(names, keep, drop)
     ds = full.filter_fields(kept)
     step(0, 1, f"writing {os.fspath(output)}")
