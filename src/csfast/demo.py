@@ -300,7 +300,7 @@ def report_text(report: DemoReport) -> list[str]:
         "(reads .cs headers and uid columns only)",
         f"  inp.load()       {shape_text(t)} in {time_text(ref.load_seconds)} "
         f"({ref.metafiles} metafiles, each opened once)",
-        f"                   blob: {_blob_text(t)} on every row, from {over.group}",
+        f"                   blob: {_blob_text(t)} on every row, from {over.group_label}",
         f"                   {carried}: from {conn.group.label}",
     ]
     v = loc.table

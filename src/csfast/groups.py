@@ -15,6 +15,7 @@ import functools
 import itertools
 import os
 import re
+import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,8 +116,9 @@ class Result:
     version of its group to the passthrough metafile written with it
     (docs/writes.md); one read from a .csg of cryoSPARC or csfast 0.1.0, whose
     single passthrough metafile serves every version, maps each version of
-    the group to that file. ``group`` is the owning group's label (``J42.particles``),
-    used in messages. ``result_type`` is the type the .csg names (``particle.blob``;
+    the group to that file. ``group_label`` is the owning group's label
+    (``J42.particles``), used in messages (``group``, its name before csfast
+    0.2, still works and warns). ``result_type`` is the type the .csg names (``particle.blob``;
     multi-class results such as ``alignments_class_3`` have type
     ``particle.alignments3D``). ``counts`` gives the item count of each
     version where known (cryoSPARC's job documents list them); ``num_items``
@@ -128,7 +130,7 @@ class Result:
     versions: dict[int, str]
     num_items: int = 0
     passthrough: bool = False
-    group: str = ""
+    group_label: str = ""
     result_type: str = ""
     counts: dict[int, int] = field(default_factory=dict)
 
@@ -148,7 +150,20 @@ class Result:
     @property
     def label(self) -> str:
         """``J42.particles.blob``: the group's label and the result's name."""
-        return f"{self.group}.{self.name}" if self.group else self.name
+        return f"{self.group_label}.{self.name}" if self.group_label else self.name
+
+    @property
+    def group(self) -> str:
+        """Deprecated name of ``group_label`` (a ``Connection.group`` is a ResultGroup)."""
+        warnings.warn("Result.group is now Result.group_label", DeprecationWarning,
+                      stacklevel=2)
+        return self.group_label
+
+    @group.setter
+    def group(self, label: str) -> None:
+        warnings.warn("Result.group is now Result.group_label", DeprecationWarning,
+                      stacklevel=2)
+        self.group_label = label
 
     @property
     def version(self) -> int:
@@ -205,7 +220,7 @@ class ResultGroup:
 
     def __post_init__(self) -> None:
         for r in self.results.values():
-            r.group = self.label
+            r.group_label = self.label
 
     @property
     def label(self) -> str:

@@ -440,7 +440,7 @@ class Input:
                 continue
             info = _header(u.metafile, headers)
             if isinstance(info, str):
-                job = r.group.split(".", 1)[0] if r.group else "its job"
+                job = r.group_label.split(".", 1)[0] if r.group_label else "its job"
                 problems.append(f"{where}: {what} {key!r}: metafile of {r.label}: {info}; "
                                 f"re-run {job} or connect another group")
             elif not any(f.split("/", 1)[0] == r.name for f in info.dtype.names or ()):

@@ -659,7 +659,7 @@ def _input_document(inp: Input) -> dict[str, Any]:
             r = conn.result_for(slot.name)
             if r is None:
                 continue
-            job, _, output = r.group.partition(".")
+            job, _, output = r.group_label.partition(".")
             results.append(_source(slot.name, spec.item_type, r, job, output,
                                    conn.version_for(slot.name)))
         names = {s.name for s in spec.slots}
