@@ -399,8 +399,8 @@ def cmd_fields(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with _Progress(args) as progress:
         r = fields_file(args.input, args.output, keep, drop, progress=progress)
-    prefixes = list(dict.fromkeys(f.split("/", 1)[0] for f in r.fields if f != "uid"))
-    print(f"kept {len(r.fields)} of {r.fields_in} fields ({', '.join(prefixes) or 'uid only'}), "
+    results = list(dict.fromkeys(f.split("/", 1)[0] for f in r.fields if f != "uid"))
+    print(f"kept {len(r.fields)} of {r.fields_in} fields ({', '.join(results) or 'uid only'}), "
           f"{_plural(r.rows, 'row')}; wrote {args.output} in {time_text(time.perf_counter() - t0)}")
     return 0
 

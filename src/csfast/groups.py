@@ -1,9 +1,9 @@
-"""Result groups: the output side of a job (MODEL.md), and their .csg files.
+"""Result groups: the output side of a job (docs/model.md), and their .csg files.
 
 A job's output group names several results about the same items (``blob``,
 ``ctf``, ``alignments3D``...); each result has one metafile per version and
 may be a passthrough result (copied along from the job's input). A ``.csg``
-file (YAML, CS_FORMAT.md) describes a group; ``write_output`` writes one.
+file (YAML, docs/formats.md) describes a group; ``write_output`` writes one.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ __all__ = ["MIN_FIELDS", "Result", "ResultGroup", "SINGLE_ITEM_TYPES", "result_t
            "write_output"]
 
 # Item types that come one item per output group: their uids differ from job
-# to job, so an override of their results cannot join on uid (MODEL.md).
+# to job, so an override of their results cannot join on uid (docs/model.md).
 SINGLE_ITEM_TYPES = frozenset({"volume", "mask"})
 
 _JOB = re.compile(r"(?:^|_)(J\d+)_")
@@ -57,7 +57,7 @@ _VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d{1,18}|final)(_.+)$"
 # cryosparc-tools' tests; exposure results follow the required fields of
 # cryosparc-tools' models/exposure.py (MicrographBlob, MovieBlob, CTF,
 # StatBlob). No job document we could read lists alignments2D/3D: theirs are
-# the fields CS_FORMAT.md lists for real files. volume.map, map_half_A/B and
+# the fields docs/formats.md lists for real files. volume.map, map_half_A/B and
 # mask (csfast's names for cryoSPARC's volume.blob results) take volume.blob's.
 _ALIGNMENTS = ("split", "class", "shift", "pose", "psize_A", "error", "error_min", "resid_pow",
                "slice_pow", "image_pow", "cross_cor", "alpha", "alpha_min", "weight",
@@ -276,7 +276,7 @@ class ResultGroup:
 
     @classmethod
     def from_csg(cls, path: str | os.PathLike) -> ResultGroup:
-        """Read a .csg file (CS_FORMAT.md).
+        """Read a .csg file (docs/formats.md).
 
         A metafile written ``>name.cs`` is relative to the .csg's folder; an
         absolute path is taken as is; a plain relative path is relative to
@@ -373,8 +373,9 @@ class ResultGroup:
         """Write this group as a .csg file, atomically; returns its path.
 
         Metafiles inside the .csg's folder (or below) are written ``>relative``,
-        others as absolute paths. Beyond CS_FORMAT.md's keys, a result with
-        several versions lists them under ``versions``, and a passthrough
+        others as absolute paths. Beyond the keys cryoSPARC writes
+        (docs/formats.md), a result with several versions lists them under
+        ``versions``, and a passthrough
         result says ``passthrough: true`` and always lists its ``versions``
         (the passthrough metafile of each version of the group).
 
@@ -670,7 +671,7 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
                  validate: bool = True) -> ResultGroup:
     """Write a job's output group; returns the ResultGroup (its ``path`` the .csg).
 
-    - the new ``results`` (fields of ``dataset`` under those prefixes, plus
+    - the new ``results`` (the fields of ``dataset`` of those results, plus
       uid) go to ``<job>_<version:03d>_<name>.cs``;
     - with ``passthrough`` (a ``Dataset``: typically the job's input,
       ``Input.load(passthrough=True)``), every result of it that ``results`` does not
@@ -924,9 +925,9 @@ def _check_min_fields(label: str, dataset: Dataset, results: list[str], item_typ
                            f"{'; '.join(lacking)}; add them, or pass validate=False")
 
 
-def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
+def _project(ds: Dataset, results: Iterable[str]) -> Dataset:
     """A dataset of uid and the fields of the given results (copying only those)."""
-    wanted = set(prefixes)
+    wanted = set(results)
     # The same rule as Dataset.filter_prefixes: a result's fields are "result/...".
     names = [k for k in ds.fields() if k == "uid" or ("/" in k and k.split("/", 1)[0] in wanted)]
     if len(names) == len(ds.fields()):

@@ -1,4 +1,4 @@
-"""Input groups: the input side of a job (MODEL.md).
+"""Input groups: the input side of a job (docs/model.md).
 
 An ``InputSpec`` says what a job reads (item type, slots, how many
 connections); an ``Input`` holds the output groups connected to it, with

@@ -94,7 +94,7 @@ def open_table(path: str | os.PathLike, format: str | None = None, **options: An
 def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -> None:
     """Write ds as ``Dataset.save`` writes it (the same bytes), reading its rows a
     chunk at a time: a row subset of a mapped file is gathered chunk by chunk
-    into the output and never held whole (PERFORMANCE.md: an operation that
+    into the output and never held whole (docs/performance.md: an operation that
     writes a file should not allocate its output).
 
     Two passes over the chunks: the first finds each string column's longest
