@@ -450,7 +450,6 @@ class FieldsReport:
     rows: int
     fields_in: int
     fields: list[str]
-    header_in: int  # bytes of the input header (what other readers choke on)
 
 
 def fields_file(path: str | os.PathLike, output: str | os.PathLike,
@@ -465,20 +464,14 @@ def fields_file(path: str | os.PathLike, output: str | os.PathLike,
     if keep is None and not drop:
         raise CsArgumentError("fields needs --keep or --drop")
     name = os.fspath(path)
-    if name.endswith(".csg"):
-        full = open_table(name)
-        names, header = full.fields(), 0
-    else:
-        info = inspect(name)
-        full = Dataset.load(name)
-        names = full.fields()
-        header = info.data_offset if info.kind == "cs" else 0
+    full = open_table(name) if name.endswith(".csg") else Dataset.load(name)
+    names = full.fields()
     kept = select_fields(names, keep, drop)
     ds = full.filter_fields(kept)
     step(0, 1, f"writing {os.fspath(output)}")
     save_streamed(ds, output)
     step(1, 1, "done")
-    return FieldsReport(len(ds), len(names), kept, header)
+    return FieldsReport(len(ds), len(names), kept)
 
 
 # ------------------------------------------------------------------- split
