@@ -750,8 +750,7 @@ def test_write_output_takes_a_dataset_as_passthrough(chain, tmp_path):
     inp.connect(next(iter(chain.values())))
     ds = inp.load(passthrough=False)
     with pytest.raises(TypeError, match="not Input; for an Input, pass input.load"):
-        write_output(tmp_path, "J9", "particles", ds, "particle", ["blob"], passthrough=inp,
-                     validate=False)
+        write_output(tmp_path, "J9", "particles", ds, "particle", ["blob"], passthrough=inp)
     assert not list(tmp_path.glob("J9_*"))
 
 

@@ -704,6 +704,10 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     """
     folder = os.fspath(folder)
     results = list(dict.fromkeys(results))
+    if passthrough is not None and not isinstance(passthrough, Dataset):
+        raise TypeError(f"{job}.{name}: passthrough is a Dataset, not "  # an Input before 0.2
+                        f"{type(passthrough).__name__}; for an Input, pass "
+                        "input.load(passthrough=True)")
     if not results:
         raise CsResultError(f"{job}.{name}: an output group needs at least one new result")
     missing = [r for r in results if r not in dataset.prefixes()]
@@ -719,10 +723,6 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     main = _project(dataset, results)
     pt_table = None
     if passthrough is not None:
-        if not isinstance(passthrough, Dataset):  # an Input before csfast 0.2
-            raise TypeError(f"{job}.{name}: passthrough is a Dataset, not "
-                            f"{type(passthrough).__name__}; for an Input, pass "
-                            "input.load(passthrough=True)")
         carried = [p for p in passthrough.prefixes() if p not in results]
         if carried:
             pt_table = _passthrough_rows(passthrough, carried, main, f"{job}.{name}")
