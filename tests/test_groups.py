@@ -1,4 +1,4 @@
-"""Result groups, input groups, overrides and passthrough outputs (issue 4, MODEL.md).
+"""Result groups, input groups, overrides and passthrough outputs (issue 4, docs/model.md).
 
 References are built by hand: tables as numpy structured arrays saved with
 numpy itself, .csg files as YAML text, joins and concatenations by Python
@@ -87,7 +87,7 @@ def test_slot_strings_and_spec_defaults():
 
 
 def test_read_csg_in_the_cs_format_layout(tmp_path, rng):
-    """A .csg written by hand exactly as CS_FORMAT.md shows it."""
+    """A .csg written by hand exactly as docs/formats.md shows it."""
     job = tmp_path / "J42"
     job.mkdir()
     u = uids(20, rng)

@@ -27,11 +27,11 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 
 from . import _core
-from .errors import CsFormatError
+from .errors import CsFieldError, CsFormatError
 from .literal import LiteralError, parse_literal
 
-__all__ = ["CsInfo", "inspect_npy", "read_header", "map_array", "map_file", "file_map_of",
-           "atomic_write", "npy_header", "write_all", "hidden_name", "temp_files",
+__all__ = ["CsInfo", "inspect_npy", "read_header", "check_uid_field", "map_array", "map_file",
+           "file_map_of", "atomic_write", "npy_header", "write_all", "hidden_name", "temp_files",
            "remove_stale_temps", "STALE_TEMP_SECONDS", "open_regular", "check_regular"]
 
 MAGIC = b"\x93NUMPY"
@@ -279,6 +279,29 @@ def _has_object(descr: object) -> bool:
     if isinstance(descr, list):
         return any(isinstance(d, tuple) and len(d) >= 2 and _has_object(d[1]) for d in descr)
     return False
+
+
+def check_uid_field(info: CsInfo) -> None:
+    """Refuse a table whose uid field cannot hold uids (a table without one passes).
+
+    A uid is a 64-bit integer: ``<u8`` as cryoSPARC writes it, ``>u8`` (read
+    by value), or ``<i8`` / ``>i8`` (read as the unsigned number with the same
+    64 bits: -1 is the uid 2**64 - 1). Anything else (``|S8``, ``|V8``,
+    ``<f8``, ``<u8`` with a sub-array shape, narrower integers) would make a
+    join fail or silently truncate: CsFieldError naming the file and dtype.
+    """
+    if info.dtype.names is None or "uid" not in info.dtype.names:
+        return
+    ft = info.dtype.fields["uid"][0]
+    if ft.subdtype is not None:
+        base, shape = ft.subdtype
+        what = f"{base.str} with shape {shape}"
+    elif ft.kind in "ui" and ft.itemsize == 8:
+        return
+    else:
+        what = ft.str
+    raise CsFieldError(f"{info.path}: field 'uid' is {what}; a uid column must hold 64-bit "
+                       "integers (<u8)")
 
 
 def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:

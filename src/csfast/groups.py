@@ -373,9 +373,8 @@ class ResultGroup:
         """Write this group as a .csg file, atomically; returns its path.
 
         Metafiles inside the .csg's folder (or below) are written ``>relative``,
-        others as absolute paths. Beyond the keys cryoSPARC writes
-        (docs/formats.md), a result with several versions lists them under
-        ``versions``, and a passthrough
+        others as absolute paths. Beyond the keys of docs/formats.md, a result with
+        several versions lists them under ``versions``, and a passthrough
         result says ``passthrough: true`` and always lists its ``versions``
         (the passthrough metafile of each version of the group).
 
@@ -573,6 +572,8 @@ def _read_csg_document(path: str) -> Any:
         mark = e.problem_mark or e.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = " ".join(text for text in (e.context, e.problem) if text)
+        if "maximum nesting depth" in what:  # libyaml >= 0.2.5 stops deep flows itself
+            what = f"nested deeper than {MAX_CSG_DEPTH} levels"
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {what}{at}") from None
     except yaml.reader.ReaderError as e:  # bytes that are not text
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e.reason} at byte "

@@ -21,7 +21,16 @@ import numpy as np
 
 from . import _core, csdat
 from .errors import CsFieldError, CsFormatError
-from .format import CSDAT_MAGIC, MAGIC, CsInfo, file_map_of, map_array, open_regular, read_header
+from .format import (
+    CSDAT_MAGIC,
+    MAGIC,
+    CsInfo,
+    check_uid_field,
+    file_map_of,
+    map_array,
+    open_regular,
+    read_header,
+)
 
 __all__ = ["inspect", "open_columns", "OpenColumns", "Source"]
 
@@ -79,7 +88,8 @@ def open_columns(source: Source, fields: FieldChoice = None, *, mmap: bool = Tru
     columns are mapped; with ``mmap=False`` a CSDAT stream is read into
     memory instead (a .cs file's columns stay views of its map: the caller
     copies what it wants to own). Bytes and open binary files are read
-    whole and viewed without another copy. Nothing is ever unpickled.
+    whole and viewed without another copy. Nothing is ever unpickled. A
+    uid field that cannot hold uids is refused (``format.check_uid_field``).
     """
     if isinstance(source, (bytes, bytearray, memoryview)) or hasattr(source, "read"):
         return _open_buffer(source, fields)  # type: ignore[arg-type]
@@ -121,6 +131,8 @@ def _open_buffer(source: BinaryIO | bytes | bytearray | memoryview,
 
 
 def _chosen(info: CsInfo, fields: FieldChoice) -> list[str]:
+    """The fields to open, in file order; first, the table's uid field must hold uids."""
+    check_uid_field(info)
     if fields is None:
         return list(info.dtype.names or ())
     wanted = set(fields(info) if callable(fields) else fields)

@@ -167,6 +167,9 @@ def contiguous(cols: dict[str, np.ndarray], copy: bool = False, block_bytes: int
 def dataset_from(cls: Any, n: int, cols: dict[str, np.ndarray]) -> Any:
     """A Dataset of n rows from converted columns: uid checked as uint64, or new uids."""
     uid = cols.get("uid")
+    if uid is not None and uid.ndim != 1:
+        raise CsFieldError(f"uid column of {uid.dtype} with shape {uid.shape[1:]} cannot "
+                           "hold uids")
     if uid is not None and uid.dtype != np.uint64:
         if uid.dtype.kind not in "ui" or (uid.dtype.kind == "i" and n and uid.min() < 0):
             raise CsFieldError(f"uid column of {uid.dtype} cannot hold uids")
