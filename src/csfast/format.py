@@ -292,7 +292,7 @@ def check_uid_field(info: CsInfo) -> None:
     """
     if info.dtype.names is None or "uid" not in info.dtype.names:
         return
-    ft = info.dtype.fields["uid"][0]
+    ft = info.dtype["uid"]
     if ft.subdtype is not None:
         base, shape = ft.subdtype
         what = f"{base.str} with shape {shape}"
