@@ -60,7 +60,7 @@ def _readers():
         "cs": [csfast.inspect, Dataset.load, lambda p: Dataset.load(p, mmap=False),
                csfast.format.map_array, files.read],
         "csdat": [csdat.read_header, csdat.read, lambda p: csdat.read(p, mmap=False),
-                  csdat.is_csdat, files.read],
+                  csfast.inspect, files.read],
         "csg": [ResultGroup.from_csg],
         "parquet": [files.read],
         "arrow": [files.read],

@@ -1,7 +1,7 @@
 """The Dataset: a table of items, one row per item, keyed by a 64-bit uid.
 
 Columns are numpy arrays, one per field. A dataset loaded from a .cs file
-views the file's memory map (private, copy-on-write: see format.map_array):
+views the file's memory map (private, copy-on-write: see tables.open_columns):
 its columns are strided views, and nothing proportional to the row count
 happens until a column is read. Two kinds of column exist, and no writable
 array is ever shared:
@@ -29,7 +29,7 @@ interlace, replace) in joins.py: each method here states what the operation
 means and calls the function of its name there. String encoding and
 decoding is in strings.py.
 
-Imports point down (dataset -> column, joins, strings -> format -> _core),
+Imports point down (dataset -> column, joins -> tables, strings, format -> _core),
 with one documented exception: the conversion methods (``to_pandas``,
 ``from_arrow``, ``to_cryosparc``, ...) are thin hooks that import their
 csfast.convert module inside the method, when called, so ``import csfast``
@@ -39,11 +39,10 @@ loads neither pandas nor pyarrow. csfast.convert uses only the public API
 
 from __future__ import annotations
 
-import io
 import os
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any, BinaryIO, Literal, cast
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -67,23 +66,18 @@ from .column import (
     uid_values,
     writable_view,
 )
-from .errors import CsFieldError, CsFormatError
+from .errors import CsFieldError
 from .format import (
-    CSDAT_MAGIC,
-    MAGIC,
     CsInfo,
     atomic_write,
-    check_uid_field,
     file_map_of,
-    inspect,
-    map_array,
     npy_header,
-    read_header,
     write_all,
     write_rows,
 )
 from .row import Row, python_value
 from .strings import decode, encode
+from .tables import inspect, open_columns
 
 __all__ = ["Dataset", "Field", "generate_uids", "NUMPY_FORMAT", "CSDAT_FORMAT",
            "DEFAULT_FORMAT", "NEWEST_FORMAT"]
@@ -241,53 +235,19 @@ class Dataset(MutableMapping):
             if results is not None:
                 raise TypeError("give results= or its cryosparc-tools name prefixes=, not both")
             results = prefixes
-        if isinstance(file, (bytes, bytearray, memoryview)) or hasattr(file, "read"):
-            return cls._load_buffer(cast(BinaryIO, file), fields, results, mmap, writable)
-        if cls._is_csdat(file):
-            return cls._load_csdat(file, fields, results, mmap, writable)
-        info, arr = map_array(file)
-        return cls._from_table(info, arr, fields, results, mmap, writable)
-
-    @classmethod
-    def _from_table(cls, info: CsInfo, arr: np.ndarray, fields: Collection[str] | None,
-                    results: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
-        check_uid_field(info)
-        names = _select_fields(info, fields, results)
-        cols = {name: arr[name] for name in names}
+        table = open_columns(file, lambda info: _select_fields(info, fields, results),
+                             mmap=mmap)
+        cols = table.columns
         if not mmap:
             # One pass over the mapped rows fills every owned column; reading
             # into a record array first would copy twice and need twice the memory.
-            owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()}
+            owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()
+                     if not c.flags.writeable}
             gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
-            cols = {k: c if writable else readonly(c) for k, c in owned.items()}
-        fm = file_map_of(arr) if mmap else None
-        return cls._from_columns(info.rows, cols, writable, [fm] if fm is not None else [])
-
-    @classmethod
-    def _load_buffer(cls, source: BinaryIO | bytes | bytearray | memoryview,
-                     fields: Collection[str] | None, results: Collection[str] | None,
-                     mmap: bool, writable: bool) -> Dataset:
-        """A dataset from bytes or an open binary file (read to its end)."""
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            name, data = "<bytes>", bytes(source)  # bytes(bytes) is the same object
-        else:
-            name, data = str(getattr(source, "name", "<stream>")), source.read()
-        if data[:len(CSDAT_MAGIC)] == CSDAT_MAGIC:
-            from . import csdat
-            n, cols = csdat.read(data)
-            dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in cols.items()])
-            info = CsInfo(name, (0, 0), dtype, n, 0, len(data))
-            check_uid_field(info)
-            names = _select_fields(info, fields, results)
-            kept = {k: cols[k] if writable else readonly(cols[k]) for k in names}
-            return cls._from_columns(n, kept, editable=writable)
-        if data[:len(MAGIC)] != MAGIC:
-            raise CsFormatError(f"{name}: neither a .cs file nor a CSDAT stream "
-                                f"(starts with {data[:6]!r})")
-        info = read_header(io.BytesIO(data), name, len(data))
-        # Read-only views of immutable bytes: an edit copies the column first.
-        arr = np.frombuffer(data, dtype=info.dtype, count=info.rows, offset=info.data_offset)
-        return cls._from_table(info, arr, fields, results, mmap, writable)
+            cols = {**cols, **owned}
+        kept: dict[str, np.ndarray | Rows] = {
+            k: c if writable or not c.flags.writeable else readonly(c) for k, c in cols.items()}
+        return cls._from_columns(table.info.rows, kept, writable, table.maps if mmap else [])
 
     @staticmethod
     def inspect(file: str | os.PathLike) -> dict[str, Any]:
@@ -298,16 +258,11 @@ class Dataset(MutableMapping):
         ``compressed_fields``. Reads the header only. ``csfast.inspect(path)``
         gives more (string widths, .npy version, data offset) as a CsInfo.
         """
-        if Dataset._is_csdat(file):
-            from .csdat import read_header as read_csdat_header
-            h = read_csdat_header(file)
-            return {"length": h.rows, "dtype": [tools_field(*f) for f in h.fields],
-                    "compression": h.compression,
-                    "compressed_fields": [f[0] for f in h.fields
-                                          if f[0] in h.compressed_fields]}
         info = inspect(file)
         return {"length": info.rows, "dtype": [tools_field(*f) for f in info.fields],
-                "compression": None, "compressed_fields": []}
+                "compression": info.compression,
+                "compressed_fields": [f[0] for f in info.fields
+                                      if f[0] in info.compressed_fields]}
 
     def save(self, file: str | os.PathLike | BinaryIO, *, format: int = DEFAULT_FORMAT,
              fsync: bool = True) -> None:
@@ -1018,25 +973,6 @@ class Dataset(MutableMapping):
         """A dataset from a cryosparc-tools Dataset; see ``csfast.convert.from_cryosparc``."""
         from .convert.cryosparc import from_cryosparc
         return from_cryosparc(d, cls)
-
-    @staticmethod
-    def _is_csdat(path: str | os.PathLike) -> bool:
-        from .csdat import is_csdat
-        return is_csdat(path)
-
-    @classmethod
-    def _load_csdat(cls, path: str | os.PathLike, fields: Collection[str] | None,
-                    results: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
-        """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
-        from . import csdat
-        info = csdat.inspect_any(path)
-        check_uid_field(info)
-        names = _select_fields(info, fields, results)
-        n, cols = csdat.read(path, names, mmap=mmap)
-        kept = {k: cols[k] if writable or not cols[k].flags.writeable else readonly(cols[k])
-                for k in names}
-        maps = {id(m): m for m in map(file_map_of, kept.values()) if m is not None}
-        return cls._from_columns(n, kept, writable, list(maps.values()))
 
 
 def _names(ds: Dataset, most: int = 8) -> str:
