@@ -66,7 +66,7 @@ from .column import (
     uid_values,
     writable_view,
 )
-from .errors import CsFieldError
+from .errors import CsFieldError, CsResultError
 from .format import (
     CsInfo,
     atomic_write,
@@ -997,7 +997,7 @@ def _select_fields(info: CsInfo, fields: Collection[str] | None,
     wanted_results = set(results or ())
     have = {k.split("/", 1)[0] for k in names if "/" in k}
     if wanted_results - have:
-        raise CsFieldError(f"{info.path}: no results {sorted(wanted_results - have)}")
+        raise CsResultError(f"{info.path}: no results {sorted(wanted_results - have)}")
     return [k for k in names if k == "uid" or k in wanted
             or ("/" in k and k.split("/", 1)[0] in wanted_results)]
 
