@@ -1,4 +1,4 @@
-"""csfast beside its peers on the PERFORMANCE.md scenario, in one process.
+"""csfast beside its peers on the scenario of docs/performance.md, in one process.
 
     python benchmarks/compare.py --rows 1000000 [--threads 1,2] [--repeat 3]
 
@@ -8,7 +8,7 @@ polars and pandas where they have the operation, and numpy baselines, on
 the same files. Prints one table: median times (best with --stat best),
 peer/csfast ratios, csfast's time as a multiple of the memory-bandwidth
 floor measured in the same run (2 x output bytes / memcpy bandwidth), and
-the PERFORMANCE.md targets with pass/fail. Then the peak memory of the
+the targets of docs/performance.md with pass/fail. Then the peak memory of the
 join, each contender measured in its own subprocess.
 
 ``--json FILE`` writes every timing; ``--baseline FILE`` (a run at another

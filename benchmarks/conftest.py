@@ -60,7 +60,7 @@ def rows(pytestconfig: pytest.Config) -> int:
 
 @pytest.fixture(scope="session")
 def scenario(rows: int, pytestconfig: pytest.Config) -> _scenario.Scenario:
-    """The PERFORMANCE.md scenario (generated on first use, then cached on disk)."""
+    """The scenario of docs/performance.md (generated on first use, then cached on disk)."""
     return _scenario.build(rows, root=pytestconfig.getoption("bench_dir"))
 
 

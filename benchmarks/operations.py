@@ -1,4 +1,4 @@
-"""The benchmarked operations, defined once, each beside its PERFORMANCE.md target.
+"""The benchmarked operations, defined once, each beside its docs/performance.md target.
 
 compare.py times every operation here against its peers (cryosparc-tools,
 polars, pandas: their code stays there); the pytest-benchmark suites

@@ -1,4 +1,4 @@
-"""The benchmark scenario of PERFORMANCE.md, generated once (seeded) and cached.
+"""The benchmark scenario of docs/performance.md, generated once (seeded) and cached.
 
 For n rows, a folder holds:
 

@@ -10,12 +10,26 @@
 #define MAX_BITS 14
 /* Below this many rows one thread does the work (thread start-up dominates). */
 #define GRAIN 65536
-/* How far ahead a probe prefetches its slot in an unpartitioned table. */
+/* How many rows ahead a key is hashed and its slot prefetched (a power of
+ * two: it sizes a ring of hashes). */
 #define PREFETCH 16
 
-/* murmur3's fmix64: every key bit flips about half the hash bits, so
- * sequential or structured uids spread as well as random ones. */
-static inline uint64_t mix64(uint64_t x)
+/* The hash key. uids come from files anyone can write: with a public hash a
+ * file could hold uids that all collide, and every probe would walk one long
+ * cluster (quadratic time). With a secret random key no file can choose
+ * its collisions. Set once per process by csf_hash_set_key, before any
+ * kernel runs; these defaults only serve a caller that never sets one. */
+static csf_hash_key hash_key = {
+    0x243f6a8885a308d3ULL, 0x13198a2e03707344ULL, 0xa4093822299f31d0ULL, 0x082efa98ec4e6c89ULL,
+};
+
+void csf_hash_set_key(const csf_hash_key *key)
+{
+    hash_key = *key;
+}
+
+/* murmur3's fmix64: every input bit flips about half the output bits. */
+static inline uint64_t fmix64(uint64_t x)
 {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
@@ -23,6 +37,29 @@ static inline uint64_t mix64(uint64_t x)
     x *= 0xc4ceb9fe1a85ec53ULL;
     x ^= x >> 33;
     return x;
+}
+
+/* The top 64 bits of (a * uid + b) mod 2**128, a and b the key's 128-bit
+ * numbers, is strongly universal (Dietzfelbinger's multiply-add-shift): over
+ * the random key, the hashes of two distinct uids are independent and
+ * uniform, so any set of uids collides in any hash bits (table slots,
+ * partitions) no more than random uids do. fmix64 then scatters what the
+ * multiplication keeps of structure (uids in arithmetic progression map to
+ * hashes in progression, which cluster in a linear-probing table). */
+static inline uint64_t mix64(uint64_t x)
+{
+    unsigned __int128 add = ((unsigned __int128)hash_key.add_hi << 64) | hash_key.add_lo;
+    unsigned __int128 t = (unsigned __int128)hash_key.mul_lo * x + add;
+    return fmix64((uint64_t)(t >> 64) + hash_key.mul_hi * x);
+}
+
+int csf_hash(const csf_column *uids, uint64_t *out)
+{
+    const char *p = uids->data;
+    for (int64_t r = 0; r < uids->n; r++, p += uids->stride) {
+        out[r] = mix64(csf_load_u64(p));
+    }
+    return CSF_OK;
 }
 
 /* row1 = row + 1, so 0 marks an empty slot whatever the key. */
@@ -63,10 +100,13 @@ static int table_reset(table *t, int64_t n, int64_t *cap)
     return CSF_OK;
 }
 
+/* The table functions take the key's hash h = mix64(key) from the caller,
+ * which may have computed it earlier (to prefetch the slot). */
+
 /* Insert, a later row replacing an earlier one: the last occurrence wins. */
-static inline void table_put_last(const table *t, uint64_t key, int64_t row)
+static inline void table_put_last(const table *t, uint64_t key, uint64_t h, int64_t row)
 {
-    uint64_t i = mix64(key) & t->mask;
+    uint64_t i = h & t->mask;
     while (t->s[i].row1 != 0 && t->s[i].key != key) {
         i = (i + 1) & t->mask;
     }
@@ -75,9 +115,9 @@ static inline void table_put_last(const table *t, uint64_t key, int64_t row)
 }
 
 /* Insert when absent; returns the row of the first occurrence. */
-static inline int64_t table_put_first(const table *t, uint64_t key, int64_t row)
+static inline int64_t table_put_first(const table *t, uint64_t key, uint64_t h, int64_t row)
 {
-    uint64_t i = mix64(key) & t->mask;
+    uint64_t i = h & t->mask;
     while (t->s[i].row1 != 0) {
         if (t->s[i].key == key) {
             return t->s[i].row1 - 1;
@@ -90,9 +130,9 @@ static inline int64_t table_put_first(const table *t, uint64_t key, int64_t row)
 }
 
 /* The row holding key, or -1. */
-static inline int64_t table_get(const table *t, uint64_t key)
+static inline int64_t table_get(const table *t, uint64_t key, uint64_t h)
 {
-    uint64_t i = mix64(key) & t->mask;
+    uint64_t i = h & t->mask;
     while (t->s[i].row1 != 0) {
         if (t->s[i].key == key) {
             return t->s[i].row1 - 1;
@@ -102,9 +142,37 @@ static inline int64_t table_get(const table *t, uint64_t key)
     return -1;
 }
 
-static inline void table_prefetch(const table *t, uint64_t key)
+/* Hashing ahead: each key is hashed PREFETCH rows before it is probed, its
+ * slot prefetched then, and its hash kept in a ring until its row comes.
+ * The hash (two multiplications deep for the key, two more in fmix64) is
+ * then off the path from one probe to the next, where a mispredicted probe
+ * branch would expose its latency on every row; each key is hashed once. */
+typedef struct {
+    uint64_t h[PREFETCH];
+} ahead;
+
+/* Hashes (and prefetches) the first rows of a column. */
+static inline void ahead_start(ahead *a, const table *t, const char *p, ptrdiff_t stride,
+                               int64_t n)
 {
-    __builtin_prefetch(&t->s[mix64(key) & t->mask]);
+    for (int64_t k = 0; k < n && k < PREFETCH; k++) {
+        a->h[k] = mix64(csf_load_u64(p + k * stride));
+        __builtin_prefetch(&t->s[a->h[k] & t->mask]);
+    }
+}
+
+/* The hash of row k of n (p points at it), hashing and prefetching row
+ * k + PREFETCH in its place. */
+static inline uint64_t ahead_next(ahead *a, const table *t, const char *p, ptrdiff_t stride,
+                                  int64_t k, int64_t n)
+{
+    uint64_t *slot = &a->h[k & (PREFETCH - 1)];
+    uint64_t h = *slot;
+    if (k + PREFETCH < n) {
+        *slot = mix64(csf_load_u64(p + PREFETCH * stride));
+        __builtin_prefetch(&t->s[*slot & t->mask]);
+    }
+    return h;
 }
 
 static int auto_bits(int64_t n, int bits)
@@ -168,7 +236,8 @@ typedef struct {
     int64_t nparts;
     uint64_t *keys;  /* n keys, partition by partition */
     int64_t *rows;   /* their global rows, or NULL when not needed */
-    uint16_t *pid;   /* partition of each global row, or NULL */
+    uint16_t *pid;   /* partition of each global row: the scatter pass and
+                      * unscatter read it instead of hashing each key again */
     int64_t *cursor; /* nthreads x nparts write positions */
     int64_t *base;   /* the same before scattering: where each thread's rows start */
     int64_t *start;  /* nparts + 1 partition offsets */
@@ -189,26 +258,19 @@ static void parts_count(void *ctx, int tid, int nthreads)
     uint16_t *pid = P->pid;
     uint64_t *tmp = P->tmp;
     int bits = P->bits;
-    if (pid != NULL && tmp != NULL) {
+    if (tmp != NULL) {
         FOR_KEYS(P->ks, lo, hi, {
             uint64_t p = part_of(key, bits);
             pid[row] = (uint16_t)p;
             tmp[row] = key;
             hist[p]++;
-        })
-    } else if (pid != NULL) {
-        FOR_KEYS(P->ks, lo, hi, {
-            uint64_t p = part_of(key, bits);
-            pid[row] = (uint16_t)p;
-            hist[p]++;
-        })
-    } else if (tmp != NULL) {
-        FOR_KEYS(P->ks, lo, hi, {
-            tmp[row] = key;
-            hist[part_of(key, bits)]++;
         })
     } else {
-        FOR_KEYS(P->ks, lo, hi, { hist[part_of(key, bits)]++; })
+        FOR_KEYS(P->ks, lo, hi, {
+            uint64_t p = part_of(key, bits);
+            pid[row] = (uint16_t)p;
+            hist[p]++;
+        })
     }
 }
 
@@ -220,26 +282,25 @@ static void parts_scatter(void *ctx, int tid, int nthreads)
     int64_t *cur = P->cursor + (int64_t)tid * P->nparts;
     uint64_t *keys = P->keys;
     int64_t *rows = P->rows;
-    int bits = P->bits;
+    const uint16_t *pid = P->pid;
     if (P->tmp != NULL) {
         /* The strided input was read once, into tmp: scatter from there. */
         const uint64_t *tmp = P->tmp;
         for (int64_t row = lo; row < hi; row++) {
-            uint64_t key = tmp[row];
-            int64_t j = cur[part_of(key, bits)]++;
-            keys[j] = key;
+            int64_t j = cur[pid[row]]++;
+            keys[j] = tmp[row];
             if (rows != NULL) {
                 rows[j] = row;
             }
         }
     } else if (rows != NULL) {
         FOR_KEYS(P->ks, lo, hi, {
-            int64_t j = cur[part_of(key, bits)]++;
+            int64_t j = cur[pid[row]]++;
             keys[j] = key;
             rows[j] = row;
         })
     } else {
-        FOR_KEYS(P->ks, lo, hi, { keys[cur[part_of(key, bits)]++] = key; })
+        FOR_KEYS(P->ks, lo, hi, { keys[cur[pid[row]]++] = key; })
     }
 }
 
@@ -258,7 +319,7 @@ static void parts_free(parts *P)
  * contiguous copy of a strided input: the caller's output array, written
  * only later, so that no fresh pages are faulted in for it. */
 static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int want_rows,
-                       int want_pid, uint64_t *scratch)
+                       uint64_t *scratch)
 {
     memset(P, 0, sizeof *P);
     P->ks = ks;
@@ -269,7 +330,7 @@ static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int w
     size_t cells = (size_t)nthreads * (size_t)P->nparts;
     P->keys = malloc(n * sizeof(uint64_t) + 8);
     P->rows = want_rows ? malloc(n * sizeof(int64_t) + 8) : NULL;
-    P->pid = want_pid ? malloc(n * sizeof(uint16_t) + 8) : NULL;
+    P->pid = malloc(n * sizeof(uint16_t) + 8);
     P->cursor = calloc(cells, sizeof(int64_t));
     P->base = malloc(cells * sizeof(int64_t));
     P->start = malloc(((size_t)P->nparts + 1) * sizeof(int64_t));
@@ -280,7 +341,7 @@ static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int w
         strided |= ks->cols[c].stride != (ptrdiff_t)sizeof(uint64_t);
     }
     P->tmp = !strided ? NULL : scratch != NULL ? scratch : malloc(n * sizeof(uint64_t) + 8);
-    if (P->keys == NULL || (want_rows && P->rows == NULL) || (want_pid && P->pid == NULL) ||
+    if (P->keys == NULL || (want_rows && P->rows == NULL) || P->pid == NULL ||
         P->cursor == NULL || P->base == NULL || P->start == NULL) {
         if (P->tmp == scratch) {
             P->tmp = NULL;
@@ -401,13 +462,22 @@ static void lookup_parts_task(void *ctx, int tid, int nthreads)
             __atomic_store_n(&L->failed, 1, __ATOMIC_RELAXED);
             break;
         }
-        for (int64_t j = ba; j < bb; j++) {
-            table_put_last(&t, B->keys[j], B->rows[j]);
+        const table tt = t; /* a copy no store below can alias */
+        const char *k8 = (const char *)(B->keys + ba);
+        ahead a;
+        ahead_start(&a, &tt, k8, sizeof(uint64_t), bb - ba);
+        for (int64_t k = 0; k < bb - ba; k++, k8 += sizeof(uint64_t)) {
+            uint64_t h = ahead_next(&a, &tt, k8, sizeof(uint64_t), k, bb - ba);
+            table_put_last(&tt, B->keys[ba + k], h, B->rows[ba + k]);
         }
-        /* Results overwrite the probe keys in place: no second buffer. */
+        /* Results overwrite the probe keys in place (each after its key is
+         * read; the ring reads ahead): no second buffer. */
         int64_t *res = (int64_t *)Q->keys;
-        for (int64_t j = qa; j < qb; j++) {
-            res[j] = table_get(&t, Q->keys[j]);
+        k8 = (const char *)(Q->keys + qa);
+        ahead_start(&a, &tt, k8, sizeof(uint64_t), qb - qa);
+        for (int64_t k = 0; k < qb - qa; k++, k8 += sizeof(uint64_t)) {
+            uint64_t h = ahead_next(&a, &tt, k8, sizeof(uint64_t), k, qb - qa);
+            res[qa + k] = table_get(&tt, Q->keys[qa + k], h);
         }
     }
     free(t.s);
@@ -426,19 +496,23 @@ static void lookup_direct_task(void *ctx, int tid, int nthreads)
     const csf_column *c = &L->probe->cols[0];
     int64_t lo, hi;
     csf_slice(c->n, tid, nthreads, &lo, &hi);
-    const table *t = L->t;
-    const char *p = c->data + lo * c->stride;
-    ptrdiff_t ahead = PREFETCH * c->stride;
-    for (int64_t r = lo; r < hi; r++, p += c->stride) {
-        if (r + PREFETCH < hi) {
-            table_prefetch(t, csf_load_u64(p + ahead));
+    /* Local copies: a byte store to out_mask may alias anything reached
+     * through a pointer, and would reload them on every row. */
+    const table t = *L->t;
+    const ptrdiff_t stride = c->stride;
+    int64_t *out_rows = L->out_rows;
+    uint8_t *out_mask = L->out_mask;
+    const char *p = c->data + lo * stride;
+    ahead a;
+    ahead_start(&a, &t, p, stride, hi - lo);
+    for (int64_t k = 0; k < hi - lo; k++, p += stride) {
+        uint64_t h = ahead_next(&a, &t, p, stride, k, hi - lo);
+        int64_t v = table_get(&t, csf_load_u64(p), h);
+        if (out_rows != NULL) {
+            out_rows[lo + k] = v;
         }
-        int64_t v = table_get(t, csf_load_u64(p));
-        if (L->out_rows != NULL) {
-            L->out_rows[r] = v;
-        }
-        if (L->out_mask != NULL) {
-            L->out_mask[r] = v >= 0;
+        if (out_mask != NULL) {
+            out_mask[lo + k] = v >= 0;
         }
     }
 }
@@ -453,12 +527,11 @@ static int lookup_one_table(const csf_column *build, const keyset *probe, int64_
         return CSF_ENOMEM;
     }
     const char *p = build->data;
-    ptrdiff_t ahead = PREFETCH * build->stride;
+    ahead a;
+    ahead_start(&a, &t, p, build->stride, build->n);
     for (int64_t r = 0; r < build->n; r++, p += build->stride) {
-        if (r + PREFETCH < build->n) {
-            table_prefetch(&t, csf_load_u64(p + ahead));
-        }
-        table_put_last(&t, csf_load_u64(p), r);
+        uint64_t h = ahead_next(&a, &t, p, build->stride, r, build->n);
+        table_put_last(&t, csf_load_u64(p), h, r);
     }
     lookup_direct L = {&t, probe, out_rows, out_mask};
     csf_parallel(csf_threads_for(nthreads, probe->n, GRAIN), lookup_direct_task, &L);
@@ -503,11 +576,11 @@ int csf_lookup(const csf_column *build, const csf_column *probe, int64_t *out_ro
     }
     int threads = csf_threads_for(nthreads, build->n + probe->n, GRAIN);
     parts B, Q;
-    status = parts_build(&B, &bk, bits, csf_threads_for(threads, build->n, GRAIN), 1, 0, NULL);
+    status = parts_build(&B, &bk, bits, csf_threads_for(threads, build->n, GRAIN), 1, NULL);
     if (status != CSF_OK) {
         goto done;
     }
-    status = parts_build(&Q, &qk, bits, csf_threads_for(threads, probe->n, GRAIN), 0, 1,
+    status = parts_build(&Q, &qk, bits, csf_threads_for(threads, probe->n, GRAIN), 0,
                          (uint64_t *)out_rows);
     if (status != CSF_OK) {
         parts_free(&B);
@@ -611,9 +684,14 @@ static void first_parts_task(void *ctx, int tid, int nthreads)
             __atomic_store_n(&F->failed, 1, __ATOMIC_RELAXED);
             break;
         }
-        int64_t *res = (int64_t *)A->keys;
-        for (int64_t j = a; j < b; j++) {
-            res[j] = table_put_first(&t, A->keys[j], A->rows[j]);
+        const table tt = t; /* a copy no store below can alias */
+        int64_t *res = (int64_t *)A->keys; /* in place, as in lookup_parts_task */
+        const char *k8 = (const char *)(A->keys + a);
+        ahead r;
+        ahead_start(&r, &tt, k8, sizeof(uint64_t), b - a);
+        for (int64_t k = 0; k < b - a; k++, k8 += sizeof(uint64_t)) {
+            uint64_t h = ahead_next(&r, &tt, k8, sizeof(uint64_t), k, b - a);
+            res[a + k] = table_put_first(&tt, A->keys[a + k], h, A->rows[a + k]);
         }
     }
     free(t.s);
@@ -632,7 +710,7 @@ int csf_first_rows(const csf_column *cols, int ncols, int64_t *first, int nthrea
         int64_t cap = 0;
         status = table_reset(&t, ks.n, &cap);
         if (status == CSF_OK) {
-            FOR_KEYS(&ks, 0, ks.n, { first[row] = table_put_first(&t, key, row); })
+            FOR_KEYS(&ks, 0, ks.n, { first[row] = table_put_first(&t, key, mix64(key), row); })
         }
         free(t.s);
         free(ks.start);
@@ -640,7 +718,7 @@ int csf_first_rows(const csf_column *cols, int ncols, int64_t *first, int nthrea
     }
     int threads = csf_threads_for(nthreads, ks.n, GRAIN);
     parts A;
-    status = parts_build(&A, &ks, bits, threads, 1, 1, (uint64_t *)first);
+    status = parts_build(&A, &ks, bits, threads, 1, (uint64_t *)first);
     if (status == CSF_OK) {
         first_parts F = {&A, 0, 0};
         csf_parallel(threads, first_parts_task, &F);

@@ -8,9 +8,27 @@
  * slot is marked by its row field, never by a key value. Large inputs are
  * radix-partitioned by hash bits so that each partition's table stays in
  * the L2 cache. `bits` picks the number of partitions (2**bits): -1 chooses
- * from the input size, 0 uses one table with prefetched probes. */
+ * from the input size, 0 uses one table with prefetched probes.
+ *
+ * The hash is keyed (see csf_hash_set_key): uids come from files anyone can
+ * write, and without the key no file can choose uids that collide. Results
+ * never depend on the key, only the time taken does. */
 
 #include "status.h"
+
+/* Two 128-bit numbers, a = mul_hi:mul_lo and b = add_hi:add_lo, drawn at
+ * random: the hash of a uid is fmix64(top 64 bits of (a * uid + b)). */
+typedef struct {
+    uint64_t mul_lo, mul_hi, add_lo, add_hi;
+} csf_hash_key;
+
+/* Use key from now on. Call it once, before any kernel runs (kernels read
+ * the key without locking); every process should pick its own random key. */
+void csf_hash_set_key(const csf_hash_key *key);
+
+/* out[r] = the keyed hash of uid r, as every kernel below computes it (for
+ * tests and debugging). */
+int csf_hash(const csf_column *uids, uint64_t *out);
 
 /* For each probe row, the last build row holding its uid (out_rows, -1 when
  * none) and/or whether there is one (out_mask); either output may be NULL. */

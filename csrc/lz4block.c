@@ -89,6 +89,13 @@ int cs_lz4_compress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_cap,
         return CS_LZ4_E_DST_SMALL;
     uint8_t *op = dst;
     size_t anchor = 0;
+    if (n == 0) {
+        /* One token, no literals. src may be NULL here, and memcpy (or
+         * src + 0) with a NULL pointer is undefined even for 0 bytes. */
+        *dst = 0;
+        *out_n = 1;
+        return CS_LZ4_OK;
+    }
     if (n >= MFLIMIT + 1) {
         /* Positions + 1, so 0 marks an empty slot. */
         uint32_t *table = calloc((size_t)1 << HASH_LOG, sizeof(uint32_t));
@@ -163,9 +170,12 @@ int cs_lz4_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_n)
             return CS_LZ4_E_CORRUPT;
         if (lit > dst_n - op)
             return CS_LZ4_E_SIZE;
-        memcpy(dst + op, src + ip, lit);
-        ip += lit;
-        op += lit;
+        if (lit > 0) {
+            /* dst may be NULL when dst_n == 0: no NULL + 0, no memcpy(NULL). */
+            memcpy(dst + op, src + ip, lit);
+            ip += lit;
+            op += lit;
+        }
         if (ip == n)
             break;  /* the last sequence has literals only */
         if (n - ip < 2)

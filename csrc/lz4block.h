@@ -27,12 +27,14 @@ enum {
 size_t cs_lz4_bound(size_t n);
 
 /* Compress src[0:n] into dst (capacity dst_cap >= cs_lz4_bound(n)).
- * Writes the compressed size to *out_n. Returns a status. */
+ * Writes the compressed size to *out_n. Returns a status. src may be NULL
+ * when n is 0. */
 int cs_lz4_compress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_cap,
                     size_t *out_n);
 
 /* Decompress the block src[0:n] into dst, which must decode to exactly
- * dst_n bytes. Never reads or writes out of bounds. Returns a status. */
+ * dst_n bytes. Never reads or writes out of bounds. Returns a status. src
+ * may be NULL when n is 0, dst when dst_n is 0. */
 int cs_lz4_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_n);
 
 #endif

@@ -162,7 +162,7 @@ def valid_csg_files(folder: Path) -> list[bytes]:
     group = write_output(folder, "J1", "particles", ds, "particle", ["blob", "ctf"], version=3,
                          validate=False)
     written = Path(group.path).read_bytes()
-    # cryoSPARC's layout (CS_FORMAT.md): its key order, a timestamp with
+    # cryoSPARC's layout (docs/formats.md): its key order, a timestamp with
     # microseconds, metafiles relative to the .csg, no versions
     results = {name: {"metafile": f">J1_{v}_particles.cs", "num_items": n,
                       "type": f"particle.{name}"}

@@ -121,6 +121,9 @@ def test_foreign_tables_nulls_and_lists():
         csfast.Dataset.from_arrow(pa.table({"v": pa.array([[1], [2, 3]])}))
     chunked = pa.concat_tables([t, t])
     assert csfast.Dataset.from_arrow(chunked)["p"].tolist() == [b"a", b"bcd"] * 2
+    pairs = pa.array([[1, 2], [3, 4]], pa.list_(pa.uint64(), 2))  # was taken as 2 uids a row
+    with pytest.raises(CsFieldError, match=r"uid column of uint64 with shape \(2,\)"):
+        csfast.Dataset.from_arrow(pa.table({"uid": pairs}))
 
 
 def test_pandas_layout_and_views():

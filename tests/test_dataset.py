@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from npyfiles import numpy_load, same_bytes
 
 import csfast
-from csfast import CsFieldError, Dataset, generate_uids
+from csfast import CsFieldError, CsUidError, Dataset, generate_uids
 
 # A differential test: without cryosparc-tools there is nothing to compare with.
 ToolsDataset = pytest.importorskip("cryosparc.dataset").Dataset
@@ -126,7 +126,7 @@ def test_pickle_round_trip(pair, tmp_path):
 def test_construct_errors():
     with pytest.raises(CsFieldError, match="length"):
         Dataset({"uid": np.arange(3, dtype=np.uint64), "a": [1, 2]})
-    with pytest.raises(CsFieldError, match="uid"):
+    with pytest.raises(CsUidError, match="non-negative"):  # as query_mask and subset_uids
         Dataset({"uid": [-1, 2]})
     with pytest.raises(CsFieldError, match="object"):
         Dataset({"a": np.array([object(), 1], dtype=object)})
@@ -478,3 +478,37 @@ def test_decode_names_the_field_of_invalid_utf8():
     assert ds.view("blob/path")[1] == b"\xff\xfe.mrc"
     with pytest.raises(csfast.CsFieldError, match="not UTF-8"):
         ds["blob/path"][1]  # an element reads as str
+
+
+def test_from_columns_takes_the_arrays_without_a_copy():
+    x = np.arange(4, dtype=np.float32)
+    frozen = np.arange(4, dtype=np.int16)
+    frozen.flags.writeable = False
+    ds = Dataset.from_columns({"a/x": x, "a/y": frozen})
+    assert ds.fields() == ["uid", "a/x", "a/y"] and len(np.unique(ds["uid"])) == 4
+    assert np.shares_memory(ds["a/x"], x)          # taken as it is
+    ds["a/y"][0] = 7                                # a read-only column is copied first
+    assert frozen[0] == 0 and ds["a/y"][0] == 7
+    uid = np.array([5, 6, 7, 8], dtype=np.int64)
+    assert Dataset.from_columns({"uid": uid})["uid"].tolist() == [5, 6, 7, 8]
+    assert len(Dataset.from_columns({}, rows=3)) == 3
+    with pytest.raises(CsUidError, match="non-negative"):
+        Dataset.from_columns({"uid": np.array([-1, 2])})
+    with pytest.raises(CsFieldError, match="different lengths"):
+        Dataset.from_columns({"a": np.zeros(2), "b": np.zeros(3)})
+    with pytest.raises(CsFieldError, match="different lengths"):
+        Dataset.from_columns({"a": np.zeros(2)}, rows=3)
+    with pytest.raises(CsFieldError, match="numpy array"):
+        Dataset.from_columns({"a": [1, 2]})
+
+
+def test_load_results_and_its_cryosparc_tools_name_prefixes(tmp_path):
+    ds = Dataset({"a/x": np.arange(3.0), "b/y": np.arange(3), "c/z": np.zeros(3)})
+    ds.save(tmp_path / "t.cs")
+    by_results = Dataset.load(tmp_path / "t.cs", results=["a", "c"])
+    by_prefixes = Dataset.load(tmp_path / "t.cs", prefixes=["a", "c"])
+    assert by_results.fields() == by_prefixes.fields() == ["uid", "a/x", "c/z"]
+    with pytest.raises(TypeError, match="not both"):
+        Dataset.load(tmp_path / "t.cs", results=["a"], prefixes=["a"])
+    with pytest.raises(csfast.CsResultError, match="no results"):  # a CsFieldError too
+        Dataset.load(tmp_path / "t.cs", results=["d"])

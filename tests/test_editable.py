@@ -95,7 +95,7 @@ def test_read_only_load_keeps_the_old_behaviour(table):
 
 def test_a_refused_writable_map_falls_back_to_a_copy(table, monkeypatch):
     path, ref = table
-    monkeypatch.setattr(csfast.dataset, "_writable_view", lambda col: None)
+    monkeypatch.setattr(csfast.dataset, "writable_view", lambda col: None)
     ds = Dataset.load(path)
     ds["ctf/df1_A"] *= 2
     assert not _is_map_view(ds["ctf/df1_A"]) and _is_map_view(ds.view("blob/idx"))

@@ -1,12 +1,13 @@
 """Reading and writing .cs files, checked against numpy itself.
 
 Round trips on generated dtypes, hand-written files for every real-file quirk
-(CS_FORMAT.md), memory mapping, inspect(), bad input and atomic saves.
+(docs/formats.md), memory mapping, inspect(), bad input and atomic saves.
 """
 
 import errno
 import os
 import pickle
+import re
 import stat
 from pathlib import Path
 
@@ -379,6 +380,62 @@ def test_file_without_uid(tmp_path):
     ds.save(tmp_path / "out.cs")  # written as it is: no uid invented
     assert (tmp_path / "out.cs").read_bytes() == numpy_save_bytes(save_reference(
         {k: arr[k] for k in dtype.names}))
+
+
+@pytest.mark.parametrize("uid", ["|S8", "|V8", ("<u8", (2,)), ("<u8", (1,)), "<f8", "<u4",
+                                 "<i2", "|b1", ("<u8", (0,))])
+@pytest.mark.parametrize("kind", ["cs", "csdat"])
+def test_uid_field_that_cannot_hold_uids(tmp_path, uid, kind):
+    """Before issue 8 these loaded, then joins raised ValueError / IndexError
+    or (<f8) silently truncated uids: now the load names the file and dtype."""
+    dtype = np.dtype([("uid", uid), ("x", "<f4")])
+    arr = np.zeros(4, dtype)
+    path = tmp_path / "bad.cs"
+    if kind == "cs":
+        numpy_save(path, arr)
+    else:
+        csfast.csdat.write(path, {k: arr[k] for k in dtype.names}, len(arr), compression=None)
+    base, shape = dtype["uid"].base, dtype["uid"].shape
+    want = f"{base.str} with shape {shape}" if shape else base.str
+    if kind == "csdat":  # the writer narrows strings to the longest + 1
+        want = want.replace("|S8", "|S1")
+    for mapped in (True, False):
+        with pytest.raises(csfast.CsFieldError, match=rf"bad\.cs: field 'uid' is "
+                                                      rf"{re.escape(want)}; a uid column"):
+            Dataset.load(path, mmap=mapped)
+    with pytest.raises(csfast.CsFieldError, match="bad.cs"):
+        Dataset.load(path, fields=["x"])
+    with pytest.raises(csfast.CsFieldError, match="<bytes>: field 'uid'"):
+        Dataset.load(path.read_bytes())
+    if base.kind not in "ui" or shape:  # narrower integers are fine in memory: values fit
+        with pytest.raises(csfast.CsFieldError, match="uid"):
+            Dataset(arr)
+
+
+@pytest.mark.parametrize("kind", ["cs", "csdat"])
+def test_uid_fields_of_64_bit_integers_load_and_join(tmp_path, kind):
+    """>u8 is read by value; <i8 / >i8 as the unsigned number with the same
+    bits (-1 is the uid 2**64 - 1), and keep their dtype until combined."""
+    want = [1, 2**63 + 5, 2**64 - 1, 0]
+    signed = np.array(want, dtype=np.uint64).view(np.int64)
+    assert signed[2] == -1
+    other = Dataset({"uid": np.array(want[::-1], dtype="<u8"), "z/q": np.arange(4)})
+    for uid in (np.array(want, ">u8"), signed.astype("<i8"), signed.astype(">i8")):
+        path = tmp_path / f"{uid.dtype.str[0]}{uid.dtype.kind}.cs"
+        cols = {"uid": uid, "x": np.arange(4, dtype="<f4")}
+        if kind == "cs":
+            arr = np.zeros(4, [("uid", uid.dtype), ("x", "<f4")])
+            arr["uid"], arr["x"] = cols["uid"], cols["x"]
+            numpy_save(path, arr)
+        else:
+            csfast.csdat.write(path, cols, 4, compression=None)
+        ds = Dataset.load(path)
+        assert ds["uid"].dtype == uid.dtype or kind == "csdat"  # CSDAT: native order
+        assert ds["uid"].astype(np.uint64).tolist() == want
+        joined = ds.innerjoin(other)
+        assert joined["uid"].dtype == np.uint64 and joined["uid"].tolist() == want
+        assert joined["z/q"].tolist() == [3, 2, 1, 0]
+        assert ds.subset_uids([2**64 - 1])["x"].tolist() == [2.0]
 
 
 def test_unicode_columns(tmp_path):

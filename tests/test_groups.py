@@ -1,4 +1,4 @@
-"""Result groups, input groups, overrides and passthrough outputs (issue 4, MODEL.md).
+"""Result groups, input groups, overrides and passthrough outputs (issue 4, docs/model.md).
 
 References are built by hand: tables as numpy structured arrays saved with
 numpy itself, .csg files as YAML text, joins and concatenations by Python
@@ -87,7 +87,7 @@ def test_slot_strings_and_spec_defaults():
 
 
 def test_read_csg_in_the_cs_format_layout(tmp_path, rng):
-    """A .csg written by hand exactly as CS_FORMAT.md shows it."""
+    """A .csg written by hand exactly as docs/formats.md shows it."""
     job = tmp_path / "J42"
     job.mkdir()
     u = uids(20, rng)
@@ -464,7 +464,7 @@ def test_metafile_missing_on_disk(chain):
 
 def test_metafile_without_the_results_fields(chain):
     g = chain["j2"]
-    g.results["ctf"] = Result("ctf", "particle", {0: g["location"].metafile}, group=g.label)
+    g.results["ctf"] = Result("ctf", "particle", {0: g["location"].metafile}, group_label=g.label)
     inp = Input(PARTICLES)
     inp.connect(g)
     assert problems_of(inp) == [
@@ -576,7 +576,8 @@ def test_passthrough_round_trip(tmp_path, rng):
     out_uids = main["uid"][keep]
     new = table(out_uids, rng, ctf=CTF, alignments2D=ALIGN2D)  # replaces ctf
     g = write_output(tmp_path, "J2", "particles", Dataset(new), "particle",
-                     ["ctf", "alignments2D"], passthrough=inp, validate=False)
+                     ["ctf", "alignments2D"], passthrough=inp.load(passthrough=True),
+                     validate=False)
     assert g.label == "J2.particles" and g.path == str(tmp_path / "J2_particles.csg")
     written = np.load(tmp_path / "J2_000_particles.cs")
     assert written.dtype.names == new.dtype.names
@@ -732,3 +733,34 @@ def test_csg_with_a_non_numeric_count_is_a_format_error(tmp_path):
                     "    metafile: '>J1_000_particles.cs'\n    num_items: ten\n")
     with pytest.raises(csfast.CsFormatError, match=r"J1_particles.csg: result 'blob': .*'ten'"):
         ResultGroup.from_csg(path)
+
+
+def test_result_group_is_a_deprecated_alias_of_group_label():
+    r = Result("blob", "particle", {0: "J1_000_particles.cs"}, group_label="J1.particles")
+    assert r.label == "J1.particles.blob"
+    with pytest.warns(DeprecationWarning, match="group_label"):
+        assert r.group == "J1.particles"
+    with pytest.warns(DeprecationWarning, match="group_label"):
+        r.group = "J2.particles"
+    assert r.group_label == "J2.particles" and r.label == "J2.particles.blob"
+
+
+def test_write_output_takes_a_dataset_as_passthrough(chain, tmp_path):
+    inp = Input(InputSpec("particle", ["blob"]))
+    inp.connect(next(iter(chain.values())))
+    ds = inp.load(passthrough=False)
+    with pytest.raises(TypeError, match="not Input; for an Input, pass input.load"):
+        write_output(tmp_path, "J9", "particles", ds, "particle", ["blob"], passthrough=inp)
+    assert not list(tmp_path.glob("J9_*"))
+
+
+def test_missing_results_and_versions_have_their_own_errors(chain):
+    g = next(iter(chain.values()))
+    with pytest.raises(csfast.CsResultError, match="has no result 'nothing'") as e:
+        g["nothing"]
+    assert isinstance(e.value, csfast.CsFieldError)  # except clauses of 0.1 still catch it
+    r = next(iter(g.results.values()))
+    with pytest.raises(csfast.CsVersionError, match="has no version 99"):
+        r.metafile_of(99)
+    with pytest.raises(csfast.CsProjectError, match="not a folder"):
+        csfast.Project(r.metafile)

@@ -60,7 +60,7 @@ def _readers():
         "cs": [csfast.inspect, Dataset.load, lambda p: Dataset.load(p, mmap=False),
                csfast.format.map_array, files.read],
         "csdat": [csdat.read_header, csdat.read, lambda p: csdat.read(p, mmap=False),
-                  csdat.is_csdat, files.read],
+                  csfast.inspect, files.read],
         "csg": [ResultGroup.from_csg],
         "parquet": [files.read],
         "arrow": [files.read],
@@ -119,9 +119,7 @@ LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 @pytest.mark.parametrize("text, match", [
     (LAUGHS, "aliases .* not allowed .* at line 2"),
     (GROUP + "results: {blob: &r {metafile: x.cs}, ctf: *r}\n", "aliases"),
-    # PyYAML >= 6.0.4 stops this one itself, in its scanner, with its own words
-    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n",
-     f"(nested deeper than {MAX_CSG_DEPTH}|exceeded maximum nesting depth)"),
+    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", f"nested deeper than {MAX_CSG_DEPTH}"),
     ("a: " + "{b: " * 40 + "1" + "}" * 40 + "\n", "nested deeper"),
     ("created: 2024-13-45 12:00:00\n" + GROUP + _result(), "out of range .*month"),
     ("created: 2024-02-30\n" + GROUP + _result(), "out of range .*day"),

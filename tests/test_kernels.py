@@ -4,6 +4,9 @@ Inputs are taken the way dataset.py passes them: columns of packed (so
 unaligned), often read-only structured arrays, interlaced outputs, wider
 string outputs, sub-array fields. Each kernel is run with 1 and 2 threads
 and with forced hash partitioning, so every code path meets small inputs.
+.ci/run runs this file again against a build with AddressSanitizer and
+UndefinedBehaviorSanitizer, so every input here also checks that the C
+reads and writes only what it should.
 """
 
 from contextlib import contextmanager
@@ -13,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from csfast import _core
+from csfast import _core, _lz4
+from csfast.errors import CsFormatError
 
 MAXU = 2**64 - 1
 POOL = [0, 1, 2, 3, MAXU, MAXU - 1, 2**63, 12345678901234567890]
@@ -431,3 +435,44 @@ def test_threads_setting():
     with pytest.raises(ValueError):
         _core.set_num_threads(-1)
     _core.set_num_threads(old)
+
+
+# ------------------------------------------------------------------ lz4 block codec
+
+@pytest.mark.parametrize("block, want", [
+    (b"\x00", b""),  # an empty block: one token, no literals
+    (b"\x50hello", b"hello"),
+    # "a", then a match at offset 1 of length 3 + 4 (overlapping), then literals
+    (b"\x13a\x01\x00\x50bbbbb", b"a" * 8 + b"bbbbb"),
+    # a literal length of 15 + 5 (one extra length byte)
+    (b"\xf0\x05" + bytes(range(20)), bytes(range(20))),
+])
+def test_lz4_decodes_handwritten_blocks(block, want):
+    out = bytearray(len(want))
+    _lz4.decompress(block, out, "f")
+    assert bytes(out) == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=2000), st.integers(1, 50))
+def test_lz4_roundtrip(data, repeat):
+    raw = data * repeat if len(data) < 60 else data  # short data repeated: long matches
+    block = bytes(_lz4.compress(raw))
+    assert len(block) <= len(raw) + len(raw) // 255 + 16
+    out = bytearray(len(raw))
+    _lz4.decompress(block, out, "f")
+    assert bytes(out) == raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=8), st.integers(0, 400))
+def test_lz4_decodes_damaged_blocks_or_refuses_them(data, noise, size):
+    """A damaged block decodes to exactly size bytes or raises CsFormatError."""
+    block = bytearray(_lz4.compress(data * 3))
+    for i, b in enumerate(noise):  # overwrite a few bytes spread over the block
+        block[(i * 7919 + b) % len(block)] = b
+    out = bytearray(size)
+    try:
+        _lz4.decompress(bytes(block), out, "f")
+    except CsFormatError as e:
+        assert str(e).startswith("f: ")

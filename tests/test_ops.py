@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import csfast
 import csfast.dataset as dsmod
 from csfast import CsError, CsFieldError, CsUidError, Dataset, _core
+from csfast.column import Rows
 
 CONFIGS = ((1, -1), (2, -1), (2, 3))  # (threads, hash partition bits; -1 automatic)
 MODES = ("mem", "mapped", "rows")
@@ -868,7 +869,7 @@ def test_mapped_inputs_read_each_output_column_once(tmp, monkeypatch):
     res = a.drop_fields(["p/unused"], copy=False).innerjoin(b)
     # One gather per output column, plus a's lazy uid column materialized once for hashing.
     assert len(calls) == len(res.fields()) + 1
-    assert isinstance(a._cols["p/x"], dsmod._Rows) and isinstance(a._cols["p/v"], dsmod._Rows)
+    assert isinstance(a._cols["p/x"], Rows) and isinstance(a._cols["p/v"], Rows)
     assert res["q/y"].tolist() == [float(n - 1 - i) for i in range(0, n, 2)]
     a1 = Dataset.load(tmp / "m1.cs", fields=["p/x"]).take(np.arange(0, n, 2))
     a2 = Dataset.load(tmp / "m1.cs", fields=["p/x"]).take(np.arange(1, n, 2))

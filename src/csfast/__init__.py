@@ -4,24 +4,39 @@ Read, join, append and assemble tables of items keyed by 64-bit uids.
 """
 
 from ._core import num_threads, set_num_threads
-from ._version import __version__ as __version__
+from ._version import __version__
 from .column import StrColumn
 from .convert import StarWarning, from_star, to_star
 from .dataset import Dataset, Field, generate_uids
-from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError, InputError
-from .format import CsInfo, inspect
+from .errors import (
+    CsArgumentError,
+    CsError,
+    CsFieldError,
+    CsFormatError,
+    CsProjectError,
+    CsResultError,
+    CsUidError,
+    CsVersionError,
+    InputError,
+)
+from .format import CsInfo
 from .groups import MIN_FIELDS, Result, ResultGroup, result_type_of, write_output
 from .inputs import Connection, Input, InputSpec, Slot
 from .project import Job, Project, write_job
 from .row import Row
+from .tables import inspect
 
 __all__ = [
+    "__version__",
     "CsArgumentError",
     "CsError",
     "CsFieldError",
     "CsFormatError",
+    "CsProjectError",
+    "CsResultError",
     "CsInfo",
     "CsUidError",
+    "CsVersionError",
     "Connection",
     "Dataset",
     "Field",

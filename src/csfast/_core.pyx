@@ -10,9 +10,10 @@ Python exception.
 """
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
 from libc.stddef cimport ptrdiff_t
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+import hashlib
 import os
 
 import numpy as np
@@ -34,6 +35,13 @@ cdef extern from "threads.h":
     int csf_default_threads() noexcept nogil
 
 cdef extern from "hash.h":
+    ctypedef struct csf_hash_key:
+        uint64_t mul_lo
+        uint64_t mul_hi
+        uint64_t add_lo
+        uint64_t add_hi
+    void csf_hash_set_key(const csf_hash_key *key) noexcept nogil
+    int csf_hash(const csf_column *uids, uint64_t *out) noexcept nogil
     int csf_lookup(const csf_column *build, const csf_column *probe, int64_t *out_rows,
                    uint8_t *out_mask, int nthreads, int bits) noexcept nogil
     int csf_join(const csf_column *cols, int ncols, int64_t *const *out, int64_t *nout,
@@ -83,6 +91,27 @@ _threads = 0
 # Partition bits for the hash kernels: -1 lets the kernel choose from the
 # input size. Only benchmarks change it (to measure what partitioning buys).
 _bits = -1
+
+
+def _seed_hash():
+    """Key the uid hash of this process: random (os.urandom), or derived from
+    CSFAST_HASH_SEED (any string) to reproduce a run's table layout and timing.
+
+    Results never depend on the key, only the time taken does: a file made by
+    someone who knew the key could hold uids that all collide.
+    """
+    seed = os.environ.get("CSFAST_HASH_SEED", "")
+    raw = (hashlib.blake2b(seed.encode("utf-8", "surrogateescape"), digest_size=32,
+                           person=b"csfast-uid-hash").digest() if seed else os.urandom(32))
+    words = tuple(int.from_bytes(raw[i:i + 8], "little") for i in range(0, 32, 8))
+    cdef csf_hash_key key
+    key.mul_lo, key.mul_hi, key.add_lo, key.add_hi = words
+    csf_hash_set_key(&key)
+    return words
+
+
+# Set once, at import, before any kernel can run.
+_hash_key = _seed_hash()
 
 
 def num_threads():
@@ -144,6 +173,18 @@ cdef csf_column *_columns(list arrays) except NULL:
     for i in range(m):
         _fill_column(&cols[i], arrays[i])
     return cols
+
+
+def _hash(uids):
+    """The keyed hash the kernels compute for each uid (for tests)."""
+    u = _as_uids(uids)
+    out = np.empty(u.shape[0], dtype=np.uint64)
+    cdef csf_column c
+    _fill_column(&c, u)
+    cdef uint64_t *op = <uint64_t *>_addr(out)
+    with nogil:
+        csf_hash(&c, op)
+    return out
 
 
 def join_index(keys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -10,24 +11,22 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any, cast
 
-import numpy as np
-
-from .errors import CsError, CsUidError
-from .format import CsInfo, inspect
-
-
-def _size(nbytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if nbytes < 1024 or unit == "TiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    raise AssertionError
+from ._text import columns_text, results_text, shape_text, size_text, time_text
+from .errors import CsArgumentError, CsError, CsProjectError
+from .format import CsInfo
+from .tables import inspect
 
 
 def format_info(info: CsInfo) -> str:
-    """The text `csfast info` prints for one .cs file."""
-    summary = (f"{info.row_size} bytes/row, {_size(info.file_size)} on disk, "
+    """The text `csfast info` prints for one .cs file or CSDAT stream."""
+    if info.kind == "csdat":
+        fields = [(n, "string" if d == "|O" else d, s) for n, d, s in info.fields]
+        summary = (f"{size_text(info.file_size)} on disk, CSDAT stream "
+                   f"(compression: {info.compression or 'none'})")
+        return _format_table(info.path, info.rows, fields, summary)
+    summary = (f"{info.row_size} bytes/row, {size_text(info.file_size)} on disk, "
                f"npy {info.version[0]}.{info.version[1]}, data at byte {info.data_offset}")
     return _format_table(info.path, info.rows, info.fields, summary)
 
@@ -47,26 +46,18 @@ def _format_table(path: str, rows: int, fields: list[tuple[str, str, tuple[int, 
     return "\n".join(lines)
 
 
-def _describe(path: str) -> str:
-    """format_info of a .cs file, or the same facts from a CSDAT stream's header."""
-    from . import csdat
-
+def _info_text(path: str) -> str:
+    """What `csfast info` prints for one file: a result group, a .cs file or a CSDAT stream."""
     if path.endswith(".csg"):
         return format_group_info(path)
-    if not csdat.is_csdat(path):
-        return format_info(inspect(path))
-    header = csdat.read_header(path)
-    fields = [(n, "string" if d == "|O" else d, s) for n, d, s in header.fields]
-    summary = (f"{_size(os.path.getsize(path))} on disk, CSDAT stream "
-               f"(compression: {header.compression or 'none'})")
-    return _format_table(path, header.rows, fields, summary)
+    return format_info(inspect(path))
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     status, shown = 0, 0
     for path in args.files:
         try:
-            text = _describe(path)
+            text = _info_text(path)
         except (CsError, OSError) as e:
             print(f"csfast info: {_oserror(e, path)}", file=sys.stderr)
             status = 1
@@ -78,21 +69,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
-def _ms(seconds: float) -> str:
-    if seconds < 0.01:
-        return f"{1000 * seconds:.1f} ms"
-    return f"{1000 * seconds:,.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
-
-
-def _table_size(ds) -> str:
-    rows, fields = len(ds), len(ds.fields())
-    return f"{rows:,} row{'s' if rows != 1 else ''} x {fields} field{'s' if fields != 1 else ''}"
-
-
 def _write(ds, path: str) -> str:
     t0 = time.perf_counter()
     ds.save(path)
-    return f"wrote {path} ({_size(os.path.getsize(path))}) in {_ms(time.perf_counter() - t0)}"
+    took = time.perf_counter() - t0
+    return f"wrote {path} ({size_text(os.path.getsize(path))}) in {time_text(took)}"
 
 
 def _finish(ds, args: argparse.Namespace, summary: str) -> None:
@@ -111,15 +92,15 @@ def cmd_load(args: argparse.Namespace) -> int:
         from .groups import ResultGroup
 
         if args.name or args.input:
-            raise CsError(f"{args.source}: a .csg names one group; an output or --input name "
-                          "goes with a job folder (PROJECT/J42)")
+            raise CsArgumentError(f"{args.source}: a .csg names one group; an output or --input "
+                                  "name goes with a job folder (PROJECT/J42)")
         group = ResultGroup.from_csg(args.source)
         passthrough = args.passthrough if args.passthrough is not None else args.slots is None
         ds = group.load(slots=args.slots, version=args.version, passthrough=passthrough)
         label = group.label
     took = time.perf_counter() - t0
-    _finish(ds, args, f"{label}: {_table_size(ds)} ({', '.join(ds.prefixes())}) "
-                      f"in {_ms(took)}")
+    _finish(ds, args, f"{label}: {shape_text(ds)} ({', '.join(ds.prefixes())}) "
+                      f"in {time_text(took)}")
     return 0
 
 
@@ -132,20 +113,21 @@ def _load_from_job(args: argparse.Namespace):
     passthrough = args.passthrough if args.passthrough is not None else args.slots is None
     if args.input:
         if args.name or args.version is not None:
-            raise CsError("--input loads an input as the job read it: no output name, no "
-                          "--version")
+            raise CsArgumentError("--input loads an input as the job read it: no output name, "
+                                  "no --version")
         inputs = job.inputs
         if args.input not in inputs:
-            raise CsError(f"job {job.uid} has no input {args.input!r} (inputs: "
-                          f"{', '.join(inputs) or 'none'})")
+            raise CsProjectError(f"job {job.uid} has no input {args.input!r} (inputs: "
+                                 f"{', '.join(inputs) or 'none'})")
         ds = inputs[args.input].load(passthrough=passthrough, slots=args.slots,
                                      allow_drop=args.allow_drop)
         return f"{job.uid} input {args.input}", ds
     outputs = job.outputs
     if not args.name or args.name not in outputs:
         what = f"has no output {args.name!r}" if args.name else "needs an output name or --input"
-        raise CsError(f"job {job.uid} {what} (outputs: {', '.join(outputs) or 'none'}; "
-                      f"inputs: {', '.join(job.input_names()) or 'none'})")
+        error = CsProjectError if args.name else CsArgumentError
+        raise error(f"job {job.uid} {what} (outputs: {', '.join(outputs) or 'none'}; "
+                    f"inputs: {', '.join(job.input_names()) or 'none'})")
     group = outputs[args.name]
     return group.label, group.load(slots=args.slots, version=args.version,
                                    passthrough=passthrough)
@@ -183,13 +165,13 @@ def format_job(job) -> list[str]:
             rows.append((*head, _connection_text(inp, conn)) if k == 0 else
                         ("", "", "", "", _connection_text(inp, conn)))
     for name, g in job.outputs.items():
-        own, carried = _results_text(g, False), _results_text(g, True)
+        own, carried = results_text(g, False), results_text(g, True)
         text = own + (f"; {carried}" if own and carried else carried)
         n = g.num_items
         rows.append(("out", name, g.item_type, f"{n:,} row{'s' if n != 1 else ''}",
                      text or "not written"))
     if rows:
-        out += _columns(rows, right=())
+        out += columns_text(rows, right=())
     return out
 
 
@@ -217,17 +199,14 @@ def _load_tables(paths: Sequence[str]):
 
 
 def cmd_join(args: argparse.Namespace) -> int:
-    from .dataset import Dataset
+    from .joins import join_tables
 
     tables = _load_tables(args.files)
     t0 = time.perf_counter()
-    ds = Dataset.innerjoin_many(*tables) if len(tables) > 1 else tables[0]
+    ds = join_tables(tables, names=args.files)
     took = time.perf_counter() - t0
-    if len(ds) == 0 and all(len(t) for t in tables) and len(tables) > 1:
-        raise CsUidError(f"{' and '.join(args.files)} share no uid: the tables describe "
-                         "different items")
     counts = ", ".join(f"{p} {len(t):,}" for p, t in zip(args.files, tables, strict=True))
-    _finish(ds, args, f"joined on uid in {_ms(took)}: {_table_size(ds)} (rows in: {counts})")
+    _finish(ds, args, f"joined on uid in {time_text(took)}: {shape_text(ds)} (rows in: {counts})")
     return 0
 
 
@@ -236,7 +215,7 @@ def cmd_append(args: argparse.Namespace) -> int:
 
     if args.dedupe:
         if args.repeat_allowed:
-            raise CsError("--dedupe and --repeat-allowed contradict each other")
+            raise CsArgumentError("--dedupe and --repeat-allowed contradict each other")
         return cmd_union(args)
     tables = _load_tables(args.files)
     t0 = time.perf_counter()
@@ -245,12 +224,12 @@ def cmd_append(args: argparse.Namespace) -> int:
     dropped = sorted({f for t in tables for f in t.fields()} - set(ds.fields()))
     shown = ", ".join(dropped[:8]) + (f" and {len(dropped) - 8} more" if len(dropped) > 8 else "")
     note = f"; fields not in every file, left out: {shown}" if dropped else ""
-    _finish(ds, args, f"appended {len(tables)} files in {_ms(took)}: {_table_size(ds)}{note}")
+    _finish(ds, args, f"appended {len(tables)} files in {time_text(took)}: {shape_text(ds)}{note}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import STEPS, build_job_tree
+    from .demo import STEPS, build_job_tree, report_text
 
     folder = args.dir or tempfile.mkdtemp(prefix="csfast-demo-")
     show = not args.quiet and sys.stderr.isatty()
@@ -266,137 +245,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if show:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
-    print("\n".join(format_demo(report)))
+    print("\n".join(report_text(report)))
     return 0
-
-
-def _results_text(group, passthrough: bool) -> str:
-    names = [n for n, r in group.results.items() if r.passthrough == passthrough]
-    if passthrough:
-        return "+ " + ", ".join(names) if names else ""
-    versions = sorted({v for n in names for v in group.results[n].versions})
-    shown = f" (version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))})" \
-        if versions else ""
-    return ", ".join(names) + shown
-
-
-def _columns(rows: list[tuple[str, ...]], right: tuple[int, ...]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows if len(r) > i) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-            for r in rows]
-
-
-def format_demo(report) -> list[str]:
-    """The text `csfast demo` prints for a DemoReport."""
-    ref, loc = report.refinement, report.local_resolution
-    files = [os.path.join(step.job, f) for step in report.jobs
-             for f in os.listdir(os.path.join(report.folder, step.job))
-             if f.endswith((".cs", ".csg", ".json"))]
-    total = sum(os.path.getsize(os.path.join(report.folder, f)) for f in files)
-    out = [
-        f"csfast demo: a cryo-EM job tree of {report.rows:,} synthetic particles",
-        f"written to {report.folder}, a project folder: one folder per job",
-        "",
-        "Each job loads its input with Input(spec).load() and writes its output groups with",
-        "write_output(): new results in J<n>/J<n>_<version>_<name>.cs, the results it only",
-        "carried along in J<n>/J<n>_passthrough_<name>.cs (+ below), J<n>/J<n>_<name>.csg naming",
-        "them all, and its job document J<n>/job.json (inputs and outputs, as cryoSPARC's).",
-        "",
-    ]
-    rows = [("job", "what it does", "time", "output group", "items", "results")]
-    for step in report.jobs:
-        for k, g in enumerate(step.outputs):
-            first = k == 0
-            rows.append((step.job if first else "", step.title if first else "",
-                         _ms(step.seconds) if first else "", g.label, f"{g.num_items:,}",
-                         _results_text(g, False)))
-            if _results_text(g, True):
-                rows.append(("", "", "", "", "", _results_text(g, True)))
-    out += _columns(rows, right=(2, 4))
-
-    t = ref.table
-    conn = ref.input.connections[0]
-    over = conn.overrides["blob"]
-    spec = ref.input.spec
-    slots = ", ".join(repr(("" if s.required else "?") + s.name) for s in spec.slots)
-    carried = ", ".join(p for p in t.prefixes() if p != "blob")
-    out += [
-        "",
-        f"{ref.job}, the refinement, reads particles that were downsampled for 2D classification,",
-        "at full size: its input connects the selection and overrides the blob slot.",
-        f"  inp = Input(InputSpec('{spec.item_type}', [{slots}]))",
-        "  inp.check()      with nothing connected:",
-        f"                   {ref.problems_before[0]}",
-        f"  inp.connect({conn.group.label})",
-        f"                   connection 0; its own blob: {_blob_text(conn.group['blob'].load())}",
-        f"  inp.override(0, 'blob', {over.label})",
-        f"                   {_blob_text(over.load())}",
-        f"  inp.check()      {_problems(ref)}, in {_ms(ref.check_seconds)} "
-        "(reads .cs headers and uid columns only)",
-        f"  inp.load()       {_table_size(t)} in {_ms(ref.load_seconds)} "
-        f"({ref.metafiles} metafiles, each opened once)",
-        f"                   blob: {_blob_text(t)} on every row, from {over.group}",
-        f"                   {carried}: from {conn.group.label}",
-    ]
-    v = loc.table
-    lconn = loc.input.connections[0]
-    lslots = ", ".join(repr(s.name) for s in loc.input.spec.slots)
-    out += [
-        "",
-        f"{loc.job}, local resolution, reads one volume with half maps from two other jobs:",
-        f"  inp = Input(InputSpec('volume', [{lslots}], count_max=1))",
-        f"  inp.connect({lconn.group.label})",
-    ]
-    out += [f"  inp.override(0, {slot!r}, {r.label})" for slot, r in lconn.overrides.items()]
-    out.append(f"  inp.check()      {_problems(loc)}")
-    out.append(f"  inp.load()       {_table_size(v)}, keeping the uid of "
-               f"{lconn.group.label}'s item:")
-    out += [f"                   {s.name + '/path':<16} {v[s.name + '/path'][0]}"
-            for s in loc.input.spec.slots]
-    j6 = report.jobs[[s.job for s in report.jobs].index(ref.job)].outputs[0]
-    main = j6.results["alignments3D"].metafile
-    job_folder = os.path.join(report.folder, ref.job)
-    out += [
-        "",
-        f"ResultGroup.from_csg('{os.path.relpath(j6.path, report.folder)}').load() reads the "
-        "refinement's particles back:",
-        f"  {_table_size(report.reloaded)} in {_ms(report.reload_seconds)} "
-        "(its final version joined with its passthrough file)",
-        "",
-        f"Done: {len(files)} files, {_size(total)}, in {_ms(report.seconds)}. Look at them with:",
-        f"  csfast project {report.folder}",
-        f"  csfast info {main}",
-        f"  csfast load {job_folder} {j6.name} -o particles.cs",
-        f"  csfast load {job_folder} --input {ref.input.spec.name} -o refinement_input.cs",
-        f"and remove them with: rm -r {report.folder}",
-    ]
-    return out
-
-
-def _blob_text(ds) -> str:
-    """The image sizes and pixel sizes in a table's blob, e.g. '256 x 256 px, 0.83 A/px'."""
-    shapes = sorted({tuple(x) for x in np.unique(ds["blob/shape"], axis=0).tolist()})
-    psizes = sorted({round(float(x), 2) for x in np.unique(ds["blob/psize_A"])})
-    return (", ".join(f"{a} x {b} px" for a, b in shapes) + ", "
-            + ", ".join(f"{x} A/px" for x in psizes))
-
-
-def _problems(assembly) -> str:
-    return "[]: no problems" if not assembly.problems else "; ".join(assembly.problems)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import files
     from .tasks import open_table
 
-    read_options, write_options = {}, {}
+    read_options: dict[str, Any] = {}
+    write_options: dict[str, Any] = {}
     src_format = args.src_format
     dst_format = "csdat" if args.csdat else args.dst_format
     from_star = src_format == "star" or (not src_format and not args.input.endswith(".csg")
                                          and files.format_of(args.input) == "star")
     if args.micrograph_shape and not from_star:
-        raise CsError("--micrograph-shape applies to .star input only")
+        raise CsArgumentError("--micrograph-shape applies to .star input only")
     if args.micrograph_shape:
         read_options["micrograph_shape"] = tuple(args.micrograph_shape)
     if from_star and args.no_flip_y:
@@ -408,14 +272,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
         write_options["compression"] = None
     if args.image_suffix is not None:
         if out_format != "star":
-            raise CsError("--image-suffix applies to .star output only")
+            raise CsArgumentError("--image-suffix applies to .star output only")
         write_options["image_suffix"] = args.image_suffix
     t0 = time.perf_counter()
     ds = open_table(args.input, src_format, **read_options)
     t1 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        left = files.write(ds, args.output, out_format, **write_options)
+        left = files.write(ds, args.output, cast(files.Format, out_format), **write_options)
     t2 = time.perf_counter()
     for w in caught:
         print(f"csfast convert: warning: {w.message}", file=sys.stderr)
@@ -449,9 +313,7 @@ class _Progress:
         self._thread: threading.Thread | None = None
         if getattr(args, "quiet", False) or not sys.stderr.isatty():
             return
-        try:
-            import tqdm  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("tqdm") is None:
             return
         self._thread = threading.Thread(target=self._draw, daemon=True)
 
@@ -470,7 +332,7 @@ class _Progress:
             self._thread.join()
 
     def _draw(self) -> None:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
         if self._stop.wait(self.DELAY):
             return
@@ -498,7 +360,7 @@ def cmd_union(args: argparse.Namespace) -> int:
     from .tasks import union_files
 
     if not args.output:
-        raise CsError("-o OUT.cs is required")
+        raise CsArgumentError("-o OUT.cs is required")
     t0 = time.perf_counter()
     with _Progress(args) as progress:
         r = union_files(args.files, args.output, progress=progress)
@@ -507,7 +369,7 @@ def cmd_union(args: argparse.Namespace) -> int:
           f"{sum(r.rows_in):,} ({counts}); {sum(r.rows_in) - r.rows:,} repeats dropped")
     if r.dropped_fields:
         print(f"fields not in every file, left out: {', '.join(r.dropped_fields)}")
-    print(f"wrote {args.output} in {_ms(time.perf_counter() - t0)}")
+    print(f"wrote {args.output} in {time_text(time.perf_counter() - t0)}")
     return 0
 
 
@@ -522,7 +384,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
         print(f"  {text}: {n:,} of {r.rows_in:,} rows")
     kept = "kept (inverted)" if args.invert else "kept"
     print(f"{kept} {r.rows:,} of {r.rows_in:,} rows; wrote {args.output} in "
-          f"{_ms(time.perf_counter() - t0)}")
+          f"{time_text(time.perf_counter() - t0)}")
     return 0
 
 
@@ -534,9 +396,9 @@ def cmd_fields(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with _Progress(args) as progress:
         r = fields_file(args.input, args.output, keep, drop, progress=progress)
-    prefixes = list(dict.fromkeys(f.split("/", 1)[0] for f in r.fields if f != "uid"))
-    print(f"kept {len(r.fields)} of {r.fields_in} fields ({', '.join(prefixes) or 'uid only'}), "
-          f"{_plural(r.rows, 'row')}; wrote {args.output} in {_ms(time.perf_counter() - t0)}")
+    results = list(dict.fromkeys(f.split("/", 1)[0] for f in r.fields if f != "uid"))
+    print(f"kept {len(r.fields)} of {r.fields_in} fields ({', '.join(results) or 'uid only'}), "
+          f"{_plural(r.rows, 'row')}; wrote {args.output} in {time_text(time.perf_counter() - t0)}")
     return 0
 
 
@@ -544,7 +406,7 @@ def _patterns(values: Sequence[str]) -> list[str]:
     """Comma-separated patterns, from one or several occurrences of an option."""
     out = [p.strip() for v in values for p in v.split(",") if p.strip()]
     if not out:
-        raise CsError("empty pattern list")
+        raise CsArgumentError("empty pattern list")
     return out
 
 
@@ -554,7 +416,8 @@ def _print_parts(written, folder: str, seconds: float) -> None:
         label = f"  {w.label}" if w.label else ""
         print(f"  {os.path.basename(w.path):<{width}}  {w.rows:>12,}{label}")
     total = sum(w.rows for w in written)
-    print(f"wrote {_plural(len(written), 'file')} ({total:,} rows) to {folder} in {_ms(seconds)}")
+    print(f"wrote {_plural(len(written), 'file')} ({total:,} rows) to {folder} "
+          f"in {time_text(seconds)}")
 
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -599,7 +462,7 @@ def format_group_info(path: str) -> str:
                          "" if r.passthrough else str(v),
                          f"{m.rows:,}" if m.rows is not None else "?",
                          shown + (f"  ({m.problem})" if m.problem else "")))
-    lines += _columns(rows, right=(4,))
+    lines += columns_text(rows, right=(4,))
     bad = [m for m in gi.files.values() if m.rows is not None and
            any(meta == m.path and r.num_items and m.rows != r.num_items
                for r in g.results.values() for meta in r.versions.values())]

@@ -1,6 +1,6 @@
 """The CSDAT stream format of cryosparc-tools: read and write.
 
-Layout (CS_FORMAT.md): the magic ``\\x95CSDAT``; a u32 little-endian length
+Layout (docs/formats.md): the magic ``\\x95CSDAT``; a u32 little-endian length
 and a UTF-8 JSON header (``length``, ``dtype`` with string fields as
 ``|O``, ``compression`` ``"lz4"`` or null, ``compressed_fields``); then, for
 each field in header order (none when the table has 0 rows), a u32 byte count
@@ -31,11 +31,10 @@ import numpy as np
 
 from .errors import CsFormatError
 from .format import CSDAT_MAGIC, CsInfo, atomic_write, map_file, open_regular, write_all
-from .format import read_header as read_npy_header
+from .strings import distinct
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
-           "CsdatHeader", "StringBudget", "factorize", "inspect_any", "is_csdat", "read_header",
-           "read", "stream", "write"]
+           "CsdatHeader", "StringBudget", "read_header", "read_info", "read", "stream", "write"]
 
 _U32 = struct.Struct("<I")
 _OFFSET = np.dtype("<u8")
@@ -118,12 +117,6 @@ class CsdatHeader:
         return np.dtype([(n, _OFFSET if d == "|O" else d, s) for n, d, s in self.fields])
 
 
-def is_csdat(path: str | os.PathLike) -> bool:
-    """True if the file at path starts with the CSDAT magic."""
-    with open_regular(path) as f:
-        return f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
-
-
 def _parse_header(raw: bytes, name: str, offset: int) -> CsdatHeader:
     try:
         h = json.loads(raw.decode("utf-8"))
@@ -190,7 +183,7 @@ def _parse_header(raw: bytes, name: str, offset: int) -> CsdatHeader:
     return header
 
 
-def _read_header_from(f: BinaryIO, name: str) -> CsdatHeader:
+def _read_header_from(f: BinaryIO | _Reader, name: str) -> CsdatHeader:
     magic = f.read(len(CSDAT_MAGIC))
     if magic != CSDAT_MAGIC:
         raise CsFormatError(f"{name}: not a CSDAT stream (bad magic {magic!r})")
@@ -214,23 +207,14 @@ def read_header(path: str | os.PathLike) -> CsdatHeader:
         return _read_header_from(f, os.fspath(path))
 
 
-def inspect_any(path: str | os.PathLike) -> CsInfo:
-    """Header facts of a table file, a numpy .cs file or a CSDAT stream, told by its magic.
-
-    Reads only the header. For a CSDAT stream the ``CsInfo`` has version
-    (0, 0), string fields shown as ``S1`` and ``data_offset`` at its first
-    column; ``rows`` and the field names are exact. Raises CsFormatError for
-    anything that is neither, FileNotFoundError / PermissionError as they are.
-    """
-    name = os.fspath(path)
-    with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        csdat = f.read(len(CSDAT_MAGIC)) == CSDAT_MAGIC
-        f.seek(0)
-        if not csdat:
-            return read_npy_header(f, name, size)
-        h = _read_header_from(f, name)
-    return CsInfo(name, (0, 0), h.dtype, h.rows, h.data_offset, size)
+def read_info(f: BinaryIO, name: str, file_size: int) -> CsInfo:
+    """The header of the CSDAT stream at f's position as a ``CsInfo`` (kind
+    ``"csdat"``; see its docstring for how the CSDAT facts are shown)."""
+    h = _read_header_from(f, name)
+    strings = frozenset(n for n, d, _ in h.fields if d == "|O")
+    return CsInfo(name, (0, 0), h.dtype, h.rows, h.data_offset, file_size, kind="csdat",
+                  compression=h.compression, compressed_fields=h.compressed_fields,
+                  string_fields=strings)
 
 
 def _column_shape(header: CsdatHeader, i: int) -> tuple[np.dtype, tuple[int, ...]]:
@@ -376,31 +360,6 @@ def _fixed_width(uniq: np.ndarray, inverse: np.ndarray, lengths: np.ndarray,
     return table.view(f"S{width}").reshape(-1)[inverse]
 
 
-def factorize(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values sorted, codes) of a 1-D fixed-width column, codes int64.
-
-    Path columns come in runs (one value per micrograph, rows grouped by
-    micrograph), so the distinct values of the runs are found first: O(n)
-    comparisons plus a sort of the run values, instead of a sort of n rows.
-    """
-    n = len(col)
-    if n == 0:
-        return col[:0].copy(), np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], col[1:] != col[:-1])))
-    if len(starts) > n // 4:  # no useful runs: sort everything
-        uniq, codes = np.unique(col, return_inverse=True)
-        return uniq, codes.reshape(-1).astype(np.int64, copy=False)
-    uniq, run_codes = np.unique(col[starts], return_inverse=True)
-    lengths = np.diff(np.append(starts, n))
-    return uniq, np.repeat(run_codes.reshape(-1).astype(np.int64), lengths)
-
-
-def _string_column(col: np.ndarray) -> np.ndarray:
-    if col.dtype.kind == "U":
-        col = np.char.encode(col, "utf-8")
-    return col
-
-
 def stream(columns: Mapping[str, np.ndarray], rows: int,
            compression: Literal["lz4"] | None = "lz4", *, name: str = "<stream>",
            ) -> Iterator[bytes | memoryview]:
@@ -429,8 +388,7 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
             if col.ndim != 1:
                 raise CsFormatError(f"{name}: field {fname!r}: string sub-arrays cannot be "
                                     "written to CSDAT")
-            col = _string_column(col)
-            uniq, inverse = factorize(col)
+            uniq, inverse = distinct(col, fname)
             offs = np.empty(len(uniq), dtype=_OFFSET)
             for j, s in enumerate(uniq.tolist()):
                 if b"\0" in s:
@@ -461,7 +419,7 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
     yield CSDAT_MAGIC + _U32.pack(len(header)) + header
     compressed_set = set(compressed)
     for fname, col in prepared if rows else ():
-        data = memoryview(col.reshape(-1).view(np.uint8)) if col.size else memoryview(b"")
+        data = col.reshape(-1).view(np.uint8).data if col.size else memoryview(b"")
         if fname in compressed_set:
             data = memoryview(_lz4.compress(data))
         if len(data) > _MAX_COLUMN_BYTES:

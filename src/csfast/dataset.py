@@ -1,13 +1,13 @@
 """The Dataset: a table of items, one row per item, keyed by a 64-bit uid.
 
 Columns are numpy arrays, one per field. A dataset loaded from a .cs file
-views the file's memory map (private, copy-on-write: see format.map_array):
+views the file's memory map (private, copy-on-write: see tables.open_columns):
 its columns are strided views, and nothing proportional to the row count
 happens until a column is read. Two kinds of column exist, and no writable
 array is ever shared:
 
 - read-only arrays (views of a map, or of an array this module made read-only)
-  may be shared between datasets; row subsets of them stay lazy (`_Rows`)
+  may be shared between datasets; row subsets of them stay lazy (`Rows`)
   until a column is read, so a subset of a mapped file costs nothing for the
   columns it never reads;
 - writable arrays belong to exactly one dataset; subsets copy them.
@@ -16,17 +16,29 @@ A dataset is *editable* unless loaded with ``writable=False``: then
 ``ds[field]`` hands out the column writable, as cryosparc-tools does. A
 read-only column becomes writable in place, with no copy, when it views a map
 that only this dataset has ever held (the loader records itself as the map's
-owner; any dataset built from its columns clears that, see `_share`): writing
+owner; any dataset built from its columns clears that, see `share`): writing
 then copies the touched pages of the map, never the file. Any other read-only
 column is first copied. Internal reads use `_read`, which never makes a
 column writable. Assigning a whole column (`ds["f"] = values`) or adding a
 field replaces or creates an owned array; the file never changes.
+
+This module is the container: construction, load / save, the mapping of
+fields to columns, subsets and queries. How columns are held and copied is
+in column.py, the combining operations (innerjoin, append, union,
+interlace, replace) in joins.py: each method here states what the operation
+means and calls the function of its name there. String encoding and
+decoding is in strings.py.
+
+Imports point down (dataset -> column, joins -> tables, strings, format -> _core),
+with one documented exception: the conversion methods (``to_pandas``,
+``from_arrow``, ``to_cryosparc``, ...) are thin hooks that import their
+csfast.convert module inside the method, when called, so ``import csfast``
+loads neither pandas nor pyarrow. csfast.convert uses only the public API
+(``Dataset.from_columns``, ``view``, ``descr``, ``cols``).
 """
 
 from __future__ import annotations
 
-import io
-import math
 import os
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
@@ -34,23 +46,38 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from . import _core
-from .column import as_column
-from .errors import CsError, CsFieldError, CsFormatError, CsUidError
+from . import _core, joins
+from .column import (
+    NATIVE_UID,
+    Field,
+    Rows,
+    as_column,
+    field_of,
+    gather,
+    gather_jobs,
+    is_column,
+    owned_column,
+    readonly,
+    row_indices,
+    row_number,
+    share,
+    tools_field,
+    uid_array,
+    uid_values,
+    writable_view,
+)
+from .errors import CsFieldError, CsResultError
 from .format import (
-    CSDAT_MAGIC,
-    MAGIC,
     CsInfo,
     atomic_write,
     file_map_of,
-    inspect,
-    map_array,
     npy_header,
-    read_header,
     write_all,
     write_rows,
 )
 from .row import Row, python_value
+from .strings import decode, encode
+from .tables import inspect, open_columns
 
 __all__ = ["Dataset", "Field", "generate_uids", "NUMPY_FORMAT", "CSDAT_FORMAT",
            "DEFAULT_FORMAT", "NEWEST_FORMAT"]
@@ -60,11 +87,6 @@ NUMPY_FORMAT = 1  #: numpy .npy (the .cs format every cryoSPARC reads)
 CSDAT_FORMAT = 2  #: cryosparc-tools' CSDAT stream (LZ4 compressed)
 DEFAULT_FORMAT = NUMPY_FORMAT
 NEWEST_FORMAT = CSDAT_FORMAT
-
-Field = tuple[str, str] | tuple[str, str, tuple[int, ...]]
-Column = np.ndarray
-_UID = np.dtype("<u8")
-_SHOW_UIDS = 5  # how many offending uids an error message names
 
 
 def generate_uids(n: int = 0, *, seed: int | np.random.Generator | None = None) -> np.ndarray:
@@ -77,182 +99,6 @@ def generate_uids(n: int = 0, *, seed: int | np.random.Generator | None = None) 
             break
         uids[repeated] = rng.integers(0, 2**64, size=len(repeated), dtype=np.uint64)
     return uids
-
-
-class _Rows:
-    """A lazy row subset of a read-only column: src[index], gathered when read."""
-
-    __slots__ = ("src", "index")
-
-    def __init__(self, src: np.ndarray, index: np.ndarray):
-        self.src = src
-        self.index = index
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.src.dtype
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.index),) + self.src.shape[1:]
-
-    def take(self, index: np.ndarray) -> _Rows:
-        return _Rows(self.src, self.index[index])
-
-
-def _source(col: np.ndarray | _Rows) -> tuple[np.ndarray, np.ndarray | None]:
-    """(array, row index or None) from which a column's values are read."""
-    if isinstance(col, _Rows):
-        return col.src, col.index
-    return col, None
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
-
-
-def _share(col: np.ndarray | _Rows) -> None:
-    """col is about to be held by a second dataset: its map may no longer be written in place."""
-    src = col.src if isinstance(col, _Rows) else col
-    if not src.flags.writeable:
-        fm = file_map_of(src)
-        if fm is not None:
-            fm.owner = None
-
-
-def _writable_view(col: np.ndarray) -> np.ndarray | None:
-    """col as a writable view of its own private map, or None where that is refused.
-
-    The pages turn writable for the whole map at once (copy-on-write, so the
-    file never changes); where the system refuses (a commit limit), None.
-    """
-    fm = file_map_of(col)
-    if fm is None:
-        return None
-    try:
-        fm.make_writable()
-    except OSError:
-        return None
-    whole = np.frombuffer(fm, dtype=np.uint8)
-    offset = col.__array_interface__["data"][0] - whole.__array_interface__["data"][0]
-    return np.ndarray(col.shape, dtype=col.dtype, buffer=fm, offset=offset, strides=col.strides)
-
-
-def _is_column(value: Any, col: np.ndarray | _Rows) -> bool:
-    """value is col itself, or a view of exactly its elements (a StrColumn of it)."""
-    if value is col:
-        return True
-    if not isinstance(value, np.ndarray) or isinstance(col, _Rows):
-        return False
-    return (value.__array_interface__["data"][0] == col.__array_interface__["data"][0]
-            and value.shape == col.shape and value.strides == col.strides
-            and value.dtype == col.dtype)
-
-
-def _tools_field(name: str, dt: np.dtype | str, shape: tuple[int, ...]) -> Field:
-    """A field as cryosparc-tools describes it: strings are "|O", uid is "<u8"."""
-    dt = np.dtype(dt)
-    if name == "uid":
-        return ("uid", "<u8")
-    if dt.kind in "SUO":
-        return (name, "|O")
-    return (name, dt.str, tuple(shape)) if shape else (name, dt.str)
-
-
-def _gather(col: np.ndarray | _Rows, index: np.ndarray | None, dtype: np.dtype | None = None,
-            ) -> np.ndarray:
-    """A new contiguous owned array of col's rows at index (all rows if None)."""
-    src, base = _source(col)
-    if base is not None:
-        index = base if index is None else base[index]
-    n = len(src) if index is None else len(index)
-    out = np.empty((n,) + src.shape[1:], dtype=dtype or src.dtype)
-    _core.gather(src, index, out)
-    return out
-
-
-def _field_of(name: str, col: np.ndarray | _Rows) -> Field:
-    dt = col.dtype
-    shape = tuple(col.shape[1:])
-    return (name, dt.str, shape) if shape else (name, dt.str)
-
-
-def _as_column(name: str, value: Any, n: int | None) -> np.ndarray:
-    """An owned, contiguous column from user data; Python strings become UTF-8 bytes."""
-    a = np.array(value)  # always a copy: the dataset owns its writable columns
-    if a.dtype.kind == "U" or (a.dtype.kind == "O" and a.size and isinstance(a.flat[0], str)):
-        a = np.char.encode(a.astype(str), "utf-8")
-    if a.dtype.kind == "O":
-        raise CsFieldError(f"field {name!r}: object arrays cannot be stored in a dataset")
-    if a.ndim == 0:
-        if n is None:
-            raise CsFieldError(f"field {name!r}: a scalar needs a row count")
-        a = np.full(n, a)
-    if n is not None and len(a) != n:
-        raise CsFieldError(f"field {name!r} has {len(a)} rows, the dataset has {n}")
-    if name == "uid":
-        a = _uid_array(a, name)
-    return a
-
-
-def _utf8(name: str, col: np.ndarray) -> np.ndarray:
-    """A U column encoded to UTF-8 bytes; a corrupt one (lone surrogates, code
-    points beyond U+10FFFF, as a damaged file may hold) is a CsFieldError."""
-    try:
-        return np.char.encode(col, "utf-8")
-    except (UnicodeError, SystemError) as e:  # numpy raises SystemError for > U+10FFFF
-        raise CsFieldError(f"field {name!r}: not valid Unicode text ({e})") from None
-
-
-def _uid_array(a: np.ndarray, what: str) -> np.ndarray:
-    if a.dtype.kind not in "ui" or a.ndim != 1:
-        raise CsFieldError(f"{what}: uid must be a 1-D unsigned integer array, not {a.dtype}")
-    if a.dtype.kind == "i" and len(a) and a.min() < 0:
-        raise CsFieldError(f"{what}: uid values must be non-negative")
-    return a.astype(np.uint64, copy=False)
-
-
-def _compatible(a: np.dtype, b: np.dtype) -> bool:
-    """Same dtype, or string columns of the same kind (widths differ: widen)."""
-    return a == b or (a.kind == b.kind and a.kind in "SU" and
-                      a.byteorder == b.byteorder)
-
-
-def _wider(a: np.dtype, b: np.dtype) -> np.dtype:
-    return a if a.itemsize >= b.itemsize else b
-
-
-def _row_number(key: Any, n: int) -> int:
-    """ds[key] for a row: an integer in [-n, n) as a row number in [0, n)."""
-    try:
-        i = key.__index__()
-    except AttributeError:
-        raise TypeError(f"dataset keys are field names, row numbers or slices, not "
-                        f"{type(key).__name__}") from None
-    if not -n <= i < n:
-        raise IndexError(f"row {i} out of range for {n} rows")
-    return i + n if i < 0 else i
-
-
-def _index_array(indices: Any, n: int) -> np.ndarray:
-    idx = np.asarray(indices)
-    if idx.dtype == bool:
-        raise TypeError("take() expects row indices; use mask() for a boolean array")
-    if idx.size == 0:
-        return np.zeros(0, dtype=np.intp)
-    if idx.dtype.kind not in "ui":
-        raise TypeError(f"row indices must be integers, not {idx.dtype}")
-    idx = idx.astype(np.intp, copy=False).reshape(-1)
-    lo, hi = idx.min(), idx.max()
-    if lo < -n or hi >= n:
-        raise IndexError(f"row index {lo if lo < -n else hi} out of range for {n} rows")
-    if lo < 0:
-        idx = np.where(idx < 0, idx + n, idx)
-    return idx
 
 
 class Dataset(MutableMapping):
@@ -270,11 +116,11 @@ class Dataset(MutableMapping):
 
     def __init__(self, allocate: int | Dataset | np.ndarray | Mapping[str, Any]
                  | Sequence[tuple[str, Any]] | None = 0):
-        self._cols: dict[str, np.ndarray | _Rows] = {}
+        self._cols: dict[str, np.ndarray | Rows] = {}
         self._editable = True
         if isinstance(allocate, Dataset):
             self._n = len(allocate)
-            self._cols = {k: _gather(c, None) for k, c in allocate._cols.items()}
+            self._cols = {k: gather(c, None) for k, c in allocate._cols.items()}
             return
         if allocate is None or isinstance(allocate, (int, np.integer)):
             n = int(allocate or 0)
@@ -291,7 +137,8 @@ class Dataset(MutableMapping):
             items = list(allocate.items())
         else:
             items = list(allocate)
-        cols = {str(k): _as_column(str(k), v, None) for k, v in items}
+        cols: dict[str, np.ndarray | Rows] = {str(k): owned_column(str(k), v, None)
+                                              for k, v in items}
         lengths = {len(c) for c in cols.values()}
         if len(lengths) > 1:
             sizes = {k: len(c) for k, c in cols.items()}
@@ -302,21 +149,55 @@ class Dataset(MutableMapping):
         self._cols = cols
 
     @classmethod
-    def _from_columns(cls, n: int, cols: dict[str, np.ndarray | _Rows],
+    def _from_columns(cls, n: int, cols: Mapping[str, np.ndarray | Rows],
                       editable: bool = True, maps: Sequence[_core.FileMap] = ()) -> Dataset:
         """A dataset of these columns. maps: the maps of a fresh load, which the
         dataset owns if editable; without them, every map the columns view
         becomes shared (another dataset holds it already)."""
         if not maps:
             for c in cols.values():
-                _share(c)
+                share(c)
         ds = cls.__new__(cls)
         ds._n = n
-        ds._cols = cols
+        ds._cols = cols if isinstance(cols, dict) else dict(cols)  # the caller's dict: no copy
         ds._editable = editable
         for m in maps:
             m.owner = weakref.ref(ds) if editable else None
         return ds
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, np.ndarray], rows: int | None = None,
+                     ) -> Dataset:
+        """A dataset of these column arrays, taken as they are (no copy).
+
+        ``columns`` maps field names to numpy arrays of one length, in field
+        order; ``rows`` is that length (needed only when there are no
+        columns). A writable array becomes the dataset's own: do not write
+        to it elsewhere afterwards. A read-only array is shared, and copied
+        before the dataset edits it. ``uid`` becomes native ``uint64`` (a
+        copy only when it is another integer type; a negative uid raises
+        CsUidError); without it, new uids are made. For readers and
+        converters that build their columns themselves; ``Dataset(mapping)``
+        copies instead.
+        """
+        cols: dict[str, np.ndarray | Rows] = {}
+        for k, c in columns.items():
+            if not isinstance(c, np.ndarray) or c.ndim == 0 or c.dtype.hasobject:
+                raise CsFieldError(f"field {k!r}: a column must be a numpy array of rows "
+                                   "without Python objects")
+            cols[str(k)] = c
+        sizes = {k: len(c) for k, c in cols.items()}
+        lengths = set(sizes.values()) | ({rows} if rows is not None else set())
+        if len(lengths) > 1:
+            raise CsFieldError(f"fields have different lengths: {sizes}"
+                               + (f" (rows={rows})" if rows is not None else ""))
+        n = lengths.pop() if lengths else 0
+        uid = cols.get("uid")
+        if uid is None:
+            cols = {"uid": generate_uids(n), **cols}
+        else:
+            cols["uid"] = uid_array(uid, "uid")  # type: ignore[arg-type]
+        return cls._from_columns(n, cols)
 
     @classmethod
     def allocate(cls, size: int = 0, fields: Sequence[Field] = ()) -> Dataset:
@@ -328,7 +209,8 @@ class Dataset(MutableMapping):
     @classmethod
     def load(cls, file: str | os.PathLike | BinaryIO | bytes | bytearray | memoryview,
              fields: Collection[str] | None = None, prefixes: Collection[str] | None = None,
-             *, mmap: bool = True, writable: bool = True) -> Dataset:
+             *, results: Collection[str] | None = None, mmap: bool = True,
+             writable: bool = True) -> Dataset:
         """Open a .cs file (or a CSDAT stream, told by its magic).
 
         With mmap (the default) nothing is read but the header: columns are
@@ -338,7 +220,9 @@ class Dataset(MutableMapping):
         dataset's copy-on-write pages, never the file nor another dataset.
         ``writable=False`` keeps columns read-only views instead (an edit
         raises numpy's read-only error; ``ds[field] = values`` still works).
-        ``fields`` / ``prefixes`` keep only those fields (and uid).
+        ``fields`` / ``results`` keep only those fields, and the fields of
+        those results (``result/field``), and uid; ``prefixes`` is
+        cryosparc-tools' name for ``results`` (give one of them).
         ``mmap=False`` reads the file into memory instead.
 
         file may also be an open binary file or a bytes-like object: it is
@@ -347,51 +231,23 @@ class Dataset(MutableMapping):
         dataset never aliases the caller's mutable buffer. Nothing is ever
         unpickled.
         """
-        if isinstance(file, (bytes, bytearray, memoryview)) or hasattr(file, "read"):
-            return cls._load_buffer(file, fields, prefixes, mmap, writable)
-        if cls._is_csdat(file):
-            return cls._load_csdat(file, fields, prefixes, mmap, writable)
-        info, arr = map_array(file)
-        return cls._from_table(info, arr, fields, prefixes, mmap, writable)
-
-    @classmethod
-    def _from_table(cls, info: CsInfo, arr: np.ndarray, fields: Collection[str] | None,
-                    prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
-        names = _select_fields(info, fields, prefixes)
-        cols: dict[str, np.ndarray | _Rows] = {name: arr[name] for name in names}
+        if prefixes is not None:
+            if results is not None:
+                raise TypeError("give results= or its cryosparc-tools name prefixes=, not both")
+            results = prefixes
+        table = open_columns(file, lambda info: _select_fields(info, fields, results),
+                             mmap=mmap)
+        cols = table.columns
         if not mmap:
             # One pass over the mapped rows fills every owned column; reading
             # into a record array first would copy twice and need twice the memory.
-            owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()}
-            _gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
-            cols = {k: c if writable else _readonly(c) for k, c in owned.items()}
-        fm = file_map_of(arr) if mmap else None
-        return cls._from_columns(info.rows, cols, writable, [fm] if fm is not None else [])
-
-    @classmethod
-    def _load_buffer(cls, source: BinaryIO | bytes | bytearray | memoryview,
-                     fields: Collection[str] | None, prefixes: Collection[str] | None,
-                     mmap: bool, writable: bool) -> Dataset:
-        """A dataset from bytes or an open binary file (read to its end)."""
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            name, data = "<bytes>", bytes(source)  # bytes(bytes) is the same object
-        else:
-            name, data = str(getattr(source, "name", "<stream>")), source.read()
-        if data[:len(CSDAT_MAGIC)] == CSDAT_MAGIC:
-            from . import csdat
-            n, cols = csdat.read(data)
-            dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in cols.items()])
-            info = CsInfo(name, (0, 0), dtype, n, 0, len(data))
-            names = _select_fields(info, fields, prefixes)
-            kept = {k: cols[k] if writable else _readonly(cols[k]) for k in names}
-            return cls._from_columns(n, kept, editable=writable)
-        if data[:len(MAGIC)] != MAGIC:
-            raise CsFormatError(f"{name}: neither a .cs file nor a CSDAT stream "
-                                f"(starts with {data[:6]!r})")
-        info = read_header(io.BytesIO(data), name, len(data))
-        # Read-only views of immutable bytes: an edit copies the column first.
-        arr = np.frombuffer(data, dtype=info.dtype, count=info.rows, offset=info.data_offset)
-        return cls._from_table(info, arr, fields, prefixes, mmap, writable)
+            owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()
+                     if not c.flags.writeable}
+            gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
+            cols = {**cols, **owned}
+        kept: dict[str, np.ndarray | Rows] = {
+            k: c if writable or not c.flags.writeable else readonly(c) for k, c in cols.items()}
+        return cls._from_columns(table.info.rows, kept, writable, table.maps if mmap else [])
 
     @staticmethod
     def inspect(file: str | os.PathLike) -> dict[str, Any]:
@@ -402,16 +258,11 @@ class Dataset(MutableMapping):
         ``compressed_fields``. Reads the header only. ``csfast.inspect(path)``
         gives more (string widths, .npy version, data offset) as a CsInfo.
         """
-        if Dataset._is_csdat(file):
-            from .csdat import read_header as read_csdat_header
-            h = read_csdat_header(file)
-            return {"length": h.rows, "dtype": [_tools_field(*f) for f in h.fields],
-                    "compression": h.compression,
-                    "compressed_fields": [f[0] for f in h.fields
-                                          if f[0] in h.compressed_fields]}
         info = inspect(file)
-        return {"length": info.rows, "dtype": [_tools_field(*f) for f in info.fields],
-                "compression": None, "compressed_fields": []}
+        return {"length": info.rows, "dtype": [tools_field(*f) for f in info.fields],
+                "compression": info.compression,
+                "compressed_fields": [f[0] for f in info.fields
+                                      if f[0] in info.compressed_fields]}
 
     def save(self, file: str | os.PathLike | BinaryIO, *, format: int = DEFAULT_FORMAT,
              fsync: bool = True) -> None:
@@ -437,7 +288,7 @@ class Dataset(MutableMapping):
                             "CSDAT_FORMAT (2)")
         names, cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
-        offsets = [dtype.fields[k][1] for k in names]
+        offsets = [_offset(dtype, k) for k in names]
 
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
@@ -466,7 +317,7 @@ class Dataset(MutableMapping):
         for k in names:
             col = self._read(k)
             if col.dtype.kind == "U":
-                col = _utf8(k, col)
+                col = encode(col, k)
             if col.dtype.kind == "S":
                 dt = np.dtype(f"S{_core.str_maxlen(col) + 1}")
                 if col.ndim > 1:  # pack widens a row's bytes, not each sub-array element
@@ -488,7 +339,7 @@ class Dataset(MutableMapping):
         buf = out.view(np.uint8).reshape(self._n, dtype.itemsize)
         if self._n:
             _core.pack([self._read(k) for k in self._cols],
-                       [dtype.fields[k][1] for k in self._cols], 0, buf)
+                       [_offset(dtype, k) for k in self._cols], 0, buf)
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -516,20 +367,20 @@ class Dataset(MutableMapping):
         if not isinstance(key, str):
             if isinstance(key, slice):
                 return [Row(self, i) for i in range(*key.indices(self._n))]
-            i = _row_number(key, self._n)
+            i = row_number(key, self._n)
             return Row(self, i)
         if not self._editable:
             return as_column(self._read(key))
         col = self._col(key)
-        if isinstance(col, _Rows):
-            col = self._cols[key] = _gather(col, None)
+        if isinstance(col, Rows):
+            col = self._cols[key] = gather(col, None)
         elif not col.flags.writeable:
             owner = getattr(file_map_of(col), "owner", None)
-            view = _writable_view(col) if owner is not None and owner() is self else None
-            col = self._cols[key] = view if view is not None else _gather(col, None)
+            view = writable_view(col) if owner is not None and owner() is self else None
+            col = self._cols[key] = view if view is not None else gather(col, None)
         return as_column(col)
 
-    def _col(self, key: str) -> np.ndarray | _Rows:
+    def _col(self, key: str) -> np.ndarray | Rows:
         try:
             return self._cols[key]
         except KeyError:
@@ -538,10 +389,10 @@ class Dataset(MutableMapping):
     def _read(self, key: str) -> np.ndarray:
         """A column for reading: never made writable (a lazy one is gathered once)."""
         col = self._col(key)
-        if isinstance(col, _Rows):
+        if isinstance(col, Rows):
             # Gathered once. Not editable: shared read-only like its source.
-            out = _gather(col, None)
-            col = self._cols[key] = out if self._editable else _readonly(out)
+            out = gather(col, None)
+            col = self._cols[key] = out if self._editable else readonly(out)
         return col
 
     def rows(self) -> list[Row]:
@@ -557,24 +408,24 @@ class Dataset(MutableMapping):
         """
         col = self._cols.get(key)
         if col is None:
-            self._cols[key] = _as_column(key, value, self._n)
+            self._cols[key] = owned_column(key, value, self._n)
             return
-        if _is_column(value, col):  # ds[key] += 1 assigns the column it edited in place
+        if is_column(value, col):  # ds[key] += 1 assigns the column it edited in place
             return
         vt = np.asarray(value).dtype
         if col.dtype.kind == "S" and vt.kind == "U":
-            value = np.char.encode(np.asarray(value), "utf-8")
+            value = encode(np.asarray(value), key)
             vt = value.dtype
         # Longer strings widen the column instead of being cut short. A column
         # that views a map is replaced too: writing it in place would copy every
         # page of the table (all fields), not just this column.
         wider = (col.dtype.kind in "SU" and vt.kind == col.dtype.kind
                  and vt.itemsize > col.dtype.itemsize)
-        if (isinstance(col, _Rows) or not col.flags.writeable or wider
+        if (isinstance(col, Rows) or not col.flags.writeable or wider
                 or file_map_of(col) is not None):
             col = self._cols[key] = np.empty(col.shape, dtype=vt if wider else col.dtype)
         if key == "uid":
-            value = _uid_array(np.asarray(value), "uid") if np.ndim(value) else value
+            value = uid_array(np.asarray(value), "uid") if np.ndim(value) else value
         col[...] = value
 
     def __delitem__(self, key: str) -> None:
@@ -602,13 +453,13 @@ class Dataset(MutableMapping):
 
     def cols(self) -> dict[str, np.ndarray]:
         """Every column by field name (each as ``ds[field]`` gives it)."""
-        lazy = [(k, c) for k, c in self._cols.items() if isinstance(c, _Rows)]
+        lazy = [(k, c) for k, c in self._cols.items() if isinstance(c, Rows)]
         if len(lazy) > 1:
             # Together: the fields of one mapped row are then read once, not once per field.
             outs = {k: np.empty(c.shape, dtype=c.dtype) for k, c in lazy}
-            _gather_jobs([(c.src, c.index, None, outs[k]) for k, c in lazy])
+            gather_jobs([(c.src, c.index, None, outs[k]) for k, c in lazy])
             for k, out in outs.items():
-                self._cols[k] = out if self._editable else _readonly(out)
+                self._cols[k] = out if self._editable else readonly(out)
         return {k: self[k] for k in self._cols}
 
     def view(self, field: str) -> np.ndarray:
@@ -617,7 +468,7 @@ class Dataset(MutableMapping):
         It views the dataset's column: a later edit of the dataset shows in it."""
         col = self._read(field)
         if col.flags.writeable:
-            col = _readonly(col.view())
+            col = readonly(col.view())
         return col
 
     def fields(self, exclude_uid: bool = False) -> list[str]:
@@ -638,8 +489,8 @@ class Dataset(MutableMapping):
         for k, c in self._cols.items():
             if exclude_uid and k == "uid":
                 continue
-            out.append(_tools_field(k, c.dtype, tuple(c.shape[1:])) if strings == "str"
-                       else _field_of(k, c))
+            out.append(tools_field(k, c.dtype, tuple(c.shape[1:])) if strings == "str"
+                       else field_of(k, c))
         return out
 
     def prefixes(self) -> list[str]:
@@ -657,17 +508,9 @@ class Dataset(MutableMapping):
         values are fast. Never done as a side effect of load.
         """
         col = self._read(field)
-        if col.dtype.kind == "U":
-            return col.copy()
-        if col.dtype.kind != "S":
+        if col.dtype.kind not in "SU":
             raise CsFieldError(f"field {field!r} is {col.dtype}, not a string column")
-        values, inverse = np.unique(col, return_inverse=True)
-        try:
-            decoded = np.array([v.decode("utf-8") for v in values.tolist()], dtype=str)
-        except UnicodeDecodeError as e:
-            raise CsFieldError(f"field {field!r} holds a value that is not UTF-8: "
-                               f"{e.object!r:.80}") from None
-        return decoded[inverse.reshape(-1)] if len(values) else np.zeros(len(col), "U1")
+        return decode(col, field)
 
     # ------------------------------------------------------------- fields
 
@@ -699,7 +542,7 @@ class Dataset(MutableMapping):
             if dt.hasobject:
                 raise CsFieldError(f"field {name!r}: object dtypes cannot be stored")
             base, shape = (dt.base, dt.shape) if dt.subdtype else (dt, ())
-            self._cols[name] = np.zeros((self._n,) + tuple(shape), dtype=base)
+            self._cols[str(name)] = np.zeros((self._n,) + tuple(shape), dtype=base)
         return self
 
     def _target(self, copy: bool) -> Dataset:
@@ -799,19 +642,9 @@ class Dataset(MutableMapping):
         ``repeat_allowed``, a uid in two rows raises CsUidError, this
         dataset's rows included (cryosparc-tools checks only among others).
         """
-        parts = [d for d in others if len(d)]
-        if not parts:
-            return self
-        for i, d in enumerate(others):
-            missing = [k for k in self._cols if k not in d._cols]
-            if len(d) and missing:
-                raise CsFieldError(f"extend: dataset {i} lacks fields {missing[:8]}")
-        parts = [self] + parts
-        merged = _merge_fields(parts, common=True)
-        if not repeat_allowed:
-            _check_unique(parts, range(len(parts)), "extend")
-        grown = type(self)._concat_rows(parts, [None] * len(parts), merged)
-        self._cols, self._n = grown._cols, grown._n
+        grown = joins.extend(self, others, repeat_allowed)
+        if grown is not None:
+            self._cols, self._n = grown._cols, grown._n
         return self
 
     def reassign_uids(self) -> Dataset:
@@ -823,17 +656,17 @@ class Dataset(MutableMapping):
 
     def _subset(self, index: np.ndarray) -> Dataset:
         """Rows at index: lazy for read-only columns, copies for owned ones."""
-        cols: dict[str, np.ndarray | _Rows] = {}
+        cols: dict[str, np.ndarray | Rows] = {}
         taken: dict[int, np.ndarray] = {}  # lazy columns share one composed row index
         for k, c in self._cols.items():
-            if isinstance(c, _Rows):
+            if isinstance(c, Rows):
                 if id(c.index) not in taken:
                     taken[id(c.index)] = c.index[index]
-                cols[k] = _Rows(c.src, taken[id(c.index)])
+                cols[k] = Rows(c.src, taken[id(c.index)])
             elif c.flags.writeable:
-                cols[k] = _gather(c, index)
+                cols[k] = gather(c, index)
             else:
-                cols[k] = _Rows(c, index)
+                cols[k] = Rows(c, index)
         return type(self)._from_columns(len(index), cols, self._editable)
 
     def subset(self, rows: Collection[Row]) -> Dataset:
@@ -842,7 +675,7 @@ class Dataset(MutableMapping):
 
     def take(self, indices: Sequence[int] | np.ndarray) -> Dataset:
         """The rows at the given indices, in that order."""
-        return self._subset(_index_array(indices, self._n))
+        return self._subset(row_indices(indices, self._n))
 
     def mask(self, mask: Sequence[bool] | np.ndarray) -> Dataset:
         """The rows where mask is True."""
@@ -855,10 +688,10 @@ class Dataset(MutableMapping):
         """Rows in range(start, stop, step); views for read-only columns."""
         s = slice(start, stop, step)
         n = len(range(*s.indices(self._n)))
-        cols: dict[str, np.ndarray | _Rows] = {}
+        cols: dict[str, np.ndarray | Rows] = {}
         for k, c in self._cols.items():
-            if isinstance(c, _Rows):
-                cols[k] = _Rows(c.src, c.index[s])
+            if isinstance(c, Rows):
+                cols[k] = Rows(c.src, c.index[s])
             elif c.flags.writeable:
                 cols[k] = np.array(c[s])
             else:
@@ -887,7 +720,7 @@ class Dataset(MutableMapping):
         if "uid" not in self._cols:
             raise CsFieldError("dataset has no uid field; it cannot be joined or checked")
         col = self._read("uid")
-        return col if col.dtype == _NATIVE_UID else col.astype(_NATIVE_UID)
+        return col if col.dtype == NATIVE_UID else col.astype(NATIVE_UID)
 
     @classmethod
     def common_fields(cls, *datasets: Dataset, assert_same_fields: bool = False) -> list[Field]:
@@ -899,7 +732,7 @@ class Dataset(MutableMapping):
         """
         if not datasets:
             return []
-        merged = _merge_fields(datasets, common=True, assert_same=assert_same_fields)
+        merged = joins.merge_fields(datasets, common=True, assert_same=assert_same_fields)
         return [(k, dt.str, shape) if shape else (k, dt.str) for k, (dt, shape) in merged.items()]
 
     def innerjoin(self, *others: Dataset, assert_no_drop: bool = False) -> Dataset:
@@ -920,7 +753,7 @@ class Dataset(MutableMapping):
         """
         if not others:
             return self
-        return type(self)._innerjoin((self,) + others, assert_no_drop)
+        return joins.innerjoin(type(self), (self,) + others, assert_no_drop)
 
     @classmethod
     def innerjoin_many(cls, *datasets: Dataset) -> Dataset:
@@ -932,42 +765,7 @@ class Dataset(MutableMapping):
             return cls()
         if len(datasets) == 1:
             return cls(datasets[0])
-        return cls._innerjoin(datasets, False)
-
-    @classmethod
-    def _innerjoin(cls, datasets: Sequence[Dataset], assert_no_drop: bool) -> Dataset:
-        _merge_fields(datasets, common=False)  # dtype conflicts fail before any work
-        first = datasets[0]
-        index = list(_core.join_index([d._uids() for d in datasets]))
-        if assert_no_drop and len(index[0]) != len(first):
-            kept = np.zeros(len(first), dtype=bool)
-            kept[index[0]] = True
-            dropped = np.flatnonzero(~kept)
-            raise CsUidError(
-                f"innerjoin dropped {len(dropped)} of {len(first)} rows of the first dataset; "
-                f"uids without a match include {_some(first._uids()[dropped[:_SHOW_UIDS + 1]])}"
-            )
-        n = len(index[0])
-        if n == len(first):
-            # index[0] is increasing with no repeat, so every row in order: a plain copy.
-            index[0] = None
-        owner: dict[str, int] = {}
-        for i, d in enumerate(datasets):
-            owner.update(dict.fromkeys(d._cols, i))
-        cols: dict[str, np.ndarray | _Rows] = {}
-        jobs = []
-        for k in owner:  # dict order: first appearance
-            if k == "uid":
-                # Every input holds the same value; the first's rows are read in order.
-                src, base = _uid_source(first)
-                idx = index[0]
-            else:
-                src, base = _source(datasets[owner[k]]._cols[k])
-                idx = index[owner[k]]
-            cols[k] = np.empty((n,) + src.shape[1:], dtype=src.dtype)
-            jobs.append((src, base, idx, cols[k]))
-        _gather_jobs(jobs)
-        return cls._from_columns(n, cols)
+        return joins.innerjoin(cls, datasets, False)
 
     def append(self, *others: Dataset, assert_same_fields: bool = False,
                repeat_allowed: bool = False) -> Dataset:
@@ -995,30 +793,7 @@ class Dataset(MutableMapping):
         silently leaves it out; errors are CsError subclasses with messages,
         not bare AssertionErrors.
         """
-        if not datasets:
-            return cls()
-        pos = [i for i, d in enumerate(datasets) if len(d)]
-        if not pos:
-            return cls(datasets[0])
-        parts = [datasets[i] for i in pos]
-        merged = _merge_fields(parts, common=True, assert_same=assert_same_fields, labels=pos)
-        if not repeat_allowed:
-            _check_unique(parts, pos, "append")
-        return cls._concat_rows(parts, [None] * len(parts), merged)
-
-    @classmethod
-    def _concat_rows(cls, parts: Sequence[Dataset], indexes: Sequence[np.ndarray | None],
-                     merged: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> Dataset:
-        """parts[0][indexes[0]], parts[1][indexes[1]], ... (None: every row) for merged fields."""
-        sizes = [len(d) if ix is None else len(ix) for d, ix in zip(parts, indexes, strict=True)]
-        n = sum(sizes)
-        cols = {k: np.empty((n,) + shape, dtype=dt) for k, (dt, shape) in merged.items()}
-        start = 0
-        for d, ix, size in zip(parts, indexes, sizes, strict=True):
-            _gather_jobs([(*(_uid_source(d) if k == "uid" else _source(d._cols[k])), ix,
-                           out[start:start + size]) for k, out in cols.items()])
-            start += size
-        return cls._from_columns(n, cols)
+        return joins.append(cls, datasets, assert_same_fields, repeat_allowed)
 
     def union(self, *others: Dataset, assert_same_fields: bool = False,
               assume_unique: bool = False) -> Dataset:
@@ -1036,16 +811,7 @@ class Dataset(MutableMapping):
         Fields as in ``append_many`` (empty datasets skipped). ``assume_unique``
         is accepted for compatibility; the result is the same either way.
         """
-        if not datasets:
-            return cls()
-        pos = [i for i, d in enumerate(datasets) if len(d)]
-        if not pos:
-            return cls(datasets[0])
-        parts = [datasets[i] for i in pos]
-        merged = _merge_fields(parts, common=True, assert_same=assert_same_fields, labels=pos)
-        masks = _core.first_occurrence([d._uids() for d in parts])
-        indexes = [None if m.all() else np.flatnonzero(m) for m in masks]
-        return cls._concat_rows(parts, indexes, merged)
+        return joins.union(cls, datasets, assert_same_fields)
 
     def interlace(self, *datasets: Dataset, assert_same_fields: bool = False) -> Dataset:
         """Alternate rows: self[0], d1[0], d2[0], self[1], ...
@@ -1055,19 +821,7 @@ class Dataset(MutableMapping):
         """
         if not datasets:
             return self
-        all_ds = (self,) + datasets
-        if any(len(d) != self._n for d in datasets):
-            raise CsError("interlace needs datasets of the same length; got "
-                          f"{[len(d) for d in all_ds]} rows")
-        merged = _merge_fields(all_ds, common=True, assert_same=assert_same_fields)
-        _check_unique(all_ds, range(len(all_ds)), "interlace")
-        step = len(all_ds)
-        cols = {k: np.empty((self._n * step,) + shape, dtype=dt)
-                for k, (dt, shape) in merged.items()}
-        for i, d in enumerate(all_ds):
-            _gather_jobs([(*(_uid_source(d) if k == "uid" else _source(d._cols[k])), None,
-                           out[i::step]) for k, out in cols.items()])
-        return type(self)._from_columns(self._n * step, cols)
+        return joins.interlace((self,) + datasets, assert_same_fields)
 
     def replace(self, query: Mapping[str, Any], *others: Dataset,
                 assume_disjoint: bool = False, assume_unique: bool = False) -> Dataset:
@@ -1079,18 +833,7 @@ class Dataset(MutableMapping):
         whose uid is also here are then kept twice); ``assume_unique`` is
         accepted for compatibility.
         """
-        others = tuple(d for d in others if len(d))
-        merged = _merge_fields((self,) + others, common=True, assert_same=True)
-        keep = np.ones(self._n, dtype=bool)
-        if not assume_disjoint and others:
-            uids = self._uids()
-            for other in others:
-                found = _core.isin(uids, other._uids())
-                np.logical_and(keep, np.logical_not(found, out=found), out=keep)
-        if query:
-            np.logical_and(keep, self.query_mask(query, invert=True), out=keep)
-        first = None if keep.all() else np.flatnonzero(keep)
-        return type(self)._concat_rows((self,) + others, [first] + [None] * len(others), merged)
+        return joins.replace(self, query, others, assume_disjoint)
 
     # ------------------------------------------------------------- queries
 
@@ -1119,21 +862,21 @@ class Dataset(MutableMapping):
 
     def _isin(self, field: str, values: Any) -> np.ndarray:
         if field == "uid":
-            return _core.isin(self._uids(), _uid_values(values, "query on uid"))
+            return _core.isin(self._uids(), uid_values(values, "query on uid"))
         col = self._read(field)
         if col.ndim != 1:
             raise CsFieldError(f"cannot query field {field!r}: it is a sub-array of shape "
                                f"{col.shape[1:]}")
         if col.dtype.kind == "u" and col.dtype.itemsize == 8:
-            return _core.isin(col if col.dtype == _NATIVE_UID else col.astype(_NATIVE_UID),
-                              _uid_values(values, f"query on {field!r}"))
+            return _core.isin(col if col.dtype == NATIVE_UID else col.astype(NATIVE_UID),
+                              uid_values(values, f"query on {field!r}"))
         vals = np.asarray(list(values) if isinstance(values, (set, frozenset)) else values)
         if vals.size == 0:
             return np.zeros(self._n, dtype=bool)
         if col.dtype.kind == "S" and vals.dtype.kind == "U":
-            vals = np.char.encode(vals, "utf-8")
+            vals = encode(vals, field)
         elif col.dtype.kind == "U" and vals.dtype.kind == "S":
-            vals = np.char.decode(vals, "utf-8")
+            vals = decode(vals, field)
         return np.isin(col, vals)
 
     def query(self, query: Mapping[str, Any] | Callable[[Row], bool]) -> Dataset:
@@ -1148,7 +891,7 @@ class Dataset(MutableMapping):
 
     def subset_uids(self, uids: Any) -> Dataset:
         """Rows whose uid is in uids, in this dataset's order (duplicates of this dataset kept)."""
-        found = _core.isin(self._uids(), _uid_values(uids, "subset_uids"))
+        found = _core.isin(self._uids(), uid_values(uids, "subset_uids"))
         return self._subset(np.flatnonzero(found))
 
     def split_by(self, field: str) -> dict[Any, Dataset]:
@@ -1171,34 +914,34 @@ class Dataset(MutableMapping):
         # Rows grouped by value (stable, so each part keeps the dataset's order).
         order = np.argsort(inverse, kind="stable")
         ends = np.cumsum(np.bincount(inverse, minlength=len(values))).tolist()
-        grouped: dict[str, np.ndarray | _Rows] = {}
+        grouped: dict[str, np.ndarray | Rows] = {}
         jobs = []
         for k, c in self._cols.items():
-            if isinstance(c, _Rows):
-                grouped[k] = _Rows(c.src, c.index[order])
+            if isinstance(c, Rows):
+                grouped[k] = Rows(c.src, c.index[order])
             elif c.flags.writeable:
-                grouped[k] = np.empty(c.shape, dtype=c.dtype)
-                jobs.append((c, None, order, grouped[k]))
+                regrouped = grouped[k] = np.empty(c.shape, dtype=c.dtype)
+                jobs.append((c, None, order, regrouped))
             else:
-                grouped[k] = _Rows(c, order)
-        _gather_jobs(jobs)
+                grouped[k] = Rows(c, order)
+        gather_jobs(jobs)
         for j in jobs:
-            _readonly(j[3])
+            readonly(j[3])
         keys = values.tolist()
         out: dict[Any, Dataset] = {}
         for j in np.argsort(first, kind="stable").tolist():
             part = slice(ends[j - 1] if j else 0, ends[j])
-            cols = {k: _Rows(c.src, c.index[part]) if isinstance(c, _Rows) else c[part]
+            cols = {k: Rows(c.src, c.index[part]) if isinstance(c, Rows) else c[part]
                     for k, c in grouped.items()}
             out[keys[j]] = type(self)._from_columns(part.stop - part.start, cols, self._editable)
         return out
 
     # ----------------------------------------- conversions (csfast.convert)
-    # Thin hooks into csfast.convert and csfast.csdat, each importing its
-    # module only when called: pandas, pyarrow and cryosparc-tools are never
-    # imported by csfast itself.
+    # Thin hooks into csfast.convert, each importing its module only when
+    # called (the documented exception to "layers point down": see the
+    # module docstring).
 
-    def to_pandas(self, strings: str = "bytes", *, copy: bool = True) -> Any:
+    def to_pandas(self, strings: Literal["bytes", "str"] = "bytes", *, copy: bool = True) -> Any:
         """A pandas DataFrame; see ``csfast.convert.to_pandas``."""
         from .convert.frames import to_pandas
         return to_pandas(self, strings=strings, copy=copy)
@@ -1231,205 +974,31 @@ class Dataset(MutableMapping):
         from .convert.cryosparc import from_cryosparc
         return from_cryosparc(d, cls)
 
-    @staticmethod
-    def _is_csdat(path: str | os.PathLike) -> bool:
-        from .csdat import is_csdat
-        return is_csdat(path)
-
-    @classmethod
-    def _load_csdat(cls, path: str | os.PathLike, fields: Collection[str] | None,
-                    prefixes: Collection[str] | None, mmap: bool, writable: bool) -> Dataset:
-        """Open a CSDAT file: uncompressed numeric columns map like a .cs file's."""
-        from . import csdat
-        info = csdat.inspect_any(path)
-        names = _select_fields(info, fields, prefixes)
-        n, cols = csdat.read(path, names, mmap=mmap)
-        kept = {k: cols[k] if writable or not cols[k].flags.writeable else _readonly(cols[k])
-                for k in names}
-        maps = {id(m): m for m in map(file_map_of, kept.values()) if m is not None}
-        return cls._from_columns(n, kept, writable, list(maps.values()))
-
 
 def _names(ds: Dataset, most: int = 8) -> str:
     names = list(ds._cols)
     return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
-def _some(uids: np.ndarray) -> str:
-    more = ", ..." if len(uids) > _SHOW_UIDS else ""
-    return ", ".join(str(int(u)) for u in uids[:_SHOW_UIDS]) + more
+def _offset(dtype: np.dtype, name: str) -> int:
+    """The byte offset of a field in a structured dtype's row."""
+    return dtype.fields[name][1]  # type: ignore[index]  # a structured dtype has fields
 
 
 def _select_fields(info: CsInfo, fields: Collection[str] | None,
-                   prefixes: Collection[str] | None) -> list[str]:
-    names = list(info.dtype.names)
-    if fields is None and prefixes is None:
+                   results: Collection[str] | None) -> list[str]:
+    names = list(info.dtype.names or ())
+    if fields is None and results is None:
         return names
     wanted = set(fields or ())
     missing = sorted(wanted - set(names))
     if missing:
         raise CsFieldError(f"{info.path}: no fields {missing}")
-    pref = set(prefixes or ())
-    have_pref = {k.split("/", 1)[0] for k in names if "/" in k}
-    if pref - have_pref:
-        raise CsFieldError(f"{info.path}: no results {sorted(pref - have_pref)}")
+    wanted_results = set(results or ())
+    have = {k.split("/", 1)[0] for k in names if "/" in k}
+    if wanted_results - have:
+        raise CsResultError(f"{info.path}: no results {sorted(wanted_results - have)}")
     return [k for k in names if k == "uid" or k in wanted
-            or ("/" in k and k.split("/", 1)[0] in pref)]
+            or ("/" in k and k.split("/", 1)[0] in wanted_results)]
 
 
-_NATIVE_UID = np.dtype(np.uint64)
-
-
-def _describe(dt: np.dtype, shape: tuple[int, ...]) -> str:
-    return f"{dt.str}{shape}" if shape else dt.str
-
-
-def _merge_fields(datasets: Sequence[Dataset], common: bool, assert_same: bool = False,
-                  labels: Sequence[int] | None = None,
-                  ) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """Output fields of a combination: {name: (dtype, sub-array shape)}.
-
-    common: the fields every dataset has, in the first one's order; else every
-    field, in order of first appearance. An output field must have one dtype
-    and shape wherever it appears, except that strings of one kind widen to
-    the widest; a field left out of the output is not checked. uid is always
-    native uint64. labels: each dataset's argument position, for messages.
-    """
-    labels = list(range(len(datasets))) if labels is None else list(labels)
-    if common:
-        keep = set(datasets[0]._cols).intersection(*(d._cols for d in datasets[1:]))
-        if assert_same:
-            extra: dict[str, list[int]] = {}
-            for d, lab in zip(datasets, labels, strict=True):
-                for k in d._cols:
-                    if k not in keep:
-                        extra.setdefault(k, []).append(lab)
-            if extra:
-                shown = [f"{k!r} only in dataset{'s' if len(v) > 1 else ''} "
-                         f"{', '.join(map(str, v))}" for k, v in list(extra.items())[:8]]
-                raise CsFieldError("datasets do not have the same fields: " + "; ".join(shown)
-                                   + ("; ..." if len(extra) > 8 else ""))
-        names = [k for k in datasets[0]._cols if k in keep]
-    else:
-        names = list(dict.fromkeys(k for d in datasets for k in d._cols))
-    out: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
-    for k in names:
-        if k == "uid":
-            out[k] = (_NATIVE_UID, ())
-            continue
-        seen: tuple[int, np.dtype, tuple[int, ...]] | None = None
-        for d, lab in zip(datasets, labels, strict=True):
-            c = d._cols.get(k)
-            if c is None:
-                continue
-            dt, shape = c.dtype, tuple(c.shape[1:])
-            if seen is None:
-                seen = (lab, dt, shape)
-                out[k] = (dt, shape)
-            elif shape != seen[2] or not _compatible(seen[1], dt):
-                raise CsFieldError(
-                    f"field {k!r} is {_describe(seen[1], seen[2])} in dataset {seen[0]} and "
-                    f"{_describe(dt, shape)} in dataset {lab}; cannot combine them"
-                )
-            else:
-                out[k] = (_wider(out[k][0], dt), shape)
-    return out
-
-
-def _check_unique(datasets: Sequence[Dataset], labels: Sequence[int], what: str) -> None:
-    """Raise CsUidError if a uid appears in two rows of the datasets (hash kernel)."""
-    uids = [d._uids() for d in datasets]
-    # Ask for more rows than shown: a uid repeated many times should be named once.
-    count, rep, first = _core.repeats(uids, 4 * _SHOW_UIDS)
-    if count == 0:
-        return
-    labels = list(labels)
-    starts = np.cumsum([0] + [len(u) for u in uids])
-
-    def locate(row: int) -> tuple[int, int]:
-        i = int(np.searchsorted(starts, row, side="right")) - 1
-        return i, row - int(starts[i])
-
-    examples: dict[int, str] = {}
-    for r, f in zip(rep.tolist(), first.tolist(), strict=True):
-        (i, ri), (j, _) = locate(r), locate(f)
-        uid = int(uids[i][ri])
-        if uid not in examples and len(examples) < _SHOW_UIDS:
-            where = (f"datasets {labels[j]} and {labels[i]}" if i != j
-                     else f"twice in dataset {labels[i]}")
-            examples[uid] = f"{uid} ({where})"
-    raise CsUidError(
-        f"{what}: {count} row{'s repeat' if count > 1 else ' repeats'} the uid of an earlier "
-        f"row, e.g. uid {', '.join(examples.values())}"
-        + (", ..." if count > len(examples) else "")
-        + ("; pass repeat_allowed=True if repeats are intended"
-           if what in ("append", "extend") else "")
-    )
-
-
-def _gather_jobs(jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
-                                      np.ndarray]]) -> None:
-    """out[i] = src[base[idx[i]]] for each (src, base, idx, out); None: no indirection.
-
-    Columns of one row-major table (the fields of a mapped file) read through
-    the same rows go in one gather_many call: each source row is then read
-    once for all of them, not once per column (at 1M rows a mapped join takes
-    0.9 s instead of 1.6 s). Separate column arrays gain nothing from that and
-    are gathered one by one (gather_many over them was 2.4x slower). The
-    composed row index base[idx] is built once per source index.
-    """
-    rows_of: dict[tuple[int, int], np.ndarray | None] = {}
-    groups: dict[tuple[int, int, int], tuple[np.ndarray | None, list, list]] = {}
-    for src, base, idx, out in jobs:
-        rkey = (id(base), id(idx))
-        if rkey not in rows_of:
-            rows_of[rkey] = idx if base is None else base if idx is None else base[idx]
-        row_bytes = src.dtype.itemsize * math.prod(src.shape[1:])
-        table = src
-        if src.strides[0] != row_bytes:  # fields interleaved: find the table they share
-            while isinstance(table.base, np.ndarray):
-                table = table.base
-        key = rkey + (id(table),)
-        if key not in groups:
-            groups[key] = (rows_of[rkey], [], [])
-        groups[key][1].append(src)
-        groups[key][2].append(out)
-    for rows, srcs, outs in groups.values():
-        if len(srcs) == 1:
-            _core.gather(srcs[0], rows, outs[0])
-        else:
-            _core.gather_many(srcs, rows, outs)
-
-
-def _uid_source(d: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
-    """(array, row index or None) to read d's uids from as native uint64, without a copy."""
-    col = d._cols.get("uid")
-    if col is not None and col.dtype == _NATIVE_UID:
-        return _source(col)
-    return d._uids(), None
-
-
-def _uid_values(values: Any, what: str) -> np.ndarray:
-    """Caller-given uids as a 1-D native uint64 array (no copy when already one).
-
-    Python ints over the full 64-bit range are exact (numpy alone would turn
-    [0, 2**64 - 1] into float64); negative or non-integer values raise.
-    """
-    if isinstance(values, (set, frozenset)):
-        values = list(values)
-    a = values if isinstance(values, np.ndarray) else np.asarray(values)
-    if a.size == 0:
-        return np.zeros(0, dtype=_NATIVE_UID)
-    if a.dtype.kind in "fO" and not isinstance(values, np.ndarray):
-        flat = np.asarray(values, dtype=object).reshape(-1).tolist()
-        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in flat):
-            if min(flat) < 0 or max(flat) >= 2**64:
-                raise CsUidError(f"{what}: uid values must be in [0, 2**64), got "
-                                 f"{min(flat) if min(flat) < 0 else max(flat)}")
-            return np.array(flat, dtype=_NATIVE_UID)
-    if a.dtype.kind not in "ui":
-        raise CsUidError(f"{what}: uids must be unsigned integers, not {a.dtype}")
-    a = a.reshape(-1)
-    if a.dtype.kind == "i" and a.min() < 0:
-        raise CsUidError(f"{what}: uid values must be non-negative, got {a.min()}")
-    return a if a.dtype == _NATIVE_UID else a.astype(_NATIVE_UID)

@@ -11,12 +11,12 @@ earlier jobs to its input groups, loads them, computes its new results
     J1 import particles -> J2 extract (256 px) -> J3 downsample (128 px)
     -> J4 2D classification -> J5 select 2D classes
     -> J6 3D refinement: particles from J5, slot ``blob`` overridden by J2's
-       full-size blob (the downsampled-particles case of MODEL.md)
+       full-size blob (the downsampled-particles case of docs/model.md)
     J7, J8 import half maps -> J9 local resolution: volume from J6, slots
        ``map_half_A`` / ``map_half_B`` overridden from J7 and J8.
 
-Nothing here prints: ``build_job_tree`` returns a report that the command
-line formats.
+Nothing here prints: ``build_job_tree`` returns a report, ``report_text``
+the lines the command line prints for it.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._text import columns_text, results_text, shape_text, size_text, time_text
 from .dataset import Dataset, generate_uids
 from .groups import ResultGroup, write_output
 from .inputs import Input, InputSpec
 from .project import write_job
 from .synthetic import particles
 
-__all__ = ["JobStep", "Assembly", "DemoReport", "build_job_tree", "STEPS"]
+__all__ = ["JobStep", "Assembly", "DemoReport", "build_job_tree", "report_text", "STEPS"]
 
 FULL_PX, FULL_PSIZE = 256, 0.83
 SMALL_PX, SMALL_PSIZE = 128, 1.66
@@ -226,7 +227,7 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     done("J9", "local_resolution", "local resolution", t0, [locres], j9)
 
     t0 = time.perf_counter()
-    report.reloaded = ResultGroup.from_csg(j6.path).load()
+    report.reloaded = ResultGroup.from_csg(j6.path or "").load()
     report.reload_seconds = time.perf_counter() - t0
     report.seconds = time.perf_counter() - t_start
     return report
@@ -247,3 +248,104 @@ def _volume(rng: np.random.Generator, job: str, results: list[str],
         cols[f"{r}/shape"] = np.full((1, 3), BOX_PX, np.uint32)
         cols[f"{r}/psize_A"] = np.full(1, FULL_PSIZE, np.float32)
     return Dataset(cols)
+
+
+def report_text(report: DemoReport) -> list[str]:
+    """The text `csfast demo` prints for a DemoReport, line by line."""
+    ref, loc = report.refinement, report.local_resolution
+    assert ref is not None and loc is not None, "the report of a finished build_job_tree"
+    files = [os.path.join(step.job, f) for step in report.jobs
+             for f in os.listdir(os.path.join(report.folder, step.job))
+             if f.endswith((".cs", ".csg", ".json"))]
+    total = sum(os.path.getsize(os.path.join(report.folder, f)) for f in files)
+    out = [
+        f"csfast demo: a cryo-EM job tree of {report.rows:,} synthetic particles",
+        f"written to {report.folder}, a project folder: one folder per job",
+        "",
+        "Each job loads its input with Input(spec).load() and writes its output groups with",
+        "write_output(): new results in J<n>/J<n>_<version>_<name>.cs, the results it only",
+        "carried along in J<n>/J<n>_passthrough_<name>.cs (+ below), J<n>/J<n>_<name>.csg naming",
+        "them all, and its job document J<n>/job.json (inputs and outputs, as cryoSPARC's).",
+        "",
+    ]
+    rows = [("job", "what it does", "time", "output group", "items", "results")]
+    for step in report.jobs:
+        for k, g in enumerate(step.outputs):
+            first = k == 0
+            rows.append((step.job if first else "", step.title if first else "",
+                         time_text(step.seconds) if first else "", g.label, f"{g.num_items:,}",
+                         results_text(g, False)))
+            if results_text(g, True):
+                rows.append(("", "", "", "", "", results_text(g, True)))
+    out += columns_text(rows, right=(2, 4))
+
+    t = ref.table
+    conn = ref.input.connections[0]
+    over = conn.overrides["blob"]
+    spec = ref.input.spec
+    slots = ", ".join(repr(("" if s.required else "?") + s.name) for s in spec.slots)
+    carried = ", ".join(p for p in t.prefixes() if p != "blob")
+    out += [
+        "",
+        f"{ref.job}, the refinement, reads particles that were downsampled for 2D classification,",
+        "at full size: its input connects the selection and overrides the blob slot.",
+        f"  inp = Input(InputSpec('{spec.item_type}', [{slots}]))",
+        "  inp.check()      with nothing connected:",
+        f"                   {ref.problems_before[0]}",
+        f"  inp.connect({conn.group.label})",
+        f"                   connection 0; its own blob: {_blob_text(conn.group['blob'].load())}",
+        f"  inp.override(0, 'blob', {over.label})",
+        f"                   {_blob_text(over.load())}",
+        f"  inp.check()      {_problems(ref)}, in {time_text(ref.check_seconds)} "
+        "(reads .cs headers and uid columns only)",
+        f"  inp.load()       {shape_text(t)} in {time_text(ref.load_seconds)} "
+        f"({ref.metafiles} metafiles, each opened once)",
+        f"                   blob: {_blob_text(t)} on every row, from {over.group_label}",
+        f"                   {carried}: from {conn.group.label}",
+    ]
+    v = loc.table
+    lconn = loc.input.connections[0]
+    lslots = ", ".join(repr(s.name) for s in loc.input.spec.slots)
+    out += [
+        "",
+        f"{loc.job}, local resolution, reads one volume with half maps from two other jobs:",
+        f"  inp = Input(InputSpec('volume', [{lslots}], count_max=1))",
+        f"  inp.connect({lconn.group.label})",
+    ]
+    out += [f"  inp.override(0, {slot!r}, {r.label})" for slot, r in lconn.overrides.items()]
+    out.append(f"  inp.check()      {_problems(loc)}")
+    out.append(f"  inp.load()       {shape_text(v)}, keeping the uid of "
+               f"{lconn.group.label}'s item:")
+    out += [f"                   {s.name + '/path':<16} {v[s.name + '/path'][0]}"
+            for s in loc.input.spec.slots]
+    j6 = report.jobs[[s.job for s in report.jobs].index(ref.job)].outputs[0]
+    main = j6.results["alignments3D"].metafile
+    job_folder = os.path.join(report.folder, ref.job)
+    out += [
+        "",
+        f"ResultGroup.from_csg('{os.path.relpath(j6.path or '', report.folder)}').load() reads the "
+        "refinement's particles back:",
+        f"  {shape_text(report.reloaded)} in {time_text(report.reload_seconds)} "
+        "(its final version joined with its passthrough file)",
+        "",
+        f"Done: {len(files)} files, {size_text(total)}, in {time_text(report.seconds)}. "
+        "Look at them with:",
+        f"  csfast project {report.folder}",
+        f"  csfast info {main}",
+        f"  csfast load {job_folder} {j6.name} -o particles.cs",
+        f"  csfast load {job_folder} --input {ref.input.spec.name} -o refinement_input.cs",
+        f"and remove them with: rm -r {report.folder}",
+    ]
+    return out
+
+
+def _blob_text(ds) -> str:
+    """The image sizes and pixel sizes in a table's blob, e.g. '256 x 256 px, 0.83 A/px'."""
+    shapes = sorted({tuple(x) for x in np.unique(ds["blob/shape"], axis=0).tolist()})
+    psizes = sorted({round(float(x), 2) for x in np.unique(ds["blob/psize_A"])})
+    return (", ".join(f"{a} x {b} px" for a, b in shapes) + ", "
+            + ", ".join(f"{x} A/px" for x in psizes))
+
+
+def _problems(assembly) -> str:
+    return "[]: no problems" if not assembly.problems else "; ".join(assembly.problems)

@@ -18,12 +18,29 @@ class CsFieldError(CsError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class CsResultError(CsFieldError):
+    """A result that is missing, or cannot be used as asked.
+
+    A result is not a field (it is the fields under one name, ``blob/...``);
+    the CsFieldError base keeps ``except CsFieldError`` clauses written for
+    csfast 0.1 working.
+    """
+
+
+class CsVersionError(CsError, LookupError):
+    """A version that a result or result group does not have; the message lists those it has."""
+
+
+class CsProjectError(CsError, LookupError):
+    """A project folder, job, input or output that is not there; the message says what is."""
+
+
 class CsUidError(CsError, ValueError):
     """Duplicate, missing or unmatched uids where the operation forbids them."""
 
 
 class InputError(CsError, ValueError):
-    """An input group whose requirements do not hold (MODEL.md: validation).
+    """An input group whose requirements do not hold (docs/model.md: validation).
 
     ``problems`` lists every failed requirement; each names the input, the
     connection, the slot and the group, and says what would fix it.

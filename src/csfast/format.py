@@ -22,16 +22,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
 from . import _core
-from .errors import CsFormatError
+from .errors import CsFieldError, CsFormatError
 from .literal import LiteralError, parse_literal
 
-__all__ = ["CsInfo", "inspect", "read_header", "map_array", "map_file", "file_map_of",
-           "atomic_write", "npy_header", "write_all", "hidden_name", "temp_files",
+__all__ = ["CsInfo", "inspect_npy", "read_header", "check_uid_field", "map_array", "map_file",
+           "file_map_of", "atomic_write", "npy_header", "write_all", "hidden_name", "temp_files",
            "remove_stale_temps", "STALE_TEMP_SECONDS", "open_regular", "check_regular"]
 
 MAGIC = b"\x93NUMPY"
@@ -50,7 +50,15 @@ _GROWTH_AXIS_MAX_DIGITS = 21  # numpy >= 1.24 leaves room to grow the shape in p
 
 @dataclass(frozen=True)
 class CsInfo:
-    """What the header of a .cs file says, read without touching its data."""
+    """What the header of a table file says, read without touching its data.
+
+    ``kind`` is ``"cs"`` for a numpy .cs file, ``"csdat"`` for a CSDAT
+    stream (``csfast.tables.inspect`` reads either). A CSDAT stream has
+    version (0, 0), ``data_offset`` at its first column, its string fields
+    (``string_fields``, stored on a heap) shown as ``S1`` in ``dtype`` and
+    as ``"|O"`` in ``fields``, and its ``compression`` and
+    ``compressed_fields``; ``rows`` and the field names are exact.
+    """
 
     path: str
     version: tuple[int, int]
@@ -58,6 +66,10 @@ class CsInfo:
     rows: int
     data_offset: int
     file_size: int
+    kind: Literal["cs", "csdat"] = "cs"
+    compression: str | None = None
+    compressed_fields: frozenset[str] = frozenset()
+    string_fields: frozenset[str] = frozenset()
 
     @property
     def row_size(self) -> int:
@@ -69,17 +81,19 @@ class CsInfo:
 
     @property
     def fields(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        """(name, dtype string, sub-array shape) of every field, in file order."""
+        """(name, dtype string, sub-array shape) of every field, in file order
+        (a CSDAT string field's dtype string is ``"|O"``)."""
         out = []
         for name in self.dtype.names or ():
-            ft = self.dtype.fields[name][0]
+            ft = self.dtype[name]
             base, shape = (ft.base, ft.shape) if ft.subdtype else (ft, ())
-            out.append((name, base.str, tuple(shape)))
+            out.append((name, "|O" if name in self.string_fields else base.str, tuple(shape)))
         return out
 
 
-def inspect(path: str | os.PathLike) -> CsInfo:
-    """Header facts of a .cs file (rows, fields, version, data offset, size).
+def inspect_npy(path: str | os.PathLike) -> CsInfo:
+    """Header facts of a numpy .cs file (rows, fields, version, data offset, size);
+    ``csfast.tables.inspect`` reads a CSDAT stream too.
 
     Reads only the header; raises CsFormatError for anything that is not a
     valid .cs file, and FileNotFoundError / PermissionError as they are.
@@ -161,7 +175,7 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
         text = raw.decode("utf-8" if version == (3, 0) else "latin1")
     except UnicodeDecodeError as e:
         raise CsFormatError(f"{name}: malformed header: not UTF-8 at byte {e.start}") from None
-    header = _parse_plain_header(text)
+    header: object = _parse_plain_header(text)
     if header is None:
         if hlen > MAX_LITERAL_HEADER_BYTES:
             raise CsFormatError(
@@ -267,6 +281,29 @@ def _has_object(descr: object) -> bool:
     return False
 
 
+def check_uid_field(info: CsInfo) -> None:
+    """Refuse a table whose uid field cannot hold uids (a table without one passes).
+
+    A uid is a 64-bit integer: ``<u8`` as cryoSPARC writes it, ``>u8`` (read
+    by value), or ``<i8`` / ``>i8`` (read as the unsigned number with the same
+    64 bits: -1 is the uid 2**64 - 1). Anything else (``|S8``, ``|V8``,
+    ``<f8``, ``<u8`` with a sub-array shape, narrower integers) would make a
+    join fail or silently truncate: CsFieldError naming the file and dtype.
+    """
+    if info.dtype.names is None or "uid" not in info.dtype.names:
+        return
+    ft = info.dtype["uid"]
+    if ft.subdtype is not None:
+        base, shape = ft.subdtype
+        what = f"{base.str} with shape {shape}"
+    elif ft.kind in "ui" and ft.itemsize == 8:
+        return
+    else:
+        what = ft.str
+    raise CsFieldError(f"{info.path}: field 'uid' is {what}; a uid column must hold 64-bit "
+                       "integers (<u8)")
+
+
 def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
     """Memory-map the table of a .cs file, private and read-only.
 
@@ -286,7 +323,9 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
             empty.flags.writeable = False  # like a mapped table
             return info, empty
         fm = map_file(f.fileno(), info.data_offset + info.data_size, name)
-    arr = np.frombuffer(fm, dtype=info.dtype, count=info.rows, offset=info.data_offset)
+    # FileMap is a buffer (Cython's __getbuffer__), which numpy's stubs do not see.
+    arr = np.frombuffer(fm, dtype=info.dtype, count=info.rows,  # type: ignore[call-overload]
+                        offset=info.data_offset)
     return info, arr
 
 
@@ -302,7 +341,7 @@ def map_file(fd: int, size: int, name: str) -> _core.FileMap:
 
 def file_map_of(a: np.ndarray) -> _core.FileMap | None:
     """The FileMap an array views (through views of views), or None."""
-    base = a
+    base: Any = a
     while isinstance(base, np.ndarray):
         base = base.base
     if isinstance(base, memoryview):
@@ -346,7 +385,7 @@ _TEMP_STEM = 24
 STALE_TEMP_SECONDS = 3600
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None],
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object],
                  fsync: bool = True) -> None:
     """Write a file atomically: a temporary file in the same folder, fsync, rename.
 

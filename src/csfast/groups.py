@@ -1,9 +1,9 @@
-"""Result groups: the output side of a job (MODEL.md), and their .csg files.
+"""Result groups: the output side of a job (docs/model.md), and their .csg files.
 
 A job's output group names several results about the same items (``blob``,
 ``ctf``, ``alignments3D``...); each result has one metafile per version and
 may be a passthrough result (copied along from the job's input). A ``.csg``
-file (YAML, CS_FORMAT.md) describes a group; ``write_output`` writes one.
+file (YAML, docs/formats.md) describes a group; ``write_output`` writes one.
 """
 
 from __future__ import annotations
@@ -15,25 +15,32 @@ import functools
 import itertools
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
 
+from ._version import __version__
 from .dataset import Dataset
-from .errors import CsError, CsFieldError, CsFormatError, CsUidError
+from .errors import (
+    CsArgumentError,
+    CsFieldError,
+    CsFormatError,
+    CsResultError,
+    CsUidError,
+    CsVersionError,
+)
 from .format import atomic_write, hidden_name, open_regular, remove_stale_temps, write_all
-
-if TYPE_CHECKING:
-    from .inputs import Input
+from .joins import join_tables
 
 __all__ = ["MIN_FIELDS", "Result", "ResultGroup", "SINGLE_ITEM_TYPES", "result_type_of",
            "write_output"]
 
 # Item types that come one item per output group: their uids differ from job
-# to job, so an override of their results cannot join on uid (MODEL.md).
+# to job, so an override of their results cannot join on uid (docs/model.md).
 SINGLE_ITEM_TYPES = frozenset({"volume", "mask"})
 
 _JOB = re.compile(r"(?:^|_)(J\d+)_")
@@ -51,7 +58,7 @@ _VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d{1,18}|final)(_.+)$"
 # cryosparc-tools' tests; exposure results follow the required fields of
 # cryosparc-tools' models/exposure.py (MicrographBlob, MovieBlob, CTF,
 # StatBlob). No job document we could read lists alignments2D/3D: theirs are
-# the fields CS_FORMAT.md lists for real files. volume.map, map_half_A/B and
+# the fields docs/formats.md lists for real files. volume.map, map_half_A/B and
 # mask (csfast's names for cryoSPARC's volume.blob results) take volume.blob's.
 _ALIGNMENTS = ("split", "class", "shift", "pose", "psize_A", "error", "error_min", "resid_pow",
                "slice_pow", "image_pow", "cross_cor", "alpha", "alpha_min", "weight",
@@ -110,8 +117,9 @@ class Result:
     version of its group to the passthrough metafile written with it
     (docs/writes.md); one read from a .csg of cryoSPARC or csfast 0.1.0, whose
     single passthrough metafile serves every version, maps each version of
-    the group to that file. ``group`` is the owning group's label (``J42.particles``),
-    used in messages. ``result_type`` is the type the .csg names (``particle.blob``;
+    the group to that file. ``group_label`` is the owning group's label
+    (``J42.particles``), used in messages (``group``, its name before csfast
+    0.2, still works and warns). ``result_type`` is the type the .csg names (``particle.blob``;
     multi-class results such as ``alignments_class_3`` have type
     ``particle.alignments3D``). ``counts`` gives the item count of each
     version where known (cryoSPARC's job documents list them); ``num_items``
@@ -123,7 +131,7 @@ class Result:
     versions: dict[int, str]
     num_items: int = 0
     passthrough: bool = False
-    group: str = ""
+    group_label: str = ""
     result_type: str = ""
     counts: dict[int, int] = field(default_factory=dict)
 
@@ -143,7 +151,20 @@ class Result:
     @property
     def label(self) -> str:
         """``J42.particles.blob``: the group's label and the result's name."""
-        return f"{self.group}.{self.name}" if self.group else self.name
+        return f"{self.group_label}.{self.name}" if self.group_label else self.name
+
+    @property
+    def group(self) -> str:
+        """Deprecated name of ``group_label`` (a ``Connection.group`` is a ResultGroup)."""
+        warnings.warn("Result.group is now Result.group_label", DeprecationWarning,
+                      stacklevel=2)
+        return self.group_label
+
+    @group.setter
+    def group(self, label: str) -> None:
+        warnings.warn("Result.group is now Result.group_label", DeprecationWarning,
+                      stacklevel=2)
+        self.group_label = label
 
     @property
     def version(self) -> int:
@@ -174,12 +195,12 @@ class Result:
         try:
             return self.versions[version]
         except KeyError:
-            raise CsError(f"result {self.label} has no version {version} "
-                          f"(versions: {', '.join(map(str, self.versions))})") from None
+            raise CsVersionError(f"result {self.label} has no version {version} "
+                                 f"(versions: {', '.join(map(str, self.versions))})") from None
 
     def load(self, version: int | None = None) -> Dataset:
         """This result's fields (and uid) from its metafile; the final version by default."""
-        return Dataset.load(self.metafile_of(version), prefixes=[self.name])
+        return Dataset.load(self.metafile_of(version), results=[self.name])
 
 
 @dataclass
@@ -200,7 +221,7 @@ class ResultGroup:
 
     def __post_init__(self) -> None:
         for r in self.results.values():
-            r.group = self.label
+            r.group_label = self.label
 
     @property
     def label(self) -> str:
@@ -217,7 +238,7 @@ class ResultGroup:
         try:
             return self.results[name]
         except KeyError:
-            raise CsFieldError(f"{self.label} has no result {name!r} "
+            raise CsResultError(f"{self.label} has no result {name!r} "
                                f"(results: {', '.join(self.results)})") from None
 
     def __contains__(self, name: object) -> bool:
@@ -256,7 +277,7 @@ class ResultGroup:
 
     @classmethod
     def from_csg(cls, path: str | os.PathLike) -> ResultGroup:
-        """Read a .csg file (CS_FORMAT.md).
+        """Read a .csg file (docs/formats.md).
 
         A metafile written ``>name.cs`` is relative to the .csg's folder; an
         absolute path is taken as is; a plain relative path is relative to
@@ -353,7 +374,7 @@ class ResultGroup:
         """Write this group as a .csg file, atomically; returns its path.
 
         Metafiles inside the .csg's folder (or below) are written ``>relative``,
-        others as absolute paths. Beyond CS_FORMAT.md's keys, a result with
+        others as absolute paths. Beyond the keys of docs/formats.md, a result with
         several versions lists them under ``versions``, and a passthrough
         result says ``passthrough: true`` and always lists its ``versions``
         (the passthrough metafile of each version of the group).
@@ -361,8 +382,6 @@ class ResultGroup:
         This writes the .csg alone: ``write_output`` is what writes a whole
         group safely (docs/writes.md).
         """
-        from . import __version__
-
         target = os.path.abspath(os.fspath(path if path is not None else self.path or ""))
         if path is None and self.path is None:
             raise ValueError("save_csg needs a path: this group was not read from a .csg")
@@ -403,16 +422,16 @@ class ResultGroup:
         named result's metafile. ``version`` picks a version (the final one
         by default); passthrough results come from the passthrough metafile
         written with that version, and those not part of it are left out
-        (named in ``slots``, CsError).
+        (named in ``slots``, CsVersionError).
         """
         names = list(slots) if slots is not None else \
             [n for n, r in self.results.items() if not r.passthrough]
         for n in names:
-            self[n]  # noqa: B018 - raises CsFieldError naming the group's results
+            self[n]  # noqa: B018 - raises CsResultError naming the group's results
         if passthrough:
             names += [n for n, r in self.results.items() if r.passthrough and n not in names]
         if not names:
-            raise CsFieldError(f"{self.label}: no results to load")
+            raise CsResultError(f"{self.label}: no results to load")
         parts: dict[str, list[str]] = {}
         for n in names:
             r = self.results[n]
@@ -420,14 +439,15 @@ class ResultGroup:
                 else r.metafile_of(version)
             if path is None:
                 if slots is not None and n in slots:
-                    raise CsError(f"passthrough result {r.label} is not part of version "
-                                  f"{self.version if version is None else version} "
-                                  f"(versions: {', '.join(map(str, r.versions))})")
+                    raise CsVersionError(
+                        f"passthrough result {r.label} is not part of version "
+                        f"{self.version if version is None else version} "
+                        f"(versions: {', '.join(map(str, r.versions))})")
                 continue
             parts.setdefault(path, []).append(n)
         if not parts:
-            raise CsFieldError(f"{self.label}: no results to load for version {version}")
-        tables = [Dataset.load(p, prefixes=ns) for p, ns in parts.items()]
+            raise CsResultError(f"{self.label}: no results to load for version {version}")
+        tables = [Dataset.load(p, results=ns) for p, ns in parts.items()]
         return join_tables(tables)
 
 
@@ -443,13 +463,6 @@ def serve_every_version(results: Mapping[str, Result], names: Iterable[str]) -> 
         r.versions = dict.fromkeys(sorted(own), r.metafile)
         if len(r.counts) == 1:  # one file, one count
             r.counts = dict.fromkeys(sorted(own), *r.counts.values())
-
-
-def join_tables(tables: Sequence[Dataset]) -> Dataset:
-    """Inner join on uid; a single table is returned as is (still mapped, no copy)."""
-    if len(tables) == 1:
-        return tables[0]
-    return Dataset.innerjoin_many(*tables)
 
 
 # ---------------------------------------------------------------------- .csg
@@ -473,6 +486,10 @@ class _CsgComposer(yaml.composer.Composer):
 
     _depth = 0
     _nodes = 0
+    # From the parser it is mixed with (the loaders below); PyYAML's stubs
+    # give the composer alone neither.
+    check_event: Callable[..., bool]
+    peek_event: Callable[..., Any]
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -509,7 +526,8 @@ class _CsgConstructor(yaml.constructor.SafeConstructor):
         return value
 
 
-_CsgConstructor.add_constructor("tag:yaml.org,2002:int", _CsgConstructor.construct_yaml_int)
+_CsgConstructor.add_constructor(  # type: ignore[type-var]  # PyYAML's stubs: base class only
+    "tag:yaml.org,2002:int", _CsgConstructor.construct_yaml_int)
 
 
 class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
@@ -518,14 +536,14 @@ class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
 
 _CsgLoader: type = _PyCsgLoader
 if getattr(yaml, "__with_libyaml__", False):
-    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc]
+    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc, name-defined]
                       _CsgConstructor, yaml.resolver.Resolver):
         """libyaml's parser (iterative C, 5 times faster than Python's) under the
         composer above: libyaml's own composer recurses in C and crashes on deep
         nesting."""
 
         def __init__(self, stream: bytes):
-            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.cyaml.CParser.__init__(self, stream)  # type: ignore[attr-defined]
             _CsgComposer.__init__(self)
             _CsgConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
@@ -548,6 +566,8 @@ def _read_csg_document(path: str) -> Any:
         mark = e.problem_mark or e.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = " ".join(text for text in (e.context, e.problem) if text)
+        if "maximum nesting depth" in what:  # libyaml >= 0.2.5 stops deep flows itself
+            what = f"nested deeper than {MAX_CSG_DEPTH} levels"
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {what}{at}") from None
     except yaml.reader.ReaderError as e:  # bytes that are not text
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e.reason} at byte "
@@ -641,15 +661,15 @@ def _relative(metafile: str, folder: str) -> str:
 
 def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Dataset,
                  item_type: str, results: Collection[str],
-                 passthrough: Input | Dataset | None = None, version: int = 0, *,
+                 passthrough: Dataset | None = None, version: int = 0, *,
                  title: str | None = None, result_types: Mapping[str, str] | None = None,
                  validate: bool = True) -> ResultGroup:
     """Write a job's output group; returns the ResultGroup (its ``path`` the .csg).
 
-    - the new ``results`` (fields of ``dataset`` under those prefixes, plus
+    - the new ``results`` (the fields of ``dataset`` of those results, plus
       uid) go to ``<job>_<version:03d>_<name>.cs``;
-    - with ``passthrough`` (the job's ``Input``, loaded with its passthrough
-      results, or a ``Dataset``), every result of it that ``results`` does not
+    - with ``passthrough`` (a ``Dataset``: typically the job's input,
+      ``Input.load(passthrough=True)``), every result of it that ``results`` does not
       replace goes to ``<job>_passthrough_<name>.cs``, for exactly the output's
       uids and in the output's row order (CsUidError if an output uid is not
       in it);
@@ -679,11 +699,15 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     """
     folder = os.fspath(folder)
     results = list(dict.fromkeys(results))
+    if passthrough is not None and not isinstance(passthrough, Dataset):
+        raise TypeError(f"{job}.{name}: passthrough is a Dataset, not "  # an Input before 0.2
+                        f"{type(passthrough).__name__}; for an Input, pass "
+                        "input.load(passthrough=True)")
     if not results:
-        raise CsFieldError(f"{job}.{name}: an output group needs at least one new result")
+        raise CsResultError(f"{job}.{name}: an output group needs at least one new result")
     missing = [r for r in results if r not in dataset.prefixes()]
     if missing:
-        raise CsFieldError(f"{job}.{name}: results {missing} are not in the dataset "
+        raise CsResultError(f"{job}.{name}: results {missing} are not in the dataset "
                            f"(it has: {', '.join(dataset.prefixes())})")
     types = _result_types(f"{job}.{name}", item_type, result_types)
     if validate:
@@ -694,16 +718,15 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     main = _project(dataset, results)
     pt_table = None
     if passthrough is not None:
-        pt = passthrough if isinstance(passthrough, Dataset) else passthrough.load(passthrough=True)
-        carried = [p for p in pt.prefixes() if p not in results]
+        carried = [p for p in passthrough.prefixes() if p not in results]
         if carried:
-            pt_table = _passthrough_rows(pt, carried, main, f"{job}.{name}")
+            pt_table = _passthrough_rows(passthrough, carried, main, f"{job}.{name}")
 
     with _GroupLock(csg_path) as lock:
         previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
         if previous is not None and previous.item_type != item_type:
-            raise CsError(f"{csg_path}: existing group is of item type "
-                          f"{previous.item_type!r}, not {item_type!r}")
+            raise CsArgumentError(f"{csg_path}: existing group is of item type "
+                                  f"{previous.item_type!r}, not {item_type!r}")
         in_use = _metafiles(previous)
         lock.clean(in_use)
         main_path = _free_name(csg_path, f"{job}_{version:03d}_{name}", in_use)
@@ -742,10 +765,11 @@ def _next_group(previous: ResultGroup | None, job: str, name: str, item_type: st
             if rname in results:
                 continue
             if r.passthrough:
-                r = _passthrough_at(previous, r, version, pt_path, pt_table,
-                                    types.get(rname, r.result_type))
-                if r is None:
+                kept = _passthrough_at(previous, r, version, pt_path, pt_table,
+                                       types.get(rname, r.result_type))
+                if kept is None:
                     continue
+                r = kept
             new[rname] = r
     for rname in results:
         versions = {}
@@ -875,7 +899,7 @@ def _result_types(label: str, item_type: str,
     for rname, rtype in (result_types or {}).items():
         full = rtype if "." in rtype else f"{item_type}.{rtype}"
         if full.split(".", 1)[0] != item_type:
-            raise CsFieldError(f"{label}: result {rname!r} cannot be of type {full!r} in a "
+            raise CsResultError(f"{label}: result {rname!r} cannot be of type {full!r} in a "
                                f"{item_type!r} output group")
         types[rname] = full
     return types
@@ -896,9 +920,9 @@ def _check_min_fields(label: str, dataset: Dataset, results: list[str], item_typ
                            f"{'; '.join(lacking)}; add them, or pass validate=False")
 
 
-def _project(ds: Dataset, prefixes: Iterable[str]) -> Dataset:
+def _project(ds: Dataset, results: Iterable[str]) -> Dataset:
     """A dataset of uid and the fields of the given results (copying only those)."""
-    wanted = set(prefixes)
+    wanted = set(results)
     # The same rule as Dataset.filter_prefixes: a result's fields are "result/...".
     names = [k for k in ds.fields() if k == "uid" or ("/" in k and k.split("/", 1)[0] in wanted)]
     if len(names) == len(ds.fields()):

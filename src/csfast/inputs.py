@@ -1,4 +1,4 @@
-"""Input groups: the input side of a job (MODEL.md).
+"""Input groups: the input side of a job (docs/model.md).
 
 An ``InputSpec`` says what a job reads (item type, slots, how many
 connections); an ``Input`` holds the output groups connected to it, with
@@ -8,6 +8,7 @@ assembles one table.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._core import isin
-from .csdat import inspect_any
 from .dataset import Dataset
 from .errors import CsError, CsUidError, InputError
 from .format import CsInfo
-from .groups import SINGLE_ITEM_TYPES, Result, ResultGroup, join_tables
+from .groups import SINGLE_ITEM_TYPES, Result, ResultGroup
+from .joins import join_tables
+from .tables import inspect
 
 __all__ = ["Slot", "InputSpec", "Connection", "Input"]
 
@@ -61,7 +63,7 @@ class Slot:
         return cls(slot)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class InputSpec:
     """What an input group accepts.
 
@@ -72,26 +74,32 @@ class InputSpec:
     """
 
     item_type: str
-    slots: Sequence[Slot | str]
+    slots: tuple[Slot, ...]
     count_min: int = 1
     count_max: int | None = None
     repeat_allowed: bool = False
     name: str = ""
 
-    def __post_init__(self) -> None:
-        slots = tuple(Slot.parse(s) for s in self.slots)
-        names = [s.name for s in slots]
+    def __init__(self, item_type: str, slots: Sequence[Slot | str], count_min: int = 1,
+                 count_max: int | None = None, repeat_allowed: bool = False,
+                 name: str = "") -> None:
+        for key, value in (("item_type", item_type), ("count_min", count_min),
+                           ("count_max", count_max), ("repeat_allowed", repeat_allowed),
+                           ("name", name)):
+            object.__setattr__(self, key, value)
+        parsed = tuple(Slot.parse(s) for s in slots)
+        names = [s.name for s in parsed]
         if len(set(names)) != len(names):
             raise ValueError(f"slot names repeat: {names}")
-        for s in slots:
+        for s in parsed:
             if s.full_type(self.item_type).split(".", 1)[0] != self.item_type:
                 raise ValueError(f"slot {s.name!r} takes {s.full_type(self.item_type)!r} "
                                  f"results, not of the input's item type {self.item_type!r}")
         if self.count_min < 0 or (self.count_max is not None and self.count_max < self.count_min):
             raise ValueError(f"invalid counts: count_min={self.count_min}, "
                              f"count_max={self.count_max}")
-        object.__setattr__(self, "slots", slots)
-        if not self.name:
+        object.__setattr__(self, "slots", parsed)
+        if not name:
             object.__setattr__(self, "name", f"{self.item_type}s")
 
     def slot(self, name: str) -> Slot:
@@ -433,10 +441,10 @@ class Input:
                 continue
             info = _header(u.metafile, headers)
             if isinstance(info, str):
-                job = r.group.split(".", 1)[0] if r.group else "its job"
+                job = r.group_label.split(".", 1)[0] if r.group_label else "its job"
                 problems.append(f"{where}: {what} {key!r}: metafile of {r.label}: {info}; "
                                 f"re-run {job} or connect another group")
-            elif not any(f.split("/", 1)[0] == r.name for f in info.dtype.names):
+            elif not any(f.split("/", 1)[0] == r.name for f in info.dtype.names or ()):
                 problems.append(f"{where}: {what} {key!r}: metafile {u.metafile} of "
                                 f"{r.label} holds no {r.name!r} fields; fix its .csg")
             else:
@@ -577,10 +585,10 @@ class Input:
         parts, items = self._plan(conn, passthrough, slots)
         tables = []
         for part in parts:
-            t = Dataset.load(part.path, prefixes=[u.result.name for u in part.uses])
+            t = Dataset.load(part.path, results=[u.result.name for u in part.uses])
             renames = part.renames
             if part.override and any(a != b for a, b in renames.items()):
-                t.rename_fields(lambda k, m=renames: _renamed(k, m))
+                t.rename_fields(functools.partial(_renamed, renames=renames))
             tables.append(t)
         if parts and parts[0].path == items and not parts[0].override:
             uid = tables[0]["uid"]
@@ -596,10 +604,10 @@ class Input:
             for p, t in zip(parts, tables, strict=True):
                 if p.override:
                     t["uid"] = uid
-        joined = join_tables(tables)
-        if len(joined) == 0 and len(tables) > 1 and all(len(t) for t in tables):
-            raise InputError([self._no_shared_uid(where, parts, tables)])
-        return joined
+        try:
+            return join_tables(tables, names=[p.path for p in parts])
+        except CsUidError:  # tables that share no uid: say which slot's table is foreign
+            raise InputError([self._no_shared_uid(where, parts, tables)]) from None
 
     def _no_shared_uid(self, where: str, parts: list[_Part], tables: list[Dataset]) -> str:
         items = tables[0]
@@ -642,7 +650,7 @@ def _header(path: str, cache: dict[str, CsInfo | str]) -> CsInfo | str:
     """The header of a metafile (.cs or CSDAT), or a short text saying why it cannot be read."""
     if path not in cache:
         try:
-            cache[path] = inspect_any(path)
+            cache[path] = inspect(path)
         except FileNotFoundError:
             cache[path] = f"{path} is missing on disk"
         except (OSError, CsError) as e:

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .csdat import inspect_any
-from .errors import CsError, CsFormatError, InputError
+from ._version import __version__
+from .errors import CsFormatError, CsProjectError, InputError
 from .format import atomic_write, open_regular
 from .groups import Result, ResultGroup, serve_every_version
 from .inputs import Input, InputSpec, Slot
+from .tables import inspect
 
 __all__ = ["Project", "Job", "JOB_DOCUMENT", "write_job"]
 
@@ -128,7 +129,7 @@ class _Reader:
         return value
 
     def items(self, obj: Mapping[str, Any], where: str, key: str, default: Any = _MISSING,
-              by_name: bool = False) -> list[tuple[str, Mapping[str, Any]]]:
+              by_name: bool = False) -> list[tuple[str, dict[str, Any]]]:
         """The mappings of a list (``by_name``: of a mapping, by name) with their key paths."""
         path = f"{where}.{key}" if where else key
         value = self.get(obj, where, key, "dict" if by_name else "list", default)
@@ -525,8 +526,9 @@ class Project:
     def __init__(self, path: str | os.PathLike):
         self.path = os.path.abspath(os.fspath(path))
         if not os.path.isdir(self.path):
-            raise CsError(f"{self.path}: not a folder (a cryoSPARC project folder holds "
-                          f"one folder per job, J1/ J2/ ..., each with a {JOB_DOCUMENT})")
+            raise CsProjectError(f"{self.path}: not a folder (a cryoSPARC project folder "
+                                 "holds one folder per job, J1/ J2/ ..., each with a "
+                                 f"{JOB_DOCUMENT})")
         self._jobs: dict[str, Job] = {}
 
     def __repr__(self) -> str:
@@ -548,13 +550,13 @@ class Project:
             os.path.join(self.path, uid, JOB_DOCUMENT)))
 
     def job(self, uid: str) -> Job:
-        """The job ``uid`` (``"J42"``); CsError if it has no job document here."""
+        """The job ``uid`` (``"J42"``); CsProjectError if it has no job document here."""
         if uid in self._jobs:
             return self._jobs[uid]
         path = os.path.join(self.path, uid, JOB_DOCUMENT)
         if not self.has_job(uid):
-            raise CsError(f"project {self.path} has no job {uid!r} (no {uid}/{JOB_DOCUMENT}); "
-                          f"its jobs: {_span(self.jobs())}")
+            raise CsProjectError(f"project {self.path} has no job {uid!r} "
+                                 f"(no {uid}/{JOB_DOCUMENT}); its jobs: {_span(self.jobs())}")
         with open_regular(path) as f:
             try:
                 doc = json.load(f)
@@ -591,8 +593,6 @@ def write_job(project: str | os.PathLike, uid: str, job_type: str, *, title: str
     included) and its passthrough results with no slot. ``Project`` reads
     the document back into the same groups and inputs.
     """
-    from . import __version__
-
     root = os.path.abspath(os.fspath(project))
     folder = os.path.join(root, uid)
     os.makedirs(folder, exist_ok=True)
@@ -625,7 +625,7 @@ def _output_document(group: ResultGroup, root: str) -> dict[str, Any]:
         # v5 lists one count per version; a count the group does not know (an
         # earlier version re-read from a .csg) is read from its metafile's header.
         counts = [r.counts[v] if v in r.counts else
-                  r.num_items if v == r.version else inspect_any(r.versions[v]).rows
+                  r.num_items if v == r.version else inspect(r.versions[v]).rows
                   for v in versions]
         results.append({
             "name": r.name,
@@ -652,14 +652,14 @@ def _input_document(inp: Input) -> dict[str, Any]:
     for i, conn in enumerate(inp.connections):
         group = conn.group
         if not group.job:
-            raise CsError(f"input {spec.name!r}: connection {i} ({group.label}) is a group of "
-                          "no job; a job document can only name groups of jobs")
+            raise InputError(f"input {spec.name!r}: connection {i} ({group.label}) is a group "
+                             "of no job; a job document can only name groups of jobs")
         results = []
         for slot in spec.slots:
             r = conn.result_for(slot.name)
             if r is None:
                 continue
-            job, _, output = r.group.partition(".")
+            job, _, output = r.group_label.partition(".")
             results.append(_source(slot.name, spec.item_type, r, job, output,
                                    conn.version_for(slot.name)))
         names = {s.name for s in spec.slots}

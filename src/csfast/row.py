@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .strings import decode_value
+
 if TYPE_CHECKING:
     from .dataset import Dataset
 
@@ -23,7 +25,7 @@ def python_value(col: np.ndarray, i: int) -> Any:
     value = col[i]
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "S":
-            return [v.decode("utf-8") for v in value.tolist()]
+            return [decode_value(v) for v in value.tolist()]
         return value.tolist()
     return value.item() if isinstance(value, np.generic) else value
 

@@ -1,6 +1,6 @@
 """Realistic synthetic particle and exposure tables, seeded, for demos and benchmarks.
 
-The field schema is the one real particle stacks have (CS_FORMAT.md): packed
+The field schema is the one real particle stacks have (docs/formats.md): packed
 rows of 250 to 450 bytes, string path columns with one distinct value per
 micrograph, sub-array fields of shape (2,), (3,) and (4,).
 """

@@ -35,19 +35,19 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .csdat import factorize, is_csdat
 from .dataset import Dataset
 from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError
 from .format import (
     _fsync_dir,
     atomic_write,
     check_regular,
-    inspect,
     iter_chunks,
     npy_header,
     write_rows,
 )
 from .groups import ResultGroup
+from .strings import factorize
+from .tables import inspect
 
 __all__ = ["Written", "Condition", "open_table", "save_streamed", "union_files", "parse_condition",
            "condition_mask", "read_uids", "filter_table", "filter_file", "select_fields",
@@ -94,7 +94,7 @@ def open_table(path: str | os.PathLike, format: str | None = None, **options: An
 def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -> None:
     """Write ds as ``Dataset.save`` writes it (the same bytes), reading its rows a
     chunk at a time: a row subset of a mapped file is gathered chunk by chunk
-    into the output and never held whole (PERFORMANCE.md: an operation that
+    into the output and never held whole (docs/performance.md: an operation that
     writes a file should not allocate its output).
 
     Two passes over the chunks: the first finds each string column's longest
@@ -119,7 +119,9 @@ def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -
                     longest[k] = max(longest[k], _core.str_maxlen(np.asarray(col)))
     dtype = np.dtype([(k, np.dtype(f"S{longest[k] + 1}") if k in longest else descr[k][0],
                        descr[k][1]) for k in names])
-    offsets = [dtype.fields[k][1] for k in names]
+    layout = dtype.fields
+    assert layout is not None  # a structured dtype
+    offsets = [layout[k][1] for k in names]
     header = npy_header(dtype, n)
 
     def fill(start: int, buf: np.ndarray) -> None:
@@ -448,7 +450,6 @@ class FieldsReport:
     rows: int
     fields_in: int
     fields: list[str]
-    header_in: int  # bytes of the input header (what other readers choke on)
 
 
 def fields_file(path: str | os.PathLike, output: str | os.PathLike,
@@ -463,20 +464,14 @@ def fields_file(path: str | os.PathLike, output: str | os.PathLike,
     if keep is None and not drop:
         raise CsArgumentError("fields needs --keep or --drop")
     name = os.fspath(path)
-    if name.endswith(".csg"):
-        full = open_table(name)
-        names, header = full.fields(), 0
-    else:
-        info = None if is_csdat(name) else inspect(name)
-        full = Dataset.load(name)
-        names = full.fields()
-        header = info.data_offset if info is not None else 0
+    full = open_table(name) if name.endswith(".csg") else Dataset.load(name)
+    names = full.fields()
     kept = select_fields(names, keep, drop)
     ds = full.filter_fields(kept)
     step(0, 1, f"writing {os.fspath(output)}")
     save_streamed(ds, output)
     step(1, 1, "done")
-    return FieldsReport(len(ds), len(names), kept, header)
+    return FieldsReport(len(ds), len(names), kept)
 
 
 # ------------------------------------------------------------------- split

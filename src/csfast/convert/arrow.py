@@ -32,17 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..csdat import StringBudget
 from ..errors import CsFieldError, CsFormatError
-from .common import (
-    SCHEMA_KEY,
-    StringBudget,
-    contiguous,
-    dataset_from,
-    distinct_strings,
-    fixed_strings,
-    parse_schema,
-    schema_json,
-)
+from ..strings import distinct, fixed_width
+from .common import SCHEMA_KEY, contiguous, parse_schema, schema_json
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,10 +47,10 @@ __all__ = ["to_arrow", "from_arrow"]
 _KEY = SCHEMA_KEY.encode()
 
 
-def _string_array(col: np.ndarray) -> pa.Array:
+def _string_array(col: np.ndarray, field: str) -> pa.Array:
     import pyarrow as pa
 
-    uniq, codes = distinct_strings(col)
+    uniq, codes = distinct(col, field)
     values = pa.array(uniq, type=pa.binary())  # numpy bytes: trailing NULs dropped
     try:
         values = values.cast(pa.string())  # validates UTF-8
@@ -77,7 +70,7 @@ def _column(name: str, col: np.ndarray) -> pa.Array:
         raise CsFieldError(f"field {name!r}: {col.dtype} columns have no Arrow equivalent here")
     if kind in "SU":
         flat = col.reshape(-1)
-        arr = _string_array(np.ascontiguousarray(flat))
+        arr = _string_array(np.ascontiguousarray(flat), name)
     else:
         if col.dtype.byteorder == ">":
             col = col.astype(col.dtype.newbyteorder("="))
@@ -122,9 +115,8 @@ def _strings(arr: Any, name: str, width: int | None, budget: StringBudget) -> np
 
     if not pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_encode()
-    values = fixed_strings(arr.dictionary.to_pylist(), name, width, budget, rows=len(arr))
-    codes = arr.indices.to_numpy(zero_copy_only=False)
-    return values[codes]
+    return fixed_width(arr.dictionary.to_pylist(), arr.indices.to_numpy(zero_copy_only=False),
+                       name, width, budget)
 
 
 def _is_text(t: Any) -> bool:
@@ -172,7 +164,9 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None, *,
     import pyarrow.compute as pc
 
     if cls is None:
-        from ..dataset import Dataset as cls  # noqa: N813
+        from ..dataset import Dataset
+
+        cls = Dataset
     meta = table.schema.metadata or {}
     schema = parse_schema(meta.get(_KEY))
     n = table.num_rows
@@ -217,4 +211,4 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None, *,
             if dt.kind not in "SU" and out.dtype != dt:
                 out = out.astype(dt)  # byte order restored
         cols[name] = out
-    return dataset_from(cls, n, cols)
+    return cls.from_columns(cols, n)

@@ -1,5 +1,6 @@
 """What the converters share: the field schema record, sub-array element
-names, and fast factorizing of fixed-width string columns."""
+names, and copying strided columns block by block (string columns: see
+csfast.strings)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ..csdat import MAX_HEADER_BYTES, StringBudget, factorize
-from ..errors import CsFieldError
+from ..csdat import MAX_HEADER_BYTES
 
-__all__ = ["SCHEMA_KEY", "StringBudget", "contiguous", "element_names", "factorize",
-           "fixed_strings", "parse_schema", "schema_json", "schema_of", "split_elements",
-           "string_width"]
+__all__ = ["SCHEMA_KEY", "contiguous", "element_names", "parse_schema", "schema_json",
+           "schema_of", "split_elements"]
 
 # Key of the schema record in Arrow schema metadata and DataFrame.attrs.
 SCHEMA_KEY = "csfast"
@@ -24,8 +23,7 @@ _ELEMENT = re.compile(r"^(.*)/(\d+)$")
 
 def schema_of(ds: Any) -> list[list[Any]]:
     """[[name, numpy dtype str, shape list], ...] of a dataset's fields, in order."""
-    return [[name, col.dtype.str, list(col.shape[1:])] for name, col in
-            ((k, ds._cols[k]) for k in ds.fields())]
+    return [[f[0], f[1], list(f[2]) if len(f) > 2 else []] for f in ds.descr()]
 
 
 def schema_json(ds: Any) -> str:
@@ -78,64 +76,6 @@ def split_elements(columns: Sequence[str]) -> dict[str, list[str]]:
             if set(idx) == set(range(len(idx)))}
 
 
-def distinct_strings(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values as bytes, code per row) of an S or U column (U as UTF-8)."""
-    if col.dtype.kind == "U":
-        col = np.char.encode(col, "utf-8")
-    return factorize(col)
-
-
-def decoded_objects(col: np.ndarray, strip_gt: bool = False) -> np.ndarray:
-    """A string column as an object array of str, each distinct value decoded once.
-
-    strip_gt drops the leading ``>`` of exported, folder-relative paths.
-    """
-    uniq, codes = distinct_strings(col)
-    values = [v.decode("utf-8") for v in uniq.tolist()]
-    if strip_gt:
-        values = [v[1:] if v.startswith(">") else v for v in values]
-    objs = np.empty(len(values), dtype=object)
-    objs[:] = values
-    return objs[codes]
-
-
-def string_width(longest: int, width: int | None) -> int:
-    """The width of a string column whose longest value has ``longest`` bytes.
-
-    ``width`` (from a schema record) when every value fits and it is at most
-    twice the longest plus 64 bytes (the padding a column may have kept from
-    longer values it once held), else longest + 1 (the width cryoSPARC's
-    writers choose): a record cannot widen a column beyond what its data holds.
-    """
-    if width is not None and longest <= width <= 2 * longest + 64 and width > 0:
-        return width
-    return longest + 1
-
-
-def fixed_strings(values: Sequence[Any], field: str, width: int | None = None,
-                  budget: StringBudget | None = None, rows: int | None = None) -> np.ndarray:
-    """Python str / bytes values as a fixed-width UTF-8 ``S`` array.
-
-    The width is ``string_width(longest, width)``. None and NaN are refused.
-    With a budget, a column of ``rows`` rows (default: one per value) of that
-    width is first accounted for in it (CsFormatError when over).
-    """
-    encoded = []
-    for v in values:
-        if isinstance(v, str):
-            encoded.append(v.encode("utf-8"))
-        elif isinstance(v, (bytes, bytearray, np.bytes_)):
-            encoded.append(bytes(v))
-        else:
-            raise CsFieldError(f"field {field!r}: missing or non-string value {v!r} in a "
-                               "string column")
-    longest = max((len(e) for e in encoded), default=0)
-    w = string_width(longest, width)
-    if budget is not None:
-        budget.take(field, len(encoded) if rows is None else rows, longest, w)
-    return np.array(encoded, dtype=f"S{w}")
-
-
 def contiguous(cols: dict[str, np.ndarray], copy: bool = False, block_bytes: int = 2 << 20,
                ) -> dict[str, np.ndarray]:
     """cols with every strided numeric column (every numeric one if ``copy``)
@@ -162,16 +102,3 @@ def contiguous(cols: dict[str, np.ndarray], copy: bool = False, block_bytes: int
         for k in strided:
             out[k][start:stop] = cols[k][start:stop]
     return out
-
-
-def dataset_from(cls: Any, n: int, cols: dict[str, np.ndarray]) -> Any:
-    """A Dataset of n rows from converted columns: uid checked as uint64, or new uids."""
-    uid = cols.get("uid")
-    if uid is not None and uid.dtype != np.uint64:
-        if uid.dtype.kind not in "ui" or (uid.dtype.kind == "i" and n and uid.min() < 0):
-            raise CsFieldError(f"uid column of {uid.dtype} cannot hold uids")
-        cols["uid"] = uid.astype(np.uint64)
-    if uid is None:
-        from ..dataset import generate_uids
-        cols = {"uid": generate_uids(n), **cols}
-    return cls._from_columns(n, cols)

@@ -42,7 +42,9 @@ def from_cryosparc(d: Any, cls: type[Dataset] | None = None) -> Dataset:
     other column keeps its dtype and shape.
     """
     if cls is None:
-        from ..dataset import Dataset as cls  # noqa: N813
+        from ..dataset import Dataset
+
+        cls = Dataset
     data = b"".join(bytes(chunk) for chunk in d.stream(compression=None))
     n, cols = csdat.read(data, mmap=False)
-    return cls._from_columns(n, cols)
+    return cls.from_columns(cols, n)

@@ -31,18 +31,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..errors import CsFieldError
+from ..strings import decoded_objects, distinct, fixed_width, string_width
 from .common import (
     SCHEMA_KEY,
     contiguous,
-    dataset_from,
-    decoded_objects,
-    distinct_strings,
     element_names,
-    fixed_strings,
     parse_schema,
     schema_json,
     split_elements,
-    string_width,
 )
 
 if TYPE_CHECKING:
@@ -53,11 +49,11 @@ if TYPE_CHECKING:
 __all__ = ["to_pandas", "from_pandas"]
 
 
-def _string_objects(col: np.ndarray, strings: str) -> np.ndarray:
+def _string_objects(col: np.ndarray, strings: str, field: str) -> np.ndarray:
     """An object array of bytes (or str), one Python object per distinct value."""
     if strings == "str":
-        return decoded_objects(col)
-    uniq, codes = distinct_strings(col)
+        return decoded_objects(col, field)
+    uniq, codes = distinct(col, field)
     objs = np.empty(len(uniq), dtype=object)
     objs[:] = uniq.tolist()
     return objs[codes]
@@ -84,11 +80,11 @@ def to_pandas(ds: Dataset, strings: Literal["bytes", "str"] = "bytes", *,
     for name, col in cols.items():
         if col.dtype.kind in "SU":
             if col.ndim == 1:
-                data[name] = _string_objects(col, strings)
+                data[name] = _string_objects(col, strings, name)
             else:
                 flat = col.reshape(len(col), int(np.prod(col.shape[1:])))
                 for j, el in enumerate(element_names(name, col.shape[1:])):
-                    data[el] = _string_objects(np.ascontiguousarray(flat[:, j]), strings)
+                    data[el] = _string_objects(np.ascontiguousarray(flat[:, j]), strings, name)
             continue
         if col.dtype.byteorder == ">":  # pandas computes in native order (a copy)
             col = col.astype(col.dtype.newbyteorder("="))
@@ -138,7 +134,7 @@ def _strings(series: Any, name: str, width: int | None) -> np.ndarray:
     codes, uniq = pd.factorize(series, use_na_sentinel=True)
     if (codes < 0).any():
         raise CsFieldError(f"field {name!r}: missing values cannot be stored in a dataset")
-    return fixed_strings(list(uniq), name, width)[codes]
+    return fixed_width(list(uniq), codes, name, width)
 
 
 def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
@@ -154,14 +150,16 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
     ``False``: read-only views of the frame's (see the module docstring).
     """
     if cls is None:
-        from ..dataset import Dataset as cls  # noqa: N813
+        from ..dataset import Dataset
+
+        cls = Dataset
     schema = parse_schema(df.attrs.get(SCHEMA_KEY))
     columns = [str(c) for c in df.columns]
     if len(set(columns)) != len(columns):
         raise CsFieldError("DataFrame has repeated column names")
     groups: dict[str, list[str]] = {}
-    for name, (_dt, field_shape) in schema.items():
-        els = element_names(name, field_shape) if field_shape else []
+    for name, (_dt, recorded) in schema.items():
+        els = element_names(name, recorded) if recorded else []
         if els and name not in columns and all(e in columns for e in els):
             groups[name] = els
     taken = {e for els in groups.values() for e in els}
@@ -176,6 +174,8 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
             continue
         name = first.get(c, c)
         els = groups.get(name, [c])
+        dt: np.dtype | None
+        shape: tuple[int, ...] | None
         dt, shape = schema.get(name, (None, None))
         if shape is not None and len(els) > 1 and int(np.prod(shape)) != len(els):
             dt, shape = None, None
@@ -198,4 +198,4 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
                                                      dt.itemsize == arr.dtype.itemsize):
                 arr = arr.astype(dt)
         cols[name] = arr
-    return dataset_from(cls, n, cols)
+    return cls.from_columns(cols, n)

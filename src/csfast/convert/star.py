@@ -75,9 +75,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..csdat import StringBudget
 from ..errors import CsError, CsFieldError, CsFormatError
 from ..format import atomic_write, open_regular
-from .common import StringBudget, decoded_objects, distinct_strings, fixed_strings
+from ..strings import decoded_objects, decoded_values, fixed_width
 from .poses import euler_to_rotvec, rotvec_to_euler
 
 if TYPE_CHECKING:
@@ -119,8 +120,7 @@ def _image_names(idx: np.ndarray, path: np.ndarray, suffix: str | None = None) -
 
     An Arrow string array when pyarrow is there (built in C), else an object array.
     """
-    uniq, codes = distinct_strings(path)
-    paths = [v.decode("utf-8") for v in uniq.tolist()]
+    paths, codes = decoded_values(path, "blob/path")
     paths = [v[1:] if v.startswith(">") else v for v in paths]
     if suffix is not None:
         paths = [os.path.splitext(v)[0] + suffix for v in paths]
@@ -203,7 +203,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
                                                  image_suffix)
     if has("location/micrograph_path"):
         particles["rlnMicrographName"] = decoded_objects(get("location/micrograph_path"),
-                                                         strip_gt=True)
+                                                         "location/micrograph_path", strip_gt=True)
     if has("location/center_x_frac", "location/center_y_frac", "location/micrograph_shape"):
         shape = get("location/micrograph_shape").astype(np.float64)
         x_frac, y_frac = get("location/center_x_frac"), get("location/center_y_frac")
@@ -311,7 +311,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
         if name.startswith(_STAR_PREFIX) and ds.view(name).ndim == 1:
             col = get(name)
             is_text = col.dtype.kind in "SU"
-            particles[name[len(_STAR_PREFIX):]] = decoded_objects(col) if is_text else col
+            particles[name[len(_STAR_PREFIX):]] = decoded_objects(col, name) if is_text else col
 
     if n == 0:
         optics = {key: [] for key in optics}
@@ -447,7 +447,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
                flip_y: bool) -> Dataset:
     import starfile
 
-    from ..dataset import Dataset, generate_uids
+    from ..dataset import Dataset
 
     name = os.fspath(path)
     budget = StringBudget(os.path.getsize(path), name)
@@ -496,7 +496,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
                 ids[g] = int(m.group(1)) if m else g
             group_ids = df["rlnOpticsGroup"].map(ids).to_numpy()
     used: set[str] = set()
-    cols: dict[str, np.ndarray] = {"uid": generate_uids(n)}
+    cols: dict[str, np.ndarray] = {}
 
     def take(label: str) -> np.ndarray | None:
         v = _column(df, label)
@@ -604,7 +604,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         if v.dtype == object or getattr(df[label].dtype, "kind", "O") in "OSU":
             v = _fixed(v, f"{_STAR_PREFIX}{label}", budget)
         cols[f"{_STAR_PREFIX}{label}"] = v
-    return Dataset._from_columns(n, cols)
+    return Dataset.from_columns(cols, n)
 
 
 def _split_image_names(series: Any, name: str, budget: StringBudget,
@@ -630,9 +630,9 @@ def _split_image_names(series: Any, name: str, budget: StringBudget,
     except pa.ArrowInvalid:
         raise CsFormatError(f"{name}: rlnImageName with a non-numeric index") from None
     stacks = pc.list_element(parts, 1).dictionary_encode()
-    values = fixed_strings(stacks.dictionary.to_pylist(), "blob/path", budget=budget,
-                           rows=len(stacks))
-    return number, values[stacks.indices.to_numpy(zero_copy_only=False)]
+    return number, fixed_width(stacks.dictionary.to_pylist(),
+                               stacks.indices.to_numpy(zero_copy_only=False), "blob/path",
+                               budget=budget)
 
 
 def _fixed(values: Any, field: str, budget: StringBudget) -> np.ndarray:
@@ -640,10 +640,10 @@ def _fixed(values: Any, field: str, budget: StringBudget) -> np.ndarray:
 
     codes, uniq = pd.factorize(np.asarray(values, dtype=object))
     try:
-        return fixed_strings(list(uniq), field, budget=budget, rows=len(codes))[codes]
+        return fixed_width(list(uniq), codes, field, budget=budget)
     except CsFieldError:  # numbers among the strings: as text
         codes, uniq = pd.factorize(pd.Series(values).astype(str))
-        return fixed_strings(list(uniq), field, budget=budget, rows=len(codes))[codes]
+        return fixed_width(list(uniq), codes, field, budget=budget)
 
 
 _BLOCK = re.compile(rb"data_(\S*)[ \t\r]*$", re.M)
