@@ -28,9 +28,13 @@ def table(rows, tmp_path_factory):
 
     ds = particles(rows, results=RESULTS, seed=0, classes=10)
     # per-group optics held constant, as in real data (STAR has one value per group)
-    for name, value in (("blob/psize_A", 1.06), ("alignments3D/psize_A", 1.06),
-                        ("ctf/accel_kv", 300.0), ("ctf/cs_mm", 2.7),
-                        ("ctf/amp_contrast", 0.07)):
+    for name, value in (
+        ("blob/psize_A", 1.06),
+        ("alignments3D/psize_A", 1.06),
+        ("ctf/accel_kv", 300.0),
+        ("ctf/cs_mm", 2.7),
+        ("ctf/amp_contrast", 0.07),
+    ):
         ds[name] = np.float32(value)
     folder = tmp_path_factory.mktemp("convert")
     ds.save(folder / "particles.cs")
@@ -75,8 +79,7 @@ def test_to_arrow_hand_pandas(run, table):
     import pyarrow as pa
 
     ds, folder = table
-    t = run(lambda: pa.Table.from_pandas(_hand_frame(folder / "particles.cs")),
-            group="to_arrow")
+    t = run(lambda: pa.Table.from_pandas(_hand_frame(folder / "particles.cs")), group="to_arrow")
     assert t.num_rows == len(ds)
 
 
@@ -122,8 +125,7 @@ def test_to_pandas_csfast_in_memory(run, table):
 
 def test_to_pandas_csfast_mapped(run, table):
     ds, folder = table
-    df = run(lambda: csfast.Dataset.load(folder / "particles.cs").to_pandas(),
-             group="to_pandas")
+    df = run(lambda: csfast.Dataset.load(folder / "particles.cs").to_pandas(), group="to_pandas")
     assert len(df) == len(ds)
 
 
@@ -155,20 +157,26 @@ def test_star_write_hand_starfile(benchmark, table):
         idx = rec["blob/idx"].astype(np.int64) + 1
         euler = Rotation.from_rotvec(rec["alignments3D/pose"]).as_euler("ZYZ", degrees=True)
         shape = rec["location/micrograph_shape"]
-        df = pd.DataFrame({
-            "rlnImageName": [f"{i:06d}@{p.decode()}" for i, p in zip(idx, rec["blob/path"],
-                                                                       strict=True)],
-            "rlnMicrographName": np.char.decode(rec["location/micrograph_path"]),
-            "rlnCoordinateX": rec["location/center_x_frac"] * shape[:, 1],
-            "rlnCoordinateY": (1 - rec["location/center_y_frac"]) * shape[:, 0],
-            "rlnDefocusU": rec["ctf/df1_A"], "rlnDefocusV": rec["ctf/df2_A"],
-            "rlnDefocusAngle": np.degrees(rec["ctf/df_angle_rad"]),
-            "rlnAngleRot": euler[:, 0], "rlnAngleTilt": euler[:, 1], "rlnAnglePsi": euler[:, 2],
-            "rlnOriginXAngst": rec["alignments3D/shift"][:, 0] * rec["alignments3D/psize_A"],
-            "rlnOriginYAngst": rec["alignments3D/shift"][:, 1] * rec["alignments3D/psize_A"],
-            "rlnClassNumber": rec["alignments3D/class"] + 1,
-            "rlnOpticsGroup": rec["ctf/exp_group_id"],
-        })
+        df = pd.DataFrame(
+            {
+                "rlnImageName": [
+                    f"{i:06d}@{p.decode()}" for i, p in zip(idx, rec["blob/path"], strict=True)
+                ],
+                "rlnMicrographName": np.char.decode(rec["location/micrograph_path"]),
+                "rlnCoordinateX": rec["location/center_x_frac"] * shape[:, 1],
+                "rlnCoordinateY": (1 - rec["location/center_y_frac"]) * shape[:, 0],
+                "rlnDefocusU": rec["ctf/df1_A"],
+                "rlnDefocusV": rec["ctf/df2_A"],
+                "rlnDefocusAngle": np.degrees(rec["ctf/df_angle_rad"]),
+                "rlnAngleRot": euler[:, 0],
+                "rlnAngleTilt": euler[:, 1],
+                "rlnAnglePsi": euler[:, 2],
+                "rlnOriginXAngst": rec["alignments3D/shift"][:, 0] * rec["alignments3D/psize_A"],
+                "rlnOriginYAngst": rec["alignments3D/shift"][:, 1] * rec["alignments3D/psize_A"],
+                "rlnClassNumber": rec["alignments3D/class"] + 1,
+                "rlnOpticsGroup": rec["ctf/exp_group_id"],
+            }
+        )
         optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnVoltage": [300.0]})
         starfile.write({"optics": optics, "particles": df}, folder / "hand.star")
 
@@ -191,8 +199,9 @@ def test_csdat_write_cryosparc_tools(benchmark, table):
     _, folder = table
     cd = CsDataset.load(folder / "particles.cs")
     benchmark.group = "CSDAT write (lz4)"
-    benchmark.pedantic(lambda: cd.save(folder / "cst.csdat", format=CSDAT_FORMAT),
-                       rounds=3, iterations=1)
+    benchmark.pedantic(
+        lambda: cd.save(folder / "cst.csdat", format=CSDAT_FORMAT), rounds=3, iterations=1
+    )
 
 
 def test_csdat_read_csfast(run, table):
@@ -219,8 +228,7 @@ def test_star_read_csfast(benchmark, table):
     ds, folder = table
     csfast.to_star(ds, folder / "r.star")
     benchmark.group = "STAR read"
-    back = benchmark.pedantic(lambda: csfast.from_star(folder / "r.star"), rounds=3,
-                              iterations=1)
+    back = benchmark.pedantic(lambda: csfast.from_star(folder / "r.star"), rounds=3, iterations=1)
     assert len(back) == len(ds)
 
 
@@ -230,6 +238,7 @@ def test_star_read_starfile(benchmark, table):
     ds, folder = table
     csfast.to_star(ds, folder / "r2.star")
     benchmark.group = "STAR read"
-    blocks = benchmark.pedantic(lambda: starfile.read(folder / "r2.star", always_dict=True),
-                                rounds=1, iterations=1)
+    blocks = benchmark.pedantic(
+        lambda: starfile.read(folder / "r2.star", always_dict=True), rounds=1, iterations=1
+    )
     assert len(blocks["particles"]) == len(ds)

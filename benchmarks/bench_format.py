@@ -52,7 +52,8 @@ def test_read_column_csfast(run_operation, scenario):
 def test_read_column_csfast_fields(run, scenario):
     def read():
         return np.ascontiguousarray(
-            csfast.Dataset.load(scenario.passthrough, fields=[COLUMN])[COLUMN])
+            csfast.Dataset.load(scenario.passthrough, fields=[COLUMN])[COLUMN]
+        )
 
     col = run(read, group=OPERATIONS["column"].label, nbytes=scenario.rows * 4)
     assert col.shape == (scenario.rows,)
@@ -71,8 +72,11 @@ def test_read_all_csfast(run_operation, scenario):
 
 def test_read_all_csfast_copy_from_map(run, scenario):
     """Every column copied out of the map into contiguous arrays."""
-    ds = run(lambda: csfast.Dataset(csfast.Dataset.load(scenario.passthrough)),
-             group=OPERATIONS["load"].label, nbytes=os.path.getsize(scenario.passthrough))
+    ds = run(
+        lambda: csfast.Dataset(csfast.Dataset.load(scenario.passthrough)),
+        group=OPERATIONS["load"].label,
+        nbytes=os.path.getsize(scenario.passthrough),
+    )
     assert len(materialize(ds)) == scenario.rows
 
 

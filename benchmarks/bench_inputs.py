@@ -19,17 +19,24 @@ def refinement_input(scenario):
     pt, main = str(scenario.passthrough), str(scenario.particles)
     n = scenario.rows
     own = {"alignments3D": Result("alignments3D", "particle", {5: main}, num_items=n)}
-    own |= {r: Result(r, "particle", {0: pt}, num_items=n, passthrough=True)
-            for r in ("blob", "ctf", "location", "pick_stats")}
+    own |= {
+        r: Result(r, "particle", {0: pt}, num_items=n, passthrough=True)
+        for r in ("blob", "ctf", "location", "pick_stats")
+    }
     refined = ResultGroup("particles", "particle", own, job="J42")
-    extracted = ResultGroup("particles", "particle",
-                            {"blob": Result("blob", "particle", {0: pt}, num_items=n)}, job="J2")
+    extracted = ResultGroup(
+        "particles",
+        "particle",
+        {"blob": Result("blob", "particle", {0: pt}, num_items=n)},
+        job="J2",
+    )
 
     def build():
         inp = Input(InputSpec("particle", ["blob", "alignments3D"], name="particles"))
         inp.connect(refined)
         inp.override(0, "blob", extracted["blob"])
         return inp
+
     return build
 
 

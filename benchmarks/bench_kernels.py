@@ -60,10 +60,10 @@ def np_pack(columns, offsets, start, out):
     n = out.shape[0]
     for j, (col, off) in enumerate(zip(columns, offsets, strict=True)):
         end = offsets[j + 1] if j + 1 < len(offsets) else out.shape[1]
-        part = np.ascontiguousarray(col[start:start + n])
+        part = np.ascontiguousarray(col[start : start + n])
         raw = part.view(np.uint8).reshape(n, -1)
         k = min(end - off, raw.shape[1])
-        out[:, off:off + k] = raw[:, :k]
+        out[:, off : off + k] = raw[:, :k]
 
 
 # ------------------------------------------------------------------ inputs
@@ -83,7 +83,7 @@ class Inputs:
         parts.flags.writeable = False
         self.particles = parts
         self.index = order  # particles row i is passthrough row order[i]
-        self.chunks = [pt["uid"][i * n // 10:(i + 1) * n // 10] for i in range(10)]
+        self.chunks = [pt["uid"][i * n // 10 : (i + 1) * n // 10] for i in range(10)]
         self.subset = rng.choice(pt["uid"], size=int(0.3 * n), replace=False)
 
 
@@ -102,37 +102,65 @@ def cases(inp: Inputs) -> dict[str, tuple[Callable, Callable, int]]:
         def run():
             for k in names:
                 fn(pt[k], inp.index, out_cols[k])
+
         return run
 
     return {
-        "join_index 2-way": (lambda: np_join_index(keys), lambda: _core.join_index(keys),
-                             16 * n),
-        "isin 30% list": (lambda: np.isin(pt["uid"], inp.subset),
-                          lambda: _core.isin(pt["uid"], inp.subset), 9 * n),
-        "repeats 10 chunks": (lambda: np_repeats(inp.chunks, 5),
-                              lambda: _core.repeats(inp.chunks, 5), 8 * n),
+        "join_index 2-way": (lambda: np_join_index(keys), lambda: _core.join_index(keys), 16 * n),
+        "isin 30% list": (
+            lambda: np.isin(pt["uid"], inp.subset),
+            lambda: _core.isin(pt["uid"], inp.subset),
+            9 * n,
+        ),
+        "repeats 10 chunks": (
+            lambda: np_repeats(inp.chunks, 5),
+            lambda: _core.repeats(inp.chunks, 5),
+            8 * n,
+        ),
         "first_occurrence 10 chunks": (None, lambda: _core.first_occurrence(inp.chunks), 9 * n),
-        "gather all columns (shuffled)": (gather_all(np_gather), gather_all(_core.gather),
-                                          2 * pt.nbytes),
-        "gather_many all columns": (None, lambda: _core.gather_many(
-            [pt[k] for k in names], inp.index, [out_cols[k] for k in names]), 2 * pt.nbytes),
-        "pack whole table (save)": (lambda: np_pack(cols, offsets, 0, rowbuf),
-                                    lambda: _core.pack(cols, offsets, 0, rowbuf), 2 * pt.nbytes),
-        "str_maxlen S96": (lambda: int(np.char.str_len(pt["blob/path"]).max()),
-                           lambda: _core.str_maxlen(pt["blob/path"]), 96 * n),
+        "gather all columns (shuffled)": (
+            gather_all(np_gather),
+            gather_all(_core.gather),
+            2 * pt.nbytes,
+        ),
+        "gather_many all columns": (
+            None,
+            lambda: _core.gather_many(
+                [pt[k] for k in names], inp.index, [out_cols[k] for k in names]
+            ),
+            2 * pt.nbytes,
+        ),
+        "pack whole table (save)": (
+            lambda: np_pack(cols, offsets, 0, rowbuf),
+            lambda: _core.pack(cols, offsets, 0, rowbuf),
+            2 * pt.nbytes,
+        ),
+        "str_maxlen S96": (
+            lambda: int(np.char.str_len(pt["blob/path"]).max()),
+            lambda: _core.str_maxlen(pt["blob/path"]),
+            96 * n,
+        ),
     }
 
 
 # -------------------------------------------------------------- pytest side
+
 
 @pytest.fixture(scope="module")
 def inputs(rows):
     return Inputs(rows)
 
 
-CASE_NAMES = ["join_index 2-way", "isin 30% list", "repeats 10 chunks",
-              "first_occurrence 10 chunks", "gather all columns (shuffled)",
-              "gather_many all columns", "pack whole table (save)", "str_maxlen S96"]
+CASE_NAMES = [
+    "join_index 2-way",
+    "isin 30% list",
+    "repeats 10 chunks",
+    "first_occurrence 10 chunks",
+    "gather all columns (shuffled)",
+    "gather_many all columns",
+    "pack whole table (save)",
+    "str_maxlen S96",
+]
 
 
 @pytest.mark.parametrize("impl", ["numpy", "csfast"])
@@ -149,8 +177,12 @@ def test_kernel(benchmark, inputs, case, impl):
 
 # -------------------------------------------------------------- script side
 
-def best_of(fn: Callable, rounds: int = 3, clock: Callable[[], float] = time.perf_counter,
-            ) -> float:
+
+def best_of(
+    fn: Callable,
+    rounds: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """Best time of fn over rounds (after a warm-up call).
 
     On a busy machine pass clock=time.process_time: CPU seconds of all this
@@ -176,21 +208,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--bits", type=int, nargs="*", default=[],
-                    help="also time the hash kernels with 2**bits partitions forced")
+    ap.add_argument(
+        "--bits",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time the hash kernels with 2**bits partitions forced",
+    )
     ap.add_argument("--no-numpy", action="store_true", help="skip the numpy versions")
     ap.add_argument("--only", nargs="*", default=None, help="kernels whose name starts so")
-    ap.add_argument("--cpu", action="store_true",
-                    help="report CPU seconds (all threads) instead of wall time: busy machines")
+    ap.add_argument(
+        "--cpu",
+        action="store_true",
+        help="report CPU seconds (all threads) instead of wall time: busy machines",
+    )
     args = ap.parse_args()
     clock = time.process_time if args.cpu else time.perf_counter
     for n in args.rows:
         inp = Inputs(n)
         floor = memcpy_time(inp.passthrough.nbytes)
-        print(f"\n{n:,} rows; memcpy of the {inp.passthrough.nbytes / 1e6:.0f} MB table "
-              f"{floor * 1e3:.1f} ms")
-        head = f"{'kernel':32s} {'numpy':>9s}" + "".join(
-            f" {'C ' + str(t) + 'thr':>9s}" for t in args.threads) + "   speed-up"
+        print(
+            f"\n{n:,} rows; memcpy of the {inp.passthrough.nbytes / 1e6:.0f} MB table "
+            f"{floor * 1e3:.1f} ms"
+        )
+        head = (
+            f"{'kernel':32s} {'numpy':>9s}"
+            + "".join(f" {'C ' + str(t) + 'thr':>9s}" for t in args.threads)
+            + "   speed-up"
+        )
         print(head)
         for name, (np_fn, cs_fn, _) in cases(inp).items():
             if args.only and not any(name.startswith(o) for o in args.only):

@@ -30,10 +30,15 @@ def test_innerjoin(run, scenario):
 
 def test_innerjoin_many(run, scenario):
     """Three-way join: particles, passthrough, and particles' alignments3D again."""
+
     def join():
-        return materialize(Dataset.innerjoin_many(
-            Dataset.load(scenario.particles), Dataset.load(scenario.passthrough),
-            Dataset.load(scenario.particles, prefixes=["alignments3D"])))
+        return materialize(
+            Dataset.innerjoin_many(
+                Dataset.load(scenario.particles),
+                Dataset.load(scenario.passthrough),
+                Dataset.load(scenario.particles, prefixes=["alignments3D"]),
+            )
+        )
 
     out = run(join, group=OPERATIONS["join"].label)
     assert len(out) == scenario.rows
@@ -48,9 +53,9 @@ def test_append_csfast(run_operation, scenario):
 
 def test_append_csfast_repeat_allowed(run, scenario):
     """The same without the uid check: what the check costs."""
+
     def append():
-        return Dataset.append_many(*(Dataset.load(p) for p in scenario.chunks),
-                                   repeat_allowed=True)
+        return Dataset.append_many(*(Dataset.load(p) for p in scenario.chunks), repeat_allowed=True)
 
     out = run(append, group=OPERATIONS["append"].label)
     assert len(out) == scenario.rows
@@ -98,7 +103,7 @@ def test_union(run_operation, scenario):
 def test_query_path(run, scenario):
     """Rows of 10% of the micrographs, by their path (string membership)."""
     paths = np.unique(np.load(scenario.passthrough, mmap_mode="r")["location/micrograph_path"])
-    wanted = paths[:: 10]
+    wanted = paths[::10]
 
     def query():
         ds = Dataset.load(scenario.passthrough)
@@ -114,4 +119,3 @@ def test_split_by_class(run, scenario):
 
     parts = run(split, group="split_by")
     assert sum(len(p) for p in parts.values()) == scenario.rows
-

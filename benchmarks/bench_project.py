@@ -27,19 +27,31 @@ JOBS = 500
 
 def _params(k: int) -> dict:
     """A params block the size of a real job's (parameters with titles and descriptions)."""
-    return {f"param_{i}": {"value": i * k % 7, "title": f"Parameter {i}", "type": "number",
-                           "desc": "How many iterations of the inner loop to run " * 3,
-                           "order": i, "section": "compute", "advanced": False, "hidden": False}
-            for i in range(150)}
+    return {
+        f"param_{i}": {
+            "value": i * k % 7,
+            "title": f"Parameter {i}",
+            "type": "number",
+            "desc": "How many iterations of the inner loop to run " * 3,
+            "order": i,
+            "section": "compute",
+            "advanced": False,
+            "hidden": False,
+        }
+        for i in range(150)
+    }
 
 
 def _results(job: str, versions: list[int]) -> list[tuple[str, str, list[str], bool]]:
     files = [f"{job}/{job}_{v:03d}_particles.cs" for v in versions]
     pt = [f"{job}/{job}_passthrough_particles.cs"]
-    return [("alignments_class_0", "alignments3D", files, False),
-            ("alignments_class_1", "alignments3D", files, False),
-            ("blob", "blob", pt, True), ("ctf", "ctf", pt, True),
-            ("location", "location", pt, True)]
+    return [
+        ("alignments_class_0", "alignments3D", files, False),
+        ("alignments_class_1", "alignments3D", files, False),
+        ("blob", "blob", pt, True),
+        ("ctf", "ctf", pt, True),
+        ("location", "location", pt, True),
+    ]
 
 
 def _write_project(root: Path, jobs: int) -> None:
@@ -53,55 +65,143 @@ def _write_project(root: Path, jobs: int) -> None:
         inputs = []
         if k > 1:
             parent = f"J{k - 1}"
-            inputs = [(parent, [("alignments3D", "alignments3D", parent, "alignments_class_1", "F"),
-                                ("blob", "blob", "J1", "blob", "F")]
-                       + [(None, r, parent, r, "F") for r in ("alignments_class_0", "ctf",
-                                                             "location")])]
+            inputs = [
+                (
+                    parent,
+                    [
+                        ("alignments3D", "alignments3D", parent, "alignments_class_1", "F"),
+                        ("blob", "blob", "J1", "blob", "F"),
+                    ]
+                    + [
+                        (None, r, parent, r, "F") for r in ("alignments_class_0", "ctf", "location")
+                    ],
+                )
+            ]
         n = 1_000_000
         if k % 2:  # v4
             doc = {
-                "uid": job, "job_type": "hetero_refine", "title": f"Job {k}", "status": "completed",
+                "uid": job,
+                "job_type": "hetero_refine",
+                "title": f"Job {k}",
+                "status": "completed",
                 "params_base": _params(k),
-                "output_result_groups": [{"uid": f"{job}-G1", "type": "particle",
-                                          "name": "particles", "title": "Particles",
-                                          "num_items": n, "passthrough": "particles"}],
+                "output_result_groups": [
+                    {
+                        "uid": f"{job}-G1",
+                        "type": "particle",
+                        "name": "particles",
+                        "title": "Particles",
+                        "num_items": n,
+                        "passthrough": "particles",
+                    }
+                ],
                 "output_results": [
-                    {"uid": f"{job}-R{i}", "type": f"particle.{t}", "name": name,
-                     "group_name": "particles", "versions": versions[:len(files)],
-                     "metafiles": files, "num_items": [n] * len(files),
-                     "passthrough": pt, "min_fields": [["path", "O"], ["idx", "u4"]]}
-                    for i, (name, t, files, pt) in enumerate(results)],
-                "input_slot_groups": [{
-                    "type": "particle", "name": "particles", "count_min": 1, "count_max": None,
-                    "repeat_allowed": False,
-                    "slots": [{"type": "particle.alignments3D", "name": "alignments3D",
-                               "optional": False},
-                              {"type": "particle.blob", "name": "blob", "optional": False}],
-                    "connections": [{"job_uid": p, "group_name": "particles", "slots": [
-                        {"slot_name": s, "job_uid": j, "group_name": "particles",
-                         "result_name": r, "result_type": f"particle.{t}", "version": v}
-                        for s, t, j, r, v in sources]} for p, sources in inputs]}],
+                    {
+                        "uid": f"{job}-R{i}",
+                        "type": f"particle.{t}",
+                        "name": name,
+                        "group_name": "particles",
+                        "versions": versions[: len(files)],
+                        "metafiles": files,
+                        "num_items": [n] * len(files),
+                        "passthrough": pt,
+                        "min_fields": [["path", "O"], ["idx", "u4"]],
+                    }
+                    for i, (name, t, files, pt) in enumerate(results)
+                ],
+                "input_slot_groups": [
+                    {
+                        "type": "particle",
+                        "name": "particles",
+                        "count_min": 1,
+                        "count_max": None,
+                        "repeat_allowed": False,
+                        "slots": [
+                            {
+                                "type": "particle.alignments3D",
+                                "name": "alignments3D",
+                                "optional": False,
+                            },
+                            {"type": "particle.blob", "name": "blob", "optional": False},
+                        ],
+                        "connections": [
+                            {
+                                "job_uid": p,
+                                "group_name": "particles",
+                                "slots": [
+                                    {
+                                        "slot_name": s,
+                                        "job_uid": j,
+                                        "group_name": "particles",
+                                        "result_name": r,
+                                        "result_type": f"particle.{t}",
+                                        "version": v,
+                                    }
+                                    for s, t, j, r, v in sources
+                                ],
+                            }
+                            for p, sources in inputs
+                        ],
+                    }
+                ],
             }
         else:  # v5
             doc = {
-                "uid": job, "title": f"Job {k}", "status": "completed",
+                "uid": job,
+                "title": f"Job {k}",
+                "status": "completed",
                 "spec": {
-                    "type": "hetero_refine", "params": _params(k),
-                    "outputs": {"particles": {"type": "particle", "title": "Particles",
-                                              "num_items": n, "results": [
-                        {"name": name, "dtype": t, "versions": versions[:len(files)],
-                         "metafiles": files, "num_items": [n] * len(files), "passthrough": pt}
-                        for name, t, files, pt in results]}},
-                    "inputs": {"particles": {
-                        "type": "particle", "title": "Particles", "count_min": 1,
-                        "count_max": "inf", "repeat_allowed": False,
-                        "slots": [{"name": "alignments3D", "dtype": "alignments3D",
-                                   "required": True},
-                                  {"name": "blob", "dtype": "blob", "required": True}],
-                        "connections": [{"job_uid": p, "output": "particles", "results": [
-                            {"name": s, "dtype": t, "job_uid": j, "output": "particles",
-                             "result": r, "version": v} for s, t, j, r, v in sources]}
-                            for p, sources in inputs]}},
+                    "type": "hetero_refine",
+                    "params": _params(k),
+                    "outputs": {
+                        "particles": {
+                            "type": "particle",
+                            "title": "Particles",
+                            "num_items": n,
+                            "results": [
+                                {
+                                    "name": name,
+                                    "dtype": t,
+                                    "versions": versions[: len(files)],
+                                    "metafiles": files,
+                                    "num_items": [n] * len(files),
+                                    "passthrough": pt,
+                                }
+                                for name, t, files, pt in results
+                            ],
+                        }
+                    },
+                    "inputs": {
+                        "particles": {
+                            "type": "particle",
+                            "title": "Particles",
+                            "count_min": 1,
+                            "count_max": "inf",
+                            "repeat_allowed": False,
+                            "slots": [
+                                {"name": "alignments3D", "dtype": "alignments3D", "required": True},
+                                {"name": "blob", "dtype": "blob", "required": True},
+                            ],
+                            "connections": [
+                                {
+                                    "job_uid": p,
+                                    "output": "particles",
+                                    "results": [
+                                        {
+                                            "name": s,
+                                            "dtype": t,
+                                            "job_uid": j,
+                                            "output": "particles",
+                                            "result": r,
+                                            "version": v,
+                                        }
+                                        for s, t, j, r, v in sources
+                                    ],
+                                }
+                                for p, sources in inputs
+                            ],
+                        }
+                    },
                 },
             }
         (root / job / "job.json").write_text(json.dumps(doc, indent=1))
@@ -150,30 +250,83 @@ def project_1m(tmp_path_factory, scenario) -> Path:
     alignments3D overridden from J2 (metafiles are links to the scenario's files)."""
     root = tmp_path_factory.mktemp("project1m")
     n = scenario.rows
-    for job, src, results in (("J1", scenario.passthrough, ["blob", "ctf", "location",
-                                                            "pick_stats"]),
-                              ("J2", scenario.particles, ["alignments3D"])):
+    for job, src, results in (
+        ("J1", scenario.passthrough, ["blob", "ctf", "location", "pick_stats"]),
+        ("J2", scenario.particles, ["alignments3D"]),
+    ):
         (root / job).mkdir()
         os.symlink(src, root / job / f"{job}_particles.cs")
-        doc = {"uid": job, "title": job, "status": "completed", "spec": {
-            "type": "import_particles", "inputs": {}, "outputs": {"particles": {
-                "type": "particle", "num_items": n, "results": [
-                    {"name": r, "dtype": r, "versions": [0],
-                     "metafiles": [f"{job}/{job}_particles.cs"], "num_items": [n]}
-                    for r in results]}}}}
+        doc = {
+            "uid": job,
+            "title": job,
+            "status": "completed",
+            "spec": {
+                "type": "import_particles",
+                "inputs": {},
+                "outputs": {
+                    "particles": {
+                        "type": "particle",
+                        "num_items": n,
+                        "results": [
+                            {
+                                "name": r,
+                                "dtype": r,
+                                "versions": [0],
+                                "metafiles": [f"{job}/{job}_particles.cs"],
+                                "num_items": [n],
+                            }
+                            for r in results
+                        ],
+                    }
+                },
+            },
+        }
         (root / job / "job.json").write_text(json.dumps(doc))
     (root / "J3").mkdir()
-    sources = [("blob", "J1", "blob"), ("ctf", "J1", "ctf"),
-               ("alignments3D", "J2", "alignments3D"),
-               (None, "J1", "location"), (None, "J1", "pick_stats")]
-    doc = {"uid": "J3", "title": "J3", "status": "completed", "spec": {
-        "type": "homo_refine_new", "outputs": {}, "inputs": {"particles": {
-            "type": "particle", "count_min": 1, "count_max": 1, "slots": [
-                {"name": s, "dtype": s, "required": True} for s in ("blob", "ctf",
-                                                                    "alignments3D")],
-            "connections": [{"job_uid": "J1", "output": "particles", "results": [
-                {"name": s, "dtype": r, "job_uid": j, "output": "particles", "result": r,
-                 "version": "F"} for s, j, r in sources]}]}}}}
+    sources = [
+        ("blob", "J1", "blob"),
+        ("ctf", "J1", "ctf"),
+        ("alignments3D", "J2", "alignments3D"),
+        (None, "J1", "location"),
+        (None, "J1", "pick_stats"),
+    ]
+    doc = {
+        "uid": "J3",
+        "title": "J3",
+        "status": "completed",
+        "spec": {
+            "type": "homo_refine_new",
+            "outputs": {},
+            "inputs": {
+                "particles": {
+                    "type": "particle",
+                    "count_min": 1,
+                    "count_max": 1,
+                    "slots": [
+                        {"name": s, "dtype": s, "required": True}
+                        for s in ("blob", "ctf", "alignments3D")
+                    ],
+                    "connections": [
+                        {
+                            "job_uid": "J1",
+                            "output": "particles",
+                            "results": [
+                                {
+                                    "name": s,
+                                    "dtype": r,
+                                    "job_uid": j,
+                                    "output": "particles",
+                                    "result": r,
+                                    "version": "F",
+                                }
+                                for s, j, r in sources
+                            ],
+                        }
+                    ],
+                }
+            },
+        },
+    }
     (root / "J3" / "job.json").write_text(json.dumps(doc))
     return root
 

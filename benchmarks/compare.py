@@ -85,8 +85,11 @@ def version_of(name: str, mod: Any) -> str:
 def flat_columns(path: Path) -> dict[str, np.ndarray]:
     """The 1-d columns of a .cs file (what a DataFrame can hold), in memory."""
     arr = np.load(path, mmap_mode="r")
-    return {k: np.ascontiguousarray(arr[k]) for k in arr.dtype.names
-            if arr.dtype.fields[k][0].shape == ()}
+    return {
+        k: np.ascontiguousarray(arr[k])
+        for k in arr.dtype.names
+        if arr.dtype.fields[k][0].shape == ()
+    }
 
 
 def pandas_frame(pd: Any, path: Path):
@@ -169,8 +172,16 @@ class Bench:
     inputs are freed before the next one's are built (memory).
     """
 
-    def __init__(self, sc: scen.Scenario, mods: dict[str, Any], threads: list[int],
-                 repeat: int, warmup: int, tmp: Path, log: Callable[[str], None]):
+    def __init__(
+        self,
+        sc: scen.Scenario,
+        mods: dict[str, Any],
+        threads: list[int],
+        repeat: int,
+        warmup: int,
+        tmp: Path,
+        log: Callable[[str], None],
+    ):
         self.sc, self.mods, self.threads = sc, mods, threads
         self.repeat, self.warmup, self.tmp, self.log = repeat, warmup, tmp, log
         self.rows: list[Row] = []
@@ -178,13 +189,24 @@ class Bench:
         self.sequential = self.big
         self.pending: list[Contender] = []
 
-    def time_csfast(self, row: Row, run: Callable[[Any], Any],
-                    prepare: Callable[[], Any] | None = None, repeat: int | None = None) -> None:
+    def time_csfast(
+        self,
+        row: Row,
+        run: Callable[[Any], Any],
+        prepare: Callable[[], Any] | None = None,
+        repeat: int | None = None,
+    ) -> None:
         for t in self.threads:
             self.pending.append(Contender(row, "csfast", run, prepare, t, repeat))
 
-    def time_peer(self, row: Row, peer: str, run: Callable[[Any], Any],
-                  prepare: Callable[[], Any] | None = None, repeat: int | None = None) -> None:
+    def time_peer(
+        self,
+        row: Row,
+        peer: str,
+        run: Callable[[Any], Any],
+        prepare: Callable[[], Any] | None = None,
+        repeat: int | None = None,
+    ) -> None:
         if peer in self.mods:
             self.pending.append(Contender(row, peer, run, prepare, None, repeat))
 
@@ -209,7 +231,7 @@ class Bench:
                     state = c.prepare() if c.prepare else None
                     self.warm_files()
                     times = [c.call(state) for _ in range(self.warmup + (c.repeat or self.repeat))]
-                    c.record(times[self.warmup:])
+                    c.record(times[self.warmup :])
                     del state
                     self._log(c)
             else:
@@ -250,12 +272,18 @@ class Bench:
         """Queue csfast's call of op, and numpy's baseline where it has one."""
         sc = self.sc
         prepare = op.prepare
-        self.time_csfast(row, lambda s: op.csfast(sc, s),
-                         (lambda: prepare(sc)) if prepare else None, repeat)
+        self.time_csfast(
+            row, lambda s: op.csfast(sc, s), (lambda: prepare(sc)) if prepare else None, repeat
+        )
         if op.numpy is not None:
             baseline, numpy_prepare = op.numpy, op.numpy_prepare
-            self.time_peer(row, NUMPY, lambda s: baseline(sc, s),
-                           (lambda: numpy_prepare(sc)) if numpy_prepare else None, repeat)
+            self.time_peer(
+                row,
+                NUMPY,
+                lambda s: baseline(sc, s),
+                (lambda: numpy_prepare(sc)) if numpy_prepare else None,
+                repeat,
+            )
 
     # -- the table itself
 
@@ -268,7 +296,8 @@ class Bench:
         if row is None:  # first call; the second (at the end) adds to the same row
             row = self.add(Row("memcpy", "memcpy of the passthrough table", out_bytes=src.nbytes))
         row.peers.setdefault(NUMPY, []).extend(
-            timeit(lambda: np.copyto(dst, src), max(self.repeat, 5), 1))
+            timeit(lambda: np.copyto(dst, src), max(self.repeat, 5), 1)
+        )
         # The best copy is the machine's bandwidth; others' load only slows copies down.
         self.bandwidth = src.nbytes / min(row.peers[NUMPY])
         self.log(f"  memcpy: {self.bandwidth / 1e9:.1f} GB/s")
@@ -284,8 +313,9 @@ class Bench:
         row, op = self.add_operation("column")
         self.time_operation(row, op)
         if CST in mods:
-            self.time_peer(row, CST, lambda _: mods[CST].Dataset.load(sc.passthrough,
-                                                                      fields=[COLUMN]))
+            self.time_peer(
+                row, CST, lambda _: mods[CST].Dataset.load(sc.passthrough, fields=[COLUMN])
+            )
         self.go()
 
     def load(self) -> None:
@@ -302,25 +332,39 @@ class Bench:
         out_bytes = scen.nbytes(probe)
         self.join_bytes = out_bytes
         del probe
-        (mapped, join), (inmem, join_mem) = self.add_operation("join"), self.add_operation(
-            "join_mem")
+        (mapped, join), (inmem, join_mem) = (
+            self.add_operation("join"),
+            self.add_operation("join_mem"),
+        )
         mapped.out_bytes = inmem.out_bytes = out_bytes
         self.time_operation(mapped, join)
         self.time_operation(inmem, join_mem)
         if CST in mods:
-            self.time_peer(inmem, CST, lambda s: s[0].innerjoin(s[1]),
-                           lambda: (mods[CST].Dataset.load(sc.particles),
-                                    mods[CST].Dataset.load(sc.passthrough)))
+            self.time_peer(
+                inmem,
+                CST,
+                lambda s: s[0].innerjoin(s[1]),
+                lambda: (
+                    mods[CST].Dataset.load(sc.particles),
+                    mods[CST].Dataset.load(sc.passthrough),
+                ),
+            )
         if POLARS in mods:
             pl = mods[POLARS]
-            self.time_peer(inmem, POLARS, lambda s: s[0].join(s[1], on="uid", how="inner"),
-                           lambda: (polars_frame(pl, sc.particles),
-                                    polars_frame(pl, sc.passthrough)))
+            self.time_peer(
+                inmem,
+                POLARS,
+                lambda s: s[0].join(s[1], on="uid", how="inner"),
+                lambda: (polars_frame(pl, sc.particles), polars_frame(pl, sc.passthrough)),
+            )
         if PANDAS in mods:
             pd = mods[PANDAS]
-            self.time_peer(inmem, PANDAS, lambda s: pd.merge(s[0], s[1], on="uid", how="inner"),
-                           lambda: (pandas_frame(pd, sc.particles),
-                                    pandas_frame(pd, sc.passthrough)))
+            self.time_peer(
+                inmem,
+                PANDAS,
+                lambda s: pd.merge(s[0], s[1], on="uid", how="inner"),
+                lambda: (pandas_frame(pd, sc.particles), pandas_frame(pd, sc.passthrough)),
+            )
         self.go()
         # The peers' inputs were in memory; the mapped row is compared with the same figures.
         mapped.peers = dict(inmem.peers)
@@ -330,16 +374,28 @@ class Bench:
         row, op = self.add_operation("append")
         self.time_operation(row, op)
         if CST in mods:
-            self.time_peer(row, CST, lambda s: mods[CST].Dataset.append_many(*s),
-                           lambda: [mods[CST].Dataset.load(p) for p in sc.chunks])
+            self.time_peer(
+                row,
+                CST,
+                lambda s: mods[CST].Dataset.append_many(*s),
+                lambda: [mods[CST].Dataset.load(p) for p in sc.chunks],
+            )
         if POLARS in mods:
             pl = mods[POLARS]
-            self.time_peer(row, POLARS, lambda s: pl.concat(s, rechunk=True),
-                           lambda: [polars_frame(pl, p) for p in sc.chunks])
+            self.time_peer(
+                row,
+                POLARS,
+                lambda s: pl.concat(s, rechunk=True),
+                lambda: [polars_frame(pl, p) for p in sc.chunks],
+            )
         if PANDAS in mods:
             pd = mods[PANDAS]
-            self.time_peer(row, PANDAS, lambda s: pd.concat(s, ignore_index=True),
-                           lambda: [pandas_frame(pd, p) for p in sc.chunks])
+            self.time_peer(
+                row,
+                PANDAS,
+                lambda s: pd.concat(s, ignore_index=True),
+                lambda: [pandas_frame(pd, p) for p in sc.chunks],
+            )
         self.go()
 
     def subset(self) -> None:
@@ -348,8 +404,12 @@ class Bench:
         row, op = self.add_operation("subset")
         self.time_operation(row, op)
         if CST in mods:
-            self.time_peer(row, CST, lambda ds: ds.query({"uid": uids}),
-                           lambda: mods[CST].Dataset.load(sc.passthrough))
+            self.time_peer(
+                row,
+                CST,
+                lambda ds: ds.query({"uid": uids}),
+                lambda: mods[CST].Dataset.load(sc.passthrough),
+            )
         if POLARS in mods:
             pl = mods[POLARS]
             members = pl.Series(uids)
@@ -358,11 +418,19 @@ class Bench:
                 members = members.implode()
             except Exception:
                 pass
-            self.time_peer(row, POLARS, lambda df: df.filter(pl.col("uid").is_in(members)),
-                           lambda: polars_frame(pl, sc.passthrough))
+            self.time_peer(
+                row,
+                POLARS,
+                lambda df: df.filter(pl.col("uid").is_in(members)),
+                lambda: polars_frame(pl, sc.passthrough),
+            )
         if PANDAS in mods:
-            self.time_peer(row, PANDAS, lambda df: df[df["uid"].isin(uids)],
-                           lambda: pandas_frame(mods[PANDAS], sc.passthrough))
+            self.time_peer(
+                row,
+                PANDAS,
+                lambda df: df[df["uid"].isin(uids)],
+                lambda: pandas_frame(mods[PANDAS], sc.passthrough),
+            )
         self.go()
 
     def union(self) -> None:
@@ -372,6 +440,7 @@ class Bench:
         row, op = self.add_operation("union")
         self.time_operation(row, op)
         if CST in mods:
+
             def cst_inputs():
                 ds = mods[CST].Dataset.load(sc.passthrough)
                 return ds.slice(a.start, a.stop), ds.slice(b.start, b.stop)
@@ -384,8 +453,12 @@ class Bench:
                 df = polars_frame(pl, sc.passthrough)
                 return df[a], df[b]
 
-            self.time_peer(row, POLARS, lambda s: pl.concat(list(s)).unique(
-                "uid", keep="first", maintain_order=True), pl_inputs)
+            self.time_peer(
+                row,
+                POLARS,
+                lambda s: pl.concat(list(s)).unique("uid", keep="first", maintain_order=True),
+                pl_inputs,
+            )
         if PANDAS in mods:
             pd = mods[PANDAS]
 
@@ -393,8 +466,12 @@ class Bench:
                 df = pandas_frame(pd, sc.passthrough)
                 return df.iloc[a], df.iloc[b]
 
-            self.time_peer(row, PANDAS, lambda s: pd.concat(list(s)).drop_duplicates(
-                "uid", keep="first"), pd_inputs)
+            self.time_peer(
+                row,
+                PANDAS,
+                lambda s: pd.concat(list(s)).drop_duplicates("uid", keep="first"),
+                pd_inputs,
+            )
         self.go()
 
     def save(self) -> None:
@@ -403,8 +480,9 @@ class Bench:
         self.time_operation(row, op)
         if CST in mods:
             out = save_path(sc)
-            self.time_peer(row, CST, lambda ds: ds.save(out),
-                           lambda: mods[CST].Dataset.load(sc.passthrough))
+            self.time_peer(
+                row, CST, lambda ds: ds.save(out), lambda: mods[CST].Dataset.load(sc.passthrough)
+            )
         self.go()
         row, op = self.add_operation("save_fsync")
         self.time_operation(row, op)
@@ -444,8 +522,10 @@ def memory_probe(kind: str, sc: scen.Scenario, threads: int) -> dict[str, Any]:
     if kind == "csfast-mapped":
         left, right = Dataset.load(sc.particles), Dataset.load(sc.passthrough)
     elif kind == "csfast-memory":
-        left, right = (Dataset.load(sc.particles, mmap=False),
-                       Dataset.load(sc.passthrough, mmap=False))
+        left, right = (
+            Dataset.load(sc.particles, mmap=False),
+            Dataset.load(sc.passthrough, mmap=False),
+        )
     elif kind == CST:
         from cryosparc.dataset import Dataset as CsDataset
 
@@ -463,19 +543,35 @@ def memory_probe(kind: str, sc: scen.Scenario, threads: int) -> dict[str, Any]:
     peak = after["VmHWM"] if reset else maxrss
     # Pages of mapped input files are page cache (shared, reclaimable), not the join's memory.
     file_growth = max(0, after["RssFile"] - before["RssFile"])
-    return {"kind": kind, "rows": len(out), "ru_maxrss": maxrss, "peak": peak,
-            "peak_reset": reset, "rss_before": before["VmRSS"],
-            "increment": peak - before["VmRSS"],
-            "increment_anon": peak - before["VmRSS"] - file_growth, "file_growth": file_growth}
+    return {
+        "kind": kind,
+        "rows": len(out),
+        "ru_maxrss": maxrss,
+        "peak": peak,
+        "peak_reset": reset,
+        "rss_before": before["VmRSS"],
+        "increment": peak - before["VmRSS"],
+        "increment_anon": peak - before["VmRSS"] - file_growth,
+        "file_growth": file_growth,
+    }
 
 
-def run_memory_probes(sc: scen.Scenario, args, mods: dict[str, Any], threads: int,
-                      log) -> list[dict[str, Any]]:
+def run_memory_probes(
+    sc: scen.Scenario, args, mods: dict[str, Any], threads: int, log
+) -> list[dict[str, Any]]:
     kinds = ["csfast-memory", "csfast-mapped"] + ([CST] if CST in mods else [])
     out = []
     for kind in kinds:
-        cmd = [sys.executable, __file__, "--probe-memory", kind, "--rows", str(sc.rows),
-               "--threads", str(threads)] + (["--dir", args.dir] if args.dir else [])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--probe-memory",
+            kind,
+            "--rows",
+            str(sc.rows),
+            "--threads",
+            str(threads),
+        ] + (["--dir", args.dir] if args.dir else [])
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             log(f"  memory probe {kind} failed: {res.stderr.strip().splitlines()[-1:]}")
@@ -513,13 +609,21 @@ def summarize(times: list[float] | None, stat: str) -> float | None:
     return min(times) if stat == "best" else statistics.median(times)
 
 
-def render(rows: list[Row], threads: list[int], stat: str, bandwidth: float,
-           baseline: dict[str, Any] | None, this_rows: int) -> tuple[str, dict[str, Any]]:
+def render(
+    rows: list[Row],
+    threads: list[int],
+    stat: str,
+    bandwidth: float,
+    baseline: dict[str, Any] | None,
+    this_rows: int,
+) -> tuple[str, dict[str, Any]]:
     """The comparison table as text, and the per-row figures used in it."""
     ref_t = threads[-1]
-    head = ["operation"] + [f"csfast t{t}" for t in threads] + ["cs-tools", "x", "polars*", "x",
-                                                                 "pandas*", "x", "numpy", "x",
-                                                                 "floor", "xfloor"]
+    head = (
+        ["operation"]
+        + [f"csfast t{t}" for t in threads]
+        + ["cs-tools", "x", "polars*", "x", "pandas*", "x", "numpy", "x", "floor", "xfloor"]
+    )
     growth_ok = baseline is not None and baseline.get("rows") and baseline["rows"] != this_rows
     if growth_ok:
         head.append("growth")
@@ -543,21 +647,37 @@ def render(rows: list[Row], threads: list[int], stat: str, bandwidth: float,
                 big, small = (ref, old) if this_rows > baseline["rows"] else (old, ref)
                 growth = big / small
             line.append(_fmt_x(growth))
-        verdict = "" if row.target is None else row.target.check(
-            ref if ref is not None else float("nan"), {p: v for p, v in peer.items() if v})
-        if growth is not None and row.key != "memcpy" and growth > 12 and \
-                max(this_rows, baseline["rows"]) / min(this_rows, baseline["rows"]) <= 10:
+        verdict = (
+            ""
+            if row.target is None
+            else row.target.check(
+                ref if ref is not None else float("nan"), {p: v for p, v in peer.items() if v}
+            )
+        )
+        if (
+            growth is not None
+            and row.key != "memcpy"
+            and growth > 12
+            and max(this_rows, baseline["rows"]) / min(this_rows, baseline["rows"]) <= 10
+        ):
             verdict = (verdict + " " if verdict else "") + "FAIL growth>12"
         line += [row.target.text if row.target else "", verdict]
         table.append(line)
-        figures[row.key] = {"csfast": ref, "csfast_by_threads": cs, "peers": peer,
-                            "out_bytes": row.out_bytes, "floor": floor, "growth": growth,
-                            "verdict": verdict}
+        figures[row.key] = {
+            "csfast": ref,
+            "csfast_by_threads": cs,
+            "peers": peer,
+            "out_bytes": row.out_bytes,
+            "floor": floor,
+            "growth": growth,
+            "verdict": verdict,
+        }
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     lines = []
     for j, r in enumerate(table):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:-2], widths[1:-2],
-                                                                        strict=True)]
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:-2], widths[1:-2], strict=True)
+        ]
         cells += [r[-2].ljust(widths[-2]), r[-1]]
         lines.append("  ".join(cells).rstrip())
         if j == 0:
@@ -566,20 +686,26 @@ def render(rows: list[Row], threads: list[int], stat: str, bandwidth: float,
 
 
 def render_memory(probes: list[dict[str, Any]], out_bytes: int) -> str:
-    lines = [f"peak memory of the inner join, each in a fresh process (output "
-             f"{out_bytes / 1e6:,.0f} MB; target: csfast in-memory join <= {JOIN_MEMORY}x "
-             "output). Peak "
-             "RSS is VmHWM reset just before the join (ru_maxrss would carry the parent's "
-             "peak across fork and the loading's peak); cryosparc-tools holds strings as "
-             "pointers to shared Python objects, so its output is smaller than the bytes."]
+    lines = [
+        f"peak memory of the inner join, each in a fresh process (output "
+        f"{out_bytes / 1e6:,.0f} MB; target: csfast in-memory join <= {JOIN_MEMORY}x "
+        "output). Peak "
+        "RSS is VmHWM reset just before the join (ru_maxrss would carry the parent's "
+        "peak across fork and the loading's peak); cryosparc-tools holds strings as "
+        "pointers to shared Python objects, so its output is smaller than the bytes."
+    ]
     for p in probes:
         ratio = p["increment"] / out_bytes
-        line = (f"  {p['kind']:<16} peak RSS {p['peak'] / 1e6:6,.0f} MB, "
-                f"{p['rss_before'] / 1e6:,.0f} MB before the join: increment "
-                f"{p['increment'] / 1e6:6,.0f} MB = {ratio:.2f}x output")
+        line = (
+            f"  {p['kind']:<16} peak RSS {p['peak'] / 1e6:6,.0f} MB, "
+            f"{p['rss_before'] / 1e6:,.0f} MB before the join: increment "
+            f"{p['increment'] / 1e6:6,.0f} MB = {ratio:.2f}x output"
+        )
         if p["kind"] == "csfast-mapped":
-            line += (f";  without mapped input pages {p['increment_anon'] / 1e6:,.0f} MB = "
-                     f"{p['increment_anon'] / out_bytes:.2f}x")
+            line += (
+                f";  without mapped input pages {p['increment_anon'] / 1e6:,.0f} MB = "
+                f"{p['increment_anon'] / out_bytes:.2f}x"
+            )
         if p["kind"] == "csfast-memory":
             line += "  " + ("pass" if ratio <= JOIN_MEMORY else "FAIL")
         if not p["peak_reset"]:
@@ -592,29 +718,46 @@ def render_memory(probes: list[dict[str, Any]], out_bytes: int) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=1_000_000, help="scenario rows (default 1M)")
-    ap.add_argument("--threads", default=None,
-                    help="comma-separated csfast thread counts, e.g. 1,2 (default: "
-                         "CSFAST_NUM_THREADS, else all cores); ratios use the last")
+    ap.add_argument(
+        "--threads",
+        default=None,
+        help="comma-separated csfast thread counts, e.g. 1,2 (default: "
+        "CSFAST_NUM_THREADS, else all cores); ratios use the last",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per contender (default 3)")
-    ap.add_argument("--warmup", type=int, default=None,
-                    help="untimed runs first (default 1 below 5M rows, else 0)")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed runs first (default 1 below 5M rows, else 0)",
+    )
     ap.add_argument("--stat", choices=("median", "best"), default="median")
-    ap.add_argument("--dir", default=None, help="scenario cache root (default "
-                    "$CSFAST_BENCH_DIR or /tmp/csfast-bench)")
-    ap.add_argument("--only", default=None,
-                    help="comma-separated operations: open,column,load,join,append,subset,"
-                         "union,save")
-    ap.add_argument("--sequential", action="store_true",
-                    help="time contenders one after the other, each with only its own inputs "
-                         "in memory (default from 5M rows; below, they run interleaved)")
+    ap.add_argument(
+        "--dir",
+        default=None,
+        help="scenario cache root (default $CSFAST_BENCH_DIR or /tmp/csfast-bench)",
+    )
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated operations: open,column,load,join,append,subset,union,save",
+    )
+    ap.add_argument(
+        "--sequential",
+        action="store_true",
+        help="time contenders one after the other, each with only its own inputs "
+        "in memory (default from 5M rows; below, they run interleaved)",
+    )
     ap.add_argument("--no-peers", action="store_true", help="csfast and numpy only")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     ap.add_argument("--json", default=None, help="write all timings to this file")
-    ap.add_argument("--baseline", default=None,
-                    help="a --json file of a run at another row count: adds growth")
+    ap.add_argument(
+        "--baseline", default=None, help="a --json file of a run at another row count: adds growth"
+    )
     ap.add_argument("--quiet", action="store_true", help="print only the table")
     ap.add_argument("--probe-memory", default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -622,8 +765,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr,
-                                                                   flush=True))
+    log = (
+        (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    )
     if args.probe_memory:
         sc = scen.build(args.rows, root=args.dir)
         print(json.dumps(memory_probe(args.probe_memory, sc, int(args.threads or 0))))
@@ -654,30 +798,51 @@ def main(argv: list[str] | None = None) -> None:
     baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     text, figures = render(bench.rows, threads, args.stat, bench.bandwidth, baseline, sc.rows)
     flat = scen_flat_note(sc)
-    print(f"\ncsfast {csfast.__version__} vs peers, {sc.rows:,} rows, {args.stat} of "
-          f"{args.repeat} (times in ms), csfast threads {','.join(map(str, threads))}; "
-          f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(
+        f"\ncsfast {csfast.__version__} vs peers, {sc.rows:,} rows, {args.stat} of "
+        f"{args.repeat} (times in ms), csfast threads {','.join(map(str, threads))}; "
+        f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
+    )
     print("peers: " + ", ".join(f"{p} {version_of(p, m)}" for p, m in mods.items()))
     print(text)
-    print(f"x: peer time / csfast time at {threads[-1]} thread(s) (above 1: csfast faster). "
-          f"floor: 2 x output bytes / memcpy bandwidth (best memcpy, before and after: "
-          f"{bench.bandwidth / 1e9:.1f} GB/s); "
-          "xfloor: csfast / floor.")
-    print(f"* polars and pandas hold the 1-d columns only ({flat}); peers' joins, appends and "
-          "subsets run on tables already in memory, csfast's on freshly opened maps (the "
-          "'inputs in memory' row on loaded tables). csfast save writes S<longest+1> strings."
-          + (f" polars threads: {mods[POLARS].thread_pool_size()}." if POLARS in mods else ""))
+    print(
+        f"x: peer time / csfast time at {threads[-1]} thread(s) (above 1: csfast faster). "
+        f"floor: 2 x output bytes / memcpy bandwidth (best memcpy, before and after: "
+        f"{bench.bandwidth / 1e9:.1f} GB/s); "
+        "xfloor: csfast / floor."
+    )
+    print(
+        f"* polars and pandas hold the 1-d columns only ({flat}); peers' joins, appends and "
+        "subsets run on tables already in memory, csfast's on freshly opened maps (the "
+        "'inputs in memory' row on loaded tables). csfast save writes S<longest+1> strings."
+        + (f" polars threads: {mods[POLARS].thread_pool_size()}." if POLARS in mods else "")
+    )
     for note in notes.values():
         print(note)
     if probes:
         print(render_memory(probes, bench.join_bytes))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "rows": sc.rows, "threads": threads, "stat": args.stat, "repeat": args.repeat,
-            "bandwidth": bench.bandwidth, "figures": figures, "memory": probes,
-            "times": {r.key: {"csfast": {str(t): v for t, v in r.csfast.items()},
-                              "peers": r.peers} for r in bench.rows},
-        }, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "rows": sc.rows,
+                    "threads": threads,
+                    "stat": args.stat,
+                    "repeat": args.repeat,
+                    "bandwidth": bench.bandwidth,
+                    "figures": figures,
+                    "memory": probes,
+                    "times": {
+                        r.key: {
+                            "csfast": {str(t): v for t, v in r.csfast.items()},
+                            "peers": r.peers,
+                        }
+                        for r in bench.rows
+                    },
+                },
+                indent=1,
+            )
+        )
         log(f"wrote {args.json}")
 
 
@@ -685,8 +850,10 @@ def scen_flat_note(sc: scen.Scenario) -> str:
     arr = np.load(sc.passthrough, mmap_mode="r")
     flat = [k for k in arr.dtype.names if arr.dtype.fields[k][0].shape == ()]
     flat_bytes = sum(arr.dtype.fields[k][0].itemsize for k in flat)
-    return (f"passthrough: {len(flat)} of {len(arr.dtype.names)} fields, "
-            f"{flat_bytes} of {arr.dtype.itemsize} bytes a row")
+    return (
+        f"passthrough: {len(flat)} of {len(arr.dtype.names)} fields, "
+        f"{flat_bytes} of {arr.dtype.itemsize} bytes a row"
+    )
 
 
 if __name__ == "__main__":

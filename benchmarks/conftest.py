@@ -30,16 +30,35 @@ TEN_MILLION = 10_000_000
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("csfast benchmarks")
-    group.addoption("--rows", type=int, default=1_000_000,
-                    help="rows of the generated scenario (default 1,000,000)")
-    group.addoption("--10m", action="store_true", dest="ten_million",
-                    help="run at 10,000,000 rows (overrides --rows; ~4 GB of files)")
-    group.addoption("--threads", type=int, default=None,
-                    help="csfast kernel threads (default: CSFAST_NUM_THREADS, else all cores)")
-    group.addoption("--bench-dir", default=None,
-                    help="scenario cache root (default $CSFAST_BENCH_DIR or /tmp/csfast-bench)")
-    group.addoption("--bench-rounds", type=int, default=None,
-                    help="rounds of each heavy benchmark (default 5 up to 2M rows, else 3)")
+    group.addoption(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the generated scenario (default 1,000,000)",
+    )
+    group.addoption(
+        "--10m",
+        action="store_true",
+        dest="ten_million",
+        help="run at 10,000,000 rows (overrides --rows; ~4 GB of files)",
+    )
+    group.addoption(
+        "--threads",
+        type=int,
+        default=None,
+        help="csfast kernel threads (default: CSFAST_NUM_THREADS, else all cores)",
+    )
+    group.addoption(
+        "--bench-dir",
+        default=None,
+        help="scenario cache root (default $CSFAST_BENCH_DIR or /tmp/csfast-bench)",
+    )
+    group.addoption(
+        "--bench-rounds",
+        type=int,
+        default=None,
+        help="rounds of each heavy benchmark (default 5 up to 2M rows, else 3)",
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -47,7 +66,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     if file_path.suffix != ".py" or not file_path.name.startswith("bench_"):
         return None
     if parent.session.isinitpath(file_path) or any(
-            fnmatch.fnmatch(file_path.name, pat) for pat in parent.config.getini("python_files")):
+        fnmatch.fnmatch(file_path.name, pat) for pat in parent.config.getini("python_files")
+    ):
         return None
     return pytest.Module.from_parent(parent, path=file_path)
 
@@ -90,16 +110,16 @@ def run(benchmark, rounds: int, csfast_threads: int):
     ``setup`` returns the (args, kwargs) of fn, built outside the timing.
     ``nbytes`` (bytes the operation outputs) goes into extra_info for bandwidth.
     """
+
     def _run(fn, *, setup=None, nbytes: int | None = None, group: str | None = None):
         if group:
             benchmark.group = group
         benchmark.extra_info["threads"] = csfast_threads
         if nbytes is not None:
             benchmark.extra_info["output_bytes"] = int(nbytes)
-        return benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1,
-                                  warmup_rounds=1)
-    return _run
+        return benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1, warmup_rounds=1)
 
+    return _run
 
 
 @pytest.fixture
@@ -109,12 +129,15 @@ def run_operation(run, scenario):
     Its prepare step (inputs in memory, uid lists) runs once, untimed; the
     group is the operation's label, the one compare.py prints.
     """
+
     def _run(key: str, side: str = "csfast"):
         op = OPERATIONS[key]
-        call, prepare = (op.csfast, op.prepare) if side == "csfast" else (op.numpy,
-                                                                          op.numpy_prepare)
+        call, prepare = (
+            (op.csfast, op.prepare) if side == "csfast" else (op.numpy, op.numpy_prepare)
+        )
         assert call is not None, f"{key} has no {side} call"
         state = prepare(scenario) if prepare else None
         nbytes = op.out_bytes(scenario) if op.out_bytes else None
         return run(lambda: call(scenario, state), group=op.label, nbytes=nbytes)
+
     return _run

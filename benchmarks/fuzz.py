@@ -43,9 +43,11 @@ def main() -> int:
                 failed = True
                 continue
             took, cpu = time.perf_counter() - start, time.process_time() - cpu
-        print(f".{kind}: {done:,} cases in {took:.1f} s, {cpu:.1f} s of CPU "
-              f"({1000 * cpu / done:.2f} ms a case; slowest case {1000 * slowest:.0f} ms "
-              f"wall), seed {args.seed}")
+        print(
+            f".{kind}: {done:,} cases in {took:.1f} s, {cpu:.1f} s of CPU "
+            f"({1000 * cpu / done:.2f} ms a case; slowest case {1000 * slowest:.0f} ms "
+            f"wall), seed {args.seed}"
+        )
         for outcome, n in outcomes.most_common():
             print(f"  {n:>8,}  {outcome}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

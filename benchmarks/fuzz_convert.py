@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=10000, help="cases per kind")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--kinds", default="csdat,star,record",
-                        help="comma-separated: csdat, star, record")
+    parser.add_argument(
+        "--kinds", default="csdat,star,record", help="comma-separated: csdat, star, record"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
@@ -36,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             outcomes, done, slowest = run(kind, args.cases, args.seed, Path(tmp) / kind)
             took = time.perf_counter() - start
             counts = ", ".join(f"{k} {v}" for k, v in outcomes.most_common())
-            print(f"{kind}: {done} cases in {took:.1f} s (slowest {slowest * 1000:.0f} ms): "
-                  f"{counts}")
+            print(
+                f"{kind}: {done} cases in {took:.1f} s (slowest {slowest * 1000:.0f} ms): {counts}"
+            )
     return 0
 
 

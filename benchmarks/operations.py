@@ -39,7 +39,7 @@ class Target:
     max_seconds: float | None = None
 
     def check(self, cs: float, peer_times: dict[str, float]) -> str:
-        """"pass", "FAIL <who>" or "n/a" for csfast's time cs and the peers' times."""
+        """ "pass", "FAIL <who>" or "n/a" for csfast's time cs and the peers' times."""
         if cs != cs:  # nan: csfast did not run
             return "n/a"
         failed, missing = [], []
@@ -118,55 +118,92 @@ JOIN = Target(">=10x cst, < polars", [(CST, 10.0), (POLARS, 1.0)])
 JOIN_BIG = Target(">=15x cst, <=0.5x polars", [(CST, 15.0), (POLARS, 2.0)])
 SAVE = Target("<=1.1x np.save", [(NUMPY, 1 / 1.1)])
 
-OPERATIONS: dict[str, Operation] = {op.key: op for op in [
-    Operation("open", "open (header + map)",
-              lambda sc, _: Dataset.load(sc.passthrough),
-              numpy=lambda sc, _: np.load(sc.passthrough, mmap_mode="r"),
-              target=Target("< 5 ms", max_seconds=5e-3)),
-    Operation("column", f"read one column ({COLUMN})",
-              lambda sc, _: np.ascontiguousarray(Dataset.load(sc.passthrough)[COLUMN]),
-              numpy=lambda sc, _: np.ascontiguousarray(
-                  np.load(sc.passthrough, mmap_mode="r")[COLUMN]),
-              out_bytes=lambda sc: sc.rows * 4),
-    Operation("load", "load whole passthrough",
-              lambda sc, _: Dataset.load(sc.passthrough, mmap=False),
-              numpy=lambda sc, _: np.load(sc.passthrough),
-              out_bytes=_table_bytes),
-    Operation("join", "inner join, all columns (mapped files)",
-              lambda sc, _: _join(Dataset.load(sc.particles), Dataset.load(sc.passthrough)),
-              target=JOIN, target_big=JOIN_BIG),
-    Operation("join_mem", "inner join, all columns (inputs in memory)",
-              lambda sc, s: _join(*s),
-              prepare=lambda sc: (Dataset.load(sc.particles, mmap=False),
-                                  Dataset.load(sc.passthrough, mmap=False)),
-              target=JOIN, target_big=JOIN_BIG),
-    Operation("append", "append 10 chunks, uid check",
-              lambda sc, _: Dataset.append_many(*(Dataset.load(p) for p in sc.chunks)),
-              numpy=lambda sc, _: np.concatenate([np.load(p, mmap_mode="r")
-                                                  for p in sc.chunks]),
-              out_bytes=lambda sc: sum(np.load(p, mmap_mode="r").nbytes for p in sc.chunks),
-              target=Target(">=5x cst, <=1.2x np.concatenate",
-                            [(CST, 5.0), (NUMPY, 1 / 1.2)])),
-    Operation("subset", "subset 30% by uid",
-              lambda sc, uids: materialize(Dataset.load(sc.passthrough).subset_uids(uids)),
-              numpy=_np_subset,
-              prepare=lambda sc: sc.subset_uids(),
-              numpy_prepare=lambda sc: sc.subset_uids(),
-              out_bytes=lambda sc: len(sc.subset_uids()) * _row_bytes(sc),
-              target=Target(">=15x cst", [(CST, 15.0)])),
-    Operation("union", "union of two 60% slices",
-              lambda sc, _: _union(sc),
-              out_bytes=lambda sc: sc.rows * _row_bytes(sc)),
-    Operation("save", "save passthrough (no fsync)",
-              lambda sc, ds: ds.save(save_path(sc), fsync=False),
-              numpy=lambda sc, arr: _np_save(arr, save_path(sc), False),
-              prepare=lambda sc: Dataset.load(sc.passthrough, mmap=False),
-              numpy_prepare=lambda sc: np.load(sc.passthrough),
-              out_bytes=_table_bytes, target=SAVE),
-    Operation("save_fsync", "save passthrough + fsync (csfast default)",
-              lambda sc, ds: ds.save(save_path(sc)),
-              numpy=lambda sc, arr: _np_save(arr, save_path(sc), True),
-              prepare=lambda sc: Dataset.load(sc.passthrough, mmap=False),
-              numpy_prepare=lambda sc: np.load(sc.passthrough),
-              out_bytes=_table_bytes),
-]}
+OPERATIONS: dict[str, Operation] = {
+    op.key: op
+    for op in [
+        Operation(
+            "open",
+            "open (header + map)",
+            lambda sc, _: Dataset.load(sc.passthrough),
+            numpy=lambda sc, _: np.load(sc.passthrough, mmap_mode="r"),
+            target=Target("< 5 ms", max_seconds=5e-3),
+        ),
+        Operation(
+            "column",
+            f"read one column ({COLUMN})",
+            lambda sc, _: np.ascontiguousarray(Dataset.load(sc.passthrough)[COLUMN]),
+            numpy=lambda sc, _: np.ascontiguousarray(
+                np.load(sc.passthrough, mmap_mode="r")[COLUMN]
+            ),
+            out_bytes=lambda sc: sc.rows * 4,
+        ),
+        Operation(
+            "load",
+            "load whole passthrough",
+            lambda sc, _: Dataset.load(sc.passthrough, mmap=False),
+            numpy=lambda sc, _: np.load(sc.passthrough),
+            out_bytes=_table_bytes,
+        ),
+        Operation(
+            "join",
+            "inner join, all columns (mapped files)",
+            lambda sc, _: _join(Dataset.load(sc.particles), Dataset.load(sc.passthrough)),
+            target=JOIN,
+            target_big=JOIN_BIG,
+        ),
+        Operation(
+            "join_mem",
+            "inner join, all columns (inputs in memory)",
+            lambda sc, s: _join(*s),
+            prepare=lambda sc: (
+                Dataset.load(sc.particles, mmap=False),
+                Dataset.load(sc.passthrough, mmap=False),
+            ),
+            target=JOIN,
+            target_big=JOIN_BIG,
+        ),
+        Operation(
+            "append",
+            "append 10 chunks, uid check",
+            lambda sc, _: Dataset.append_many(*(Dataset.load(p) for p in sc.chunks)),
+            numpy=lambda sc, _: np.concatenate([np.load(p, mmap_mode="r") for p in sc.chunks]),
+            out_bytes=lambda sc: sum(np.load(p, mmap_mode="r").nbytes for p in sc.chunks),
+            target=Target(">=5x cst, <=1.2x np.concatenate", [(CST, 5.0), (NUMPY, 1 / 1.2)]),
+        ),
+        Operation(
+            "subset",
+            "subset 30% by uid",
+            lambda sc, uids: materialize(Dataset.load(sc.passthrough).subset_uids(uids)),
+            numpy=_np_subset,
+            prepare=lambda sc: sc.subset_uids(),
+            numpy_prepare=lambda sc: sc.subset_uids(),
+            out_bytes=lambda sc: len(sc.subset_uids()) * _row_bytes(sc),
+            target=Target(">=15x cst", [(CST, 15.0)]),
+        ),
+        Operation(
+            "union",
+            "union of two 60% slices",
+            lambda sc, _: _union(sc),
+            out_bytes=lambda sc: sc.rows * _row_bytes(sc),
+        ),
+        Operation(
+            "save",
+            "save passthrough (no fsync)",
+            lambda sc, ds: ds.save(save_path(sc), fsync=False),
+            numpy=lambda sc, arr: _np_save(arr, save_path(sc), False),
+            prepare=lambda sc: Dataset.load(sc.passthrough, mmap=False),
+            numpy_prepare=lambda sc: np.load(sc.passthrough),
+            out_bytes=_table_bytes,
+            target=SAVE,
+        ),
+        Operation(
+            "save_fsync",
+            "save passthrough + fsync (csfast default)",
+            lambda sc, ds: ds.save(save_path(sc)),
+            numpy=lambda sc, arr: _np_save(arr, save_path(sc), True),
+            prepare=lambda sc: Dataset.load(sc.passthrough, mmap=False),
+            numpy_prepare=lambda sc: np.load(sc.passthrough),
+            out_bytes=_table_bytes,
+        ),
+    ]
+}

@@ -97,15 +97,19 @@ def _valid(sc: Scenario) -> bool:
         meta = json.loads(sc.manifest.read_text())
     except (OSError, ValueError):
         return False
-    if meta.get("version") != SCENARIO_VERSION or meta.get("rows") != sc.rows \
-            or meta.get("seed") != sc.seed:
+    if (
+        meta.get("version") != SCENARIO_VERSION
+        or meta.get("rows") != sc.rows
+        or meta.get("seed") != sc.seed
+    ):
         return False
     sizes = meta.get("sizes", {})
     return all(p.exists() and p.stat().st_size == sizes.get(p.name) for p in sc.files())
 
 
-def build(rows: int = 1_000_000, *, seed: int = 0, root: str | os.PathLike | None = None,
-          log=None) -> Scenario:
+def build(
+    rows: int = 1_000_000, *, seed: int = 0, root: str | os.PathLike | None = None, log=None
+) -> Scenario:
     """The scenario at ``rows`` rows, generated unless a valid cache exists."""
     if rows < CHUNKS:
         raise ValueError(f"the scenario needs at least {CHUNKS} rows, got {rows}")
@@ -131,13 +135,17 @@ def build(rows: int = 1_000_000, *, seed: int = 0, root: str | os.PathLike | Non
         _save(path, passthrough[lo:hi])
     del passthrough
     shuffled = uids[rng.permutation(rows)]
-    _save(sc.particles, _records(particles(rows, results=("alignments3D",), seed=seed + 1,
-                                           uids=shuffled)))
-    np.save(sc.subset_uids_path, rng.choice(uids, size=int(rows * SUBSET_FRACTION),
-                                            replace=False))
+    _save(
+        sc.particles,
+        _records(particles(rows, results=("alignments3D",), seed=seed + 1, uids=shuffled)),
+    )
+    np.save(sc.subset_uids_path, rng.choice(uids, size=int(rows * SUBSET_FRACTION), replace=False))
     sizes = {p.name: p.stat().st_size for p in sc.files()}
-    sc.manifest.write_text(json.dumps({"version": SCENARIO_VERSION, "rows": rows, "seed": seed,
-                                       "sizes": sizes}, indent=1))
+    sc.manifest.write_text(
+        json.dumps(
+            {"version": SCENARIO_VERSION, "rows": rows, "seed": seed, "sizes": sizes}, indent=1
+        )
+    )
     say(f"  done in {time.perf_counter() - t0:.1f} s, {sum(sizes.values()) / 1e9:.2f} GB")
     return sc
 
@@ -161,8 +169,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dir", default=None, help=f"cache root (default {DEFAULT_ROOT}, "
-                    "or $CSFAST_BENCH_DIR)")
+    ap.add_argument(
+        "--dir", default=None, help=f"cache root (default {DEFAULT_ROOT}, or $CSFAST_BENCH_DIR)"
+    )
     args = ap.parse_args()
     sc = build(args.rows, seed=args.seed, root=args.dir, log=print)
     print(f"{sc.folder}: {sc.total_bytes() / 1e9:.2f} GB")

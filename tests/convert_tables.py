@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 import csfast
 
 NUMERIC = ["<f4", "<f8", "<u4", "<i4", "<u8", "<i8", "<u2", "<i2", "|u1", "|i1"]
-TEXT = st.text(alphabet=st.characters(blacklist_characters="\0",
-                                      blacklist_categories=("Cs",)), max_size=10)
+TEXT = st.text(
+    alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=10
+)
 
 
 def _values(rng: np.random.Generator, dtype: str, shape: tuple[int, ...], n: int) -> np.ndarray:
@@ -20,22 +21,35 @@ def _values(rng: np.random.Generator, dtype: str, shape: tuple[int, ...], n: int
     if dt.kind == "b":
         return rng.integers(0, 2, size).astype(bool)
     info = np.iinfo(dt)
-    return rng.integers(info.min, info.max, size=size, dtype=dt.newbyteorder("="),
-                        endpoint=True).astype(dt)
+    return rng.integers(
+        info.min, info.max, size=size, dtype=dt.newbyteorder("="), endpoint=True
+    ).astype(dt)
 
 
 @st.composite
-def tables(draw, *, max_rows: int = 30, bool_fields: bool = True,
-           big_endian: bool = True, string_padding: bool = True) -> csfast.Dataset:
+def tables(
+    draw,
+    *,
+    max_rows: int = 30,
+    bool_fields: bool = True,
+    big_endian: bool = True,
+    string_padding: bool = True,
+) -> csfast.Dataset:
     """Particle-like tables: uid, numeric fields and sub-arrays, string fields."""
     n = draw(st.integers(0, max_rows))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    cols: dict[str, np.ndarray] = {"uid": rng.integers(0, 2**64, n, dtype=np.uint64,
-                                                       endpoint=False)}
+    cols: dict[str, np.ndarray] = {
+        "uid": rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+    }
     kinds = NUMERIC + (["|b1"] if bool_fields else []) + ([">f4", ">u4"] if big_endian else [])
-    specs = draw(st.lists(st.tuples(st.sampled_from(kinds + ["S", "S"]),
-                                    st.sampled_from([(), (), (2,), (3,), (4,)])),
-                          max_size=6))
+    specs = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(kinds + ["S", "S"]), st.sampled_from([(), (), (2,), (3,), (4,)])
+            ),
+            max_size=6,
+        )
+    )
     for j, (dtype, shape) in enumerate(specs):
         name = f"{draw(st.sampled_from(['blob', 'ctf', 'alignments3D', 'location']))}/f{j}"
         if dtype == "S":

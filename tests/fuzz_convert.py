@@ -43,11 +43,31 @@ HUGE = [0, 1, 255, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**40, 2**63 - 1, 2**64, 
 # input would fail the bound, not hide under 64 MiB.
 SLACK = 1 << 20
 # dtype strings a header or record may claim.
-DTYPES = ["|O", "<f4", ">f8", "|u1", "<u8", "|b1", "<i2", "|S1", "|S100000000", "<U3", "S0",
-          "O", "|V8", "(2,)f4,", "f4,i4", "<M8[ns]", "float32", "", "<f3", "|S", "?",
-          "<u8" * 100]
-SHAPES: list[Any] = [[], [2], [0], [3, 4], [2**31], [2**30, 4], [-1], [1.5], "x", [[2]],
-                     [2] * 40]
+DTYPES = [
+    "|O",
+    "<f4",
+    ">f8",
+    "|u1",
+    "<u8",
+    "|b1",
+    "<i2",
+    "|S1",
+    "|S100000000",
+    "<U3",
+    "S0",
+    "O",
+    "|V8",
+    "(2,)f4,",
+    "f4,i4",
+    "<M8[ns]",
+    "float32",
+    "",
+    "<f3",
+    "|S",
+    "?",
+    "<u8" * 100,
+]
+SHAPES: list[Any] = [[], [2], [0], [3, 4], [2**31], [2**30, 4], [-1], [1.5], "x", [[2]], [2] * 40]
 
 
 def bound(input_bytes: int) -> int:
@@ -80,13 +100,13 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
         elif op < 0.35 and n:
             out[rng.randrange(n)] = rng.randrange(256)
         elif op < 0.45:
-            del out[rng.randrange(n + 1):]
+            del out[rng.randrange(n + 1) :]
         elif op < 0.6:
             i = rng.randrange(n + 1)
             out[i:i] = rng.randbytes(rng.randint(1, 16))
         elif op < 0.75 and n:
             i = rng.randrange(n)
-            piece = out[i:i + rng.randint(1, 64)]
+            piece = out[i : i + rng.randint(1, 64)]
             j = rng.choice([i, rng.randrange(n + 1)])
             out[j:j] = piece * rng.randint(1, 3)
         else:
@@ -112,14 +132,19 @@ def _check_columns(n: int, cols: dict[str, np.ndarray], input_bytes: int) -> Non
 def valid_csdat() -> list[bytes]:
     """Small valid CSDAT streams: plain and LZ4, strings, sub-arrays, 0 rows."""
     ds = particles(40, results=("blob", "ctf", "alignments3D"), seed=3, classes=3)
-    small = csfast.Dataset({"uid": np.arange(3, dtype=np.uint64),
-                            "s": np.array([b"", b"ab", b"ab"]),
-                            "v": np.arange(6, dtype=">f4").reshape(3, 2)})
+    small = csfast.Dataset(
+        {
+            "uid": np.arange(3, dtype=np.uint64),
+            "s": np.array([b"", b"ab", b"ab"]),
+            "v": np.arange(6, dtype=">f4").reshape(3, 2),
+        }
+    )
     streams = []
     for table in (ds, small, small.take([])):
         for compression in (None, "lz4"):
-            streams.append(b"".join(bytes(c) for c in csdat.stream(
-                table.cols(), len(table), compression)))
+            streams.append(
+                b"".join(bytes(c) for c in csdat.stream(table.cols(), len(table), compression))
+            )
     return streams
 
 
@@ -129,8 +154,8 @@ def mutate_csdat(data: bytes, rng: random.Random) -> bytes:
     if rng.random() < 0.4:
         return mutate_bytes(data, rng)
     (hlen,) = struct.unpack("<I", data[6:10])
-    header = json.loads(data[10:10 + hlen])
-    body = bytearray(data[10 + hlen:])
+    header = json.loads(data[10 : 10 + hlen])
+    body = bytearray(data[10 + hlen :])
     for _ in range(rng.randint(1, 2)):
         op = rng.random()
         fields = header["dtype"]
@@ -155,10 +180,10 @@ def mutate_csdat(data: bytes, rng: random.Random) -> bytes:
             break
         elif op < 0.85 and len(body) >= 4:  # a column's byte count
             i = rng.randrange(0, len(body) - 3)
-            body[i:i + 4] = struct.pack("<I", rng.choice(HUGE) & 0xFFFFFFFF)
+            body[i : i + 4] = struct.pack("<I", rng.choice(HUGE) & 0xFFFFFFFF)
         elif len(body) >= 8:  # 8 bytes of a column: a heap offset when it is a string's
             i = rng.randrange(0, len(body) - 7) & ~7
-            body[i:i + 8] = struct.pack("<Q", rng.choice(HUGE) % 2**64)
+            body[i : i + 8] = struct.pack("<Q", rng.choice(HUGE) % 2**64)
     raw = json.dumps(header).encode()
     hlen = len(raw) if rng.random() < 0.9 else rng.choice(HUGE) & 0xFFFFFFFF
     return data[:6] + struct.pack("<I", hlen) + raw + bytes(body)
@@ -167,10 +192,10 @@ def mutate_csdat(data: bytes, rng: random.Random) -> bytes:
 def _heap(data: bytes) -> bytes:
     """The string heap of a stream csdat.read accepted: the bytes after its columns."""
     (hlen,) = struct.unpack("<I", data[6:10])
-    header = json.loads(data[10:10 + hlen])
+    header = json.loads(data[10 : 10 + hlen])
     pos = 10 + hlen
     for _ in header["dtype"] if header["length"] else ():
-        pos += 4 + struct.unpack("<I", data[pos:pos + 4])[0]
+        pos += 4 + struct.unpack("<I", data[pos : pos + 4])[0]
     return data[pos:]
 
 
@@ -225,9 +250,30 @@ def check_csdat(data: bytes, path: Path, load: bool) -> str:
 
 # --------------------------------------------------------------------- STAR
 
-STAR_TOKENS = ["4294967297@a.mrcs", "000000@a.mrcs", "1.5", "-1", "0", "nan", "inf", "abc",
-               '"a b"', "''", "@", "1@", "@x", "4294967296", "18446744073709551617",
-               "1e400", "exp_group_99999999999", "x" * 5000, "#", "data_", "loop_", "_rln"]
+STAR_TOKENS = [
+    "4294967297@a.mrcs",
+    "000000@a.mrcs",
+    "1.5",
+    "-1",
+    "0",
+    "nan",
+    "inf",
+    "abc",
+    '"a b"',
+    "''",
+    "@",
+    "1@",
+    "@x",
+    "4294967296",
+    "18446744073709551617",
+    "1e400",
+    "exp_group_99999999999",
+    "x" * 5000,
+    "#",
+    "data_",
+    "loop_",
+    "_rln",
+]
 
 
 def valid_star(folder: Path) -> list[bytes]:
@@ -236,8 +282,7 @@ def valid_star(folder: Path) -> list[bytes]:
     from csfast.convert.star import to_star
 
     texts = []
-    ds = particles(12, results=("blob", "ctf", "location", "alignments3D"), seed=4,
-                   classes=3)
+    ds = particles(12, results=("blob", "ctf", "location", "alignments3D"), seed=4, classes=3)
     ds["ctf/exp_group_id"] = np.array([1, 2] * 6, dtype=np.uint32)
     two = particles(6, results=("blob", "alignments2D"), seed=5, classes=2)
     for i, table in enumerate((ds, two)):
@@ -246,9 +291,11 @@ def valid_star(folder: Path) -> list[bytes]:
             warnings.simplefilter("ignore")
             to_star(table, path)
         texts.append(path.read_bytes())
-    texts.append(b"data_\n\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n_rlnClassNumber #3\n"
-                 b"_rlnMicrographName #4\n000001@a.mrcs 1000.5 1 'mic 1.mrc'\n"
-                 b"000002@a.mrcs 2000 2 mic2.mrc\n")
+    texts.append(
+        b"data_\n\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n_rlnClassNumber #3\n"
+        b"_rlnMicrographName #4\n000001@a.mrcs 1000.5 1 'mic 1.mrc'\n"
+        b"000002@a.mrcs 2000 2 mic2.mrc\n"
+    )
     return texts
 
 
@@ -330,10 +377,14 @@ def valid_tables() -> list[Any]:
     """Arrow tables with their csfast schema record: sub-arrays, strings
     (padded), big-endian and bool fields."""
     ds = particles(30, results=("blob", "ctf", "alignments3D"), seed=6, classes=4)
-    odd = csfast.Dataset({"uid": np.arange(4, dtype=np.uint64),
-                          "p": np.array([b"a", b"bcd", b"", b"a"], dtype="S9"),
-                          "be": np.arange(8, dtype=">i4").reshape(4, 2),
-                          "ok": np.array([True, False, True, True])})
+    odd = csfast.Dataset(
+        {
+            "uid": np.arange(4, dtype=np.uint64),
+            "p": np.array([b"a", b"bcd", b"", b"a"], dtype="S9"),
+            "be": np.arange(8, dtype=">i4").reshape(4, 2),
+            "ok": np.array([True, False, True, True]),
+        }
+    )
     return [ds.to_arrow(), odd.to_arrow()]
 
 
@@ -365,8 +416,9 @@ def mutate_record(text: bytes, rng: random.Random) -> bytes:
     return json.dumps(rec).encode()
 
 
-def check_record(table: Any, reference: csfast.Dataset, text: bytes, folder: Path,
-                 via_file: bool) -> str:
+def check_record(
+    table: Any, reference: csfast.Dataset, text: bytes, folder: Path, via_file: bool
+) -> str:
     """from_arrow (or read_parquet) of the table under a mutated record.
 
     A successful read must hold the values of the table read without its
@@ -403,8 +455,9 @@ def check_record(table: Any, reference: csfast.Dataset, text: bytes, folder: Pat
 # --------------------------------------------------------------------- runs
 
 
-def run(kind: str, cases: int, seed: int, folder: Path,
-        seconds: float | None = None) -> tuple[Counter, int, float]:
+def run(
+    kind: str, cases: int, seed: int, folder: Path, seconds: float | None = None
+) -> tuple[Counter, int, float]:
     """Up to `cases` mutated inputs of kind "csdat", "star" or "record"
     (stopping after `seconds`): (outcome counts, cases run, slowest case in
     seconds). An outcome that is neither a result nor a CsError raises,
@@ -448,8 +501,9 @@ def run(kind: str, cases: int, seed: int, folder: Path,
             try:
                 outcomes[check(case)] += 1
             except Exception as e:
-                raise AssertionError(f"{kind} fuzz case {case} (seed {seed}): "
-                                     f"{type(e).__name__}: {e}") from e
+                raise AssertionError(
+                    f"{kind} fuzz case {case} (seed {seed}): {type(e).__name__}: {e}"
+                ) from e
             slowest = max(slowest, time.perf_counter() - t0)
             done += 1
     return outcomes, done, slowest

@@ -27,14 +27,52 @@ from csfast import CsError, Dataset
 from csfast.groups import ResultGroup, write_output
 
 # Values that make sizes and counts overflow or ask for the impossible.
-HUGE = [b"0", b"1", b"255", b"65535", b"2147483648", b"4294967296", b"9223372036854775807",
-        b"18446744073709551616", b"99999999999999999999999999999", b"1" * 60, b"7" * 5000]
+HUGE = [
+    b"0",
+    b"1",
+    b"255",
+    b"65535",
+    b"2147483648",
+    b"4294967296",
+    b"9223372036854775807",
+    b"18446744073709551616",
+    b"99999999999999999999999999999",
+    b"1" * 60,
+    b"7" * 5000,
+]
 # Text a .csg mutation inserts: YAML's own syntax, and values that parse to
 # something other than what the reader expects.
-YAML_SNIPPETS = [b"&a ", b"*a", b"[", b"]", b"{", b"}", b"? ", b": ", b"- ", b"<<: ",
-                 b"!!binary ", b"!!python/object:os.system ", b".inf", b".nan", b"-1",
-                 b"2024-99-99 12:00:00", b"1e400", b"null", b"~", b"'", b'"', b"\t",
-                 b"\n  ", b"\x00", b"\xff", b"true", b"0x7fffffffffffffff", b"J1_", b">"]
+YAML_SNIPPETS = [
+    b"&a ",
+    b"*a",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b"? ",
+    b": ",
+    b"- ",
+    b"<<: ",
+    b"!!binary ",
+    b"!!python/object:os.system ",
+    b".inf",
+    b".nan",
+    b"-1",
+    b"2024-99-99 12:00:00",
+    b"1e400",
+    b"null",
+    b"~",
+    b"'",
+    b'"',
+    b"\t",
+    b"\n  ",
+    b"\x00",
+    b"\xff",
+    b"true",
+    b"0x7fffffffffffffff",
+    b"J1_",
+    b">",
+]
 
 
 def mutate(data: bytes, rng: random.Random, snippets: list[bytes] = ()) -> bytes:
@@ -51,13 +89,13 @@ def mutate(data: bytes, rng: random.Random, snippets: list[bytes] = ()) -> bytes
         elif op < 0.3 and n:  # any byte value
             out[rng.randrange(n)] = rng.randrange(256)
         elif op < 0.4:  # cut the end
-            del out[rng.randrange(n + 1):]
+            del out[rng.randrange(n + 1) :]
         elif op < 0.5:  # insert random bytes
             i = rng.randrange(n + 1)
             out[i:i] = rng.randbytes(rng.randint(1, 16))
         elif op < 0.6 and n:  # duplicate a byte range, in place or elsewhere
             i = rng.randrange(n)
-            piece = out[i:i + rng.randint(1, 64)]
+            piece = out[i : i + rng.randint(1, 64)]
             j = rng.choice([i, rng.randrange(n + 1)])
             out[j:j] = piece * rng.randint(1, 3)
         elif op < 0.6 + (0.25 if snippets else 0.4):  # a number becomes a huge one
@@ -70,7 +108,7 @@ def mutate(data: bytes, rng: random.Random, snippets: list[bytes] = ()) -> bytes
             out[i:i] = rng.choice(snippets)
         elif n >= 12:  # the .npy header length field
             width = 2 if out[6:7] == b"\x01" else 4
-            out[8:8 + width] = rng.randrange(256 ** width).to_bytes(width, "little")
+            out[8 : 8 + width] = rng.randrange(256**width).to_bytes(width, "little")
     return bytes(out)
 
 
@@ -81,13 +119,23 @@ def valid_cs_files() -> list[bytes]:
     """Small valid .cs files of several layouts: versions 1.0 to 3.0, sub-arrays,
     strings, big-endian, nested and zero-row tables."""
     rng = np.random.default_rng(0)
-    wide = np.dtype([("uid", "<u8"), ("blob/path", "S7"), ("blob/shape", "<u4", (2,)),
-                     ("a/x", "<f8"), ("a/be", ">i4"), ("a/u", "<U2"), ("a/b", "?")])
+    wide = np.dtype(
+        [
+            ("uid", "<u8"),
+            ("blob/path", "S7"),
+            ("blob/shape", "<u4", (2,)),
+            ("a/x", "<f8"),
+            ("a/be", ">i4"),
+            ("a/u", "<U2"),
+            ("a/b", "?"),
+        ]
+    )
     nested = np.dtype([("uid", "<u8"), ("it's", [("x", "<f4", (2,)), ("y", "|S3")])])
 
     def table(dtype: np.dtype, n: int) -> np.ndarray:
-        arr = np.frombuffer(rng.integers(0, 256, n * dtype.itemsize, dtype=np.uint8).tobytes(),
-                            dtype=dtype).copy()
+        arr = np.frombuffer(
+            rng.integers(0, 256, n * dtype.itemsize, dtype=np.uint8).tobytes(), dtype=dtype
+        ).copy()
         if "a/u" in dtype.names:
             arr["a/u"] = "é"
             arr["a/b"] = True
@@ -100,9 +148,13 @@ def valid_cs_files() -> list[bytes]:
             np.lib.format.write_array(f, arr, version=version)
         return f.getvalue()
 
-    return [save(table(wide, 6)), save(table(wide, 3), (2, 0)), save(table(wide, 0), (3, 0)),
-            save(table(np.dtype([("€/x", "<u2"), ("uid", "<u8")]), 5), (3, 0)),
-            save(table(nested, 4))]
+    return [
+        save(table(wide, 6)),
+        save(table(wide, 3), (2, 0)),
+        save(table(wide, 0), (3, 0)),
+        save(table(np.dtype([("€/x", "<u2"), ("uid", "<u8")]), 5), (3, 0)),
+        save(table(nested, 4)),
+    ]
 
 
 def check_cs(path: Path, out: Path) -> str:
@@ -157,20 +209,35 @@ def valid_csg_files(folder: Path) -> list[bytes]:
     ds["blob/path"] = np.array([b"a.mrc"] * n)
     ds["ctf/df1_A"] = rng.random(n).astype(np.float32)
     pt = Dataset({"uid": ds["uid"], "location/x": np.ones(n, np.float32)})
-    write_output(folder, "J1", "particles", ds, "particle", ["blob"], passthrough=pt,
-                 validate=False)  # a few fields of each result are enough here
-    group = write_output(folder, "J1", "particles", ds, "particle", ["blob", "ctf"], version=3,
-                         validate=False)
+    write_output(
+        folder, "J1", "particles", ds, "particle", ["blob"], passthrough=pt, validate=False
+    )  # a few fields of each result are enough here
+    group = write_output(
+        folder, "J1", "particles", ds, "particle", ["blob", "ctf"], version=3, validate=False
+    )
     written = Path(group.path).read_bytes()
     # cryoSPARC's layout (docs/formats.md): its key order, a timestamp with
     # microseconds, metafiles relative to the .csg, no versions
-    results = {name: {"metafile": f">J1_{v}_particles.cs", "num_items": n,
-                      "type": f"particle.{name}"}
-               for name, v in (("blob", "003"), ("ctf", "003"), ("location", "passthrough"))}
-    cryosparc = ("created: 2024-05-01 12:00:00.000000\n" + yaml.safe_dump(
-        {"group": {"name": "particles", "title": "Particles", "type": "particle",
-                   "description": "Particles refined"},
-         "results": results, "version": "v4.4.1"}, sort_keys=False)).encode()
+    results = {
+        name: {"metafile": f">J1_{v}_particles.cs", "num_items": n, "type": f"particle.{name}"}
+        for name, v in (("blob", "003"), ("ctf", "003"), ("location", "passthrough"))
+    }
+    cryosparc = (
+        "created: 2024-05-01 12:00:00.000000\n"
+        + yaml.safe_dump(
+            {
+                "group": {
+                    "name": "particles",
+                    "title": "Particles",
+                    "type": "particle",
+                    "description": "Particles refined",
+                },
+                "results": results,
+                "version": "v4.4.1",
+            },
+            sort_keys=False,
+        )
+    ).encode()
     return [written, cryosparc]
 
 
@@ -188,8 +255,7 @@ def check_csg(path: Path, with_data: bool = True) -> str:
     # The same parser (libyaml's and PyYAML's differ on odd input), PyYAML's
     # composer: no aliases or deep nesting here, from_csg refused them.
     doc = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    assert (group.name, group.item_type) == (str(doc["group"]["name"]),
-                                             str(doc["group"]["type"]))
+    assert (group.name, group.item_type) == (str(doc["group"]["name"]), str(doc["group"]["type"]))
     assert list(group.results) == [str(k) for k in doc["results"]]
     if not with_data:
         return "loaded"
@@ -207,8 +273,9 @@ def check_csg(path: Path, with_data: bool = True) -> str:
 # ---------------------------------------------------------------------- runs
 
 
-def run(kind: str, cases: int, seed: int, folder: Path,
-        seconds: float | None = None) -> tuple[Counter, int, float]:
+def run(
+    kind: str, cases: int, seed: int, folder: Path, seconds: float | None = None
+) -> tuple[Counter, int, float]:
     """Up to `cases` mutated files of kind "cs" or "csg" (stopping after
     `seconds`): (outcome counts, cases run, slowest case in seconds).
     An outcome that is neither a result nor a CsError raises, naming the seed
@@ -235,8 +302,9 @@ def run(kind: str, cases: int, seed: int, folder: Path,
         try:
             outcomes[check()] += 1
         except Exception as e:
-            raise AssertionError(f"{kind} fuzz case {case} (seed {seed}): "
-                                 f"{type(e).__name__}: {e}") from e
+            raise AssertionError(
+                f"{kind} fuzz case {case} (seed {seed}): {type(e).__name__}: {e}"
+            ) from e
         slowest = max(slowest, time.perf_counter() - t0)
         done += 1
     os.unlink(path)

@@ -26,8 +26,10 @@ def table(u, rng, **results):
     for name in a.dtype.names[1:]:
         col = a[name]
         if col.dtype.kind == "S":
-            a[name] = [f"{name}-{i}-{rng.integers(1000)}".encode()[: col.dtype.itemsize]
-                       for i in range(len(u))]
+            a[name] = [
+                f"{name}-{i}-{rng.integers(1000)}".encode()[: col.dtype.itemsize]
+                for i in range(len(u))
+            ]
         else:
             a[name] = rng.integers(0, 1000, size=col.shape).astype(col.dtype)
     return a
@@ -50,11 +52,21 @@ def csg(folder, job, name, item_type, results, extra_keys=None):
     """Write a .csg by hand; results: {result: (metafile as written, num_items)}."""
     doc = {
         "created": "2024-05-01 12:00:00.000000",
-        "group": {"name": name, "title": name.title(), "type": item_type,
-                  "description": "hand-written"},
-        "results": {r: {"metafile": m, "num_items": n, "type": f"{item_type}.{r}",
-                        **(extra_keys or {}).get(r, {})}
-                    for r, (m, n) in results.items()},
+        "group": {
+            "name": name,
+            "title": name.title(),
+            "type": item_type,
+            "description": "hand-written",
+        },
+        "results": {
+            r: {
+                "metafile": m,
+                "num_items": n,
+                "type": f"{item_type}.{r}",
+                **(extra_keys or {}).get(r, {}),
+            }
+            for r, (m, n) in results.items()
+        },
         "version": "v4.4.1",
     }
     path = os.path.join(folder, f"{job}_{name}.csg")
@@ -120,21 +132,44 @@ def chain_groups(d, rng):
     save(d / "J3_000_particles.cs", j3_main)
     save(d / "J5_004_particles_selected.cs", j5_main)
     save(d / "J5_passthrough_particles_selected.cs", j5_pt)
-    j2 = csg(d, "J2", "particles", "particle", {
-        "blob": (">J2_000_particles.cs", n), "ctf": (">J2_000_particles.cs", n),
-        "location": (">J2_passthrough_particles.cs", n)})
-    j5 = csg(d, "J5", "particles_selected", "particle", {
-        "alignments2D": (">J5_004_particles_selected.cs", len(sel)),
-        "blob": (">J5_passthrough_particles_selected.cs", len(sel)),
-        "ctf": (">J5_passthrough_particles_selected.cs", len(sel)),
-        "location": (">J5_passthrough_particles_selected.cs", len(sel))})
-    return {"j2": j2, "j5": j5, "j2_main": j2_main, "j2_pt": j2_pt, "j5_main": j5_main,
-            "j5_pt": j5_pt, "folder": d}
+    j2 = csg(
+        d,
+        "J2",
+        "particles",
+        "particle",
+        {
+            "blob": (">J2_000_particles.cs", n),
+            "ctf": (">J2_000_particles.cs", n),
+            "location": (">J2_passthrough_particles.cs", n),
+        },
+    )
+    j5 = csg(
+        d,
+        "J5",
+        "particles_selected",
+        "particle",
+        {
+            "alignments2D": (">J5_004_particles_selected.cs", len(sel)),
+            "blob": (">J5_passthrough_particles_selected.cs", len(sel)),
+            "ctf": (">J5_passthrough_particles_selected.cs", len(sel)),
+            "location": (">J5_passthrough_particles_selected.cs", len(sel)),
+        },
+    )
+    return {
+        "j2": j2,
+        "j5": j5,
+        "j2_main": j2_main,
+        "j2_pt": j2_pt,
+        "j5_main": j5_main,
+        "j5_pt": j5_pt,
+        "folder": d,
+    }
 
 
 def blob_group(folder, job, u, rng):
     """A group of one blob result for the uids u: (its array, the ResultGroup)."""
     arr = table(u, rng, blob=BLOB)
     save(folder / f"{job}_000_particles.cs", arr)
-    return arr, csg(folder, job, "particles", "particle",
-                    {"blob": (f">{job}_000_particles.cs", len(u))})
+    return arr, csg(
+        folder, job, "particles", "particle", {"blob": (f">{job}_000_particles.cs", len(u))}
+    )

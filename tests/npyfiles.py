@@ -16,16 +16,25 @@ import numpy as np
 MAGIC = b"\x93NUMPY"
 
 
-def header_text(descr: object, rows: int, fortran_order: bool = False,
-                shape: tuple[int, ...] | None = None) -> str:
+def header_text(
+    descr: object, rows: int, fortran_order: bool = False, shape: tuple[int, ...] | None = None
+) -> str:
     shape = (rows,) if shape is None else shape
     return repr({"descr": descr, "fortran_order": fortran_order, "shape": shape})
 
 
-def npy_bytes(descr: object | str, data: bytes = b"", rows: int = 0, *,
-              version: tuple[int, int] = (1, 0), align: int = 64, pad_to: int | None = None,
-              text: str | None = None, fortran_order: bool = False,
-              shape: tuple[int, ...] | None = None) -> bytes:
+def npy_bytes(
+    descr: object | str,
+    data: bytes = b"",
+    rows: int = 0,
+    *,
+    version: tuple[int, int] = (1, 0),
+    align: int = 64,
+    pad_to: int | None = None,
+    text: str | None = None,
+    fortran_order: bool = False,
+    shape: tuple[int, ...] | None = None,
+) -> bytes:
     """A complete .npy file: header written by hand, then data.
 
     descr is a numpy descr (list of tuples) or a dtype; text replaces the whole
@@ -81,5 +90,8 @@ def numpy_load(path: Path, **kw) -> np.ndarray:
 def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal dtype, shape and raw bytes (NaNs of the same bits compare equal)."""
     a, b = np.asarray(a), np.asarray(b)
-    return (a.dtype == b.dtype and a.shape == b.shape
-            and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes())
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+    )

@@ -42,8 +42,12 @@ import numpy as np
 A_ROWS, B_ROWS = 30, 12
 
 FIELDS = {
-    "blob": [("path", "S24", ()), ("idx", "<u4", ()), ("shape", "<u4", (2,)),
-             ("psize_A", "<f4", ())],
+    "blob": [
+        ("path", "S24", ()),
+        ("idx", "<u4", ()),
+        ("shape", "<u4", (2,)),
+        ("psize_A", "<f4", ()),
+    ],
     "location": [("micrograph_uid", "<u8", ()), ("center_x_frac", "<f4", ())],
     "alignments2D": [("class", "<u4", ()), ("pose", "<f4", ())],
     "alignments3D": [("class", "<u4", ()), ("pose", "<f4", (3,))],
@@ -105,60 +109,144 @@ class Fixture:
         return copy.deepcopy(self.docs[job])
 
 
-def _v4_result(job: str, group: str, name: str, rtype: str, versions: list[int],
-               files: list[str], counts: list[int] | int, passthrough: bool = False) -> dict:
-    return {"uid": f"{job}-R-{group}-{name}", "type": rtype, "name": name,
-            "group_name": group, "title": name, "description": "", "versions": versions,
-            "metafiles": files, "min_fields": [], "num_items": counts,
-            "passthrough": passthrough}
+def _v4_result(
+    job: str,
+    group: str,
+    name: str,
+    rtype: str,
+    versions: list[int],
+    files: list[str],
+    counts: list[int] | int,
+    passthrough: bool = False,
+) -> dict:
+    return {
+        "uid": f"{job}-R-{group}-{name}",
+        "type": rtype,
+        "name": name,
+        "group_name": group,
+        "title": name,
+        "description": "",
+        "versions": versions,
+        "metafiles": files,
+        "min_fields": [],
+        "num_items": counts,
+        "passthrough": passthrough,
+    }
 
 
-def _v4_slot(slot: str | None, job: str, group: str, result: str, rtype: str,
-             version: int | str = "F") -> dict:
-    return {"slot_name": slot, "job_uid": job, "group_name": group, "result_name": result,
-            "result_type": rtype, "version": version}
+def _v4_slot(
+    slot: str | None, job: str, group: str, result: str, rtype: str, version: int | str = "F"
+) -> dict:
+    return {
+        "slot_name": slot,
+        "job_uid": job,
+        "group_name": group,
+        "result_name": result,
+        "result_type": rtype,
+        "version": version,
+    }
 
 
-def _v5_result(slot: str | None, dtype: str, job: str, output: str, result: str,
-               version: int | str = "F") -> dict:
-    return {"name": slot, "dtype": dtype, "job_uid": job, "output": output, "result": result,
-            "version": version}
+def _v5_result(
+    slot: str | None, dtype: str, job: str, output: str, result: str, version: int | str = "F"
+) -> dict:
+    return {
+        "name": slot,
+        "dtype": dtype,
+        "job_uid": job,
+        "output": output,
+        "result": result,
+        "version": version,
+    }
 
 
-def _v5_output_result(name: str, dtype: str, versions: list[int], files: list[str],
-                      counts: list[int] | int, passthrough: bool = False) -> dict:
-    return {"name": name, "dtype": dtype, "versions": versions, "metafiles": files,
-            "num_items": counts, "passthrough": passthrough}
+def _v5_output_result(
+    name: str,
+    dtype: str,
+    versions: list[int],
+    files: list[str],
+    counts: list[int] | int,
+    passthrough: bool = False,
+) -> dict:
+    return {
+        "name": name,
+        "dtype": dtype,
+        "versions": versions,
+        "metafiles": files,
+        "num_items": counts,
+        "passthrough": passthrough,
+    }
 
 
-def _v4_doc(uid: str, job_type: str, title: str, status: str, inputs: list, groups: list,
-            results: list) -> dict:
-    return {"_id": "0" * 24, "uid": uid, "uid_num": int(uid[1:]), "project_uid": "P1",
-            "job_type": job_type, "title": title, "description": "", "status": status,
-            "params_spec": {}, "parents": [], "children": [], "input_slot_groups": inputs,
-            "output_result_groups": groups, "output_results": results}
+def _v4_doc(
+    uid: str, job_type: str, title: str, status: str, inputs: list, groups: list, results: list
+) -> dict:
+    return {
+        "_id": "0" * 24,
+        "uid": uid,
+        "uid_num": int(uid[1:]),
+        "project_uid": "P1",
+        "job_type": job_type,
+        "title": title,
+        "description": "",
+        "status": status,
+        "params_spec": {},
+        "parents": [],
+        "children": [],
+        "input_slot_groups": inputs,
+        "output_result_groups": groups,
+        "output_results": results,
+    }
 
 
 def _v4_group(name: str, n: int, passthrough: str | bool = False) -> dict:
-    return {"uid": "G", "type": "particle", "name": name, "title": name.title(),
-            "description": "", "contains": [], "passthrough": passthrough, "num_items": n,
-            "summary": {}}
+    return {
+        "uid": "G",
+        "type": "particle",
+        "name": name,
+        "title": name.title(),
+        "description": "",
+        "contains": [],
+        "passthrough": passthrough,
+        "num_items": n,
+        "summary": {},
+    }
 
 
-def _v5_doc(uid: str, job_type: str, title: str, status: str, inputs: dict,
-            outputs: dict) -> dict:
-    return {"_id": "0" * 24, "uid": uid, "project_uid": "P1", "title": title, "status": status,
-            "job_dir": uid, "workspace_uids": ["W1"],
-            "spec": {"type": job_type, "params": {}, "inputs": inputs, "outputs": outputs,
-                     "ui_tile_width": 1, "ui_tile_height": 1, "resource_spec": {}}}
+def _v5_doc(uid: str, job_type: str, title: str, status: str, inputs: dict, outputs: dict) -> dict:
+    return {
+        "_id": "0" * 24,
+        "uid": uid,
+        "project_uid": "P1",
+        "title": title,
+        "status": status,
+        "job_dir": uid,
+        "workspace_uids": ["W1"],
+        "spec": {
+            "type": job_type,
+            "params": {},
+            "inputs": inputs,
+            "outputs": outputs,
+            "ui_tile_width": 1,
+            "ui_tile_height": 1,
+            "resource_spec": {},
+        },
+    }
 
 
-def _v5_input(slots: list[tuple[str, str, bool]], connections: list,
-              count_max: int | str = "inf") -> dict:
-    return {"type": "particle", "title": "Particles", "description": "",
-            "slots": [{"name": n, "dtype": d, "required": r} for n, d, r in slots],
-            "count_min": 1, "count_max": count_max, "repeat_allowed": False,
-            "connections": connections}
+def _v5_input(
+    slots: list[tuple[str, str, bool]], connections: list, count_max: int | str = "inf"
+) -> dict:
+    return {
+        "type": "particle",
+        "title": "Particles",
+        "description": "",
+        "slots": [{"name": n, "dtype": d, "required": r} for n, d, r in slots],
+        "count_min": 1,
+        "count_max": count_max,
+        "repeat_allowed": False,
+        "connections": connections,
+    }
 
 
 def build(root: Path, seed: int = 0) -> Fixture:
@@ -194,123 +282,391 @@ def build(root: Path, seed: int = 0) -> Fixture:
 
     a = A_ROWS
     docs = {}
-    docs["J1"] = _v4_doc("J1", "import_particles", "Import particles", "completed", [], [
-        _v4_group("imported_particles", a)], [
-        _v4_result("J1", "imported_particles", "blob", "particle.blob", [0],
-                   ["J1/J1_imported_particles.cs"], [a]),
-        _v4_result("J1", "imported_particles", "location", "particle.location", [0],
-                   ["J1/J1_imported_particles.cs"], [a])])
-    docs["J2"] = _v5_doc("J2", "downsample_particles", "Downsample", "completed", {
-        "particles": _v5_input([("blob", "blob", True)], [{
-            "job_uid": "J1", "output": "imported_particles", "results": [
-                _v5_result("blob", "blob", "J1", "imported_particles", "blob"),
-                _v5_result(None, "location", "J1", "imported_particles", "location")]}])}, {
-        "particles": {"type": "particle", "title": "Particles", "num_items": a, "results": [
-            _v5_output_result("blob", "blob", [0], ["J2/J2_particles.cs"], [a]),
-            _v5_output_result("location", "location", [0], ["J2/J2_passthrough_particles.cs"],
-                              a, passthrough=True)]}})
-    docs["J3"] = _v4_doc("J3", "class_2D", "2D classification", "completed", [{
-        "type": "particle", "name": "particles", "title": "Particles", "description": "",
-        "count_min": 1, "count_max": None, "repeat_allowed": False,
-        "slots": [{"type": "particle.blob", "name": "blob", "title": "", "description": "",
-                   "optional": False},
-                  {"type": "particle.ctf", "name": "ctf", "title": "", "description": "",
-                   "optional": True}],
-        "connections": [{"job_uid": "J2", "group_name": "particles", "slots": [
-            _v4_slot("blob", "J2", "particles", "blob", "particle.blob"),
-            _v4_slot(None, "J2", "particles", "location", "particle.location")]}]}], [
-        _v4_group("particles", a, "particles")], [
-        _v4_result("J3", "particles", "alignments2D", "particle.alignments2D", [0, 2, 4],
-                   [f"J3/J3_{v:03d}_particles.cs" for v in (0, 2, 4)], [a, a, a]),
-        _v4_result("J3", "particles", "blob", "particle.blob", [0],
-                   ["J3/J3_passthrough_particles.cs"], [a], passthrough=True),
-        _v4_result("J3", "particles", "location", "particle.location", [0],
-                   ["J3/J3_passthrough_particles.cs"], [a], passthrough=True)])
+    docs["J1"] = _v4_doc(
+        "J1",
+        "import_particles",
+        "Import particles",
+        "completed",
+        [],
+        [_v4_group("imported_particles", a)],
+        [
+            _v4_result(
+                "J1",
+                "imported_particles",
+                "blob",
+                "particle.blob",
+                [0],
+                ["J1/J1_imported_particles.cs"],
+                [a],
+            ),
+            _v4_result(
+                "J1",
+                "imported_particles",
+                "location",
+                "particle.location",
+                [0],
+                ["J1/J1_imported_particles.cs"],
+                [a],
+            ),
+        ],
+    )
+    docs["J2"] = _v5_doc(
+        "J2",
+        "downsample_particles",
+        "Downsample",
+        "completed",
+        {
+            "particles": _v5_input(
+                [("blob", "blob", True)],
+                [
+                    {
+                        "job_uid": "J1",
+                        "output": "imported_particles",
+                        "results": [
+                            _v5_result("blob", "blob", "J1", "imported_particles", "blob"),
+                            _v5_result(None, "location", "J1", "imported_particles", "location"),
+                        ],
+                    }
+                ],
+            )
+        },
+        {
+            "particles": {
+                "type": "particle",
+                "title": "Particles",
+                "num_items": a,
+                "results": [
+                    _v5_output_result("blob", "blob", [0], ["J2/J2_particles.cs"], [a]),
+                    _v5_output_result(
+                        "location",
+                        "location",
+                        [0],
+                        ["J2/J2_passthrough_particles.cs"],
+                        a,
+                        passthrough=True,
+                    ),
+                ],
+            }
+        },
+    )
+    docs["J3"] = _v4_doc(
+        "J3",
+        "class_2D",
+        "2D classification",
+        "completed",
+        [
+            {
+                "type": "particle",
+                "name": "particles",
+                "title": "Particles",
+                "description": "",
+                "count_min": 1,
+                "count_max": None,
+                "repeat_allowed": False,
+                "slots": [
+                    {
+                        "type": "particle.blob",
+                        "name": "blob",
+                        "title": "",
+                        "description": "",
+                        "optional": False,
+                    },
+                    {
+                        "type": "particle.ctf",
+                        "name": "ctf",
+                        "title": "",
+                        "description": "",
+                        "optional": True,
+                    },
+                ],
+                "connections": [
+                    {
+                        "job_uid": "J2",
+                        "group_name": "particles",
+                        "slots": [
+                            _v4_slot("blob", "J2", "particles", "blob", "particle.blob"),
+                            _v4_slot(None, "J2", "particles", "location", "particle.location"),
+                        ],
+                    }
+                ],
+            }
+        ],
+        [_v4_group("particles", a, "particles")],
+        [
+            _v4_result(
+                "J3",
+                "particles",
+                "alignments2D",
+                "particle.alignments2D",
+                [0, 2, 4],
+                [f"J3/J3_{v:03d}_particles.cs" for v in (0, 2, 4)],
+                [a, a, a],
+            ),
+            _v4_result(
+                "J3",
+                "particles",
+                "blob",
+                "particle.blob",
+                [0],
+                ["J3/J3_passthrough_particles.cs"],
+                [a],
+                passthrough=True,
+            ),
+            _v4_result(
+                "J3",
+                "particles",
+                "location",
+                "particle.location",
+                [0],
+                ["J3/J3_passthrough_particles.cs"],
+                [a],
+                passthrough=True,
+            ),
+        ],
+    )
     j4_files = [f"J4/J4_{v:03d}_particles.cs" for v in (0, 7)]
-    docs["J4"] = _v5_doc("J4", "hetero_refine", "Heterogeneous refinement", "completed", {
-        "particles": _v5_input([("blob", "blob", True)], [{
-            "job_uid": "J3", "output": "particles", "results": [
-                _v5_result("blob", "blob", "J3", "particles", "blob"),
-                _v5_result(None, "location", "J3", "particles", "location"),
-                _v5_result(None, "alignments2D", "J3", "particles", "alignments2D")]}])}, {
-        "particles": {"type": "particle", "title": "Particles", "num_items": a, "results": [
-            _v5_output_result("alignments_class_0", "alignments3D", [0, 7], j4_files, [a, a]),
-            _v5_output_result("alignments_class_1", "alignments3D", [0, 7], j4_files, [a, a]),
-            *[_v5_output_result(r, r, [0], ["J4/J4_passthrough_particles.cs"], [a],
-                                passthrough=True)
-              for r in ("blob", "location", "alignments2D")]]}})
-    docs["J5"] = _v5_doc("J5", "import_particles", "Import second batch", "completed", {}, {
-        "particles": {"type": "particle", "title": "Particles", "num_items": B_ROWS, "results": [
-            _v5_output_result(r, r, [0], ["J5/J5_particles.cs"], [B_ROWS])
-            for r in ("blob", "alignments3D", "alignments2D", "location")]}})
+    docs["J4"] = _v5_doc(
+        "J4",
+        "hetero_refine",
+        "Heterogeneous refinement",
+        "completed",
+        {
+            "particles": _v5_input(
+                [("blob", "blob", True)],
+                [
+                    {
+                        "job_uid": "J3",
+                        "output": "particles",
+                        "results": [
+                            _v5_result("blob", "blob", "J3", "particles", "blob"),
+                            _v5_result(None, "location", "J3", "particles", "location"),
+                            _v5_result(None, "alignments2D", "J3", "particles", "alignments2D"),
+                        ],
+                    }
+                ],
+            )
+        },
+        {
+            "particles": {
+                "type": "particle",
+                "title": "Particles",
+                "num_items": a,
+                "results": [
+                    _v5_output_result(
+                        "alignments_class_0", "alignments3D", [0, 7], j4_files, [a, a]
+                    ),
+                    _v5_output_result(
+                        "alignments_class_1", "alignments3D", [0, 7], j4_files, [a, a]
+                    ),
+                    *[
+                        _v5_output_result(
+                            r, r, [0], ["J4/J4_passthrough_particles.cs"], [a], passthrough=True
+                        )
+                        for r in ("blob", "location", "alignments2D")
+                    ],
+                ],
+            }
+        },
+    )
+    docs["J5"] = _v5_doc(
+        "J5",
+        "import_particles",
+        "Import second batch",
+        "completed",
+        {},
+        {
+            "particles": {
+                "type": "particle",
+                "title": "Particles",
+                "num_items": B_ROWS,
+                "results": [
+                    _v5_output_result(r, r, [0], ["J5/J5_particles.cs"], [B_ROWS])
+                    for r in ("blob", "alignments3D", "alignments2D", "location")
+                ],
+            }
+        },
+    )
     n6 = a + B_ROWS
-    docs["J6"] = _v4_doc("J6", "homo_refine_new", "Refinement", "completed", [{
-        "type": "particle", "name": "particles", "title": "Particles", "description": "",
-        "count_min": 1, "count_max": None, "repeat_allowed": False,
-        "slots": [{"type": "particle.blob", "name": "blob", "optional": False},
-                  {"type": "particle.alignments3D", "name": "alignments3D", "optional": False},
-                  {"type": "particle.alignments2D", "name": "alignments2D", "optional": True}],
-        "connections": [
-            {"job_uid": "J4", "group_name": "particles", "slots": [
-                _v4_slot("blob", "J1", "imported_particles", "blob", "particle.blob"),
-                _v4_slot("alignments3D", "J4", "particles", "alignments_class_1",
-                         "particle.alignments3D"),
-                _v4_slot("alignments2D", "J3", "particles", "alignments2D",
-                         "particle.alignments2D", 2),
-                _v4_slot(None, "J4", "particles", "location", "particle.location"),
-                _v4_slot(None, "J4", "particles", "alignments_class_0",
-                         "particle.alignments3D")]},
-            {"job_uid": "J5", "group_name": "particles", "slots": [
-                _v4_slot("blob", "J5", "particles", "blob", "particle.blob"),
-                _v4_slot("alignments3D", "J5", "particles", "alignments3D",
-                         "particle.alignments3D"),
-                _v4_slot("alignments2D", "J5", "particles", "alignments2D",
-                         "particle.alignments2D"),
-                _v4_slot(None, "J5", "particles", "location", "particle.location")]}]}], [
-        _v4_group("particles", n6, "particles")], [
-        _v4_result("J6", "particles", "alignments3D", "particle.alignments3D", [3],
-                   ["J6/J6_003_particles.cs"], n6),
-        *[_v4_result("J6", "particles", r, f"particle.{r}", [0],
-                     ["J6/J6_passthrough_particles.cs"], n6, passthrough=True)
-          for r in ("blob", "alignments2D", "location")]])
-    docs["J7"] = _v5_doc("J7", "homo_refine_new", "Refinement from class 0", "building", {
-        "particles": _v5_input([("alignments3D", "alignments3D", True),
-                                ("ctf", "ctf", False)], [{
-            "job_uid": "J4", "output": "particles", "results": [
-                _v5_result("alignments3D", "alignments3D", "J4", "particles",
-                           "alignments_class_0", 0),
-                *[_v5_result(None, r, "J4", "particles", r)
-                  for r in ("blob", "location", "alignments2D")]]}])}, {})
+    docs["J6"] = _v4_doc(
+        "J6",
+        "homo_refine_new",
+        "Refinement",
+        "completed",
+        [
+            {
+                "type": "particle",
+                "name": "particles",
+                "title": "Particles",
+                "description": "",
+                "count_min": 1,
+                "count_max": None,
+                "repeat_allowed": False,
+                "slots": [
+                    {"type": "particle.blob", "name": "blob", "optional": False},
+                    {"type": "particle.alignments3D", "name": "alignments3D", "optional": False},
+                    {"type": "particle.alignments2D", "name": "alignments2D", "optional": True},
+                ],
+                "connections": [
+                    {
+                        "job_uid": "J4",
+                        "group_name": "particles",
+                        "slots": [
+                            _v4_slot("blob", "J1", "imported_particles", "blob", "particle.blob"),
+                            _v4_slot(
+                                "alignments3D",
+                                "J4",
+                                "particles",
+                                "alignments_class_1",
+                                "particle.alignments3D",
+                            ),
+                            _v4_slot(
+                                "alignments2D",
+                                "J3",
+                                "particles",
+                                "alignments2D",
+                                "particle.alignments2D",
+                                2,
+                            ),
+                            _v4_slot(None, "J4", "particles", "location", "particle.location"),
+                            _v4_slot(
+                                None,
+                                "J4",
+                                "particles",
+                                "alignments_class_0",
+                                "particle.alignments3D",
+                            ),
+                        ],
+                    },
+                    {
+                        "job_uid": "J5",
+                        "group_name": "particles",
+                        "slots": [
+                            _v4_slot("blob", "J5", "particles", "blob", "particle.blob"),
+                            _v4_slot(
+                                "alignments3D",
+                                "J5",
+                                "particles",
+                                "alignments3D",
+                                "particle.alignments3D",
+                            ),
+                            _v4_slot(
+                                "alignments2D",
+                                "J5",
+                                "particles",
+                                "alignments2D",
+                                "particle.alignments2D",
+                            ),
+                            _v4_slot(None, "J5", "particles", "location", "particle.location"),
+                        ],
+                    },
+                ],
+            }
+        ],
+        [_v4_group("particles", n6, "particles")],
+        [
+            _v4_result(
+                "J6",
+                "particles",
+                "alignments3D",
+                "particle.alignments3D",
+                [3],
+                ["J6/J6_003_particles.cs"],
+                n6,
+            ),
+            *[
+                _v4_result(
+                    "J6",
+                    "particles",
+                    r,
+                    f"particle.{r}",
+                    [0],
+                    ["J6/J6_passthrough_particles.cs"],
+                    n6,
+                    passthrough=True,
+                )
+                for r in ("blob", "alignments2D", "location")
+            ],
+        ],
+    )
+    docs["J7"] = _v5_doc(
+        "J7",
+        "homo_refine_new",
+        "Refinement from class 0",
+        "building",
+        {
+            "particles": _v5_input(
+                [("alignments3D", "alignments3D", True), ("ctf", "ctf", False)],
+                [
+                    {
+                        "job_uid": "J4",
+                        "output": "particles",
+                        "results": [
+                            _v5_result(
+                                "alignments3D",
+                                "alignments3D",
+                                "J4",
+                                "particles",
+                                "alignments_class_0",
+                                0,
+                            ),
+                            *[
+                                _v5_result(None, r, "J4", "particles", r)
+                                for r in ("blob", "location", "alignments2D")
+                            ],
+                        ],
+                    }
+                ],
+            )
+        },
+        {},
+    )
 
     fx = Fixture(root, docs, arrays, uids_a=uids_a, uids_b=uids_b)
     for job, doc in docs.items():
         fx.write_doc(job, doc)
 
-    fx.read[("J2", "particles")] = [[
-        Source("blob", "J1/J1_imported_particles.cs", "blob"),
-        Source(None, "J1/J1_imported_particles.cs", "location")]]
-    fx.read[("J3", "particles")] = [[
-        Source("blob", "J2/J2_particles.cs", "blob"),
-        Source(None, "J2/J2_passthrough_particles.cs", "location")]]
-    fx.read[("J4", "particles")] = [[
-        Source("blob", "J3/J3_passthrough_particles.cs", "blob"),
-        Source(None, "J3/J3_passthrough_particles.cs", "location"),
-        Source(None, "J3/J3_004_particles.cs", "alignments2D")]]
+    fx.read[("J2", "particles")] = [
+        [
+            Source("blob", "J1/J1_imported_particles.cs", "blob"),
+            Source(None, "J1/J1_imported_particles.cs", "location"),
+        ]
+    ]
+    fx.read[("J3", "particles")] = [
+        [
+            Source("blob", "J2/J2_particles.cs", "blob"),
+            Source(None, "J2/J2_passthrough_particles.cs", "location"),
+        ]
+    ]
+    fx.read[("J4", "particles")] = [
+        [
+            Source("blob", "J3/J3_passthrough_particles.cs", "blob"),
+            Source(None, "J3/J3_passthrough_particles.cs", "location"),
+            Source(None, "J3/J3_004_particles.cs", "alignments2D"),
+        ]
+    ]
     fx.read[("J6", "particles")] = [
-        [Source("blob", "J1/J1_imported_particles.cs", "blob"),
-         Source("alignments3D", "J4/J4_007_particles.cs", "alignments_class_1"),
-         Source("alignments2D", "J3/J3_002_particles.cs", "alignments2D"),
-         Source(None, "J4/J4_passthrough_particles.cs", "location"),
-         Source(None, "J4/J4_007_particles.cs", "alignments_class_0")],
-        [Source("blob", "J5/J5_particles.cs", "blob"),
-         Source("alignments3D", "J5/J5_particles.cs", "alignments3D"),
-         Source("alignments2D", "J5/J5_particles.cs", "alignments2D"),
-         Source(None, "J5/J5_particles.cs", "location")]]
-    fx.read[("J7", "particles")] = [[
-        Source("alignments3D", "J4/J4_000_particles.cs", "alignments_class_0"),
-        Source(None, "J4/J4_passthrough_particles.cs", "blob"),
-        Source(None, "J4/J4_passthrough_particles.cs", "location"),
-        Source(None, "J4/J4_passthrough_particles.cs", "alignments2D")]]
+        [
+            Source("blob", "J1/J1_imported_particles.cs", "blob"),
+            Source("alignments3D", "J4/J4_007_particles.cs", "alignments_class_1"),
+            Source("alignments2D", "J3/J3_002_particles.cs", "alignments2D"),
+            Source(None, "J4/J4_passthrough_particles.cs", "location"),
+            Source(None, "J4/J4_007_particles.cs", "alignments_class_0"),
+        ],
+        [
+            Source("blob", "J5/J5_particles.cs", "blob"),
+            Source("alignments3D", "J5/J5_particles.cs", "alignments3D"),
+            Source("alignments2D", "J5/J5_particles.cs", "alignments2D"),
+            Source(None, "J5/J5_particles.cs", "location"),
+        ],
+    ]
+    fx.read[("J7", "particles")] = [
+        [
+            Source("alignments3D", "J4/J4_000_particles.cs", "alignments_class_0"),
+            Source(None, "J4/J4_passthrough_particles.cs", "blob"),
+            Source(None, "J4/J4_passthrough_particles.cs", "location"),
+            Source(None, "J4/J4_passthrough_particles.cs", "alignments2D"),
+        ]
+    ]
     return fx
 
 
@@ -327,8 +683,11 @@ def expected_input(fx: Fixture, job: str, name: str) -> dict[str, np.ndarray]:
             prefix = s.slot or s.result
             mine = {}
             for i, u in enumerate(arr["uid"].tolist()):
-                mine[u] = {f"{prefix}/{k.split('/', 1)[1]}": arr[k][i]
-                           for k in arr.dtype.names if k.split("/", 1)[0] == s.result}
+                mine[u] = {
+                    f"{prefix}/{k.split('/', 1)[1]}": arr[k][i]
+                    for k in arr.dtype.names
+                    if k.split("/", 1)[0] == s.result
+                }
             if rows is None:
                 rows = mine
             else:

@@ -22,20 +22,37 @@ from csfast import Dataset, write_output
 CSFAST = shutil.which("csfast", path=os.path.dirname(sys.executable)) or shutil.which("csfast")
 pytestmark = pytest.mark.skipif(CSFAST is None, reason="the csfast command is not installed")
 
-MICROGRAPHS = [b"J1/mic_001.mrc", b"J1/mic 002.mrc", "J1/\u00fcn\u00efcode.mrc".encode(),
-               b"J1/../up.mrc", b">J2/exported/mic.mrc", b"", b"J1/mic,comma.mrc",
-               b"J1/mic_001.mrc/"]
+MICROGRAPHS = [
+    b"J1/mic_001.mrc",
+    b"J1/mic 002.mrc",
+    "J1/\u00fcn\u00efcode.mrc".encode(),
+    b"J1/../up.mrc",
+    b">J2/exported/mic.mrc",
+    b"",
+    b"J1/mic,comma.mrc",
+    b"J1/mic_001.mrc/",
+]
 CLASSES = 3  # alignments_class_<k> results, as a 3D classification writes
 
 
 def table(uids: np.ndarray, rng: np.random.Generator, classes: int = CLASSES) -> np.ndarray:
     """A particle table built by numpy alone: strings, sub-arrays, per-class results."""
     n = len(uids)
-    descr = [("uid", "<u8"), ("blob/path", "S24"), ("blob/idx", "<u4"),
-             ("blob/shape", "<u4", (2,)), ("ctf/df1_A", "<f4"), ("ctf/tilt_A", "<f4", (2,)),
-             ("alignments3D/class", "<u4"), ("location/micrograph_path", "S40")]
-    descr += [(f"alignments_class_{k}/{f}", "<f4") for k in range(classes)
-              for f in ("class_posterior", "error")]
+    descr = [
+        ("uid", "<u8"),
+        ("blob/path", "S24"),
+        ("blob/idx", "<u4"),
+        ("blob/shape", "<u4", (2,)),
+        ("ctf/df1_A", "<f4"),
+        ("ctf/tilt_A", "<f4", (2,)),
+        ("alignments3D/class", "<u4"),
+        ("location/micrograph_path", "S40"),
+    ]
+    descr += [
+        (f"alignments_class_{k}/{f}", "<f4")
+        for k in range(classes)
+        for f in ("class_posterior", "error")
+    ]
     a = np.zeros(n, dtype=descr)
     a["uid"] = uids
     a["blob/path"] = rng.choice([b"J5/stack_a.mrc", b"J5/stack_b.mrc", b"J5/stack_c.mrc"], n)
@@ -58,14 +75,15 @@ def save(path: Path, arr: np.ndarray) -> str:
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CSFAST, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run([CSFAST, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def run_all(argvs: list[list[str]]) -> list[subprocess.CompletedProcess]:
     """Several csfast commands at once (each pays the interpreter's start-up)."""
-    procs = [subprocess.Popen([CSFAST, *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for a in argvs]
+    procs = [
+        subprocess.Popen([CSFAST, *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for a in argvs
+    ]
     out = []
     for a, p in zip(argvs, procs, strict=True):
         stdout, stderr = p.communicate(timeout=300)
@@ -113,9 +131,16 @@ def files(tmp_path_factory):
         extra[k] = b0[k]
     extra["pick_stats/ncc_score"] = rng.uniform(0, 1, len(b0))
     c = extra.copy()
-    c["uid"] = uids[1000:1000 + len(c)]
-    return {"dir": d, "A": save(d / "A.cs", a), "B": save(d / "B.cs", extra),
-            "C": save(d / "C.cs", c), "a": a, "b": extra, "c": c}
+    c["uid"] = uids[1000 : 1000 + len(c)]
+    return {
+        "dir": d,
+        "A": save(d / "A.cs", a),
+        "B": save(d / "B.cs", extra),
+        "C": save(d / "C.cs", c),
+        "a": a,
+        "b": extra,
+        "c": c,
+    }
 
 
 # ------------------------------------------------------------------ union
@@ -152,25 +177,39 @@ def test_filter_conditions_against_numpy(files, tmp_path):
     a = files["a"]
     mic = MICROGRAPHS[1].decode()
     cases = [
-        (["alignments3D/class in 0,3", "ctf/df1_A < 30000"],
-         np.isin(a["alignments3D/class"], [0, 3]) & (a["ctf/df1_A"] < 30000)),
+        (
+            ["alignments3D/class in 0,3", "ctf/df1_A < 30000"],
+            np.isin(a["alignments3D/class"], [0, 3]) & (a["ctf/df1_A"] < 30000),
+        ),
         (["alignments3D/class not in 1, 2,4"], ~np.isin(a["alignments3D/class"], [1, 2, 4])),
         ([f"location/micrograph_path == {mic}"], a["location/micrograph_path"] == mic.encode()),
-        (['location/micrograph_path in "J1/mic,comma.mrc","J1/mic 002.mrc"'],
-         np.isin(a["location/micrograph_path"], [b"J1/mic,comma.mrc", b"J1/mic 002.mrc"])),
+        (
+            ['location/micrograph_path in "J1/mic,comma.mrc","J1/mic 002.mrc"'],
+            np.isin(a["location/micrograph_path"], [b"J1/mic,comma.mrc", b"J1/mic 002.mrc"]),
+        ),
         (['location/micrograph_path == ""'], a["location/micrograph_path"] == b""),
         # strings order as UTF-8 bytes: u-umlaut (0xc3 0xbc) sorts after every ASCII letter
-        (["location/micrograph_path>=J1/z"],
-         np.array([p >= b"J1/z" for p in a["location/micrograph_path"].tolist()])),
-        ([f"uid != {2**64 - 1}", "blob/idx <= 20", "ctf/df1_A >= 25000.5"],
-         (a["uid"] != np.uint64(2**64 - 1)) & (a["blob/idx"] <= 20)
-         & (a["ctf/df1_A"] >= np.float32(25000.5))),
-        ([f"uid in {2**64 - 1},{2**63},5"], np.isin(a["uid"], np.array([2**64 - 1, 2**63],
-                                                                         dtype=np.uint64))),
+        (
+            ["location/micrograph_path>=J1/z"],
+            np.array([p >= b"J1/z" for p in a["location/micrograph_path"].tolist()]),
+        ),
+        (
+            [f"uid != {2**64 - 1}", "blob/idx <= 20", "ctf/df1_A >= 25000.5"],
+            (a["uid"] != np.uint64(2**64 - 1))
+            & (a["blob/idx"] <= 20)
+            & (a["ctf/df1_A"] >= np.float32(25000.5)),
+        ),
+        (
+            [f"uid in {2**64 - 1},{2**63},5"],
+            np.isin(a["uid"], np.array([2**64 - 1, 2**63], dtype=np.uint64)),
+        ),
         (["alignments3D/class > -1", "blob/idx < 99999999999"], np.ones(len(a), bool)),
     ]
-    argvs = [["filter", files["A"], "-o", str(tmp_path / f"f{i}.cs")]
-             + [x for w in where for x in ("--where", w)] for i, (where, _) in enumerate(cases)]
+    argvs = [
+        ["filter", files["A"], "-o", str(tmp_path / f"f{i}.cs")]
+        + [x for w in where for x in ("--where", w)]
+        for i, (where, _) in enumerate(cases)
+    ]
     for i, ((_, mask), r) in enumerate(zip(cases, run_all(argvs), strict=True)):
         assert r.returncode == 0, (argvs[i], r.stderr)
         assert_rows(load(tmp_path / f"f{i}.cs"), a[mask])
@@ -182,17 +221,26 @@ def test_filter_uid_lists_and_invert(files, tmp_path):
     listed = b["uid"][::2]
     np.save(tmp_path / "u.npy", listed)
     np.save(tmp_path / "u32.npy", np.arange(3, dtype=np.int32))  # small ints: no match
-    (tmp_path / "u.txt").write_text("# uids to keep\n" + "\n".join(map(str, listed.tolist()))
-                                    + "\n\n")
-    argvs = [["filter", files["A"], "--uids", str(tmp_path / "u.npy"), "-o",
-              str(tmp_path / "n.cs")],
-             ["filter", files["A"], "--uids", str(tmp_path / "u.txt"), "-o",
-              str(tmp_path / "t.cs")],
-             ["filter", files["A"], "--uids", files["B"], "-o", str(tmp_path / "c.cs")],
-             ["filter", files["A"], "--uids", str(tmp_path / "u.npy"), "--invert",
-              "--where", "alignments3D/class == 2", "-o", str(tmp_path / "i.cs")],
-             ["filter", files["A"], "--uids", str(tmp_path / "u32.npy"), "-o",
-              str(tmp_path / "z.cs")]]
+    (tmp_path / "u.txt").write_text(
+        "# uids to keep\n" + "\n".join(map(str, listed.tolist())) + "\n\n"
+    )
+    argvs = [
+        ["filter", files["A"], "--uids", str(tmp_path / "u.npy"), "-o", str(tmp_path / "n.cs")],
+        ["filter", files["A"], "--uids", str(tmp_path / "u.txt"), "-o", str(tmp_path / "t.cs")],
+        ["filter", files["A"], "--uids", files["B"], "-o", str(tmp_path / "c.cs")],
+        [
+            "filter",
+            files["A"],
+            "--uids",
+            str(tmp_path / "u.npy"),
+            "--invert",
+            "--where",
+            "alignments3D/class == 2",
+            "-o",
+            str(tmp_path / "i.cs"),
+        ],
+        ["filter", files["A"], "--uids", str(tmp_path / "u32.npy"), "-o", str(tmp_path / "z.cs")],
+    ]
     for r in run_all(argvs):
         assert r.returncode == 0, r.stderr
     inlist = np.isin(a["uid"], listed)
@@ -212,13 +260,20 @@ def test_fields_keep_and_drop_patterns(files, tmp_path):
     cases = [
         (["--keep", "blob,ctf"], [n for n in names if n == "uid" or n[:4] in ("blob", "ctf/")]),
         (["--drop", "alignments_class_*"], [n for n in names if "alignments_class_" not in n]),
-        (["--keep", "blob", "--keep", "*/class_posterior", "--drop", "blob/shape"],
-         [n for n in names if n == "uid" or n in ("blob/path", "blob/idx")
-          or n.endswith("/class_posterior")]),
+        (
+            ["--keep", "blob", "--keep", "*/class_posterior", "--drop", "blob/shape"],
+            [
+                n
+                for n in names
+                if n == "uid" or n in ("blob/path", "blob/idx") or n.endswith("/class_posterior")
+            ],
+        ),
         (["--keep", "ctf/tilt_A"], ["uid", "ctf/tilt_A"]),
     ]
-    argvs = [["fields", files["A"], "-o", str(tmp_path / f"k{i}.cs"), *opts]
-             for i, (opts, _) in enumerate(cases)]
+    argvs = [
+        ["fields", files["A"], "-o", str(tmp_path / f"k{i}.cs"), *opts]
+        for i, (opts, _) in enumerate(cases)
+    ]
     for i, ((_, kept), r) in enumerate(zip(cases, run_all(argvs), strict=True)):
         assert r.returncode == 0, r.stderr
         got = load(tmp_path / f"k{i}.cs")
@@ -249,8 +304,9 @@ def test_split_by_string_values(files, tmp_path):
     manifest = json.loads((out / "A_split.json").read_text())
     order = list(dict.fromkeys(a["location/micrograph_path"].tolist()))  # first appearance
     assert [p["value"] for p in manifest["parts"]] == [v.decode() for v in order]
-    assert sorted(os.listdir(out)) == sorted([p["file"] for p in manifest["parts"]]
-                                             + ["A_split.json"])
+    assert sorted(os.listdir(out)) == sorted(
+        [p["file"] for p in manifest["parts"]] + ["A_split.json"]
+    )
     for k, (value, part) in enumerate(zip(order, manifest["parts"], strict=True), 1):
         name = part["file"]
         assert name.startswith(f"A_{k:03d}_") and name.endswith(".cs")
@@ -265,10 +321,11 @@ def test_split_by_string_values(files, tmp_path):
 
 def test_split_by_number_and_batches(files, tmp_path):
     a = files["a"]
-    argvs = [["split", files["A"], "--by", "alignments3D/class", "-o", str(tmp_path / "c")],
-             ["split", files["A"], "--batches", "7", "-o", str(tmp_path / "b")],
-             ["split", files["A"], "--batches", "7", "--random", "42", "-o",
-              str(tmp_path / "r")]]
+    argvs = [
+        ["split", files["A"], "--by", "alignments3D/class", "-o", str(tmp_path / "c")],
+        ["split", files["A"], "--batches", "7", "-o", str(tmp_path / "b")],
+        ["split", files["A"], "--batches", "7", "--random", "42", "-o", str(tmp_path / "r")],
+    ]
     for r in run_all(argvs):
         assert r.returncode == 0, r.stderr
     classes = list(dict.fromkeys(a["alignments3D/class"].tolist()))
@@ -288,18 +345,29 @@ def test_sets_by_uid(files, tmp_path):
     a, b = files["a"], files["b"]
     out = tmp_path / "s"
     text = ok("sets", files["A"], files["B"], "--both", "-o", str(out))
-    assert sorted(os.listdir(out)) == ["A_minus_B.cs", "B_minus_A.cs", "intersect_A.cs",
-                                       "intersect_B.cs"]
+    assert sorted(os.listdir(out)) == [
+        "A_minus_B.cs",
+        "B_minus_A.cs",
+        "intersect_A.cs",
+        "intersect_B.cs",
+    ]
     a_in_b = np.array([u in set(b["uid"].tolist()) for u in a["uid"].tolist()])
     b_in_a = np.array([u in set(a["uid"].tolist()) for u in b["uid"].tolist()])
     assert_rows(load(out / "intersect_A.cs"), a[a_in_b])
     assert_rows(load(out / "intersect_B.cs"), b[b_in_a])  # B's columns: pick_stats too
     assert_rows(load(out / "A_minus_B.cs"), a[~a_in_b])
     assert_rows(load(out / "B_minus_A.cs"), b[~b_in_a])
-    counts = {line.split()[0]: int(line.split()[1].replace(",", ""))
-              for line in text.splitlines() if line.startswith("  ")}
-    assert counts == {"intersect_A.cs": a_in_b.sum(), "intersect_B.cs": b_in_a.sum(),
-                      "A_minus_B.cs": (~a_in_b).sum(), "B_minus_A.cs": (~b_in_a).sum()}
+    counts = {
+        line.split()[0]: int(line.split()[1].replace(",", ""))
+        for line in text.splitlines()
+        if line.startswith("  ")
+    }
+    assert counts == {
+        "intersect_A.cs": a_in_b.sum(),
+        "intersect_B.cs": b_in_a.sum(),
+        "A_minus_B.cs": (~a_in_b).sum(),
+        "B_minus_A.cs": (~b_in_a).sum(),
+    }
 
     ok("sets", files["A"], files["B"], "--subtract", "-o", str(tmp_path / "sub"))
     assert sorted(os.listdir(tmp_path / "sub")) == ["A_minus_B.cs", "B_minus_A.cs"]
@@ -310,15 +378,25 @@ def test_sets_by_image_location(files, tmp_path):
     blob/path + blob/idx finds what a set of (path, idx) pairs finds."""
     b, c = files["b"], files["c"]
     a = files["a"]
-    ok("sets", files["A"], files["C"], "--intersect", "--on", "blob/path,blob/idx",
-       "-o", str(tmp_path / "loc"))
+    ok(
+        "sets",
+        files["A"],
+        files["C"],
+        "--intersect",
+        "--on",
+        "blob/path,blob/idx",
+        "-o",
+        str(tmp_path / "loc"),
+    )
     ok("sets", files["A"], files["C"], "--intersect", "-o", str(tmp_path / "uid"))
     keys_c = set(zip(c["blob/path"].tolist(), c["blob/idx"].tolist(), strict=True))
     keys_a = set(zip(a["blob/path"].tolist(), a["blob/idx"].tolist(), strict=True))
-    in_c = np.array([k in keys_c for k in zip(a["blob/path"].tolist(),
-                                              a["blob/idx"].tolist(), strict=True)])
-    in_a = np.array([k in keys_a for k in zip(c["blob/path"].tolist(),
-                                              c["blob/idx"].tolist(), strict=True)])
+    in_c = np.array(
+        [k in keys_c for k in zip(a["blob/path"].tolist(), a["blob/idx"].tolist(), strict=True)]
+    )
+    in_a = np.array(
+        [k in keys_a for k in zip(c["blob/path"].tolist(), c["blob/idx"].tolist(), strict=True)]
+    )
     assert 0 < in_c.sum() < len(a)
     assert_rows(load(tmp_path / "loc" / "intersect_A.cs"), a[in_c])
     assert_rows(load(tmp_path / "loc" / "intersect_B.cs"), c[in_a])
@@ -334,10 +412,28 @@ def test_info_and_convert_of_a_group(files, tmp_path):
     ds = Dataset.load(files["A"])
     # A generated table holds a few fields of each result, not every field cryoSPARC's
     # types require: validate=False.
-    write_output(tmp_path, "J9", "particles", ds, "particle", ["ctf", "alignments3D"],
-                 passthrough=ds, version=1, validate=False)
-    g = write_output(tmp_path, "J9", "particles", ds, "particle", ["ctf", "alignments3D"],
-                     passthrough=ds, version=2, validate=False)
+    write_output(
+        tmp_path,
+        "J9",
+        "particles",
+        ds,
+        "particle",
+        ["ctf", "alignments3D"],
+        passthrough=ds,
+        version=1,
+        validate=False,
+    )
+    g = write_output(
+        tmp_path,
+        "J9",
+        "particles",
+        ds,
+        "particle",
+        ["ctf", "alignments3D"],
+        passthrough=ds,
+        version=2,
+        validate=False,
+    )
     text = ok("info", g.path)
     assert "group J9.particles (particle), 600 items" in text
     for name in ("ctf", "alignments3D", "blob", "location", "alignments_class_0"):
@@ -358,8 +454,10 @@ def test_convert_to_star_with_image_suffix(files, tmp_path):
     r = run("convert", files["A"], str(tmp_path / "p.star"), "--image-suffix", ".mrcs")
     assert r.returncode == 0 and r.stderr.startswith("not written (star has no place")
     p = starfile.read(tmp_path / "p.star", always_dict=True)["particles"]
-    ref = [f"{i + 1:06d}@{os.path.splitext(s.decode())[0]}.mrcs"
-           for i, s in zip(a["blob/idx"].tolist(), a["blob/path"].tolist(), strict=True)]
+    ref = [
+        f"{i + 1:06d}@{os.path.splitext(s.decode())[0]}.mrcs"
+        for i, s in zip(a["blob/idx"].tolist(), a["blob/path"].tolist(), strict=True)
+    ]
     assert p["rlnImageName"].tolist() == ref
     # names with a space, and the empty name, are quoted and read back as they were
     mics = [s.decode().removeprefix(">") for s in a["location/micrograph_path"].tolist()]
@@ -375,11 +473,22 @@ def test_star_beam_tilt_and_magnification_values(tmp_path):
     n = 9
     group = np.repeat([1, 2, 3], 3).astype(np.uint32)
     tilt = np.repeat(np.float32([[120.0, -35.5], [0.0, 0.0], [-3.25, 900.0]]), 3, axis=0)
-    aniso = np.repeat(np.float32([[0.01, -0.002, 0.003, -0.008], [0, 0, 0, 0],
-                                  [-0.0051, 0.0007, 0.0002, 0.0049]]), 3, axis=0)
-    ds = Dataset({"uid": np.arange(1, n + 1, dtype=np.uint64), "ctf/exp_group_id": group,
-                  "ctf/cs_mm": np.full(n, 2.7, np.float32),
-                  "ctf/tilt_A": tilt, "ctf/anisomag": aniso})
+    aniso = np.repeat(
+        np.float32(
+            [[0.01, -0.002, 0.003, -0.008], [0, 0, 0, 0], [-0.0051, 0.0007, 0.0002, 0.0049]]
+        ),
+        3,
+        axis=0,
+    )
+    ds = Dataset(
+        {
+            "uid": np.arange(1, n + 1, dtype=np.uint64),
+            "ctf/exp_group_id": group,
+            "ctf/cs_mm": np.full(n, 2.7, np.float32),
+            "ctf/tilt_A": tilt,
+            "ctf/anisomag": aniso,
+        }
+    )
     to_star(ds, tmp_path / "o.star")
     o = starfile.read(tmp_path / "o.star", always_dict=True)["optics"]
     for j, label in enumerate(("rlnBeamTiltX", "rlnBeamTiltY")):
@@ -409,11 +518,15 @@ def test_bad_arguments_one_line_and_nothing_written(files, tmp_path):
     out = str(old)  # a failed command must leave it as it was
     dirout = str(d / "newdir")  # ... and create nothing
     cases = [
-        (["filter", A, "-o", out, "--where", "alignments3D/clas in 0,3"],
-         "no field 'alignments3D/clas'; did you mean alignments3D/class"),
+        (
+            ["filter", A, "-o", out, "--where", "alignments3D/clas in 0,3"],
+            "no field 'alignments3D/clas'; did you mean alignments3D/class",
+        ),
         (["filter", A, "-o", out, "--where", "ctf/df1_A < abc"], "'abc' is not a number"),
-        (["filter", A, "-o", out, "--where", "alignments3D/class in 1,2.5"],
-         "'2.5' is not an integer"),
+        (
+            ["filter", A, "-o", out, "--where", "alignments3D/class in 1,2.5"],
+            "'2.5' is not an integer",
+        ),
         (["filter", A, "-o", out, "--where", "ctf/df1_A ~ 3"], "expected 'FIELD OP VALUE'"),
         (["filter", A, "-o", out, "--where", "ctf/df1_A <"], "no value after '<'"),
         (["filter", A, "-o", out, "--where", "alignments3D/class in 1,,2"], "an empty item"),
@@ -439,8 +552,21 @@ def test_bad_arguments_one_line_and_nothing_written(files, tmp_path):
         (["sets", A, B, "--intersect", "--on", "blob/pth", "-o", dirout], "no field 'blob/pth'"),
         (["sets", A, B, "--intersect", "--on", "uid,blob/idx", "-o", dirout], "--on is uid"),
         (["sets", A, B, "--intersect", "--on", "blob/shape", "-o", dirout], "sub-array"),
-        (["sets", A, B, "--intersect", "--on", "blob/path,ctf/df1_A,blob/idx", "-o", dirout,
-          "--on", "uid,uid"], "--on is uid"),
+        (
+            [
+                "sets",
+                A,
+                B,
+                "--intersect",
+                "--on",
+                "blob/path,ctf/df1_A,blob/idx",
+                "-o",
+                dirout,
+                "--on",
+                "uid,uid",
+            ],
+            "--on is uid",
+        ),
         (["union", A, str(d / "obj.npy"), "-o", out], "obj.npy"),
         (["append", "--dedupe", "--repeat-allowed", A, B, "-o", out], "contradict"),
         (["convert", A, out, "--image-suffix", ".mrcs"], "applies to .star output only"),
@@ -456,13 +582,23 @@ def test_bad_arguments_one_line_and_nothing_written(files, tmp_path):
         assert message in lines[0], (argv, lines[0])
     assert old.read_bytes() == b"old contents"
     assert not os.path.exists(dirout) and not (d / "x.star").exists()
-    assert sorted(os.listdir(d)) == ["bad.txt", "big.txt", "float.npy", "neg.npy", "obj.npy",
-                                     "old.cs"]
+    assert sorted(os.listdir(d)) == [
+        "bad.txt",
+        "big.txt",
+        "float.npy",
+        "neg.npy",
+        "obj.npy",
+        "old.cs",
+    ]
 
 
 def test_argparse_errors_exit_nonzero(files):
-    for argv in (["split", files["A"], "-o", "x"], ["sets", files["A"], files["B"], "-o", "x"],
-                 ["union", files["A"]], ["split", files["A"], "--batches", "x", "-o", "y"]):
+    for argv in (
+        ["split", files["A"], "-o", "x"],
+        ["sets", files["A"], files["B"], "-o", "x"],
+        ["union", files["A"]],
+        ["split", files["A"], "--batches", "x", "-o", "y"],
+    ):
         r = run(*argv)
         assert r.returncode == 2 and "error:" in r.stderr.splitlines()[-1]
 
@@ -474,8 +610,9 @@ def tiny_disk(tmp_path):
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+    )
     if r.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     try:
@@ -550,9 +687,13 @@ def test_save_streamed_writes_what_save_writes(tmp_path, rows, keep):
 def test_save_streamed_falls_back_for_text_columns(tmp_path):
     from csfast.tasks import save_streamed
 
-    ds = Dataset({"uid": np.arange(3, dtype=np.uint64),
-                  "a/name": np.array(["\u00e9t\u00e9", "b", ""]),
-                  "a/pair": np.array([[b"x", b"yy"]] * 3)})
+    ds = Dataset(
+        {
+            "uid": np.arange(3, dtype=np.uint64),
+            "a/name": np.array(["\u00e9t\u00e9", "b", ""]),
+            "a/pair": np.array([[b"x", b"yy"]] * 3),
+        }
+    )
     save_streamed(ds, tmp_path / "s.cs")
     ds.save(tmp_path / "d.cs")
     assert (tmp_path / "s.cs").read_bytes() == (tmp_path / "d.cs").read_bytes()

@@ -52,8 +52,16 @@ def test_load_group(tmp_path, rng, capsys):
     u = some_uids(60, rng)
     main_arr = structured(u, rng, blob=BLOB, ctf=CTF)
     pt_arr = structured(rng.permutation(u), rng, location=LOC)
-    g = write_output(tmp_path, "J2", "particles", Dataset(main_arr), "particle", ["blob", "ctf"],
-                     passthrough=Dataset(pt_arr), validate=False)
+    g = write_output(
+        tmp_path,
+        "J2",
+        "particles",
+        Dataset(main_arr),
+        "particle",
+        ["blob", "ctf"],
+        passthrough=Dataset(pt_arr),
+        validate=False,
+    )
     out = tmp_path / "all.cs"
     assert main(["load", g.path, "-o", str(out)]) == 0
     text = capsys.readouterr().out
@@ -78,8 +86,16 @@ def test_load_group(tmp_path, rng, capsys):
     assert "60 rows x 4 fields (ctf, location)" in text and "Dataset(60 rows, 4 fields)" in text
 
     newer = structured(u, rng, blob=BLOB, ctf=CTF)
-    write_output(tmp_path, "J2", "particles", Dataset(newer), "particle", ["blob", "ctf"],
-                 version=4, validate=False)
+    write_output(
+        tmp_path,
+        "J2",
+        "particles",
+        Dataset(newer),
+        "particle",
+        ["blob", "ctf"],
+        version=4,
+        validate=False,
+    )
     for version, arr in ((None, newer), (0, main_arr)):
         opts = [] if version is None else ["--version", str(version)]
         assert main(["load", g.path, "--no-passthrough", "-o", str(out)] + opts) == 0
@@ -105,8 +121,9 @@ def test_join_files(tmp_path, rng, capsys):
     rows = [i for i, x in enumerate(a["uid"]) if int(x) in mb]
     np.testing.assert_array_equal(got["uid"], a["uid"][rows])
     np.testing.assert_array_equal(got["blob/path"], a["blob/path"][rows])
-    np.testing.assert_array_equal(got["ctf/df1_A"],
-                                  b["ctf/df1_A"][[mb[int(x)] for x in a["uid"][rows]]])
+    np.testing.assert_array_equal(
+        got["ctf/df1_A"], b["ctf/df1_A"][[mb[int(x)] for x in a["uid"][rows]]]
+    )
 
     c = save(tmp_path / "c.cs", structured(some_uids(5, rng), rng, ctf=CTF))
     assert main(["join", pa, c, "-o", str(tmp_path / "none.cs")]) == 1
@@ -142,13 +159,16 @@ def test_demo(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err == ""  # no progress when not on a terminal
     text = captured.out
-    for line in ("csfast demo: a cryo-EM job tree of 3,000 synthetic particles",
-                 "inp.override(0, 'blob', J2.particles.blob)",
-                 "input 'particles' needs at least 1 connection, has 0",
-                 "inp.override(0, 'map_half_A', J7.volume.map_half_A)",
-                 "J7/J7_map_half_A.mrc", f"csfast project {folder}",
-                 f"csfast load {folder}/J6 particles -o particles.cs",
-                 f"csfast load {folder}/J6 --input particles -o refinement_input.cs"):
+    for line in (
+        "csfast demo: a cryo-EM job tree of 3,000 synthetic particles",
+        "inp.override(0, 'blob', J2.particles.blob)",
+        "input 'particles' needs at least 1 connection, has 0",
+        "inp.override(0, 'map_half_A', J7.volume.map_half_A)",
+        "J7/J7_map_half_A.mrc",
+        f"csfast project {folder}",
+        f"csfast load {folder}/J6 particles -o particles.cs",
+        f"csfast load {folder}/J6 --input particles -o refinement_input.cs",
+    ):
         assert line in text
     # A project folder: one folder per job, each with its job.json and .csg files.
     for job in ("J1", "J2", "J3", "J4", "J5", "J6", "J7", "J8", "J9"):
@@ -207,5 +227,7 @@ def test_demo_reads_back_as_a_project(tmp_path, capsys):
     assert list(vol.decode("map_half_B/path")) == ["J8/J8_map_half_B.mrc"]
     assert main(["project", str(folder)]) == 0
     listing = capsys.readouterr().out
-    assert "<- J5.particles_selected; blob <- J2.particles.blob; + alignments2D, location, " \
-           "pick_stats" in listing
+    assert (
+        "<- J5.particles_selected; blob <- J2.particles.blob; + alignments2D, location, "
+        "pick_stats" in listing
+    )

@@ -71,11 +71,11 @@ def script(D, path, tmp) -> dict:
     out["row -1 uid"] = ds[-1]["uid"]
     out["row slice"] = [r["uid"] for r in ds[2:5]]
     out["row keys"] = list(ds[0].keys())
-    out["row to_dict scalars"] = {k: v for k, v in ds[1].to_dict().items()
-                                  if np.ndim(ds[k]) == 1}
+    out["row to_dict scalars"] = {k: v for k, v in ds[1].to_dict().items() if np.ndim(ds[k]) == 1}
     out["row to_dict sub-array"] = ds[1].to_dict()["blob/shape"]
-    out["row to_list scalars"] = [v for k, v in zip(ds.fields(), ds[2].to_list(), strict=True)
-                                  if np.ndim(ds[k]) == 1]
+    out["row to_list scalars"] = [
+        v for k, v in zip(ds.fields(), ds[2].to_list(), strict=True) if np.ndim(ds[k]) == 1
+    ]
     out["row item"] = (ds[4].item("blob/idx"), ds[4].item("nope", "default"))
     out["subset"] = ds.subset(rows[::9])["uid"]
     out["query row function"] = ds.query(lambda row: row["blob/idx"] % 3 == 0)["uid"]
@@ -133,7 +133,8 @@ DIFFERENT = {
     "descr": lambda tools, ours: (
         [f for f in tools if f[1] != "|O"] == [f for f in ours if f[1][1] != "S"]
         and all(f[1] == "|O" for f in tools if f[0] == "blob/path")
-        and all(f[1].startswith("|S") for f in ours if f[0] == "blob/path")),
+        and all(f[1].startswith("|S") for f in ours if f[0] == "blob/path")
+    ),
     # cryosparc-tools' Row.to_dict gives col.item(idx): element idx of the
     # flattened sub-array column, not the row's values; csfast gives the row as a list.
     "row to_dict sub-array": lambda tools, ours: isinstance(tools, int) and ours == [256, 256],

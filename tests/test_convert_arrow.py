@@ -84,8 +84,9 @@ def test_duckdb_query_of_a_converted_file(table_path):
     order = sorted(range(len(paths)), key=lambda i: (-counts[i], paths[i]))[:5]
     assert [(r[0], r[1]) for r in rows] == [(paths[i].decode(), counts[i]) for i in order]
     for (_, _, mean), i in zip(rows, order, strict=True):
-        assert mean == pytest.approx(ref["ctf/df1_A"][ref["blob/path"] == paths[i]]
-                                     .astype(np.float64).mean(), rel=1e-9)
+        assert mean == pytest.approx(
+            ref["ctf/df1_A"][ref["blob/path"] == paths[i]].astype(np.float64).mean(), rel=1e-9
+        )
     big = duckdb.sql(f"""SELECT max(uid) FROM '{table_path / "particles.parquet"}'""").fetchall()
     assert big[0][0] == int(ref["uid"].max())  # uids above 2**63 stay unsigned
 
@@ -95,8 +96,9 @@ def test_polars_query_of_a_converted_file(table_path):
 
     df = pl.read_parquet(table_path / "particles.parquet")
     assert df.schema["uid"] == pl.UInt64
-    out = (df.filter(pl.col("alignments3D/class") == 3)
-             .select("uid", pl.col("alignments3D/pose").arr.get(2).alias("pose_z")))
+    out = df.filter(pl.col("alignments3D/class") == 3).select(
+        "uid", pl.col("alignments3D/pose").arr.get(2).alias("pose_z")
+    )
     ref = np.load(table_path / "J42_005_particles.cs")
     keep = ref["alignments3D/class"] == 3
     assert out["uid"].to_list() == ref["uid"][keep].tolist()
@@ -109,9 +111,13 @@ def test_polars_query_of_a_converted_file(table_path):
 
 
 def test_foreign_tables_nulls_and_lists():
-    t = pa.table({"uid": pa.array([1, 2], pa.int64()),
-                  "p": pa.array(["a", "bcd"]),
-                  "v": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float64()))})
+    t = pa.table(
+        {
+            "uid": pa.array([1, 2], pa.int64()),
+            "p": pa.array(["a", "bcd"]),
+            "v": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float64())),
+        }
+    )
     ds = csfast.Dataset.from_arrow(t)
     assert ds["uid"].dtype == np.uint64 and ds["p"].dtype == np.dtype("S4")
     assert ds["v"].shape == (2, 2) and ds["v"].tolist() == [[1.0, 2.0], [3.0, 4.0]]
@@ -130,7 +136,10 @@ def test_pandas_layout_and_views():
     ds = particles(200, results=("blob", "alignments3D"), seed=5)
     df = ds.to_pandas()
     assert [c for c in df.columns if c.startswith("alignments3D/pose/")] == [
-        "alignments3D/pose/0", "alignments3D/pose/1", "alignments3D/pose/2"]
+        "alignments3D/pose/0",
+        "alignments3D/pose/1",
+        "alignments3D/pose/2",
+    ]
     assert df["uid"].dtype == np.uint64
     assert df["blob/path"].iloc[0] == ds.view("blob/path")[0]  # bytes
     assert not np.shares_memory(df["alignments3D/error"].to_numpy(), ds.view("alignments3D/error"))
@@ -156,9 +165,13 @@ def test_schema_record_cannot_widen_strings_or_disagree(tmp_path):
     # 100k rows of one short path: a few kB of Parquet. A record claiming
     # |S100000000 once asked for 93 GiB; the data's longest value decides.
     n = 100_000
-    ds = csfast.Dataset({"uid": np.zeros(n, dtype=np.uint64),
-                         "blob/path": np.full(n, b"J1/a.mrc", dtype="S20"),
-                         "x": np.zeros((n, 2), np.float32)})
+    ds = csfast.Dataset(
+        {
+            "uid": np.zeros(n, dtype=np.uint64),
+            "blob/path": np.full(n, b"J1/a.mrc", dtype="S20"),
+            "x": np.zeros((n, 2), np.float32),
+        }
+    )
     table = ds.to_arrow()
     bomb = _with_record(table, lambda f: f["blob/path"].__setitem__(1, "|S100000000"))
     pq.write_table(bomb, tmp_path / "bomb.parquet")
@@ -168,18 +181,24 @@ def test_schema_record_cannot_widen_strings_or_disagree(tmp_path):
     assert (back["blob/path"] == b"J1/a.mrc").all()
     # A recorded width with modest padding is kept (exact round trips).
     assert files.read_parquet(_write(tmp_path, table))["blob/path"].dtype == np.dtype("S20")
-    edits = {"says <f8": lambda f: f["x"].__setitem__(1, "<f8"),
-             "says |S4": lambda f: f["x"].__setitem__(1, "|S4"),
-             "says <f4": lambda f: f["blob/path"].__setitem__(1, "<f4"),
-             r"shape \(3,\)": lambda f: f["x"].__setitem__(2, [3]),
-             r"shape \(2,\)": lambda f: f["uid"].__setitem__(2, [2])}
+    edits = {
+        "says <f8": lambda f: f["x"].__setitem__(1, "<f8"),
+        "says |S4": lambda f: f["x"].__setitem__(1, "|S4"),
+        "says <f4": lambda f: f["blob/path"].__setitem__(1, "<f4"),
+        r"shape \(3,\)": lambda f: f["x"].__setitem__(2, [3]),
+        r"shape \(2,\)": lambda f: f["uid"].__setitem__(2, [2]),
+    }
     for message, edit in edits.items():
         path = _write(tmp_path, _with_record(table, edit))
         with pytest.raises(CsFormatError, match=f"{path}: field .*{message}"):
             files.read_parquet(path)
     # Unreadable records are ignored (the Arrow types decide), never raised on.
-    for junk in (b"[" * 100_000, b'{"fields": [["x", "(2,)f4,", []]]}', b"{}",
-                 b'{"fields": [["x", "<f4", [2147483648]]]}'):
+    for junk in (
+        b"[" * 100_000,
+        b'{"fields": [["x", "(2,)f4,", []]]}',
+        b"{}",
+        b'{"fields": [["x", "<f4", [2147483648]]]}',
+    ):
         t = table.replace_schema_metadata({b"csfast": junk})
         assert files.read_parquet(_write(tmp_path, t))["x"].dtype == np.float32
 
@@ -196,8 +215,7 @@ def test_string_budget_bounds_dictionary_columns(tmp_path):
     # One 60 kB value named by 300k rows: 18 GB as a fixed-width column from
     # a 1.3 MB Arrow table (int32 indices).
     n = 300_000
-    arr = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
-                                         pa.array(["a" * 60_000]))
+    arr = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["a" * 60_000]))
     table = pa.table({"uid": pa.array(np.arange(n, dtype=np.uint64)), "s": arr})
     with pytest.raises(CsFormatError, match="<arrow table>: field 's'.*would take"):
         csfast.Dataset.from_arrow(table)
@@ -246,9 +264,13 @@ def test_frame_record_cannot_widen_strings():
     import json
 
     n = 50_000
-    ds = csfast.Dataset({"uid": np.arange(n, dtype=np.uint64),
-                         "p": np.full(n, b"ab", dtype="S3"),
-                         "q": np.full(n, b"xyz", dtype="S40")})
+    ds = csfast.Dataset(
+        {
+            "uid": np.arange(n, dtype=np.uint64),
+            "p": np.full(n, b"ab", dtype="S3"),
+            "q": np.full(n, b"xyz", dtype="S40"),
+        }
+    )
     for strings in ("bytes", "str"):
         df = ds.to_pandas(strings=strings)
         rec = json.loads(df.attrs["csfast"])

@@ -24,13 +24,18 @@ def test_convert_by_extension_round_trips(tmp_path, capsys):
 
 def test_convert_csdat_flag_and_no_compress(tmp_path):
     particles(50, results=("blob",), seed=1).save(tmp_path / "a.cs")
-    assert main(["convert", str(tmp_path / "a.cs"), str(tmp_path / "s.cs"), "--csdat",
-                 "--no-compress"]) == 0
+    assert (
+        main(
+            ["convert", str(tmp_path / "a.cs"), str(tmp_path / "s.cs"), "--csdat", "--no-compress"]
+        )
+        == 0
+    )
     assert (tmp_path / "s.cs").read_bytes()[:6] == b"\x95CSDAT"
     header = CsDataset.inspect(tmp_path / "s.cs")
     assert header["compression"] is None and header["length"] == 50
-    assert np.array_equal(CsDataset.load(tmp_path / "s.cs")["blob/idx"],
-                          np.load(tmp_path / "a.cs")["blob/idx"])
+    assert np.array_equal(
+        CsDataset.load(tmp_path / "s.cs")["blob/idx"], np.load(tmp_path / "a.cs")["blob/idx"]
+    )
 
 
 def test_convert_to_star_reports_fields_and_warnings(tmp_path, capsys):
@@ -51,8 +56,9 @@ def test_convert_unknown_extension_is_an_error(tmp_path, capsys):
 def test_micrograph_shape_only_for_star_input(tmp_path, capsys):
     src = tmp_path / "p.cs"
     particles(10).save(src)
-    status = main(["convert", str(src), str(tmp_path / "p.parquet"),
-                   "--micrograph-shape", "10", "10"])
+    status = main(
+        ["convert", str(src), str(tmp_path / "p.parquet"), "--micrograph-shape", "10", "10"]
+    )
     assert status == 1
     assert "--micrograph-shape applies to .star input only" in capsys.readouterr().err
     assert not (tmp_path / "p.parquet").exists()

@@ -23,16 +23,18 @@ Stream = pytest.importorskip("cryosparc.dataset.core").Stream
 def _cs_tools_table(n: int = 300) -> CsDataset:
     rng = np.random.default_rng(5)
     paths = np.array([f"J{i}/extract/mic_{i:04d}_ü.mrc" for i in range(7)], dtype=object)
-    return CsDataset([
-        ("uid", rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)),
-        ("blob/path", paths[rng.integers(0, 7, n)]),
-        ("blob/idx", np.arange(n, dtype=np.uint32)),
-        ("blob/shape", np.full((n, 2), 256, dtype=np.uint32)),
-        ("ctf/type", np.array(["spa", ""] * (n // 2) + ["spa"] * (n % 2), dtype=object)),
-        ("alignments3D/pose", rng.standard_normal((n, 3)).astype(np.float32)),
-        ("alignments3D/error", rng.standard_normal(n).astype(np.float64)),
-        ("pick_stats/template_idx", rng.integers(-5, 5, n).astype(np.int32)),
-    ])
+    return CsDataset(
+        [
+            ("uid", rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)),
+            ("blob/path", paths[rng.integers(0, 7, n)]),
+            ("blob/idx", np.arange(n, dtype=np.uint32)),
+            ("blob/shape", np.full((n, 2), 256, dtype=np.uint32)),
+            ("ctf/type", np.array(["spa", ""] * (n // 2) + ["spa"] * (n % 2), dtype=object)),
+            ("alignments3D/pose", rng.standard_normal((n, 3)).astype(np.float32)),
+            ("alignments3D/error", rng.standard_normal(n).astype(np.float64)),
+            ("pick_stats/template_idx", rng.integers(-5, 5, n).astype(np.int32)),
+        ]
+    )
 
 
 def _assert_matches_cs_tools(ds: csfast.Dataset, cd: CsDataset) -> None:
@@ -88,8 +90,9 @@ def test_mapped_uncompressed_columns_are_copy_on_write_views(tmp_path):
     assert np.array_equal(frozen["alignments3D/pose"], cd["alignments3D/pose"])
     ds["alignments3D/pose"] = 0  # the file is untouched
     assert (ds["alignments3D/pose"] == 0).all()
-    assert np.array_equal(csfast.Dataset.load(tmp_path / "u.cs")["alignments3D/pose"],
-                          cd["alignments3D/pose"])
+    assert np.array_equal(
+        csfast.Dataset.load(tmp_path / "u.cs")["alignments3D/pose"], cd["alignments3D/pose"]
+    )
 
 
 @pytest.mark.parametrize("compression", [None, "lz4"])
@@ -123,9 +126,13 @@ def test_empty_table_both_ways(tmp_path):
 
 
 def test_string_heap_holds_each_distinct_string_once():
-    ds = csfast.Dataset({"uid": np.arange(6, dtype=np.uint64),
-                         "a": np.array([b"x", b"y", b"x", b"", b"x", b"y"]),
-                         "b": np.array([b"y"] * 6)})
+    ds = csfast.Dataset(
+        {
+            "uid": np.arange(6, dtype=np.uint64),
+            "a": np.array([b"x", b"y", b"x", b"", b"x", b"y"]),
+            "b": np.array([b"y"] * 6),
+        }
+    )
     data = b"".join(bytes(c) for c in csdat.stream(ds.cols(), 6, compression=None))
     heap = data[data.rindex(b"\0x\0") :]
     assert heap == b"\0x\0y\0"  # a leading NUL (offset 0 is ""), then x and y once each
@@ -166,8 +173,7 @@ def _stream(header: dict, body: bytes = b"") -> bytes:
 
 
 def test_malformed_streams_raise_format_errors(tmp_path):
-    good = {"length": 2, "dtype": [["uid", "<u8"]], "compression": None,
-            "compressed_fields": []}
+    good = {"length": 2, "dtype": [["uid", "<u8"]], "compression": None, "compressed_fields": []}
     cases = {
         "truncated CSDAT header": b"\x95CSDAT\x10\x00\x00\x00{",
         "malformed": b"\x95CSDAT\x03\x00\x00\x00{{{",
@@ -178,17 +184,27 @@ def test_malformed_streams_raise_format_errors(tmp_path):
         "holds 8 bytes": _stream(good, struct.pack("<I", 8) + b"\0" * 8),
         "string sub-arrays": _stream({**good, "dtype": [["uid", "<u8"], ["o", "|O", [2]]]}),
         "unsupported dtype": _stream({**good, "dtype": [["uid", "<u8"], ["z", "S0"]]}),
-        "cannot hold": _stream({"length": 2**40, "dtype": [["x", "<f4"], ["uid", "<u8"]],
-                                "compression": "lz4", "compressed_fields": ["x"]},
-                               struct.pack("<I", 4) + b"\0" * 4),
+        "cannot hold": _stream(
+            {
+                "length": 2**40,
+                "dtype": [["x", "<f4"], ["uid", "<u8"]],
+                "compression": "lz4",
+                "compressed_fields": ["x"],
+            },
+            struct.pack("<I", 4) + b"\0" * 4,
+        ),
     }
     for i, (message, data) in enumerate(cases.items()):
         path = tmp_path / f"bad{i}.cs"
         path.write_bytes(data)
         with pytest.raises(CsFormatError, match=message):
             csfast.Dataset.load(path)
-    strings = {"length": 1, "dtype": [["uid", "<u8"], ["s", "|O"]], "compression": None,
-               "compressed_fields": []}
+    strings = {
+        "length": 1,
+        "dtype": [["uid", "<u8"], ["s", "|O"]],
+        "compression": None,
+        "compressed_fields": [],
+    }
     body = struct.pack("<I", 8) + b"\1" * 8 + struct.pack("<I", 8) + struct.pack("<Q", 99)
     with pytest.raises(CsFormatError, match="beyond the string heap"):
         csdat.read(_stream(strings, body + b"\0ab\0"))
@@ -204,12 +220,16 @@ def _string_stream(offsets: np.ndarray, heap: bytes, compress: bool) -> bytes:
     n = len(offsets)
     raw = np.asarray(offsets, dtype="<u8").tobytes()
     col = _lz4.compress(raw) if compress else raw
-    header = {"length": n, "dtype": [["uid", "<u8"], ["s", "|O"]],
-              "compression": "lz4" if compress else None,
-              "compressed_fields": ["s"] if compress else []}
+    header = {
+        "length": n,
+        "dtype": [["uid", "<u8"], ["s", "|O"]],
+        "compression": "lz4" if compress else None,
+        "compressed_fields": ["s"] if compress else [],
+    }
     uid = np.arange(n, dtype="<u8").tobytes()
-    return _stream(header, struct.pack("<I", len(uid)) + uid + struct.pack("<I", len(col))
-                   + bytes(col) + heap)
+    return _stream(
+        header, struct.pack("<I", len(uid)) + uid + struct.pack("<I", len(col)) + bytes(col) + heap
+    )
 
 
 def _peak(fn) -> int:
@@ -231,8 +251,10 @@ def test_string_bombs_are_refused_before_allocating(tmp_path, compress):
     # 1.7 MB (uid) + the string; and 60k distinct suffixes of one string
     # (quadratic: 3.6 GB).
     long = b"\0" + b"a" * 60_000 + b"\0"
-    bombs = {"same": _string_stream(np.ones(200_000, dtype=np.uint64), long, compress),
-             "suffixes": _string_stream(np.arange(1, 60_001, dtype=np.uint64), long, compress)}
+    bombs = {
+        "same": _string_stream(np.ones(200_000, dtype=np.uint64), long, compress),
+        "suffixes": _string_stream(np.arange(1, 60_001, dtype=np.uint64), long, compress),
+    }
     for label, data in bombs.items():
         path = tmp_path / f"{label}.cs"
         path.write_bytes(data)
@@ -263,8 +285,7 @@ def test_string_longer_than_the_limit_is_refused():
 
 
 def test_hostile_headers_raise_format_errors(tmp_path):
-    good = {"length": 2, "dtype": [["uid", "<u8"]], "compression": None,
-            "compressed_fields": []}
+    good = {"length": 2, "dtype": [["uid", "<u8"]], "compression": None, "compressed_fields": []}
     cases = {
         "zero bytes": _stream({**good, "length": 2**40, "dtype": []}),
         "zero bytes ": _stream({**good, "length": 2**40, "dtype": [["uid", "<u8", [0]]]}),

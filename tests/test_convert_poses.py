@@ -25,20 +25,22 @@ def _same_rotation(v: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.abs(Rotation.from_rotvec(v).as_matrix() - Rotation.from_rotvec(w).as_matrix()).max()
 
 
-EDGE = np.array([
-    [0.0, 0.0, 0.0],                            # identity
-    [np.pi, 0.0, 0.0],                          # 180 degrees about x: tilt 180
-    [0.0, np.pi, 0.0],                          # 180 degrees about y: tilt 180
-    [0.0, 0.0, np.pi],                          # 180 degrees about z: tilt 0
-    [0.0, 0.0, -np.pi],
-    [np.pi / np.sqrt(2), np.pi / np.sqrt(2), 0.0],  # 180 degrees about x = y
-    [np.pi / np.sqrt(3)] * 3,                   # 180 degrees about a diagonal
-    [0.0, 0.0, 0.7],                            # pure in-plane: tilt exactly 0
-    [0.0, 0.0, -2.5],
-    [1e-12, -1e-12, 0.0],                       # tiny rotation
-    [2.0, 0.0, 0.0],
-    [0.0, -1.0, 0.0],
-])
+EDGE = np.array(
+    [
+        [0.0, 0.0, 0.0],  # identity
+        [np.pi, 0.0, 0.0],  # 180 degrees about x: tilt 180
+        [0.0, np.pi, 0.0],  # 180 degrees about y: tilt 180
+        [0.0, 0.0, np.pi],  # 180 degrees about z: tilt 0
+        [0.0, 0.0, -np.pi],
+        [np.pi / np.sqrt(2), np.pi / np.sqrt(2), 0.0],  # 180 degrees about x = y
+        [np.pi / np.sqrt(3)] * 3,  # 180 degrees about a diagonal
+        [0.0, 0.0, 0.7],  # pure in-plane: tilt exactly 0
+        [0.0, 0.0, -2.5],
+        [1e-12, -1e-12, 0.0],  # tiny rotation
+        [2.0, 0.0, 0.0],
+        [0.0, -1.0, 0.0],
+    ]
+)
 
 
 def test_random_poses_match_scipy():
@@ -62,15 +64,18 @@ def test_edge_poses_match_scipy():
 @pytest.mark.parametrize("tilt", [0.0, 180.0])
 def test_tilt_exactly_zero_and_180_round_trip(tilt):
     rng = np.random.default_rng(1)
-    angles = np.stack([rng.uniform(-180, 180, 50), np.full(50, tilt),
-                       rng.uniform(-180, 180, 50)], axis=1)
+    angles = np.stack(
+        [rng.uniform(-180, 180, 50), np.full(50, tilt), rng.uniform(-180, 180, 50)], axis=1
+    )
     v = euler_to_rotvec(angles)
     ref = Rotation.from_euler("ZYZ", angles, degrees=True)
     assert np.abs(Rotation.from_rotvec(v).as_matrix() - ref.as_matrix()).max() < 1e-12
     back = rotvec_to_euler(v)
     assert np.abs(back[:, 1] - tilt).max() < 1e-9
-    assert np.abs(Rotation.from_euler("ZYZ", back, degrees=True).as_matrix()
-                  - ref.as_matrix()).max() < 1e-12
+    assert (
+        np.abs(Rotation.from_euler("ZYZ", back, degrees=True).as_matrix() - ref.as_matrix()).max()
+        < 1e-12
+    )
 
 
 def test_euler_back_to_rotvec():
@@ -98,14 +103,23 @@ def test_relion_matrix_is_the_transpose_of_rodrigues():
     """RELION's Euler matrix (Euler_angles2matrix) is the transpose of Rodrigues(v)."""
     v = np.random.default_rng(3).normal(0.0, 1.0, size=(200, 3))
     rot, tilt, psi = np.radians(rotvec_to_euler(v)).T
-    ca, sa, cb, sb, cg, sg = (np.cos(rot), np.sin(rot), np.cos(tilt), np.sin(tilt),
-                              np.cos(psi), np.sin(psi))
+    ca, sa, cb, sb, cg, sg = (
+        np.cos(rot),
+        np.sin(rot),
+        np.cos(tilt),
+        np.sin(tilt),
+        np.cos(psi),
+        np.sin(psi),
+    )
     cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
     # RELION's euler.cpp, written out
-    relion = np.stack([
-        np.stack([cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb], -1),
-        np.stack([-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb], -1),
-        np.stack([sc, ss, cb], -1),
-    ], axis=1)
+    relion = np.stack(
+        [
+            np.stack([cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb], -1),
+            np.stack([-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb], -1),
+            np.stack([sc, ss, cb], -1),
+        ],
+        axis=1,
+    )
     rodrigues = Rotation.from_rotvec(v).as_matrix()
     assert np.abs(relion - np.transpose(rodrigues, (0, 2, 1))).max() < 1e-12

@@ -14,8 +14,9 @@ from csfast.convert import files
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @SETTINGS
@@ -126,8 +127,9 @@ def test_convert_file_to_file_keeps_every_field(tmp_path):
         assert back.dtype == ref.dtype, ext
         assert (back == ref).all(), ext
     # a Parquet file written by another tool from the same data reads the same
-    pq.write_table(pa.table({"uid": ref["uid"], "ctf/df1_A": ref["ctf/df1_A"]}),
-                   tmp_path / "other.parquet")
+    pq.write_table(
+        pa.table({"uid": ref["uid"], "ctf/df1_A": ref["ctf/df1_A"]}), tmp_path / "other.parquet"
+    )
     other = files.read_parquet(tmp_path / "other.parquet")
     assert other["uid"].dtype == np.uint64
     assert other["ctf/df1_A"].tolist() == ref["ctf/df1_A"].tolist()

@@ -15,18 +15,38 @@ from csfast.synthetic import particles
 starfile = pytest.importorskip("starfile")
 Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
 
-MAPPED = {"blob/idx", "blob/path", "blob/psize_A", "blob/shape", "ctf/accel_kv", "ctf/cs_mm",
-          "ctf/amp_contrast", "ctf/exp_group_id", "ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad",
-          "ctf/phase_shift_rad", "ctf/bfactor", "ctf/scale", "location/micrograph_path",
-          "location/center_x_frac", "location/center_y_frac", "location/micrograph_shape",
-          "alignments3D/pose", "alignments3D/shift", "alignments3D/psize_A",
-          "alignments3D/class", "alignments3D/split", "ctf/tilt_A", "ctf/anisomag"}
+MAPPED = {
+    "blob/idx",
+    "blob/path",
+    "blob/psize_A",
+    "blob/shape",
+    "ctf/accel_kv",
+    "ctf/cs_mm",
+    "ctf/amp_contrast",
+    "ctf/exp_group_id",
+    "ctf/df1_A",
+    "ctf/df2_A",
+    "ctf/df_angle_rad",
+    "ctf/phase_shift_rad",
+    "ctf/bfactor",
+    "ctf/scale",
+    "location/micrograph_path",
+    "location/center_x_frac",
+    "location/center_y_frac",
+    "location/micrograph_shape",
+    "alignments3D/pose",
+    "alignments3D/shift",
+    "alignments3D/psize_A",
+    "alignments3D/class",
+    "alignments3D/split",
+    "ctf/tilt_A",
+    "ctf/anisomag",
+}
 
 
 def refinement(n: int = 400, seed: int = 0, exported: bool = False) -> csfast.Dataset:
     """A refinement-like particle table with per-group optics held constant."""
-    ds = particles(n, results=("blob", "ctf", "location", "alignments3D"), seed=seed,
-                   classes=4)
+    ds = particles(n, results=("blob", "ctf", "location", "alignments3D"), seed=seed, classes=4)
     rng = np.random.default_rng(seed)
     ds["blob/psize_A"] = np.float32(1.06)
     ds["alignments3D/psize_A"] = np.float32(1.06)
@@ -39,8 +59,7 @@ def refinement(n: int = 400, seed: int = 0, exported: bool = False) -> csfast.Da
     # Beam tilt and anisotropic magnification: per exposure group, as cryoSPARC refines them.
     group = ds["ctf/exp_group_id"].astype(np.float32)[:, None]
     ds["ctf/tilt_A"] = (group * np.float32([130.5, -71.25])).astype(np.float32)
-    ds["ctf/anisomag"] = (group * np.float32([0.0031, -0.0007, 0.0009, -0.0042])
-                          ).astype(np.float32)
+    ds["ctf/anisomag"] = (group * np.float32([0.0031, -0.0007, 0.0009, -0.0042])).astype(np.float32)
     if exported:
         ds["blob/path"] = np.char.add(b">", ds["blob/path"])
     return ds
@@ -59,17 +78,22 @@ def test_particles_table_matches_independent_values(tmp_path):
     assert set(blocks) == {"optics", "particles"}
     p, o = blocks["particles"], blocks["optics"]
     assert len(p) == len(ds)
-    names = [f"{i + 1:06d}@{s.decode()[1:]}" for i, s in
-             zip(ds["blob/idx"].tolist(), ds["blob/path"].tolist(), strict=True)]
+    names = [
+        f"{i + 1:06d}@{s.decode()[1:]}"
+        for i, s in zip(ds["blob/idx"].tolist(), ds["blob/path"].tolist(), strict=True)
+    ]
     assert p["rlnImageName"].tolist() == names
-    assert p["rlnMicrographName"].tolist() == [s.decode() for s in
-                                               ds["location/micrograph_path"].tolist()]
+    assert p["rlnMicrographName"].tolist() == [
+        s.decode() for s in ds["location/micrograph_path"].tolist()
+    ]
     assert np.array_equal(f32(p["rlnDefocusU"]), ds["ctf/df1_A"])
     assert np.array_equal(f32(p["rlnDefocusV"]), ds["ctf/df2_A"])
-    assert np.array_equal(f32(p["rlnDefocusAngle"]),
-                          f32([np.degrees(float(x)) for x in ds["ctf/df_angle_rad"]]))
-    assert np.array_equal(f32(p["rlnPhaseShift"]),
-                          f32([np.degrees(float(x)) for x in ds["ctf/phase_shift_rad"]]))
+    assert np.array_equal(
+        f32(p["rlnDefocusAngle"]), f32([np.degrees(float(x)) for x in ds["ctf/df_angle_rad"]])
+    )
+    assert np.array_equal(
+        f32(p["rlnPhaseShift"]), f32([np.degrees(float(x)) for x in ds["ctf/phase_shift_rad"]])
+    )
     assert np.array_equal(f32(p["rlnCtfBfactor"]), ds["ctf/bfactor"])
     assert np.array_equal(f32(p["rlnCtfScalefactor"]), ds["ctf/scale"])
     x = ds["location/center_x_frac"].astype(np.float64) * 3710
@@ -79,7 +103,8 @@ def test_particles_table_matches_independent_values(tmp_path):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Gimbal lock detected")
         euler = Rotation.from_rotvec(ds["alignments3D/pose"].astype(np.float64)).as_euler(
-            "ZYZ", degrees=True)
+            "ZYZ", degrees=True
+        )
     got = np.stack([p["rlnAngleRot"], p["rlnAngleTilt"], p["rlnAnglePsi"]], axis=1)
     assert np.abs((got - euler + 180) % 360 - 180).max() < 1e-4
     shift = ds["alignments3D/shift"].astype(np.float64) * 1.06
@@ -88,8 +113,9 @@ def test_particles_table_matches_independent_values(tmp_path):
     assert p["rlnClassNumber"].tolist() == (ds["alignments3D/class"] + 1).tolist()
     assert p["rlnRandomSubset"].tolist() == (ds["alignments3D/split"] + 1).tolist()
     groups = sorted(set(ds["ctf/exp_group_id"].tolist()))
-    assert p["rlnOpticsGroup"].tolist() == [groups.index(g) + 1 for g in
-                                            ds["ctf/exp_group_id"].tolist()]
+    assert p["rlnOpticsGroup"].tolist() == [
+        groups.index(g) + 1 for g in ds["ctf/exp_group_id"].tolist()
+    ]
     # optics: one row per group, values as given
     assert o["rlnOpticsGroup"].tolist() == list(range(1, len(groups) + 1))
     assert o["rlnOpticsGroupName"].tolist() == [f"exp_group_{g}" for g in groups]
@@ -103,15 +129,21 @@ def test_star_round_trip(tmp_path):
     to_star(ds, tmp_path / "r.star")
     back = from_star(tmp_path / "r.star", micrograph_shape=(3838, 3710))
     assert set(back.fields()) == MAPPED | {"uid"}
-    for name in MAPPED - {"alignments3D/pose", "location/center_y_frac",
-                          "location/center_x_frac", "alignments3D/shift"}:
+    for name in MAPPED - {
+        "alignments3D/pose",
+        "location/center_y_frac",
+        "location/center_x_frac",
+        "alignments3D/shift",
+    }:
         assert back[name].dtype == ds[name].dtype, name
         assert np.array_equal(back[name], ds[name]), name
     for name in ("location/center_x_frac", "location/center_y_frac", "alignments3D/shift"):
         assert np.allclose(back[name], ds[name], rtol=1e-6, atol=1e-6), name
     v, w = ds["alignments3D/pose"].astype(np.float64), back["alignments3D/pose"]
-    assert np.abs(Rotation.from_rotvec(v).as_matrix()
-                  - Rotation.from_rotvec(w).as_matrix()).max() < 1e-5
+    assert (
+        np.abs(Rotation.from_rotvec(v).as_matrix() - Rotation.from_rotvec(w).as_matrix()).max()
+        < 1e-5
+    )
 
 
 def test_unmapped_star_labels_are_kept_and_written_back(tmp_path):
@@ -201,10 +233,12 @@ def test_alignments2d_and_no_flip(tmp_path):
     assert "alignments2D/pose" not in left
     p = starfile.read(tmp_path / "a.star", always_dict=True)["particles"]
     assert "rlnAngleRot" not in p.columns
-    assert np.array_equal(f32(p["rlnAnglePsi"]),
-                          f32(np.degrees(ds["alignments2D/pose"].astype(np.float64))))
-    assert np.array_equal(f32(p["rlnCoordinateY"]),
-                          f32(ds["location/center_y_frac"].astype(np.float64) * 1000))
+    assert np.array_equal(
+        f32(p["rlnAnglePsi"]), f32(np.degrees(ds["alignments2D/pose"].astype(np.float64)))
+    )
+    assert np.array_equal(
+        f32(p["rlnCoordinateY"]), f32(ds["location/center_y_frac"].astype(np.float64) * 1000)
+    )
 
 
 def test_empty_table(tmp_path):
@@ -223,12 +257,20 @@ def test_star_round_trip_generated(tmp_path_factory, n, seed, exported):
     back = from_star(path, micrograph_shape=(3838, 3710))
     paths = [p[1:] if p.startswith(b">") else p for p in ds["blob/path"].tolist()]
     assert back["blob/path"].tolist() == paths
-    for name in ("blob/idx", "ctf/df1_A", "ctf/exp_group_id", "alignments3D/class",
-                 "alignments3D/split", "ctf/df_angle_rad"):
+    for name in (
+        "blob/idx",
+        "ctf/df1_A",
+        "ctf/exp_group_id",
+        "alignments3D/class",
+        "alignments3D/split",
+        "ctf/df_angle_rad",
+    ):
         assert np.array_equal(back[name], ds[name]), name
     v, w = ds["alignments3D/pose"].astype(np.float64), back["alignments3D/pose"]
-    assert np.abs(Rotation.from_rotvec(v).as_matrix()
-                  - Rotation.from_rotvec(w).as_matrix()).max() < 1e-5
+    assert (
+        np.abs(Rotation.from_rotvec(v).as_matrix() - Rotation.from_rotvec(w).as_matrix()).max()
+        < 1e-5
+    )
 
 
 def test_fast_loop_reader_agrees_with_starfile(tmp_path):
@@ -238,9 +280,11 @@ def test_fast_loop_reader_agrees_with_starfile(tmp_path):
     to_star(ds, tmp_path / "a.star")
     (tmp_path / "b.star").write_text(
         "# comment\ndata_\n\nloop_\n_rlnImageName #1\n_rlnVoltage #2\n"
-        "000001@s.mrcs 300\n# a comment row\n000002@s.mrcs 200\n")
-    (tmp_path / "c.star").write_text("data_optics\n\nloop_\n_rlnOpticsGroup #1\n\n"
-                                     "data_particles\n\nloop_\n_rlnImageName #1\n")
+        "000001@s.mrcs 300\n# a comment row\n000002@s.mrcs 200\n"
+    )
+    (tmp_path / "c.star").write_text(
+        "data_optics\n\nloop_\n_rlnOpticsGroup #1\n\ndata_particles\n\nloop_\n_rlnImageName #1\n"
+    )
     for name in ("a.star", "b.star", "c.star"):
         ours = read_loops(tmp_path / name)
         ref = starfile.read(tmp_path / name, always_dict=True)
@@ -258,10 +302,13 @@ def test_fast_loop_reader_agrees_with_starfile(tmp_path):
     assert from_star(tmp_path / "q.star")["blob/path"].tolist() == [b"a b.mrcs"]
 
 
-@pytest.mark.parametrize("row, message", [
-    ("000000@a.mrcs\t100", "rlnImageName index row 1: 0 is not a whole number from 1 to"),
-    ("000001@a.mrcs\tabc", "could not convert string to float: 'abc'"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("000000@a.mrcs\t100", "rlnImageName index row 1: 0 is not a whole number from 1 to"),
+        ("000001@a.mrcs\tabc", "could not convert string to float: 'abc'"),
+    ],
+)
 def test_bad_values_raise_format_errors_naming_the_file(tmp_path, row, message):
     path = tmp_path / "bad.star"
     path.write_text("data_particles\n\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n" + row + "\n")
@@ -271,35 +318,73 @@ def test_bad_values_raise_format_errors_naming_the_file(tmp_path, row, message):
 
 
 _OPTICS = "data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnVoltage #2\n1 300\n\n"
-_PARTICLES = ("data_particles\n\nloop_\n_rlnImageName #1\n_rlnOpticsGroup #2\n"
-              "_rlnClassNumber #3\n")
+_PARTICLES = "data_particles\n\nloop_\n_rlnImageName #1\n_rlnOpticsGroup #2\n_rlnClassNumber #3\n"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("data_optics\n\nloop_\n_rlnVoltage #1\n300\n\n" + _PARTICLES + "000001@a.mrcs 1 1\n",
-     "data_optics has no rlnOpticsGroup column"),
-    (_OPTICS + "data_particles\n\nloop_\n_rlnImageName #1\n_rlnImageName #2\n"
-     "000001@a.mrcs 000002@a.mrcs\n", r"data_particles names labels \['rlnImageName'\] twice"),
-    (_OPTICS + "data_particles\n\nloop_\n_rlnImageName #1\n_rlnImageName #2\n"
-     "'000001@a b.mrcs' 000002@a.mrcs\n", r"data_particles names labels \['rlnImageName'\]"),
-    (_OPTICS.replace("1 300\n", "1 300\n1 200\n") + _PARTICLES + "000001@a.mrcs 1 1\n",
-     "data_optics lists optics group 1 twice"),
-    (_OPTICS + _PARTICLES + "4294967297@a.mrcs 1 1\n",
-     "rlnImageName index row 1: 4294967297 is not a whole number from 1 to 4294967296"),
-    (_OPTICS + _PARTICLES + "000001@a.mrcs 1 2\n000001@a.mrcs 1 1.5\n",
-     "rlnClassNumber row 2: 1.5 is not a whole number"),
-    (_OPTICS + _PARTICLES + "000001@a.mrcs 1 4294967297\n",
-     "rlnClassNumber row 1: 4294967297 is not"),
-    (_OPTICS.replace("1 300", "4294967296 300") + _PARTICLES + "000001@a.mrcs 4294967296 1\n",
-     "rlnOpticsGroup row 1: 4294967296 is not a whole number from 0 to 4294967295"),
-    ("data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnOpticsGroupName #2\n"
-     "1 exp_group_99999999999\n\n" + _PARTICLES + "000001@a.mrcs 1 1\n",
-     "rlnOpticsGroupName row 1: 99999999999"),
-    ("data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnImageSize #2\n1 -3\n\n" + _PARTICLES
-     + "000001@a.mrcs 1 1\n", "rlnImageSize row 1: -3 is not"),
-], ids=["optics-without-group", "labels-twice", "labels-twice-quoted", "optics-row-twice",
-        "index-wraps", "class-fraction", "class-wraps", "group-wraps", "group-name-wraps",
-        "negative-size"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "data_optics\n\nloop_\n_rlnVoltage #1\n300\n\n" + _PARTICLES + "000001@a.mrcs 1 1\n",
+            "data_optics has no rlnOpticsGroup column",
+        ),
+        (
+            _OPTICS + "data_particles\n\nloop_\n_rlnImageName #1\n_rlnImageName #2\n"
+            "000001@a.mrcs 000002@a.mrcs\n",
+            r"data_particles names labels \['rlnImageName'\] twice",
+        ),
+        (
+            _OPTICS + "data_particles\n\nloop_\n_rlnImageName #1\n_rlnImageName #2\n"
+            "'000001@a b.mrcs' 000002@a.mrcs\n",
+            r"data_particles names labels \['rlnImageName'\]",
+        ),
+        (
+            _OPTICS.replace("1 300\n", "1 300\n1 200\n") + _PARTICLES + "000001@a.mrcs 1 1\n",
+            "data_optics lists optics group 1 twice",
+        ),
+        (
+            _OPTICS + _PARTICLES + "4294967297@a.mrcs 1 1\n",
+            "rlnImageName index row 1: 4294967297 is not a whole number from 1 to 4294967296",
+        ),
+        (
+            _OPTICS + _PARTICLES + "000001@a.mrcs 1 2\n000001@a.mrcs 1 1.5\n",
+            "rlnClassNumber row 2: 1.5 is not a whole number",
+        ),
+        (
+            _OPTICS + _PARTICLES + "000001@a.mrcs 1 4294967297\n",
+            "rlnClassNumber row 1: 4294967297 is not",
+        ),
+        (
+            _OPTICS.replace("1 300", "4294967296 300")
+            + _PARTICLES
+            + "000001@a.mrcs 4294967296 1\n",
+            "rlnOpticsGroup row 1: 4294967296 is not a whole number from 0 to 4294967295",
+        ),
+        (
+            "data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnOpticsGroupName #2\n"
+            "1 exp_group_99999999999\n\n" + _PARTICLES + "000001@a.mrcs 1 1\n",
+            "rlnOpticsGroupName row 1: 99999999999",
+        ),
+        (
+            "data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnImageSize #2\n1 -3\n\n"
+            + _PARTICLES
+            + "000001@a.mrcs 1 1\n",
+            "rlnImageSize row 1: -3 is not",
+        ),
+    ],
+    ids=[
+        "optics-without-group",
+        "labels-twice",
+        "labels-twice-quoted",
+        "optics-row-twice",
+        "index-wraps",
+        "class-fraction",
+        "class-wraps",
+        "group-wraps",
+        "group-name-wraps",
+        "negative-size",
+    ],
+)
 def test_broken_tables_and_wrapping_integers_raise_format_errors(tmp_path, text, message):
     path = tmp_path / "bad.star"
     path.write_text(text)

@@ -65,6 +65,7 @@ def _numeric_descr(descr) -> list:
 
 # ---------------------------------------------------------------- construction
 
+
 def test_construct_from_n():
     for n in (0, 1, 5, 1000):
         ds, tools = Dataset(n), ToolsDataset(n)
@@ -147,6 +148,7 @@ def test_generate_uids_distinct_full_range():
 
 # ---------------------------------------------------------------- mapping API
 
+
 def test_len_getitem_contains_iter(pair):
     ours, tools = pair
     assert len(ours) == len(tools) == N
@@ -166,7 +168,8 @@ def test_descr_and_prefixes(pair):
     ours, tools = pair
     assert _numeric_descr(ours.descr()) == _numeric_descr(tools.descr())
     assert _numeric_descr(ours.descr(exclude_uid=True)) == _numeric_descr(
-        tools.descr(exclude_uid=True))
+        tools.descr(exclude_uid=True)
+    )
     # difference: strings are fixed-width bytes (S<w>), not objects ("|O")
     assert ("blob/path", "|S15") in ours.descr()
     assert ("blob/path", "|O") in tools.descr()
@@ -283,6 +286,7 @@ def test_copy_is_deep(pair, tmp_path):
 
 # ---------------------------------------------------------------- rows
 
+
 @pytest.mark.parametrize("mapped", [False, True])
 def test_take_mask_slice(pair, tmp_path, mapped):
     ours, tools = pair
@@ -336,9 +340,9 @@ def test_equality(pair):
     assert ours != ours.take(range(N - 1))
     assert ours != "not a dataset"
     nan = Dataset({"uid": np.arange(2, dtype=np.uint64), "x": [np.nan, 1.0]})
-    assert (nan == nan.copy()) == ToolsDataset({"uid": np.arange(2, dtype=np.uint64),
-                                                "x": [np.nan, 1.0]}).__eq__(
-        ToolsDataset({"uid": np.arange(2, dtype=np.uint64), "x": [np.nan, 1.0]}))
+    assert (nan == nan.copy()) == ToolsDataset(
+        {"uid": np.arange(2, dtype=np.uint64), "x": [np.nan, 1.0]}
+    ).__eq__(ToolsDataset({"uid": np.arange(2, dtype=np.uint64), "x": [np.nan, 1.0]}))
 
 
 def test_repr_groups_fields_by_result(pair):
@@ -356,6 +360,7 @@ def test_repr_groups_fields_by_result(pair):
 
 
 # ---------------------------------------------------------------- interop
+
 
 def test_cryosparc_tools_reads_what_csfast_saves(pair, tmp_path):
     ours, tools = pair
@@ -401,8 +406,7 @@ def test_empty_dataset_interop(tmp_path):
 
 # ---------------------------------------------------------------- generated tables
 
-TOOLS_TYPES = ["<u1", "<u2", "<u4", "<u8", "<i1", "<i2", "<i4", "<i8", "<f4", "<f8", "<c8",
-               "<c16"]
+TOOLS_TYPES = ["<u1", "<u2", "<u4", "<u8", "<i1", "<i2", "<i4", "<i8", "<f4", "<f8", "<c8", "<c16"]
 
 
 @st.composite
@@ -411,8 +415,14 @@ def tables(draw):
     n = draw(st.sampled_from([0, 1, 2, 5, 30]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     cols = {"uid": generate_uids(n, seed=rng)}
-    names = draw(st.lists(st.sampled_from(["a/x", "a/y", "b/z", "b/w", "c", "d/v/q"]),
-                          min_size=1, max_size=5, unique=True))
+    names = draw(
+        st.lists(
+            st.sampled_from(["a/x", "a/y", "b/z", "b/w", "c", "d/v/q"]),
+            min_size=1,
+            max_size=5,
+            unique=True,
+        )
+    )
     for name in names:
         if draw(st.integers(0, 4)) == 0:
             words = draw(st.lists(st.text("ab é€😀/", max_size=6), min_size=1, max_size=4))
@@ -429,11 +439,15 @@ def _same_values(ours: Dataset, tools: ToolsDataset) -> None:
     assert ours.fields() == tools.fields() and len(ours) == len(tools)
     for k in tools:
         assert same_bytes(ours[k], _encode(tools[k])) or (
-            ours[k].dtype.kind == "S" and np.array_equal(ours[k], _encode(tools[k]))), k
+            ours[k].dtype.kind == "S" and np.array_equal(ours[k], _encode(tools[k]))
+        ), k
 
 
-GEN = settings(max_examples=40, deadline=None,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+GEN = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @GEN
@@ -471,8 +485,12 @@ def test_generated_subsets_match_cryosparc_tools(tmp_path, cols, data):
 
 
 def test_decode_names_the_field_of_invalid_utf8():
-    ds = Dataset({"uid": np.array([1, 2], dtype=np.uint64),
-                  "blob/path": np.array([b"ok.mrc", b"\xff\xfe.mrc"], dtype="S8")})
+    ds = Dataset(
+        {
+            "uid": np.array([1, 2], dtype=np.uint64),
+            "blob/path": np.array([b"ok.mrc", b"\xff\xfe.mrc"], dtype="S8"),
+        }
+    )
     with pytest.raises(csfast.CsFieldError, match="'blob/path'.*not UTF-8"):
         ds.decode("blob/path")
     assert ds.view("blob/path")[1] == b"\xff\xfe.mrc"
@@ -486,8 +504,8 @@ def test_from_columns_takes_the_arrays_without_a_copy():
     frozen.flags.writeable = False
     ds = Dataset.from_columns({"a/x": x, "a/y": frozen})
     assert ds.fields() == ["uid", "a/x", "a/y"] and len(np.unique(ds["uid"])) == 4
-    assert np.shares_memory(ds["a/x"], x)          # taken as it is
-    ds["a/y"][0] = 7                                # a read-only column is copied first
+    assert np.shares_memory(ds["a/x"], x)  # taken as it is
+    ds["a/y"][0] = 7  # a read-only column is copied first
     assert frozen[0] == 0 and ds["a/y"][0] == 7
     uid = np.array([5, 6, 7, 8], dtype=np.int64)
     assert Dataset.from_columns({"uid": uid})["uid"].tolist() == [5, 6, 7, 8]

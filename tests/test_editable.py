@@ -132,13 +132,13 @@ def test_thousands_of_loads_hold_no_descriptors(tmp_path):
         assert all(np.array_equal(d["blob/path"], ref["blob/path"]) for d in kept[::97])
         print(len(kept))
     """)
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "2000"
 
 
 # ------------------------------------------------------------- strings
+
 
 def test_string_columns_compare_with_str(table):
     path, ref = table
@@ -221,8 +221,9 @@ def test_random_edits_and_subsets_match_independent_copies(table, seed):
     for _ in range(60):
         op = rng.integers(8) if live else 0
         if op == 0:
-            live.append((Dataset.load(path, writable=bool(rng.integers(4))),
-                         model_of(np.arange(len(ref)))))
+            live.append(
+                (Dataset.load(path, writable=bool(rng.integers(4))), model_of(np.arange(len(ref))))
+            )
             continue
         ds, model = live[rng.integers(len(live))]
         n = len(ds)
@@ -235,8 +236,9 @@ def test_random_edits_and_subsets_match_independent_copies(table, seed):
                 live.append((ds.take(rows), {k: v[rows].copy() for k, v in model.items()}))
             elif op == 2:
                 a = int(rng.integers(n))
-                live.append((ds.slice(a, a + 50),
-                             {k: v[a:a + 50].copy() for k, v in model.items()}))
+                live.append(
+                    (ds.slice(a, a + 50), {k: v[a : a + 50].copy() for k, v in model.items()})
+                )
             elif op == 3:
                 value, part = next(iter(ds.split_by("blob/idx").items()))
                 sel = model["blob/idx"] == value
@@ -262,8 +264,9 @@ def test_random_edits_and_subsets_match_independent_copies(table, seed):
     assert any(d._editable for d, _ in live)
 
 
-_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                max_size=6)
+_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6
+)
 
 
 @settings(max_examples=60, deadline=None)

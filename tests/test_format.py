@@ -48,8 +48,14 @@ def field_types(draw) -> np.dtype:
 
 @st.composite
 def struct_dtypes(draw, uid: bool | None = None) -> np.dtype:
-    names = draw(st.lists(st.text(alphabet="abcxé€/_", min_size=1, max_size=6),
-                          min_size=1, max_size=6, unique=True))
+    names = draw(
+        st.lists(
+            st.text(alphabet="abcxé€/_", min_size=1, max_size=6),
+            min_size=1,
+            max_size=6,
+            unique=True,
+        )
+    )
     names = [n for n in names if n != "uid"] or ["a"]
     fields = [(n, draw(field_types())) for n in names]
     with_uid = draw(st.booleans()) if uid is None else uid
@@ -63,8 +69,9 @@ def random_table(dtype: np.dtype, n: int, seed: int) -> np.ndarray:
     """n rows of dtype: random bytes, then valid values where bytes are not enough
     (bool 0/1, UTF-8-encodable U strings)."""
     rng = np.random.default_rng(seed)
-    arr = np.frombuffer(rng.integers(0, 256, n * dtype.itemsize, dtype=np.uint8).tobytes(),
-                        dtype=dtype).copy()
+    arr = np.frombuffer(
+        rng.integers(0, 256, n * dtype.itemsize, dtype=np.uint8).tobytes(), dtype=dtype
+    ).copy()
     for name in dtype.names:
         col = arr[name]
         base = col.dtype
@@ -72,8 +79,9 @@ def random_table(dtype: np.dtype, n: int, seed: int) -> np.ndarray:
             col[...] = rng.integers(0, 2, col.shape).astype(bool)
         elif base.kind == "U":
             width = base.itemsize // 4
-            flat = ["".join(rng.choice(list(TEXT), rng.integers(0, width + 1)))
-                    for _ in range(col.size)]
+            flat = [
+                "".join(rng.choice(list(TEXT), rng.integers(0, width + 1))) for _ in range(col.size)
+            ]
             col[...] = np.array(flat, dtype=f"U{width}").reshape(col.shape)
     return arr
 
@@ -99,23 +107,29 @@ def save_reference(cols: dict) -> np.ndarray:
     return ref
 
 
-
-
 def assert_columns_equal(ds: Dataset, ref: np.ndarray) -> None:
     assert len(ds) == len(ref)
     for name in ref.dtype.names:
         assert same_bytes(ds[name], ref[name]), name
 
 
-HYP = settings(max_examples=100, deadline=None,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+HYP = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 # ------------------------------------------------------ round trips vs numpy
 
+
 @HYP
-@given(dtype=struct_dtypes(), n=st.sampled_from([0, 1, 2, 7, 50]), seed=st.integers(0, 2**32 - 1),
-       aligned=st.booleans())
+@given(
+    dtype=struct_dtypes(),
+    n=st.sampled_from([0, 1, 2, 7, 50]),
+    seed=st.integers(0, 2**32 - 1),
+    aligned=st.booleans(),
+)
 def test_reads_what_numpy_writes(tmp_path_factory, dtype, n, seed, aligned):
     if aligned:
         dtype = np.dtype([(k, dtype.fields[k][0]) for k in dtype.names], align=True)
@@ -166,6 +180,7 @@ def test_fast_header_parse_agrees_with_literal_eval(dtype, n, fortran):
     import ast
 
     from csfast.format import _parse_plain_header
+
     data = numpy_save_bytes(np.zeros(0, dtype))
     prefix = 10 if data[6] == 1 else 12
     text = data[prefix:].decode("utf-8" if data[6] == 3 else "latin1")
@@ -176,24 +191,37 @@ def test_fast_header_parse_agrees_with_literal_eval(dtype, n, fortran):
 
 
 def test_many_rows_round_trip(tmp_path):
-    dtype = np.dtype([("uid", "<u8"), ("blob/path", "S40"), ("blob/idx", "<u4"),
-                      ("alignments3D/pose", "<f4", (3,)), ("x/big", ">f8"), ("x/flag", "?"),
-                      ("x/c", "<c8", (2, 2))])
+    dtype = np.dtype(
+        [
+            ("uid", "<u8"),
+            ("blob/path", "S40"),
+            ("blob/idx", "<u4"),
+            ("alignments3D/pose", "<f4", (3,)),
+            ("x/big", ">f8"),
+            ("x/flag", "?"),
+            ("x/c", "<c8", (2, 2)),
+        ]
+    )
     arr = random_table(dtype, 100_000, seed=3)
     numpy_save(tmp_path / "np.cs", arr)
     ds = Dataset.load(tmp_path / "np.cs")
     assert_columns_equal(ds, arr)
     ds.save(tmp_path / "cs.cs")
-    assert (tmp_path / "cs.cs").read_bytes() == numpy_save_bytes(save_reference(
-        {k: arr[k] for k in dtype.names}))
+    assert (tmp_path / "cs.cs").read_bytes() == numpy_save_bytes(
+        save_reference({k: arr[k] for k in dtype.names})
+    )
 
 
 def test_save_string_widths_follow_longest_plus_one(tmp_path):
     # A subset keeps a wide width; save narrows it to longest + 1 (a NUL always fits).
-    ds = Dataset({"uid": np.arange(3, dtype=np.uint64),
-                  "blob/path": np.array([b"a", b"abcd", b""], dtype="S64"),
-                  "ctf/type": np.array(["", "", ""]),
-                  "n/name": np.array(["é", "€€", "x"])})
+    ds = Dataset(
+        {
+            "uid": np.arange(3, dtype=np.uint64),
+            "blob/path": np.array([b"a", b"abcd", b""], dtype="S64"),
+            "ctf/type": np.array(["", "", ""]),
+            "n/name": np.array(["é", "€€", "x"]),
+        }
+    )
     ds.save(tmp_path / "s.cs")
     back = numpy_load(tmp_path / "s.cs")
     assert back.dtype["blob/path"] == np.dtype("S5")
@@ -204,10 +232,18 @@ def test_save_string_widths_follow_longest_plus_one(tmp_path):
 
 # ------------------------------------------------------ real-file quirks
 
+
 def _quirk_table(n=5) -> np.ndarray:
-    dtype = np.dtype([("uid", "<u8"), ("blob/path", "S12"), ("blob/shape", "<u4", (2,)),
-                      ("alignments3D/pose", "<f4", (3,)), ("ctf/anisomag", "<f4", (2, 2)),
-                      ("x/cube", "<i2", (2, 1, 3))])
+    dtype = np.dtype(
+        [
+            ("uid", "<u8"),
+            ("blob/path", "S12"),
+            ("blob/shape", "<u4", (2,)),
+            ("alignments3D/pose", "<f4", (3,)),
+            ("ctf/anisomag", "<f4", (2, 2)),
+            ("x/cube", "<i2", (2, 1, 3)),
+        ]
+    )
     return random_table(dtype, n, seed=11)
 
 
@@ -235,30 +271,48 @@ def test_version_3_with_non_latin1_field_name(tmp_path):
     # and csfast writes such a table as numpy does (version 3.0)
     ds.save(tmp_path / "out.cs")
     assert (tmp_path / "out.cs").read_bytes()[6:8] == b"\x03\x00"
-    assert (tmp_path / "out.cs").read_bytes() == numpy_save_bytes(save_reference(
-        {k: arr[k] for k in dtype.names}))
+    assert (tmp_path / "out.cs").read_bytes() == numpy_save_bytes(
+        save_reference({k: arr[k] for k in dtype.names})
+    )
 
 
 def test_python2_long_literals_in_header(tmp_path):
     # Python 2 numpy wrote shapes as (3L,); numpy still reads such files.
     arr = _quirk_table(3)
-    text = repr({"descr": np.lib.format.dtype_to_descr(arr.dtype), "fortran_order": False,
-                 "shape": (3,)}).replace("(3,)", "(3L,)").replace("(2,)", "(2L,)")
+    text = (
+        repr(
+            {
+                "descr": np.lib.format.dtype_to_descr(arr.dtype),
+                "fortran_order": False,
+                "shape": (3,),
+            }
+        )
+        .replace("(3,)", "(3L,)")
+        .replace("(2,)", "(2L,)")
+    )
     path = write_npy(tmp_path / "py2.cs", None, arr.tobytes(), text=text)
     with pytest.warns(UserWarning, match="Python 2"):
         assert same_bytes(numpy_load(path), arr)
     assert_columns_equal(Dataset.load(path), arr)
     # but an L inside a field name is the name's own
     arr = np.zeros(2, [("uid", "<u8"), ("3L", "<f4")])
-    path = write_npy(tmp_path / "name.cs", None, arr.tobytes(), text=repr(
-        {"descr": [("uid", "<u8"), ("3L", "<f4")], "fortran_order": False, "shape": (2,)}))
+    path = write_npy(
+        tmp_path / "name.cs",
+        None,
+        arr.tobytes(),
+        text=repr(
+            {"descr": [("uid", "<u8"), ("3L", "<f4")], "fortran_order": False, "shape": (2,)}
+        ),
+    )
     assert Dataset.load(path).fields() == ["uid", "3L"]
 
 
 def test_header_with_5000_fields(tmp_path):
-    fields = [("uid", "<u8")] + [(f"alignments_class_{k}/{f}", "<f4" if f != "class" else "<u4")
-                                 for k in range(500) for f in ("class", "error", "pose", "w",
-                                                              "a", "b", "c", "d", "e", "f")]
+    fields = [("uid", "<u8")] + [
+        (f"alignments_class_{k}/{f}", "<f4" if f != "class" else "<u4")
+        for k in range(500)
+        for f in ("class", "error", "pose", "w", "a", "b", "c", "d", "e", "f")
+    ]
     arr = random_table(np.dtype(fields), 7, seed=2)
     path = numpy_save(tmp_path / "wide.cs", arr)
     with pytest.raises(ValueError):  # numpy's default limit, which csfast must not have
@@ -306,8 +360,16 @@ def test_one_megabyte_header(tmp_path):
 
 
 def test_packed_dtype_with_odd_offsets(tmp_path):
-    dtype = np.dtype([("uid", "<u8"), ("a/flag", "u1"), ("a/x", "<f8"), ("a/v", "<u4", (3,)),
-                      ("b/s", "S3"), ("b/y", "<f4")])
+    dtype = np.dtype(
+        [
+            ("uid", "<u8"),
+            ("a/flag", "u1"),
+            ("a/x", "<f8"),
+            ("a/v", "<u4", (3,)),
+            ("b/s", "S3"),
+            ("b/y", "<f4"),
+        ]
+    )
     assert dtype.fields["a/x"][1] == 9  # odd: unaligned reads are needed
     arr = random_table(dtype, 33, seed=5)
     path = write_array(tmp_path / "p.cs", arr)
@@ -323,8 +385,15 @@ def test_packed_dtype_with_odd_offsets(tmp_path):
 
 
 def test_big_endian_fields(tmp_path):
-    dtype = np.dtype([("uid", ">u8"), ("ctf/df1_A", ">f4"), ("a/pose", ">f8", (3,)),
-                      ("a/n", ">i2"), ("a/s", ">U3")])
+    dtype = np.dtype(
+        [
+            ("uid", ">u8"),
+            ("ctf/df1_A", ">f4"),
+            ("a/pose", ">f8", (3,)),
+            ("a/n", ">i2"),
+            ("a/s", ">U3"),
+        ]
+    )
     arr = np.zeros(3, dtype)
     arr["uid"] = [1, 2**63 + 5, 2**64 - 1]
     arr["ctf/df1_A"] = [1.5, -2.25, 12000.0]
@@ -378,12 +447,14 @@ def test_file_without_uid(tmp_path):
     with pytest.raises(csfast.CsFieldError, match="uid"):
         ds.innerjoin(Dataset(6))
     ds.save(tmp_path / "out.cs")  # written as it is: no uid invented
-    assert (tmp_path / "out.cs").read_bytes() == numpy_save_bytes(save_reference(
-        {k: arr[k] for k in dtype.names}))
+    assert (tmp_path / "out.cs").read_bytes() == numpy_save_bytes(
+        save_reference({k: arr[k] for k in dtype.names})
+    )
 
 
-@pytest.mark.parametrize("uid", ["|S8", "|V8", ("<u8", (2,)), ("<u8", (1,)), "<f8", "<u4",
-                                 "<i2", "|b1", ("<u8", (0,))])
+@pytest.mark.parametrize(
+    "uid", ["|S8", "|V8", ("<u8", (2,)), ("<u8", (1,)), "<f8", "<u4", "<i2", "|b1", ("<u8", (0,))]
+)
 @pytest.mark.parametrize("kind", ["cs", "csdat"])
 def test_uid_field_that_cannot_hold_uids(tmp_path, uid, kind):
     """Before issue 8 these loaded, then joins raised ValueError / IndexError
@@ -400,8 +471,11 @@ def test_uid_field_that_cannot_hold_uids(tmp_path, uid, kind):
     if kind == "csdat":  # the writer narrows strings to the longest + 1
         want = want.replace("|S8", "|S1")
     for mapped in (True, False):
-        with pytest.raises(csfast.CsFieldError, match=rf"bad\.cs: field 'uid' is "
-                                                      rf"{re.escape(want)}; a uid column"):
+        with pytest.raises(
+            csfast.CsFieldError,
+            match=rf"bad\.cs: field 'uid' is "
+            rf"{re.escape(want)}; a uid column",
+        ):
             Dataset.load(path, mmap=mapped)
     with pytest.raises(csfast.CsFieldError, match="bad.cs"):
         Dataset.load(path, fields=["x"])
@@ -477,6 +551,7 @@ def test_strings_stay_bytes_and_decode_on_request(tmp_path):
 
 # ------------------------------------------------------ memory mapping
 
+
 def _mapped_base(a: np.ndarray):
     while isinstance(a, (np.ndarray, memoryview)):
         a = a.base if isinstance(a, np.ndarray) else a.obj
@@ -485,9 +560,17 @@ def _mapped_base(a: np.ndarray):
 
 @pytest.fixture
 def stack(tmp_path):
-    dtype = np.dtype([("uid", "<u8"), ("blob/path", "S9"), ("blob/idx", "<u4"),
-                      ("ctf/df1_A", "<f4"), ("ctf/shift_A", "<f4", (2,)),
-                      ("alignments3D/pose", "<f4", (3,)), ("alignments3D/class", "<u4")])
+    dtype = np.dtype(
+        [
+            ("uid", "<u8"),
+            ("blob/path", "S9"),
+            ("blob/idx", "<u4"),
+            ("ctf/df1_A", "<f4"),
+            ("ctf/shift_A", "<f4", (2,)),
+            ("alignments3D/pose", "<f4", (3,)),
+            ("alignments3D/class", "<u4"),
+        ]
+    )
     arr = random_table(dtype, 1000, seed=9)
     return write_array(tmp_path / "stack.cs", arr), arr
 
@@ -505,8 +588,10 @@ def test_load_maps_without_copy(stack, writable):
         # the column's first byte is at its field's offset in the file
         start = col.__array_interface__["data"][0] - _map_address(col)
         assert start == csfast.inspect(path).data_offset + arr.dtype.fields[name][1]
-        assert raw[start:start + col.dtype.itemsize].tobytes() == arr[name][:1].tobytes()[
-            :col.dtype.itemsize]
+        assert (
+            raw[start : start + col.dtype.itemsize].tobytes()
+            == arr[name][:1].tobytes()[: col.dtype.itemsize]
+        )
     if not writable:
         with pytest.raises(ValueError):
             ds["ctf/df1_A"][0] = 1.0
@@ -526,8 +611,13 @@ def test_load_fields_and_prefixes(stack):
     assert ds.fields() == ["uid", "ctf/df1_A", "alignments3D/class"]
     assert_columns_equal(ds, arr[ds.fields()])
     ds = Dataset.load(path, prefixes=["alignments3D", "blob"])
-    assert ds.fields() == ["uid", "blob/path", "blob/idx", "alignments3D/pose",
-                           "alignments3D/class"]
+    assert ds.fields() == [
+        "uid",
+        "blob/path",
+        "blob/idx",
+        "alignments3D/pose",
+        "alignments3D/class",
+    ]
     assert_columns_equal(ds, arr[ds.fields()])
     ds = Dataset.load(path, fields=["blob/idx"], prefixes=["ctf"])
     assert ds.fields() == ["uid", "blob/idx", "ctf/df1_A", "ctf/shift_A"]
@@ -546,8 +636,10 @@ def test_modified_mapped_dataset_becomes_a_copy(stack):
     assert ds["ctf/df1_A"].flags.writeable and ds["ctf/df1_A"].flags.owndata
     ds["ctf/df1_A"][3] = 7.0  # owned now: in-place writes are fine
     assert ds["ctf/df1_A"][:4].tolist() == [5.0, 5.0, 5.0, 7.0]
-    assert_columns_equal(ds.filter_fields(["blob/path", "ctf/shift_A"], copy=True),
-                         arr[["uid", "blob/path", "ctf/shift_A"]])
+    assert_columns_equal(
+        ds.filter_fields(["blob/path", "ctf/shift_A"], copy=True),
+        arr[["uid", "blob/path", "ctf/shift_A"]],
+    )
     assert isinstance(_mapped_base(ds["blob/idx"]), FileMap)  # untouched: still mapped
     assert path.read_bytes() == before
     assert same_bytes(numpy_load(path), arr)
@@ -605,6 +697,7 @@ def test_overwrite_the_mapped_file_itself(stack):
 
 # ------------------------------------------------------ inspect
 
+
 def test_inspect_reports_header_facts_without_mapping(tmp_path, monkeypatch):
     arr = _quirk_table(21)
     path = write_array(tmp_path / "i.cs", arr, version=(2, 0), align=16)
@@ -620,15 +713,28 @@ def test_inspect_reports_header_facts_without_mapping(tmp_path, monkeypatch):
     assert info.data_offset == path.stat().st_size - arr.nbytes and info.data_offset % 16 == 0
     assert info.file_size == path.stat().st_size
     assert info.row_size == arr.dtype.itemsize
-    assert info.fields == [("uid", "<u8", ()), ("blob/path", "|S12", ()),
-                           ("blob/shape", "<u4", (2,)), ("alignments3D/pose", "<f4", (3,)),
-                           ("ctf/anisomag", "<f4", (2, 2)), ("x/cube", "<i2", (2, 1, 3))]
+    assert info.fields == [
+        ("uid", "<u8", ()),
+        ("blob/path", "|S12", ()),
+        ("blob/shape", "<u4", (2,)),
+        ("alignments3D/pose", "<f4", (3,)),
+        ("ctf/anisomag", "<f4", (2, 2)),
+        ("x/cube", "<i2", (2, 1, 3)),
+    ]
     # cryosparc-tools' header mapping: strings as "|O"
     assert Dataset.inspect(path) == {
-        "length": 21, "compression": None, "compressed_fields": [],
-        "dtype": [("uid", "<u8"), ("blob/path", "|O"), ("blob/shape", "<u4", (2,)),
-                  ("alignments3D/pose", "<f4", (3,)), ("ctf/anisomag", "<f4", (2, 2)),
-                  ("x/cube", "<i2", (2, 1, 3))]}
+        "length": 21,
+        "compression": None,
+        "compressed_fields": [],
+        "dtype": [
+            ("uid", "<u8"),
+            ("blob/path", "|O"),
+            ("blob/shape", "<u4", (2,)),
+            ("alignments3D/pose", "<f4", (3,)),
+            ("ctf/anisomag", "<f4", (2, 2)),
+            ("x/cube", "<i2", (2, 1, 3)),
+        ],
+    }
 
 
 # ------------------------------------------------------ bad input
@@ -651,40 +757,52 @@ def _refused(path: Path, match: str) -> CsFormatError:
     return e.value
 
 
-@pytest.mark.parametrize("data, match", [
-    (b"", "magic"),
-    (b"PK\x03\x04 a zip file", "magic"),
-    (b"\x93NUMP", "magic"),
-    (b"\x93NUMPY\x01", "truncated"),
-    (b"\x93NUMPY\x02\x00\x05", "truncated"),
-    (b"\x95CSDAT\x00\x00\x00\x00", "CSDAT"),
-    (npy_bytes(GOOD.dtype, GOOD.tobytes(), 3)[:6] + b"\x04\x00" + npy_bytes(
-        GOOD.dtype, GOOD.tobytes(), 3)[8:], "version 4.0"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"", "magic"),
+        (b"PK\x03\x04 a zip file", "magic"),
+        (b"\x93NUMP", "magic"),
+        (b"\x93NUMPY\x01", "truncated"),
+        (b"\x93NUMPY\x02\x00\x05", "truncated"),
+        (b"\x95CSDAT\x00\x00\x00\x00", "CSDAT"),
+        (
+            npy_bytes(GOOD.dtype, GOOD.tobytes(), 3)[:6]
+            + b"\x04\x00"
+            + npy_bytes(GOOD.dtype, GOOD.tobytes(), 3)[8:],
+            "version 4.0",
+        ),
+    ],
+)
 def test_wrong_magic_and_prefix(tmp_path, data, match):
     _refused(_bad(tmp_path, data), match)
 
 
-@pytest.mark.parametrize("text", [
-    "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (3,)",  # no closing brace
-    "{'descr': [('uid', '<u8')], 'fortran_order': False}",  # no shape
-    "[('uid', '<u8')]",
-    "{[1]: 2}",
-    "{'descr': [('uid', '<u8')('a', '<f4')], 'fortran_order': False, 'shape': (3,), }",
-    "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (007,), }",
-    "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (-3,)}",
-    "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (3.0,)}",
-    "{'descr': [('uid', '<u8', -2)], 'fortran_order': False, 'shape': (3,)}",
-    "{'descr': [('uid', 'not a type')], 'fortran_order': False, 'shape': (3,)}",
-    "{'descr': __import__('os').system('echo hi'), 'fortran_order': False, 'shape': (3,)}",
-    "\xff\xfe",
-    "{'descr': " + "[" * 5000 + "]" * 5000 + ", 'fortran_order': False, 'shape': (3,)}",
-    "{'descr': " + "(" * 100_000 + ")" * 100_000 + ", 'fortran_order': False, 'shape': (3,)}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (3,)",  # no closing brace
+        "{'descr': [('uid', '<u8')], 'fortran_order': False}",  # no shape
+        "[('uid', '<u8')]",
+        "{[1]: 2}",
+        "{'descr': [('uid', '<u8')('a', '<f4')], 'fortran_order': False, 'shape': (3,), }",
+        "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (007,), }",
+        "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (-3,)}",
+        "{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (3.0,)}",
+        "{'descr': [('uid', '<u8', -2)], 'fortran_order': False, 'shape': (3,)}",
+        "{'descr': [('uid', 'not a type')], 'fortran_order': False, 'shape': (3,)}",
+        "{'descr': __import__('os').system('echo hi'), 'fortran_order': False, 'shape': (3,)}",
+        "\xff\xfe",
+        "{'descr': " + "[" * 5000 + "]" * 5000 + ", 'fortran_order': False, 'shape': (3,)}",
+        "{'descr': " + "(" * 100_000 + ")" * 100_000 + ", 'fortran_order': False, 'shape': (3,)}",
+    ],
+)
 def test_malformed_header(tmp_path, text):
     version = (1, 0) if len(text) < 60_000 else (2, 0)
-    _refused(_bad(tmp_path, npy_bytes(None, GOOD.tobytes(), text=text, version=version)),
-             "header|shape|field description")
+    _refused(
+        _bad(tmp_path, npy_bytes(None, GOOD.tobytes(), text=text, version=version)),
+        "header|shape|field description",
+    )
 
 
 def test_header_length_beyond_reason(tmp_path):
@@ -729,12 +847,15 @@ class _Payload:
         return (os.mkdir, (self.marker,))
 
 
-@pytest.mark.parametrize("descr", [
-    [("uid", "<u8"), ("o", "|O")],
-    [("uid", "<u8"), ("o", "|O", (2,))],
-    [("uid", "<u8"), ("nested", [("o", "|O")])],
-    "|O",
-])
+@pytest.mark.parametrize(
+    "descr",
+    [
+        [("uid", "<u8"), ("o", "|O")],
+        [("uid", "<u8"), ("o", "|O", (2,))],
+        [("uid", "<u8"), ("nested", [("o", "|O")])],
+        "|O",
+    ],
+)
 def test_object_columns_are_never_unpickled(tmp_path, descr):
     marker = tmp_path / "pwned"
     payload = pickle.dumps([_Payload(str(marker))] * 3, protocol=2)
@@ -758,13 +879,16 @@ def test_field_named_like_object_type_is_fine(tmp_path):
     assert ds.fields() == ["uid", "O", "Omega/O"]
 
 
-@pytest.mark.parametrize("text, match", [
-    ("{'descr': [('uid', '<u8')], 'fortran_order': True, 'shape': (3,)}", "fortran"),
-    ("{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (3, 1)}", "1-D"),
-    ("{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': ()}", "1-D"),
-    ("{'descr': '<u8', 'fortran_order': False, 'shape': (3,)}", "structured"),
-    ("{'descr': [], 'fortran_order': False, 'shape': (3,)}", "structured"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{'descr': [('uid', '<u8')], 'fortran_order': True, 'shape': (3,)}", "fortran"),
+        ("{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': (3, 1)}", "1-D"),
+        ("{'descr': [('uid', '<u8')], 'fortran_order': False, 'shape': ()}", "1-D"),
+        ("{'descr': '<u8', 'fortran_order': False, 'shape': (3,)}", "structured"),
+        ("{'descr': [], 'fortran_order': False, 'shape': (3,)}", "structured"),
+    ],
+)
 def test_not_a_table(tmp_path, text, match):
     _refused(_bad(tmp_path, npy_bytes(None, bytes(24), text=text)), match)
 
@@ -799,6 +923,7 @@ def test_permission_error_passes_through_even_as_root(tmp_path, monkeypatch):
 
 # ------------------------------------------------------ atomic save
 
+
 def _listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -817,8 +942,11 @@ def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
             raise RuntimeError("boom mid-way")
         return real_pack(*args)
 
-    monkeypatch.setattr(csfast.format, "iter_chunks",
-                        lambda rows, size: ((s, min(rows, s + 100)) for s in range(0, rows, 100)))
+    monkeypatch.setattr(
+        csfast.format,
+        "iter_chunks",
+        lambda rows, size: ((s, min(rows, s + 100)) for s in range(0, rows, 100)),
+    )
     monkeypatch.setattr(csfast.dataset._core, "pack", failing_pack)
     with pytest.raises(RuntimeError, match="boom"):
         ds.save(path)
@@ -841,7 +969,7 @@ class _FullDisk:
     def write(self, b) -> int:
         b = memoryview(b).cast("B")
         if len(b) > self.room:
-            self.f.write(b[:self.room])
+            self.f.write(b[: self.room])
             self.room = 0
             raise OSError(errno.ENOSPC, "No space left on device")
         self.room -= len(b)
@@ -862,8 +990,9 @@ def test_disk_full_leaves_old_file(tmp_path, monkeypatch, room):
     path = numpy_save(tmp_path / "t.cs", GOOD)
     before, names = path.read_bytes(), _listing(tmp_path)
     real_file = csfast.format._CompleteFile
-    monkeypatch.setattr(csfast.format, "_CompleteFile",
-                        lambda *a, **k: _FullDisk(real_file(*a, **k), room))
+    monkeypatch.setattr(
+        csfast.format, "_CompleteFile", lambda *a, **k: _FullDisk(real_file(*a, **k), room)
+    )
     with pytest.raises(OSError) as e:
         Dataset(1000).save(path)
     assert e.value.errno == errno.ENOSPC
@@ -874,11 +1003,16 @@ def test_disk_full_leaves_old_file(tmp_path, monkeypatch, room):
 def test_save_fsyncs_before_rename(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(csfast.format.os, "fsync",
-                        lambda fd: events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode)))
-                        or real_fsync(fd))
-    monkeypatch.setattr(csfast.format.os, "replace",
-                        lambda a, b: events.append(("replace", Path(b).name)) or real_replace(a, b))
+    monkeypatch.setattr(
+        csfast.format.os,
+        "fsync",
+        lambda fd: events.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode))) or real_fsync(fd),
+    )
+    monkeypatch.setattr(
+        csfast.format.os,
+        "replace",
+        lambda a, b: events.append(("replace", Path(b).name)) or real_replace(a, b),
+    )
     Dataset(10).save(tmp_path / "d.cs")
     # the data reaches the disk before the name points at it, then the folder entry
     assert events == [("fsync", False), ("replace", "d.cs"), ("fsync", True)]

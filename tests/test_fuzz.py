@@ -12,8 +12,7 @@ SECONDS = 3.0
 
 @pytest.mark.parametrize("kind", ["cs", "csg"])
 def test_mutated_files_load_or_raise_cs_errors(tmp_path, kind):
-    outcomes, done, slowest = run(kind, cases=5000, seed=20261201, folder=tmp_path,
-                                  seconds=SECONDS)
+    outcomes, done, slowest = run(kind, cases=5000, seed=20261201, folder=tmp_path, seconds=SECONDS)
     assert done >= 100, f"only {done} cases in {SECONDS} s"
     loaded = sum(n for k, n in outcomes.items() if k.startswith("loaded"))
     refused = outcomes["CsFormatError"]

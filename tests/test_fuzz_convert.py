@@ -17,8 +17,7 @@ def test_mutated_inputs_read_or_raise_cs_errors(tmp_path, kind):
     # STAR files are read with pandas, and the record is Arrow's schema metadata.
     for module in {"csdat": [], "star": ["pandas", "starfile"], "record": ["pyarrow"]}[kind]:
         pytest.importorskip(module)
-    outcomes, done, slowest = run(kind, cases=5000, seed=20261201, folder=tmp_path,
-                                  seconds=SECONDS)
+    outcomes, done, slowest = run(kind, cases=5000, seed=20261201, folder=tmp_path, seconds=SECONDS)
     assert done >= 50, f"only {done} cases in {SECONDS} s"
     # Both kinds of outcome are common: the mutations neither always break
     # the input nor never do (a mutator that did nothing would fail here).

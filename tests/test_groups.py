@@ -62,19 +62,28 @@ PARTICLES = InputSpec("particle", ["blob", "?ctf"], name="particles")
 
 def test_slot_strings_and_spec_defaults():
     spec = InputSpec("particle", ["blob", "?ctf", Slot("location", required=False)])
-    assert spec.slots == (Slot("blob", required=True), Slot("ctf", required=False),
-                          Slot("location", required=False))
+    assert spec.slots == (
+        Slot("blob", required=True),
+        Slot("ctf", required=False),
+        Slot("location", required=False),
+    )
     assert Slot("blob") == Slot("blob", "blob", True)  # type defaults to the name
     assert [s.type for s in spec.slots] == ["blob", "ctf", "location"]
-    assert [spec.slot_type(s.name) for s in spec.slots] == \
-        ["particle.blob", "particle.ctf", "particle.location"]
+    assert [spec.slot_type(s.name) for s in spec.slots] == [
+        "particle.blob",
+        "particle.ctf",
+        "particle.location",
+    ]
     full = Slot("alignments3D", type="particle.alignments3D")
     assert full.full_type("particle") == "particle.alignments3D"
     assert Slot("half", "map_half_A").full_type("volume") == "volume.map_half_A"
     with pytest.raises(TypeError, match="pass required= by keyword"):
         Slot("ctf", False)
-    with pytest.raises(ValueError, match=r"slot 'map' takes 'volume.map' results, not of the "
-                                         r"input's item type 'particle'"):
+    with pytest.raises(
+        ValueError,
+        match=r"slot 'map' takes 'volume.map' results, not of the "
+        r"input's item type 'particle'",
+    ):
         InputSpec("particle", [Slot("map", type="volume.map")])
     assert spec.name == "particles" and spec.count_min == 1 and spec.count_max is None
     assert not spec.repeat_allowed
@@ -129,8 +138,13 @@ version: v4.4.1
 """
     (job / "J42_particles.csg").write_text(text)
     g = ResultGroup.from_csg(job / "J42_particles.csg")
-    assert (g.name, g.item_type, g.title, g.job, g.label) == \
-        ("particles", "particle", "Particles", "J42", "J42.particles")
+    assert (g.name, g.item_type, g.title, g.job, g.label) == (
+        "particles",
+        "particle",
+        "Particles",
+        "J42",
+        "J42.particles",
+    )
     assert g.description == "Particles refined"
     assert list(g.results) == ["blob", "alignments_class_0", "location", "ctf", "pick_stats"]
     blob = g["blob"]
@@ -139,8 +153,9 @@ version: v4.4.1
     assert (blob.item_type, blob.result_type, blob.num_items) == ("particle", "particle.blob", 20)
     assert blob.label == "J42.particles.blob" and not blob.passthrough
     assert g["alignments_class_0"].result_type == "particle.alignments3D"
-    assert g["location"].passthrough and g["location"].metafile == \
-        str(job / "J42_passthrough_particles.cs")
+    assert g["location"].passthrough and g["location"].metafile == str(
+        job / "J42_passthrough_particles.cs"
+    )
     assert g["ctf"].metafile == str(other)
     # project-relative (cryoSPARC style): resolved against the folder above the .csg
     assert g["pick_stats"].metafile == str(job / "J42_passthrough_particles.cs")
@@ -158,27 +173,47 @@ def test_csg_round_trip(tmp_path, rng):
     save(b, table(u[:1], rng, map=MAP))
     outside = tmp_path.parent / f"{tmp_path.name}_other.cs"
     save(outside, table(u[:1], rng, mask=MAP))
-    g = ResultGroup("volume", "volume", {
-        "map": Result("map", "volume", {3: str(a), 9: str(b)}, num_items=1),
-        "mask": Result("mask", "volume", {0: str(outside)}, num_items=1, passthrough=True),
-    }, title="Refined volume", description="two versions", job="J7")
+    g = ResultGroup(
+        "volume",
+        "volume",
+        {
+            "map": Result("map", "volume", {3: str(a), 9: str(b)}, num_items=1),
+            "mask": Result("mask", "volume", {0: str(outside)}, num_items=1, passthrough=True),
+        },
+        title="Refined volume",
+        description="two versions",
+        job="J7",
+    )
     sub = tmp_path / "groups"
     sub.mkdir()
     path = g.save_csg(sub / "J7_volume.csg")
     doc = yaml.safe_load(Path(path).read_text())
-    assert doc["group"] == {"name": "volume", "title": "Refined volume", "type": "volume",
-                            "description": "two versions"}
+    assert doc["group"] == {
+        "name": "volume",
+        "title": "Refined volume",
+        "type": "volume",
+        "description": "two versions",
+    }
     assert doc["results"]["map"]["metafile"] == str(b)  # outside the .csg folder: absolute
     assert doc["results"]["map"]["versions"] == {3: str(a), 9: str(b)}
     assert doc["results"]["map"]["type"] == "volume.map"
     assert doc["results"]["mask"]["passthrough"] is True
     back = ResultGroup.from_csg(path)
-    assert (back.name, back.item_type, back.title, back.description, back.job) == \
-        ("volume", "volume", "Refined volume", "two versions", "J7")
+    assert (back.name, back.item_type, back.title, back.description, back.job) == (
+        "volume",
+        "volume",
+        "Refined volume",
+        "two versions",
+        "J7",
+    )
     for name in ("map", "mask"):
         r0, r1 = g[name], back[name]
-        assert (r1.versions, r1.num_items, r1.passthrough, r1.result_type) == \
-            (r0.versions, r0.num_items, r0.passthrough, r0.result_type)
+        assert (r1.versions, r1.num_items, r1.passthrough, r1.result_type) == (
+            r0.versions,
+            r0.num_items,
+            r0.passthrough,
+            r0.result_type,
+        )
     # inside the folder: written '>relative' and resolved back
     path2 = g.save_csg(tmp_path / "J7_volume.csg")
     doc = yaml.safe_load(Path(path2).read_text())
@@ -207,13 +242,20 @@ def test_group_load_joins_and_opens_each_metafile_once(chain, monkeypatch):
     monkeypatch.setattr(Dataset, "load", classmethod(counting))
     ds = chain["j5"].load()
     assert sorted(opened) == sorted({chain["j5"][r].metafile for r in chain["j5"].results})
-    expected = brute_join(chain["j5_main"], [
-        (chain["j5_main"], ["alignments2D"], None),
-        (chain["j5_pt"], ["blob", "ctf", "location"], None)])
+    expected = brute_join(
+        chain["j5_main"],
+        [
+            (chain["j5_main"], ["alignments2D"], None),
+            (chain["j5_pt"], ["blob", "ctf", "location"], None),
+        ],
+    )
     assert_table(ds, expected)
     # the .csg marks no result passthrough, its file name does (J5_passthrough_...)
-    assert [r for r in chain["j5"].results if chain["j5"][r].passthrough] == \
-        ["blob", "ctf", "location"]
+    assert [r for r in chain["j5"].results if chain["j5"][r].passthrough] == [
+        "blob",
+        "ctf",
+        "location",
+    ]
     own = chain["j5"].load(passthrough=False)
     assert_table(own, brute_join(chain["j5_main"], [(chain["j5_main"], ["alignments2D"], None)]))
     only = chain["j5"].load(slots=["ctf"], passthrough=False)
@@ -226,13 +268,33 @@ def test_group_load_versions(tmp_path, rng):
     v1, v2 = table(u, rng, alignments2D=ALIGN2D), table(u, rng, alignments2D=ALIGN2D)
     pt = table(u, rng, blob=BLOB)
     d = Dataset(v1)
-    write_output(tmp_path, "J4", "particles", d, "particle", ["alignments2D"],
-                 passthrough=Dataset(pt), version=1, validate=False)
-    g = write_output(tmp_path, "J4", "particles", Dataset(v2), "particle", ["alignments2D"],
-                     version=2, validate=False)
+    write_output(
+        tmp_path,
+        "J4",
+        "particles",
+        d,
+        "particle",
+        ["alignments2D"],
+        passthrough=Dataset(pt),
+        version=1,
+        validate=False,
+    )
+    g = write_output(
+        tmp_path,
+        "J4",
+        "particles",
+        Dataset(v2),
+        "particle",
+        ["alignments2D"],
+        version=2,
+        validate=False,
+    )
     assert sorted(f for f in os.listdir(tmp_path) if not f.startswith(".")) == [
-        "J4_001_particles.cs", "J4_002_particles.cs", "J4_particles.csg",
-        "J4_passthrough_particles.cs"]
+        "J4_001_particles.cs",
+        "J4_002_particles.cs",
+        "J4_particles.csg",
+        "J4_passthrough_particles.cs",
+    ]
     g = ResultGroup.from_csg(g.path)
     assert set(g["alignments2D"].versions) == {1, 2} and g["blob"].passthrough
     final = g.load()
@@ -255,10 +317,14 @@ def test_downsampled_particles_with_blob_override(chain):
     ds = inp.load()
     # Reference: J5's rows and order; blob from J2 (not J5's downsampled one);
     # ctf, location (passthrough along the chain) and alignments2D from J5.
-    expected = brute_join(chain["j5_pt"], [
-        (chain["j2_main"], ["blob"], None),
-        (chain["j5_pt"], ["ctf", "location"], None),
-        (chain["j5_main"], ["alignments2D"], None)])
+    expected = brute_join(
+        chain["j5_pt"],
+        [
+            (chain["j2_main"], ["blob"], None),
+            (chain["j5_pt"], ["ctf", "location"], None),
+            (chain["j5_main"], ["alignments2D"], None),
+        ],
+    )
     assert_table(ds, expected)
     assert (ds["blob/shape"] != 64).all()  # never the downsampled blob
     assert ds.prefixes() == ["blob", "ctf", "location", "alignments2D"]
@@ -274,9 +340,10 @@ def test_clear_optional_slot(chain):
     inp.clear(0, "ctf")
     ds = inp.load()
     assert "ctf" not in ds.prefixes() and "blob" in ds.prefixes()
-    expected = brute_join(chain["j5_pt"], [
-        (chain["j5_pt"], ["blob", "location"], None),
-        (chain["j5_main"], ["alignments2D"], None)])
+    expected = brute_join(
+        chain["j5_pt"],
+        [(chain["j5_pt"], ["blob", "location"], None), (chain["j5_main"], ["alignments2D"], None)],
+    )
     assert_table(ds, expected)
 
 
@@ -289,13 +356,15 @@ def local_resolution_jobs(tmp_path, rng):
     for job, arr in (("J6", j6), ("J7", j7), ("J8", j8)):
         save(tmp_path / f"{job}_005_volume.cs", arr)
         prefixes = sorted({k.split("/")[0] for k in arr.dtype.names[1:]})
-        groups[job] = csg(tmp_path, job, "volume", "volume",
-                          {r: (f">{job}_005_volume.cs", 1) for r in prefixes})
+        groups[job] = csg(
+            tmp_path, job, "volume", "volume", {r: (f">{job}_005_volume.cs", 1) for r in prefixes}
+        )
     return groups, {"J6": j6, "J7": j7, "J8": j8}
 
 
-LOCRES = InputSpec("volume", ["map", "map_half_A", "map_half_B", "?mask"], count_max=1,
-                   name="volume")
+LOCRES = InputSpec(
+    "volume", ["map", "map_half_A", "map_half_B", "?mask"], count_max=1, name="volume"
+)
 
 
 def test_local_resolution_half_maps_from_two_jobs(tmp_path, rng):
@@ -326,8 +395,14 @@ def test_override_from_a_result_of_another_name(tmp_path, rng):
     groups, arrays = local_resolution_jobs(tmp_path, rng)
     other = table(uids(1, rng), rng, sharpened_half_A=MAP)
     save(tmp_path / "J9_002_volume.cs", other)
-    j9 = csg(tmp_path, "J9", "volume", "volume", {"sharpened_half_A": (">J9_002_volume.cs", 1)},
-             extra_keys={"sharpened_half_A": {"type": "volume.map_half_A"}})
+    j9 = csg(
+        tmp_path,
+        "J9",
+        "volume",
+        "volume",
+        {"sharpened_half_A": (">J9_002_volume.cs", 1)},
+        extra_keys={"sharpened_half_A": {"type": "volume.map_half_A"}},
+    )
     inp = Input(LOCRES)
     inp.connect(groups["J6"])
     with pytest.raises(InputError) as e:
@@ -335,7 +410,8 @@ def test_override_from_a_result_of_another_name(tmp_path, rng):
     assert str(e.value) == (
         "input 'volume': connection 0 (J6.volume): slot 'map_half_A' takes "
         "'volume.map_half_A' results; J8.volume.map is of type 'volume.map'; override with a "
-        "'volume.map_half_A' result")
+        "'volume.map_half_A' result"
+    )
     inp.override(0, "map_half_A", j9["sharpened_half_A"])
     inp.override(0, "map_half_B", groups["J8"]["map_half_B"])
     inp.clear(0, "mask")
@@ -355,8 +431,13 @@ def test_connections_append_in_order(tmp_path, rng):
     b = table(u[20:], rng, blob=BLOB)
     save(tmp_path / "J1_000_particles.cs", a)
     save(tmp_path / "J2_000_particles.cs", b)
-    g1 = csg(tmp_path, "J1", "particles", "particle",
-             {"blob": (">J1_000_particles.cs", 20), "ctf": (">J1_000_particles.cs", 20)})
+    g1 = csg(
+        tmp_path,
+        "J1",
+        "particles",
+        "particle",
+        {"blob": (">J1_000_particles.cs", 20), "ctf": (">J1_000_particles.cs", 20)},
+    )
     g2 = csg(tmp_path, "J2", "particles", "particle", {"blob": (">J2_000_particles.cs", 30)})
     inp = Input(PARTICLES)
     inp.connect(g1)
@@ -381,7 +462,8 @@ def problems_of(inp, passthrough=True):
 
 def test_too_few_connections():
     assert problems_of(Input(PARTICLES)) == [
-        "input 'particles' needs at least 1 connection, has 0; connect a 'particle' output group"]
+        "input 'particles' needs at least 1 connection, has 0; connect a 'particle' output group"
+    ]
 
 
 def test_too_many_connections(tmp_path, rng):
@@ -398,7 +480,8 @@ def test_group_connected_twice(chain):
     inp.connect(ResultGroup.from_csg(chain["j5"].path))  # the same group, read again
     assert problems_of(inp) == [
         "input 'particles': J5.particles_selected is connected twice (connections 0 and 1) "
-        "and repeat_allowed is False; disconnect connection 1"]
+        "and repeat_allowed is False; disconnect connection 1"
+    ]
 
 
 def test_repeat_allowed_loads_both(chain):
@@ -415,12 +498,18 @@ def test_required_slot_empty(chain):
     inp.connect(chain["j5"])
     inp.connect(chain["j2"].__class__.from_csg(chain["j2"].path))
     problems = problems_of(inp)
-    assert ("input 'particles': connection 1 (J5.particles_selected): required slot "
-            "'alignments3D' is empty: J5.particles_selected has no 'alignments3D' result (it "
-            "has: alignments2D, blob, ctf, location); override the slot with a "
-            "'particle.alignments3D' result of another group") in problems
-    assert any(p.startswith("input 'particles': connection 2 (J2.particles): required slot "
-                            "'alignments3D' is empty") for p in problems)
+    assert (
+        "input 'particles': connection 1 (J5.particles_selected): required slot "
+        "'alignments3D' is empty: J5.particles_selected has no 'alignments3D' result (it "
+        "has: alignments2D, blob, ctf, location); override the slot with a "
+        "'particle.alignments3D' result of another group"
+    ) in problems
+    assert any(
+        p.startswith(
+            "input 'particles': connection 2 (J2.particles): required slot 'alignments3D' is empty"
+        )
+        for p in problems
+    )
 
 
 def test_override_of_the_wrong_type(chain, tmp_path, rng):
@@ -429,16 +518,24 @@ def test_override_of_the_wrong_type(chain, tmp_path, rng):
     inp = Input(PARTICLES)
     inp.connect(chain["j5"])
     for slot, result, message in (
-            ("blob", groups["J7"]["map_half_A"],
-             "slot 'blob' takes 'particle.blob' results; J7.volume.map_half_A is of type "
-             "'volume.map_half_A'; override with a 'particle.blob' result"),
-            ("ctf", chain["j2"]["blob"],
-             "slot 'ctf' takes 'particle.ctf' results; J2.particles.blob is of type "
-             "'particle.blob'; override with a 'particle.ctf' result")):
+        (
+            "blob",
+            groups["J7"]["map_half_A"],
+            "slot 'blob' takes 'particle.blob' results; J7.volume.map_half_A is of type "
+            "'volume.map_half_A'; override with a 'particle.blob' result",
+        ),
+        (
+            "ctf",
+            chain["j2"]["blob"],
+            "slot 'ctf' takes 'particle.ctf' results; J2.particles.blob is of type "
+            "'particle.blob'; override with a 'particle.ctf' result",
+        ),
+    ):
         with pytest.raises(InputError) as e:
             inp.override(0, slot, result)
         assert e.value.problems == [
-            f"input 'particles': connection 0 (J5.particles_selected): {message}"]
+            f"input 'particles': connection 0 (J5.particles_selected): {message}"
+        ]
     assert inp.connections[0].overrides == {}
 
 
@@ -448,7 +545,8 @@ def test_group_of_the_wrong_item_type(tmp_path, rng):
     inp.connect(groups["J6"])
     assert problems_of(inp) == [
         "input 'particles': connection 0 (J6.volume): group is of item type 'volume', input "
-        "expects 'particle'; connect a 'particle' output group"]
+        "expects 'particle'; connect a 'particle' output group"
+    ]
 
 
 def test_metafile_missing_on_disk(chain):
@@ -459,7 +557,8 @@ def test_metafile_missing_on_disk(chain):
     assert problems_of(inp) == [
         f"input 'particles': connection 0 (J2.particles): slot {s!r}: metafile of "
         f"J2.particles.{s}: {path} is missing on disk; re-run J2 or connect another group"
-        for s in ("blob", "ctf")]
+        for s in ("blob", "ctf")
+    ]
 
 
 def test_metafile_without_the_results_fields(chain):
@@ -469,7 +568,8 @@ def test_metafile_without_the_results_fields(chain):
     inp.connect(g)
     assert problems_of(inp) == [
         f"input 'particles': connection 0 (J2.particles): slot 'ctf': metafile "
-        f"{g['location'].metafile} of J2.particles.ctf holds no 'ctf' fields; fix its .csg"]
+        f"{g['location'].metafile} of J2.particles.ctf holds no 'ctf' fields; fix its .csg"
+    ]
 
 
 def test_one_item_override_into_a_many_item_group(chain, tmp_path, rng):
@@ -482,29 +582,37 @@ def test_one_item_override_into_a_many_item_group(chain, tmp_path, rng):
     assert problems_of(inp) == [
         "input 'particles': connection 0 (J5.particles_selected): slot 'blob' is overridden by "
         "the one-item result J9.particles.blob, but J5.particles_selected holds 170 items; "
-        "override with a result of the same items"]
+        "override with a result of the same items"
+    ]
 
 
 def test_one_item_override_into_a_many_item_volume_group(tmp_path, rng):
     groups, _ = local_resolution_jobs(tmp_path, rng)
     three = table(uids(3, rng), rng, map=MAP, map_half_A=MAP, map_half_B=MAP)
     save(tmp_path / "J10_000_volumes.cs", three)
-    g10 = csg(tmp_path, "J10", "volumes", "volume",
-              {r: (">J10_000_volumes.cs", 3) for r in ("map", "map_half_A", "map_half_B")})
+    g10 = csg(
+        tmp_path,
+        "J10",
+        "volumes",
+        "volume",
+        {r: (">J10_000_volumes.cs", 3) for r in ("map", "map_half_A", "map_half_B")},
+    )
     inp = Input(LOCRES)
     inp.connect(g10)
     inp.override(0, "map_half_A", groups["J7"]["map_half_A"])
     assert problems_of(inp) == [
         "input 'volume': connection 0 (J10.volumes): slot 'map_half_A' is overridden by the "
         "one-item result J7.volume.map_half_A, but J10.volumes holds 3 items; override with a "
-        "result of the same items"]
+        "result of the same items"
+    ]
     # and the other way round: a many-item override of a one-item kind
     inp = Input(LOCRES)
     inp.connect(groups["J6"])
     inp.override(0, "map_half_B", g10["map_half_B"])
     assert problems_of(inp) == [
         "input 'volume': connection 0 (J6.volume): slot 'map_half_B' is overridden by "
-        "J10.volumes.map_half_B, which holds 3 items; a 'volume' override must hold exactly one"]
+        "J10.volumes.map_half_B, which holds 3 items; a 'volume' override must hold exactly one"
+    ]
 
 
 def test_duplicate_uids_across_connections(tmp_path, rng):
@@ -518,9 +626,12 @@ def test_duplicate_uids_across_connections(tmp_path, rng):
     inp.connect(g17)
     inp.connect(g18)
     assert inp.check() == []
-    with pytest.raises(InputError, match=r"^input 'particles': connections 0 \(J17.particles\) "
-                       r"and 1 \(J18.particles\) share 5 uids \(e.g. \d+, \d+, \d+\) and "
-                       r"repeat_allowed is False; connect groups of different items$"):
+    with pytest.raises(
+        InputError,
+        match=r"^input 'particles': connections 0 \(J17.particles\) "
+        r"and 1 \(J18.particles\) share 5 uids \(e.g. \d+, \d+, \d+\) and "
+        r"repeat_allowed is False; connect groups of different items$",
+    ):
         inp.load()
     allowed = Input(InputSpec("particle", ["blob"], repeat_allowed=True))
     allowed.connect(g17)
@@ -532,8 +643,11 @@ def test_duplicate_uids_across_connections(tmp_path, rng):
 def test_misuse_raises_at_once(chain):
     inp = Input(PARTICLES)
     inp.connect(chain["j5"])
-    with pytest.raises(InputError, match=r"input 'particles' has no slot 'pose' \(slots: "
-                                         r"blob, ctf\)"):
+    with pytest.raises(
+        InputError,
+        match=r"input 'particles' has no slot 'pose' \(slots: "
+        r"blob, ctf\)",
+    ):
         inp.override(0, "pose", chain["j2"]["blob"])
     with pytest.raises(InputError, match="input 'particles' has no connection 3 \\(it has 1\\)"):
         inp.override(3, "blob", chain["j2"]["blob"])
@@ -566,18 +680,33 @@ def test_passthrough_round_trip(tmp_path, rng):
     pt = table(rng.permutation(u), rng, location=LOCATION)
     save(tmp_path / "J1_000_particles.cs", main)
     save(tmp_path / "J1_passthrough_particles.cs", pt)
-    j1 = csg(tmp_path, "J1", "particles", "particle", {
-        "blob": (">J1_000_particles.cs", n), "ctf": (">J1_000_particles.cs", n),
-        "location": (">J1_passthrough_particles.cs", n)})
+    j1 = csg(
+        tmp_path,
+        "J1",
+        "particles",
+        "particle",
+        {
+            "blob": (">J1_000_particles.cs", n),
+            "ctf": (">J1_000_particles.cs", n),
+            "location": (">J1_passthrough_particles.cs", n),
+        },
+    )
     inp = Input(InputSpec("particle", ["blob", "?ctf"]))
     inp.connect(j1)
     received = inp.load()
     keep = np.sort(rng.permutation(n)[:90])[::-1]  # a subset, in a new order
     out_uids = main["uid"][keep]
     new = table(out_uids, rng, ctf=CTF, alignments2D=ALIGN2D)  # replaces ctf
-    g = write_output(tmp_path, "J2", "particles", Dataset(new), "particle",
-                     ["ctf", "alignments2D"], passthrough=inp.load(passthrough=True),
-                     validate=False)
+    g = write_output(
+        tmp_path,
+        "J2",
+        "particles",
+        Dataset(new),
+        "particle",
+        ["ctf", "alignments2D"],
+        passthrough=inp.load(passthrough=True),
+        validate=False,
+    )
     assert g.label == "J2.particles" and g.path == str(tmp_path / "J2_particles.csg")
     written = np.load(tmp_path / "J2_000_particles.cs")
     assert written.dtype.names == new.dtype.names
@@ -587,15 +716,21 @@ def test_passthrough_round_trip(tmp_path, rng):
     assert sorted(carried.dtype.names) == sorted(ref)  # not ctf: the job replaced it
     for k, v in ref.items():
         np.testing.assert_array_equal(carried[k], v)
-    assert {r: g[r].passthrough for r in g.results} == \
-        {"ctf": False, "alignments2D": False, "blob": True, "location": True}
+    assert {r: g[r].passthrough for r in g.results} == {
+        "ctf": False,
+        "alignments2D": False,
+        "blob": True,
+        "location": True,
+    }
     assert g["blob"].num_items == 90
     # The next job sees everything.
     nxt = Input(InputSpec("particle", ["alignments2D"]))
     nxt.connect(ResultGroup.from_csg(g.path))
     ds = nxt.load()
-    expected = brute_join(new, [(new, ["ctf", "alignments2D"], None),
-                                (main, ["blob"], None), (pt, ["location"], None)])
+    expected = brute_join(
+        new,
+        [(new, ["ctf", "alignments2D"], None), (main, ["blob"], None), (pt, ["location"], None)],
+    )
     assert_table(ds, expected)
     assert len(received) == n
 
@@ -604,10 +739,19 @@ def test_passthrough_needs_every_output_uid(tmp_path, rng):
     u = uids(20, rng)
     received = Dataset(table(u[:10], rng, location=LOCATION))
     new = Dataset(table(u[5:15], rng, blob=BLOB))
-    with pytest.raises(CsUidError, match="J3.particles: 5 output uids are not in the "
-                                         "passthrough input"):
-        write_output(tmp_path, "J3", "particles", new, "particle", ["blob"],
-                     passthrough=received, validate=False)
+    with pytest.raises(
+        CsUidError, match="J3.particles: 5 output uids are not in the passthrough input"
+    ):
+        write_output(
+            tmp_path,
+            "J3",
+            "particles",
+            new,
+            "particle",
+            ["blob"],
+            passthrough=received,
+            validate=False,
+        )
     with pytest.raises(csfast.CsFieldError, match=r"results \['ctf'\] are not in the dataset"):
         write_output(tmp_path, "J3", "particles", new, "particle", ["ctf"], validate=False)
     assert os.listdir(tmp_path) == []
@@ -617,11 +761,18 @@ def test_failed_write_leaves_the_earlier_group_loadable(tmp_path, rng, monkeypat
     u = uids(50, rng)
     v0 = table(u, rng, alignments3D=ALIGN2D)
     pt = Dataset(table(u, rng, blob=BLOB))
-    g0 = write_output(tmp_path, "J6", "particles", Dataset(v0), "particle", ["alignments3D"],
-                      passthrough=pt, validate=False)
+    g0 = write_output(
+        tmp_path,
+        "J6",
+        "particles",
+        Dataset(v0),
+        "particle",
+        ["alignments3D"],
+        passthrough=pt,
+        validate=False,
+    )
     before = Path(g0.path).read_text()
-    expected = brute_join(v0, [(v0, ["alignments3D"], None),
-                               (pt.to_records(), ["blob"], None)])
+    expected = brute_join(v0, [(v0, ["alignments3D"], None), (pt.to_records(), ["blob"], None)])
 
     import csfast.groups as groups
 
@@ -632,9 +783,17 @@ def test_failed_write_leaves_the_earlier_group_loadable(tmp_path, rng, monkeypat
         with monkeypatch.context() as m:
             m.setattr(target, "atomic_write" if target is groups else "save", fail)
             with pytest.raises(OSError, match="No space"):
-                write_output(tmp_path, "J6", "particles",
-                             Dataset(table(u, rng, alignments3D=ALIGN2D)), "particle",
-                             ["alignments3D"], passthrough=pt, version=1, validate=False)
+                write_output(
+                    tmp_path,
+                    "J6",
+                    "particles",
+                    Dataset(table(u, rng, alignments3D=ALIGN2D)),
+                    "particle",
+                    ["alignments3D"],
+                    passthrough=pt,
+                    version=1,
+                    validate=False,
+                )
         assert Path(g0.path).read_text() == before
         assert_table(ResultGroup.from_csg(g0.path).load(), expected)
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
@@ -643,14 +802,38 @@ def test_failed_write_leaves_the_earlier_group_loadable(tmp_path, rng, monkeypat
 def test_output_without_passthrough_keeps_earlier_passthrough(tmp_path, rng):
     u = uids(10, rng)
     pt = Dataset(table(u, rng, location=LOCATION))
-    write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)), "particle",
-                 ["blob"], passthrough=pt, validate=False)
-    g = write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)),
-                     "particle", ["blob"], version=3, validate=False)
+    write_output(
+        tmp_path,
+        "J2",
+        "particles",
+        Dataset(table(u, rng, blob=BLOB)),
+        "particle",
+        ["blob"],
+        passthrough=pt,
+        validate=False,
+    )
+    g = write_output(
+        tmp_path,
+        "J2",
+        "particles",
+        Dataset(table(u, rng, blob=BLOB)),
+        "particle",
+        ["blob"],
+        version=3,
+        validate=False,
+    )
     assert g["location"].passthrough and g["blob"].versions.keys() == {0, 3}
     with pytest.raises(CsError, match="item type 'particle', not 'volume'"):
-        write_output(tmp_path, "J2", "particles", Dataset(table(u, rng, blob=BLOB)),
-                     "volume", ["blob"], version=4, validate=False)
+        write_output(
+            tmp_path,
+            "J2",
+            "particles",
+            Dataset(table(u, rng, blob=BLOB)),
+            "volume",
+            ["blob"],
+            version=4,
+            validate=False,
+        )
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -665,37 +848,61 @@ def test_random_connections_against_brute_force(tmp_path, seed):
     start = 0
     for c in range(int(rng.integers(1, 4))):
         n = int(rng.integers(5, 60))
-        u = all_uids[start:start + n]
+        u = all_uids[start : start + n]
         start += n
         main = table(u, rng, blob=BLOB, ctf=CTF)
         pt = table(rng.permutation(u)[: n - int(rng.integers(0, 3))], rng, location=LOCATION)
         job = f"J{10 + c}"
         save(tmp_path / f"{job}_001_particles.cs", main)
         save(tmp_path / f"{job}_passthrough_particles.cs", pt)
-        g = csg(tmp_path, job, "particles", "particle", {
-            "blob": (f">{job}_001_particles.cs", n), "ctf": (f">{job}_001_particles.cs", n),
-            "location": (f">{job}_passthrough_particles.cs", len(pt))})
+        g = csg(
+            tmp_path,
+            job,
+            "particles",
+            "particle",
+            {
+                "blob": (f">{job}_001_particles.cs", n),
+                "ctf": (f">{job}_001_particles.cs", n),
+                "location": (f">{job}_passthrough_particles.cs", len(pt)),
+            },
+        )
         i = inp.connect(g)
         blob_source = main
         if rng.random() < 0.6:
             over = table(rng.permutation(u)[: max(2, n // 2)], rng, blob=BLOB)
             save(tmp_path / f"J9{c}_000_particles.cs", over)
-            og = csg(tmp_path, f"J9{c}", "particles", "particle",
-                     {"blob": (f">J9{c}_000_particles.cs", len(over))})
+            og = csg(
+                tmp_path,
+                f"J9{c}",
+                "particles",
+                "particle",
+                {"blob": (f">J9{c}_000_particles.cs", len(over))},
+            )
             inp.override(i, "blob", og["blob"])
             blob_source = over
         where = f"input 'particles': connection {i} ({job}.particles)"
-        for what, src in (("slot 'blob' (" + ("J9" + str(c) if blob_source is not main
-                                              else job) + ".particles.blob)", blob_source),
-                          (f"passthrough result 'location' ({job}.particles.location)", pt)):
+        for what, src in (
+            (
+                "slot 'blob' ("
+                + ("J9" + str(c) if blob_source is not main else job)
+                + ".particles.blob)",
+                blob_source,
+            ),
+            (f"passthrough result 'location' ({job}.particles.location)", pt),
+        ):
             covered = len(set(map(int, src["uid"])) & set(map(int, u)))
             if covered < n:
-                expected_drops.append(f"{where}: {what} covers {covered:,} of the connection's "
-                                      f"{n:,} items; {n - covered:,} would be dropped: use a "
-                                      "result of the same items, or load with allow_drop=True")
-        expected_parts.append(brute_join(main, [(blob_source, ["blob"], None),
-                                                (main, ["ctf"], None),
-                                                (pt, ["location"], None)]))
+                expected_drops.append(
+                    f"{where}: {what} covers {covered:,} of the connection's "
+                    f"{n:,} items; {n - covered:,} would be dropped: use a "
+                    "result of the same items, or load with allow_drop=True"
+                )
+        expected_parts.append(
+            brute_join(
+                main,
+                [(blob_source, ["blob"], None), (main, ["ctf"], None), (pt, ["location"], None)],
+            )
+        )
     problems = inp.check()
     # Every connection whose override or passthrough table lacks some of its items is
     # reported, with the counts the brute-force join drops.
@@ -713,24 +920,31 @@ def test_old_style_file_names(tmp_path, rng):
     """Older releases prefix files with cryosparc_P3_; job and version still parse, and
     the versions beside the final one are those of the same prefix."""
     u = uids(5, rng)
-    for name in ("cryosparc_P3_J42_007_particles.cs", "cryosparc_P3_J42_003_particles.cs",
-                 "cryosparc_P9_J42_005_particles.cs"):
+    for name in (
+        "cryosparc_P3_J42_007_particles.cs",
+        "cryosparc_P3_J42_003_particles.cs",
+        "cryosparc_P9_J42_005_particles.cs",
+    ):
         save(tmp_path / name, table(u, rng, blob=BLOB))
     (tmp_path / "cryosparc_P3_J42_particles.csg").write_text(
         "group: {name: particles, type: particle}\n"
         "results:\n  blob: {metafile: '>cryosparc_P3_J42_007_particles.cs', num_items: 5,"
-        " type: particle.blob}\n")
+        " type: particle.blob}\n"
+    )
     g = ResultGroup.from_csg(tmp_path / "cryosparc_P3_J42_particles.csg")
     assert g.label == "J42.particles" and g["blob"].version == 7
-    assert g["blob"].versions == {v: str(tmp_path / f"cryosparc_P3_J42_{v:03d}_particles.cs")
-                                  for v in (3, 7)}
+    assert g["blob"].versions == {
+        v: str(tmp_path / f"cryosparc_P3_J42_{v:03d}_particles.cs") for v in (3, 7)
+    }
     np.testing.assert_array_equal(g.load()["uid"], u)
 
 
 def test_csg_with_a_non_numeric_count_is_a_format_error(tmp_path):
     path = tmp_path / "J1_particles.csg"
-    path.write_text("group:\n  name: particles\n  type: particle\nresults:\n  blob:\n"
-                    "    metafile: '>J1_000_particles.cs'\n    num_items: ten\n")
+    path.write_text(
+        "group:\n  name: particles\n  type: particle\nresults:\n  blob:\n"
+        "    metafile: '>J1_000_particles.cs'\n    num_items: ten\n"
+    )
     with pytest.raises(csfast.CsFormatError, match=r"J1_particles.csg: result 'blob': .*'ten'"):
         ResultGroup.from_csg(path)
 

@@ -115,6 +115,7 @@ def assert_as_fast(make: Callable[[Callable[[int], np.ndarray]], Callable[[], ob
 
 # ------------------------------------------------------------ results and time
 
+
 def last_rows(keys: np.ndarray, uids: np.ndarray) -> np.ndarray:
     """For each uid, the last row of keys holding it, or -1 (brute force)."""
     last = {int(u): i for i, u in enumerate(keys.tolist())}
@@ -226,6 +227,7 @@ def test_duplicate_heavy_uids(one_thread, copies):
 
 # ------------------------------------------------------------------ the key
 
+
 def keyed_hash(x: int, key: tuple[int, int, int, int]) -> int:
     """hash.h's definition: fmix64 of the top 64 bits of (a * x + b) mod 2**128."""
     mul_lo, mul_hi, add_lo, add_hi = key
@@ -246,8 +248,9 @@ def key_of_new_process(seed: str | None) -> tuple[int, ...]:
     if seed is not None:
         env["CSFAST_HASH_SEED"] = seed
     code = "from csfast import _core; print(*_core._hash_key)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     return tuple(int(w) for w in out.split())
 
 

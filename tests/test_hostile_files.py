@@ -30,6 +30,7 @@ GOOD = np.zeros(3, [("uid", "<u8"), ("a/x", "<f4")])
 
 # ----------------------------------------------------------- special files
 
+
 @pytest.fixture
 def fifo(tmp_path):
     """A FIFO with no writer. Should a reader block on it (the bug this guards
@@ -57,10 +58,20 @@ def _readers():
     pytest.importorskip("pyarrow")
     pytest.importorskip("starfile")
     return {
-        "cs": [csfast.inspect, Dataset.load, lambda p: Dataset.load(p, mmap=False),
-               csfast.format.map_array, files.read],
-        "csdat": [csdat.read_header, csdat.read, lambda p: csdat.read(p, mmap=False),
-                  csfast.inspect, files.read],
+        "cs": [
+            csfast.inspect,
+            Dataset.load,
+            lambda p: Dataset.load(p, mmap=False),
+            csfast.format.map_array,
+            files.read,
+        ],
+        "csdat": [
+            csdat.read_header,
+            csdat.read,
+            lambda p: csdat.read(p, mmap=False),
+            csfast.inspect,
+            files.read,
+        ],
         "csg": [ResultGroup.from_csg],
         "parquet": [files.read],
         "arrow": [files.read],
@@ -79,8 +90,9 @@ def test_fifo_is_refused_by_every_reader(fifo, tmp_path, ext):
         assert time.monotonic() - start < 2
 
 
-@pytest.mark.parametrize("device, kind", [("/dev/null", "character device"),
-                                          ("/dev/zero", "character device")])
+@pytest.mark.parametrize(
+    "device, kind", [("/dev/null", "character device"), ("/dev/zero", "character device")]
+)
 @pytest.mark.parametrize("ext", ["cs", "csdat", "csg", "star", "parquet"])
 def test_devices_are_refused(tmp_path, device, kind, ext):
     if not os.path.exists(device):
@@ -111,61 +123,77 @@ def _result(**fields) -> str:
     return "results:\n  blob:\n" + "".join(f"    {k}: {v}\n" for k, v in entry.items())
 
 
-LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n"
-    for i in range(9)) + GROUP + "results:\n  blob: {metafile: *j, num_items: 1}\n"
+LAUGHS = (
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(9)
+    )
+    + GROUP
+    + "results:\n  blob: {metafile: *j, num_items: 1}\n"
+)
 
 
-@pytest.mark.parametrize("text, match", [
-    (LAUGHS, "aliases .* not allowed .* at line 2"),
-    (GROUP + "results: {blob: &r {metafile: x.cs}, ctf: *r}\n", "aliases"),
-    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", f"nested deeper than {MAX_CSG_DEPTH}"),
-    ("a: " + "{b: " * 40 + "1" + "}" * 40 + "\n", "nested deeper"),
-    ("created: 2024-13-45 12:00:00\n" + GROUP + _result(), "out of range .*month"),
-    ("created: 2024-02-30\n" + GROUP + _result(), "out of range .*day"),
-    ("a: [" + "0," * MAX_CSG_NODES + "]\n", f"more than {MAX_CSG_NODES} values"),
-    (GROUP + _result(versions="{.inf: x.cs}"), "version inf is not a non-negative"),
-    (GROUP + _result(versions="{.nan: x.cs}"), "version nan"),
-    (GROUP + _result(versions="{-1: x.cs}"), "version -1"),
-    (GROUP + _result(versions="{1.5: x.cs}"), "version 1.5"),
-    (GROUP + _result(versions="{true: x.cs}"), "version True"),
-    (GROUP + _result(versions="{2024-01-01: x.cs}"), "version datetime.date"),
-    (GROUP + _result(versions="{'1e999': x.cs}"), "version '1e999'"),
-    (GROUP + _result(versions="{1: [x.cs]}"), "metafile of version 1 is not a path"),
-    (GROUP + _result(versions="[x.cs]"), "versions must be a mapping"),
-    (GROUP + _result(num_items=-1), "num_items -1 is not a non-negative 64-bit integer"),
-    (GROUP + _result(num_items=1.5), "num_items 1.5"),
-    (GROUP + _result(num_items=".inf"), "num_items inf"),
-    (GROUP + _result(num_items="true"), "num_items True"),
-    (GROUP + _result(num_items="[1]"), r"num_items \[1\]"),
-    (GROUP + _result(num_items=2**63), "num_items 9223372036854775808 is not"),
-    (GROUP + _result(num_items=10**30), "integer '100000000000000000000000000000' beyond 64"),
-    (GROUP + _result(num_items="1" * 5000), "integer '111111111111111111111111111111' beyond"),
-    (GROUP + _result(versions="{" + ", ".join(f"{k * (2**61 - 1)}: x.cs" for k in range(
-        1, 40_000)) + "}"), "integer '20752587082923245559' beyond 64 bits"),
-    (GROUP + _result(passthrough=3), "passthrough 3 is not true or false"),
-    (GROUP + _result(type="[a, b]"), "type must be text, not a list"),
-    (GROUP + "results:\n  blob: {metafile: {a: 1}}\n", "metafile must be text, not a mapping"),
-    (GROUP + "results:\n  blob: {metafile: ''}\n", "empty metafile"),
-    ("group: {name: [p], type: particle}\nresults: {}\n", "group: name must be text"),
-    (GROUP + "results:\n  blob: !!python/object/apply:os.system ['touch pwned']\n",
-     "could not determine a constructor"),
-    (GROUP + "results: {}\n---\n" + GROUP + "results: {}\n", "expected a single document"),
-    (GROUP + "results: {}\n\x00", "characters are not allowed at byte"),
-    ("\xff\xfe\x00junk", "not a valid .csg"),
-    ("results: {}\n", "'group' and 'results' mappings"),
-], ids=lambda v: v[:30] if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (LAUGHS, "aliases .* not allowed .* at line 2"),
+        (GROUP + "results: {blob: &r {metafile: x.cs}, ctf: *r}\n", "aliases"),
+        ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", f"nested deeper than {MAX_CSG_DEPTH}"),
+        ("a: " + "{b: " * 40 + "1" + "}" * 40 + "\n", "nested deeper"),
+        ("created: 2024-13-45 12:00:00\n" + GROUP + _result(), "out of range .*month"),
+        ("created: 2024-02-30\n" + GROUP + _result(), "out of range .*day"),
+        ("a: [" + "0," * MAX_CSG_NODES + "]\n", f"more than {MAX_CSG_NODES} values"),
+        (GROUP + _result(versions="{.inf: x.cs}"), "version inf is not a non-negative"),
+        (GROUP + _result(versions="{.nan: x.cs}"), "version nan"),
+        (GROUP + _result(versions="{-1: x.cs}"), "version -1"),
+        (GROUP + _result(versions="{1.5: x.cs}"), "version 1.5"),
+        (GROUP + _result(versions="{true: x.cs}"), "version True"),
+        (GROUP + _result(versions="{2024-01-01: x.cs}"), "version datetime.date"),
+        (GROUP + _result(versions="{'1e999': x.cs}"), "version '1e999'"),
+        (GROUP + _result(versions="{1: [x.cs]}"), "metafile of version 1 is not a path"),
+        (GROUP + _result(versions="[x.cs]"), "versions must be a mapping"),
+        (GROUP + _result(num_items=-1), "num_items -1 is not a non-negative 64-bit integer"),
+        (GROUP + _result(num_items=1.5), "num_items 1.5"),
+        (GROUP + _result(num_items=".inf"), "num_items inf"),
+        (GROUP + _result(num_items="true"), "num_items True"),
+        (GROUP + _result(num_items="[1]"), r"num_items \[1\]"),
+        (GROUP + _result(num_items=2**63), "num_items 9223372036854775808 is not"),
+        (GROUP + _result(num_items=10**30), "integer '100000000000000000000000000000' beyond 64"),
+        (GROUP + _result(num_items="1" * 5000), "integer '111111111111111111111111111111' beyond"),
+        (
+            GROUP
+            + _result(
+                versions="{" + ", ".join(f"{k * (2**61 - 1)}: x.cs" for k in range(1, 40_000)) + "}"
+            ),
+            "integer '20752587082923245559' beyond 64 bits",
+        ),
+        (GROUP + _result(passthrough=3), "passthrough 3 is not true or false"),
+        (GROUP + _result(type="[a, b]"), "type must be text, not a list"),
+        (GROUP + "results:\n  blob: {metafile: {a: 1}}\n", "metafile must be text, not a mapping"),
+        (GROUP + "results:\n  blob: {metafile: ''}\n", "empty metafile"),
+        ("group: {name: [p], type: particle}\nresults: {}\n", "group: name must be text"),
+        (
+            GROUP + "results:\n  blob: !!python/object/apply:os.system ['touch pwned']\n",
+            "could not determine a constructor",
+        ),
+        (GROUP + "results: {}\n---\n" + GROUP + "results: {}\n", "expected a single document"),
+        (GROUP + "results: {}\n\x00", "characters are not allowed at byte"),
+        ("\xff\xfe\x00junk", "not a valid .csg"),
+        ("results: {}\n", "'group' and 'results' mappings"),
+    ],
+    ids=lambda v: v[:30] if isinstance(v, str) else None,
+)
 @pytest.mark.parametrize("loader", ["default", "python"])
-def test_hostile_csg_is_a_format_error_naming_the_file(tmp_path, monkeypatch, text, match,
-                                                       loader):
+def test_hostile_csg_is_a_format_error_naming_the_file(tmp_path, monkeypatch, text, match, loader):
     if loader == "python":  # what runs where PyYAML was built without libyaml
         if len(text) > 500_000:
             pytest.skip("1 MB takes PyYAML's Python parser 4 s of CPU, whatever it holds")
         monkeypatch.setattr(csfast.groups, "_CsgLoader", csfast.groups._PyCsgLoader)
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "J1_particles.csg"
-    path.write_bytes(text.encode("utf-8", "surrogateescape") if "\xff" not in text
-                     else text.encode("latin1"))
+    path.write_bytes(
+        text.encode("utf-8", "surrogateescape") if "\xff" not in text else text.encode("latin1")
+    )
     start = time.process_time()
     with pytest.raises(CsFormatError, match=f"{path}: .*{match}"):
         ResultGroup.from_csg(path)
@@ -189,8 +217,12 @@ def test_quoted_versions_and_absent_counts_still_read(tmp_path):
     # What YAML writers other than csfast's may produce: quoted version keys,
     # a null count, anchors without aliases.
     path = tmp_path / "J1_particles.csg"
-    path.write_text(GROUP.replace("particles", "&n particles") + _result(
-        versions="{'3': '>J1_003_particles.cs', 7: '>J1_007_particles.cs'}", num_items="null"))
+    path.write_text(
+        GROUP.replace("particles", "&n particles")
+        + _result(
+            versions="{'3': '>J1_003_particles.cs', 7: '>J1_007_particles.cs'}", num_items="null"
+        )
+    )
     blob = ResultGroup.from_csg(path)["blob"]
     assert sorted(blob.versions) == [0, 3, 7] and blob.num_items == 0
 
@@ -198,16 +230,18 @@ def test_quoted_versions_and_absent_counts_still_read(tmp_path):
 def test_metafile_name_with_a_huge_number_is_not_a_version(tmp_path):
     # J1_<5,000 digits>_particles.cs: int() of it raised ValueError
     path = tmp_path / "J1_particles.csg"
-    path.write_text(GROUP + "results:\n  blob: {metafile: '>J1_" + "7" * 5000
-                    + "_particles.cs'}\n")
+    path.write_text(GROUP + "results:\n  blob: {metafile: '>J1_" + "7" * 5000 + "_particles.cs'}\n")
     assert ResultGroup.from_csg(path)["blob"].version == 0
 
 
-@pytest.mark.parametrize("text, match", [
-    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
-    ('{"spec": ' + "1" * 5000 + "}", "4300 digits"),
-    ("\xff{}", "not a valid JSON document"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+        ('{"spec": ' + "1" * 5000 + "}", "4300 digits"),
+        ("\xff{}", "not a valid JSON document"),
+    ],
+)
 def test_malformed_job_document_is_a_format_error(tmp_path, text, match):
     (tmp_path / "J1").mkdir()
     (tmp_path / "J1" / "job.json").write_bytes(text.encode("latin1"))
@@ -225,6 +259,7 @@ def test_job_document_that_is_a_fifo(tmp_path, fifo):
 
 
 # ----------------------------------------------------------- the command
+
 
 def _csfast_commands() -> list[list[str]]:
     script = Path(sys.executable).parent / "csfast"
@@ -295,8 +330,9 @@ def _check_one_line(command: str, status: int, err: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("command, args, message", CASES)
-def test_every_command_reports_bad_files_in_one_line(bad_files, monkeypatch, capsys,
-                                                     command, args, message):
+def test_every_command_reports_bad_files_in_one_line(
+    bad_files, monkeypatch, capsys, command, args, message
+):
     folder, group = bad_files
     monkeypatch.chdir(folder)
     status = main([command] + [a.replace("{group}", group) for a in args])
@@ -310,8 +346,15 @@ def test_installed_command_reports_bad_files_in_one_line(bad_files):
     for k, base in enumerate(_csfast_commands()):
         for command, args, message in CASES[k::7]:
             argv = base + [command] + [a.replace("{group}", group) for a in args]
-            runs.append((command, message, subprocess.Popen(
-                argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+            runs.append(
+                (
+                    command,
+                    message,
+                    subprocess.Popen(
+                        argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                    ),
+                )
+            )
     assert len(runs) >= 3
     done = []
     for command, message, proc in runs:  # every process waited for, then checked

@@ -23,8 +23,7 @@ MAXU = 2**64 - 1
 POOL = [0, 1, 2, 3, MAXU, MAXU - 1, 2**63, 12345678901234567890]
 
 uid_lists = st.lists(st.one_of(st.sampled_from(POOL), st.integers(0, MAXU)), max_size=40)
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @contextmanager
@@ -67,6 +66,7 @@ def uid_column(uids: list[int], how: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ references
 
+
 def ref_join(keys: list[list[int]]) -> list[list[int]]:
     last = []
     for k in keys[1:]:
@@ -92,9 +92,9 @@ def ref_first(keys: list[list[int]]) -> list[int]:
 
 # ------------------------------------------------------------------ hash kernels
 
+
 @SETTINGS
-@given(st.lists(uid_lists, min_size=1, max_size=10), st.integers(0, 2),
-       st.sampled_from(MODES))
+@given(st.lists(uid_lists, min_size=1, max_size=10), st.integers(0, 2), st.sampled_from(MODES))
 def test_join_index(keys, how, mode):
     cols = [uid_column(k, how) for k in keys]
     with kernel_mode(*mode):
@@ -117,8 +117,9 @@ def test_isin(values, members, how, mode):
 
 
 @SETTINGS
-@given(st.lists(uid_lists, max_size=10), st.integers(0, 2), st.integers(0, 8),
-       st.sampled_from(MODES))
+@given(
+    st.lists(uid_lists, max_size=10), st.integers(0, 2), st.integers(0, 8), st.sampled_from(MODES)
+)
 def test_repeats_and_first_occurrence(keys, how, limit, mode):
     cols = [uid_column(k, how) for k in keys]
     with kernel_mode(*mode):
@@ -179,16 +180,41 @@ def test_hash_empty_inputs():
 
 # ------------------------------------------------------------------ gather
 
-ITEM_DTYPES = ["u1", "b1", "<i2", ">i2", "<u4", "<f4", ">f8", "<i8", "<c8", "<c16",
-               "S1", "S3", "S7", "S12", "S16", "S96", "S5000", "<U1", "<U3", "V12", "V24"]
+ITEM_DTYPES = [
+    "u1",
+    "b1",
+    "<i2",
+    ">i2",
+    "<u4",
+    "<f4",
+    ">f8",
+    "<i8",
+    "<c8",
+    "<c16",
+    "S1",
+    "S3",
+    "S7",
+    "S12",
+    "S16",
+    "S96",
+    "S5000",
+    "<U1",
+    "<U3",
+    "V12",
+    "V24",
+]
 SUBSHAPES = [(), (2,), (4,), (2, 3)]
 
 
 def fill(dtype: np.dtype, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     raw = rng.integers(0, 256, size=int(np.prod(shape)) * dtype.itemsize, dtype=np.uint8)
-    a = raw.view(dtype).reshape(shape) if dtype.kind != "U" else \
-        rng.integers(1, 0x10FFFF, size=shape + (dtype.itemsize // 4,), dtype=np.uint32) \
-        .view(dtype).reshape(shape)
+    a = (
+        raw.view(dtype).reshape(shape)
+        if dtype.kind != "U"
+        else rng.integers(1, 0x10FFFF, size=shape + (dtype.itemsize // 4,), dtype=np.uint32)
+        .view(dtype)
+        .reshape(shape)
+    )
     if dtype.kind == "S":  # realistic strings: short values, zero padding
         lens = rng.integers(0, dtype.itemsize + 1, size=shape)
         a = a.copy()
@@ -199,9 +225,16 @@ def fill(dtype: np.dtype, shape: tuple[int, ...], rng: np.random.Generator) -> n
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(ITEM_DTYPES), st.sampled_from(SUBSHAPES), st.integers(0, 40),
-       st.integers(0, 3), st.integers(0, 2 ** 32), st.sampled_from([1, 2]),
-       st.booleans(), st.integers(0, 2))
+@given(
+    st.sampled_from(ITEM_DTYPES),
+    st.sampled_from(SUBSHAPES),
+    st.integers(0, 40),
+    st.integers(0, 3),
+    st.integers(0, 2**32),
+    st.sampled_from([1, 2]),
+    st.booleans(),
+    st.integers(0, 2),
+)
 def test_gather(dt, sub, n, out_kind, seed, threads, indexed, widen):
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dt)
@@ -259,9 +292,17 @@ def test_gather_large(threads, itemsize):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(ITEM_DTYPES), st.sampled_from(SUBSHAPES[:3]),
-                          st.integers(0, 1)), min_size=1, max_size=6),
-       st.integers(0, 300), st.integers(0, 2**32), st.sampled_from([1, 2]), st.booleans())
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(ITEM_DTYPES), st.sampled_from(SUBSHAPES[:3]), st.integers(0, 1)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(0, 300),
+    st.integers(0, 2**32),
+    st.sampled_from([1, 2]),
+    st.booleans(),
+)
 def test_gather_many(fields, n, seed, threads, indexed):
     """Columns of one packed table gathered together, as a join materializes them."""
     rng = np.random.default_rng(seed)
@@ -317,15 +358,19 @@ def test_gather_errors():
     empty = np.empty(0, np.int64)
     _core.gather(src, [], empty)
     out = np.empty(2, np.int64)
-    _core.gather(src, np.array([True, False, True, False, True]) .nonzero()[0][:2], out)
+    _core.gather(src, np.array([True, False, True, False, True]).nonzero()[0][:2], out)
     assert out.tolist() == [0, 2]
 
 
 # ------------------------------------------------------------------ strings
 
+
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.binary(max_size=20), max_size=30), st.sampled_from([(), (3,)]),
-       st.sampled_from([1, 2]))
+@given(
+    st.lists(st.binary(max_size=20), max_size=30),
+    st.sampled_from([(), (3,)]),
+    st.sampled_from([1, 2]),
+)
 def test_str_maxlen_bytes(values, sub, threads):
     a = np.array(values or [b""], dtype="S24")[: len(values)]
     if sub:
@@ -363,9 +408,17 @@ PACK_DTYPES = ["u1", "<i2", ">f4", "<f8", "<u8", "S5", "S96", "<U3", "V7"]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(PACK_DTYPES), st.sampled_from(SUBSHAPES[:3]),
-                          st.integers(-3, 3)), min_size=1, max_size=8),
-       st.integers(0, 30), st.integers(0, 5), st.integers(0, 2**32), st.sampled_from([1, 2]))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(PACK_DTYPES), st.sampled_from(SUBSHAPES[:3]), st.integers(-3, 3)),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(0, 30),
+    st.integers(0, 5),
+    st.integers(0, 2**32),
+    st.sampled_from([1, 2]),
+)
 def test_pack(fields, n, start, seed, threads):
     """Against numpy's own structured assignment (string fields resized)."""
     rng = np.random.default_rng(seed)
@@ -382,7 +435,7 @@ def test_pack(fields, n, start, seed, threads):
     rec_dtype = np.dtype(descr)
     want = np.zeros(n, rec_dtype)
     for j, c in enumerate(cols):
-        want[f"f{j}"] = c[start:start + n]
+        want[f"f{j}"] = c[start : start + n]
     out = np.full((n, rec_dtype.itemsize), 0xAB, np.uint8)
     offsets = [rec_dtype.fields[f"f{j}"][1] for j in range(len(cols))]
     with kernel_mode(threads, -1):
@@ -394,16 +447,14 @@ def test_pack(fields, n, start, seed, threads):
 def test_pack_large(threads):
     rng = np.random.default_rng(3)
     n = 60_000  # over 2 MB of rows: two threads take part
-    dt = np.dtype([("uid", "<u8"), ("p", "S96"), ("x", "<f4", (2,)), ("b", "u1"),
-                   ("s", "S7")])
+    dt = np.dtype([("uid", "<u8"), ("p", "S96"), ("x", "<f4", (2,)), ("b", "u1"), ("s", "S7")])
     src = np.zeros(n, dt)
     src["uid"] = rng.integers(0, 2**63, n)
     src["p"] = [b"path/%d" % i for i in range(n)]
     src["x"] = rng.random((n, 2))
     src["b"] = rng.integers(0, 255, n)
     src["s"] = [b"ab%d" % (i % 1000) for i in range(n)]
-    out_dt = np.dtype([("uid", "<u8"), ("p", "S20"), ("x", "<f4", (2,)), ("b", "u1"),
-                       ("s", "S9")])
+    out_dt = np.dtype([("uid", "<u8"), ("p", "S20"), ("x", "<f4", (2,)), ("b", "u1"), ("s", "S9")])
     want = np.zeros(n, out_dt)
     for k in dt.names:
         want[k] = src[k]
@@ -439,14 +490,18 @@ def test_threads_setting():
 
 # ------------------------------------------------------------------ lz4 block codec
 
-@pytest.mark.parametrize("block, want", [
-    (b"\x00", b""),  # an empty block: one token, no literals
-    (b"\x50hello", b"hello"),
-    # "a", then a match at offset 1 of length 3 + 4 (overlapping), then literals
-    (b"\x13a\x01\x00\x50bbbbb", b"a" * 8 + b"bbbbb"),
-    # a literal length of 15 + 5 (one extra length byte)
-    (b"\xf0\x05" + bytes(range(20)), bytes(range(20))),
-])
+
+@pytest.mark.parametrize(
+    "block, want",
+    [
+        (b"\x00", b""),  # an empty block: one token, no literals
+        (b"\x50hello", b"hello"),
+        # "a", then a match at offset 1 of length 3 + 4 (overlapping), then literals
+        (b"\x13a\x01\x00\x50bbbbb", b"a" * 8 + b"bbbbb"),
+        # a literal length of 15 + 5 (one extra length byte)
+        (b"\xf0\x05" + bytes(range(20)), bytes(range(20))),
+    ],
+)
 def test_lz4_decodes_handwritten_blocks(block, want):
     out = bytearray(len(want))
     _lz4.decompress(block, out, "f")

@@ -21,17 +21,24 @@ from csfast import CsFormatError
 from csfast.format import MAX_HEADER_BYTES, MAX_LITERAL_HEADER_BYTES, read_header
 from csfast.literal import MAX_DEPTH, LiteralError, parse_literal
 
-HYP = settings(max_examples=150, deadline=None,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+HYP = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # --------------------------------------------------- the grammar vs Python
 
-scalars = (st.integers(-2**70, 2**70) | st.text(max_size=12) | st.booleans() | st.none())
+scalars = st.integers(-(2**70), 2**70) | st.text(max_size=12) | st.booleans() | st.none()
 literals = st.recursive(
     scalars,
-    lambda inner: (st.lists(inner, max_size=4) | st.lists(inner, max_size=4).map(tuple)
-                   | st.dictionaries(st.text(max_size=5), inner, max_size=4)),
-    max_leaves=20)
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 @HYP
@@ -61,24 +68,55 @@ def test_random_text_accepted_only_as_python_would(text):
         assert ast.literal_eval(text) == value
 
 
-@pytest.mark.parametrize("text, value", [
-    ("(3L,)", (3,)), ("[12L, -4l]", [12, -4]), ("u'x'", "x"), ("U\"y\"", "y"),
-    ("'\\N{GREEK SMALL LETTER ALPHA}\\101\\q'", "\u03b1A\\q"), ("((1))", 1), ("()", ()),
-    ("{'a': (), }", {"a": ()}), ("'a\\\nb'", "ab"), ("00", 0), ("+7", 7),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("(3L,)", (3,)),
+        ("[12L, -4l]", [12, -4]),
+        ("u'x'", "x"),
+        ('U"y"', "y"),
+        ("'\\N{GREEK SMALL LETTER ALPHA}\\101\\q'", "\u03b1A\\q"),
+        ("((1))", 1),
+        ("()", ()),
+        ("{'a': (), }", {"a": ()}),
+        ("'a\\\nb'", "ab"),
+        ("00", 0),
+        ("+7", 7),
+    ],
+)
 def test_quirks_numpy_or_python_2_wrote(text, value):
     assert parse_literal(text) == value
 
 
-@pytest.mark.parametrize("text, where", [
-    ("{1}", "offset 2"), ("(,)", "offset 1"), ("[1,,2]", "offset 3"), ("{1:}", "offset 3"),
-    ("{[1]: 2}", "dict key that is not a string"),
-    ("{1: 2}", "not a string"), ("007", "leading zero"), ("1 2", "offset 2"), ("", "end"),
-    ("(", "end"), ("'abc", "offset 0"), ("[1]]", "offset 3"), ("{1: 2: 3}", "offset 5"),
-    ("1.5", "offset 1"), ("b'x'", "offset 0"), ("'a' 'b'", "offset 4"), ("x", "offset 0"),
-    ("'\\U00110000'", "escape"), ("'\\N{NO SUCH NAME}'", "escape"), ("1" * 41, "41 digits"),
-    ("- 5", "offset 0"), ("'a\nb'", "offset 0"), ("True1", "offset 4"), ("{'a': 1,, }", "offset 8"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("{1}", "offset 2"),
+        ("(,)", "offset 1"),
+        ("[1,,2]", "offset 3"),
+        ("{1:}", "offset 3"),
+        ("{[1]: 2}", "dict key that is not a string"),
+        ("{1: 2}", "not a string"),
+        ("007", "leading zero"),
+        ("1 2", "offset 2"),
+        ("", "end"),
+        ("(", "end"),
+        ("'abc", "offset 0"),
+        ("[1]]", "offset 3"),
+        ("{1: 2: 3}", "offset 5"),
+        ("1.5", "offset 1"),
+        ("b'x'", "offset 0"),
+        ("'a' 'b'", "offset 4"),
+        ("x", "offset 0"),
+        ("'\\U00110000'", "escape"),
+        ("'\\N{NO SUCH NAME}'", "escape"),
+        ("1" * 41, "41 digits"),
+        ("- 5", "offset 0"),
+        ("'a\nb'", "offset 0"),
+        ("True1", "offset 4"),
+        ("{'a': 1,, }", "offset 8"),
+    ],
+)
 def test_malformed_literals_say_where(text, where):
     with pytest.raises(LiteralError, match=where):
         parse_literal(text)
@@ -112,15 +150,26 @@ NAME_CHARS = "ab_/'\"\\ é€😀\n"
 
 @st.composite
 def nested_dtypes(draw, depth: int = 0) -> np.dtype:
-    names = draw(st.lists(st.text(alphabet=NAME_CHARS, min_size=1, max_size=5),
-                          min_size=1, max_size=4, unique=True))
+    names = draw(
+        st.lists(
+            st.text(alphabet=NAME_CHARS, min_size=1, max_size=5),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        )
+    )
     fields = []
     for name in names:
         if depth < 2 and draw(st.integers(0, 4)) == 0:
             base = draw(nested_dtypes(depth + 1))
         else:
-            base = np.dtype(draw(st.sampled_from(["<u8", ">i4", "<f4", ">f8", "|S3", "<U2",
-                                                  "?", "<c8", "|u1", "|V3"])))
+            base = np.dtype(
+                draw(
+                    st.sampled_from(
+                        ["<u8", ">i4", "<f4", ">f8", "|S3", "<U2", "?", "<c8", "|u1", "|V3"]
+                    )
+                )
+            )
         shape = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
         fields.append((name, base, shape) if shape else (name, base))
     return np.dtype(fields, align=draw(st.booleans()))
@@ -143,7 +192,7 @@ def test_headers_numpy_writes_for_any_dtype(dtype, rows):
     # numpy leaves room to grow the row count in place: use it for `rows`
     grown = data.replace(b"(0,), }", f"({rows},), }}".encode(), 1)
     end = grown.index(b"\n", 10)
-    grown = grown[:end - len(str(rows)) + 1] + grown[end:]
+    grown = grown[: end - len(str(rows)) + 1] + grown[end:]
     assert len(grown) == len(data)
     info = read_header(io.BytesIO(grown), "h.cs", len(data) + rows * dtype.itemsize)
     assert info.dtype == expected and info.rows == rows and info.data_offset == len(data)
@@ -167,8 +216,13 @@ print(json.dumps({"outcome": outcome,
 
 
 def _measure(path) -> dict:
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], check=True,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return json.loads(out.stdout)
 
 
@@ -180,8 +234,9 @@ def _write_header(path, text: str, data: bytes = b"") -> None:
 def test_two_megabyte_nested_header_costs_little(tmp_path):
     # Nested fields with quoted names: not the plain form, parsed by
     # csfast.literal. ast.literal_eval took 967 MB and 8 s for 2 MB.
-    dtype = np.dtype([(f"r{k}/it's \"x\"", [("a", "<f4", (2,)), ("b", "|S5")])
-                      for k in range(24_000)])
+    dtype = np.dtype(
+        [(f'r{k}/it\'s "x"', [("a", "<f4", (2,)), ("b", "|S5")]) for k in range(24_000)]
+    )
     path = tmp_path / "nested.cs"
     with open(path, "wb") as f:
         np.lib.format.write_array(f, np.zeros(2, dtype), version=(2, 0))
@@ -225,8 +280,9 @@ def test_numbers_beyond_20_digits_are_format_errors(number, where):
     text = f"{{'descr': [('uid', '<u8'{shape})], 'fortran_order': False, 'shape': ({rows},), }}"
     raw = text.encode() + b"\n"
     data = b"\x93NUMPY\x02\x00" + struct.pack("<I", len(raw)) + raw
-    with pytest.raises(CsFormatError, match=f"h.cs: malformed header: an integer of "
-                                            f"{len(number)} digits"):
+    with pytest.raises(
+        CsFormatError, match=f"h.cs: malformed header: an integer of {len(number)} digits"
+    ):
         read_header(io.BytesIO(data), "h.cs", len(data))
 
 
@@ -234,8 +290,7 @@ def test_plain_header_beyond_the_literal_cap_reads_fast(tmp_path):
     # 3 MB in the plain form: read field by field, not by csfast.literal.
     fields = [(f"r{k:06d}/{'x' * 40}", "<f4") for k in range(60_000)]
     path = tmp_path / "plain.cs"
-    _write_header(path, repr({"descr": fields, "fortran_order": False, "shape": (0,)})[:-1]
-                  + ", }")
+    _write_header(path, repr({"descr": fields, "fortran_order": False, "shape": (0,)})[:-1] + ", }")
     assert MAX_LITERAL_HEADER_BYTES < path.stat().st_size < MAX_HEADER_BYTES
     assert len(csfast.inspect(path).fields) == 60_000
     # the same header outside the plain form is refused, naming both facts

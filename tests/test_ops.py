@@ -26,8 +26,11 @@ from csfast.column import Rows
 
 CONFIGS = ((1, -1), (2, -1), (2, 3))  # (threads, hash partition bits; -1 automatic)
 MODES = ("mem", "mapped", "rows")
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # A small pool makes duplicates and overlaps likely; both ends of the range included.
 POOL = [0, 1, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1]
@@ -51,7 +54,7 @@ class Table:
     """The reference copy of one input: plain Python lists, row by row."""
 
     uids: list[int]
-    names: list[str]                      # non-uid fields in column order
+    names: list[str]  # non-uid fields in column order
     values: dict[str, list] = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)
     mode: str = "mem"
@@ -76,8 +79,9 @@ def tables(draw, max_rows=8, names=None, uids=None):
             width = draw(st.integers(1, 8))
             dt = f"S{width}"
             letters = np.frombuffer(b"abcdefghij", dtype="S1")
-            vals = [b"".join(rng.choice(letters, rng.integers(0, width + 1)).tolist())
-                    for _ in range(n)]
+            vals = [
+                b"".join(rng.choice(letters, rng.integers(0, width + 1)).tolist()) for _ in range(n)
+            ]
         elif dt == "<i4":
             vals = rng.integers(-1000, 1000, n).tolist()
         elif dt == "<f4":
@@ -141,8 +145,9 @@ def cs_values(col: np.ndarray) -> list:
     return [v.encode() if isinstance(v, str) else v for v in vals]
 
 
-def expect(result: Dataset, names: list[str], values: dict[str, list],
-           dtypes: dict[str, str] | None = None) -> None:
+def expect(
+    result: Dataset, names: list[str], values: dict[str, list], dtypes: dict[str, str] | None = None
+) -> None:
     """result has exactly these fields, in order, with these values (and dtypes)."""
     assert result.fields() == names
     n = len(values["uid"])
@@ -328,8 +333,10 @@ def test_innerjoin_many_inputs(tmp, ts):
     names, values, dtypes, _ = ref_innerjoin(ts)
     for _, res in each_thread_count(lambda: Dataset.innerjoin_many(*ds)):
         expect(res, names, values, dtypes)
-    expect_cs(type(cs_dataset(ts[0])).innerjoin_many(*[cs_dataset(t) for t in ts]),
-              without_uid_max(values))
+    expect_cs(
+        type(cs_dataset(ts[0])).innerjoin_many(*[cs_dataset(t) for t in ts]),
+        without_uid_max(values),
+    )
 
 
 @SETTINGS
@@ -352,17 +359,25 @@ def test_innerjoin_full_and_no_overlap(tmp, uids, data):
 
 
 def test_innerjoin_field_from_last_input_and_string_width():
-    a = Dataset([("uid", np.array([5, 2**64 - 1, 0, 5], np.uint64)),
-                 ("p/s", np.array([b"long-string", b"b", b"c", b"d"])),
-                 ("p/x", np.array([1, 2, 3, 4], np.int32))])
-    b = Dataset([("uid", np.array([0, 5, 2**64 - 1, 0], np.uint64)),
-                 ("p/s", np.array([b"q", b"r", b"s", b"t"])),
-                 ("p/y", np.arange(4, dtype=np.float32))])
+    a = Dataset(
+        [
+            ("uid", np.array([5, 2**64 - 1, 0, 5], np.uint64)),
+            ("p/s", np.array([b"long-string", b"b", b"c", b"d"])),
+            ("p/x", np.array([1, 2, 3, 4], np.int32)),
+        ]
+    )
+    b = Dataset(
+        [
+            ("uid", np.array([0, 5, 2**64 - 1, 0], np.uint64)),
+            ("p/s", np.array([b"q", b"r", b"s", b"t"])),
+            ("p/y", np.arange(4, dtype=np.float32)),
+        ]
+    )
     res = a.innerjoin(b)
     assert res.fields() == ["uid", "p/s", "p/x", "p/y"]
     assert res["uid"].tolist() == [5, 2**64 - 1, 0, 5]
-    assert res["p/s"].tolist() == [b"r", b"s", b"t", b"r"]   # from b, its last row for uid 0
-    assert res["p/s"].dtype == np.dtype("S1")                # b's width: values come from b
+    assert res["p/s"].tolist() == [b"r", b"s", b"t", b"r"]  # from b, its last row for uid 0
+    assert res["p/s"].dtype == np.dtype("S1")  # b's width: values come from b
     assert res["p/x"].tolist() == [1, 2, 3, 4]
     assert res["p/y"].tolist() == [1.0, 2.0, 3.0, 1.0]
     # The other way round the strings come from a and keep its width.
@@ -373,13 +388,19 @@ def test_innerjoin_field_from_last_input_and_string_width():
 
 def test_innerjoin_uid_not_first_and_subarrays():
     a = Dataset([("p/x", np.array([1, 2, 3], np.int32)), ("uid", np.array([9, 8, 7], np.uint64))])
-    b = Dataset([("uid", np.array([7, 9], np.uint64)),
-                 ("q/v", np.arange(12, dtype=np.float32).reshape(2, 2, 3))])
+    b = Dataset(
+        [
+            ("uid", np.array([7, 9], np.uint64)),
+            ("q/v", np.arange(12, dtype=np.float32).reshape(2, 2, 3)),
+        ]
+    )
     res = a.innerjoin(b)
     assert res.fields() == ["p/x", "uid", "q/v"]
     assert res["uid"].tolist() == [9, 7]
-    assert res["q/v"].tolist() == [np.arange(6, 12).reshape(2, 3).tolist(),
-                                   np.arange(6).reshape(2, 3).tolist()]
+    assert res["q/v"].tolist() == [
+        np.arange(6, 12).reshape(2, 3).tolist(),
+        np.arange(6).reshape(2, 3).tolist(),
+    ]
 
 
 def test_innerjoin_dtype_conflict_names_field():
@@ -388,8 +409,11 @@ def test_innerjoin_dtype_conflict_names_field():
     c = Dataset([("uid", np.array([1, 2], np.uint64)), ("p/x", np.zeros((2, 2), np.int32))])
     with pytest.raises(CsFieldError, match=r"field 'p/x' is <i4 in dataset 0 and <f4 in dataset 1"):
         a.innerjoin(b)
-    with pytest.raises(CsFieldError, match=r"field 'p/x' is <i4 in dataset 0 and <i4\(2,\) in "
-                                           r"dataset 2"):
+    with pytest.raises(
+        CsFieldError,
+        match=r"field 'p/x' is <i4 in dataset 0 and <i4\(2,\) in "
+        r"dataset 2",
+    ):
         Dataset.innerjoin_many(a, a, c)
     s = Dataset([("uid", np.array([1, 2], np.uint64)), ("p/x", np.array([b"a", b"b"]))])
     with pytest.raises(CsFieldError, match="'p/x'"):
@@ -465,31 +489,58 @@ def test_append_matches_reference_and_cryosparc(tmp, ts, same):
 
 
 def test_append_large_input_count_and_empty_positions(tmp):
-    ts = [Table([10 * i + 1, 10 * i + 2], ["a/x"], {"a/x": [i, -i]}, {"a/x": "<i4"},
-                mode=MODES[i % 3]) for i in range(10)]
+    ts = [
+        Table(
+            [10 * i + 1, 10 * i + 2], ["a/x"], {"a/x": [i, -i]}, {"a/x": "<i4"}, mode=MODES[i % 3]
+        )
+        for i in range(10)
+    ]
     ts[3] = Table([], ["a/x"], {"a/x": []}, {"a/x": "<i4"})
     ts[7].uids[1] = ts[2].uids[0]  # repeat: argument positions 2 and 7
     ds = [build(t, tmp) for t in ts]
-    with pytest.raises(CsUidError, match=r"^append: 1 row repeats the uid of an earlier row, "
-                                         r"e\.g\. uid 21 \(datasets 2 and 7\); pass"):
+    with pytest.raises(
+        CsUidError,
+        match=r"^append: 1 row repeats the uid of an earlier row, "
+        r"e\.g\. uid 21 \(datasets 2 and 7\); pass",
+    ):
         Dataset.append_many(*ds)
     res = Dataset.append_many(*ds, repeat_allowed=True)
     assert res["uid"].tolist() == [u for t in ts for u in t.uids]
 
 
 def test_append_fields_strings_widen_and_conflicts():
-    a = Dataset([("uid", np.array([1], np.uint64)), ("p/s", np.array([b"ab"])),
-                 ("p/x", np.array([1], np.int32)), ("p/z", np.array([1], np.int8))])
-    b = Dataset([("uid", np.array([2], np.uint64)), ("p/x", np.array([2], np.int32)),
-                 ("p/s", np.array([b"abcdef"])), ("p/z", np.array([1.5], np.float32))])
-    c = Dataset([("uid", np.array([3], np.uint64)), ("p/s", np.array([b"x"])),
-                 ("p/x", np.array([3], np.int32))])
+    a = Dataset(
+        [
+            ("uid", np.array([1], np.uint64)),
+            ("p/s", np.array([b"ab"])),
+            ("p/x", np.array([1], np.int32)),
+            ("p/z", np.array([1], np.int8)),
+        ]
+    )
+    b = Dataset(
+        [
+            ("uid", np.array([2], np.uint64)),
+            ("p/x", np.array([2], np.int32)),
+            ("p/s", np.array([b"abcdef"])),
+            ("p/z", np.array([1.5], np.float32)),
+        ]
+    )
+    c = Dataset(
+        [
+            ("uid", np.array([3], np.uint64)),
+            ("p/s", np.array([b"x"])),
+            ("p/x", np.array([3], np.int32)),
+        ]
+    )
     # p/z conflicts between a and b but is not in c, so not in the output: no error.
     res = Dataset.append_many(a, b, c)
     assert res.descr() == [("uid", "<u8"), ("p/s", "|S6"), ("p/x", "<i4")]
     assert res["p/s"].tolist() == [b"ab", b"abcdef", b"x"]
-    with pytest.raises(CsFieldError, match=r"field 'p/z' is \|i1 in dataset 0 and <f4 in "
-                                           r"dataset 1"):
+    with pytest.raises(
+        CsFieldError,
+        match=r"field 'p/z' is \|i1 in dataset 0 and <f4 in "
+        r"dataset 1",
+    ):
         a.append(b)
     with pytest.raises(CsFieldError, match=r"same fields: 'p/z' only in datasets 0, 1$"):
         Dataset.append_many(a, b, c, assert_same_fields=True)
@@ -533,7 +584,7 @@ def test_union_matches_reference_and_cryosparc(tmp, ts):
 def test_interlace_matches_reference_and_cryosparc(tmp, uids, k, data):
     n = len(uids) // k
     names = data.draw(st.permutations(list(FIELDS)))[:3]
-    ts = [data.draw(tables(uids=uids[i * n:(i + 1) * n], names=names)) for i in range(k)]
+    ts = [data.draw(tables(uids=uids[i * n : (i + 1) * n], names=names)) for i in range(k)]
     repeat = data.draw(st.booleans()) and n > 0 and k > 1
     if repeat:
         ts[-1].uids[-1] = ts[0].uids[0]
@@ -564,8 +615,7 @@ def test_interlace_matches_reference_and_cryosparc(tmp, uids, k, data):
 def test_replace_matches_reference_and_cryosparc(tmp, data, n_others, disjoint):
     names = ["a/x"] + data.draw(st.permutations(["b/s", "a/f", "c/u"]))[:2]
     me = data.draw(tables(names=names))
-    others = [data.draw(tables(names=data.draw(st.permutations(names))))
-              for _ in range(n_others)]
+    others = [data.draw(tables(names=data.draw(st.permutations(names)))) for _ in range(n_others)]
     query = {}
     if data.draw(st.booleans()):
         query["a/x"] = data.draw(st.lists(st.sampled_from(me.values["a/x"] or [0]), max_size=3))
@@ -573,15 +623,20 @@ def test_replace_matches_reference_and_cryosparc(tmp, data, n_others, disjoint):
         strings = data.draw(st.lists(st.sampled_from(me.values["b/s"] or [b""]), max_size=2))
         query["b/s"] = [v.decode() for v in strings]
     dropped = set() if disjoint else {u for t in others for u in t.uids}
-    keep = [r for r in range(len(me))
-            if me.uids[r] not in dropped
-            and not (query and all(_match(me, r, k, v) for k, v in query.items()))]
+    keep = [
+        r
+        for r in range(len(me))
+        if me.uids[r] not in dropped
+        and not (query and all(_match(me, r, k, v) for k, v in query.items()))
+    ]
     nonempty = [t for t in others if len(t)]
     ds = [build(t, tmp) for t in [me] + others]
-    names_out, values, dtypes = ref_concat([me] + nonempty,
-                                           [keep] + [range(len(t)) for t in nonempty])
-    for _, res in each_thread_count(lambda: ds[0].replace(query, *ds[1:],
-                                                          assume_disjoint=disjoint)):
+    names_out, values, dtypes = ref_concat(
+        [me] + nonempty, [keep] + [range(len(t)) for t in nonempty]
+    )
+    for _, res in each_thread_count(
+        lambda: ds[0].replace(query, *ds[1:], assume_disjoint=disjoint)
+    ):
         expect(res, names_out, values, dtypes)
     cs = [cs_dataset(t) for t in [me] + others]
     expect_cs(cs[0].replace(query, *cs[1:], assume_disjoint=disjoint), values)
@@ -622,8 +677,12 @@ def queries(draw, t: Table):
         if name == "a/f":
             continue
         pool = (t.uids if name == "uid" else t.values[name]) or [b"" if name in STRINGS else 0]
-        vals = draw(st.lists(st.sampled_from(pool) | (UID if name in ("uid", "c/u") else
-                                                      st.sampled_from(pool)), max_size=4))
+        vals = draw(
+            st.lists(
+                st.sampled_from(pool) | (UID if name in ("uid", "c/u") else st.sampled_from(pool)),
+                max_size=4,
+            )
+        )
         if name in STRINGS and draw(st.booleans()):
             vals = [v.decode() for v in vals]  # Python str matches the UTF-8 bytes
         if len(vals) == 1 and draw(st.booleans()):
@@ -667,9 +726,13 @@ def test_query_and_subset_uids_match_reference_and_cryosparc(tmp, data):
 
 
 def test_query_errors_and_big_uids():
-    ds = Dataset([("uid", np.array([0, 2**64 - 1, 2**63, 2**64 - 2, 2**63 + 1], np.uint64)),
-                  ("p/v", np.zeros((5, 2), np.float32)),
-                  ("p/m", np.array([0, 2**64 - 1, 5, 2**64 - 2, 6], np.uint64))])
+    ds = Dataset(
+        [
+            ("uid", np.array([0, 2**64 - 1, 2**63, 2**64 - 2, 2**63 + 1], np.uint64)),
+            ("p/v", np.zeros((5, 2), np.float32)),
+            ("p/m", np.array([0, 2**64 - 1, 5, 2**64 - 2, 6], np.uint64)),
+        ]
+    )
     # numpy alone makes these lists float64, where 2**64 - 2 equals 2**64 - 1
     # (cryosparc-tools' query then matches both).
     assert ds.query({"uid": [0, 2**64 - 1]})["uid"].tolist() == [0, 2**64 - 1]
@@ -686,8 +749,11 @@ def test_query_errors_and_big_uids():
         ds.subset_uids(np.array([1, -1]))
     with pytest.raises(CsUidError, match=r"subset_uids: uid values must be in \[0, 2\*\*64\)"):
         ds.subset_uids([1, 2**64])
-    with pytest.raises(CsUidError, match=r"query on uid: uids must be unsigned integers, not "
-                                         r"float64"):
+    with pytest.raises(
+        CsUidError,
+        match=r"query on uid: uids must be unsigned integers, not "
+        r"float64",
+    ):
         ds.query({"uid": [1.5]})
 
 
@@ -698,8 +764,7 @@ def test_split_by_matches_reference_and_cryosparc(tmp, data):
     # Few distinct values: repeat a handful of them.
     name = data.draw(st.sampled_from(["uid"] + [k for k in t.names if k != "a/f"]))
     if name != "uid" and len(t):
-        pick = data.draw(st.lists(st.integers(0, len(t) - 1), min_size=len(t),
-                                  max_size=len(t)))
+        pick = data.draw(st.lists(st.integers(0, len(t) - 1), min_size=len(t), max_size=len(t)))
         t.values[name] = [t.values[name][min(p, 2)] for p in pick]
     ds = build(t, tmp)
     col = t.uids if name == "uid" else t.values[name]
@@ -718,13 +783,19 @@ def test_split_by_matches_reference_and_cryosparc(tmp, data):
 
 def _py(key):
     """A cryosparc-tools split_by key as our key: bytes for str, Python scalars."""
-    return key.encode() if isinstance(key, str) else key.item() if isinstance(key, np.generic) \
-        else key
+    return (
+        key.encode() if isinstance(key, str) else key.item() if isinstance(key, np.generic) else key
+    )
 
 
 def test_split_by_parts_are_independent(tmp):
-    ds = Dataset([("uid", np.arange(6, dtype=np.uint64)), ("p/g", np.array([1, 2, 1, 2, 3, 1])),
-                  ("p/v", np.arange(12, dtype=np.float32).reshape(6, 2))])
+    ds = Dataset(
+        [
+            ("uid", np.arange(6, dtype=np.uint64)),
+            ("p/g", np.array([1, 2, 1, 2, 3, 1])),
+            ("p/v", np.arange(12, dtype=np.float32).reshape(6, 2)),
+        ]
+    )
     parts = ds.split_by("p/g")
     assert list(parts) == [1, 2, 3]
     parts[1]["p/v"] = 0  # the parts share one reordered copy: writing must copy first
@@ -739,8 +810,13 @@ def test_split_by_parts_are_independent(tmp):
 
 
 def test_union_interlace_assert_same_fields():
-    a = Dataset([("uid", np.array([1, 2], np.uint64)), ("p/x", np.array([1, 2], np.int32)),
-                 ("p/y", np.array([5, 6], np.int8))])
+    a = Dataset(
+        [
+            ("uid", np.array([1, 2], np.uint64)),
+            ("p/x", np.array([1, 2], np.int32)),
+            ("p/y", np.array([5, 6], np.int8)),
+        ]
+    )
     b = Dataset([("uid", np.array([2, 3], np.uint64)), ("p/x", np.array([7, 8], np.int32))])
     assert a.union(b).fields() == ["uid", "p/x"]
     assert a.union(b)["p/x"].tolist() == [1, 2, 8]
@@ -753,8 +829,13 @@ def test_union_interlace_assert_same_fields():
 
 
 def test_split_by_sub_array_and_nan():
-    ds = Dataset([("uid", np.arange(4, dtype=np.uint64)),
-                  ("p/f", np.array([np.nan, 1.0, np.nan, 1.0])), ("p/v", np.zeros((4, 2)))])
+    ds = Dataset(
+        [
+            ("uid", np.arange(4, dtype=np.uint64)),
+            ("p/f", np.array([np.nan, 1.0, np.nan, 1.0])),
+            ("p/v", np.zeros((4, 2))),
+        ]
+    )
     parts = ds.split_by("p/f")
     assert len(parts) == 2  # every NaN in one part
     assert [p["uid"].tolist() for p in parts.values()] == [[0, 2], [1, 3]]
@@ -771,8 +852,8 @@ N_BIG = 300_000
 def _big_tables(seed: int):
     rng = np.random.default_rng(seed)
     pool = dsmod.generate_uids(N_BIG + N_BIG // 2, seed=seed)
-    a = rng.choice(pool[:N_BIG + 10_000], N_BIG, replace=True)  # duplicates in a
-    b = rng.permutation(np.concatenate([pool[N_BIG // 2:], pool[N_BIG // 2: N_BIG // 2 + 1000]]))
+    a = rng.choice(pool[: N_BIG + 10_000], N_BIG, replace=True)  # duplicates in a
+    b = rng.permutation(np.concatenate([pool[N_BIG // 2 :], pool[N_BIG // 2 : N_BIG // 2 + 1000]]))
     a[:2] = [0, 2**64 - 1]
     b[:2] = [2**64 - 1, 0]
     return a, b
@@ -782,9 +863,13 @@ def test_large_join_append_union_subset(tmp):
     a_uid, b_uid = _big_tables(7)
     a = Dataset([("uid", a_uid), ("p/row", np.arange(len(a_uid), dtype=np.int64))])
     path = tmp / "big_b.cs"
-    Dataset([("uid", b_uid), ("q/row", np.arange(len(b_uid), dtype=np.int64)),
-             ("q/s", (np.arange(len(b_uid)) % 997).astype("S3"))]).save(
-        path, fsync=False)
+    Dataset(
+        [
+            ("uid", b_uid),
+            ("q/row", np.arange(len(b_uid), dtype=np.int64)),
+            ("q/s", (np.arange(len(b_uid)) % 997).astype("S3")),
+        ]
+    ).save(path, fsync=False)
     b = Dataset.load(path)
     au, bu = a_uid.tolist(), b_uid.tolist()
     last_b = {}
@@ -821,9 +906,10 @@ def test_large_join_append_union_subset(tmp):
         assert str(err).startswith(f"append: {count} rows repeat the uid")
     c_uid = dsmod.generate_uids(N_BIG, seed=5)
     c = Dataset([("uid", c_uid), ("p/row", np.arange(N_BIG))])
-    for _, res in each_thread_count(lambda: Dataset.append_many(c.slice(N_BIG // 2), a.slice(0, 0),
-                                                                 c.slice(0, N_BIG // 2))):
-        assert res["uid"].tolist() == c_uid[N_BIG // 2:].tolist() + c_uid[:N_BIG // 2].tolist()
+    for _, res in each_thread_count(
+        lambda: Dataset.append_many(c.slice(N_BIG // 2), a.slice(0, 0), c.slice(0, N_BIG // 2))
+    ):
+        assert res["uid"].tolist() == c_uid[N_BIG // 2 :].tolist() + c_uid[: N_BIG // 2].tolist()
 
 
 def test_large_join_matches_cryosparc():
@@ -846,11 +932,21 @@ def test_mapped_inputs_read_each_output_column_once(tmp, monkeypatch):
     n = 1000
     rng = np.random.default_rng(3)
     uids = dsmod.generate_uids(n, seed=3)
-    Dataset([("uid", uids), ("p/x", np.arange(n, dtype=np.int32)),
-             ("p/v", rng.random((n, 3)).astype(np.float32)), ("p/unused", np.zeros(n))]).save(
-        tmp / "m1.cs", fsync=False)
-    Dataset([("uid", uids[::-1].copy()), ("q/y", np.arange(n, dtype=np.float64)),
-             ("q/unused", np.zeros(n))]).save(tmp / "m2.cs", fsync=False)
+    Dataset(
+        [
+            ("uid", uids),
+            ("p/x", np.arange(n, dtype=np.int32)),
+            ("p/v", rng.random((n, 3)).astype(np.float32)),
+            ("p/unused", np.zeros(n)),
+        ]
+    ).save(tmp / "m1.cs", fsync=False)
+    Dataset(
+        [
+            ("uid", uids[::-1].copy()),
+            ("q/y", np.arange(n, dtype=np.float64)),
+            ("q/unused", np.zeros(n)),
+        ]
+    ).save(tmp / "m2.cs", fsync=False)
     calls = []  # one entry per column read from a source
     gather, gather_many = dsmod._core.gather, dsmod._core.gather_many
 
@@ -865,7 +961,7 @@ def test_mapped_inputs_read_each_output_column_once(tmp, monkeypatch):
     monkeypatch.setattr(dsmod._core, "gather", counting)
     monkeypatch.setattr(dsmod._core, "gather_many", counting_many)
     a = Dataset.load(tmp / "m1.cs").take(np.arange(0, n, 2))  # lazy rows
-    b = Dataset.load(tmp / "m2.cs", fields=["q/y"])           # plain mapped view
+    b = Dataset.load(tmp / "m2.cs", fields=["q/y"])  # plain mapped view
     res = a.drop_fields(["p/unused"], copy=False).innerjoin(b)
     # One gather per output column, plus a's lazy uid column materialized once for hashing.
     assert len(calls) == len(res.fields()) + 1

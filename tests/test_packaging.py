@@ -27,8 +27,6 @@ def test_version_has_one_source():
 def test_import_loads_no_optional_dependency():
     """``import csfast`` costs numpy and PyYAML only: the extras load on first use."""
     heavy = ["pandas", "pyarrow", "starfile", "cryosparc", "polars", "duckdb", "scipy", "tqdm"]
-    code = ("import sys, csfast; "
-            f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = f"import sys, csfast; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == []

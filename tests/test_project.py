@@ -55,8 +55,10 @@ def test_jobs_in_numeric_order(fx):
 
 def test_job_header_both_shapes(built):
     p = Project(built.root)
-    facts = {uid: (p.job(uid).type, p.job(uid).title, p.job(uid).status, p.job(uid).shape)
-             for uid in p.jobs()}
+    facts = {
+        uid: (p.job(uid).type, p.job(uid).title, p.job(uid).status, p.job(uid).shape)
+        for uid in p.jobs()
+    }
     assert facts == {
         "J1": ("import_particles", "Import particles", "completed", "v4"),
         "J2": ("downsample_particles", "Downsample", "completed", "v5"),
@@ -73,21 +75,26 @@ def test_outputs_every_version_and_metafile(built):
     for uid in p.jobs():
         doc = built.docs[uid]
         if "spec" in doc:
-            listed = {(o, r["name"]): (o_doc["type"], r) for o, o_doc in
-                      doc["spec"]["outputs"].items() for r in o_doc["results"]}
+            listed = {
+                (o, r["name"]): (o_doc["type"], r)
+                for o, o_doc in doc["spec"]["outputs"].items()
+                for r in o_doc["results"]
+            }
         else:
             types = {g["name"]: g["type"] for g in doc["output_result_groups"]}
-            listed = {(r["group_name"], r["name"]): (types[r["group_name"]], r)
-                      for r in doc["output_results"]}
+            listed = {
+                (r["group_name"], r["name"]): (types[r["group_name"]], r)
+                for r in doc["output_results"]
+            }
         outputs = p.job(uid).outputs
         assert {(g, r) for g, group in outputs.items() for r in group.results} == set(listed)
         for (g, name), (item_type, r) in listed.items():
             res = outputs[g][name]
             assert outputs[g].item_type == item_type and outputs[g].job == uid
-            listed_versions = {v: _abs(built, m)
-                               for v, m in zip(r["versions"], r["metafiles"], strict=True)}
-            own = {v for x in outputs[g].results.values() if not x.passthrough
-                   for v in x.versions}
+            listed_versions = {
+                v: _abs(built, m) for v, m in zip(r["versions"], r["metafiles"], strict=True)
+            }
+            own = {v for x in outputs[g].results.values() if not x.passthrough for v in x.versions}
             if r["passthrough"] and len(listed_versions) == 1 and own:
                 # cryoSPARC's one passthrough file serves every version (docs/writes.md)
                 listed_versions = dict.fromkeys(own, *listed_versions.values())
@@ -147,12 +154,16 @@ def test_input_specs(built):
     assert j6.item_type == "particle" and j6.count_min == 1 and j6.count_max is None
     assert not j6.repeat_allowed
     assert [(s.name, j6.slot_type(s.name), s.required) for s in j6.slots] == [
-        ("blob", "particle.blob", True), ("alignments3D", "particle.alignments3D", True),
-        ("alignments2D", "particle.alignments2D", False)]
+        ("blob", "particle.blob", True),
+        ("alignments3D", "particle.alignments3D", True),
+        ("alignments2D", "particle.alignments2D", False),
+    ]
     j7 = p.job("J7").inputs["particles"].spec
     assert j7.count_max is None  # "inf"
     assert [(s.name, j7.slot_type(s.name), s.required) for s in j7.slots] == [
-        ("alignments3D", "particle.alignments3D", True), ("ctf", "particle.ctf", False)]
+        ("alignments3D", "particle.alignments3D", True),
+        ("ctf", "particle.ctf", False),
+    ]
     assert p.job("J1").inputs == {} and p.job("J5").inputs == {}
 
 
@@ -165,13 +176,15 @@ def test_connections_restored(built):
     assert {k: (r.label, c0.override_versions.get(k)) for k, r in c0.overrides.items()} == {
         "blob": ("J1.imported_particles.blob", None),
         "alignments3D": ("J4.particles.alignments_class_1", None),
-        "alignments2D": ("J3.particles.alignments2D", 2)}
+        "alignments2D": ("J3.particles.alignments2D", 2),
+    }
     assert list(c0.passthrough) == ["location", "alignments_class_0"]
     assert c1.overrides == {} and list(c1.passthrough) == ["location"]
     j7 = p.job("J7").inputs["particles"].connections[0]
     assert j7.version == 0  # every own versioned result is read at version 0
     assert {k: r.label for k, r in j7.overrides.items()} == {
-        "alignments3D": "J4.particles.alignments_class_0"}
+        "alignments3D": "J4.particles.alignments_class_0"
+    }
     assert list(j7.passthrough) == ["blob", "location", "alignments2D"]
 
 
@@ -189,9 +202,16 @@ def test_passthrough_named_like_a_slot(fx):
     doc = fx.doc("J6")
     conn = doc["input_slot_groups"][0]["connections"]
     conn[1]["slots"][2]["slot_name"] = None  # J5's alignments2D, carried
-    conn[0]["slots"].append({"slot_name": None, "job_uid": "J4", "group_name": "particles",
-                             "result_name": "blob", "result_type": "particle.blob",
-                             "version": "F"})  # beside slot blob <- J1
+    conn[0]["slots"].append(
+        {
+            "slot_name": None,
+            "job_uid": "J4",
+            "group_name": "particles",
+            "result_name": "blob",
+            "result_type": "particle.blob",
+            "version": "F",
+        }
+    )  # beside slot blob <- J1
     fx.write_doc("J6", doc)
     inp = Project(fx.root).job("J6").inputs["particles"]
     c0, c1 = inp.connections
@@ -241,120 +261,243 @@ def _set(doc, value, *path):
 
 MALFORMED = [
     # (job, change, the message's key and complaint); outputs
-    ("J3", lambda d: _drop(d, "output_results", 0, "metafiles") and
-     _set(d, [0], "output_results", 0, "versions"),
-     "key 'output_results[0].metafiles' lists 0 metafiles for 1 versions"),
-    ("J3", lambda d: _drop(d, "output_results", 1, "name"),
-     "key 'output_results[1].name' is missing"),
-    ("J3", lambda d: _set(d, "4", "output_results", 0, "versions", 2),
-     "key 'output_results[0].versions' must be a list of version numbers, not [0, 2, \"4\"]"),
-    ("J3", lambda d: _set(d, [30], "output_results", 0, "num_items"),
-     "key 'output_results[0].num_items' lists 1 counts for 3 versions"),
-    ("J3", lambda d: _set(d, "many", "output_results", 0, "num_items"),
-     "key 'output_results[0].num_items' must be an item count or a list of them, not 'many'"),
-    ("J3", lambda d: _set(d, "other", "output_results", 0, "group_name"),
-     "key 'output_results' names group 'other', which is not in output_result_groups"),
-    ("J3", lambda d: _drop(d, "output_result_groups"),
-     "key 'output_result_groups' is missing"),
-    ("J3", lambda d: _drop(d, "output_result_groups", 0, "type"),
-     "key 'output_result_groups[0].type' is missing"),
-    ("J4", lambda d: _drop(d, "spec", "outputs", "particles", "type"),
-     "key 'spec.outputs.particles.type' is missing"),
-    ("J4", lambda d: _drop(d, "spec", "outputs", "particles", "results", 1, "dtype"),
-     "key 'spec.outputs.particles.results[1].dtype' is missing"),
-    ("J4", lambda d: _set(d, [0, 0], "spec", "outputs", "particles", "results", 0, "versions"),
-     "key 'spec.outputs.particles.results[0].versions' repeats a version: [0, 0]"),
-    ("J4", lambda d: _set(d, "yes", "spec", "outputs", "particles", "results", 2, "passthrough"),
-     "key 'spec.outputs.particles.results[2].passthrough' must be true or false, not 'yes'"),
-    ("J4", lambda d: _set(d, [1], "spec", "outputs", "particles", "results"),
-     "key 'spec.outputs.particles.results[0]' must be a mapping, not 1"),
+    (
+        "J3",
+        lambda d: (
+            _drop(d, "output_results", 0, "metafiles")
+            and _set(d, [0], "output_results", 0, "versions")
+        ),
+        "key 'output_results[0].metafiles' lists 0 metafiles for 1 versions",
+    ),
+    (
+        "J3",
+        lambda d: _drop(d, "output_results", 1, "name"),
+        "key 'output_results[1].name' is missing",
+    ),
+    (
+        "J3",
+        lambda d: _set(d, "4", "output_results", 0, "versions", 2),
+        "key 'output_results[0].versions' must be a list of version numbers, not [0, 2, \"4\"]",
+    ),
+    (
+        "J3",
+        lambda d: _set(d, [30], "output_results", 0, "num_items"),
+        "key 'output_results[0].num_items' lists 1 counts for 3 versions",
+    ),
+    (
+        "J3",
+        lambda d: _set(d, "many", "output_results", 0, "num_items"),
+        "key 'output_results[0].num_items' must be an item count or a list of them, not 'many'",
+    ),
+    (
+        "J3",
+        lambda d: _set(d, "other", "output_results", 0, "group_name"),
+        "key 'output_results' names group 'other', which is not in output_result_groups",
+    ),
+    ("J3", lambda d: _drop(d, "output_result_groups"), "key 'output_result_groups' is missing"),
+    (
+        "J3",
+        lambda d: _drop(d, "output_result_groups", 0, "type"),
+        "key 'output_result_groups[0].type' is missing",
+    ),
+    (
+        "J4",
+        lambda d: _drop(d, "spec", "outputs", "particles", "type"),
+        "key 'spec.outputs.particles.type' is missing",
+    ),
+    (
+        "J4",
+        lambda d: _drop(d, "spec", "outputs", "particles", "results", 1, "dtype"),
+        "key 'spec.outputs.particles.results[1].dtype' is missing",
+    ),
+    (
+        "J4",
+        lambda d: _set(d, [0, 0], "spec", "outputs", "particles", "results", 0, "versions"),
+        "key 'spec.outputs.particles.results[0].versions' repeats a version: [0, 0]",
+    ),
+    (
+        "J4",
+        lambda d: _set(d, "yes", "spec", "outputs", "particles", "results", 2, "passthrough"),
+        "key 'spec.outputs.particles.results[2].passthrough' must be true or false, not 'yes'",
+    ),
+    (
+        "J4",
+        lambda d: _set(d, [1], "spec", "outputs", "particles", "results"),
+        "key 'spec.outputs.particles.results[0]' must be a mapping, not 1",
+    ),
 ]
 
 MALFORMED_INPUTS = [
-    ("J6", lambda d: _drop(d, "input_slot_groups", 0, "connections", 0, "slots", 3,
-                           "slot_name"),
-     "key 'input_slot_groups[0].connections[0].slots[3].slot_name' is missing"),
-    ("J6", lambda d: _drop(d, "input_slot_groups", 0, "connections", 0, "slots", 2,
-                           "result_name"),
-     "key 'input_slot_groups[0].connections[0].slots[2].result_name' is missing"),
-    ("J6", lambda d: _set(d, "final", "input_slot_groups", 0, "connections", 0, "slots", 2,
-                          "version"),
-     "key 'input_slot_groups[0].connections[0].slots[2].version' must be \"F\" or a "
-     "non-negative version number, not 'final'"),
-    ("J6", lambda d: _set(d, -1, "input_slot_groups", 0, "count_max"),
-     "key 'input_slot_groups[0].count_max' must be a non-negative integer, \"inf\" or null, "
-     "not -1"),
-    ("J6", lambda d: _drop(d, "input_slot_groups", 0, "slots", 0, "type"),
-     "key 'input_slot_groups[0].slots[0].type' is missing"),
-    ("J6", lambda d: _drop(d, "input_slot_groups", 0, "connections", 1, "group_name"),
-     "key 'input_slot_groups[0].connections[1].group_name' is missing"),
-    ("J6", lambda d: _set(d, "J99", "input_slot_groups", 0, "connections", 0, "slots", 0,
-                          "job_uid"),
-     "key 'input_slot_groups[0].connections[0].slots[0]' refers to job J99, which is not in "
-     "the project (no J99/job.json)"),
-    ("J6", lambda d: _set(d, "volume", "input_slot_groups", 0, "connections", 1, "group_name"),
-     "key 'input_slot_groups[0].connections[1]' refers to output 'volume' of J5, which has "
-     "particles"),
-    ("J6", lambda d: _set(d, "alignments_class_9", "input_slot_groups", 0, "connections", 0,
-                          "slots", 1, "result_name"),
-     "key 'input_slot_groups[0].connections[0].slots[1]' names result 'alignments_class_9' "
-     "of J4.particles, which has alignments_class_0, alignments_class_1, blob, location, "
-     "alignments2D"),
-    ("J6", lambda d: _set(d, "ctf", "input_slot_groups", 0, "connections", 1, "slots", 0,
-                          "slot_name"),
-     "key 'input_slot_groups[0].connections[1].slots[0]' names slot 'ctf', which input "
-     "'particles' does not have"),
-    ("J6", lambda d: _set(d, "J3", "input_slot_groups", 0, "connections", 0, "slots", 3,
-                          "job_uid"),
-     "key 'input_slot_groups[0].connections[0].slots[3]' carries passthrough result "
-     "J3.particles.location from another group than the connection's (J4.particles)"),
-    ("J7", lambda d: _set(d, 7, "spec", "inputs", "particles", "connections", 0, "results", 3,
-                          "version") and
-     _set(d, "alignments_class_1", "spec", "inputs", "particles", "connections", 0, "results",
-          3, "result"),
-     "key 'spec.inputs.particles.connections[0].results[3]' carries result "
-     "'alignments_class_1' while the connection reads its own results at several versions "
-     "(0, 7); csfast carries a connection's passthrough results at one version"),
-    ("J6", lambda d: _set(d, 9, "input_slot_groups", 0, "connections", 0, "slots", 2,
-                          "version"),
-     "key 'input_slot_groups[0].connections[0].slots[2]' cannot be restored: input "
-     "'particles': connection 0 (J4.particles): slot 'alignments2D': "
-     "J3.particles.alignments2D has no version 9 (versions: 0, 2, 4)"),
-    ("J6", lambda d: _set(d, "alignments_class_0", "input_slot_groups", 0, "connections", 0,
-                          "slots", 2, "result_name") and
-     _set(d, "J4", "input_slot_groups", 0, "connections", 0, "slots", 2, "job_uid") and
-     _set(d, "F", "input_slot_groups", 0, "connections", 0, "slots", 2, "version"),
-     "key 'input_slot_groups[0].connections[0].slots[2]' cannot be restored: input "
-     "'particles': connection 0 (J4.particles): slot 'alignments2D' takes "
-     "'particle.alignments2D' results; J4.particles.alignments_class_0 is of type "
-     "'particle.alignments3D'; override with a 'particle.alignments2D' result"),
-    ("J6", lambda d: _set(d, 0, "input_slot_groups", 0, "count_max"),
-     "key 'input_slot_groups[0]' is not a valid input group: invalid counts: count_min=1, "
-     "count_max=0"),
-    ("J6", lambda d: _set(d, "exposure.ctf", "input_slot_groups", 0, "slots", 2, "type"),
-     "key 'input_slot_groups[0]' is not a valid input group: slot 'alignments2D' takes "
-     "'exposure.ctf' results, not of the input's item type 'particle'"),
-    ("J7", lambda d: _drop(d, "spec", "inputs", "particles", "connections", 0, "output"),
-     "key 'spec.inputs.particles.connections[0].output' is missing"),
-    ("J7", lambda d: _set(d, "lots", "spec", "inputs", "particles", "count_max"),
-     "key 'spec.inputs.particles.count_max' must be a non-negative integer, \"inf\" or null, "
-     "not 'lots'"),
-    ("J7", lambda d: _drop(d, "spec", "inputs", "particles", "slots", 0, "dtype"),
-     "key 'spec.inputs.particles.slots[0].dtype' is missing"),
-    ("J7", lambda d: _set(d, 3, "spec", "inputs", "particles", "connections", 0, "results", 0,
-                          "name"),
-     "key 'spec.inputs.particles.connections[0].results[0].name' must be a string or null, "
-     "not 3"),
-    ("J7", lambda d: _set(d, {"a": 1}, "spec", "inputs", "particles", "connections"),
-     "key 'spec.inputs.particles.connections' must be a list, not {\"a\": 1}"),
-    ("J7", lambda d: _set(d, [], "spec", "inputs"),
-     "key 'spec.inputs' must be a mapping, not []"),
+    (
+        "J6",
+        lambda d: _drop(d, "input_slot_groups", 0, "connections", 0, "slots", 3, "slot_name"),
+        "key 'input_slot_groups[0].connections[0].slots[3].slot_name' is missing",
+    ),
+    (
+        "J6",
+        lambda d: _drop(d, "input_slot_groups", 0, "connections", 0, "slots", 2, "result_name"),
+        "key 'input_slot_groups[0].connections[0].slots[2].result_name' is missing",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, "final", "input_slot_groups", 0, "connections", 0, "slots", 2, "version"),
+        "key 'input_slot_groups[0].connections[0].slots[2].version' must be \"F\" or a "
+        "non-negative version number, not 'final'",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, -1, "input_slot_groups", 0, "count_max"),
+        "key 'input_slot_groups[0].count_max' must be a non-negative integer, \"inf\" or null, "
+        "not -1",
+    ),
+    (
+        "J6",
+        lambda d: _drop(d, "input_slot_groups", 0, "slots", 0, "type"),
+        "key 'input_slot_groups[0].slots[0].type' is missing",
+    ),
+    (
+        "J6",
+        lambda d: _drop(d, "input_slot_groups", 0, "connections", 1, "group_name"),
+        "key 'input_slot_groups[0].connections[1].group_name' is missing",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, "J99", "input_slot_groups", 0, "connections", 0, "slots", 0, "job_uid"),
+        "key 'input_slot_groups[0].connections[0].slots[0]' refers to job J99, which is not in "
+        "the project (no J99/job.json)",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, "volume", "input_slot_groups", 0, "connections", 1, "group_name"),
+        "key 'input_slot_groups[0].connections[1]' refers to output 'volume' of J5, which has "
+        "particles",
+    ),
+    (
+        "J6",
+        lambda d: _set(
+            d,
+            "alignments_class_9",
+            "input_slot_groups",
+            0,
+            "connections",
+            0,
+            "slots",
+            1,
+            "result_name",
+        ),
+        "key 'input_slot_groups[0].connections[0].slots[1]' names result 'alignments_class_9' "
+        "of J4.particles, which has alignments_class_0, alignments_class_1, blob, location, "
+        "alignments2D",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, "ctf", "input_slot_groups", 0, "connections", 1, "slots", 0, "slot_name"),
+        "key 'input_slot_groups[0].connections[1].slots[0]' names slot 'ctf', which input "
+        "'particles' does not have",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, "J3", "input_slot_groups", 0, "connections", 0, "slots", 3, "job_uid"),
+        "key 'input_slot_groups[0].connections[0].slots[3]' carries passthrough result "
+        "J3.particles.location from another group than the connection's (J4.particles)",
+    ),
+    (
+        "J7",
+        lambda d: (
+            _set(d, 7, "spec", "inputs", "particles", "connections", 0, "results", 3, "version")
+            and _set(
+                d,
+                "alignments_class_1",
+                "spec",
+                "inputs",
+                "particles",
+                "connections",
+                0,
+                "results",
+                3,
+                "result",
+            )
+        ),
+        "key 'spec.inputs.particles.connections[0].results[3]' carries result "
+        "'alignments_class_1' while the connection reads its own results at several versions "
+        "(0, 7); csfast carries a connection's passthrough results at one version",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, 9, "input_slot_groups", 0, "connections", 0, "slots", 2, "version"),
+        "key 'input_slot_groups[0].connections[0].slots[2]' cannot be restored: input "
+        "'particles': connection 0 (J4.particles): slot 'alignments2D': "
+        "J3.particles.alignments2D has no version 9 (versions: 0, 2, 4)",
+    ),
+    (
+        "J6",
+        lambda d: (
+            _set(
+                d,
+                "alignments_class_0",
+                "input_slot_groups",
+                0,
+                "connections",
+                0,
+                "slots",
+                2,
+                "result_name",
+            )
+            and _set(d, "J4", "input_slot_groups", 0, "connections", 0, "slots", 2, "job_uid")
+            and _set(d, "F", "input_slot_groups", 0, "connections", 0, "slots", 2, "version")
+        ),
+        "key 'input_slot_groups[0].connections[0].slots[2]' cannot be restored: input "
+        "'particles': connection 0 (J4.particles): slot 'alignments2D' takes "
+        "'particle.alignments2D' results; J4.particles.alignments_class_0 is of type "
+        "'particle.alignments3D'; override with a 'particle.alignments2D' result",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, 0, "input_slot_groups", 0, "count_max"),
+        "key 'input_slot_groups[0]' is not a valid input group: invalid counts: count_min=1, "
+        "count_max=0",
+    ),
+    (
+        "J6",
+        lambda d: _set(d, "exposure.ctf", "input_slot_groups", 0, "slots", 2, "type"),
+        "key 'input_slot_groups[0]' is not a valid input group: slot 'alignments2D' takes "
+        "'exposure.ctf' results, not of the input's item type 'particle'",
+    ),
+    (
+        "J7",
+        lambda d: _drop(d, "spec", "inputs", "particles", "connections", 0, "output"),
+        "key 'spec.inputs.particles.connections[0].output' is missing",
+    ),
+    (
+        "J7",
+        lambda d: _set(d, "lots", "spec", "inputs", "particles", "count_max"),
+        "key 'spec.inputs.particles.count_max' must be a non-negative integer, \"inf\" or null, "
+        "not 'lots'",
+    ),
+    (
+        "J7",
+        lambda d: _drop(d, "spec", "inputs", "particles", "slots", 0, "dtype"),
+        "key 'spec.inputs.particles.slots[0].dtype' is missing",
+    ),
+    (
+        "J7",
+        lambda d: _set(d, 3, "spec", "inputs", "particles", "connections", 0, "results", 0, "name"),
+        "key 'spec.inputs.particles.connections[0].results[0].name' must be a string or null, "
+        "not 3",
+    ),
+    (
+        "J7",
+        lambda d: _set(d, {"a": 1}, "spec", "inputs", "particles", "connections"),
+        "key 'spec.inputs.particles.connections' must be a list, not {\"a\": 1}",
+    ),
+    ("J7", lambda d: _set(d, [], "spec", "inputs"), "key 'spec.inputs' must be a mapping, not []"),
 ]
 
 
-@pytest.mark.parametrize("what, job, change, message",
-                         [("outputs", *m) for m in MALFORMED]
-                         + [("inputs", *m) for m in MALFORMED_INPUTS])
+@pytest.mark.parametrize(
+    "what, job, change, message",
+    [("outputs", *m) for m in MALFORMED] + [("inputs", *m) for m in MALFORMED_INPUTS],
+)
 def test_malformed_document(fx, what, job, change, message):
     fx.write_doc(job, change(fx.doc(job)))
     with pytest.raises(CsFormatError) as e:
@@ -363,13 +506,20 @@ def test_malformed_document(fx, what, job, change, message):
     assert str(e.value) == f"job {job} ({path}): {message}"
 
 
-@pytest.mark.parametrize("job, change, message", [
-    ("J2", lambda d: _drop(d, "spec", "type"), "key 'spec.type' is missing"),
-    ("J2", lambda d: _set(d, [], "spec"), "key 'spec' must be a mapping, not []"),
-    ("J1", lambda d: _drop(d, "job_type"), "key 'job_type' is missing"),
-    ("J1", lambda d: _set(d, 3, "title"), "key 'title' must be a string, not 3"),
-    ("J1", lambda d: _set(d, "J2", "uid"), "key 'uid' is 'J2' but the document is in folder J1/"),
-])
+@pytest.mark.parametrize(
+    "job, change, message",
+    [
+        ("J2", lambda d: _drop(d, "spec", "type"), "key 'spec.type' is missing"),
+        ("J2", lambda d: _set(d, [], "spec"), "key 'spec' must be a mapping, not []"),
+        ("J1", lambda d: _drop(d, "job_type"), "key 'job_type' is missing"),
+        ("J1", lambda d: _set(d, 3, "title"), "key 'title' must be a string, not 3"),
+        (
+            "J1",
+            lambda d: _set(d, "J2", "uid"),
+            "key 'uid' is 'J2' but the document is in folder J1/",
+        ),
+    ],
+)
 def test_malformed_header(fx, job, change, message):
     fx.write_doc(job, change(fx.doc(job)))
     with pytest.raises(CsFormatError) as e:
@@ -381,12 +531,18 @@ def test_malformed_header(fx, job, change, message):
 def test_not_a_job_document(fx):
     path = fx.root / "J2" / "job.json"
     path.write_text(json.dumps({"uid": "J2", "status": "completed"}))
-    with pytest.raises(CsFormatError, match=r"job J2 \(.*\): neither a v5 job document \(key "
-                                            r"'spec'\) nor a v4 one"):
+    with pytest.raises(
+        CsFormatError,
+        match=r"job J2 \(.*\): neither a v5 job document \(key "
+        r"'spec'\) nor a v4 one",
+    ):
         Project(fx.root).job("J2")
     path.write_text("[1, 2")
-    with pytest.raises(CsFormatError, match=r"job J2 \(.*J2/job.json\): not a valid JSON "
-                                            "document"):
+    with pytest.raises(
+        CsFormatError,
+        match=r"job J2 \(.*J2/job.json\): not a valid JSON "
+        "document",
+    ):
         Project(fx.root).job("J2")
     path.write_text("[1, 2]")
     with pytest.raises(CsFormatError, match=r"job J2 \(.*\): the document is not a JSON object"):
@@ -398,8 +554,10 @@ def test_missing_job(built):
     for uid in ("J99", "J8", "exports", "../J1"):
         with pytest.raises(CsError) as e:
             p.job(uid)
-        assert str(e.value) == (f"project {built.root} has no job {uid!r} (no {uid}/job.json); "
-                                "its jobs: J1, J2, J3, J4, J5, J6, J7")
+        assert str(e.value) == (
+            f"project {built.root} has no job {uid!r} (no {uid}/job.json); "
+            "its jobs: J1, J2, J3, J4, J5, J6, J7"
+        )
     with pytest.raises(CsError, match=r"/nowhere: not a folder \(a cryoSPARC project folder"):
         Project(built.root / "nowhere")
 
@@ -408,8 +566,10 @@ def test_missing_parent_job(fx):
     shutil.rmtree(fx.root / "J5")
     with pytest.raises(CsFormatError) as e:
         Project(fx.root).job("J6").inputs  # noqa: B018
-    assert str(e.value).endswith("key 'input_slot_groups[0].connections[1]' refers to job J5, "
-                                 "which is not in the project (no J5/job.json)")
+    assert str(e.value).endswith(
+        "key 'input_slot_groups[0].connections[1]' refers to job J5, "
+        "which is not in the project (no J5/job.json)"
+    )
     # The outputs of J6 and the other jobs are still readable.
     assert list(Project(fx.root).job("J6").outputs) == ["particles"]
 
@@ -424,7 +584,8 @@ def test_connection_to_an_unwritten_output(fx):
         Project(fx.root).job("J7").inputs  # noqa: B018
     assert str(e.value).endswith(
         "key 'spec.inputs.particles.connections[0].results[0]' names result "
-        "'alignments_class_0' of J4.particles, which has no results written (job J4: queued)")
+        "'alignments_class_0' of J4.particles, which has no results written (job J4: queued)"
+    )
 
 
 def test_check_reports_counts_the_document_gets_wrong(fx):
@@ -435,8 +596,9 @@ def test_check_reports_counts_the_document_gets_wrong(fx):
     problems = Project(fx.root).job("J6").inputs["particles"].check()
     assert len(problems) == 1
     path = _abs(fx, "J3/J3_002_particles.cs")
-    assert (f"J3.particles.alignments2D: num_items says 29, the metafile {path} holds 30 "
-            "items") in problems[0]
+    assert (
+        f"J3.particles.alignments2D: num_items says 29, the metafile {path} holds 30 items"
+    ) in problems[0]
 
 
 def test_missing_metafile(fx):
@@ -484,8 +646,9 @@ def test_cli_project_reports_a_bad_job(fx, capsys):
 
 def test_cli_load_output_and_input(built, tmp_path, capsys):
     out = tmp_path / "out.cs"
-    assert main(["load", str(built.root / "J3"), "particles", "--version", "2",
-                 "-o", str(out)]) == 0
+    assert (
+        main(["load", str(built.root / "J3"), "particles", "--version", "2", "-o", str(out)]) == 0
+    )
     got = np.load(out)
     src = built.arrays["J3/J3_002_particles.cs"]
     row = {int(u): i for i, u in enumerate(src["uid"])}
@@ -505,13 +668,15 @@ def test_cli_load_output_and_input(built, tmp_path, capsys):
 
 def test_cli_load_errors(built, capsys):
     assert main(["load", str(built.root / "J3"), "volume"]) == 1
-    assert capsys.readouterr().err == ("csfast load: job J3 has no output 'volume' (outputs: "
-                                       "particles; inputs: particles)\n")
+    assert capsys.readouterr().err == (
+        "csfast load: job J3 has no output 'volume' (outputs: particles; inputs: particles)\n"
+    )
     assert main(["load", str(built.root / "J3")]) == 1
     assert "job J3 needs an output name or --input" in capsys.readouterr().err
     assert main(["load", str(built.root / "J3"), "--input", "micrographs"]) == 1
-    assert capsys.readouterr().err == ("csfast load: job J3 has no input 'micrographs' "
-                                       "(inputs: particles)\n")
+    assert capsys.readouterr().err == (
+        "csfast load: job J3 has no input 'micrographs' (inputs: particles)\n"
+    )
     assert main(["load", str(built.root / "J3"), "--input", "particles", "--version", "2"]) == 1
     assert "--input loads an input as the job read it" in capsys.readouterr().err
     assert main(["load", str(built.root / "J8"), "particles"]) == 1
@@ -536,8 +701,9 @@ def test_listing_reads_job_documents_only(fx, capsys):
 def test_v5_documents_follow_cryosparc_tools_schema(built, tmp_path, capsys):
     """The fixture's v5 documents and those write_job writes (the demo's) validate
     against cryosparc-tools 5's own models (Inputs, Outputs of models/job_spec.py)."""
-    job_spec = pytest.importorskip("cryosparc.models.job_spec",
-                                   reason="cryosparc-tools >= 5 not installed")
+    job_spec = pytest.importorskip(
+        "cryosparc.models.job_spec", reason="cryosparc-tools >= 5 not installed"
+    )
     folder = tmp_path / "demo"
     assert main(["demo", "--rows", "1000", "--dir", str(folder), "--quiet"]) == 0
     capsys.readouterr()
@@ -567,17 +733,35 @@ def test_write_job_round_trip(fx):
     j6, j7 = p.job("J6").inputs["particles"], p.job("J7").inputs["particles"]
     j6.clear(1, "alignments2D")  # an optional slot J5's group would fill
     j7.spec = type(j7.spec)(j7.spec.item_type, j7.spec.slots, name="particles_class_0")
-    path = write_job(fx.root, "J20", "homo_refine_new", title="again", status="building",
-                     inputs=[j6, j7], outputs=[p.job("J3").outputs["particles"]])
+    path = write_job(
+        fx.root,
+        "J20",
+        "homo_refine_new",
+        title="again",
+        status="building",
+        inputs=[j6, j7],
+        outputs=[p.job("J3").outputs["particles"]],
+    )
     assert path == os.path.join(str(fx.root), "J20", "job.json")
     back = Project(fx.root).job("J20")
     assert (back.type, back.title, back.status, back.shape) == (
-        "homo_refine_new", "again", "building", "v5")
+        "homo_refine_new",
+        "again",
+        "building",
+        "v5",
+    )
 
     def facts(inp):
-        return [(c.group.label, c.version, c.passthrough, sorted(c.cleared),
-                 {k: (r.label, c.override_versions.get(k)) for k, r in c.overrides.items()})
-                for c in inp.connections]
+        return [
+            (
+                c.group.label,
+                c.version,
+                c.passthrough,
+                sorted(c.cleared),
+                {k: (r.label, c.override_versions.get(k)) for k, r in c.overrides.items()},
+            )
+            for c in inp.connections
+        ]
 
     assert facts(back.inputs["particles"]) == facts(j6)
     assert facts(back.inputs["particles_class_0"]) == facts(j7)
@@ -587,9 +771,9 @@ def test_write_job_round_trip(fx):
     assert_same_table(back.inputs["particles"].load(), expected)
     # The output group: every version and metafile, counts per version.
     g, orig = back.outputs["particles"], p.job("J3").outputs["particles"]
-    assert {n: (r.versions, r.counts, r.passthrough, r.result_type)
-            for n, r in g.results.items()} == {
-        n: (r.versions, r.counts, r.passthrough, r.result_type) for n, r in orig.results.items()}
+    assert {
+        n: (r.versions, r.counts, r.passthrough, r.result_type) for n, r in g.results.items()
+    } == {n: (r.versions, r.counts, r.passthrough, r.result_type) for n, r in orig.results.items()}
 
 
 def test_write_job_needs_groups_of_jobs(tmp_path, fx):
@@ -601,8 +785,10 @@ def test_write_job_needs_groups_of_jobs(tmp_path, fx):
     inp.connect(loose)
     with pytest.raises(CsError) as e:
         write_job(fx.root, "J21", "x", inputs=[inp])
-    assert str(e.value) == ("input 'particles': connection 0 (particles) is a group of no job; "
-                            "a job document can only name groups of jobs")
+    assert str(e.value) == (
+        "input 'particles': connection 0 (particles) is a group of no job; "
+        "a job document can only name groups of jobs"
+    )
     assert not (fx.root / "J21" / "job.json").exists()
 
 
@@ -612,7 +798,8 @@ def _write_csg(folder) -> str:
     projectfiles.save(folder / "loose.cs", arr)
     (folder / "loose.csg").write_text(
         "group: {name: particles, type: particle}\n"
-        "results:\n  blob: {metafile: '>loose.cs', num_items: 5, type: particle.blob}\n")
+        "results:\n  blob: {metafile: '>loose.cs', num_items: 5, type: particle.blob}\n"
+    )
     return str(folder / "loose.csg")
 
 
@@ -621,4 +808,5 @@ def test_cli_load_csg_takes_no_names(tmp_path, capsys):
     assert main(["load", csg, "particles"]) == 1
     assert capsys.readouterr().err == (
         f"csfast load: {csg}: a .csg names one group; an output or --input name goes with a "
-        "job folder (PROJECT/J42)\n")
+        "job folder (PROJECT/J42)\n"
+    )

@@ -87,5 +87,8 @@ def test_readme_examples_run_on_the_demo(tmp_path, monkeypatch, capsys):
     rest = np.load(folder / "rest" / "A_minus_B.cs")
     assert sorted(np.load(folder / "all.cs")["uid"].tolist()) == sorted(j6["uid"].tolist())
     assert len(rest) == len(j6) - len(good)
-    assert sum(len(np.load(folder / "batches" / f)) for f in os.listdir(folder / "batches")
-               if f.endswith(".cs")) == len(good)
+    assert sum(
+        len(np.load(folder / "batches" / f))
+        for f in os.listdir(folder / "batches")
+        if f.endswith(".cs")
+    ) == len(good)

@@ -30,28 +30,34 @@ def test_fixed_width_is_fixed_strings_of_each_row():
     assert out.tolist() == [b"xy", b"a", "héllo".encode(), "héllo".encode()]
 
 
-@pytest.mark.parametrize("make", [
-    lambda: Dataset({"f": np.array(["ok", LONE])}),
-    lambda: Dataset({"f": np.array(["ok", LONE], dtype=object)}),
-    lambda: Dataset({"f": np.array([b"ok", b"no"])}).__setitem__("f", np.array(["a", LONE])),
-    lambda: Dataset({"f": np.array([b"ok"])}).query({"f": [LONE]}),
-    lambda: Dataset({"f": np.array(["ok"])}).__setitem__("f", np.array([LONE])) or None,
-    lambda: csdat.write(io.BytesIO(), {"f": np.array(["ok", LONE])}, 2),
-    lambda: strings.fixed_strings([LONE], "f"),
-    lambda: Dataset({"f": np.array([b"ok"])})["f"].__setitem__(0, LONE),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Dataset({"f": np.array(["ok", LONE])}),
+        lambda: Dataset({"f": np.array(["ok", LONE], dtype=object)}),
+        lambda: Dataset({"f": np.array([b"ok", b"no"])}).__setitem__("f", np.array(["a", LONE])),
+        lambda: Dataset({"f": np.array([b"ok"])}).query({"f": [LONE]}),
+        lambda: Dataset({"f": np.array(["ok"])}).__setitem__("f", np.array([LONE])) or None,
+        lambda: csdat.write(io.BytesIO(), {"f": np.array(["ok", LONE])}, 2),
+        lambda: strings.fixed_strings([LONE], "f"),
+        lambda: Dataset({"f": np.array([b"ok"])})["f"].__setitem__(0, LONE),
+    ],
+)
 def test_text_that_is_not_unicode_is_a_field_error(make):
     with pytest.raises(CsFieldError, match="not valid Unicode"):
         make()
 
 
-@pytest.mark.parametrize("read", [
-    lambda ds: ds.decode("f"),
-    lambda ds: ds.to_dict(),
-    lambda ds: ds["f"][0],
-    lambda ds: ds[0].to_dict(),
-    lambda ds: strings.decoded_objects(ds.view("f"), "f"),
-])
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda ds: ds.decode("f"),
+        lambda ds: ds.to_dict(),
+        lambda ds: ds["f"][0],
+        lambda ds: ds[0].to_dict(),
+        lambda ds: strings.decoded_objects(ds.view("f"), "f"),
+    ],
+)
 def test_bytes_that_are_not_utf8_are_a_field_error(read):
     ds = Dataset({"f": np.array([BAD, b"ok"])})
     with pytest.raises(CsFieldError, match="not UTF-8"):

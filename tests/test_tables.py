@@ -15,8 +15,15 @@ cryosparc_dataset = pytest.importorskip("cryosparc.dataset")
 
 def _table(n: int = 50) -> np.ndarray:
     rng = np.random.default_rng(3)
-    arr = np.zeros(n, dtype=[("uid", "<u8"), ("blob/path", "S12"), ("blob/idx", "<u4"),
-                             ("alignments2D/shift", "<f4", (2,))])
+    arr = np.zeros(
+        n,
+        dtype=[
+            ("uid", "<u8"),
+            ("blob/path", "S12"),
+            ("blob/idx", "<u4"),
+            ("alignments2D/shift", "<f4", (2,)),
+        ],
+    )
     arr["uid"] = rng.integers(1, 2**63, n, dtype=np.uint64)
     arr["blob/path"] = [f"mic_{i % 3}.mrc".encode() for i in range(n)]
     arr["blob/idx"] = np.arange(n)
@@ -26,10 +33,15 @@ def _table(n: int = 50) -> np.ndarray:
 
 def _save_csdat(arr: np.ndarray, path) -> None:
     """The table as cryosparc-tools writes it (strings as objects, LZ4)."""
-    cols = [(k, arr[k].astype(object) if arr[k].dtype.kind == "S" else arr[k])
-            for k in arr.dtype.names]
-    cd = cryosparc_dataset.Dataset([(k, np.array([v.decode() for v in c], dtype=object))
-                                    if c.dtype == object else (k, c) for k, c in cols])
+    cols = [
+        (k, arr[k].astype(object) if arr[k].dtype.kind == "S" else arr[k]) for k in arr.dtype.names
+    ]
+    cd = cryosparc_dataset.Dataset(
+        [
+            (k, np.array([v.decode() for v in c], dtype=object)) if c.dtype == object else (k, c)
+            for k, c in cols
+        ]
+    )
     cd.save(path, format=cryosparc_dataset.CSDAT_FORMAT)
 
 
@@ -59,16 +71,19 @@ def test_open_columns_of_either_kind(tmp_path, kind, how):
             np.save(f, arr)
     else:
         _save_csdat(arr, path)
-    source = {"path": path, "bytes": path.read_bytes(),
-              "stream": io.BytesIO(path.read_bytes())}[how]
+    source = {"path": path, "bytes": path.read_bytes(), "stream": io.BytesIO(path.read_bytes())}[
+        how
+    ]
     opened = tables.open_columns(source, ["blob/idx", "alignments2D/shift"])
     assert opened.info.kind == kind and opened.info.rows == len(arr)
     assert list(opened.columns) == ["blob/idx", "alignments2D/shift"]
     for k, col in opened.columns.items():
         np.testing.assert_array_equal(col, arr[k])
     assert bool(opened.maps) == (how == "path" and kind == "cs")
-    chosen = tables.open_columns(source if how != "stream" else io.BytesIO(path.read_bytes()),
-                                 lambda info: [n for n in info.dtype.names if "/" not in n])
+    chosen = tables.open_columns(
+        source if how != "stream" else io.BytesIO(path.read_bytes()),
+        lambda info: [n for n in info.dtype.names if "/" not in n],
+    )
     assert list(chosen.columns) == ["uid"]
 
 

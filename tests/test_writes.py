@@ -43,11 +43,20 @@ FAULT_LEVELS = 24
 def records(n: int, seed: int, width: int = 24) -> np.ndarray:
     """A particle-like structured array with distinct uids."""
     rng = np.random.default_rng(seed)
-    a = np.zeros(n, dtype=[("uid", "<u8"), ("blob/path", f"S{width}"), ("blob/idx", "<u4"),
-                           ("ctf/df1_A", "<f4"), ("ctf/tilt_A", "<f4", (2,))])
+    a = np.zeros(
+        n,
+        dtype=[
+            ("uid", "<u8"),
+            ("blob/path", f"S{width}"),
+            ("blob/idx", "<u4"),
+            ("ctf/df1_A", "<f4"),
+            ("ctf/tilt_A", "<f4", (2,)),
+        ],
+    )
     a["uid"] = rng.permutation(np.unique(rng.integers(1, 2**64, 2 * n + 10, dtype=np.uint64)))[:n]
-    a["blob/path"] = [f"J1/imported/{i:06d}_{rng.integers(99)}.mrc".encode()[:width]
-                      for i in range(n)]
+    a["blob/path"] = [
+        f"J1/imported/{i:06d}_{rng.integers(99)}.mrc".encode()[:width] for i in range(n)
+    ]
     a["blob/idx"] = rng.integers(0, 500, n)
     a["ctf/df1_A"] = rng.uniform(5000, 30000, n)
     a["ctf/tilt_A"] = rng.normal(size=(n, 2))
@@ -81,8 +90,9 @@ def tiny_fs(tmp_path):
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if r.returncode:
         pytest.skip(f"cannot mount a 1 MB tmpfs: {r.stderr.strip()}")
     try:
@@ -178,8 +188,14 @@ def _star(ds, path):
         to_star(ds, path)
 
 
-WRITERS = {"cs": _cs, "csdat": _csdat, "csdat-lz4": _csdat_lz4, "parquet": _parquet,
-           "arrow": _arrow, "star": _star}
+WRITERS = {
+    "cs": _cs,
+    "csdat": _csdat,
+    "csdat-lz4": _csdat_lz4,
+    "parquet": _parquet,
+    "arrow": _arrow,
+    "star": _star,
+}
 
 
 @pytest.mark.parametrize("kind", list(WRITERS))
@@ -222,17 +238,24 @@ def test_write_job_on_a_full_disk(tiny_fs, tmp_path):
         assert sorted(os.listdir(path.parent)) == ["job.json"]
         return same_bytes(path, old, new)
 
-    run_at_free_levels(tiny_fs, lambda: write_job(tiny_fs, "J20", "homo_refine_new",
-                                                  title=old_text),
-                       lambda: write_job(tiny_fs, "J20", "homo_refine_new", title=new_text),
-                       state)
+    run_at_free_levels(
+        tiny_fs,
+        lambda: write_job(tiny_fs, "J20", "homo_refine_new", title=old_text),
+        lambda: write_job(tiny_fs, "J20", "homo_refine_new", title=new_text),
+        state,
+    )
 
 
 def csg_group(folder: Path, n_results: int, description: str) -> ResultGroup:
-    results = {f"r{i}": Result(f"r{i}", "particle", {0: str(folder / f"J5_{i:03d}_p.cs"),
-                                                    7: str(folder / f"J5_{i + 7:03d}_p.cs")},
-                               num_items=1000 + i)
-               for i in range(n_results)}
+    results = {
+        f"r{i}": Result(
+            f"r{i}",
+            "particle",
+            {0: str(folder / f"J5_{i:03d}_p.cs"), 7: str(folder / f"J5_{i + 7:03d}_p.cs")},
+            num_items=1000 + i,
+        )
+        for i in range(n_results)
+    }
     return ResultGroup("particles", "particle", results, description=description, job="J5")
 
 
@@ -241,8 +264,9 @@ def csg_state(path: Path, old: ResultGroup, new: ResultGroup) -> str:
     got = {r: (m["metafile"], m["num_items"]) for r, m in doc["results"].items()}
     for label, g in (("old", old), ("new", new)):
         if doc["group"]["description"] == g.description:
-            assert got == {n: (">" + Path(r.metafile).name, r.num_items)
-                           for n, r in g.results.items()}
+            assert got == {
+                n: (">" + Path(r.metafile).name, r.num_items) for n, r in g.results.items()
+            }
             return label
     raise AssertionError(f"{path}: neither the old nor the new group")
 
@@ -266,14 +290,27 @@ def stamped(pool: np.ndarray, gen: int, half: bool) -> tuple[np.ndarray, np.ndar
     """A version's main rows (half of the pool, or all) and its passthrough rows
     (the whole pool), every value stamped with the generation that wrote it."""
     u = pool[: len(pool) // 2] if half else pool
-    main = np.zeros(len(u), dtype=[("uid", "<u8"), ("blob/idx", "<u4"),
-                                   ("blob/path", "S16"), ("blob/shape", "<u4", (2,))])
+    main = np.zeros(
+        len(u),
+        dtype=[
+            ("uid", "<u8"),
+            ("blob/idx", "<u4"),
+            ("blob/path", "S16"),
+            ("blob/shape", "<u4", (2,)),
+        ],
+    )
     main["uid"] = u
     main["blob/idx"] = gen
     main["blob/path"] = f"gen{gen}".encode()
     main["blob/shape"] = gen
-    pt = np.zeros(len(pool), dtype=[("uid", "<u8"), ("location/micrograph_uid", "<u8"),
-                                    ("location/center_x_frac", "<f4")])
+    pt = np.zeros(
+        len(pool),
+        dtype=[
+            ("uid", "<u8"),
+            ("location/micrograph_uid", "<u8"),
+            ("location/center_x_frac", "<f4"),
+        ],
+    )
     pt["uid"] = pool
     pt["location/micrograph_uid"] = gen
     pt["location/center_x_frac"] = gen / 7
@@ -282,8 +319,17 @@ def stamped(pool: np.ndarray, gen: int, half: bool) -> tuple[np.ndarray, np.ndar
 
 def write_gen(folder, pool, gen, version, half=None):
     main, pt = stamped(pool, gen, gen % 2 == 1 if half is None else half)
-    return write_output(folder, "J9", "particles", Dataset(main), "particle", ["blob"],
-                        passthrough=Dataset(pt), version=version, validate=False)
+    return write_output(
+        folder,
+        "J9",
+        "particles",
+        Dataset(main),
+        "particle",
+        ["blob"],
+        passthrough=Dataset(pt),
+        version=version,
+        validate=False,
+    )
 
 
 def check_group(folder: Path, pool: np.ndarray) -> dict[int, int]:
@@ -299,10 +345,14 @@ def check_group(folder: Path, pool: np.ndarray) -> dict[int, int]:
         np.testing.assert_array_equal(ds["uid"], main["uid"])
         for name in ("blob/idx", "blob/path", "blob/shape"):
             np.testing.assert_array_equal(ds[name], main[name])
-        np.testing.assert_array_equal(ds["location/micrograph_uid"],
-                                      np.full(len(main), gen, np.uint64), err_msg=f"version {v}")
-        np.testing.assert_array_equal(ds["location/center_x_frac"],
-                                      np.full(len(main), gen / 7, np.float32))
+        np.testing.assert_array_equal(
+            ds["location/micrograph_uid"],
+            np.full(len(main), gen, np.uint64),
+            err_msg=f"version {v}",
+        )
+        np.testing.assert_array_equal(
+            ds["location/center_x_frac"], np.full(len(main), gen / 7, np.float32)
+        )
         gens[v] = gen
     return gens
 
@@ -325,15 +375,15 @@ def test_write_output_on_a_full_disk(tiny_fs, new_version):
 
     def state():
         gens = check_group(tiny_fs, pool)
-        assert set(listing(tiny_fs)) - group_files(tiny_fs) == \
-            {f for f in listing(tiny_fs) if f.endswith(".lock")}
+        assert set(listing(tiny_fs)) - group_files(tiny_fs) == {
+            f for f in listing(tiny_fs) if f.endswith(".lock")
+        }
         if gens == {0: 0, 1: 2}:
             return "old"
         assert gens == ({0: 0, 1: 3} if new_version == 1 else {0: 0, 1: 2, 2: 3}), gens
         return "new"
 
-    run_at_free_levels(tiny_fs, write_old, lambda: write_gen(tiny_fs, pool, 3, new_version),
-                       state)
+    run_at_free_levels(tiny_fs, write_old, lambda: write_gen(tiny_fs, pool, 3, new_version), state)
 
 
 # ---------------------------------------------------------------- short writes (RLIMIT_FSIZE)
@@ -395,8 +445,11 @@ def test_short_writes_are_completed_or_raise(tmp_path, kind):
     script = SHORT_WRITER.format(tests=str(Path(__file__).resolve().parent))
     size = write_case(kind, tmp_path, "new").stat().st_size
     limits = [1, 100, 4095, 4097, 5000, 8191] + [size * k // 8 for k in range(1, 12)]
-    r = subprocess.run([sys.executable, "-c", script, kind, str(tmp_path), *map(str, limits)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", script, kind, str(tmp_path), *map(str, limits)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == len(limits)
@@ -408,11 +461,17 @@ def test_short_writes_are_completed_or_raise(tmp_path, kind):
             assert int(err) == errno.EFBIG
         result = tmp_path / f"result{i}"
         if kind == "csg":
-            assert csg_state(result, csg_group(tmp_path, 10, "old"),
-                             csg_group(tmp_path, 60, "new " * 200)) == outcome
+            assert (
+                csg_state(
+                    result, csg_group(tmp_path, 10, "old"), csg_group(tmp_path, 60, "new " * 200)
+                )
+                == outcome
+            )
         elif kind == "cs-header":
-            assert_records(np.load(result, max_header_size=1 << 20),
-                           header_only(20 if outcome == "old" else 400))
+            assert_records(
+                np.load(result, max_header_size=1 << 20),
+                header_only(20 if outcome == "old" else 400),
+            )
         else:
             expected = records(*SHORT_TABLES[outcome])
             assert_records(Dataset.load(result), expected)
@@ -456,8 +515,13 @@ def start_writer(n: int) -> subprocess.Popen:
     """A writer process: send it "folder first last versions" lines; it writes
     generations first..last-1 as versions gen % versions, then says done."""
     script = GROUP_WRITER.format(tests=str(Path(__file__).resolve().parent))
-    p = subprocess.Popen([sys.executable, "-c", script, str(n)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", script, str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert p.stdout.readline().strip() == "ready", p.stderr.read()
     return p
 
@@ -487,8 +551,12 @@ def test_kill_9_during_write_output(tmp_path):
         p.communicate()
         gens = check_group(tmp_path, pool)
         assert all(g % 3 == v for v, g in gens.items())
-        left_behind += bool(temps(tmp_path) or set(listing(tmp_path)) - group_files(tmp_path)
-                            - {f for f in listing(tmp_path) if f.endswith(".lock")})
+        left_behind += bool(
+            temps(tmp_path)
+            or set(listing(tmp_path))
+            - group_files(tmp_path)
+            - {f for f in listing(tmp_path) if f.endswith(".lock")}
+        )
         # the next writer, of a version the killed one may not have touched
         write_gen(tmp_path, pool, 3 * (100 * run + 99) + 2, 2)
         assert temps(tmp_path) == []
@@ -518,8 +586,12 @@ def test_kill_9_during_save_then_the_next_save_removes_the_temporary(tmp_path):
     path = tmp_path / "t.cs"
     left = 0
     for _ in range(4):
-        p = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
         time.sleep(rng.uniform(0.2, 0.6))
         p.kill()
@@ -556,8 +628,9 @@ def test_concurrent_writers_of_one_group(tmp_path):
             assert sorted(gens) == list(range(9))
             for v, g in gens.items():
                 assert g in (10 + v, 20 + v)
-            assert set(listing(folder)) - group_files(folder) == \
-                {f for f in listing(folder) if f.endswith(".lock")}
+            assert set(listing(folder)) - group_files(folder) == {
+                f for f in listing(folder) if f.endswith(".lock")
+            }
             assert temps(folder) == []
     finally:
         for p in (a, b):
@@ -602,8 +675,9 @@ def test_a_journal_never_removes_files_outside_the_group(tmp_path):
     orphan = tmp_path / "J9_004_particles.cs"
     orphan.write_bytes(b"a killed writer's file")
     lock = next(f for f in os.listdir(tmp_path) if f.endswith(".lock"))
-    (tmp_path / lock).write_text(f"sub/x.cs\n../{keep[1].name}\n..\n.\n{orphan.name}\n"
-                                 "J9_000_particles.cs\n")
+    (tmp_path / lock).write_text(
+        f"sub/x.cs\n../{keep[1].name}\n..\n.\n{orphan.name}\nJ9_000_particles.cs\n"
+    )
     write_gen(tmp_path, pool, 2, 2)
     assert all(p.read_bytes() == b"keep" for p in keep)
     assert not orphan.exists()
@@ -624,15 +698,17 @@ def test_writing_a_version_leaves_other_versions_alone(tmp_path):
     # again with half; then version 4 without passthrough
     write_gen(tmp_path, pool, 3, 3)
     for v in (1, 2):
-        assert_records(ResultGroup.from_csg(tmp_path / "J9_particles.csg").load(version=v),
-                       before[v])
+        assert_records(
+            ResultGroup.from_csg(tmp_path / "J9_particles.csg").load(version=v), before[v]
+        )
     write_gen(tmp_path, pool, 5, 2)
     g = ResultGroup.from_csg(tmp_path / "J9_particles.csg")
     assert_records(g.load(version=1), before[1])
     assert check_group(tmp_path, pool) == {1: 0, 2: 5, 3: 3}
     main, _ = stamped(pool, 6, True)
-    write_output(tmp_path, "J9", "particles", Dataset(main), "particle", ["blob"], version=4,
-                 validate=False)
+    write_output(
+        tmp_path, "J9", "particles", Dataset(main), "particle", ["blob"], version=4, validate=False
+    )
     g = ResultGroup.from_csg(tmp_path / "J9_particles.csg")
     assert_records(g.load(version=1), before[1])
     four = g.load(version=4)  # the passthrough of the final version before it: generation 3
@@ -650,10 +726,28 @@ def test_passthrough_only_in_some_versions(tmp_path):
     for name in pt.dtype.names:
         both[name] = pt[name]
     both["ctf/df1_A"] = 1.5
-    write_output(tmp_path, "J9", "particles", Dataset(main), "particle", ["blob"],
-                 passthrough=Dataset(both), version=1, validate=False)
-    write_output(tmp_path, "J9", "particles", Dataset(main), "particle", ["blob"],
-                 passthrough=Dataset(pt), version=2, validate=False)
+    write_output(
+        tmp_path,
+        "J9",
+        "particles",
+        Dataset(main),
+        "particle",
+        ["blob"],
+        passthrough=Dataset(both),
+        version=1,
+        validate=False,
+    )
+    write_output(
+        tmp_path,
+        "J9",
+        "particles",
+        Dataset(main),
+        "particle",
+        ["blob"],
+        passthrough=Dataset(pt),
+        version=2,
+        validate=False,
+    )
     g = ResultGroup.from_csg(tmp_path / "J9_particles.csg")
     assert "ctf/df1_A" in g.load(version=1).fields()
     assert "ctf/df1_A" not in g.load(version=2).fields()
@@ -672,10 +766,14 @@ def test_csfast_010_and_cryosparc_passthrough_serves_every_version(tmp_path):
     pool = records(30, 6)["uid"]
     m0, pt = stamped(pool, 0, False)
     m3, _ = stamped(pool, 3, True)
-    for name, arr in (("J9_000_particles.cs", m0), ("J9_003_particles.cs", m3),
-                      ("J9_passthrough_particles.cs", pt)):
+    for name, arr in (
+        ("J9_000_particles.cs", m0),
+        ("J9_003_particles.cs", m3),
+        ("J9_passthrough_particles.cs", pt),
+    ):
         Dataset(arr).save(tmp_path / name)
-    (tmp_path / "J9_particles.csg").write_text(textwrap.dedent("""\
+    (tmp_path / "J9_particles.csg").write_text(
+        textwrap.dedent("""\
         created: 2026-01-01 00:00:00
         group: {name: particles, title: Particles, type: particle, description: ''}
         results:
@@ -690,7 +788,8 @@ def test_csfast_010_and_cryosparc_passthrough_serves_every_version(tmp_path):
             type: particle.location
             passthrough: true
         version: csfast-0.1.0
-        """))
+        """)
+    )
     g = ResultGroup.from_csg(tmp_path / "J9_particles.csg")
     for v, main in ((0, m0), (3, m3), (None, m3)):
         ds = g.load(version=v)
@@ -715,9 +814,12 @@ def test_stale_temporaries_of_a_target_are_removed(tmp_path):
     Dataset(records(10, 1)).save(target)
     prefix = ".t.cs." + hashlib.blake2b(b"t.cs", digest_size=4).hexdigest() + "."
     stale, fresh, locked, old_style, other = (
-        tmp_path / f"{prefix}abcd1234.tmp", tmp_path / f"{prefix}fresh123.tmp",
-        tmp_path / f"{prefix}locked12.tmp", tmp_path / ".t.cs.oldstyle.tmp",
-        tmp_path / ".u.cs.abcd1234.tmp")
+        tmp_path / f"{prefix}abcd1234.tmp",
+        tmp_path / f"{prefix}fresh123.tmp",
+        tmp_path / f"{prefix}locked12.tmp",
+        tmp_path / ".t.cs.oldstyle.tmp",
+        tmp_path / ".u.cs.abcd1234.tmp",
+    )
     for p in (stale, fresh, locked, old_style, other):
         p.write_bytes(b"x" * 100)
     long_ago = time.time() - STALE_TEMP_SECONDS - 10
@@ -768,7 +870,15 @@ def test_names_up_to_255_characters(tmp_path, length):
     pool = rec["uid"]
     main, pt = stamped(pool, 0, False)
     for version in (0, 0, 1):
-        write_output(tmp_path, "J9", name, Dataset(main), "particle", ["blob"], version=version,
-                     validate=False)
+        write_output(
+            tmp_path,
+            "J9",
+            name,
+            Dataset(main),
+            "particle",
+            ["blob"],
+            version=version,
+            validate=False,
+        )
     assert temps(tmp_path) == []
     assert len(ResultGroup.from_csg(tmp_path / f"J9_{name}.csg").load(version=0)) == 20

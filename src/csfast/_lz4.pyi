@@ -5,5 +5,8 @@ import numpy as np
 MAX_INPUT: int
 
 def compress(src: bytes | bytearray | memoryview | np.ndarray) -> bytearray: ...
-def decompress(src: bytes | bytearray | memoryview | np.ndarray,
-               dst: bytearray | memoryview | np.ndarray, what: str = "") -> None: ...
+def decompress(
+    src: bytes | bytearray | memoryview | np.ndarray,
+    dst: bytearray | memoryview | np.ndarray,
+    what: str = "",
+) -> None: ...

@@ -35,14 +35,22 @@ def results_text(group: Any, passthrough: bool) -> str:
     if passthrough:
         return "+ " + ", ".join(names) if names else ""
     versions = sorted({v for n in names for v in group.results[n].versions})
-    shown = f" (version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))})" \
-        if versions else ""
+    shown = (
+        f" (version{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))})"
+        if versions
+        else ""
+    )
     return ", ".join(names) + shown
 
 
 def columns_text(rows: Sequence[tuple[str, ...]], right: tuple[int, ...]) -> list[str]:
     """Rows of cells as aligned lines (columns in right aligned right), indented by two."""
     widths = [max(len(r[i]) for r in rows if len(r) > i) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-            for r in rows]
+    return [
+        "  "
+        + "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]

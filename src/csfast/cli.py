@@ -23,16 +23,21 @@ def format_info(info: CsInfo) -> str:
     """The text `csfast info` prints for one .cs file or CSDAT stream."""
     if info.kind == "csdat":
         fields = [(n, "string" if d == "|O" else d, s) for n, d, s in info.fields]
-        summary = (f"{size_text(info.file_size)} on disk, CSDAT stream "
-                   f"(compression: {info.compression or 'none'})")
+        summary = (
+            f"{size_text(info.file_size)} on disk, CSDAT stream "
+            f"(compression: {info.compression or 'none'})"
+        )
         return _format_table(info.path, info.rows, fields, summary)
-    summary = (f"{info.row_size} bytes/row, {size_text(info.file_size)} on disk, "
-               f"npy {info.version[0]}.{info.version[1]}, data at byte {info.data_offset}")
+    summary = (
+        f"{info.row_size} bytes/row, {size_text(info.file_size)} on disk, "
+        f"npy {info.version[0]}.{info.version[1]}, data at byte {info.data_offset}"
+    )
     return _format_table(info.path, info.rows, info.fields, summary)
 
 
-def _format_table(path: str, rows: int, fields: list[tuple[str, str, tuple[int, ...]]],
-                  summary: str) -> str:
+def _format_table(
+    path: str, rows: int, fields: list[tuple[str, str, tuple[int, ...]]], summary: str
+) -> str:
     lines = [path, f"  {rows:,} rows x {len(fields)} fields, {summary}"]
     width = max((len(n.partition("/")[2] or n) for n, _, _ in fields), default=0)
     last = None
@@ -92,15 +97,18 @@ def cmd_load(args: argparse.Namespace) -> int:
         from .groups import ResultGroup
 
         if args.name or args.input:
-            raise CsArgumentError(f"{args.source}: a .csg names one group; an output or --input "
-                                  "name goes with a job folder (PROJECT/J42)")
+            raise CsArgumentError(
+                f"{args.source}: a .csg names one group; an output or --input "
+                "name goes with a job folder (PROJECT/J42)"
+            )
         group = ResultGroup.from_csg(args.source)
         passthrough = args.passthrough if args.passthrough is not None else args.slots is None
         ds = group.load(slots=args.slots, version=args.version, passthrough=passthrough)
         label = group.label
     took = time.perf_counter() - t0
-    _finish(ds, args, f"{label}: {shape_text(ds)} ({', '.join(ds.prefixes())}) "
-                      f"in {time_text(took)}")
+    _finish(
+        ds, args, f"{label}: {shape_text(ds)} ({', '.join(ds.prefixes())}) in {time_text(took)}"
+    )
     return 0
 
 
@@ -113,24 +121,28 @@ def _load_from_job(args: argparse.Namespace):
     passthrough = args.passthrough if args.passthrough is not None else args.slots is None
     if args.input:
         if args.name or args.version is not None:
-            raise CsArgumentError("--input loads an input as the job read it: no output name, "
-                                  "no --version")
+            raise CsArgumentError(
+                "--input loads an input as the job read it: no output name, no --version"
+            )
         inputs = job.inputs
         if args.input not in inputs:
-            raise CsProjectError(f"job {job.uid} has no input {args.input!r} (inputs: "
-                                 f"{', '.join(inputs) or 'none'})")
-        ds = inputs[args.input].load(passthrough=passthrough, slots=args.slots,
-                                     allow_drop=args.allow_drop)
+            raise CsProjectError(
+                f"job {job.uid} has no input {args.input!r} (inputs: {', '.join(inputs) or 'none'})"
+            )
+        ds = inputs[args.input].load(
+            passthrough=passthrough, slots=args.slots, allow_drop=args.allow_drop
+        )
         return f"{job.uid} input {args.input}", ds
     outputs = job.outputs
     if not args.name or args.name not in outputs:
         what = f"has no output {args.name!r}" if args.name else "needs an output name or --input"
         error = CsProjectError if args.name else CsArgumentError
-        raise error(f"job {job.uid} {what} (outputs: {', '.join(outputs) or 'none'}; "
-                    f"inputs: {', '.join(job.input_names()) or 'none'})")
+        raise error(
+            f"job {job.uid} {what} (outputs: {', '.join(outputs) or 'none'}; "
+            f"inputs: {', '.join(job.input_names()) or 'none'})"
+        )
     group = outputs[args.name]
-    return group.label, group.load(slots=args.slots, version=args.version,
-                                   passthrough=passthrough)
+    return group.label, group.load(slots=args.slots, version=args.version, passthrough=passthrough)
 
 
 def cmd_project(args: argparse.Namespace) -> int:
@@ -162,14 +174,18 @@ def format_job(job) -> list[str]:
         if not conns:
             rows.append((*head, "not connected"))
         for k, conn in enumerate(conns):
-            rows.append((*head, _connection_text(inp, conn)) if k == 0 else
-                        ("", "", "", "", _connection_text(inp, conn)))
+            rows.append(
+                (*head, _connection_text(inp, conn))
+                if k == 0
+                else ("", "", "", "", _connection_text(inp, conn))
+            )
     for name, g in job.outputs.items():
         own, carried = results_text(g, False), results_text(g, True)
         text = own + (f"; {carried}" if own and carried else carried)
         n = g.num_items
-        rows.append(("out", name, g.item_type, f"{n:,} row{'s' if n != 1 else ''}",
-                     text or "not written"))
+        rows.append(
+            ("out", name, g.item_type, f"{n:,} row{'s' if n != 1 else ''}", text or "not written")
+        )
     if rows:
         out += columns_text(rows, right=())
     return out
@@ -185,8 +201,11 @@ def _connection_text(inp, conn) -> str:
     if conn.cleared:
         parts.append("cleared " + ", ".join(sorted(conn.cleared)))
     names = {s.name for s in inp.spec.slots}
-    carried = conn.passthrough if conn.passthrough is not None else \
-        [n for n in conn.group.results if n not in names]
+    carried = (
+        conn.passthrough
+        if conn.passthrough is not None
+        else [n for n in conn.group.results if n not in names]
+    )
     if carried:
         parts.append("+ " + ", ".join(carried))
     return "; ".join(parts)
@@ -257,8 +276,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     write_options: dict[str, Any] = {}
     src_format = args.src_format
     dst_format = "csdat" if args.csdat else args.dst_format
-    from_star = src_format == "star" or (not src_format and not args.input.endswith(".csg")
-                                         and files.format_of(args.input) == "star")
+    from_star = src_format == "star" or (
+        not src_format and not args.input.endswith(".csg") and files.format_of(args.input) == "star"
+    )
     if args.micrograph_shape and not from_star:
         raise CsArgumentError("--micrograph-shape applies to .star input only")
     if args.micrograph_shape:
@@ -283,12 +303,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     for w in caught:
         print(f"csfast convert: warning: {w.message}", file=sys.stderr)
-    print(f"read {len(ds):,} rows x {len(ds.fields())} fields from {args.input} in "
-          f"{1000 * (t1 - t0):.0f} ms; wrote {args.output} ({out_format}) in "
-          f"{1000 * (t2 - t1):.0f} ms")
+    print(
+        f"read {len(ds):,} rows x {len(ds.fields())} fields from {args.input} in "
+        f"{1000 * (t1 - t0):.0f} ms; wrote {args.output} ({out_format}) in "
+        f"{1000 * (t2 - t1):.0f} ms"
+    )
     if left:
-        print(f"not written ({out_format} has no place for them): {', '.join(left)}",
-              file=sys.stderr)
+        print(
+            f"not written ({out_format} has no place for them): {', '.join(left)}", file=sys.stderr
+        )
     return 0
 
 
@@ -337,8 +360,15 @@ class _Progress:
         if self._stop.wait(self.DELAY):
             return
         done, total, what = self.state
-        bar = tqdm(total=total, initial=done, desc=what, leave=False, file=sys.stderr,
-                   dynamic_ncols=True, bar_format="{desc}: {n}/{total} [{elapsed}]")
+        bar = tqdm(
+            total=total,
+            initial=done,
+            desc=what,
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            bar_format="{desc}: {n}/{total} [{elapsed}]",
+        )
         bar.start_t = self._start  # elapsed time of the command, not of the bar
         try:
             while True:
@@ -365,8 +395,10 @@ def cmd_union(args: argparse.Namespace) -> int:
     with _Progress(args) as progress:
         r = union_files(args.files, args.output, progress=progress)
     counts = ", ".join(f"{p} {n:,}" for p, n in zip(args.files, r.rows_in, strict=True))
-    print(f"union on uid (first occurrence wins): {_plural(r.rows, 'row')} from "
-          f"{sum(r.rows_in):,} ({counts}); {sum(r.rows_in) - r.rows:,} repeats dropped")
+    print(
+        f"union on uid (first occurrence wins): {_plural(r.rows, 'row')} from "
+        f"{sum(r.rows_in):,} ({counts}); {sum(r.rows_in) - r.rows:,} repeats dropped"
+    )
     if r.dropped_fields:
         print(f"fields not in every file, left out: {', '.join(r.dropped_fields)}")
     print(f"wrote {args.output} in {time_text(time.perf_counter() - t0)}")
@@ -378,13 +410,21 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     with _Progress(args) as progress:
-        r = filter_file(args.input, args.output, args.where or (), uids=args.uids,
-                        invert=args.invert, progress=progress)
+        r = filter_file(
+            args.input,
+            args.output,
+            args.where or (),
+            uids=args.uids,
+            invert=args.invert,
+            progress=progress,
+        )
     for text, n in r.counts:
         print(f"  {text}: {n:,} of {r.rows_in:,} rows")
     kept = "kept (inverted)" if args.invert else "kept"
-    print(f"{kept} {r.rows:,} of {r.rows_in:,} rows; wrote {args.output} in "
-          f"{time_text(time.perf_counter() - t0)}")
+    print(
+        f"{kept} {r.rows:,} of {r.rows_in:,} rows; wrote {args.output} in "
+        f"{time_text(time.perf_counter() - t0)}"
+    )
     return 0
 
 
@@ -397,8 +437,10 @@ def cmd_fields(args: argparse.Namespace) -> int:
     with _Progress(args) as progress:
         r = fields_file(args.input, args.output, keep, drop, progress=progress)
     results = list(dict.fromkeys(f.split("/", 1)[0] for f in r.fields if f != "uid"))
-    print(f"kept {len(r.fields)} of {r.fields_in} fields ({', '.join(results) or 'uid only'}), "
-          f"{_plural(r.rows, 'row')}; wrote {args.output} in {time_text(time.perf_counter() - t0)}")
+    print(
+        f"kept {len(r.fields)} of {r.fields_in} fields ({', '.join(results) or 'uid only'}), "
+        f"{_plural(r.rows, 'row')}; wrote {args.output} in {time_text(time.perf_counter() - t0)}"
+    )
     return 0
 
 
@@ -416,8 +458,10 @@ def _print_parts(written, folder: str, seconds: float) -> None:
         label = f"  {w.label}" if w.label else ""
         print(f"  {os.path.basename(w.path):<{width}}  {w.rows:>12,}{label}")
     total = sum(w.rows for w in written)
-    print(f"wrote {_plural(len(written), 'file')} ({total:,} rows) to {folder} "
-          f"in {time_text(seconds)}")
+    print(
+        f"wrote {_plural(len(written), 'file')} ({total:,} rows) to {folder} "
+        f"in {time_text(seconds)}"
+    )
 
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -425,8 +469,14 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     with _Progress(args) as progress:
-        written = split_file(args.input, args.output, by=args.by, batches=args.batches,
-                             seed=args.random, progress=progress)
+        written = split_file(
+            args.input,
+            args.output,
+            by=args.by,
+            batches=args.batches,
+            seed=args.random,
+            progress=progress,
+        )
     _print_parts(written, args.output, time.perf_counter() - t0)
     return 0
 
@@ -434,12 +484,18 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_sets(args: argparse.Namespace) -> int:
     from .tasks import sets_files
 
-    ops = ["intersect", "subtract"] if args.both else \
-        ["intersect"] if args.intersect else ["subtract"]
+    ops = (
+        ["intersect", "subtract"]
+        if args.both
+        else ["intersect"]
+        if args.intersect
+        else ["subtract"]
+    )
     t0 = time.perf_counter()
     with _Progress(args) as progress:
-        written = sets_files(args.a, args.b, args.output, ops, args.on.split(","),
-                             progress=progress)
+        written = sets_files(
+            args.a, args.b, args.output, ops, args.on.split(","), progress=progress
+        )
     _print_parts(written, args.output, time.perf_counter() - t0)
     return 0
 
@@ -450,38 +506,57 @@ def format_group_info(path: str) -> str:
 
     gi = group_info(path)
     g = gi.group
-    lines = [path, f"  group {g.label} ({g.item_type}), {_plural(g.num_items, 'item')}, "
-                   f"{_plural(len(g.results), 'result')}"]
+    lines = [
+        path,
+        f"  group {g.label} ({g.item_type}), {_plural(g.num_items, 'item')}, "
+        f"{_plural(len(g.results), 'result')}",
+    ]
     rows = [("result", "type", "kind", "version", "rows", "file")]
     for r in g.results.values():
         for k, (v, meta) in enumerate(sorted(r.versions.items(), reverse=True)):
             m = gi.files[meta]
             kind = "passthrough" if r.passthrough else ("final" if k == 0 else "")
             shown = os.path.relpath(meta, os.path.dirname(os.path.abspath(path)))
-            rows.append((r.name if k == 0 else "", r.result_type if k == 0 else "", kind,
-                         "" if r.passthrough else str(v),
-                         f"{m.rows:,}" if m.rows is not None else "?",
-                         shown + (f"  ({m.problem})" if m.problem else "")))
+            rows.append(
+                (
+                    r.name if k == 0 else "",
+                    r.result_type if k == 0 else "",
+                    kind,
+                    "" if r.passthrough else str(v),
+                    f"{m.rows:,}" if m.rows is not None else "?",
+                    shown + (f"  ({m.problem})" if m.problem else ""),
+                )
+            )
     lines += columns_text(rows, right=(4,))
-    bad = [m for m in gi.files.values() if m.rows is not None and
-           any(meta == m.path and r.num_items and m.rows != r.num_items
-               for r in g.results.values() for meta in r.versions.values())]
+    bad = [
+        m
+        for m in gi.files.values()
+        if m.rows is not None
+        and any(
+            meta == m.path and r.num_items and m.rows != r.num_items
+            for r in g.results.values()
+            for meta in r.versions.values()
+        )
+    ]
     if bad:
-        lines.append(f"  note: {len(bad)} file(s) hold a row count other than the .csg's "
-                     "num_items")
+        lines.append(f"  note: {len(bad)} file(s) hold a row count other than the .csg's num_items")
     return "\n".join(lines)
 
 
-def _chore_parser(sub, name: str, help: str, description: str, inputs: Sequence[str],
-                  output: str) -> argparse.ArgumentParser:
+def _chore_parser(
+    sub, name: str, help: str, description: str, inputs: Sequence[str], output: str
+) -> argparse.ArgumentParser:
     """A chore's parser: its inputs (.cs files or .csg groups), -o, --quiet."""
     p = sub.add_parser(name, help=help, description=description)
     for dest in inputs:
         if dest == "files":
             p.add_argument("files", nargs="+", metavar="FILE", help=".cs files or .csg groups")
         else:
-            p.add_argument(dest, metavar=dest.upper() if len(dest) == 1 else "IN",
-                           help=".cs file or .csg group")
+            p.add_argument(
+                dest,
+                metavar=dest.upper() if len(dest) == 1 else "IN",
+                help=".cs file or .csg group",
+            )
     where = "folder (created if missing)" if output == "DIR" else "file (written atomically)"
     p.add_argument("-o", "--output", metavar=output, required=True, help=f"output {where}")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -490,71 +565,122 @@ def _chore_parser(sub, name: str, help: str, description: str, inputs: Sequence[
 
 def add_chore_commands(sub) -> None:
     """The parsers of union, filter, fields, split and sets."""
-    p = _chore_parser(sub, "union", "rows of every file, first occurrence of each uid wins",
-                      "Union on uid: the rows of every file in order, keeping the first row "
-                      "that holds each uid and dropping later repeats. Columns are the fields "
-                      "every file has.", ["files"], "OUT.cs")
+    p = _chore_parser(
+        sub,
+        "union",
+        "rows of every file, first occurrence of each uid wins",
+        "Union on uid: the rows of every file in order, keeping the first row "
+        "that holds each uid and dropping later repeats. Columns are the fields "
+        "every file has.",
+        ["files"],
+        "OUT.cs",
+    )
     p.set_defaults(func=cmd_union)
 
-    p = _chore_parser(sub, "filter", "keep the rows that pass conditions or a uid list",
-                      "Keep the rows that pass every --where condition and, with --uids, "
-                      "whose uid is listed (or, with --invert, every other row). A condition "
-                      "is 'FIELD OP VALUE', OP one of: in, not in, ==, !=, <, <=, >, >=; a "
-                      "list after in is comma-separated; values are read by the field's "
-                      "dtype; strings compare as UTF-8 bytes.", ["input"], "OUT.cs")
-    p.add_argument("--where", action="append", metavar="COND",
-                   help="e.g. \"alignments3D/class in 0,3\" or \"ctf/df1_A < 30000\" "
-                        "(repeat: all must hold)")
-    p.add_argument("--uids", metavar="FILE",
-                   help="keep rows whose uid is listed: .npy integer array, .cs file, "
-                        "or text with one uid per line")
+    p = _chore_parser(
+        sub,
+        "filter",
+        "keep the rows that pass conditions or a uid list",
+        "Keep the rows that pass every --where condition and, with --uids, "
+        "whose uid is listed (or, with --invert, every other row). A condition "
+        "is 'FIELD OP VALUE', OP one of: in, not in, ==, !=, <, <=, >, >=; a "
+        "list after in is comma-separated; values are read by the field's "
+        "dtype; strings compare as UTF-8 bytes.",
+        ["input"],
+        "OUT.cs",
+    )
+    p.add_argument(
+        "--where",
+        action="append",
+        metavar="COND",
+        help='e.g. "alignments3D/class in 0,3" or "ctf/df1_A < 30000" (repeat: all must hold)',
+    )
+    p.add_argument(
+        "--uids",
+        metavar="FILE",
+        help="keep rows whose uid is listed: .npy integer array, .cs file, "
+        "or text with one uid per line",
+    )
     p.add_argument("--invert", action="store_true", help="keep the rows that do not pass")
     p.set_defaults(func=cmd_filter)
 
-    p = _chore_parser(sub, "fields", "keep or drop fields (glob patterns)",
-                      "Write a table with only some of its fields: those matching a --keep "
-                      "pattern (all if none given), minus those matching a --drop pattern. A "
-                      "pattern is a glob over result names (blob, alignments_class_*) or "
-                      "field names (ctf/tilt_A, */psize_A); uid is always kept. Reads only "
-                      "the kept columns: the way to shrink 100-class headers other readers "
-                      "cannot open.", ["input"], "OUT.cs")
-    p.add_argument("--keep", action="append", metavar="PATTERNS",
-                   help="comma-separated patterns of results or fields to keep")
-    p.add_argument("--drop", action="append", metavar="PATTERNS",
-                   help="comma-separated patterns of results or fields to drop")
+    p = _chore_parser(
+        sub,
+        "fields",
+        "keep or drop fields (glob patterns)",
+        "Write a table with only some of its fields: those matching a --keep "
+        "pattern (all if none given), minus those matching a --drop pattern. A "
+        "pattern is a glob over result names (blob, alignments_class_*) or "
+        "field names (ctf/tilt_A, */psize_A); uid is always kept. Reads only "
+        "the kept columns: the way to shrink 100-class headers other readers "
+        "cannot open.",
+        ["input"],
+        "OUT.cs",
+    )
+    p.add_argument(
+        "--keep",
+        action="append",
+        metavar="PATTERNS",
+        help="comma-separated patterns of results or fields to keep",
+    )
+    p.add_argument(
+        "--drop",
+        action="append",
+        metavar="PATTERNS",
+        help="comma-separated patterns of results or fields to drop",
+    )
     p.set_defaults(func=cmd_fields)
 
-    p = _chore_parser(sub, "split", "split a table by a field's values or into batches",
-                      "Split a table into files in DIR. --by FIELD: one file per distinct "
-                      "value, IN-STEM_<k>_<value>.cs, k counting from 1 in order of first "
-                      "appearance, the value reduced to letters, digits, '.', '_' and '-'. "
-                      "--batches N: N files of near-equal size, IN-STEM_batch_<k>.cs, "
-                      "consecutive rows, or rows dealt at random with --random SEED. "
-                      "IN-STEM_split.json lists each file with its rows and exact value. Rows "
-                      "keep their input order; all files appear together or none.",
-                      ["input"], "DIR")
+    p = _chore_parser(
+        sub,
+        "split",
+        "split a table by a field's values or into batches",
+        "Split a table into files in DIR. --by FIELD: one file per distinct "
+        "value, IN-STEM_<k>_<value>.cs, k counting from 1 in order of first "
+        "appearance, the value reduced to letters, digits, '.', '_' and '-'. "
+        "--batches N: N files of near-equal size, IN-STEM_batch_<k>.cs, "
+        "consecutive rows, or rows dealt at random with --random SEED. "
+        "IN-STEM_split.json lists each file with its rows and exact value. Rows "
+        "keep their input order; all files appear together or none.",
+        ["input"],
+        "DIR",
+    )
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--by", metavar="FIELD", help="a 1-D field, e.g. location/micrograph_path")
     how.add_argument("--batches", type=int, metavar="N", help="number of parts")
-    p.add_argument("--random", type=int, metavar="SEED",
-                   help="with --batches: deal rows to batches at random (seeded)")
+    p.add_argument(
+        "--random",
+        type=int,
+        metavar="SEED",
+        help="with --batches: deal rows to batches at random (seeded)",
+    )
     p.set_defaults(func=cmd_split)
 
-    p = _chore_parser(sub, "sets", "intersect or subtract two tables (Particle Sets Tool)",
-                      "Compare tables A and B as cryoSPARC's Particle Sets Tool does. Rows "
-                      "match when their --on fields are equal. --intersect writes "
-                      "intersect_A.cs (A's rows that match B, with A's fields) and "
-                      "intersect_B.cs (B's rows that match A, with B's fields); --subtract "
-                      "writes A_minus_B.cs and B_minus_A.cs (each side's rows that match "
-                      "nothing on the other, with its own fields); --both writes all four. "
-                      "Rows keep their input order.", ["a", "b"], "DIR")
+    p = _chore_parser(
+        sub,
+        "sets",
+        "intersect or subtract two tables (Particle Sets Tool)",
+        "Compare tables A and B as cryoSPARC's Particle Sets Tool does. Rows "
+        "match when their --on fields are equal. --intersect writes "
+        "intersect_A.cs (A's rows that match B, with A's fields) and "
+        "intersect_B.cs (B's rows that match A, with B's fields); --subtract "
+        "writes A_minus_B.cs and B_minus_A.cs (each side's rows that match "
+        "nothing on the other, with its own fields); --both writes all four. "
+        "Rows keep their input order.",
+        ["a", "b"],
+        "DIR",
+    )
     op = p.add_mutually_exclusive_group(required=True)
     op.add_argument("--intersect", action="store_true", help="rows in both")
     op.add_argument("--subtract", action="store_true", help="rows in one only")
     op.add_argument("--both", action="store_true", help="intersect and subtract")
-    p.add_argument("--on", default="uid", metavar="FIELDS",
-                   help="uid (default), or comma-separated fields such as blob/path,blob/idx "
-                        "(the image: for tables of the same particles with other uids)")
+    p.add_argument(
+        "--on",
+        default="uid",
+        metavar="FIELDS",
+        help="uid (default), or comma-separated fields such as blob/path,blob/idx "
+        "(the image: for tables of the same particles with other uids)",
+    )
     p.set_defaults(func=cmd_sets)
 
 
@@ -580,111 +706,173 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csfast",
         description="Fast cryoSPARC .cs datasets: inspect, join, append and assemble tables "
-                    "of particles, exposures and volumes keyed by 64-bit uids.",
+        "of particles, exposures and volumes keyed by 64-bit uids.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("info", help="rows, size, format version and fields of .cs files",
-                       description="Print, for each .cs file, its rows, size on disk, npy "
-                                   "version and fields grouped by result, with dtype and "
-                                   "shape. Reads only the header: instant at any size.")
+    p = sub.add_parser(
+        "info",
+        help="rows, size, format version and fields of .cs files",
+        description="Print, for each .cs file, its rows, size on disk, npy "
+        "version and fields grouped by result, with dtype and "
+        "shape. Reads only the header: instant at any size.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help=".cs files")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("load", help="one table from a result group (.csg) or a job's output "
-                                    "or input",
-                       description="Join the results of an output group into one table on "
-                                   "uid (each metafile opened once); print it, or write it "
-                                   "with -o. The group is a .csg file, or an output of a job "
-                                   "of a cryoSPARC project (PROJECT/J42 particles); --input "
-                                   "assembles a job's input as the job read it (PROJECT/J42 "
-                                   "--input particles). Only headers and uids are read "
-                                   "before writing.")
-    p.add_argument("source", metavar="GROUP.csg|JOB",
-                   help="a .csg file, or a job folder of a project (PROJECT/J42)")
-    p.add_argument("name", nargs="?", metavar="OUTPUT",
-                   help="with a job folder: the output group to load")
-    p.add_argument("--input", metavar="INPUT",
-                   help="with a job folder: assemble this input group instead")
-    p.add_argument("--slots", nargs="+", metavar="RESULT",
-                   help="results (of an input: slots) to load (default: all of them)")
-    p.add_argument("--passthrough", action=argparse.BooleanOptionalAction, default=None,
-                   help="also load the group's passthrough results (default: yes without "
-                        "--slots, no with it)")
+    p = sub.add_parser(
+        "load",
+        help="one table from a result group (.csg) or a job's output or input",
+        description="Join the results of an output group into one table on "
+        "uid (each metafile opened once); print it, or write it "
+        "with -o. The group is a .csg file, or an output of a job "
+        "of a cryoSPARC project (PROJECT/J42 particles); --input "
+        "assembles a job's input as the job read it (PROJECT/J42 "
+        "--input particles). Only headers and uids are read "
+        "before writing.",
+    )
+    p.add_argument(
+        "source",
+        metavar="GROUP.csg|JOB",
+        help="a .csg file, or a job folder of a project (PROJECT/J42)",
+    )
+    p.add_argument(
+        "name", nargs="?", metavar="OUTPUT", help="with a job folder: the output group to load"
+    )
+    p.add_argument(
+        "--input", metavar="INPUT", help="with a job folder: assemble this input group instead"
+    )
+    p.add_argument(
+        "--slots",
+        nargs="+",
+        metavar="RESULT",
+        help="results (of an input: slots) to load (default: all of them)",
+    )
+    p.add_argument(
+        "--passthrough",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also load the group's passthrough results (default: yes without --slots, no with it)",
+    )
     p.add_argument("--version", type=int, help="version to load (default: the final one)")
-    p.add_argument("--allow-drop", action="store_true",
-                   help="--input: load even if a table covers only part of a connection's "
-                        "items (they drop out)")
+    p.add_argument(
+        "--allow-drop",
+        action="store_true",
+        help="--input: load even if a table covers only part of a connection's "
+        "items (they drop out)",
+    )
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_load)
 
-    p = sub.add_parser("project", help="the jobs of a cryoSPARC project folder",
-                       description="List the jobs of a cryoSPARC project folder (one folder "
-                                   "per job with its job.json, v4 or v5 document): type, "
-                                   "status, input groups with their connections (overrides "
-                                   "as slot <- result, passthrough results after +) and "
-                                   "output groups (item type, rows, results and versions). "
-                                   "Reads the job documents only.")
+    p = sub.add_parser(
+        "project",
+        help="the jobs of a cryoSPARC project folder",
+        description="List the jobs of a cryoSPARC project folder (one folder "
+        "per job with its job.json, v4 or v5 document): type, "
+        "status, input groups with their connections (overrides "
+        "as slot <- result, passthrough results after +) and "
+        "output groups (item type, rows, results and versions). "
+        "Reads the job documents only.",
+    )
     p.add_argument("path", metavar="PATH", help="the project folder")
     p.set_defaults(func=cmd_project)
 
-    p = sub.add_parser("join", help="inner join of .cs files on uid",
-                       description="Inner join of .cs tables on uid: rows whose uid is in "
-                                   "every file, in the first file's order; a field in several "
-                                   "files comes from the last one. Tables that share no uid "
-                                   "are an error.")
+    p = sub.add_parser(
+        "join",
+        help="inner join of .cs files on uid",
+        description="Inner join of .cs tables on uid: rows whose uid is in "
+        "every file, in the first file's order; a field in several "
+        "files comes from the last one. Tables that share no uid "
+        "are an error.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help=".cs files")
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_join)
 
-    p = sub.add_parser("append", help="concatenate .cs files (uids checked)",
-                       description="Rows of every file in order; columns are the fields "
-                                   "every file has. A uid in two rows is an error unless "
-                                   "--repeat-allowed.")
+    p = sub.add_parser(
+        "append",
+        help="concatenate .cs files (uids checked)",
+        description="Rows of every file in order; columns are the fields "
+        "every file has. A uid in two rows is an error unless "
+        "--repeat-allowed.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help=".cs files")
-    p.add_argument("--repeat-allowed", action="store_true",
-                   help="allow the same uid in several rows")
-    p.add_argument("--dedupe", action="store_true",
-                   help="keep the first row of each uid and drop its repeats (as union)")
+    p.add_argument(
+        "--repeat-allowed", action="store_true", help="allow the same uid in several rows"
+    )
+    p.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="keep the first row of each uid and drop its repeats (as union)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("-o", "--output", metavar="OUT.cs", help="write the table here (atomic)")
     p.set_defaults(func=cmd_append)
 
-    p = sub.add_parser("convert", help="convert between .cs, CSDAT, Parquet, Arrow and STAR",
-                       description="Convert a table between formats, chosen by extension: "
-                                   ".cs (numpy; CSDAT is recognized on input by its magic), "
-                                   ".csdat/.csl (cryosparc-tools stream), .parquet, "
-                                   ".arrow/.feather, .star (RELION 3.1+). Every field and "
-                                   "dtype survives .cs <-> Parquet/Arrow/CSDAT; fields STAR "
-                                   "cannot hold are listed on stderr.")
-    p.add_argument("input", metavar="IN", help="input file, or a result group's .csg (its "
-                                               "results joined on uid)")
+    p = sub.add_parser(
+        "convert",
+        help="convert between .cs, CSDAT, Parquet, Arrow and STAR",
+        description="Convert a table between formats, chosen by extension: "
+        ".cs (numpy; CSDAT is recognized on input by its magic), "
+        ".csdat/.csl (cryosparc-tools stream), .parquet, "
+        ".arrow/.feather, .star (RELION 3.1+). Every field and "
+        "dtype survives .cs <-> Parquet/Arrow/CSDAT; fields STAR "
+        "cannot hold are listed on stderr.",
+    )
+    p.add_argument(
+        "input",
+        metavar="IN",
+        help="input file, or a result group's .csg (its results joined on uid)",
+    )
     p.add_argument("output", metavar="OUT", help="output file (written atomically)")
     formats = ["cs", "csdat", "parquet", "arrow", "star"]
-    p.add_argument("--from", dest="src_format", choices=formats,
-                   help="input format (default: from the extension)")
-    p.add_argument("--to", dest="dst_format", choices=formats,
-                   help="output format (default: from the extension)")
+    p.add_argument(
+        "--from",
+        dest="src_format",
+        choices=formats,
+        help="input format (default: from the extension)",
+    )
+    p.add_argument(
+        "--to",
+        dest="dst_format",
+        choices=formats,
+        help="output format (default: from the extension)",
+    )
     p.add_argument("--csdat", action="store_true", help="write CSDAT whatever the extension")
-    p.add_argument("--no-compress", action="store_true",
-                   help="CSDAT output without LZ4 compression")
-    p.add_argument("--micrograph-shape", nargs=2, type=int, metavar=("NY", "NX"),
-                   help="STAR input: micrograph size in pixels, to turn coordinates into "
-                        "location/center_*_frac")
-    p.add_argument("--no-flip-y", action="store_true",
-                   help="STAR: do not flip y between cryoSPARC and RELION coordinates")
-    p.add_argument("--image-suffix", metavar="SUFFIX",
-                   help="STAR output: give image stack paths this suffix in rlnImageName "
-                        "(e.g. .mrcs, which RELION expects for stacks)")
+    p.add_argument(
+        "--no-compress", action="store_true", help="CSDAT output without LZ4 compression"
+    )
+    p.add_argument(
+        "--micrograph-shape",
+        nargs=2,
+        type=int,
+        metavar=("NY", "NX"),
+        help="STAR input: micrograph size in pixels, to turn coordinates into "
+        "location/center_*_frac",
+    )
+    p.add_argument(
+        "--no-flip-y",
+        action="store_true",
+        help="STAR: do not flip y between cryoSPARC and RELION coordinates",
+    )
+    p.add_argument(
+        "--image-suffix",
+        metavar="SUFFIX",
+        help="STAR output: give image stack paths this suffix in rlnImageName "
+        "(e.g. .mrcs, which RELION expects for stacks)",
+    )
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("demo", help="build a synthetic job tree and assemble inputs from it",
-                       description="Build a realistic cryo-EM job tree with synthetic data in "
-                                   "a folder (import, extract, downsample, 2D classification, "
-                                   "selection, 3D refinement, local resolution), each job "
-                                   "writing result groups with passthrough and .csg files; "
-                                   "assemble the refinement's input with a blob override, "
-                                   "and print what was done, with timings.")
+    p = sub.add_parser(
+        "demo",
+        help="build a synthetic job tree and assemble inputs from it",
+        description="Build a realistic cryo-EM job tree with synthetic data in "
+        "a folder (import, extract, downsample, 2D classification, "
+        "selection, 3D refinement, local resolution), each job "
+        "writing result groups with passthrough and .csg files; "
+        "assemble the refinement's input with a blob override, "
+        "and print what was done, with timings.",
+    )
     p.add_argument("--rows", type=_count, default=200_000, help="particles (default 200000)")
     p.add_argument("--dir", help="folder to write into (default: a new temporary folder)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -707,12 +895,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        print(f"csfast {args.command}: {where}{_one_line(str(e.strerror or e))}",
-              file=sys.stderr)
+        print(f"csfast {args.command}: {where}{_one_line(str(e.strerror or e))}", file=sys.stderr)
         return 1
     except ImportError as e:  # an optional extra (pandas, pyarrow, starfile) is missing
-        print(f"csfast {args.command}: {e}; install the extra it belongs to, e.g. "
-              f"pip install 'csfast[arrow]'", file=sys.stderr)
+        print(
+            f"csfast {args.command}: {e}; install the extra it belongs to, e.g. "
+            f"pip install 'csfast[arrow]'",
+            file=sys.stderr,
+        )
         return 1
 
 

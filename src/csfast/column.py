@@ -93,11 +93,12 @@ class StrColumn(np.ndarray):
             longest = len(value)
         else:
             arr = np.asarray(value)
-            longest = int(np.char.str_len(arr).max()) if arr.dtype.kind == "S" and arr.size \
-                else 0
+            longest = int(np.char.str_len(arr).max()) if arr.dtype.kind == "S" and arr.size else 0
         if longest > width:
-            raise CsFieldError(f"a value of {longest} bytes does not fit this S{width} column; "
-                               "assign the whole column (ds[field] = values) to widen it")
+            raise CsFieldError(
+                f"a value of {longest} bytes does not fit this S{width} column; "
+                "assign the whole column (ds[field] = values) to widen it"
+            )
         super().__setitem__(key, value)
 
 
@@ -168,8 +169,13 @@ def writable_view(col: np.ndarray) -> np.ndarray | None:
     # (collections.abc.Buffer is Python 3.12+).
     whole = np.frombuffer(fm, dtype=np.uint8)  # type: ignore[call-overload]
     offset = col.__array_interface__["data"][0] - whole.__array_interface__["data"][0]
-    return np.ndarray(col.shape, dtype=col.dtype, buffer=fm,  # type: ignore[arg-type]
-                      offset=offset, strides=col.strides)
+    return np.ndarray(
+        col.shape,
+        dtype=col.dtype,
+        buffer=fm,  # type: ignore[arg-type]
+        offset=offset,
+        strides=col.strides,
+    )
 
 
 def is_column(value: Any, col: np.ndarray | Rows) -> bool:
@@ -178,13 +184,19 @@ def is_column(value: Any, col: np.ndarray | Rows) -> bool:
         return True
     if not isinstance(value, np.ndarray) or isinstance(col, Rows):
         return False
-    return (value.__array_interface__["data"][0] == col.__array_interface__["data"][0]
-            and value.shape == col.shape and value.strides == col.strides
-            and value.dtype == col.dtype)
+    return (
+        value.__array_interface__["data"][0] == col.__array_interface__["data"][0]
+        and value.shape == col.shape
+        and value.strides == col.strides
+        and value.dtype == col.dtype
+    )
 
 
-def gather(col: np.ndarray | Rows, index: np.ndarray | None, dtype: np.dtype | None = None,
-           ) -> np.ndarray:
+def gather(
+    col: np.ndarray | Rows,
+    index: np.ndarray | None,
+    dtype: np.dtype | None = None,
+) -> np.ndarray:
     """A new contiguous owned array of col's rows at index (all rows if None)."""
     src, base = rows_source(col)
     if base is not None:
@@ -195,8 +207,9 @@ def gather(col: np.ndarray | Rows, index: np.ndarray | None, dtype: np.dtype | N
     return out
 
 
-def gather_jobs(jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
-                                     np.ndarray]]) -> None:
+def gather_jobs(
+    jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]],
+) -> None:
     """out[i] = src[base[idx[i]]] for each (src, base, idx, out); None: no indirection.
 
     Columns of one row-major table (the fields of a mapped file) read through
@@ -267,11 +280,14 @@ def owned_column(name: str, value: Any, n: int | None) -> np.ndarray:
 def uid_array(a: np.ndarray, what: str) -> np.ndarray:
     """A uid column as native uint64 (no copy when it is one); negative uids raise."""
     if a.ndim != 1:
-        raise CsFieldError(f"{what}: uid column of {a.dtype} with shape {a.shape[1:]} cannot "
-                           "hold uids (one unsigned integer a row)")
+        raise CsFieldError(
+            f"{what}: uid column of {a.dtype} with shape {a.shape[1:]} cannot "
+            "hold uids (one unsigned integer a row)"
+        )
     if a.dtype.kind not in "ui":
-        raise CsFieldError(f"{what}: uid column of {a.dtype} cannot hold uids (one unsigned "
-                           "integer a row)")
+        raise CsFieldError(
+            f"{what}: uid column of {a.dtype} cannot hold uids (one unsigned integer a row)"
+        )
     if a.dtype.kind == "i" and len(a) and a.min() < 0:
         raise CsUidError(f"{what}: uid values must be non-negative, got {a.min()}")
     return a.astype(np.uint64, copy=False)
@@ -292,8 +308,10 @@ def uid_values(values: Any, what: str) -> np.ndarray:
         flat = np.asarray(values, dtype=object).reshape(-1).tolist()
         if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in flat):
             if min(flat) < 0 or max(flat) >= 2**64:
-                raise CsUidError(f"{what}: uid values must be in [0, 2**64), got "
-                                 f"{min(flat) if min(flat) < 0 else max(flat)}")
+                raise CsUidError(
+                    f"{what}: uid values must be in [0, 2**64), got "
+                    f"{min(flat) if min(flat) < 0 else max(flat)}"
+                )
             return np.array(flat, dtype=NATIVE_UID)
     if a.dtype.kind not in "ui":
         raise CsUidError(f"{what}: uids must be unsigned integers, not {a.dtype}")
@@ -305,8 +323,7 @@ def uid_values(values: Any, what: str) -> np.ndarray:
 
 def combinable(a: np.dtype, b: np.dtype) -> bool:
     """Same dtype, or string columns of the same kind (widths differ: widen)."""
-    return a == b or (a.kind == b.kind and a.kind in "SU" and
-                      a.byteorder == b.byteorder)
+    return a == b or (a.kind == b.kind and a.kind in "SU" and a.byteorder == b.byteorder)
 
 
 def wider_dtype(a: np.dtype, b: np.dtype) -> np.dtype:
@@ -318,8 +335,9 @@ def row_number(key: Any, n: int) -> int:
     try:
         i = key.__index__()
     except AttributeError:
-        raise TypeError(f"dataset keys are field names, row numbers or slices, not "
-                        f"{type(key).__name__}") from None
+        raise TypeError(
+            f"dataset keys are field names, row numbers or slices, not {type(key).__name__}"
+        ) from None
     if not -n <= i < n:
         raise IndexError(f"row {i} out of range for {n} rows")
     return i + n if i < 0 else i

@@ -33,8 +33,19 @@ from .errors import CsFormatError
 from .format import CSDAT_MAGIC, CsInfo, atomic_write, map_file, open_regular, write_all
 from .strings import distinct
 
-__all__ = ["MAX_HEADER_BYTES", "MAX_STRING_BYTES", "STRING_EXPANSION", "STRING_SLACK",
-           "CsdatHeader", "StringBudget", "read_header", "read_info", "read", "stream", "write"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "MAX_STRING_BYTES",
+    "STRING_EXPANSION",
+    "STRING_SLACK",
+    "CsdatHeader",
+    "StringBudget",
+    "read_header",
+    "read_info",
+    "read",
+    "stream",
+    "write",
+]
 
 _U32 = struct.Struct("<I")
 _OFFSET = np.dtype("<u8")
@@ -73,15 +84,18 @@ class StringBudget:
         """Account for a column of rows strings (longest bytes) of the given width
         (default longest + 1); CsFormatError when over a limit."""
         if longest > MAX_STRING_BYTES:
-            raise CsFormatError(f"{self.name}: field {field!r}: a string of {longest} bytes, "
-                                f"beyond the {MAX_STRING_BYTES} a string field may hold")
+            raise CsFormatError(
+                f"{self.name}: field {field!r}: a string of {longest} bytes, "
+                f"beyond the {MAX_STRING_BYTES} a string field may hold"
+            )
         need = rows * (longest + 1 if width is None else width)
         if need > self.left:
-            raise CsFormatError(f"{self.name}: field {field!r}: {rows} strings of {longest} "
-                                f"bytes would take {need} bytes, beyond what an input of "
-                                "this size may expand to (docs/formats.md)")
+            raise CsFormatError(
+                f"{self.name}: field {field!r}: {rows} strings of {longest} "
+                f"bytes would take {need} bytes, beyond what an input of "
+                "this size may expand to (docs/formats.md)"
+            )
         self.left -= need
-
 
 
 class _Reader:
@@ -91,7 +105,7 @@ class _Reader:
         self.buf, self.pos = buf, 0
 
     def read(self, size: int) -> bytes:
-        out = bytes(self.buf[self.pos:self.pos + size])
+        out = bytes(self.buf[self.pos : self.pos + size])
         self.pos += len(out)
         return out
 
@@ -139,19 +153,23 @@ def _parse_header(raw: bytes, name: str, offset: int) -> CsdatHeader:
         raise CsFormatError(f"{name}: CSDAT header lists compressed fields without compression")
     fields: list[tuple[str, str, tuple[int, ...]]] = []
     for entry in dtype:
-        if (not isinstance(entry, list) or len(entry) not in (2, 3)
-                or not isinstance(entry[0], str) or not isinstance(entry[1], str)
-                or not entry[0]):
+        if (
+            not isinstance(entry, list)
+            or len(entry) not in (2, 3)
+            or not isinstance(entry[0], str)
+            or not isinstance(entry[1], str)
+            or not entry[0]
+        ):
             raise CsFormatError(f"{name}: invalid CSDAT field entry {entry!r:.80}")
         fname, dstr = entry[0], entry[1]
         shape = entry[2] if len(entry) == 3 else []
-        if not isinstance(shape, list) or not all(type(s) is int and 0 <= s < 2**31
-                                                  for s in shape):
+        if not isinstance(shape, list) or not all(type(s) is int and 0 <= s < 2**31 for s in shape):
             raise CsFormatError(f"{name}: field {fname!r}: invalid shape {shape!r:.80}")
         if dstr == "|O":
             if shape:
-                raise CsFormatError(f"{name}: field {fname!r}: string sub-arrays are not "
-                                    "supported by CSDAT")
+                raise CsFormatError(
+                    f"{name}: field {fname!r}: string sub-arrays are not supported by CSDAT"
+                )
         else:
             # numpy's dtype parser accepts (and chokes on) far more than the
             # "<f4" strings writers use: only those reach it.
@@ -163,8 +181,7 @@ def _parse_header(raw: bytes, name: str, offset: int) -> CsdatHeader:
                     pass
             if dt is None:
                 raise CsFormatError(f"{name}: field {fname!r}: invalid dtype {dstr!r:.80}")
-            if (dt.hasobject or dt.names is not None or dt.subdtype is not None
-                    or dt.itemsize == 0):
+            if dt.hasobject or dt.names is not None or dt.subdtype is not None or dt.itemsize == 0:
                 raise CsFormatError(f"{name}: field {fname!r}: unsupported dtype {dstr!r}")
         fields.append((fname, dstr, tuple(shape)))
     names = [f[0] for f in fields]
@@ -192,12 +209,14 @@ def _read_header_from(f: BinaryIO | _Reader, name: str) -> CsdatHeader:
         raise CsFormatError(f"{name}: truncated CSDAT header")
     (hlen,) = _U32.unpack(raw)
     if hlen > MAX_HEADER_BYTES:
-        raise CsFormatError(f"{name}: CSDAT header of {hlen} bytes, beyond the "
-                            f"{MAX_HEADER_BYTES} csfast reads")
+        raise CsFormatError(
+            f"{name}: CSDAT header of {hlen} bytes, beyond the {MAX_HEADER_BYTES} csfast reads"
+        )
     raw = f.read(hlen)
     if len(raw) < hlen:
-        raise CsFormatError(f"{name}: truncated CSDAT header: expected {hlen} bytes, "
-                            f"found {len(raw)}")
+        raise CsFormatError(
+            f"{name}: truncated CSDAT header: expected {hlen} bytes, found {len(raw)}"
+        )
     return _parse_header(raw, name, len(CSDAT_MAGIC) + 4 + hlen)
 
 
@@ -212,9 +231,18 @@ def read_info(f: BinaryIO, name: str, file_size: int) -> CsInfo:
     ``"csdat"``; see its docstring for how the CSDAT facts are shown)."""
     h = _read_header_from(f, name)
     strings = frozenset(n for n, d, _ in h.fields if d == "|O")
-    return CsInfo(name, (0, 0), h.dtype, h.rows, h.data_offset, file_size, kind="csdat",
-                  compression=h.compression, compressed_fields=h.compressed_fields,
-                  string_fields=strings)
+    return CsInfo(
+        name,
+        (0, 0),
+        h.dtype,
+        h.rows,
+        h.data_offset,
+        file_size,
+        kind="csdat",
+        compression=h.compression,
+        compressed_fields=h.compressed_fields,
+        string_fields=strings,
+    )
 
 
 def _column_shape(header: CsdatHeader, i: int) -> tuple[np.dtype, tuple[int, ...]]:
@@ -224,9 +252,12 @@ def _column_shape(header: CsdatHeader, i: int) -> tuple[np.dtype, tuple[int, ...
     return dt, (header.rows,) + shape
 
 
-def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
-         fields: Sequence[str] | None = None, *, mmap: bool = True,
-         ) -> tuple[int, dict[str, np.ndarray]]:
+def read(
+    source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
+    fields: Sequence[str] | None = None,
+    *,
+    mmap: bool = True,
+) -> tuple[int, dict[str, np.ndarray]]:
     """Read a CSDAT stream: (rows, {field: column}) in header order.
 
     source is a path, a bytes-like object or a readable binary file (read to
@@ -253,8 +284,12 @@ def read(source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     return _read_buffer(memoryview(source.read()), str(name), fields, views=False)
 
 
-def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views: bool,
-                 ) -> tuple[int, dict[str, np.ndarray]]:
+def _read_buffer(
+    buf: memoryview,
+    name: str,
+    fields: Sequence[str] | None,
+    views: bool,
+) -> tuple[int, dict[str, np.ndarray]]:
     header = _read_header_from(_Reader(buf), name)
     wanted = None if fields is None else set(fields)
     if wanted is not None:
@@ -268,12 +303,14 @@ def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views
     for i, (fname, dstr, _shape) in enumerate(header.fields if n else ()):
         if pos + 4 > len(buf):
             raise CsFormatError(f"{name}: truncated at field {fname!r} (no byte count)")
-        (size,) = _U32.unpack(buf[pos:pos + 4])
+        (size,) = _U32.unpack(buf[pos : pos + 4])
         pos += 4
         if pos + size > len(buf):
-            raise CsFormatError(f"{name}: truncated at field {fname!r}: {size} bytes "
-                                f"announced, {len(buf) - pos} left")
-        chunk = buf[pos:pos + size]
+            raise CsFormatError(
+                f"{name}: truncated at field {fname!r}: {size} bytes "
+                f"announced, {len(buf) - pos} left"
+            )
+        chunk = buf[pos : pos + size]
         pos += size
         if wanted is not None and fname not in wanted and fname != "uid":
             continue
@@ -283,16 +320,20 @@ def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views
             from . import _lz4  # the compiled codec, loaded only for compressed streams
 
             if expected > _LZ4_RATIO * size + 64:
-                raise CsFormatError(f"{name}: field {fname!r}: {size} compressed bytes "
-                                    f"cannot hold the {expected} bytes the header claims")
+                raise CsFormatError(
+                    f"{name}: field {fname!r}: {size} compressed bytes "
+                    f"cannot hold the {expected} bytes the header claims"
+                )
 
             out = np.empty(shape, dtype=dt)
             _lz4.decompress(chunk, out.reshape(-1).view(np.uint8), f"{name}: field {fname!r}")
             col = out
         else:
             if size != expected:
-                raise CsFormatError(f"{name}: field {fname!r} holds {size} bytes, expected "
-                                    f"{expected} ({n} rows of {dt.str}{shape[1:] or ''})")
+                raise CsFormatError(
+                    f"{name}: field {fname!r} holds {size} bytes, expected "
+                    f"{expected} ({n} rows of {dt.str}{shape[1:] or ''})"
+                )
             col = np.frombuffer(chunk, dtype=dt).reshape(shape)
             if not views or dstr == "|O":
                 col = col.copy()
@@ -317,16 +358,19 @@ def _read_buffer(buf: memoryview, name: str, fields: Sequence[str] | None, views
     return n, raw_cols
 
 
-def _heap_strings(offsets: np.ndarray, heap: np.ndarray, name: str, field: str,
-                  budget: StringBudget) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _heap_strings(
+    offsets: np.ndarray, heap: np.ndarray, name: str, field: str, budget: StringBudget
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(distinct offsets, index of each row's offset in them, string lengths),
     without building a string: the lengths give the column's width."""
     uniq, inverse = np.unique(offsets, return_inverse=True)
     if len(uniq) == 0:
         return uniq, inverse.reshape(-1), np.zeros(0, dtype=np.int64)
     if uniq[-1] >= len(heap):
-        raise CsFormatError(f"{name}: field {field!r}: string offset {int(uniq[-1])} beyond "
-                            f"the string heap ({len(heap)} bytes)")
+        raise CsFormatError(
+            f"{name}: field {field!r}: string offset {int(uniq[-1])} beyond "
+            f"the string heap ({len(heap)} bytes)"
+        )
     nuls = np.flatnonzero(heap == 0)
     at = np.searchsorted(nuls, uniq)
     if at[-1] >= len(nuls):
@@ -336,8 +380,13 @@ def _heap_strings(offsets: np.ndarray, heap: np.ndarray, name: str, field: str,
     return uniq, inverse.reshape(-1), lengths
 
 
-def _fixed_width(uniq: np.ndarray, inverse: np.ndarray, lengths: np.ndarray,
-                 heap: np.ndarray, block: int = 1 << 20) -> np.ndarray:
+def _fixed_width(
+    uniq: np.ndarray,
+    inverse: np.ndarray,
+    lengths: np.ndarray,
+    heap: np.ndarray,
+    block: int = 1 << 20,
+) -> np.ndarray:
     """Fixed-width ``S<longest + 1>`` column from distinct heap offsets (vectorized).
 
     Each distinct offset is decoded once (path columns hold few distinct
@@ -355,14 +404,18 @@ def _fixed_width(uniq: np.ndarray, inverse: np.ndarray, lengths: np.ndarray,
         rows = np.flatnonzero(lengths == length)
         step = max(1, block // length)
         for lo in range(0, len(rows), step):
-            part = rows[lo:lo + step]
+            part = rows[lo : lo + step]
             table[part, :length] = heap[starts[part][:, None] + np.arange(length)]
     return table.view(f"S{width}").reshape(-1)[inverse]
 
 
-def stream(columns: Mapping[str, np.ndarray], rows: int,
-           compression: Literal["lz4"] | None = "lz4", *, name: str = "<stream>",
-           ) -> Iterator[bytes | memoryview]:
+def stream(
+    columns: Mapping[str, np.ndarray],
+    rows: int,
+    compression: Literal["lz4"] | None = "lz4",
+    *,
+    name: str = "<stream>",
+) -> Iterator[bytes | memoryview]:
     """The CSDAT bytes of a table, chunk by chunk (one chunk per column).
 
     columns maps field names to arrays of ``rows`` rows, in output order.
@@ -386,14 +439,17 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
             raise CsFormatError(f"{name}: field {fname!r} has {len(col)} rows, expected {rows}")
         if col.dtype.kind in "SU":
             if col.ndim != 1:
-                raise CsFormatError(f"{name}: field {fname!r}: string sub-arrays cannot be "
-                                    "written to CSDAT")
+                raise CsFormatError(
+                    f"{name}: field {fname!r}: string sub-arrays cannot be written to CSDAT"
+                )
             uniq, inverse = distinct(col, fname)
             offs = np.empty(len(uniq), dtype=_OFFSET)
             for j, s in enumerate(uniq.tolist()):
                 if b"\0" in s:
-                    raise CsFormatError(f"{name}: field {fname!r}: a string holds a NUL byte, "
-                                        "which CSDAT cannot store")
+                    raise CsFormatError(
+                        f"{name}: field {fname!r}: a string holds a NUL byte, "
+                        "which CSDAT cannot store"
+                    )
                 off = heap_index.get(s)
                 if off is None:
                     off = heap_index[s] = heap_size
@@ -414,8 +470,14 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
     compressed = []
     if compression and rows:
         compressed = [f for f, c in prepared if f != "uid" and c.nbytes <= _lz4.MAX_INPUT]
-    header = json.dumps({"length": rows, "dtype": descr, "compression": compression,
-                         "compressed_fields": compressed}).encode()
+    header = json.dumps(
+        {
+            "length": rows,
+            "dtype": descr,
+            "compression": compression,
+            "compressed_fields": compressed,
+        }
+    ).encode()
     yield CSDAT_MAGIC + _U32.pack(len(header)) + header
     compressed_set = set(compressed)
     for fname, col in prepared if rows else ():
@@ -423,15 +485,23 @@ def stream(columns: Mapping[str, np.ndarray], rows: int,
         if fname in compressed_set:
             data = memoryview(_lz4.compress(data))
         if len(data) > _MAX_COLUMN_BYTES:
-            raise CsFormatError(f"{name}: field {fname!r} is {len(data)} bytes, beyond the "
-                                "4 GiB a CSDAT column can hold")
+            raise CsFormatError(
+                f"{name}: field {fname!r} is {len(data)} bytes, beyond the "
+                "4 GiB a CSDAT column can hold"
+            )
         yield _U32.pack(len(data))
         yield data
     yield b"".join(heap_parts)
 
 
-def write(file: str | os.PathLike | BinaryIO, columns: Mapping[str, np.ndarray], rows: int,
-          compression: Literal["lz4"] | None = "lz4", *, fsync: bool = True) -> None:
+def write(
+    file: str | os.PathLike | BinaryIO,
+    columns: Mapping[str, np.ndarray],
+    rows: int,
+    compression: Literal["lz4"] | None = "lz4",
+    *,
+    fsync: bool = True,
+) -> None:
     """Write a table as a CSDAT file (atomically for a path) or to an open binary file.
 
     Every chunk is written whole (a column beyond the 2 GiB one ``write``

@@ -79,8 +79,15 @@ from .row import Row, python_value
 from .strings import decode, encode
 from .tables import inspect, open_columns
 
-__all__ = ["Dataset", "Field", "generate_uids", "NUMPY_FORMAT", "CSDAT_FORMAT",
-           "DEFAULT_FORMAT", "NEWEST_FORMAT"]
+__all__ = [
+    "Dataset",
+    "Field",
+    "generate_uids",
+    "NUMPY_FORMAT",
+    "CSDAT_FORMAT",
+    "DEFAULT_FORMAT",
+    "NEWEST_FORMAT",
+]
 
 # Save formats, as cryosparc-tools numbers them.
 NUMPY_FORMAT = 1  #: numpy .npy (the .cs format every cryoSPARC reads)
@@ -114,8 +121,15 @@ class Dataset(MutableMapping):
 
     __slots__ = ("_cols", "_n", "_editable", "__weakref__")
 
-    def __init__(self, allocate: int | Dataset | np.ndarray | Mapping[str, Any]
-                 | Sequence[tuple[str, Any]] | None = 0):
+    def __init__(
+        self,
+        allocate: int
+        | Dataset
+        | np.ndarray
+        | Mapping[str, Any]
+        | Sequence[tuple[str, Any]]
+        | None = 0,
+    ):
         self._cols: dict[str, np.ndarray | Rows] = {}
         self._editable = True
         if isinstance(allocate, Dataset):
@@ -137,8 +151,9 @@ class Dataset(MutableMapping):
             items = list(allocate.items())
         else:
             items = list(allocate)
-        cols: dict[str, np.ndarray | Rows] = {str(k): owned_column(str(k), v, None)
-                                              for k, v in items}
+        cols: dict[str, np.ndarray | Rows] = {
+            str(k): owned_column(str(k), v, None) for k, v in items
+        }
         lengths = {len(c) for c in cols.values()}
         if len(lengths) > 1:
             sizes = {k: len(c) for k, c in cols.items()}
@@ -149,8 +164,13 @@ class Dataset(MutableMapping):
         self._cols = cols
 
     @classmethod
-    def _from_columns(cls, n: int, cols: Mapping[str, np.ndarray | Rows],
-                      editable: bool = True, maps: Sequence[_core.FileMap] = ()) -> Dataset:
+    def _from_columns(
+        cls,
+        n: int,
+        cols: Mapping[str, np.ndarray | Rows],
+        editable: bool = True,
+        maps: Sequence[_core.FileMap] = (),
+    ) -> Dataset:
         """A dataset of these columns. maps: the maps of a fresh load, which the
         dataset owns if editable; without them, every map the columns view
         becomes shared (another dataset holds it already)."""
@@ -166,8 +186,11 @@ class Dataset(MutableMapping):
         return ds
 
     @classmethod
-    def from_columns(cls, columns: Mapping[str, np.ndarray], rows: int | None = None,
-                     ) -> Dataset:
+    def from_columns(
+        cls,
+        columns: Mapping[str, np.ndarray],
+        rows: int | None = None,
+    ) -> Dataset:
         """A dataset of these column arrays, taken as they are (no copy).
 
         ``columns`` maps field names to numpy arrays of one length, in field
@@ -183,14 +206,17 @@ class Dataset(MutableMapping):
         cols: dict[str, np.ndarray | Rows] = {}
         for k, c in columns.items():
             if not isinstance(c, np.ndarray) or c.ndim == 0 or c.dtype.hasobject:
-                raise CsFieldError(f"field {k!r}: a column must be a numpy array of rows "
-                                   "without Python objects")
+                raise CsFieldError(
+                    f"field {k!r}: a column must be a numpy array of rows without Python objects"
+                )
             cols[str(k)] = c
         sizes = {k: len(c) for k, c in cols.items()}
         lengths = set(sizes.values()) | ({rows} if rows is not None else set())
         if len(lengths) > 1:
-            raise CsFieldError(f"fields have different lengths: {sizes}"
-                               + (f" (rows={rows})" if rows is not None else ""))
+            raise CsFieldError(
+                f"fields have different lengths: {sizes}"
+                + (f" (rows={rows})" if rows is not None else "")
+            )
         n = lengths.pop() if lengths else 0
         uid = cols.get("uid")
         if uid is None:
@@ -207,10 +233,16 @@ class Dataset(MutableMapping):
     # ----------------------------------------------------------------- files
 
     @classmethod
-    def load(cls, file: str | os.PathLike | BinaryIO | bytes | bytearray | memoryview,
-             fields: Collection[str] | None = None, prefixes: Collection[str] | None = None,
-             *, results: Collection[str] | None = None, mmap: bool = True,
-             writable: bool = True) -> Dataset:
+    def load(
+        cls,
+        file: str | os.PathLike | BinaryIO | bytes | bytearray | memoryview,
+        fields: Collection[str] | None = None,
+        prefixes: Collection[str] | None = None,
+        *,
+        results: Collection[str] | None = None,
+        mmap: bool = True,
+        writable: bool = True,
+    ) -> Dataset:
         """Open a .cs file (or a CSDAT stream, told by its magic).
 
         With mmap (the default) nothing is read but the header: columns are
@@ -235,18 +267,21 @@ class Dataset(MutableMapping):
             if results is not None:
                 raise TypeError("give results= or its cryosparc-tools name prefixes=, not both")
             results = prefixes
-        table = open_columns(file, lambda info: _select_fields(info, fields, results),
-                             mmap=mmap)
+        table = open_columns(file, lambda info: _select_fields(info, fields, results), mmap=mmap)
         cols = table.columns
         if not mmap:
             # One pass over the mapped rows fills every owned column; reading
             # into a record array first would copy twice and need twice the memory.
-            owned = {k: np.empty(c.shape, dtype=c.dtype) for k, c in cols.items()
-                     if not c.flags.writeable}
+            owned = {
+                k: np.empty(c.shape, dtype=c.dtype)
+                for k, c in cols.items()
+                if not c.flags.writeable
+            }
             gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
             cols = {**cols, **owned}
         kept: dict[str, np.ndarray | Rows] = {
-            k: c if writable or not c.flags.writeable else readonly(c) for k, c in cols.items()}
+            k: c if writable or not c.flags.writeable else readonly(c) for k, c in cols.items()
+        }
         return cls._from_columns(table.info.rows, kept, writable, table.maps if mmap else [])
 
     @staticmethod
@@ -259,13 +294,20 @@ class Dataset(MutableMapping):
         gives more (string widths, .npy version, data offset) as a CsInfo.
         """
         info = inspect(file)
-        return {"length": info.rows, "dtype": [tools_field(*f) for f in info.fields],
-                "compression": info.compression,
-                "compressed_fields": [f[0] for f in info.fields
-                                      if f[0] in info.compressed_fields]}
+        return {
+            "length": info.rows,
+            "dtype": [tools_field(*f) for f in info.fields],
+            "compression": info.compression,
+            "compressed_fields": [f[0] for f in info.fields if f[0] in info.compressed_fields],
+        }
 
-    def save(self, file: str | os.PathLike | BinaryIO, *, format: int = DEFAULT_FORMAT,
-             fsync: bool = True) -> None:
+    def save(
+        self,
+        file: str | os.PathLike | BinaryIO,
+        *,
+        format: int = DEFAULT_FORMAT,
+        fsync: bool = True,
+    ) -> None:
         """Write the dataset as a .cs file (``NUMPY_FORMAT``) or CSDAT stream (``CSDAT_FORMAT``).
 
         NUMPY_FORMAT bytes are what ``numpy.save`` writes through a file
@@ -281,19 +323,22 @@ class Dataset(MutableMapping):
         """
         if format == CSDAT_FORMAT:
             from . import csdat
+
             csdat.write(file, self._columns(), self._n, "lz4", fsync=fsync)
             return
         if format != NUMPY_FORMAT:
-            raise TypeError(f"invalid save format {format!r}: use NUMPY_FORMAT (1) or "
-                            "CSDAT_FORMAT (2)")
+            raise TypeError(
+                f"invalid save format {format!r}: use NUMPY_FORMAT (1) or CSDAT_FORMAT (2)"
+            )
         names, cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
         offsets = [_offset(dtype, k) for k in names]
 
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
-            write_rows(f, self._n, dtype.itemsize,
-                       lambda start, buf: _core.pack(cols, offsets, start, buf))
+            write_rows(
+                f, self._n, dtype.itemsize, lambda start, buf: _core.pack(cols, offsets, start, buf)
+            )
 
         if isinstance(file, (str, os.PathLike)):
             atomic_write(file, write, fsync=fsync)
@@ -304,6 +349,7 @@ class Dataset(MutableMapping):
         """The dataset as CSDAT stream bytes, chunk by chunk (what ``save(format=CSDAT_FORMAT)``
         writes, there with ``compression="lz4"``); ``Dataset.load`` reads them back."""
         from . import csdat
+
         return csdat.stream(self._columns(), self._n, compression)
 
     def _columns(self) -> dict[str, np.ndarray]:
@@ -311,8 +357,11 @@ class Dataset(MutableMapping):
         return {k: self._read(k) for k in self._cols}
 
     def _save_layout(self) -> tuple[list[str], list[np.ndarray], np.dtype]:
-        names = ["uid"] + [k for k in self._cols if k != "uid"] if "uid" in self._cols \
+        names = (
+            ["uid"] + [k for k in self._cols if k != "uid"]
+            if "uid" in self._cols
             else list(self._cols)
+        )
         cols, descr = [], []
         for k in names:
             col = self._read(k)
@@ -338,8 +387,9 @@ class Dataset(MutableMapping):
         out = np.empty(self._n, dtype=dtype)
         buf = out.view(np.uint8).reshape(self._n, dtype.itemsize)
         if self._n:
-            _core.pack([self._read(k) for k in self._cols],
-                       [_offset(dtype, k) for k in self._cols], 0, buf)
+            _core.pack(
+                [self._read(k) for k in self._cols], [_offset(dtype, k) for k in self._cols], 0, buf
+            )
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -419,10 +469,17 @@ class Dataset(MutableMapping):
         # Longer strings widen the column instead of being cut short. A column
         # that views a map is replaced too: writing it in place would copy every
         # page of the table (all fields), not just this column.
-        wider = (col.dtype.kind in "SU" and vt.kind == col.dtype.kind
-                 and vt.itemsize > col.dtype.itemsize)
-        if (isinstance(col, Rows) or not col.flags.writeable or wider
-                or file_map_of(col) is not None):
+        wider = (
+            col.dtype.kind in "SU"
+            and vt.kind == col.dtype.kind
+            and vt.itemsize > col.dtype.itemsize
+        )
+        if (
+            isinstance(col, Rows)
+            or not col.flags.writeable
+            or wider
+            or file_map_of(col) is not None
+        ):
             col = self._cols[key] = np.empty(col.shape, dtype=vt if wider else col.dtype)
         if key == "uid":
             value = uid_array(np.asarray(value), "uid") if np.ndim(value) else value
@@ -475,8 +532,9 @@ class Dataset(MutableMapping):
         """Field names in column order."""
         return [k for k in self._cols if not (exclude_uid and k == "uid")]
 
-    def descr(self, exclude_uid: bool = False, *,
-              strings: Literal["bytes", "str"] = "bytes") -> list[Field]:
+    def descr(
+        self, exclude_uid: bool = False, *, strings: Literal["bytes", "str"] = "bytes"
+    ) -> list[Field]:
         """numpy-style (name, dtype, [shape]) of every field, in column order.
 
         ``strings="str"`` describes fields as cryosparc-tools does: string
@@ -489,8 +547,9 @@ class Dataset(MutableMapping):
         for k, c in self._cols.items():
             if exclude_uid and k == "uid":
                 continue
-            out.append(tools_field(k, c.dtype, tuple(c.shape[1:])) if strings == "str"
-                       else field_of(k, c))
+            out.append(
+                tools_field(k, c.dtype, tuple(c.shape[1:])) if strings == "str" else field_of(k, c)
+            )
         return out
 
     def prefixes(self) -> list[str]:
@@ -518,8 +577,9 @@ class Dataset(MutableMapping):
         """A deep copy: every column an owned, writable, contiguous array."""
         return type(self)(self)
 
-    def add_fields(self, fields: Sequence[str] | Sequence[Field],
-                   dtypes: str | Sequence[Any] | None = None) -> Dataset:
+    def add_fields(
+        self, fields: Sequence[str] | Sequence[Field], dtypes: str | Sequence[Any] | None = None
+    ) -> Dataset:
         """Add zero-filled fields, given as Field tuples or as names with dtypes.
 
         Fields that already exist are left alone. Returns self.
@@ -531,8 +591,10 @@ class Dataset(MutableMapping):
                 raise ValueError(f"{len(fields)} field names but {len(dtypes)} dtypes")
             specs = list(zip(fields, dtypes, strict=True))
         else:
-            specs = [(f[0], (np.dtype(f[1]), tuple(f[2])) if len(f) > 2 and f[2] else f[1])
-                     for f in fields]
+            specs = [
+                (f[0], (np.dtype(f[1]), tuple(f[2])) if len(f) > 2 and f[2] else f[1])
+                for f in fields
+            ]
         for name, dt in specs:
             if name in self._cols:
                 continue
@@ -548,8 +610,9 @@ class Dataset(MutableMapping):
     def _target(self, copy: bool) -> Dataset:
         return self.copy() if copy else self
 
-    def filter_fields(self, names: Collection[str] | Callable[[str], bool], *,
-                      copy: bool = False) -> Dataset:
+    def filter_fields(
+        self, names: Collection[str] | Callable[[str], bool], *, copy: bool = False
+    ) -> Dataset:
         """Keep only the given fields (and uid). Returns self, or a copy."""
         keep = names if callable(names) else set(names).__contains__
         missing = [] if callable(names) else [k for k in names if k not in self._cols]
@@ -564,16 +627,18 @@ class Dataset(MutableMapping):
         wanted = set(prefixes)
         return self.filter_fields(lambda k: "/" in k and k.split("/", 1)[0] in wanted, copy=copy)
 
-    def filter_prefix(self, keep_prefix: str, *, rename: str | None = None,
-                      copy: bool = False) -> Dataset:
+    def filter_prefix(
+        self, keep_prefix: str, *, rename: str | None = None, copy: bool = False
+    ) -> Dataset:
         """Keep one result's fields, optionally renaming its prefix."""
         ds = self.filter_prefixes([keep_prefix], copy=copy)
         if rename and rename != keep_prefix:
             ds.rename_prefix(keep_prefix, rename)
         return ds
 
-    def drop_fields(self, names: Collection[str] | Callable[[str], bool], *,
-                    copy: bool = False) -> Dataset:
+    def drop_fields(
+        self, names: Collection[str] | Callable[[str], bool], *, copy: bool = False
+    ) -> Dataset:
         """Remove fields (never uid). Returns self, or a copy."""
         drop = names if callable(names) else set(names).__contains__
         if not callable(names) and "uid" in names:
@@ -582,8 +647,9 @@ class Dataset(MutableMapping):
         ds._cols = {k: c for k, c in ds._cols.items() if k == "uid" or not drop(k)}
         return ds
 
-    def rename_fields(self, field_map: Mapping[str, str] | Callable[[str], str], *,
-                      copy: bool = False) -> Dataset:
+    def rename_fields(
+        self, field_map: Mapping[str, str] | Callable[[str], str], *, copy: bool = False
+    ) -> Dataset:
         """Rename fields by a mapping or a function of the name; order is kept."""
         if not callable(field_map) and field_map.get("uid", "uid") != "uid":
             raise CsFieldError("cannot rename the uid field")
@@ -603,9 +669,11 @@ class Dataset(MutableMapping):
 
     def rename_prefix(self, old_prefix: str, new_prefix: str, *, copy: bool = False) -> Dataset:
         """Rename a result: ``old/field`` becomes ``new/field``."""
+
         def fn(k: str) -> str:
             head, sep, tail = k.partition("/")
             return f"{new_prefix}/{tail}" if sep and head == old_prefix else k
+
         return self.rename_fields(fn, copy=copy)
 
     def copy_fields(self, old_fields: Sequence[str], new_fields: Sequence[str]) -> Dataset:
@@ -704,8 +772,9 @@ class Dataset(MutableMapping):
         for k, c in self._cols.items():
             head, sep, tail = k.partition("/")
             shape = f" {tuple(c.shape[1:])}" if len(c.shape) > 1 else ""
-            groups.setdefault(head + sep, []).append(f"{tail if sep else ''}: {c.dtype.str}{shape}"
-                                                    if sep else f"{c.dtype.str}{shape}")
+            groups.setdefault(head + sep, []).append(
+                f"{tail if sep else ''}: {c.dtype.str}{shape}" if sep else f"{c.dtype.str}{shape}"
+            )
         for head, items in groups.items():
             if head.endswith("/"):
                 lines.append(f"  {head} " + ", ".join(items))
@@ -767,17 +836,20 @@ class Dataset(MutableMapping):
             return cls(datasets[0])
         return joins.innerjoin(cls, datasets, False)
 
-    def append(self, *others: Dataset, assert_same_fields: bool = False,
-               repeat_allowed: bool = False) -> Dataset:
+    def append(
+        self, *others: Dataset, assert_same_fields: bool = False, repeat_allowed: bool = False
+    ) -> Dataset:
         """Concatenate datasets (a new dataset); see ``append_many``."""
         if not others:
             return self
-        return type(self).append_many(self, *others, assert_same_fields=assert_same_fields,
-                                      repeat_allowed=repeat_allowed)
+        return type(self).append_many(
+            self, *others, assert_same_fields=assert_same_fields, repeat_allowed=repeat_allowed
+        )
 
     @classmethod
-    def append_many(cls, *datasets: Dataset, assert_same_fields: bool = False,
-                    repeat_allowed: bool = False) -> Dataset:
+    def append_many(
+        cls, *datasets: Dataset, assert_same_fields: bool = False, repeat_allowed: bool = False
+    ) -> Dataset:
         """Rows of every dataset in argument order; empty ones skipped.
 
         Columns are the fields common to all non-empty datasets, in the first
@@ -795,17 +867,20 @@ class Dataset(MutableMapping):
         """
         return joins.append(cls, datasets, assert_same_fields, repeat_allowed)
 
-    def union(self, *others: Dataset, assert_same_fields: bool = False,
-              assume_unique: bool = False) -> Dataset:
+    def union(
+        self, *others: Dataset, assert_same_fields: bool = False, assume_unique: bool = False
+    ) -> Dataset:
         """Rows of every dataset, the first occurrence of each uid winning."""
         if not others:
             return self
-        return type(self).union_many(self, *others, assert_same_fields=assert_same_fields,
-                                     assume_unique=assume_unique)
+        return type(self).union_many(
+            self, *others, assert_same_fields=assert_same_fields, assume_unique=assume_unique
+        )
 
     @classmethod
-    def union_many(cls, *datasets: Dataset, assert_same_fields: bool = False,
-                   assume_unique: bool = False) -> Dataset:
+    def union_many(
+        cls, *datasets: Dataset, assert_same_fields: bool = False, assume_unique: bool = False
+    ) -> Dataset:
         """Union on uid in input order: the first row holding each uid is kept.
 
         Fields as in ``append_many`` (empty datasets skipped). ``assume_unique``
@@ -823,8 +898,13 @@ class Dataset(MutableMapping):
             return self
         return joins.interlace((self,) + datasets, assert_same_fields)
 
-    def replace(self, query: Mapping[str, Any], *others: Dataset,
-                assume_disjoint: bool = False, assume_unique: bool = False) -> Dataset:
+    def replace(
+        self,
+        query: Mapping[str, Any],
+        *others: Dataset,
+        assume_disjoint: bool = False,
+        assume_unique: bool = False,
+    ) -> Dataset:
         """Drop the rows matching query and the rows whose uid is in others, append others.
 
         Every non-empty dataset must have the same fields (else CsFieldError);
@@ -865,11 +945,14 @@ class Dataset(MutableMapping):
             return _core.isin(self._uids(), uid_values(values, "query on uid"))
         col = self._read(field)
         if col.ndim != 1:
-            raise CsFieldError(f"cannot query field {field!r}: it is a sub-array of shape "
-                               f"{col.shape[1:]}")
+            raise CsFieldError(
+                f"cannot query field {field!r}: it is a sub-array of shape {col.shape[1:]}"
+            )
         if col.dtype.kind == "u" and col.dtype.itemsize == 8:
-            return _core.isin(col if col.dtype == NATIVE_UID else col.astype(NATIVE_UID),
-                              uid_values(values, f"query on {field!r}"))
+            return _core.isin(
+                col if col.dtype == NATIVE_UID else col.astype(NATIVE_UID),
+                uid_values(values, f"query on {field!r}"),
+            )
         vals = np.asarray(list(values) if isinstance(values, (set, frozenset)) else values)
         if vals.size == 0:
             return np.zeros(self._n, dtype=bool)
@@ -931,8 +1014,10 @@ class Dataset(MutableMapping):
         out: dict[Any, Dataset] = {}
         for j in np.argsort(first, kind="stable").tolist():
             part = slice(ends[j - 1] if j else 0, ends[j])
-            cols = {k: Rows(c.src, c.index[part]) if isinstance(c, Rows) else c[part]
-                    for k, c in grouped.items()}
+            cols = {
+                k: Rows(c.src, c.index[part]) if isinstance(c, Rows) else c[part]
+                for k, c in grouped.items()
+            }
             out[keys[j]] = type(self)._from_columns(part.stop - part.start, cols, self._editable)
         return out
 
@@ -944,34 +1029,40 @@ class Dataset(MutableMapping):
     def to_pandas(self, strings: Literal["bytes", "str"] = "bytes", *, copy: bool = True) -> Any:
         """A pandas DataFrame; see ``csfast.convert.to_pandas``."""
         from .convert.frames import to_pandas
+
         return to_pandas(self, strings=strings, copy=copy)
 
     @classmethod
     def from_pandas(cls, df: Any, *, copy: bool = True) -> Dataset:
         """A dataset from a DataFrame; see ``csfast.convert.from_pandas``."""
         from .convert.frames import from_pandas
+
         return from_pandas(df, cls, copy=copy)
 
     def to_arrow(self) -> Any:
         """A pyarrow Table; see ``csfast.convert.to_arrow``."""
         from .convert.arrow import to_arrow
+
         return to_arrow(self)
 
     @classmethod
     def from_arrow(cls, table: Any) -> Dataset:
         """A dataset from a pyarrow Table; see ``csfast.convert.from_arrow``."""
         from .convert.arrow import from_arrow
+
         return from_arrow(table, cls)
 
     def to_cryosparc(self) -> Any:
         """A cryosparc-tools Dataset; see ``csfast.convert.to_cryosparc``."""
         from .convert.cryosparc import to_cryosparc
+
         return to_cryosparc(self)
 
     @classmethod
     def from_cryosparc(cls, d: Any) -> Dataset:
         """A dataset from a cryosparc-tools Dataset; see ``csfast.convert.from_cryosparc``."""
         from .convert.cryosparc import from_cryosparc
+
         return from_cryosparc(d, cls)
 
 
@@ -985,8 +1076,9 @@ def _offset(dtype: np.dtype, name: str) -> int:
     return dtype.fields[name][1]  # type: ignore[index]  # a structured dtype has fields
 
 
-def _select_fields(info: CsInfo, fields: Collection[str] | None,
-                   results: Collection[str] | None) -> list[str]:
+def _select_fields(
+    info: CsInfo, fields: Collection[str] | None, results: Collection[str] | None
+) -> list[str]:
     names = list(info.dtype.names or ())
     if fields is None and results is None:
         return names
@@ -998,7 +1090,8 @@ def _select_fields(info: CsInfo, fields: Collection[str] | None,
     have = {k.split("/", 1)[0] for k in names if "/" in k}
     if wanted_results - have:
         raise CsResultError(f"{info.path}: no results {sorted(wanted_results - have)}")
-    return [k for k in names if k == "uid" or k in wanted
-            or ("/" in k and k.split("/", 1)[0] in wanted_results)]
-
-
+    return [
+        k
+        for k in names
+        if k == "uid" or k in wanted or ("/" in k and k.split("/", 1)[0] in wanted_results)
+    ]

@@ -81,8 +81,12 @@ class DemoReport:
     seconds: float = 0.0
 
 
-def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0,
-                   progress: Callable[[int, str], None] | None = None) -> DemoReport:
+def build_job_tree(
+    folder: str | os.PathLike,
+    rows: int = 200_000,
+    seed: int = 0,
+    progress: Callable[[int, str], None] | None = None,
+) -> DemoReport:
     """Write the demo job tree into folder (created if needed) as a project; see the module doc.
 
     ``progress(step, title)`` is called as each job starts (steps 1..STEPS).
@@ -106,11 +110,11 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
         os.makedirs(path, exist_ok=True)
         return path
 
-    def done(jid: str, job_type: str, title: str, t0: float, inputs: list[Input],
-             *outputs: ResultGroup) -> None:
+    def done(
+        jid: str, job_type: str, title: str, t0: float, inputs: list[Input], *outputs: ResultGroup
+    ) -> None:
         write_job(folder, jid, job_type, title=title, inputs=inputs, outputs=outputs)
-        report.jobs.append(JobStep(jid, title, list(outputs), time.perf_counter() - t0,
-                                   job_type))
+        report.jobs.append(JobStep(jid, title, list(outputs), time.perf_counter() - t0, job_type))
 
     particle_spec = InputSpec("particle", ["blob", "?ctf"], name="particles")
 
@@ -130,8 +134,9 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     extracted = particles(len(kept), results=("blob", "ctf"), seed=seed + 1, uids=kept)
     extracted["blob/shape"] = FULL_PX
     extracted["blob/psize_A"] = FULL_PSIZE
-    j2 = write_output(here("J2"), "J2", "particles", extracted, "particle", ["blob", "ctf"],
-                      passthrough=picked)
+    j2 = write_output(
+        here("J2"), "J2", "particles", extracted, "particle", ["blob", "ctf"], passthrough=picked
+    )
     done("J2", "extract_micrographs_multi", f"extract {FULL_PX} px", t0, [inp], j2)
 
     # J3: downsampling writes new, smaller images of the same particles (a new
@@ -140,13 +145,17 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     inp = Input(particle_spec)
     inp.connect(j2)
     full = inp.load()
-    small = Dataset({"uid": full["uid"],
-                     "blob/path": _repath(full["blob/path"], b"/extract/", b"/downsample/"),
-                     "blob/idx": full["blob/idx"],
-                     "blob/shape": np.full((len(full), 2), SMALL_PX, np.uint32),
-                     "blob/psize_A": np.full(len(full), SMALL_PSIZE, np.float32),
-                     "blob/sign": full["blob/sign"],
-                     "blob/import_sig": full["blob/import_sig"]})
+    small = Dataset(
+        {
+            "uid": full["uid"],
+            "blob/path": _repath(full["blob/path"], b"/extract/", b"/downsample/"),
+            "blob/idx": full["blob/idx"],
+            "blob/shape": np.full((len(full), 2), SMALL_PX, np.uint32),
+            "blob/psize_A": np.full(len(full), SMALL_PSIZE, np.float32),
+            "blob/sign": full["blob/sign"],
+            "blob/import_sig": full["blob/import_sig"],
+        }
+    )
     j3 = write_output(here("J3"), "J3", "particles", small, "particle", ["blob"], passthrough=full)
     done("J3", "downsample_particles", f"downsample to {SMALL_PX} px", t0, [inp], j3)
 
@@ -157,10 +166,23 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     downsampled = inp.load()
     classes = 50
     for version in (10, 20):
-        aligned = particles(len(downsampled), results=("alignments2D",), seed=seed + version,
-                            uids=downsampled["uid"], classes=classes)
-        j4 = write_output(here("J4"), "J4", "particles", aligned, "particle", ["alignments2D"],
-                          passthrough=downsampled, version=version)
+        aligned = particles(
+            len(downsampled),
+            results=("alignments2D",),
+            seed=seed + version,
+            uids=downsampled["uid"],
+            classes=classes,
+        )
+        j4 = write_output(
+            here("J4"),
+            "J4",
+            "particles",
+            aligned,
+            "particle",
+            ["alignments2D"],
+            passthrough=downsampled,
+            version=version,
+        )
     done("J4", "class_2D_new", "2D classification", t0, [inp], j4)
 
     # J5: keep the particles of the good classes (about 60 %).
@@ -170,8 +192,15 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     classified = inp.load()
     good = rng.permutation(classes)[: classes * 3 // 5]
     selected = classified.query({"alignments2D/class": good})
-    j5 = write_output(here("J5"), "J5", "particles_selected", selected, "particle",
-                      ["alignments2D"], passthrough=selected)
+    j5 = write_output(
+        here("J5"),
+        "J5",
+        "particles_selected",
+        selected,
+        "particle",
+        ["alignments2D"],
+        passthrough=selected,
+    )
     done("J5", "select_2D", "select 2D classes", t0, [inp], j5)
 
     # J6: 3D refinement of the selected particles at full size.
@@ -186,16 +215,32 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     stack = refine.load()
     t3 = time.perf_counter()
     opened = {j2["blob"].metafile} | {r.metafile for n, r in j5.results.items() if n != "blob"}
-    report.refinement = Assembly("J6", refine, before, problems, t2 - t1, t3 - t2, stack,
-                                 len(opened))
-    aligned = particles(len(stack), results=("alignments3D",), seed=seed + 6,
-                        uids=stack["uid"], classes=1)
+    report.refinement = Assembly(
+        "J6", refine, before, problems, t2 - t1, t3 - t2, stack, len(opened)
+    )
+    aligned = particles(
+        len(stack), results=("alignments3D",), seed=seed + 6, uids=stack["uid"], classes=1
+    )
     refined = stack.innerjoin(aligned)
-    j6 = write_output(here("J6"), "J6", "particles", refined, "particle",
-                      ["blob", "ctf", "alignments3D"], passthrough=stack, version=5)
-    j6_volume = write_output(here("J6"), "J6", "volume", _volume(rng, "J6", ["map", "map_half_A",
-                                                                     "map_half_B"]),
-                             "volume", ["map", "map_half_A", "map_half_B"], version=5)
+    j6 = write_output(
+        here("J6"),
+        "J6",
+        "particles",
+        refined,
+        "particle",
+        ["blob", "ctf", "alignments3D"],
+        passthrough=stack,
+        version=5,
+    )
+    j6_volume = write_output(
+        here("J6"),
+        "J6",
+        "volume",
+        _volume(rng, "J6", ["map", "map_half_A", "map_half_B"]),
+        "volume",
+        ["map", "map_half_A", "map_half_B"],
+        version=5,
+    )
     done("J6", "homo_refine_new", "3D refinement", t0, [refine], j6, j6_volume)
 
     # J7, J8: half maps of the same structure from two other refinements.
@@ -203,14 +248,16 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     for jid, half in (("J7", "map_half_A"), ("J8", "map_half_B")):
         title = f"import half map {half[-1]}"
         t0 = job(jid, title)
-        outputs[jid] = write_output(here(jid), jid, "volume", _volume(rng, jid, [half]), "volume",
-                                    [half])
+        outputs[jid] = write_output(
+            here(jid), jid, "volume", _volume(rng, jid, [half]), "volume", [half]
+        )
         done(jid, "import_volumes", title, t0, [], outputs[jid])
 
     # J9: local resolution: the volume of J6 with the half maps of J7 and J8.
     t0 = job("J9", "local resolution")
-    locres = Input(InputSpec("volume", ["map", "map_half_A", "map_half_B"], count_max=1,
-                             name="volume"))
+    locres = Input(
+        InputSpec("volume", ["map", "map_half_A", "map_half_B"], count_max=1, name="volume")
+    )
     before = locres.check()
     locres.connect(j6_volume)
     locres.override(0, "map_half_A", outputs["J7"]["map_half_A"])
@@ -222,8 +269,9 @@ def build_job_tree(folder: str | os.PathLike, rows: int = 200_000, seed: int = 0
     t3 = time.perf_counter()
     report.local_resolution = Assembly("J9", locres, before, problems, t2 - t1, t3 - t2, volume, 3)
     result = volume.innerjoin(_volume(rng, "J9", ["map_locres"], uids=volume["uid"]))
-    j9 = write_output(here("J9"), "J9", "volume", result, "volume", ["map_locres"],
-                      passthrough=volume)
+    j9 = write_output(
+        here("J9"), "J9", "volume", result, "volume", ["map_locres"], passthrough=volume
+    )
     done("J9", "local_resolution", "local resolution", t0, [locres], j9)
 
     t0 = time.perf_counter()
@@ -239,8 +287,9 @@ def _repath(paths: np.ndarray, old: bytes, new: bytes) -> np.ndarray:
     return np.array([v.replace(old, new) for v in values.tolist()])[inverse.reshape(-1)]
 
 
-def _volume(rng: np.random.Generator, job: str, results: list[str],
-            uids: np.ndarray | None = None) -> Dataset:
+def _volume(
+    rng: np.random.Generator, job: str, results: list[str], uids: np.ndarray | None = None
+) -> Dataset:
     """One volume item with the given map results (path, shape, pixel size)."""
     cols: dict[str, object] = {"uid": generate_uids(1, seed=rng) if uids is None else uids}
     for r in results:
@@ -254,9 +303,12 @@ def report_text(report: DemoReport) -> list[str]:
     """The text `csfast demo` prints for a DemoReport, line by line."""
     ref, loc = report.refinement, report.local_resolution
     assert ref is not None and loc is not None, "the report of a finished build_job_tree"
-    files = [os.path.join(step.job, f) for step in report.jobs
-             for f in os.listdir(os.path.join(report.folder, step.job))
-             if f.endswith((".cs", ".csg", ".json"))]
+    files = [
+        os.path.join(step.job, f)
+        for step in report.jobs
+        for f in os.listdir(os.path.join(report.folder, step.job))
+        if f.endswith((".cs", ".csg", ".json"))
+    ]
     total = sum(os.path.getsize(os.path.join(report.folder, f)) for f in files)
     out = [
         f"csfast demo: a cryo-EM job tree of {report.rows:,} synthetic particles",
@@ -272,9 +324,16 @@ def report_text(report: DemoReport) -> list[str]:
     for step in report.jobs:
         for k, g in enumerate(step.outputs):
             first = k == 0
-            rows.append((step.job if first else "", step.title if first else "",
-                         time_text(step.seconds) if first else "", g.label, f"{g.num_items:,}",
-                         results_text(g, False)))
+            rows.append(
+                (
+                    step.job if first else "",
+                    step.title if first else "",
+                    time_text(step.seconds) if first else "",
+                    g.label,
+                    f"{g.num_items:,}",
+                    results_text(g, False),
+                )
+            )
             if results_text(g, True):
                 rows.append(("", "", "", "", "", results_text(g, True)))
     out += columns_text(rows, right=(2, 4))
@@ -314,10 +373,13 @@ def report_text(report: DemoReport) -> list[str]:
     ]
     out += [f"  inp.override(0, {slot!r}, {r.label})" for slot, r in lconn.overrides.items()]
     out.append(f"  inp.check()      {_problems(loc)}")
-    out.append(f"  inp.load()       {shape_text(v)}, keeping the uid of "
-               f"{lconn.group.label}'s item:")
-    out += [f"                   {s.name + '/path':<16} {v[s.name + '/path'][0]}"
-            for s in loc.input.spec.slots]
+    out.append(
+        f"  inp.load()       {shape_text(v)}, keeping the uid of {lconn.group.label}'s item:"
+    )
+    out += [
+        f"                   {s.name + '/path':<16} {v[s.name + '/path'][0]}"
+        for s in loc.input.spec.slots
+    ]
     j6 = report.jobs[[s.job for s in report.jobs].index(ref.job)].outputs[0]
     main = j6.results["alignments3D"].metafile
     job_folder = os.path.join(report.folder, ref.job)
@@ -343,8 +405,11 @@ def _blob_text(ds) -> str:
     """The image sizes and pixel sizes in a table's blob, e.g. '256 x 256 px, 0.83 A/px'."""
     shapes = sorted({tuple(x) for x in np.unique(ds["blob/shape"], axis=0).tolist()})
     psizes = sorted({round(float(x), 2) for x in np.unique(ds["blob/psize_A"])})
-    return (", ".join(f"{a} x {b} px" for a, b in shapes) + ", "
-            + ", ".join(f"{x} A/px" for x in psizes))
+    return (
+        ", ".join(f"{a} x {b} px" for a, b in shapes)
+        + ", "
+        + ", ".join(f"{x} A/px" for x in psizes)
+    )
 
 
 def _problems(assembly) -> str:

@@ -30,9 +30,24 @@ from . import _core
 from .errors import CsFieldError, CsFormatError
 from .literal import LiteralError, parse_literal
 
-__all__ = ["CsInfo", "inspect_npy", "read_header", "check_uid_field", "map_array", "map_file",
-           "file_map_of", "atomic_write", "npy_header", "write_all", "hidden_name", "temp_files",
-           "remove_stale_temps", "STALE_TEMP_SECONDS", "open_regular", "check_regular"]
+__all__ = [
+    "CsInfo",
+    "inspect_npy",
+    "read_header",
+    "check_uid_field",
+    "map_array",
+    "map_file",
+    "file_map_of",
+    "atomic_write",
+    "npy_header",
+    "write_all",
+    "hidden_name",
+    "temp_files",
+    "remove_stale_temps",
+    "STALE_TEMP_SECONDS",
+    "open_regular",
+    "check_regular",
+]
 
 MAGIC = b"\x93NUMPY"
 CSDAT_MAGIC = b"\x95CSDAT"
@@ -130,8 +145,12 @@ def _open_regular_fd(path: str, flags: int) -> int:
     return fd
 
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _refuse_irregular(mode: int, name: str) -> None:
@@ -164,13 +183,13 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
         raise CsFormatError(f"{name}: truncated: {len(start)} bytes, too short for a .npy header")
     (hlen,) = struct.unpack("<H" if prefix == 10 else "<I", start[8:prefix])
     if hlen > MAX_HEADER_BYTES:
-        raise CsFormatError(f"{name}: header length {hlen} bytes is beyond any real .cs file "
-                            f"(csfast reads headers of up to {MAX_HEADER_BYTES} bytes)")
+        raise CsFormatError(
+            f"{name}: header length {hlen} bytes is beyond any real .cs file "
+            f"(csfast reads headers of up to {MAX_HEADER_BYTES} bytes)"
+        )
     raw = f.read(hlen)
     if len(raw) < hlen:
-        raise CsFormatError(
-            f"{name}: truncated header: expected {hlen} bytes, found {len(raw)}"
-        )
+        raise CsFormatError(f"{name}: truncated header: expected {hlen} bytes, found {len(raw)}")
     try:
         text = raw.decode("utf-8" if version == (3, 0) else "latin1")
     except UnicodeDecodeError as e:
@@ -180,7 +199,8 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
         if hlen > MAX_LITERAL_HEADER_BYTES:
             raise CsFormatError(
                 f"{name}: header of {hlen} bytes is not in numpy's plain form, and beyond "
-                f"{MAX_LITERAL_HEADER_BYTES} bytes only that form is read")
+                f"{MAX_LITERAL_HEADER_BYTES} bytes only that form is read"
+            )
         try:
             header = parse_literal(text)
         except LiteralError as e:
@@ -205,11 +225,15 @@ def read_header(f: BinaryIO, name: str, file_size: int) -> CsInfo:
 # which accepts every literal numpy may have written.
 # Numbers of at most 20 digits (2**64 has 20): int() of longer ones is slow,
 # and beyond 4,300 digits a ValueError; csfast.literal refuses them by name.
-_FIELD_RE = re.compile(r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'"
-                       r"(?:, \((\d{1,20}(?:, \d{1,20})*,?)\))?\)")
+_FIELD_RE = re.compile(
+    r"\('([^'\\]*)', '([<>|=]?[A-Za-z][A-Za-z0-9]*)'"
+    r"(?:, \((\d{1,20}(?:, \d{1,20})*,?)\))?\)"
+)
 _PLAIN_START = "{'descr': ["
-_PLAIN_END_RE = re.compile(r"\], 'fortran_order': (?P<fortran>False|True), "
-                           r"'shape': \((?P<rows>[1-9]\d{0,19}|0),\), \}\s*")
+_PLAIN_END_RE = re.compile(
+    r"\], 'fortran_order': (?P<fortran>False|True), "
+    r"'shape': \((?P<rows>[1-9]\d{0,19}|0),\), \}\s*"
+)
 
 
 def _parse_plain_header(text: str) -> dict | None:
@@ -234,8 +258,11 @@ def _parse_plain_header(text: str) -> dict | None:
     end = _PLAIN_END_RE.fullmatch(text, pos)
     if end is None:
         return None
-    return {"descr": descr, "fortran_order": end.group("fortran") == "True",
-            "shape": (int(end.group("rows")),)}
+    return {
+        "descr": descr,
+        "fortran_order": end.group("fortran") == "True",
+        "shape": (int(end.group("rows")),),
+    }
 
 
 def _validate_header(header: object, name: str) -> tuple[np.dtype, int]:
@@ -300,8 +327,9 @@ def check_uid_field(info: CsInfo) -> None:
         return
     else:
         what = ft.str
-    raise CsFieldError(f"{info.path}: field 'uid' is {what}; a uid column must hold 64-bit "
-                       "integers (<u8)")
+    raise CsFieldError(
+        f"{info.path}: field 'uid' is {what}; a uid column must hold 64-bit integers (<u8)"
+    )
 
 
 def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
@@ -324,8 +352,12 @@ def map_array(path: str | os.PathLike) -> tuple[CsInfo, np.ndarray]:
             return info, empty
         fm = map_file(f.fileno(), info.data_offset + info.data_size, name)
     # FileMap is a buffer (Cython's __getbuffer__), which numpy's stubs do not see.
-    arr = np.frombuffer(fm, dtype=info.dtype, count=info.rows,  # type: ignore[call-overload]
-                        offset=info.data_offset)
+    arr = np.frombuffer(
+        fm,
+        dtype=info.dtype,
+        count=info.rows,  # type: ignore[call-overload]
+        offset=info.data_offset,
+    )
     return info, arr
 
 
@@ -358,8 +390,11 @@ def npy_header(dtype: np.dtype, rows: int) -> bytes:
     d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows,)}
     text = "{" + "".join(f"'{k}': {v!r}, " for k, v in sorted(d.items())) + "}"
     text += " " * (_GROWTH_AXIS_MAX_DIGITS - len(repr(rows)))
-    for version, fmt, encoding in (((1, 0), "<H", "latin1"), ((2, 0), "<I", "latin1"),
-                                   ((3, 0), "<I", "utf8")):
+    for version, fmt, encoding in (
+        ((1, 0), "<H", "latin1"),
+        ((2, 0), "<I", "latin1"),
+        ((3, 0), "<I", "utf8"),
+    ):
         try:
             body = text.encode(encoding)
         except UnicodeEncodeError:
@@ -367,8 +402,7 @@ def npy_header(dtype: np.dtype, rows: int) -> bytes:
         hlen = len(body) + 1
         pad = _ARRAY_ALIGN - ((len(MAGIC) + 2 + struct.calcsize(fmt) + hlen) % _ARRAY_ALIGN)
         if hlen + pad < 2 ** (8 * struct.calcsize(fmt)):
-            return (MAGIC + bytes(version) + struct.pack(fmt, hlen + pad)
-                    + body + b" " * pad + b"\n")
+            return MAGIC + bytes(version) + struct.pack(fmt, hlen + pad) + body + b" " * pad + b"\n"
     raise CsFormatError(f"header of {len(text)} characters is too large for any .npy version")
 
 
@@ -385,8 +419,9 @@ _TEMP_STEM = 24
 STALE_TEMP_SECONDS = 3600
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object],
-                 fsync: bool = True) -> None:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[BinaryIO], object], fsync: bool = True
+) -> None:
     """Write a file atomically: a temporary file in the same folder, fsync, rename.
 
     ``write(f)`` gets a binary file whose ``write`` writes every byte it is
@@ -537,8 +572,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_rows(f: BinaryIO, rows: int, row_size: int,
-               fill: Callable[[int, np.ndarray], None]) -> None:
+def write_rows(
+    f: BinaryIO, rows: int, row_size: int, fill: Callable[[int, np.ndarray], None]
+) -> None:
     """Write rows produced chunk by chunk: fill(start, buf) packs rows start.. into buf.
 
     Memory stays at one chunk of about 8 MB whatever the row count. (Filling

@@ -36,8 +36,14 @@ from .errors import (
 from .format import atomic_write, hidden_name, open_regular, remove_stale_temps, write_all
 from .joins import join_tables
 
-__all__ = ["MIN_FIELDS", "Result", "ResultGroup", "SINGLE_ITEM_TYPES", "result_type_of",
-           "write_output"]
+__all__ = [
+    "MIN_FIELDS",
+    "Result",
+    "ResultGroup",
+    "SINGLE_ITEM_TYPES",
+    "result_type_of",
+    "write_output",
+]
 
 # Item types that come one item per output group: their uids differ from job
 # to job, so an override of their results cannot join on uid (docs/model.md).
@@ -60,26 +66,83 @@ _VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d{1,18}|final)(_.+)$"
 # StatBlob). No job document we could read lists alignments2D/3D: theirs are
 # the fields docs/formats.md lists for real files. volume.map, map_half_A/B and
 # mask (csfast's names for cryoSPARC's volume.blob results) take volume.blob's.
-_ALIGNMENTS = ("split", "class", "shift", "pose", "psize_A", "error", "error_min", "resid_pow",
-               "slice_pow", "image_pow", "cross_cor", "alpha", "alpha_min", "weight",
-               "pose_ess", "shift_ess", "class_posterior", "class_ess")
+_ALIGNMENTS = (
+    "split",
+    "class",
+    "shift",
+    "pose",
+    "psize_A",
+    "error",
+    "error_min",
+    "resid_pow",
+    "slice_pow",
+    "image_pow",
+    "cross_cor",
+    "alpha",
+    "alpha_min",
+    "weight",
+    "pose_ess",
+    "shift_ess",
+    "class_posterior",
+    "class_ess",
+)
 _VOLUME = ("path", "shape", "psize_A")
 MIN_FIELDS: dict[str, tuple[str, ...]] = {
     "particle.blob": ("path", "idx", "shape", "psize_A", "sign"),
-    "particle.ctf": ("type", "exp_group_id", "accel_kv", "cs_mm", "amp_contrast", "df1_A",
-                     "df2_A", "df_angle_rad", "phase_shift_rad", "scale", "scale_const",
-                     "shift_A", "tilt_A", "trefoil_A", "tetra_A", "anisomag", "bfactor"),
-    "particle.location": ("micrograph_uid", "exp_group_id", "micrograph_path",
-                          "micrograph_shape", "center_x_frac", "center_y_frac"),
+    "particle.ctf": (
+        "type",
+        "exp_group_id",
+        "accel_kv",
+        "cs_mm",
+        "amp_contrast",
+        "df1_A",
+        "df2_A",
+        "df_angle_rad",
+        "phase_shift_rad",
+        "scale",
+        "scale_const",
+        "shift_A",
+        "tilt_A",
+        "trefoil_A",
+        "tetra_A",
+        "anisomag",
+        "bfactor",
+    ),
+    "particle.location": (
+        "micrograph_uid",
+        "exp_group_id",
+        "micrograph_path",
+        "micrograph_shape",
+        "center_x_frac",
+        "center_y_frac",
+    ),
     "particle.pick_stats": ("ncc_score", "power", "template_idx", "angle_rad"),
     "particle.alignments2D": _ALIGNMENTS,
     "particle.alignments3D": _ALIGNMENTS,
-    "exposure.micrograph_blob": ("path", "idx", "shape", "psize_A", "format",
-                                 "is_background_subtracted"),
+    "exposure.micrograph_blob": (
+        "path",
+        "idx",
+        "shape",
+        "psize_A",
+        "format",
+        "is_background_subtracted",
+    ),
     "exposure.movie_blob": ("path", "shape", "psize_A", "format", "is_gain_corrected"),
-    "exposure.ctf": ("type", "exp_group_id", "accel_kv", "cs_mm", "amp_contrast", "df1_A",
-                     "df2_A", "df_angle_rad", "phase_shift_rad", "path", "ctf_fit_to_A",
-                     "cross_corr_ctffind4", "fig_of_merit_gctf"),
+    "exposure.ctf": (
+        "type",
+        "exp_group_id",
+        "accel_kv",
+        "cs_mm",
+        "amp_contrast",
+        "df1_A",
+        "df2_A",
+        "df_angle_rad",
+        "phase_shift_rad",
+        "path",
+        "ctf_fit_to_A",
+        "cross_corr_ctffind4",
+        "fig_of_merit_gctf",
+    ),
     "exposure.background_blob": ("path", "idx", "shape", "psize_A", "binfactor"),
     "exposure.stat_blob": ("path", "idx", "shape", "psize_A", "binfactor"),
     "volume.blob": _VOLUME,
@@ -136,10 +199,13 @@ class Result:
     counts: dict[int, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        kind = "passthrough" if self.passthrough else \
-            f"version{'s' if len(self.versions) > 1 else ''} {', '.join(map(str, self.versions))}"
-        return (f"Result({self.label}, {self.result_type}, {self.num_items:,} items, {kind}: "
-                f"{self.metafile})")
+        plural = "s" if len(self.versions) > 1 else ""
+        listed = ", ".join(map(str, self.versions))
+        kind = "passthrough" if self.passthrough else f"version{plural} {listed}"
+        return (
+            f"Result({self.label}, {self.result_type}, {self.num_items:,} items, {kind}: "
+            f"{self.metafile})"
+        )
 
     def __post_init__(self) -> None:
         if not self.versions:
@@ -156,14 +222,12 @@ class Result:
     @property
     def group(self) -> str:
         """Deprecated name of ``group_label`` (a ``Connection.group`` is a ResultGroup)."""
-        warnings.warn("Result.group is now Result.group_label", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn("Result.group is now Result.group_label", DeprecationWarning, stacklevel=2)
         return self.group_label
 
     @group.setter
     def group(self, label: str) -> None:
-        warnings.warn("Result.group is now Result.group_label", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn("Result.group is now Result.group_label", DeprecationWarning, stacklevel=2)
         self.group_label = label
 
     @property
@@ -195,8 +259,10 @@ class Result:
         try:
             return self.versions[version]
         except KeyError:
-            raise CsVersionError(f"result {self.label} has no version {version} "
-                                 f"(versions: {', '.join(map(str, self.versions))})") from None
+            raise CsVersionError(
+                f"result {self.label} has no version {version} "
+                f"(versions: {', '.join(map(str, self.versions))})"
+            ) from None
 
     def load(self, version: int | None = None) -> Dataset:
         """This result's fields (and uid) from its metafile; the final version by default."""
@@ -238,8 +304,9 @@ class ResultGroup:
         try:
             return self.results[name]
         except KeyError:
-            raise CsResultError(f"{self.label} has no result {name!r} "
-                               f"(results: {', '.join(self.results)})") from None
+            raise CsResultError(
+                f"{self.label} has no result {name!r} (results: {', '.join(self.results)})"
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self.results
@@ -305,8 +372,11 @@ class ResultGroup:
         """
         path = os.path.abspath(os.fspath(path))
         doc = _read_csg_document(path)
-        if not isinstance(doc, dict) or not isinstance(doc.get("group"), dict) \
-                or not isinstance(doc.get("results"), dict):
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("group"), dict)
+            or not isinstance(doc.get("results"), dict)
+        ):
             raise CsFormatError(f"{path}: a .csg file needs 'group' and 'results' mappings")
         g = doc["group"]
         folder = os.path.dirname(path)
@@ -336,19 +406,24 @@ class ResultGroup:
             versions = {}
             for v, m in raw_versions.items():
                 if not isinstance(m, str) or not m:
-                    raise CsFormatError(f"{path}: {where}: the metafile of version {v!r:.40} "
-                                        f"is not a path ({m!r:.40})")
+                    raise CsFormatError(
+                        f"{path}: {where}: the metafile of version {v!r:.40} "
+                        f"is not a path ({m!r:.40})"
+                    )
                 versions[_version_key(v, path, where)] = _resolve(m, folder)
             num_items = r.get("num_items")
             if num_items is None:
                 num_items = 0
             elif type(num_items) is not int or not 0 <= num_items < 2**63:
-                raise CsFormatError(f"{path}: {where}: num_items {num_items!r:.40} is not a "
-                                    "non-negative 64-bit integer")
+                raise CsFormatError(
+                    f"{path}: {where}: num_items {num_items!r:.40} is not a "
+                    "non-negative 64-bit integer"
+                )
             passthrough = r.get("passthrough", "_passthrough_" in os.path.basename(metafile))
             if not isinstance(passthrough, bool):
-                raise CsFormatError(f"{path}: {where}: passthrough {passthrough!r:.40} is not "
-                                    "true or false")
+                raise CsFormatError(
+                    f"{path}: {where}: passthrough {passthrough!r:.40} is not true or false"
+                )
             final = _resolve(metafile, folder)
             if not versions and not passthrough and not ours:
                 versions = _versions_beside(final, listings)
@@ -365,10 +440,15 @@ class ResultGroup:
             if passthrough and not raw_versions:
                 unversioned.append(rname)
         serve_every_version(results, unversioned)
-        return cls(name=name, item_type=item_type, results=results,
-                   title=_text(g, "title", path, "group"),
-                   description=_text(g, "description", path, "group"),
-                   job=job_match.group(1) if job_match else "", path=path)
+        return cls(
+            name=name,
+            item_type=item_type,
+            results=results,
+            title=_text(g, "title", path, "group"),
+            description=_text(g, "description", path, "group"),
+            job=job_match.group(1) if job_match else "",
+            path=path,
+        )
 
     def save_csg(self, path: str | os.PathLike | None = None) -> str:
         """Write this group as a .csg file, atomically; returns its path.
@@ -400,8 +480,12 @@ class ResultGroup:
             results[name] = entry
         doc = {
             "created": datetime.datetime.now().replace(microsecond=0),
-            "group": {"name": self.name, "title": self.title or _title(self.name),
-                      "type": self.item_type, "description": self.description},
+            "group": {
+                "name": self.name,
+                "title": self.title or _title(self.name),
+                "type": self.item_type,
+                "description": self.description,
+            },
             "results": results,
             "version": f"csfast-{__version__}",
         }
@@ -412,8 +496,12 @@ class ResultGroup:
 
     # ------------------------------------------------------------------ load
 
-    def load(self, slots: Sequence[str] | None = None, version: int | None = None,
-             passthrough: bool = True) -> Dataset:
+    def load(
+        self,
+        slots: Sequence[str] | None = None,
+        version: int | None = None,
+        passthrough: bool = True,
+    ) -> Dataset:
         """One table: the inner join on uid of the results asked for.
 
         ``slots`` names results (default: the group's non-passthrough results);
@@ -424,8 +512,11 @@ class ResultGroup:
         written with that version, and those not part of it are left out
         (named in ``slots``, CsVersionError).
         """
-        names = list(slots) if slots is not None else \
-            [n for n, r in self.results.items() if not r.passthrough]
+        names = (
+            list(slots)
+            if slots is not None
+            else [n for n, r in self.results.items() if not r.passthrough]
+        )
         for n in names:
             self[n]  # noqa: B018 - raises CsResultError naming the group's results
         if passthrough:
@@ -435,14 +526,16 @@ class ResultGroup:
         parts: dict[str, list[str]] = {}
         for n in names:
             r = self.results[n]
-            path = self.passthrough_metafile(n, version) if r.passthrough \
-                else r.metafile_of(version)
+            path = (
+                self.passthrough_metafile(n, version) if r.passthrough else r.metafile_of(version)
+            )
             if path is None:
                 if slots is not None and n in slots:
                     raise CsVersionError(
                         f"passthrough result {r.label} is not part of version "
                         f"{self.version if version is None else version} "
-                        f"(versions: {', '.join(map(str, r.versions))})")
+                        f"(versions: {', '.join(map(str, r.versions))})"
+                    )
                 continue
             parts.setdefault(path, []).append(n)
         if not parts:
@@ -494,17 +587,23 @@ class _CsgComposer(yaml.composer.Composer):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed in a .csg file",
-                self.peek_event().start_mark)
+                None,
+                None,
+                "aliases (*name) are not allowed in a .csg file",
+                self.peek_event().start_mark,
+            )
         if self._depth >= MAX_CSG_DEPTH:
             raise yaml.composer.ComposerError(
-                None, None, f"nested deeper than {MAX_CSG_DEPTH} levels",
-                self.peek_event().start_mark)
+                None,
+                None,
+                f"nested deeper than {MAX_CSG_DEPTH} levels",
+                self.peek_event().start_mark,
+            )
         self._nodes += 1
         if self._nodes > MAX_CSG_NODES:
             raise yaml.composer.ComposerError(
-                None, None, f"more than {MAX_CSG_NODES} values",
-                self.peek_event().start_mark)
+                None, None, f"more than {MAX_CSG_NODES} values", self.peek_event().start_mark
+            )
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -520,14 +619,16 @@ class _CsgConstructor(yaml.constructor.SafeConstructor):
     def construct_yaml_int(self, node: Any) -> int:
         # a long digit string is refused before int() spends time on it
         value = super().construct_yaml_int(node) if len(node.value) <= 80 else None
-        if value is None or not -2**63 <= value < 2**64:
+        if value is None or not -(2**63) <= value < 2**64:
             raise yaml.constructor.ConstructorError(
-                None, None, f"integer {node.value[:30]!r} beyond 64 bits", node.start_mark)
+                None, None, f"integer {node.value[:30]!r} beyond 64 bits", node.start_mark
+            )
         return value
 
 
 _CsgConstructor.add_constructor(  # type: ignore[type-var]  # PyYAML's stubs: base class only
-    "tag:yaml.org,2002:int", _CsgConstructor.construct_yaml_int)
+    "tag:yaml.org,2002:int", _CsgConstructor.construct_yaml_int
+)
 
 
 class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
@@ -536,8 +637,13 @@ class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
 
 _CsgLoader: type = _PyCsgLoader
 if getattr(yaml, "__with_libyaml__", False):
-    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[name-defined]
-                      _CsgConstructor, yaml.resolver.Resolver):
+
+    class _CCsgLoader(
+        _CsgComposer,
+        yaml.cyaml.CParser,  # type: ignore[name-defined]
+        _CsgConstructor,
+        yaml.resolver.Resolver,
+    ):
         """libyaml's parser (iterative C, 5 times faster than Python's) under the
         composer above: libyaml's own composer recurses in C and crashes on deep
         nesting."""
@@ -570,14 +676,17 @@ def _read_csg_document(path: str) -> Any:
             what = f"nested deeper than {MAX_CSG_DEPTH} levels"
         raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {what}{at}") from None
     except yaml.reader.ReaderError as e:  # bytes that are not text
-        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: {e.reason} at byte "
-                            f"{e.position}") from None
+        raise CsFormatError(
+            f"{path}: not a valid .csg (YAML) file: {e.reason} at byte {e.position}"
+        ) from None
     except yaml.YAMLError as e:
-        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: "
-                            f"{' '.join(str(e).split())}") from None
+        raise CsFormatError(
+            f"{path}: not a valid .csg (YAML) file: {' '.join(str(e).split())}"
+        ) from None
     except (ValueError, OverflowError) as e:  # a date or number Python cannot hold
-        raise CsFormatError(f"{path}: not a valid .csg (YAML) file: a value out of range "
-                            f"({e})") from None
+        raise CsFormatError(
+            f"{path}: not a valid .csg (YAML) file: a value out of range ({e})"
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -589,8 +698,10 @@ def _text(mapping: dict, key: str, path: str, where: str) -> str:
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        raise CsFormatError(f"{path}: {where}: {key} must be text, not a "
-                            f"{'mapping' if isinstance(value, dict) else 'list'}")
+        raise CsFormatError(
+            f"{path}: {where}: {key} must be text, not a "
+            f"{'mapping' if isinstance(value, dict) else 'list'}"
+        )
     return str(value)
 
 
@@ -659,11 +770,20 @@ def _relative(metafile: str, folder: str) -> str:
 # ---------------------------------------------------------------------- output
 
 
-def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Dataset,
-                 item_type: str, results: Collection[str],
-                 passthrough: Dataset | None = None, version: int = 0, *,
-                 title: str | None = None, result_types: Mapping[str, str] | None = None,
-                 validate: bool = True) -> ResultGroup:
+def write_output(
+    folder: str | os.PathLike,
+    job: str,
+    name: str,
+    dataset: Dataset,
+    item_type: str,
+    results: Collection[str],
+    passthrough: Dataset | None = None,
+    version: int = 0,
+    *,
+    title: str | None = None,
+    result_types: Mapping[str, str] | None = None,
+    validate: bool = True,
+) -> ResultGroup:
     """Write a job's output group; returns the ResultGroup (its ``path`` the .csg).
 
     - the new ``results`` (the fields of ``dataset`` of those results, plus
@@ -700,15 +820,19 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     folder = os.fspath(folder)
     results = list(dict.fromkeys(results))
     if passthrough is not None and not isinstance(passthrough, Dataset):
-        raise TypeError(f"{job}.{name}: passthrough is a Dataset, not "  # an Input before 0.2
-                        f"{type(passthrough).__name__}; for an Input, pass "
-                        "input.load(passthrough=True)")
+        raise TypeError(
+            f"{job}.{name}: passthrough is a Dataset, not "  # an Input before 0.2
+            f"{type(passthrough).__name__}; for an Input, pass "
+            "input.load(passthrough=True)"
+        )
     if not results:
         raise CsResultError(f"{job}.{name}: an output group needs at least one new result")
     missing = [r for r in results if r not in dataset.prefixes()]
     if missing:
-        raise CsResultError(f"{job}.{name}: results {missing} are not in the dataset "
-                           f"(it has: {', '.join(dataset.prefixes())})")
+        raise CsResultError(
+            f"{job}.{name}: results {missing} are not in the dataset "
+            f"(it has: {', '.join(dataset.prefixes())})"
+        )
     types = _result_types(f"{job}.{name}", item_type, result_types)
     if validate:
         _check_min_fields(f"{job}.{name}", dataset, results, item_type, types)
@@ -725,25 +849,44 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     with _GroupLock(csg_path) as lock:
         previous = ResultGroup.from_csg(csg_path) if os.path.exists(csg_path) else None
         if previous is not None and previous.item_type != item_type:
-            raise CsArgumentError(f"{csg_path}: existing group is of item type "
-                                  f"{previous.item_type!r}, not {item_type!r}")
+            raise CsArgumentError(
+                f"{csg_path}: existing group is of item type "
+                f"{previous.item_type!r}, not {item_type!r}"
+            )
         in_use = _metafiles(previous)
         lock.clean(in_use)
         main_path = _free_name(csg_path, f"{job}_{version:03d}_{name}", in_use)
-        pt_path = None if pt_table is None else \
-            _free_name(csg_path, f"{job}_passthrough_{name}", in_use)
+        pt_path = (
+            None if pt_table is None else _free_name(csg_path, f"{job}_passthrough_{name}", in_use)
+        )
         written = {p for p in (main_path, pt_path) if p is not None}
         # The files this write may leave unnamed: its own, and the group's files
         # in its folder (a .csg may name files of other jobs: never removed).
-        own = {p for p in in_use if os.path.dirname(p) == os.path.dirname(csg_path)
-               and os.path.basename(p).startswith(f"{job}_")}
+        own = {
+            p
+            for p in in_use
+            if os.path.dirname(p) == os.path.dirname(csg_path)
+            and os.path.basename(p).startswith(f"{job}_")
+        }
         lock.journal(written | own)
         try:
             main.save(main_path)
             if pt_table is not None and pt_path is not None:
                 pt_table.save(pt_path)
-            group = _next_group(previous, job, name, item_type, results, types, n, version,
-                                main_path, pt_path, pt_table, title)
+            group = _next_group(
+                previous,
+                job,
+                name,
+                item_type,
+                results,
+                types,
+                n,
+                version,
+                main_path,
+                pt_path,
+                pt_table,
+                title,
+            )
             group.save_csg(csg_path)  # publishes the new files, atomically
         except OSError:  # atomic_write raises OSError only before its rename: not published
             _remove(written - in_use)
@@ -753,10 +896,20 @@ def write_output(folder: str | os.PathLike, job: str, name: str, dataset: Datase
     return group
 
 
-def _next_group(previous: ResultGroup | None, job: str, name: str, item_type: str,
-                results: list[str], types: Mapping[str, str], n: int, version: int,
-                main_path: str, pt_path: str | None, pt_table: Dataset | None,
-                title: str | None) -> ResultGroup:
+def _next_group(
+    previous: ResultGroup | None,
+    job: str,
+    name: str,
+    item_type: str,
+    results: list[str],
+    types: Mapping[str, str],
+    n: int,
+    version: int,
+    main_path: str,
+    pt_path: str | None,
+    pt_table: Dataset | None,
+    title: str | None,
+) -> ResultGroup:
     """The group after writing ``version``: the previous one's results and versions,
     with this version's main and passthrough files."""
     new: dict[str, Result] = {}
@@ -765,32 +918,54 @@ def _next_group(previous: ResultGroup | None, job: str, name: str, item_type: st
             if rname in results:
                 continue
             if r.passthrough:
-                kept = _passthrough_at(previous, r, version, pt_path, pt_table,
-                                       types.get(rname, r.result_type))
+                kept = _passthrough_at(
+                    previous, r, version, pt_path, pt_table, types.get(rname, r.result_type)
+                )
                 if kept is None:
                     continue
                 r = kept
             new[rname] = r
     for rname in results:
         versions = {}
-        if previous is not None and rname in previous.results \
-                and not previous.results[rname].passthrough:
+        if (
+            previous is not None
+            and rname in previous.results
+            and not previous.results[rname].passthrough
+        ):
             versions = dict(previous.results[rname].versions)
         versions[version] = main_path
-        new[rname] = Result(rname, item_type, versions, num_items=n,
-                            result_type=types.get(rname, ""))
+        new[rname] = Result(
+            rname, item_type, versions, num_items=n, result_type=types.get(rname, "")
+        )
     if pt_table is not None and pt_path is not None:
         for rname in pt_table.prefixes():
             if rname not in new:
-                new[rname] = Result(rname, item_type, {version: pt_path}, num_items=n,
-                                    passthrough=True, result_type=types.get(rname, ""))
-    return ResultGroup(name=name, item_type=item_type, results=new,
-                       title=title or (previous.title if previous else _title(name)),
-                       description=previous.description if previous else "", job=job)
+                new[rname] = Result(
+                    rname,
+                    item_type,
+                    {version: pt_path},
+                    num_items=n,
+                    passthrough=True,
+                    result_type=types.get(rname, ""),
+                )
+    return ResultGroup(
+        name=name,
+        item_type=item_type,
+        results=new,
+        title=title or (previous.title if previous else _title(name)),
+        description=previous.description if previous else "",
+        job=job,
+    )
 
 
-def _passthrough_at(previous: ResultGroup, r: Result, version: int, pt_path: str | None,
-                    pt_table: Dataset | None, result_type: str) -> Result | None:
+def _passthrough_at(
+    previous: ResultGroup,
+    r: Result,
+    version: int,
+    pt_path: str | None,
+    pt_table: Dataset | None,
+    result_type: str,
+) -> Result | None:
     """Passthrough result r of the previous group, with its file for ``version``:
     the new passthrough file if it carries r, none if a new passthrough does not
     (None when r is then part of no version), else the passthrough of the
@@ -807,8 +982,15 @@ def _passthrough_at(previous: ResultGroup, r: Result, version: int, pt_path: str
             versions[version] = final
     if not versions:
         return None
-    return Result(r.name, r.item_type, versions, num_items=r.num_items, passthrough=True,
-                  result_type=result_type, counts=dict(r.counts))
+    return Result(
+        r.name,
+        r.item_type,
+        versions,
+        num_items=r.num_items,
+        passthrough=True,
+        result_type=result_type,
+        counts=dict(r.counts),
+    )
 
 
 class _GroupLock:
@@ -860,8 +1042,11 @@ class _GroupLock:
         name, and the temporary files of every journaled file and of the .csg."""
         size = os.fstat(self.fd).st_size
         names = os.pread(self.fd, size, 0).decode("utf-8", "surrogateescape").splitlines()
-        paths = {os.path.join(self.folder, n) for n in names
-                 if n not in ("", ".", "..") and os.sep not in n}
+        paths = {
+            os.path.join(self.folder, n)
+            for n in names
+            if n not in ("", ".", "..") and os.sep not in n
+        }
         for p in paths | {self.csg_path}:
             remove_stale_temps(p, age=0)
         _remove(paths - in_use)
@@ -892,21 +1077,25 @@ def _remove(paths: set[str]) -> None:
             os.unlink(p)
 
 
-def _result_types(label: str, item_type: str,
-                  result_types: Mapping[str, str] | None) -> dict[str, str]:
+def _result_types(
+    label: str, item_type: str, result_types: Mapping[str, str] | None
+) -> dict[str, str]:
     """{result name: full type} from write_output's result_types (short types completed)."""
     types = {}
     for rname, rtype in (result_types or {}).items():
         full = rtype if "." in rtype else f"{item_type}.{rtype}"
         if full.split(".", 1)[0] != item_type:
-            raise CsResultError(f"{label}: result {rname!r} cannot be of type {full!r} in a "
-                               f"{item_type!r} output group")
+            raise CsResultError(
+                f"{label}: result {rname!r} cannot be of type {full!r} in a "
+                f"{item_type!r} output group"
+            )
         types[rname] = full
     return types
 
 
-def _check_min_fields(label: str, dataset: Dataset, results: list[str], item_type: str,
-                      types: Mapping[str, str]) -> None:
+def _check_min_fields(
+    label: str, dataset: Dataset, results: list[str], item_type: str, types: Mapping[str, str]
+) -> None:
     """CsFieldError listing every new result that lacks its type's minimum fields."""
     have = set(dataset.fields())
     lacking = []
@@ -916,8 +1105,10 @@ def _check_min_fields(label: str, dataset: Dataset, results: list[str], item_typ
         if missing:
             lacking.append(f"{rname!r} ({rtype}) lacks {', '.join(missing)}")
     if lacking:
-        raise CsFieldError(f"{label}: results miss their type's minimum fields: "
-                           f"{'; '.join(lacking)}; add them, or pass validate=False")
+        raise CsFieldError(
+            f"{label}: results miss their type's minimum fields: "
+            f"{'; '.join(lacking)}; add them, or pass validate=False"
+        )
 
 
 def _project(ds: Dataset, results: Iterable[str]) -> Dataset:
@@ -942,6 +1133,7 @@ def _passthrough_rows(pt: Dataset, carried: list[str], main: Dataset, label: str
         raise CsUidError(
             f"{label}: {len(absent)} output uids are not in the passthrough input "
             f"(e.g. {', '.join(str(int(u)) for u in absent[:5])}); an output can only "
-            "pass through results of items it received")
+            "pass through results of items it received"
+        )
     # The joined table is ours alone, so narrowing it in place copies nothing.
     return table.filter_prefixes(carried)

@@ -44,9 +44,11 @@ class Slot:
         if self.type is None:
             object.__setattr__(self, "type", self.name)
         elif not isinstance(self.type, str) or not self.type:
-            raise TypeError(f"slot {self.name!r}: type must be a result type such as "
-                            f"'particle.ctf' or 'ctf', not {self.type!r} (pass required= "
-                            "by keyword)")
+            raise TypeError(
+                f"slot {self.name!r}: type must be a result type such as "
+                f"'particle.ctf' or 'ctf', not {self.type!r} (pass required= "
+                "by keyword)"
+            )
 
     def full_type(self, item_type: str) -> str:
         """The result type this slot takes in an input of ``item_type`` (``particle.ctf``)."""
@@ -80,12 +82,22 @@ class InputSpec:
     repeat_allowed: bool = False
     name: str = ""
 
-    def __init__(self, item_type: str, slots: Sequence[Slot | str], count_min: int = 1,
-                 count_max: int | None = None, repeat_allowed: bool = False,
-                 name: str = "") -> None:
-        for key, value in (("item_type", item_type), ("count_min", count_min),
-                           ("count_max", count_max), ("repeat_allowed", repeat_allowed),
-                           ("name", name)):
+    def __init__(
+        self,
+        item_type: str,
+        slots: Sequence[Slot | str],
+        count_min: int = 1,
+        count_max: int | None = None,
+        repeat_allowed: bool = False,
+        name: str = "",
+    ) -> None:
+        for key, value in (
+            ("item_type", item_type),
+            ("count_min", count_min),
+            ("count_max", count_max),
+            ("repeat_allowed", repeat_allowed),
+            ("name", name),
+        ):
             object.__setattr__(self, key, value)
         parsed = tuple(Slot.parse(s) for s in slots)
         names = [s.name for s in parsed]
@@ -93,11 +105,14 @@ class InputSpec:
             raise ValueError(f"slot names repeat: {names}")
         for s in parsed:
             if s.full_type(self.item_type).split(".", 1)[0] != self.item_type:
-                raise ValueError(f"slot {s.name!r} takes {s.full_type(self.item_type)!r} "
-                                 f"results, not of the input's item type {self.item_type!r}")
+                raise ValueError(
+                    f"slot {s.name!r} takes {s.full_type(self.item_type)!r} "
+                    f"results, not of the input's item type {self.item_type!r}"
+                )
         if self.count_min < 0 or (self.count_max is not None and self.count_max < self.count_min):
-            raise ValueError(f"invalid counts: count_min={self.count_min}, "
-                             f"count_max={self.count_max}")
+            raise ValueError(
+                f"invalid counts: count_min={self.count_min}, count_max={self.count_max}"
+            )
         object.__setattr__(self, "slots", parsed)
         if not name:
             object.__setattr__(self, "name", f"{self.item_type}s")
@@ -106,8 +121,12 @@ class InputSpec:
         for s in self.slots:
             if s.name == name:
                 return s
-        raise InputError([f"input {self.name!r} has no slot {name!r} "
-                          f"(slots: {', '.join(s.name for s in self.slots)})"])
+        raise InputError(
+            [
+                f"input {self.name!r} has no slot {name!r} "
+                f"(slots: {', '.join(s.name for s in self.slots)})"
+            ]
+        )
 
     def slot_type(self, name: str) -> str:
         """The full result type slot ``name`` takes (``particle.alignments3D``)."""
@@ -211,12 +230,20 @@ class Input:
 
     def _connection(self, index: int) -> Connection:
         if not 0 <= index < len(self._connections):
-            raise InputError([f"input {self.spec.name!r} has no connection {index} "
-                              f"(it has {len(self._connections)})"])
+            raise InputError(
+                [
+                    f"input {self.spec.name!r} has no connection {index} "
+                    f"(it has {len(self._connections)})"
+                ]
+            )
         return self._connections[index]
 
-    def connect(self, group: ResultGroup, version: int | None = None,
-                passthrough: Sequence[str] | Mapping[str, int | None] | None = None) -> int:
+    def connect(
+        self,
+        group: ResultGroup,
+        version: int | None = None,
+        passthrough: Sequence[str] | Mapping[str, int | None] | None = None,
+    ) -> int:
         """Plug an output group in; returns its connection index.
 
         ``version``: the version of the group's results to load (a number
@@ -235,8 +262,9 @@ class Input:
             own = [r for r in group.results.values() if not r.passthrough]
             if own and not any(version in r.versions for r in own):
                 have = sorted({v for r in own for v in r.versions})
-                raise InputError([f"{where} has no version {version} (versions: "
-                                  f"{', '.join(map(str, have))})"])
+                raise InputError(
+                    [f"{where} has no version {version} (versions: {', '.join(map(str, have))})"]
+                )
         names: tuple[str, ...] | None = None
         if passthrough is not None:
             if isinstance(passthrough, str):
@@ -244,24 +272,37 @@ class Input:
             names = tuple(dict.fromkeys(passthrough))
             unknown = [n for n in names if n not in group.results]
             if unknown:
-                raise InputError([f"{where} has no result {', '.join(map(repr, unknown))} to "
-                                  f"pass through (results: {', '.join(group.results)})"])
+                raise InputError(
+                    [
+                        f"{where} has no result {', '.join(map(repr, unknown))} to "
+                        f"pass through (results: {', '.join(group.results)})"
+                    ]
+                )
             slots = {s.name for s in self.spec.slots}
             named = [n for n in names if n in slots]
             if named:
-                raise InputError([f"{where}: {', '.join(map(repr, named))} is a slot of the "
-                                  "input, not a passthrough result"])
+                raise InputError(
+                    [
+                        f"{where}: {', '.join(map(repr, named))} is a slot of the "
+                        "input, not a passthrough result"
+                    ]
+                )
         versions = {}
         if isinstance(passthrough, Mapping):
             for n, v in passthrough.items():
                 r = group.results[n]
                 if v is not None and not r.passthrough and int(v) not in r.versions:
-                    raise InputError([f"{where}: passthrough result {n!r}: {r.label} has no "
-                                      f"version {v} (versions: "
-                                      f"{', '.join(map(str, r.versions))})"])
+                    raise InputError(
+                        [
+                            f"{where}: passthrough result {n!r}: {r.label} has no "
+                            f"version {v} (versions: "
+                            f"{', '.join(map(str, r.versions))})"
+                        ]
+                    )
                 versions[n] = None if v is None else int(v)
-        self._connections.append(Connection(group, version=version, passthrough=names,
-                                            passthrough_versions=versions))
+        self._connections.append(
+            Connection(group, version=version, passthrough=names, passthrough_versions=versions)
+        )
         return len(self._connections) - 1
 
     def disconnect(self, connection: int | None = None) -> ResultGroup | list[ResultGroup]:
@@ -276,8 +317,9 @@ class Input:
         self._connection(connection)
         return self._connections.pop(connection).group
 
-    def override(self, connection: int, slot: str, result: Result,
-                 version: int | None = None) -> None:
+    def override(
+        self, connection: int, slot: str, result: Result, version: int | None = None
+    ) -> None:
         """Fill one slot of one connection from an individual result (of any group).
 
         The result must be of the slot's type (``spec.slot_type(slot)``), else
@@ -289,15 +331,23 @@ class Input:
         expected = self.spec.slot_type(slot)
         where = f"input {self.spec.name!r}: connection {connection} ({conn.group.label})"
         if result.result_type != expected:
-            raise InputError([f"{where}: slot {slot!r} takes {expected!r} results; "
-                              f"{result.label} is of type {result.result_type!r}; override "
-                              f"with a {expected!r} result"])
+            raise InputError(
+                [
+                    f"{where}: slot {slot!r} takes {expected!r} results; "
+                    f"{result.label} is of type {result.result_type!r}; override "
+                    f"with a {expected!r} result"
+                ]
+            )
         if version is not None:
             version = int(version)
             if not result.passthrough and version not in result.versions:
-                raise InputError([f"{where}: slot {slot!r}: {result.label} has no version "
-                                  f"{version} (versions: "
-                                  f"{', '.join(map(str, result.versions))})"])
+                raise InputError(
+                    [
+                        f"{where}: slot {slot!r}: {result.label} has no version "
+                        f"{version} (versions: "
+                        f"{', '.join(map(str, result.versions))})"
+                    ]
+                )
         conn.cleared.discard(slot)
         conn.overrides[slot] = result
         conn.override_versions[slot] = version
@@ -306,9 +356,13 @@ class Input:
         """Empty an optional slot of one connection (its result is not loaded)."""
         conn = self._connection(connection)
         if self.spec.slot(slot).required:
-            raise InputError([f"input {self.spec.name!r}: connection {connection} "
-                              f"({conn.group.label}): slot {slot!r} is required and cannot "
-                              "be cleared; override it instead"])
+            raise InputError(
+                [
+                    f"input {self.spec.name!r}: connection {connection} "
+                    f"({conn.group.label}): slot {slot!r} is required and cannot "
+                    "be cleared; override it instead"
+                ]
+            )
         conn.overrides.pop(slot, None)
         conn.override_versions.pop(slot, None)
         conn.cleared.add(slot)
@@ -327,25 +381,42 @@ class Input:
     def _fills(self, conn: Connection, slot: Slot) -> Result | None:
         """The result that fills a slot, or None (a group result of another type does not)."""
         r = conn.result_for(slot.name)
-        if r is not None and slot.name not in conn.overrides \
-                and r.result_type != slot.full_type(self.spec.item_type):
+        if (
+            r is not None
+            and slot.name not in conn.overrides
+            and r.result_type != slot.full_type(self.spec.item_type)
+        ):
             return None
         return r
 
     def _uses(self, conn: Connection, passthrough: bool, slots: tuple[Slot, ...]) -> list[_Use]:
         """What a connection loads: its filled slots, then its passthrough results."""
-        uses = [_Use(s.name, "slot", r, conn.version_for(s.name), s.name in conn.overrides)
-                for s in slots if (r := self._fills(conn, s)) is not None]
+        uses = [
+            _Use(s.name, "slot", r, conn.version_for(s.name), s.name in conn.overrides)
+            for s in slots
+            if (r := self._fills(conn, s)) is not None
+        ]
         if passthrough:
             names = {s.name for s in self.spec.slots}
             # By default every other result, but not a passthrough result
             # that the version loaded does not carry (docs/writes.md).
-            carried = conn.passthrough if conn.passthrough is not None else \
-                [n for n, r in conn.group.results.items() if n not in names and (
-                    not r.passthrough
-                    or conn.group.passthrough_metafile(n, conn.version_for(n)) is not None)]
-            uses += [_Use(n, "passthrough result", conn.group.results[n], conn.version_for(n),
-                          False) for n in carried]
+            carried = (
+                conn.passthrough
+                if conn.passthrough is not None
+                else [
+                    n
+                    for n, r in conn.group.results.items()
+                    if n not in names
+                    and (
+                        not r.passthrough
+                        or conn.group.passthrough_metafile(n, conn.version_for(n)) is not None
+                    )
+                ]
+            )
+            uses += [
+                _Use(n, "passthrough result", conn.group.results[n], conn.version_for(n), False)
+                for n in carried
+            ]
         return uses
 
     def check(self, passthrough: bool = True, slots: Sequence[str] | None = None) -> list[str]:
@@ -359,51 +430,74 @@ class Input:
         """
         return [text for text, _ in self._problems(passthrough, slots)]
 
-    def _problems(self, passthrough: bool, slots: Sequence[str] | None,
-                  ) -> list[tuple[str, bool]]:
+    def _problems(
+        self,
+        passthrough: bool,
+        slots: Sequence[str] | None,
+    ) -> list[tuple[str, bool]]:
         """(message, is_a_drop) for every problem, in order."""
         spec, name = self.spec, self.spec.name
         chosen = self._slots(slots)
         problems: list[tuple[str, bool]] = []
         n = len(self._connections)
         if n < spec.count_min:
-            problems.append((
-                f"input {name!r} needs at least {spec.count_min} connection"
-                f"{'s' if spec.count_min > 1 else ''}, has {n}; "
-                f"connect a {spec.item_type!r} output group", False))
+            problems.append(
+                (
+                    f"input {name!r} needs at least {spec.count_min} connection"
+                    f"{'s' if spec.count_min > 1 else ''}, has {n}; "
+                    f"connect a {spec.item_type!r} output group",
+                    False,
+                )
+            )
         if spec.count_max is not None and n > spec.count_max:
-            problems.append((
-                f"input {name!r} takes at most {spec.count_max} connection"
-                f"{'s' if spec.count_max > 1 else ''}, has {n}; "
-                f"disconnect {n - spec.count_max}", False))
+            problems.append(
+                (
+                    f"input {name!r} takes at most {spec.count_max} connection"
+                    f"{'s' if spec.count_max > 1 else ''}, has {n}; "
+                    f"disconnect {n - spec.count_max}",
+                    False,
+                )
+            )
         if not spec.repeat_allowed:
             seen: dict[tuple, int] = {}
             for i, conn in enumerate(self._connections):
                 first = seen.setdefault(_group_key(conn.group), i)
                 if first != i:
-                    problems.append((
-                        f"input {name!r}: {conn.group.label} is connected twice (connections "
-                        f"{first} and {i}) and repeat_allowed is False; disconnect "
-                        f"connection {i}", False))
+                    problems.append(
+                        (
+                            f"input {name!r}: {conn.group.label} is connected twice (connections "
+                            f"{first} and {i}) and repeat_allowed is False; disconnect "
+                            f"connection {i}",
+                            False,
+                        )
+                    )
         headers: dict[str, CsInfo | str] = {}
         uid_cache: dict[str, np.ndarray] = {}
         for i, conn in enumerate(self._connections):
             found, readable = self._check_connection(i, conn, passthrough, chosen, headers)
             problems += [(p, False) for p in found]
             if readable:
-                problems += [(p, True) for p in
-                             self._check_coverage(i, conn, passthrough, chosen, uid_cache)]
+                problems += [
+                    (p, True) for p in self._check_coverage(i, conn, passthrough, chosen, uid_cache)
+                ]
         return problems
 
-    def _check_connection(self, i: int, conn: Connection, passthrough: bool,
-                          slots: tuple[Slot, ...], headers: dict[str, CsInfo | str],
-                          ) -> tuple[list[str], bool]:
+    def _check_connection(
+        self,
+        i: int,
+        conn: Connection,
+        passthrough: bool,
+        slots: tuple[Slot, ...],
+        headers: dict[str, CsInfo | str],
+    ) -> tuple[list[str], bool]:
         """(problems, whether every table it would join can be read)."""
         spec = self.spec
         where = f"input {spec.name!r}: connection {i} ({conn.group.label})"
         if conn.group.item_type != spec.item_type:
-            return [f"{where}: group is of item type {conn.group.item_type!r}, input expects "
-                    f"{spec.item_type!r}; connect a {spec.item_type!r} output group"], False
+            return [
+                f"{where}: group is of item type {conn.group.item_type!r}, input expects "
+                f"{spec.item_type!r}; connect a {spec.item_type!r} output group"
+            ], False
         problems: list[str] = []
         uses = self._uses(conn, passthrough, slots)
         filled = {u.key for u in uses if u.what == "slot"}
@@ -417,13 +511,17 @@ class Input:
                 problems.append(
                     f"{where}: slot {s.name!r} takes {expected!r} results; "
                     f"{own.label} is of type {own.result_type!r}; override the slot with a "
-                    f"{expected!r} result{fix}")
+                    f"{expected!r} result{fix}"
+                )
             elif s.required:
-                why = (f"{conn.group.label} has no {s.name!r} result (it has: "
-                       f"{', '.join(conn.group.results) or 'none'})")
+                why = (
+                    f"{conn.group.label} has no {s.name!r} result (it has: "
+                    f"{', '.join(conn.group.results) or 'none'})"
+                )
                 problems.append(
                     f"{where}: required slot {s.name!r} is empty: {why}; override the slot "
-                    f"with a {expected!r} result of another group")
+                    f"with a {expected!r} result of another group"
+                )
         rows: dict[str, int] = {}
         miscounted: dict[tuple[str, int, int], list[Result]] = {}
         for u in uses:
@@ -432,21 +530,27 @@ class Input:
                 problems.append(
                     f"{where}: result {r.label} is of item type {r.item_type!r}, "
                     f"{what} {key!r} expects {spec.item_type!r}; use a "
-                    f"'{spec.item_type}' result")
+                    f"'{spec.item_type}' result"
+                )
                 continue
             if u.version is not None and not r.passthrough and u.version not in r.versions:
                 problems.append(
                     f"{where}: {what} {key!r}: {r.label} has no version {u.version} "
-                    f"(versions: {', '.join(map(str, r.versions))})")
+                    f"(versions: {', '.join(map(str, r.versions))})"
+                )
                 continue
             info = _header(u.metafile, headers)
             if isinstance(info, str):
                 job = r.group_label.split(".", 1)[0] if r.group_label else "its job"
-                problems.append(f"{where}: {what} {key!r}: metafile of {r.label}: {info}; "
-                                f"re-run {job} or connect another group")
+                problems.append(
+                    f"{where}: {what} {key!r}: metafile of {r.label}: {info}; "
+                    f"re-run {job} or connect another group"
+                )
             elif not any(f.split("/", 1)[0] == r.name for f in info.dtype.names or ()):
-                problems.append(f"{where}: {what} {key!r}: metafile {u.metafile} of "
-                                f"{r.label} holds no {r.name!r} fields; fix its .csg")
+                problems.append(
+                    f"{where}: {what} {key!r}: metafile {u.metafile} of "
+                    f"{r.label} holds no {r.name!r} fields; fix its .csg"
+                )
             else:
                 rows[key] = info.rows
                 said = r.num_items_of(u.version)
@@ -456,14 +560,16 @@ class Input:
             problems.append(
                 f"{where}: {', '.join(r.label for r in results)}: num_items says {said:,}, "
                 f"the metafile {path} holds {held:,} items; the group's description and its "
-                "file disagree: re-run its job or fix its .csg")
+                "file disagree: re-run its job or fix its .csg"
+            )
         counts = self._check_override_counts(where, conn, uses, rows)
         # The uids are compared only when every table reads and no override is
         # already known to hold the wrong number of items.
         return problems + counts, len(rows) == len(uses) and not counts
 
-    def _check_override_counts(self, where: str, conn: Connection, uses: list[_Use],
-                               rows: dict[str, int]) -> list[str]:
+    def _check_override_counts(
+        self, where: str, conn: Connection, uses: list[_Use], rows: dict[str, int]
+    ) -> list[str]:
         """Overrides whose item counts cannot fill the connection's items."""
         own = [rows[u.key] for u in uses if not u.override and u.key in rows]
         group_rows = own[0] if own else conn.group.num_items
@@ -476,16 +582,24 @@ class Input:
             if single and rows[slot] != 1:
                 problems.append(
                     f"{where}: slot {slot!r} is overridden by {r.label}, which holds "
-                    f"{rows[slot]} items; a {self.spec.item_type!r} override must hold exactly one")
+                    f"{rows[slot]} items; a {self.spec.item_type!r} override must hold exactly one"
+                )
             elif rows[slot] == 1 and group_rows > 1:
                 problems.append(
                     f"{where}: slot {slot!r} is overridden by the one-item result {r.label}, "
                     f"but {conn.group.label} holds {group_rows} items; override with a result "
-                    "of the same items")
+                    "of the same items"
+                )
         return problems
 
-    def _check_coverage(self, i: int, conn: Connection, passthrough: bool,
-                        slots: tuple[Slot, ...], cache: dict[str, np.ndarray]) -> list[str]:
+    def _check_coverage(
+        self,
+        i: int,
+        conn: Connection,
+        passthrough: bool,
+        slots: tuple[Slot, ...],
+        cache: dict[str, np.ndarray],
+    ) -> list[str]:
         """Tables that lack some of the connection's items (uid columns only)."""
         where = f"input {self.spec.name!r}: connection {i} ({conn.group.label})"
         parts, items = self._plan(conn, passthrough, slots)
@@ -506,13 +620,15 @@ class Input:
                 problems.append(
                     f"{where}: {what} ({labels}) covers {covered:,} of the connection's "
                     f"{len(ref):,} items; {len(ref) - covered:,} would be dropped: use a "
-                    "result of the same items, or load with allow_drop=True")
+                    "result of the same items, or load with allow_drop=True"
+                )
         return problems
 
     # ---------------------------------------------------------------- loading
 
-    def load(self, passthrough: bool = True, slots: Sequence[str] | None = None,
-             allow_drop: bool = False) -> Dataset:
+    def load(
+        self, passthrough: bool = True, slots: Sequence[str] | None = None, allow_drop: bool = False
+    ) -> Dataset:
         """Check the requirements (InputError listing every problem), then assemble.
 
         Per connection: its slot results (only those named in ``slots``, if
@@ -529,8 +645,10 @@ class Input:
         if refused:
             raise InputError(refused)
         chosen = self._slots(slots)
-        tables = [self._load_connection(i, c, passthrough, chosen)
-                  for i, c in enumerate(self._connections)]
+        tables = [
+            self._load_connection(i, c, passthrough, chosen)
+            for i, c in enumerate(self._connections)
+        ]
         if not tables:
             return Dataset()
         if len(tables) == 1:
@@ -540,8 +658,12 @@ class Input:
         except CsUidError as e:
             raise InputError([self._repeat_message(tables, e)]) from e
 
-    def _plan(self, conn: Connection, passthrough: bool, slots: tuple[Slot, ...],
-              ) -> tuple[list[_Part], str]:
+    def _plan(
+        self,
+        conn: Connection,
+        passthrough: bool,
+        slots: tuple[Slot, ...],
+    ) -> tuple[list[_Part], str]:
         """The tables a connection joins, in column order, and the metafile of its items.
 
         One table per metafile of the group's own results (so each file opens
@@ -579,8 +701,9 @@ class Input:
         version = conn.version if conn.version in first.versions else None
         return parts, first.metafile_of(version)
 
-    def _load_connection(self, i: int, conn: Connection, passthrough: bool,
-                         slots: tuple[Slot, ...]) -> Dataset:
+    def _load_connection(
+        self, i: int, conn: Connection, passthrough: bool, slots: tuple[Slot, ...]
+    ) -> Dataset:
         where = f"input {self.spec.name!r}: connection {i} ({conn.group.label})"
         parts, items = self._plan(conn, passthrough, slots)
         tables = []
@@ -614,10 +737,11 @@ class Input:
         for p, t in zip(parts, tables, strict=True):
             if p.override and len(items.subset_uids(t["uid"])) == 0:
                 slots = ", ".join(repr(u.key) for u in p.uses)
-                return (f"{where}: the override of slot {slots} shares no uid with the "
-                        f"connection's items; override with a result of the same items")
-        return (f"{where}: the tables share no uid with each other; they describe "
-                "different items")
+                return (
+                    f"{where}: the override of slot {slots} shares no uid with the "
+                    f"connection's items; override with a result of the same items"
+                )
+        return f"{where}: the tables share no uid with each other; they describe different items"
 
     def _repeat_message(self, tables: list[Dataset], error: CsUidError) -> str:
         name = self.spec.name
@@ -627,9 +751,11 @@ class Input:
                 if len(shared):
                     a, b = self._connections[i].group.label, self._connections[j].group.label
                     some = ", ".join(str(int(u)) for u in np.asarray(shared["uid"])[:3])
-                    return (f"input {name!r}: connections {i} ({a}) and {j} ({b}) share "
-                            f"{len(shared)} uids (e.g. {some}) and repeat_allowed is False; "
-                            "connect groups of different items")
+                    return (
+                        f"input {name!r}: connections {i} ({a}) and {j} ({b}) share "
+                        f"{len(shared)} uids (e.g. {some}) and repeat_allowed is False; "
+                        "connect groups of different items"
+                    )
         return f"input {name!r}: {error}"
 
 

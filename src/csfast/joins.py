@@ -25,8 +25,19 @@ from .errors import CsError, CsFieldError, CsUidError
 if TYPE_CHECKING:
     from .dataset import Dataset
 
-__all__ = ["append", "check_shared", "check_unique", "concat_rows", "extend", "innerjoin",
-           "interlace", "join_tables", "merge_fields", "replace", "union"]
+__all__ = [
+    "append",
+    "check_shared",
+    "check_unique",
+    "concat_rows",
+    "extend",
+    "innerjoin",
+    "interlace",
+    "join_tables",
+    "merge_fields",
+    "replace",
+    "union",
+]
 
 _SHOW_UIDS = 5  # how many offending uids an error message names
 
@@ -42,8 +53,12 @@ def _field_type(dt: np.dtype, shape: tuple[int, ...]) -> str:
     return f"{dt.str}{shape}" if shape else dt.str
 
 
-def merge_fields(datasets: Sequence[Dataset], common: bool, assert_same: bool = False,
-                 labels: Sequence[int] | None = None) -> Fields:
+def merge_fields(
+    datasets: Sequence[Dataset],
+    common: bool,
+    assert_same: bool = False,
+    labels: Sequence[int] | None = None,
+) -> Fields:
     """Output fields of a combination: {name: (dtype, sub-array shape)}.
 
     common: the fields every dataset has, in the first one's order; else every
@@ -62,10 +77,15 @@ def merge_fields(datasets: Sequence[Dataset], common: bool, assert_same: bool = 
                     if k not in keep:
                         extra.setdefault(k, []).append(lab)
             if extra:
-                shown = [f"{k!r} only in dataset{'s' if len(v) > 1 else ''} "
-                         f"{', '.join(map(str, v))}" for k, v in list(extra.items())[:8]]
-                raise CsFieldError("datasets do not have the same fields: " + "; ".join(shown)
-                                   + ("; ..." if len(extra) > 8 else ""))
+                shown = [
+                    f"{k!r} only in dataset{'s' if len(v) > 1 else ''} {', '.join(map(str, v))}"
+                    for k, v in list(extra.items())[:8]
+                ]
+                raise CsFieldError(
+                    "datasets do not have the same fields: "
+                    + "; ".join(shown)
+                    + ("; ..." if len(extra) > 8 else "")
+                )
         names = [k for k in datasets[0]._cols if k in keep]
     else:
         names = list(dict.fromkeys(k for d in datasets for k in d._cols))
@@ -112,15 +132,21 @@ def check_unique(datasets: Sequence[Dataset], labels: Sequence[int], what: str) 
         (i, ri), (j, _) = locate(r), locate(f)
         uid = int(uids[i][ri])
         if uid not in examples and len(examples) < _SHOW_UIDS:
-            where = (f"datasets {labels[j]} and {labels[i]}" if i != j
-                     else f"twice in dataset {labels[i]}")
+            where = (
+                f"datasets {labels[j]} and {labels[i]}"
+                if i != j
+                else f"twice in dataset {labels[i]}"
+            )
             examples[uid] = f"{uid} ({where})"
     raise CsUidError(
         f"{what}: {count} row{'s repeat' if count > 1 else ' repeats'} the uid of an earlier "
         f"row, e.g. uid {', '.join(examples.values())}"
         + (", ..." if count > len(examples) else "")
-        + ("; pass repeat_allowed=True if repeats are intended"
-           if what in ("append", "extend") else "")
+        + (
+            "; pass repeat_allowed=True if repeats are intended"
+            if what in ("append", "extend")
+            else ""
+        )
     )
 
 
@@ -136,8 +162,9 @@ def check_shared(joined: Dataset, tables: Sequence[Dataset], names: Sequence[str
     """CsUidError when tables that all have rows joined to none: they describe
     different items (names: one per table, for the message)."""
     if len(joined) == 0 and len(tables) > 1 and all(len(t) for t in tables):
-        raise CsUidError(f"{' and '.join(map(str, names))} share no uid: the tables describe "
-                         "different items")
+        raise CsUidError(
+            f"{' and '.join(map(str, names))} share no uid: the tables describe different items"
+        )
 
 
 def join_tables(tables: Sequence[Dataset], names: Sequence[str] | None = None) -> Dataset:
@@ -165,7 +192,7 @@ def innerjoin(cls: type[Dataset], datasets: Sequence[Dataset], assert_no_drop: b
         dropped = np.flatnonzero(~kept)
         raise CsUidError(
             f"innerjoin dropped {len(dropped)} of {len(first)} rows of the first dataset; "
-            f"uids without a match include {_some(first._uids()[dropped[:_SHOW_UIDS + 1]])}"
+            f"uids without a match include {_some(first._uids()[dropped[: _SHOW_UIDS + 1]])}"
         )
     n = len(index[0])
     rows: list[np.ndarray | None] = list(index)
@@ -192,22 +219,37 @@ def innerjoin(cls: type[Dataset], datasets: Sequence[Dataset], assert_no_drop: b
     return cls._from_columns(n, cols)
 
 
-def concat_rows(cls: type[Dataset], parts: Sequence[Dataset],
-                indexes: Sequence[np.ndarray | None], merged: Fields) -> Dataset:
+def concat_rows(
+    cls: type[Dataset],
+    parts: Sequence[Dataset],
+    indexes: Sequence[np.ndarray | None],
+    merged: Fields,
+) -> Dataset:
     """parts[0][indexes[0]], parts[1][indexes[1]], ... (None: every row) for merged fields."""
     sizes = [len(d) if ix is None else len(ix) for d, ix in zip(parts, indexes, strict=True)]
     n = sum(sizes)
     cols = {k: np.empty((n,) + shape, dtype=dt) for k, (dt, shape) in merged.items()}
     start = 0
     for d, ix, size in zip(parts, indexes, sizes, strict=True):
-        gather_jobs([(*(uid_source(d) if k == "uid" else rows_source(d._cols[k])), ix,
-                      out[start:start + size]) for k, out in cols.items()])
+        gather_jobs(
+            [
+                (
+                    *(uid_source(d) if k == "uid" else rows_source(d._cols[k])),
+                    ix,
+                    out[start : start + size],
+                )
+                for k, out in cols.items()
+            ]
+        )
         start += size
     return cls._from_columns(n, cols)
 
 
-def _nonempty(cls: type[Dataset], datasets: Sequence[Dataset], assert_same_fields: bool,
-              ) -> tuple[Dataset | None, list[Dataset], list[int], Fields]:
+def _nonempty(
+    cls: type[Dataset],
+    datasets: Sequence[Dataset],
+    assert_same_fields: bool,
+) -> tuple[Dataset | None, list[Dataset], list[int], Fields]:
     """(the result when there is nothing to combine, else None; the non-empty
     datasets; their argument positions; their merged fields)."""
     if not datasets:
@@ -216,12 +258,17 @@ def _nonempty(cls: type[Dataset], datasets: Sequence[Dataset], assert_same_field
     if not pos:
         return cls(datasets[0]), [], [], {}
     parts = [datasets[i] for i in pos]
-    return None, parts, pos, merge_fields(parts, common=True, assert_same=assert_same_fields,
-                                          labels=pos)
+    return (
+        None,
+        parts,
+        pos,
+        merge_fields(parts, common=True, assert_same=assert_same_fields, labels=pos),
+    )
 
 
-def append(cls: type[Dataset], datasets: Sequence[Dataset], assert_same_fields: bool,
-           repeat_allowed: bool) -> Dataset:
+def append(
+    cls: type[Dataset], datasets: Sequence[Dataset], assert_same_fields: bool, repeat_allowed: bool
+) -> Dataset:
     """The rows of ``Dataset.append_many`` (see there)."""
     done, parts, pos, merged = _nonempty(cls, datasets, assert_same_fields)
     if done is not None:
@@ -262,20 +309,26 @@ def interlace(datasets: Sequence[Dataset], assert_same_fields: bool) -> Dataset:
     first = datasets[0]
     n = len(first)
     if any(len(d) != n for d in datasets):
-        raise CsError("interlace needs datasets of the same length; got "
-                      f"{[len(d) for d in datasets]} rows")
+        raise CsError(
+            f"interlace needs datasets of the same length; got {[len(d) for d in datasets]} rows"
+        )
     merged = merge_fields(datasets, common=True, assert_same=assert_same_fields)
     check_unique(datasets, range(len(datasets)), "interlace")
     step = len(datasets)
     cols = {k: np.empty((n * step,) + shape, dtype=dt) for k, (dt, shape) in merged.items()}
     for i, d in enumerate(datasets):
-        gather_jobs([(*(uid_source(d) if k == "uid" else rows_source(d._cols[k])), None,
-                      out[i::step]) for k, out in cols.items()])
+        gather_jobs(
+            [
+                (*(uid_source(d) if k == "uid" else rows_source(d._cols[k])), None, out[i::step])
+                for k, out in cols.items()
+            ]
+        )
     return type(first)._from_columns(n * step, cols)
 
 
-def replace(ds: Dataset, query: Mapping[str, Any], others: Sequence[Dataset],
-            assume_disjoint: bool) -> Dataset:
+def replace(
+    ds: Dataset, query: Mapping[str, Any], others: Sequence[Dataset], assume_disjoint: bool
+) -> Dataset:
     """The rows of ``Dataset.replace`` (see there)."""
     others = tuple(d for d in others if len(d))
     merged = merge_fields((ds,) + others, common=True, assert_same=True)

@@ -27,18 +27,34 @@ MAX_INT_DIGITS = 40  # a shape or sub-array size; 2**64 has 20 digits
 # One token per match. finditer skips only what matches no alternative, and
 # every character but ASCII whitespace matches the last one, so a gap between
 # tokens is always whitespace, and anything unknown is an error token.
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     ([][{}(),:])                                      # 1 punctuation
   | ([uU]?(?:'[^'\\\n]*(?:\\[\s\S][^'\\\n]*)*'        # 2 a string, either quote
          |"[^"\\\n]*(?:\\[\s\S][^"\\\n]*)*"))
   | ([-+]?[0-9]+)[lL]?                                # 3 an integer (Python 2: 12L)
   | (True|False|None)                                 # 4 a constant
   | (\S)                                              # 5 anything else: an error
-""", re.ASCII | re.VERBOSE)
-_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|N\{[^}\n]*\}"
-                     r"|[0-7]{1,3}|[\s\S])")
-_SIMPLE_ESCAPES = {"\n": "", "\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b",
-                   "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+""",
+    re.ASCII | re.VERBOSE,
+)
+_ESCAPE = re.compile(
+    r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|N\{[^}\n]*\}"
+    r"|[0-7]{1,3}|[\s\S])"
+)
+_SIMPLE_ESCAPES = {
+    "\n": "",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+}
 _CONSTANTS = {"True": True, "False": False, "None": None}
 _CLOSER = {"{": "}", "[": "]", "(": ")"}
 
@@ -68,8 +84,9 @@ def parse_literal(text: str) -> object:
                 if not expect_value:
                     break
                 if len(stack) >= MAX_DEPTH:
-                    raise LiteralError(f"nested deeper than {MAX_DEPTH} levels "
-                                       f"at offset {m.start(1)}")
+                    raise LiteralError(
+                        f"nested deeper than {MAX_DEPTH} levels at offset {m.start(1)}"
+                    )
                 stack.append((opener, items, comma))
                 opener, items, comma = punct, [], False
                 may_close = True
@@ -97,8 +114,7 @@ def parse_literal(text: str) -> object:
             else:
                 keys = items[::2]
                 if not all(type(k) is str for k in keys):
-                    raise LiteralError(f"a dict key that is not a string, before offset "
-                                       f"{m.end()}")
+                    raise LiteralError(f"a dict key that is not a string, before offset {m.end()}")
                 value = dict(zip(keys, items[1::2], strict=True))
             opener, items, comma = stack.pop()
         elif not expect_value:
@@ -121,7 +137,7 @@ def parse_literal(text: str) -> object:
             return result
         raise LiteralError("unexpected end of text")
     where = m.start(m.lastindex or 0)
-    raise LiteralError(f"unexpected {text[where:where + 12]!r} at offset {where}")
+    raise LiteralError(f"unexpected {text[where : where + 12]!r} at offset {where}")
 
 
 def _integer(digits: str, where: int) -> int:

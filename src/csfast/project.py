@@ -115,8 +115,9 @@ class _Reader:
     def error(self, key: str, what: str) -> CsFormatError:
         return CsFormatError(f"job {self.job} ({self.path}): key {key!r} {what}")
 
-    def get(self, obj: Mapping[str, Any], where: str, key: str, kind: str,
-            default: Any = _MISSING) -> Any:
+    def get(
+        self, obj: Mapping[str, Any], where: str, key: str, kind: str, default: Any = _MISSING
+    ) -> Any:
         value = obj.get(key, _MISSING)
         if value is _MISSING:
             if default is _MISSING:
@@ -124,17 +125,27 @@ class _Reader:
             return default
         ok, want = _KINDS[kind]
         if not ok(value):
-            raise self.error(f"{where}.{key}" if where else key,
-                             f"must be {want}, not {_shown(value)}")
+            raise self.error(
+                f"{where}.{key}" if where else key, f"must be {want}, not {_shown(value)}"
+            )
         return value
 
-    def items(self, obj: Mapping[str, Any], where: str, key: str, default: Any = _MISSING,
-              by_name: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    def items(
+        self,
+        obj: Mapping[str, Any],
+        where: str,
+        key: str,
+        default: Any = _MISSING,
+        by_name: bool = False,
+    ) -> list[tuple[str, dict[str, Any]]]:
         """The mappings of a list (``by_name``: of a mapping, by name) with their key paths."""
         path = f"{where}.{key}" if where else key
         value = self.get(obj, where, key, "dict" if by_name else "list", default)
-        pairs = value.items() if isinstance(value, dict) else \
-            ((f"[{i}]", v) for i, v in enumerate(value))
+        pairs = (
+            value.items()
+            if isinstance(value, dict)
+            else ((f"[{i}]", v) for i, v in enumerate(value))
+        )
         out = []
         for k, v in pairs:
             at = f"{path}{k}" if k.startswith("[") else f"{path}.{k}"
@@ -159,16 +170,24 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "text": (lambda v: isinstance(v, str), "a string"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "count": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "count_max": (lambda v: v is None or v == "inf" or (_is_int(v) and v >= 0),
-                  'a non-negative integer, "inf" or null'),
-    "version": (lambda v: v == "F" or (_is_int(v) and v >= 0),
-                '"F" or a non-negative version number'),
+    "count_max": (
+        lambda v: v is None or v == "inf" or (_is_int(v) and v >= 0),
+        'a non-negative integer, "inf" or null',
+    ),
+    "version": (
+        lambda v: v == "F" or (_is_int(v) and v >= 0),
+        '"F" or a non-negative version number',
+    ),
     "versions": (_ints, "a list of version numbers"),
-    "paths": (lambda v: type(v) is list and all(type(x) is str and x for x in v),
-              "a list of paths"),
+    "paths": (
+        lambda v: type(v) is list and all(type(x) is str and x for x in v),
+        "a list of paths",
+    ),
     "counts": (lambda v: (_is_int(v) and v >= 0) or _ints(v), "an item count or a list of them"),
-    "passthrough": (lambda v: v is False or v is None or isinstance(v, str),
-                    "false or an input name"),
+    "passthrough": (
+        lambda v: v is False or v is None or isinstance(v, str),
+        "false or an input name",
+    ),
     "list": (lambda v: isinstance(v, list), "a list"),
     "dict": (lambda v: isinstance(v, dict), "a mapping"),
 }
@@ -189,19 +208,27 @@ def _result(r: _Reader, where: str, doc: Mapping[str, Any], name: str, rtype: st
     versions = r.get(doc, where, "versions", "versions", [])
     metafiles = r.get(doc, where, "metafiles", "paths", [])
     if len(versions) != len(metafiles):
-        raise r.error(f"{where}.metafiles", f"lists {len(metafiles)} metafiles for "
-                                            f"{len(versions)} versions")
+        raise r.error(
+            f"{where}.metafiles", f"lists {len(metafiles)} metafiles for {len(versions)} versions"
+        )
     if len(set(versions)) != len(versions):
         raise r.error(f"{where}.versions", f"repeats a version: {versions}")
     counts = r.get(doc, where, "num_items", "counts", [])
     if isinstance(counts, list):
         if counts and len(counts) != len(versions):
-            raise r.error(f"{where}.num_items", f"lists {len(counts)} counts for "
-                                                f"{len(versions)} versions")
+            raise r.error(
+                f"{where}.num_items", f"lists {len(counts)} counts for {len(versions)} versions"
+            )
     elif versions:  # one count: the final version's (older documents)
         counts = [counts if v == max(versions) else -1 for v in versions]
-    return _ResultDoc(name, rtype, tuple(versions), tuple(metafiles), tuple(counts),
-                      r.get(doc, where, "passthrough", "bool", False))
+    return _ResultDoc(
+        name,
+        rtype,
+        tuple(versions),
+        tuple(metafiles),
+        tuple(counts),
+        r.get(doc, where, "passthrough", "bool", False),
+    )
 
 
 def _version(value: int | str) -> int | None:
@@ -223,16 +250,25 @@ def _outputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_OutputDoc]:
     for at, g in r.items(doc, "", "output_result_groups"):
         name = r.get(g, at, "name", "str")
         counts = r.get(g, at, "num_items", "counts", None)
-        outputs.append(_OutputDoc(
-            name, r.get(g, at, "type", "str"), r.get(g, at, "title", "text", ""),
-            r.get(g, at, "description", "text", ""),
-            counts[-1] if isinstance(counts, list) and counts else
-            counts if isinstance(counts, int) else None,
-            tuple(by_group.pop(name, ()))))
+        outputs.append(
+            _OutputDoc(
+                name,
+                r.get(g, at, "type", "str"),
+                r.get(g, at, "title", "text", ""),
+                r.get(g, at, "description", "text", ""),
+                counts[-1]
+                if isinstance(counts, list) and counts
+                else counts
+                if isinstance(counts, int)
+                else None,
+                tuple(by_group.pop(name, ())),
+            )
+        )
     if by_group:
         group = next(iter(by_group))
-        raise r.error("output_results", f"names group {group!r}, which is not in "
-                                        "output_result_groups")
+        raise r.error(
+            "output_results", f"names group {group!r}, which is not in output_result_groups"
+        )
     return outputs
 
 
@@ -252,34 +288,63 @@ _V4 = _Keys("slots", "slot_name", _MISSING, "group_name", "result_name", None)
 _V5 = _Keys("results", "name", None, "output", "result", "inf")
 
 
-def _input_doc(r: _Reader, at: str, g: Mapping[str, Any], name: str, item_type: str,
-               slots: tuple[_SlotDoc, ...], keys: _Keys) -> _InputDoc:
+def _input_doc(
+    r: _Reader,
+    at: str,
+    g: Mapping[str, Any],
+    name: str,
+    item_type: str,
+    slots: tuple[_SlotDoc, ...],
+    keys: _Keys,
+) -> _InputDoc:
     """The keys a v4 input slot group and a v5 input share, with their names in ``keys``."""
     connections = []
     for cat, c in r.items(g, at, "connections", []):
         sources = tuple(
-            _SourceDoc(r.get(s, sat, keys.slot, "str?", keys.slot_default),
-                       r.get(s, sat, "job_uid", "str"), r.get(s, sat, keys.group, "str"),
-                       r.get(s, sat, keys.result, "str"),
-                       _version(r.get(s, sat, "version", "version", "F")), sat)
-            for sat, s in r.items(c, cat, keys.sources, []))
-        connections.append(_ConnectionDoc(r.get(c, cat, "job_uid", "str"),
-                                          r.get(c, cat, keys.group, "str"), sources, cat))
-    return _InputDoc(name, item_type, r.get(g, at, "title", "text", ""), slots,
-                     r.get(g, at, "count_min", "count", 0),
-                     _count_max(r.get(g, at, "count_max", "count_max", keys.count_max)),
-                     r.get(g, at, "repeat_allowed", "bool", False), tuple(connections), at)
+            _SourceDoc(
+                r.get(s, sat, keys.slot, "str?", keys.slot_default),
+                r.get(s, sat, "job_uid", "str"),
+                r.get(s, sat, keys.group, "str"),
+                r.get(s, sat, keys.result, "str"),
+                _version(r.get(s, sat, "version", "version", "F")),
+                sat,
+            )
+            for sat, s in r.items(c, cat, keys.sources, [])
+        )
+        connections.append(
+            _ConnectionDoc(
+                r.get(c, cat, "job_uid", "str"), r.get(c, cat, keys.group, "str"), sources, cat
+            )
+        )
+    return _InputDoc(
+        name,
+        item_type,
+        r.get(g, at, "title", "text", ""),
+        slots,
+        r.get(g, at, "count_min", "count", 0),
+        _count_max(r.get(g, at, "count_max", "count_max", keys.count_max)),
+        r.get(g, at, "repeat_allowed", "bool", False),
+        tuple(connections),
+        at,
+    )
 
 
 def _inputs_v4(r: _Reader, doc: Mapping[str, Any]) -> list[_InputDoc]:
     inputs = []
     for at, g in r.items(doc, "", "input_slot_groups"):
         slots = tuple(
-            _SlotDoc(r.get(s, sat, "name", "str"), r.get(s, sat, "type", "str"),
-                     not r.get(s, sat, "optional", "bool", False))
-            for sat, s in r.items(g, at, "slots"))
-        inputs.append(_input_doc(r, at, g, r.get(g, at, "name", "str"),
-                                 r.get(g, at, "type", "str"), slots, _V4))
+            _SlotDoc(
+                r.get(s, sat, "name", "str"),
+                r.get(s, sat, "type", "str"),
+                not r.get(s, sat, "optional", "bool", False),
+            )
+            for sat, s in r.items(g, at, "slots")
+        )
+        inputs.append(
+            _input_doc(
+                r, at, g, r.get(g, at, "name", "str"), r.get(g, at, "type", "str"), slots, _V4
+            )
+        )
     return inputs
 
 
@@ -289,12 +354,25 @@ def _outputs_v5(r: _Reader, spec: Mapping[str, Any]) -> list[_OutputDoc]:
         name = at.rsplit(".", 1)[1]
         item_type = r.get(o, at, "type", "str")
         results = tuple(
-            _result(r, rat, res, r.get(res, rat, "name", "str"),
-                    _full_type(item_type, r.get(res, rat, "dtype", "str")))
-            for rat, res in r.items(o, at, "results", []))
-        outputs.append(_OutputDoc(name, item_type, r.get(o, at, "title", "text", ""),
-                                  r.get(o, at, "description", "text", ""),
-                                  r.get(o, at, "num_items", "count", None), results))
+            _result(
+                r,
+                rat,
+                res,
+                r.get(res, rat, "name", "str"),
+                _full_type(item_type, r.get(res, rat, "dtype", "str")),
+            )
+            for rat, res in r.items(o, at, "results", [])
+        )
+        outputs.append(
+            _OutputDoc(
+                name,
+                item_type,
+                r.get(o, at, "title", "text", ""),
+                r.get(o, at, "description", "text", ""),
+                r.get(o, at, "num_items", "count", None),
+                results,
+            )
+        )
     return outputs
 
 
@@ -303,10 +381,13 @@ def _inputs_v5(r: _Reader, spec: Mapping[str, Any]) -> list[_InputDoc]:
     for at, i in r.items(spec, "spec", "inputs", {}, by_name=True):
         item_type = r.get(i, at, "type", "str")
         slots = tuple(
-            _SlotDoc(r.get(s, sat, "name", "str"),
-                     _full_type(item_type, r.get(s, sat, "dtype", "str")),
-                     r.get(s, sat, "required", "bool", False))
-            for sat, s in r.items(i, at, "slots", []))
+            _SlotDoc(
+                r.get(s, sat, "name", "str"),
+                _full_type(item_type, r.get(s, sat, "dtype", "str")),
+                r.get(s, sat, "required", "bool", False),
+            )
+            for sat, s in r.items(i, at, "slots", [])
+        )
         inputs.append(_input_doc(r, at, i, at.rsplit(".", 1)[1], item_type, slots, _V5))
     return inputs
 
@@ -336,8 +417,7 @@ class Job:
             self.shape = "v5"
             spec = r.get(doc, "", "spec", "dict")
             self.type: str = r.get(spec, "spec", "type", "str")
-        elif any(k in doc for k in ("input_slot_groups", "output_results",
-                                    "output_result_groups")):
+        elif any(k in doc for k in ("input_slot_groups", "output_results", "output_result_groups")):
             self.shape = "v4"
             # v4 documents name the job type "job_type" ("type" is its alias).
             key = "type" if "type" in doc and "job_type" not in doc else "job_type"
@@ -345,7 +425,8 @@ class Job:
         else:
             raise CsFormatError(
                 f"job {uid} ({path}): neither a v5 job document (key 'spec') nor a v4 one "
-                "(keys 'input_slot_groups', 'output_result_groups', 'output_results')")
+                "(keys 'input_slot_groups', 'output_result_groups', 'output_results')"
+            )
         self.title: str = r.get(doc, "", "title", "text", "")
         self.status: str = r.get(doc, "", "status", "text", "")
         declared = r.get(doc, "", "uid", "str", uid)
@@ -363,8 +444,11 @@ class Job:
 
     def _inputs_documents(self) -> list[_InputDoc]:
         if self._input_docs is None:
-            self._input_docs = _inputs_v5(self._reader, self._doc["spec"]) \
-                if self.shape == "v5" else _inputs_v4(self._reader, self._doc)
+            self._input_docs = (
+                _inputs_v5(self._reader, self._doc["spec"])
+                if self.shape == "v5"
+                else _inputs_v4(self._reader, self._doc)
+            )
         return self._input_docs
 
     @property
@@ -377,8 +461,11 @@ class Job:
         count; ``Result.counts`` each version's, where the document gives them.
         """
         if self._outputs is None:
-            docs = _outputs_v5(self._reader, self._doc["spec"]) \
-                if self.shape == "v5" else _outputs_v4(self._reader, self._doc)
+            docs = (
+                _outputs_v5(self._reader, self._doc["spec"])
+                if self.shape == "v5"
+                else _outputs_v4(self._reader, self._doc)
+            )
             self._outputs = {o.name: self._group(o) for o in docs}
         return dict(self._outputs)
 
@@ -387,20 +474,35 @@ class Job:
         for rd in o.results:
             if not rd.metafiles:
                 continue
-            versions = {v: os.path.join(self.project.path, m)
-                        for v, m in zip(rd.versions, rd.metafiles, strict=True)}
+            versions = {
+                v: os.path.join(self.project.path, m)
+                for v, m in zip(rd.versions, rd.metafiles, strict=True)
+            }
             counts = {v: n for v, n in zip(rd.versions, rd.counts, strict=False) if n >= 0}
             final = max(versions)
             num = counts.get(final, o.num_items or 0)
-            results[rd.name] = Result(rd.name, rd.type.split(".", 1)[0], versions,
-                                      num_items=num, passthrough=rd.passthrough,
-                                      result_type=rd.type, counts=counts)
+            results[rd.name] = Result(
+                rd.name,
+                rd.type.split(".", 1)[0],
+                versions,
+                num_items=num,
+                passthrough=rd.passthrough,
+                result_type=rd.type,
+                counts=counts,
+            )
         if not str(self._doc.get("version") or "").startswith("csfast"):
             # cryoSPARC writes one passthrough file for every version of a group
-            serve_every_version(results, [n for n, r in results.items()
-                                          if r.passthrough and len(r.versions) == 1])
-        return ResultGroup(name=o.name, item_type=o.item_type, results=results,
-                           title=o.title, description=o.description, job=self.uid)
+            serve_every_version(
+                results, [n for n, r in results.items() if r.passthrough and len(r.versions) == 1]
+            )
+        return ResultGroup(
+            name=o.name,
+            item_type=o.item_type,
+            results=results,
+            title=o.title,
+            description=o.description,
+            job=self.uid,
+        )
 
     def input_names(self) -> list[str]:
         """The names of the job's input groups (without building them)."""
@@ -421,8 +523,14 @@ class Job:
     def _input(self, i: _InputDoc) -> Input:
         slots = [Slot(s.name, type=s.type, required=s.required) for s in i.slots]
         try:
-            spec = InputSpec(i.item_type, slots, count_min=i.count_min, count_max=i.count_max,
-                             repeat_allowed=i.repeat_allowed, name=i.name)
+            spec = InputSpec(
+                i.item_type,
+                slots,
+                count_min=i.count_min,
+                count_max=i.count_max,
+                repeat_allowed=i.repeat_allowed,
+                name=i.name,
+            )
         except ValueError as e:  # repeated slots, counts out of order, a slot of another type
             raise self._reader.error(i.key, f"is not a valid input group: {e}") from None
         inp = Input(spec)
@@ -449,32 +557,40 @@ class Job:
             if s.result not in group:
                 raise self._missing_result(s, group)
         # The connection's version: the one every own versioned result is read at.
-        versions = sorted({s.version for s in own if not group[s.result].passthrough},
-                          key=lambda v: -1 if v is None else v)
+        versions = sorted(
+            {s.version for s in own if not group[s.result].passthrough},
+            key=lambda v: -1 if v is None else v,
+        )
         version = versions[0] if len(versions) == 1 else None
         carried = []
         for s in sources:
             if s.slot is not None:
                 if s.slot not in names:
-                    raise self._reader.error(s.key, f"names slot {s.slot!r}, which input "
-                                                    f"{inp.spec.name!r} does not have")
+                    raise self._reader.error(
+                        s.key, f"names slot {s.slot!r}, which input {inp.spec.name!r} does not have"
+                    )
                 continue
             if (s.job, s.group) != (c.job, c.group):
                 raise self._reader.error(
-                    s.key, f"carries passthrough result {s.job}.{s.group}.{s.result} from "
-                           f"another group than the connection's ({c.job}.{c.group})")
+                    s.key,
+                    f"carries passthrough result {s.job}.{s.group}.{s.result} from "
+                    f"another group than the connection's ({c.job}.{c.group})",
+                )
             if len(versions) > 1 and not group[s.result].passthrough:
                 shown = ", ".join("F" if v is None else str(v) for v in versions)
                 raise self._reader.error(
-                    s.key, f"carries result {s.result!r} while the connection reads its own "
-                           f"results at several versions ({shown}); csfast carries a "
-                           "connection's passthrough results at one version")
+                    s.key,
+                    f"carries result {s.result!r} while the connection reads its own "
+                    f"results at several versions ({shown}); csfast carries a "
+                    "connection's passthrough results at one version",
+                )
             carried.append(s.result)
         try:
             index = inp.connect(group, version=version, passthrough=carried)
         except InputError as e:
-            raise self._reader.error(c.key, "cannot be restored: "
-                                     + "; ".join(e.problems)) from None
+            raise self._reader.error(
+                c.key, "cannot be restored: " + "; ".join(e.problems)
+            ) from None
         listed = set()
         for s in sources:
             if s.slot is None:
@@ -483,15 +599,19 @@ class Job:
             same = (s.job, s.group, s.result) == (c.job, c.group, s.slot)
             if same and s.version == version:
                 continue
-            source = group if (s.job, s.group) == (c.job, c.group) else \
-                self._referenced(s.job, s.group, s.key)
+            source = (
+                group
+                if (s.job, s.group) == (c.job, c.group)
+                else self._referenced(s.job, s.group, s.key)
+            )
             if s.result not in source:
                 raise self._missing_result(s, source)
             try:
                 inp.override(index, s.slot, source[s.result], version=s.version)
             except InputError as e:  # a result of another type, a version it does not have
-                raise self._reader.error(s.key, "cannot be restored: "
-                                         + "; ".join(e.problems)) from None
+                raise self._reader.error(
+                    s.key, "cannot be restored: " + "; ".join(e.problems)
+                ) from None
         for slot in inp.spec.slots:
             # The job did not read an optional slot the document does not list.
             if slot.name not in listed and not slot.required and slot.name in group:
@@ -502,17 +622,22 @@ class Job:
             have = ", ".join(group.results)
         else:  # a job that has not written its outputs (yet)
             have = f"no results written (job {group.job}: {self.project.job(group.job).status})"
-        return self._reader.error(s.key, f"names result {s.result!r} of {group.label}, which "
-                                         f"has {have}")
+        return self._reader.error(
+            s.key, f"names result {s.result!r} of {group.label}, which has {have}"
+        )
 
     def _referenced(self, job: str, group: str, key: str) -> ResultGroup:
         if not self.project.has_job(job):
-            raise self._reader.error(key, f"refers to job {job}, which is not in the project "
-                                          f"(no {job}/{JOB_DOCUMENT})")
+            raise self._reader.error(
+                key, f"refers to job {job}, which is not in the project (no {job}/{JOB_DOCUMENT})"
+            )
         outputs = self.project.job(job).outputs
         if group not in outputs:
-            raise self._reader.error(key, f"refers to output {group!r} of {job}, which has "
-                                          f"{', '.join(outputs) or 'no outputs'}")
+            raise self._reader.error(
+                key,
+                f"refers to output {group!r} of {job}, which has "
+                f"{', '.join(outputs) or 'no outputs'}",
+            )
         return outputs[group]
 
 
@@ -526,9 +651,11 @@ class Project:
     def __init__(self, path: str | os.PathLike):
         self.path = os.path.abspath(os.fspath(path))
         if not os.path.isdir(self.path):
-            raise CsProjectError(f"{self.path}: not a folder (a cryoSPARC project folder "
-                                 "holds one folder per job, J1/ J2/ ..., each with a "
-                                 f"{JOB_DOCUMENT})")
+            raise CsProjectError(
+                f"{self.path}: not a folder (a cryoSPARC project folder "
+                "holds one folder per job, J1/ J2/ ..., each with a "
+                f"{JOB_DOCUMENT})"
+            )
         self._jobs: dict[str, Job] = {}
 
     def __repr__(self) -> str:
@@ -546,8 +673,10 @@ class Project:
 
     def has_job(self, uid: str) -> bool:
         """Whether the folder holds job ``uid`` with its job document."""
-        return uid in self._jobs or (_JOB_UID.fullmatch(uid) is not None and os.path.isfile(
-            os.path.join(self.path, uid, JOB_DOCUMENT)))
+        return uid in self._jobs or (
+            _JOB_UID.fullmatch(uid) is not None
+            and os.path.isfile(os.path.join(self.path, uid, JOB_DOCUMENT))
+        )
 
     def job(self, uid: str) -> Job:
         """The job ``uid`` (``"J42"``); CsProjectError if it has no job document here."""
@@ -555,17 +684,19 @@ class Project:
             return self._jobs[uid]
         path = os.path.join(self.path, uid, JOB_DOCUMENT)
         if not self.has_job(uid):
-            raise CsProjectError(f"project {self.path} has no job {uid!r} "
-                                 f"(no {uid}/{JOB_DOCUMENT}); its jobs: {_span(self.jobs())}")
+            raise CsProjectError(
+                f"project {self.path} has no job {uid!r} "
+                f"(no {uid}/{JOB_DOCUMENT}); its jobs: {_span(self.jobs())}"
+            )
         with open_regular(path) as f:
             try:
                 doc = json.load(f)
             except ValueError as e:  # not JSON, not UTF-8, an integer of over 4,300 digits
-                raise CsFormatError(f"job {uid} ({path}): not a valid JSON document: "
-                                    f"{e}") from None
+                raise CsFormatError(f"job {uid} ({path}): not a valid JSON document: {e}") from None
             except RecursionError:
-                raise CsFormatError(f"job {uid} ({path}): not a valid JSON document: "
-                                    "nested too deep") from None
+                raise CsFormatError(
+                    f"job {uid} ({path}): not a valid JSON document: nested too deep"
+                ) from None
         job = self._jobs[uid] = Job(self, uid, doc, path)
         return job
 
@@ -579,9 +710,16 @@ def _span(uids: Sequence[str]) -> str:
 # ---------------------------------------------------------------------- writing
 
 
-def write_job(project: str | os.PathLike, uid: str, job_type: str, *, title: str = "",
-              status: str = "completed", inputs: Iterable[Input] = (),
-              outputs: Iterable[ResultGroup] = ()) -> str:
+def write_job(
+    project: str | os.PathLike,
+    uid: str,
+    job_type: str,
+    *,
+    title: str = "",
+    status: str = "completed",
+    inputs: Iterable[Input] = (),
+    outputs: Iterable[ResultGroup] = (),
+) -> str:
     """Write ``<project>/<uid>/job.json``, a v5 job document, atomically; returns its path.
 
     ``outputs``: the job's output groups (as ``write_output`` returns them),
@@ -624,19 +762,31 @@ def _output_document(group: ResultGroup, root: str) -> dict[str, Any]:
         versions = sorted(r.versions)
         # v5 lists one count per version; a count the group does not know (an
         # earlier version re-read from a .csg) is read from its metafile's header.
-        counts = [r.counts[v] if v in r.counts else
-                  r.num_items if v == r.version else inspect(r.versions[v]).rows
-                  for v in versions]
-        results.append({
-            "name": r.name,
-            "dtype": _short_type(group.item_type, r.result_type),
-            "versions": versions,
-            "metafiles": [_project_relative(r.versions[v], root) for v in versions],
-            "num_items": counts,
-            "passthrough": r.passthrough,
-        })
-    return {"type": group.item_type, "title": group.title, "description": group.description,
-            "num_items": group.num_items, "results": results}
+        counts = [
+            r.counts[v]
+            if v in r.counts
+            else r.num_items
+            if v == r.version
+            else inspect(r.versions[v]).rows
+            for v in versions
+        ]
+        results.append(
+            {
+                "name": r.name,
+                "dtype": _short_type(group.item_type, r.result_type),
+                "versions": versions,
+                "metafiles": [_project_relative(r.versions[v], root) for v in versions],
+                "num_items": counts,
+                "passthrough": r.passthrough,
+            }
+        )
+    return {
+        "type": group.item_type,
+        "title": group.title,
+        "description": group.description,
+        "num_items": group.num_items,
+        "results": results,
+    }
 
 
 def _project_relative(path: str, root: str) -> str:
@@ -652,27 +802,41 @@ def _input_document(inp: Input) -> dict[str, Any]:
     for i, conn in enumerate(inp.connections):
         group = conn.group
         if not group.job:
-            raise InputError(f"input {spec.name!r}: connection {i} ({group.label}) is a group "
-                             "of no job; a job document can only name groups of jobs")
+            raise InputError(
+                f"input {spec.name!r}: connection {i} ({group.label}) is a group "
+                "of no job; a job document can only name groups of jobs"
+            )
         results = []
         for slot in spec.slots:
             r = conn.result_for(slot.name)
             if r is None:
                 continue
             job, _, output = r.group_label.partition(".")
-            results.append(_source(slot.name, spec.item_type, r, job, output,
-                                   conn.version_for(slot.name)))
+            results.append(
+                _source(slot.name, spec.item_type, r, job, output, conn.version_for(slot.name))
+            )
         names = {s.name for s in spec.slots}
-        carried = conn.passthrough if conn.passthrough is not None else \
-            [n for n in group.results if n not in names]
-        results += [_source(None, spec.item_type, group.results[n], group.job, group.name,
-                            conn.version) for n in carried]
+        carried = (
+            conn.passthrough
+            if conn.passthrough is not None
+            else [n for n in group.results if n not in names]
+        )
+        results += [
+            _source(None, spec.item_type, group.results[n], group.job, group.name, conn.version)
+            for n in carried
+        ]
         connections.append({"job_uid": group.job, "output": group.name, "results": results})
     return {
         "type": spec.item_type,
         "title": spec.name.replace("_", " ").capitalize(),
-        "slots": [{"name": s.name, "dtype": _short_type(spec.item_type, spec.slot_type(s.name)),
-                   "required": s.required} for s in spec.slots],
+        "slots": [
+            {
+                "name": s.name,
+                "dtype": _short_type(spec.item_type, spec.slot_type(s.name)),
+                "required": s.required,
+            }
+            for s in spec.slots
+        ],
         "count_min": spec.count_min,
         "count_max": "inf" if spec.count_max is None else spec.count_max,
         "repeat_allowed": spec.repeat_allowed,
@@ -680,7 +844,14 @@ def _input_document(inp: Input) -> dict[str, Any]:
     }
 
 
-def _source(slot: str | None, item_type: str, r: Result, job: str, output: str,
-            version: int | None) -> dict[str, Any]:
-    return {"name": slot, "dtype": _short_type(item_type, r.result_type), "job_uid": job,
-            "output": output, "result": r.name, "version": "F" if version is None else version}
+def _source(
+    slot: str | None, item_type: str, r: Result, job: str, output: str, version: int | None
+) -> dict[str, Any]:
+    return {
+        "name": slot,
+        "dtype": _short_type(item_type, r.result_type),
+        "job_uid": job,
+        "output": output,
+        "result": r.name,
+        "version": "F" if version is None else version,
+    }

@@ -60,8 +60,11 @@ class Row(Mapping):
 
     def to_list(self, exclude_uid: bool = False) -> list:
         """Values as plain Python in field order (sub-arrays as lists, strings as str)."""
-        return [python_value(self.dataset[k], self.idx) for k in self
-                if not (exclude_uid and k == "uid")]
+        return [
+            python_value(self.dataset[k], self.idx)
+            for k in self
+            if not (exclude_uid and k == "uid")
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """{field: value as plain Python} (sub-arrays as lists, strings as str)."""

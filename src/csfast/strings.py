@@ -27,8 +27,19 @@ from .errors import CsFieldError
 if TYPE_CHECKING:
     from .csdat import StringBudget
 
-__all__ = ["decode", "decode_value", "decoded_objects", "decoded_values", "distinct", "encode",
-           "encode_value", "factorize", "fixed_strings", "fixed_width", "string_width"]
+__all__ = [
+    "decode",
+    "decode_value",
+    "decoded_objects",
+    "decoded_values",
+    "distinct",
+    "encode",
+    "encode_value",
+    "factorize",
+    "fixed_strings",
+    "fixed_width",
+    "string_width",
+]
 
 
 def _field(field: str | None) -> str:
@@ -97,8 +108,9 @@ def decoded_values(col: np.ndarray, field: str | None = None) -> tuple[list[str]
     return [decode_value(v, field) for v in uniq.tolist()], codes
 
 
-def decoded_objects(col: np.ndarray, field: str | None = None,
-                    strip_gt: bool = False) -> np.ndarray:
+def decoded_objects(
+    col: np.ndarray, field: str | None = None, strip_gt: bool = False
+) -> np.ndarray:
     """A string column as an object array of str, each distinct value decoded once.
 
     strip_gt drops the leading ``>`` of exported, folder-relative paths.
@@ -135,8 +147,13 @@ def string_width(longest: int, width: int | None) -> int:
     return longest + 1
 
 
-def fixed_strings(values: Sequence[Any], field: str, width: int | None = None,
-                  budget: StringBudget | None = None, rows: int | None = None) -> np.ndarray:
+def fixed_strings(
+    values: Sequence[Any],
+    field: str,
+    width: int | None = None,
+    budget: StringBudget | None = None,
+    rows: int | None = None,
+) -> np.ndarray:
     """Python str / bytes values as a fixed-width UTF-8 ``S`` array.
 
     The width is ``string_width(longest, width)``. None and NaN are refused.
@@ -150,8 +167,9 @@ def fixed_strings(values: Sequence[Any], field: str, width: int | None = None,
         elif isinstance(v, (bytes, bytearray, np.bytes_)):
             encoded.append(bytes(v))
         else:
-            raise CsFieldError(f"field {field!r}: missing or non-string value {v!r} in a "
-                               "string column")
+            raise CsFieldError(
+                f"field {field!r}: missing or non-string value {v!r} in a string column"
+            )
     longest = max((len(e) for e in encoded), default=0)
     w = string_width(longest, width)
     if budget is not None:
@@ -159,8 +177,13 @@ def fixed_strings(values: Sequence[Any], field: str, width: int | None = None,
     return np.array(encoded, dtype=f"S{w}")
 
 
-def fixed_width(uniq: Sequence[Any], codes: np.ndarray, field: str, width: int | None = None,
-                budget: StringBudget | None = None) -> np.ndarray:
+def fixed_width(
+    uniq: Sequence[Any],
+    codes: np.ndarray,
+    field: str,
+    width: int | None = None,
+    budget: StringBudget | None = None,
+) -> np.ndarray:
     """A factorized string column (distinct str / bytes values, a code per row)
     as a fixed-width ``S`` column: each distinct value encoded once."""
     return fixed_strings(uniq, field, width, budget, rows=len(codes))[codes]

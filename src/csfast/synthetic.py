@@ -16,9 +16,22 @@ from .dataset import Dataset, generate_uids
 __all__ = ["RESULT_FIELDS", "particles", "exposures"]
 
 _F4 = "<f4"
-_ALIGN_SCALARS = ["psize_A", "error", "error_min", "resid_pow", "slice_pow", "image_pow",
-                  "cross_cor", "alpha", "alpha_min", "weight", "pose_ess", "shift_ess",
-                  "class_posterior", "class_ess"]
+_ALIGN_SCALARS = [
+    "psize_A",
+    "error",
+    "error_min",
+    "resid_pow",
+    "slice_pow",
+    "image_pow",
+    "cross_cor",
+    "alpha",
+    "alpha_min",
+    "weight",
+    "pose_ess",
+    "shift_ess",
+    "class_posterior",
+    "class_ess",
+]
 
 _Field = tuple[str, str, tuple[int, ...]]  # (field, dtype, shape)
 
@@ -30,40 +43,91 @@ def _each(names: Sequence[str], dtype: str, shape: tuple[int, ...] = ()) -> list
 
 # result name -> [(field, dtype, shape)]; "S" widths are set per table.
 RESULT_FIELDS: dict[str, list[_Field]] = {
-    "blob": [("path", "S", ()), ("idx", "<u4", ()), ("shape", "<u4", (2,)),
-             ("psize_A", _F4, ()), ("sign", _F4, ()), ("import_sig", "<u8", ())],
+    "blob": [
+        ("path", "S", ()),
+        ("idx", "<u4", ()),
+        ("shape", "<u4", (2,)),
+        ("psize_A", _F4, ()),
+        ("sign", _F4, ()),
+        ("import_sig", "<u8", ()),
+    ],
     "ctf": [("type", "S", ()), ("exp_group_id", "<u4", ())]
-    + _each(("accel_kv", "cs_mm", "amp_contrast", "df1_A", "df2_A", "df_angle_rad",
-             "phase_shift_rad", "scale", "scale_const", "bfactor"), _F4)
+    + _each(
+        (
+            "accel_kv",
+            "cs_mm",
+            "amp_contrast",
+            "df1_A",
+            "df2_A",
+            "df_angle_rad",
+            "phase_shift_rad",
+            "scale",
+            "scale_const",
+            "bfactor",
+        ),
+        _F4,
+    )
     + _each(("shift_A", "tilt_A", "trefoil_A"), _F4, (2,))
     + _each(("tetra_A", "anisomag"), _F4, (4,)),
-    "alignments3D": [("split", "<u4", ()), ("class", "<u4", ()), ("shift", _F4, (2,)),
-                     ("pose", _F4, (3,))] + _each(_ALIGN_SCALARS, _F4),
-    "alignments2D": [("split", "<u4", ()), ("class", "<u4", ()), ("shift", _F4, (2,)),
-                     ("pose", _F4, ())] + _each(_ALIGN_SCALARS, _F4),
-    "location": [("micrograph_uid", "<u8", ()), ("exp_group_id", "<u4", ()),
-                 ("micrograph_path", "S", ()), ("micrograph_shape", "<u4", (2,)),
-                 ("micrograph_psize_A", _F4, ()), ("center_x_frac", _F4, ()),
-                 ("center_y_frac", _F4, ()), ("min_dist_A", _F4, ())],
-    "pick_stats": [("ncc_score", _F4, ()), ("power", _F4, ()), ("angle_rad", _F4, ()),
-                   ("template_idx", "<u4", ())],
+    "alignments3D": [
+        ("split", "<u4", ()),
+        ("class", "<u4", ()),
+        ("shift", _F4, (2,)),
+        ("pose", _F4, (3,)),
+    ]
+    + _each(_ALIGN_SCALARS, _F4),
+    "alignments2D": [
+        ("split", "<u4", ()),
+        ("class", "<u4", ()),
+        ("shift", _F4, (2,)),
+        ("pose", _F4, ()),
+    ]
+    + _each(_ALIGN_SCALARS, _F4),
+    "location": [
+        ("micrograph_uid", "<u8", ()),
+        ("exp_group_id", "<u4", ()),
+        ("micrograph_path", "S", ()),
+        ("micrograph_shape", "<u4", (2,)),
+        ("micrograph_psize_A", _F4, ()),
+        ("center_x_frac", _F4, ()),
+        ("center_y_frac", _F4, ()),
+        ("min_dist_A", _F4, ()),
+    ],
+    "pick_stats": [
+        ("ncc_score", _F4, ()),
+        ("power", _F4, ()),
+        ("angle_rad", _F4, ()),
+        ("template_idx", "<u4", ()),
+    ],
 }
 
 
 def _paths(rng: np.random.Generator, n_distinct: int, width: int, kind: str) -> np.ndarray:
     """n_distinct realistic job-folder paths, each padded to the same width."""
-    stems = [f"J{rng.integers(2, 999)}/{kind}/{i:06d}_{rng.integers(10**11, 10**12)}"
-             f"_FoilHole_{rng.integers(10**7, 10**8)}_Data_{rng.integers(10**7, 10**8)}"
-             "_patch_aligned_doseweighted" for i in range(n_distinct)]
+    stems = [
+        f"J{rng.integers(2, 999)}/{kind}/{i:06d}_{rng.integers(10**11, 10**12)}"
+        f"_FoilHole_{rng.integers(10**7, 10**8)}_Data_{rng.integers(10**7, 10**8)}"
+        "_patch_aligned_doseweighted"
+        for i in range(n_distinct)
+    ]
     # Real paths fill their column: the writer's width is the longest + 1.
     stem_bytes = width - 5
-    return np.array([s.encode()[:stem_bytes].ljust(stem_bytes, b"x") + b".mrc" for s in stems],
-                    dtype=f"S{width}")
+    return np.array(
+        [s.encode()[:stem_bytes].ljust(stem_bytes, b"x") + b".mrc" for s in stems],
+        dtype=f"S{width}",
+    )
 
 
-def particles(n: int, *, results: tuple[str, ...] = ("blob", "ctf", "location", "pick_stats"),
-              seed: int = 0, uids: np.ndarray | None = None, micrographs: int | None = None,
-              path_width: int = 96, classes: int = 50) -> Dataset:
+def particles(
+    n: int,
+    *,
+    results: tuple[str, ...] = ("blob", "ctf", "location", "pick_stats"),
+    seed: int = 0,
+    uids: np.ndarray | None = None,
+    micrographs: int | None = None,
+    path_width: int = 96,
+    classes: int = 50,
+) -> Dataset:
     """A particle table of n rows with the given results, seeded.
 
     Paths repeat per micrograph (about 300 particles each, so a few thousand
@@ -80,8 +144,9 @@ def particles(n: int, *, results: tuple[str, ...] = ("blob", "ctf", "location", 
     for result in results:
         for name, dtype, shape in RESULT_FIELDS[result]:
             key = f"{result}/{name}"
-            cols[key] = _values(rng, result, name, dtype, shape, n, mic, mic_uids, path_width,
-                                classes)
+            cols[key] = _values(
+                rng, result, name, dtype, shape, n, mic, mic_uids, path_width, classes
+            )
     return Dataset(cols)
 
 
@@ -123,14 +188,16 @@ def exposures(n: int, *, seed: int = 0) -> Dataset:
     """An exposure table: micrograph_blob, ctf and mscope_params results."""
     rng = np.random.default_rng(seed)
     paths = _paths(rng, n, 96, "motioncorrected")
-    return Dataset({
-        "uid": generate_uids(n, seed=rng),
-        "micrograph_blob/path": paths,
-        "micrograph_blob/shape": np.full((n, 2), 4096, dtype=np.uint32),
-        "micrograph_blob/psize_A": np.full(n, 0.83, dtype=np.float32),
-        "ctf/df1_A": rng.uniform(8000, 25000, n).astype(np.float32),
-        "ctf/df2_A": rng.uniform(8000, 25000, n).astype(np.float32),
-        "ctf/df_angle_rad": rng.uniform(0, np.pi, n).astype(np.float32),
-        "mscope_params/accel_kv": np.full(n, 300, dtype=np.float32),
-        "mscope_params/cs_mm": np.full(n, 2.7, dtype=np.float32),
-    })
+    return Dataset(
+        {
+            "uid": generate_uids(n, seed=rng),
+            "micrograph_blob/path": paths,
+            "micrograph_blob/shape": np.full((n, 2), 4096, dtype=np.uint32),
+            "micrograph_blob/psize_A": np.full(n, 0.83, dtype=np.float32),
+            "ctf/df1_A": rng.uniform(8000, 25000, n).astype(np.float32),
+            "ctf/df2_A": rng.uniform(8000, 25000, n).astype(np.float32),
+            "ctf/df_angle_rad": rng.uniform(0, np.pi, n).astype(np.float32),
+            "mscope_params/accel_kv": np.full(n, 300, dtype=np.float32),
+            "mscope_params/cs_mm": np.full(n, 2.7, dtype=np.float32),
+        }
+    )

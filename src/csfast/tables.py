@@ -79,8 +79,12 @@ class OpenColumns:
         return list(found.values())
 
 
-def open_columns(source: Source, fields: FieldChoice = None, *, mmap: bool = True,
-                 ) -> OpenColumns:
+def open_columns(
+    source: Source,
+    fields: FieldChoice = None,
+    *,
+    mmap: bool = True,
+) -> OpenColumns:
     """Open the columns of a numpy .cs file or CSDAT stream, told by its magic.
 
     ``fields`` keeps only those fields (in file order), or is a function of
@@ -106,8 +110,9 @@ def open_columns(source: Source, fields: FieldChoice = None, *, mmap: bool = Tru
     return OpenColumns(info, {k: arr[k] for k in _chosen(info, fields)})
 
 
-def _open_buffer(source: BinaryIO | bytes | bytearray | memoryview,
-                 fields: FieldChoice) -> OpenColumns:
+def _open_buffer(
+    source: BinaryIO | bytes | bytearray | memoryview, fields: FieldChoice
+) -> OpenColumns:
     """Columns from bytes or an open binary file (read to its end)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         # bytearray / memoryview are copied once: the columns never alias a
@@ -116,14 +121,15 @@ def _open_buffer(source: BinaryIO | bytes | bytearray | memoryview,
     else:
         name, data = str(getattr(source, "name", "<stream>")), source.read()
     reader = io.BytesIO(data)
-    if data[:len(CSDAT_MAGIC)] == CSDAT_MAGIC:
+    if data[: len(CSDAT_MAGIC)] == CSDAT_MAGIC:
         info = csdat.read_info(reader, name, len(data))
         names = _chosen(info, fields)
         _, cols = csdat.read(data, names)
         return OpenColumns(info, {k: cols[k] for k in names})
-    if data[:len(MAGIC)] != MAGIC:
-        raise CsFormatError(f"{name}: neither a .cs file nor a CSDAT stream "
-                            f"(starts with {data[:6]!r})")
+    if data[: len(MAGIC)] != MAGIC:
+        raise CsFormatError(
+            f"{name}: neither a .cs file nor a CSDAT stream (starts with {data[:6]!r})"
+        )
     info = read_header(reader, name, len(data))
     # Read-only views of immutable bytes: an edit copies the column first.
     arr = np.frombuffer(data, dtype=info.dtype, count=info.rows, offset=info.data_offset)

@@ -49,10 +49,25 @@ from .groups import ResultGroup
 from .strings import factorize
 from .tables import inspect
 
-__all__ = ["Written", "Condition", "open_table", "save_streamed", "union_files", "parse_condition",
-           "condition_mask", "read_uids", "filter_table", "filter_file", "select_fields",
-           "fields_file", "split_file", "sets_files", "GroupInfo", "group_info",
-           "part_name"]
+__all__ = [
+    "Written",
+    "Condition",
+    "open_table",
+    "save_streamed",
+    "union_files",
+    "parse_condition",
+    "condition_mask",
+    "read_uids",
+    "filter_table",
+    "filter_file",
+    "select_fields",
+    "fields_file",
+    "split_file",
+    "sets_files",
+    "GroupInfo",
+    "group_info",
+    "part_name",
+]
 
 Progress = Callable[[int, int, str], None]
 
@@ -78,8 +93,9 @@ def open_table(path: str | os.PathLike, format: str | None = None, **options: An
     if format == "csg" or (format is None and os.fspath(path).endswith(".csg")):
         fields = options.pop("fields", None)
         if options:
-            raise CsArgumentError(f"{os.fspath(path)}: {', '.join(options)} do not apply "
-                                  "to a result group")
+            raise CsArgumentError(
+                f"{os.fspath(path)}: {', '.join(options)} do not apply to a result group"
+            )
         ds = ResultGroup.from_csg(path).load()
         return ds if fields is None else ds.filter_fields(list(fields))
     from .convert import files
@@ -117,8 +133,12 @@ def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -
             for k, col in chunk.cols().items():
                 if k in longest:
                     longest[k] = max(longest[k], _core.str_maxlen(np.asarray(col)))
-    dtype = np.dtype([(k, np.dtype(f"S{longest[k] + 1}") if k in longest else descr[k][0],
-                       descr[k][1]) for k in names])
+    dtype = np.dtype(
+        [
+            (k, np.dtype(f"S{longest[k] + 1}") if k in longest else descr[k][0], descr[k][1])
+            for k in names
+        ]
+    )
     layout = dtype.fields
     assert layout is not None  # a structured dtype
     offsets = [layout[k][1] for k in names]
@@ -196,8 +216,12 @@ class UnionReport:
     dropped_fields: list[str]
 
 
-def union_files(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *,
-                progress: Progress | None = None) -> UnionReport:
+def union_files(
+    paths: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    progress: Progress | None = None,
+) -> UnionReport:
     """Rows of every input in order, the first row holding each uid kept
     (``Dataset.union_many``); fields are those every input has. Writes output."""
     step = progress or _no_progress
@@ -216,8 +240,12 @@ def union_files(paths: Sequence[str | os.PathLike], output: str | os.PathLike, *
 # ------------------------------------------------------------------ filter
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-    ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 _SYMBOL = re.compile(r"^\s*(?P<field>[^\s<>=!]+)\s*(?P<op>==|!=|<=|>=|<|>)\s*(?P<value>.*?)\s*$")
 _WORD = re.compile(r"^\s*(?P<field>\S+)\s+(?P<op>not\s+in|in)\s+(?P<value>.*?)\s*$")
@@ -243,8 +271,10 @@ def parse_condition(text: str) -> Condition:
     """
     m = _SYMBOL.match(text) or _WORD.match(text)
     if m is None:
-        raise CsArgumentError(f"condition {text!r}: expected 'FIELD OP VALUE' with OP one of "
-                         "in, not in, ==, !=, <, <=, >, >=")
+        raise CsArgumentError(
+            f"condition {text!r}: expected 'FIELD OP VALUE' with OP one of "
+            "in, not in, ==, !=, <, <=, >, >="
+        )
     op = " ".join(m.group("op").split())
     raw = m.group("value")
     if not raw:
@@ -254,8 +284,9 @@ def parse_condition(text: str) -> Condition:
     else:
         values = (next(csv.reader([raw]))[0] if raw.startswith('"') else raw,)
     if op in ("in", "not in") and any(v == "" for v in values):
-        raise CsArgumentError(f"condition {text!r}: an empty item in the list "
-                              "(for the empty string, write == \"\")")
+        raise CsArgumentError(
+            f'condition {text!r}: an empty item in the list (for the empty string, write == "")'
+        )
     return Condition(m.group("field"), op, values)
 
 
@@ -280,16 +311,17 @@ def _typed_value(text: str, dtype: np.dtype, cond: Condition) -> Any:
                 return False
             raise ValueError(text)
     except ValueError:
-        what = {"u": "an integer", "i": "an integer", "f": "a number",
-                "b": "true or false"}[kind]
-        raise CsArgumentError(f"condition '{cond}': {text!r} is not {what}, as field "
-                         f"{cond.field!r} ({dtype}) needs") from None
+        what = {"u": "an integer", "i": "an integer", "f": "a number", "b": "true or false"}[kind]
+        raise CsArgumentError(
+            f"condition '{cond}': {text!r} is not {what}, as field {cond.field!r} ({dtype}) needs"
+        ) from None
     if kind == "S":
         return text.encode("utf-8")
     if kind == "U":
         return text
-    raise CsFieldError(f"condition '{cond}': field {cond.field!r} of dtype {dtype} "
-                       "cannot be compared")
+    raise CsFieldError(
+        f"condition '{cond}': field {cond.field!r} of dtype {dtype} cannot be compared"
+    )
 
 
 def condition_mask(ds: Dataset, cond: Condition) -> np.ndarray:
@@ -311,8 +343,10 @@ def _checked(ds: Dataset, cond: Condition) -> tuple[np.ndarray, list[Any]]:
         raise _field_error(ds, cond.field, f"condition '{cond}'")
     col = ds.view(cond.field)
     if col.ndim != 1:
-        raise CsFieldError(f"condition '{cond}': field {cond.field!r} is a sub-array of "
-                           f"shape {col.shape[1:]}; conditions apply to 1-D fields")
+        raise CsFieldError(
+            f"condition '{cond}': field {cond.field!r} is a sub-array of "
+            f"shape {col.shape[1:]}; conditions apply to 1-D fields"
+        )
     return col, [_typed_value(v, col.dtype, cond) for v in cond.values]
 
 
@@ -320,10 +354,14 @@ def _evaluate(cond: Condition, col: np.ndarray, values: list[Any]) -> np.ndarray
     if cond.op in ("in", "not in"):
         if col.dtype.kind in "ui":
             info = np.iinfo(col.dtype)
-            members = np.array([v for v in values if info.min <= v <= info.max],
-                               dtype=col.dtype)  # values out of range match no row
-            found = _core.isin(col.astype(np.uint64), members.astype(np.uint64)) \
-                if col.dtype.kind == "u" else np.isin(col, members)
+            members = np.array(
+                [v for v in values if info.min <= v <= info.max], dtype=col.dtype
+            )  # values out of range match no row
+            found = (
+                _core.isin(col.astype(np.uint64), members.astype(np.uint64))
+                if col.dtype.kind == "u"
+                else np.isin(col, members)
+            )
         else:
             found = np.isin(col, np.array(values))
         return np.logical_not(found, out=found) if cond.op == "not in" else found
@@ -341,8 +379,10 @@ def read_uids(path: str | os.PathLike) -> np.ndarray:
         except (ValueError, EOFError) as e:  # EOFError: an empty file
             raise CsFormatError(f"{name}: not a plain numpy array file ({e})") from None
         if not isinstance(a, np.ndarray) or a.dtype.kind not in "ui":
-            raise CsUidError(f"{name}: uids must be an integer array, not "
-                             f"{getattr(a, 'dtype', type(a).__name__)}")
+            raise CsUidError(
+                f"{name}: uids must be an integer array, not "
+                f"{getattr(a, 'dtype', type(a).__name__)}"
+            )
         a = a.reshape(-1)
         if a.dtype.kind == "i" and len(a) and a.min() < 0:
             raise CsUidError(f"{name}: uid values must be non-negative, found {a.min()}")
@@ -372,9 +412,12 @@ class FilterReport:
     counts: list[tuple[str, int]] = field(default_factory=list)  # rows passing each test
 
 
-def filter_table(ds: Dataset, where: Sequence[str | Condition] = (),
-                 uids: np.ndarray | None = None, invert: bool = False,
-                 ) -> tuple[np.ndarray, list[tuple[str, int]]]:
+def filter_table(
+    ds: Dataset,
+    where: Sequence[str | Condition] = (),
+    uids: np.ndarray | None = None,
+    invert: bool = False,
+) -> tuple[np.ndarray, list[tuple[str, int]]]:
     """(mask of the rows passing every condition and, if given, whose uid is in uids
     (inverted with invert), rows passing each test alone)."""
     conds = [c if isinstance(c, Condition) else parse_condition(c) for c in where]
@@ -394,9 +437,15 @@ def filter_table(ds: Dataset, where: Sequence[str | Condition] = (),
     return mask, counts
 
 
-def filter_file(path: str | os.PathLike, output: str | os.PathLike,
-                where: Sequence[str | Condition] = (), uids: str | os.PathLike | None = None,
-                invert: bool = False, *, progress: Progress | None = None) -> FilterReport:
+def filter_file(
+    path: str | os.PathLike,
+    output: str | os.PathLike,
+    where: Sequence[str | Condition] = (),
+    uids: str | os.PathLike | None = None,
+    invert: bool = False,
+    *,
+    progress: Progress | None = None,
+) -> FilterReport:
     """Keep the rows of path that pass every condition (and whose uid is listed in
     the file uids); with invert, the other rows. Writes output."""
     step = progress or _no_progress
@@ -424,8 +473,9 @@ def _matches(name: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(result, pattern) or fnmatch.fnmatchcase(name, pattern)
 
 
-def select_fields(names: Sequence[str], keep: Sequence[str] | None = None,
-                  drop: Sequence[str] = ()) -> list[str]:
+def select_fields(
+    names: Sequence[str], keep: Sequence[str] | None = None, drop: Sequence[str] = ()
+) -> list[str]:
     """The fields left after keeping those matching any ``keep`` pattern (all if None)
     and dropping those matching any ``drop`` pattern; uid always stays.
 
@@ -439,8 +489,7 @@ def select_fields(names: Sequence[str], keep: Sequence[str] | None = None,
             if not any(_matches(n, p) for n in names):
                 results = list(dict.fromkeys(n.split("/", 1)[0] for n in names if n != "uid"))
                 shown = ", ".join(results[:12]) + (", ..." if len(results) > 12 else "")
-                raise CsFieldError(f"{what} {p!r} matches no result or field "
-                                   f"(results: {shown})")
+                raise CsFieldError(f"{what} {p!r} matches no result or field (results: {shown})")
     out = [n for n in names if n == "uid" or keep is None or any(_matches(n, p) for p in keep)]
     return [n for n in out if n == "uid" or not any(_matches(n, p) for p in drop)]
 
@@ -452,9 +501,14 @@ class FieldsReport:
     fields: list[str]
 
 
-def fields_file(path: str | os.PathLike, output: str | os.PathLike,
-                keep: Sequence[str] | None = None, drop: Sequence[str] = (), *,
-                progress: Progress | None = None) -> FieldsReport:
+def fields_file(
+    path: str | os.PathLike,
+    output: str | os.PathLike,
+    keep: Sequence[str] | None = None,
+    drop: Sequence[str] = (),
+    *,
+    progress: Progress | None = None,
+) -> FieldsReport:
     """Write only some fields of a table (glob patterns, see ``select_fields``).
 
     Reads only the kept columns: the fix for files whose 100-class headers
@@ -510,9 +564,15 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def split_file(path: str | os.PathLike, folder: str | os.PathLike, *, by: str | None = None,
-               batches: int | None = None, seed: int | None = None,
-               progress: Progress | None = None) -> list[Written]:
+def split_file(
+    path: str | os.PathLike,
+    folder: str | os.PathLike,
+    *,
+    by: str | None = None,
+    batches: int | None = None,
+    seed: int | None = None,
+    progress: Progress | None = None,
+) -> list[Written]:
     """Split a table into parts, written to folder (created if missing).
 
     ``by``: one part per distinct value of a 1-D field, in order of first
@@ -537,8 +597,10 @@ def split_file(path: str | os.PathLike, folder: str | os.PathLike, *, by: str | 
         if by not in ds:
             raise _field_error(ds, by, "split --by")
         if ds.view(by).ndim != 1:
-            raise CsFieldError(f"split --by {by!r}: a sub-array field of shape "
-                               f"{ds.view(by).shape[1:]}; choose a 1-D field")
+            raise CsFieldError(
+                f"split --by {by!r}: a sub-array field of shape "
+                f"{ds.view(by).shape[1:]}; choose a 1-D field"
+            )
         step(0, 1, f"grouping by {by}")
         parts = list(ds.split_by(by).items())
     else:
@@ -557,45 +619,69 @@ def split_file(path: str | os.PathLike, folder: str | os.PathLike, *, by: str | 
     with _staged(folder) as stage:
         for k, (value, part) in enumerate(parts, 1):
             step(k - 1, len(parts) + 1, f"writing part {k} of {len(parts)}")
-            name = f"{stem}_batch_{k:0{width}d}.cs" if by is None else \
-                f"{stem}_{k:0{width}d}_{part_name(value)}.cs"
+            name = (
+                f"{stem}_batch_{k:0{width}d}.cs"
+                if by is None
+                else f"{stem}_{k:0{width}d}_{part_name(value)}.cs"
+            )
             save_streamed(part, stage(name), fsync=False)
-            written.append(Written(os.path.join(folder, name), len(part),
-                                   "" if by is None else _text(value)))
-        manifest = {"input": os.fspath(path), "by": by, "batches": batches, "seed": seed,
-                    "parts": [{"file": os.path.basename(w.path), "rows": w.rows,
-                               "value": _json_value(v) if by is not None else None}
-                              for w, (v, _) in zip(written, parts, strict=True)]}
+            written.append(
+                Written(os.path.join(folder, name), len(part), "" if by is None else _text(value))
+            )
+        manifest = {
+            "input": os.fspath(path),
+            "by": by,
+            "batches": batches,
+            "seed": seed,
+            "parts": [
+                {
+                    "file": os.path.basename(w.path),
+                    "rows": w.rows,
+                    "value": _json_value(v) if by is not None else None,
+                }
+                for w, (v, _) in zip(written, parts, strict=True)
+            ],
+        }
         text = (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
-        atomic_write(stage(f"{stem}_split.json"),
-                     lambda f: f.write(text), fsync=False)
+        atomic_write(stage(f"{stem}_split.json"), lambda f: f.write(text), fsync=False)
     step(len(parts) + 1, len(parts) + 1, "done")
     return written
 
 
 # -------------------------------------------------------------------- sets
 
-SET_FILES = {"intersect": ("intersect_A.cs", "intersect_B.cs"),
-             "subtract": ("A_minus_B.cs", "B_minus_A.cs")}
-_SET_LABELS = {"intersect_A.cs": "rows of A found in B", "intersect_B.cs": "rows of B found in A",
-               "A_minus_B.cs": "rows of A not in B", "B_minus_A.cs": "rows of B not in A"}
+SET_FILES = {
+    "intersect": ("intersect_A.cs", "intersect_B.cs"),
+    "subtract": ("A_minus_B.cs", "B_minus_A.cs"),
+}
+_SET_LABELS = {
+    "intersect_A.cs": "rows of A found in B",
+    "intersect_B.cs": "rows of B found in A",
+    "A_minus_B.cs": "rows of A not in B",
+    "B_minus_A.cs": "rows of B not in A",
+}
 
 
 def _keys(a: Dataset, b: Dataset, on: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """One uint64 key per row of a and of b: equal keys <=> equal values of every
     ``on`` field (uids as they are; other fields factorized over both tables)."""
     if list(on) == ["uid"]:
-        return (np.asarray(a.view("uid"), dtype=np.uint64),
-                np.asarray(b.view("uid"), dtype=np.uint64))
+        return (
+            np.asarray(a.view("uid"), dtype=np.uint64),
+            np.asarray(b.view("uid"), dtype=np.uint64),
+        )
     codes = np.zeros(len(a) + len(b), dtype=np.uint64)
     for i, name in enumerate(on):
         ca, cb = a.view(name), b.view(name)
         if ca.ndim != 1 or cb.ndim != 1:
             raise CsFieldError(f"--on {name!r}: a sub-array field; choose 1-D fields")
-        if (ca.dtype.kind in "SU") != (cb.dtype.kind in "SU") or \
-                (ca.dtype.kind in "SU" and ca.dtype.kind != cb.dtype.kind):
-            raise CsFieldError(f"--on {name!r} is {ca.dtype} in A and {cb.dtype} in B; "
-                               "the values cannot be compared")
+        if (ca.dtype.kind in "SU") != (cb.dtype.kind in "SU") or (
+            ca.dtype.kind in "SU" and ca.dtype.kind != cb.dtype.kind
+        ):
+            raise CsFieldError(
+                f"--on {name!r} is {ca.dtype} in A and {cb.dtype} in B; "
+                "the values cannot be compared"
+            )
         both = np.concatenate([ca, cb])
         if both.dtype.kind == "S":
             uniq, inv = factorize(both)
@@ -604,13 +690,18 @@ def _keys(a: Dataset, b: Dataset, on: Sequence[str]) -> tuple[np.ndarray, np.nda
         codes = codes * np.uint64(len(uniq)) + inv.reshape(-1).astype(np.uint64)
         if i + 1 < len(on):  # renumber so the next field's radix cannot overflow
             codes = np.unique(codes, return_inverse=True)[1].reshape(-1).astype(np.uint64)
-    return codes[:len(a)], codes[len(a):]
+    return codes[: len(a)], codes[len(a) :]
 
 
-def sets_files(a_path: str | os.PathLike, b_path: str | os.PathLike,
-               folder: str | os.PathLike, operations: Sequence[str],
-               on: Sequence[str] = ("uid",), *,
-               progress: Progress | None = None) -> list[Written]:
+def sets_files(
+    a_path: str | os.PathLike,
+    b_path: str | os.PathLike,
+    folder: str | os.PathLike,
+    operations: Sequence[str],
+    on: Sequence[str] = ("uid",),
+    *,
+    progress: Progress | None = None,
+) -> list[Written]:
     """cryoSPARC's Particle Sets Tool: intersect and/or subtract tables A and B.
 
     Rows match when their ``on`` fields are equal (``uid``, or e.g.
@@ -625,8 +716,9 @@ def sets_files(a_path: str | os.PathLike, b_path: str | os.PathLike,
     ops = list(dict.fromkeys(operations))
     unknown = [o for o in ops if o not in SET_FILES]
     if not ops or unknown:
-        raise CsArgumentError(f"sets: operations must be among {', '.join(SET_FILES)}; "
-                         f"got {', '.join(ops) or 'none'}")
+        raise CsArgumentError(
+            f"sets: operations must be among {', '.join(SET_FILES)}; got {', '.join(ops) or 'none'}"
+        )
     on = [f.strip() for f in on if f.strip()]
     if not on or ("uid" in on and len(on) > 1):
         raise CsArgumentError("--on is uid, or one or more fields other than uid")
@@ -693,8 +785,12 @@ def group_info(path: str | os.PathLike) -> GroupInfo:
                 info = inspect(meta)
                 files[meta] = MetafileInfo(meta, info.rows, info.file_size)
             except (CsError, OSError) as e:
-                files[meta] = MetafileInfo(meta, None, 0,
-                                           e.strerror if isinstance(e, OSError) and
-                                           not isinstance(e, CsError) and e.strerror
-                                           else str(e))
+                files[meta] = MetafileInfo(
+                    meta,
+                    None,
+                    0,
+                    e.strerror
+                    if isinstance(e, OSError) and not isinstance(e, CsError) and e.strerror
+                    else str(e),
+                )
     return GroupInfo(group, files)

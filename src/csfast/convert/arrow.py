@@ -80,8 +80,9 @@ def _column(name: str, col: np.ndarray) -> pa.Array:
         return arr
     k = int(np.prod(col.shape[1:]))
     if k == 0:
-        raise CsFieldError(f"field {name!r}: empty sub-arrays {col.shape[1:]} have no Arrow "
-                           "equivalent here")
+        raise CsFieldError(
+            f"field {name!r}: empty sub-arrays {col.shape[1:]} have no Arrow equivalent here"
+        )
     return pa.FixedSizeListArray.from_arrays(arr, k)
 
 
@@ -92,9 +93,10 @@ def to_arrow(ds: Dataset) -> pa.Table:
     cols = contiguous({name: ds.view(name) for name in ds.fields()})
     arrays = [_column(name, col) for name, col in cols.items()]
     names = ds.fields()
-    schema = pa.schema([pa.field(n, a.type, nullable=False)
-                        for n, a in zip(names, arrays, strict=True)],
-                       metadata={_KEY: schema_json(ds).encode()})
+    schema = pa.schema(
+        [pa.field(n, a.type, nullable=False) for n, a in zip(names, arrays, strict=True)],
+        metadata={_KEY: schema_json(ds).encode()},
+    )
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -115,16 +117,23 @@ def _strings(arr: Any, name: str, width: int | None, budget: StringBudget) -> np
 
     if not pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_encode()
-    return fixed_width(arr.dictionary.to_pylist(), arr.indices.to_numpy(zero_copy_only=False),
-                       name, width, budget)
+    return fixed_width(
+        arr.dictionary.to_pylist(), arr.indices.to_numpy(zero_copy_only=False), name, width, budget
+    )
 
 
 def _is_text(t: Any) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_binary(t) \
-        or pa.types.is_large_string(t) or pa.types.is_large_binary(t) \
-        or pa.types.is_string_view(t) or pa.types.is_binary_view(t)
+    return (
+        pa.types.is_dictionary(t)
+        or pa.types.is_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_binary_view(t)
+    )
 
 
 def _values(arr: Any, name: str, width: int | None, budget: StringBudget) -> np.ndarray:
@@ -141,8 +150,9 @@ def _values(arr: Any, name: str, width: int | None, budget: StringBudget) -> np.
     raise CsFieldError(f"field {name!r}: Arrow type {t} cannot be stored in a dataset")
 
 
-def from_arrow(table: pa.Table, cls: type[Dataset] | None = None, *,
-               source: str = "<arrow table>") -> Dataset:
+def from_arrow(
+    table: pa.Table, cls: type[Dataset] | None = None, *, source: str = "<arrow table>"
+) -> Dataset:
     """A dataset from an Arrow Table (the inverse of ``to_arrow``).
 
     With the ``csfast`` schema record, every field gets back its numpy dtype,
@@ -175,8 +185,10 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None, *,
     for name, chunked in zip(table.column_names, table.columns, strict=True):
         arr = _one_chunk(chunked)
         if arr.null_count:
-            raise CsFieldError(f"{source}: field {name!r}: {arr.null_count} null values; "
-                               "datasets cannot hold nulls")
+            raise CsFieldError(
+                f"{source}: field {name!r}: {arr.null_count} null values; "
+                "datasets cannot hold nulls"
+            )
         dt, shape = schema.get(name, (None, None))
         width = dt.itemsize if dt is not None and dt.kind == "S" else None
         t = arr.type
@@ -186,28 +198,36 @@ def from_arrow(table: pa.Table, cls: type[Dataset] | None = None, *,
             else:
                 lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
                 if len(lengths) and (lengths != lengths[0]).any():
-                    raise CsFieldError(f"field {name!r}: list rows of different lengths "
-                                       "cannot form a sub-array")
+                    raise CsFieldError(
+                        f"field {name!r}: list rows of different lengths cannot form a sub-array"
+                    )
                 k = int(lengths[0]) if len(lengths) else (int(np.prod(shape)) if shape else 0)
             inner = arr.flatten()
             if inner.null_count:
                 raise CsFieldError(f"field {name!r}: null elements; datasets cannot hold nulls")
             values = _values(inner, name, width, budget)
             if shape is not None and math.prod(shape) != k:
-                raise CsFormatError(f"{source}: field {name!r}: the schema record's shape "
-                                    f"{shape} does not hold the {k} elements of a row")
+                raise CsFormatError(
+                    f"{source}: field {name!r}: the schema record's shape "
+                    f"{shape} does not hold the {k} elements of a row"
+                )
             out = values.reshape((n,) + (shape or (k,)))
         else:
             if shape:
-                raise CsFormatError(f"{source}: field {name!r}: the schema record gives "
-                                    f"shape {shape}, the column holds one value a row")
+                raise CsFormatError(
+                    f"{source}: field {name!r}: the schema record gives "
+                    f"shape {shape}, the column holds one value a row"
+                )
             out = _values(arr, name, width, budget)
         if dt is not None:
             if (dt.kind in "SU") != (out.dtype.kind == "S") or (
-                    dt.kind not in "SU" and (dt.kind, dt.itemsize)
-                    != (out.dtype.kind, out.dtype.itemsize)):
-                raise CsFormatError(f"{source}: field {name!r}: the schema record says "
-                                    f"{dt.str}, the column holds {out.dtype.str} values")
+                dt.kind not in "SU"
+                and (dt.kind, dt.itemsize) != (out.dtype.kind, out.dtype.itemsize)
+            ):
+                raise CsFormatError(
+                    f"{source}: field {name!r}: the schema record says "
+                    f"{dt.str}, the column holds {out.dtype.str} values"
+                )
             if dt.kind not in "SU" and out.dtype != dt:
                 out = out.astype(dt)  # byte order restored
         cols[name] = out

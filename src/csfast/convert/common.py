@@ -13,8 +13,15 @@ import numpy as np
 
 from ..csdat import MAX_HEADER_BYTES
 
-__all__ = ["SCHEMA_KEY", "contiguous", "element_names", "parse_schema", "schema_json",
-           "schema_of", "split_elements"]
+__all__ = [
+    "SCHEMA_KEY",
+    "contiguous",
+    "element_names",
+    "parse_schema",
+    "schema_json",
+    "schema_of",
+    "split_elements",
+]
 
 # Key of the schema record in Arrow schema metadata and DataFrame.attrs.
 SCHEMA_KEY = "csfast"
@@ -47,7 +54,8 @@ def parse_schema(text: str | bytes | dict | None) -> dict[str, tuple[np.dtype, t
         rec = text if isinstance(text, dict) else json.loads(text)
         for n, d, s in rec["fields"]:
             if not (isinstance(d, str) and _SIMPLE_DTYPE.fullmatch(d)) or not all(
-                    type(x) is int and 0 <= x < 2**31 for x in s):
+                type(x) is int and 0 <= x < 2**31 for x in s
+            ):
                 return {}
             out[str(n)] = (np.dtype(d), tuple(s))
     except (ValueError, TypeError, KeyError, RecursionError, OverflowError, SyntaxError):
@@ -72,12 +80,18 @@ def split_elements(columns: Sequence[str]) -> dict[str, list[str]]:
         m = _ELEMENT.match(c)
         if m and m.group(1) not in names:
             groups.setdefault(m.group(1), {})[int(m.group(2))] = c
-    return {base: [idx[i] for i in range(len(idx))] for base, idx in groups.items()
-            if set(idx) == set(range(len(idx)))}
+    return {
+        base: [idx[i] for i in range(len(idx))]
+        for base, idx in groups.items()
+        if set(idx) == set(range(len(idx)))
+    }
 
 
-def contiguous(cols: dict[str, np.ndarray], copy: bool = False, block_bytes: int = 2 << 20,
-               ) -> dict[str, np.ndarray]:
+def contiguous(
+    cols: dict[str, np.ndarray],
+    copy: bool = False,
+    block_bytes: int = 2 << 20,
+) -> dict[str, np.ndarray]:
     """cols with every strided numeric column (every numeric one if ``copy``)
     replaced by an owned contiguous copy; string columns as they are.
 

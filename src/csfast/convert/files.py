@@ -26,12 +26,30 @@ from ..format import atomic_write, check_regular
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-__all__ = ["FORMATS", "format_of", "read", "write", "convert", "write_parquet", "read_parquet",
-           "write_arrow", "read_arrow", "write_csdat"]
+__all__ = [
+    "FORMATS",
+    "format_of",
+    "read",
+    "write",
+    "convert",
+    "write_parquet",
+    "read_parquet",
+    "write_arrow",
+    "read_arrow",
+    "write_csdat",
+]
 
-FORMATS = {".cs": "cs", ".csdat": "csdat", ".csl": "csdat", ".parquet": "parquet",
-           ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow",
-           ".star": "star"}
+FORMATS = {
+    ".cs": "cs",
+    ".csdat": "csdat",
+    ".csl": "csdat",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+    ".star": "star",
+}
 
 Format = Literal["cs", "csdat", "parquet", "arrow", "star"]
 
@@ -42,8 +60,9 @@ def format_of(path: str | os.PathLike) -> str:
     try:
         return FORMATS[ext]
     except KeyError:
-        raise CsError(f"{os.fspath(path)}: unknown extension {ext!r}; known: "
-                      f"{', '.join(sorted(FORMATS))}") from None
+        raise CsError(
+            f"{os.fspath(path)}: unknown extension {ext!r}; known: {', '.join(sorted(FORMATS))}"
+        ) from None
 
 
 def write_parquet(ds: Dataset, path: str | os.PathLike, **options: Any) -> None:
@@ -106,8 +125,9 @@ def read_arrow(path: str | os.PathLike) -> Dataset:
     return from_arrow(table, source=os.fspath(path))
 
 
-def write_csdat(ds: Dataset, path: str | os.PathLike,
-                compression: Literal["lz4"] | None = "lz4") -> None:
+def write_csdat(
+    ds: Dataset, path: str | os.PathLike, compression: Literal["lz4"] | None = "lz4"
+) -> None:
     """Write a CSDAT file (cryosparc-tools' ``save(format=CSDAT_FORMAT)`` layout)."""
     from .. import csdat
 
@@ -132,8 +152,9 @@ def read(path: str | os.PathLike, format: Format | None = None, **options: Any) 
     raise CsError(f"unknown format {fmt!r}")
 
 
-def write(ds: Dataset, path: str | os.PathLike, format: Format | None = None,
-          **options: Any) -> list[str]:
+def write(
+    ds: Dataset, path: str | os.PathLike, format: Format | None = None, **options: Any
+) -> list[str]:
     """Write a dataset in any supported format; returns the fields not written
     (only STAR leaves some out)."""
     fmt = format or format_of(path)
@@ -154,10 +175,15 @@ def write(ds: Dataset, path: str | os.PathLike, format: Format | None = None,
     return []
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, *,
-            src_format: Format | None = None, dst_format: Format | None = None,
-            read_options: dict[str, Any] | None = None,
-            write_options: dict[str, Any] | None = None) -> list[str]:
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    src_format: Format | None = None,
+    dst_format: Format | None = None,
+    read_options: dict[str, Any] | None = None,
+    write_options: dict[str, Any] | None = None,
+) -> list[str]:
     """Convert a file to another format; returns the fields not written."""
     ds = read(src, src_format, **(read_options or {}))
     return write(ds, dst, dst_format, **(write_options or {}))

@@ -59,8 +59,9 @@ def _string_objects(col: np.ndarray, strings: str, field: str) -> np.ndarray:
     return objs[codes]
 
 
-def to_pandas(ds: Dataset, strings: Literal["bytes", "str"] = "bytes", *,
-              copy: bool = True) -> pd.DataFrame:
+def to_pandas(
+    ds: Dataset, strings: Literal["bytes", "str"] = "bytes", *, copy: bool = True
+) -> pd.DataFrame:
     """A DataFrame with one column per field (one per element of a sub-array).
 
     strings: ``"bytes"`` keeps string fields as ``bytes`` objects;
@@ -109,8 +110,10 @@ def _numeric(series: Any, name: str, copy: bool) -> np.ndarray:
         raise CsFieldError(f"field {name!r}: missing values cannot be stored in a dataset")
     arr = series.to_numpy()
     if arr.dtype == object:
-        raise CsFieldError(f"field {name!r}: column of Python objects ({series.dtype}) is "
-                           "neither numeric nor strings")
+        raise CsFieldError(
+            f"field {name!r}: column of Python objects ({series.dtype}) is "
+            "neither numeric nor strings"
+        )
     if copy:
         return np.array(arr, copy=True)
     if arr.flags.writeable and np.may_share_memory(arr, series.values):
@@ -137,8 +140,9 @@ def _strings(series: Any, name: str, width: int | None) -> np.ndarray:
     return fixed_width(list(uniq), codes, name, width)
 
 
-def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
-                copy: bool = True) -> Dataset:
+def from_pandas(
+    df: pd.DataFrame, cls: type[Dataset] | None = None, *, copy: bool = True
+) -> Dataset:
     """A dataset from a DataFrame (the inverse of ``to_pandas``).
 
     Fields and their dtypes, shapes and string widths come from
@@ -194,8 +198,9 @@ def from_pandas(df: pd.DataFrame, cls: type[Dataset] | None = None, *,
             if shape:
                 arr = arr.reshape((n,) + shape)
         if dt is not None and arr.dtype != dt and dt.kind not in "SU":
-            if np.can_cast(arr.dtype, dt, "safe") or (dt.kind == arr.dtype.kind and
-                                                     dt.itemsize == arr.dtype.itemsize):
+            if np.can_cast(arr.dtype, dt, "safe") or (
+                dt.kind == arr.dtype.kind and dt.itemsize == arr.dtype.itemsize
+            ):
                 arr = arr.astype(dt)
         cols[name] = arr
     return cls.from_columns(cols, n)

@@ -17,8 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rotvec_to_matrix", "matrix_to_euler", "euler_to_matrix", "matrix_to_rotvec",
-           "rotvec_to_euler", "euler_to_rotvec"]
+__all__ = [
+    "rotvec_to_matrix",
+    "matrix_to_euler",
+    "euler_to_matrix",
+    "matrix_to_rotvec",
+    "rotvec_to_euler",
+    "euler_to_rotvec",
+]
 
 # Below this |sin(tilt)| the two Z rotations are indistinguishable in float64.
 _GIMBAL_EPS = 1e-9
@@ -104,20 +110,48 @@ def matrix_to_rotvec(R: np.ndarray) -> np.ndarray:
         r = R[m]
         if case == 0:
             s = 2.0 * np.sqrt(1.0 + tr[m])
-            q[m] = np.stack([0.25 * s, (r[:, 2, 1] - r[:, 1, 2]) / s,
-                             (r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 1, 0] - r[:, 0, 1]) / s], 1)
+            q[m] = np.stack(
+                [
+                    0.25 * s,
+                    (r[:, 2, 1] - r[:, 1, 2]) / s,
+                    (r[:, 0, 2] - r[:, 2, 0]) / s,
+                    (r[:, 1, 0] - r[:, 0, 1]) / s,
+                ],
+                1,
+            )
         elif case == 1:
             s = 2.0 * np.sqrt(1.0 + r[:, 0, 0] - r[:, 1, 1] - r[:, 2, 2])
-            q[m] = np.stack([(r[:, 2, 1] - r[:, 1, 2]) / s, 0.25 * s,
-                             (r[:, 0, 1] + r[:, 1, 0]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s], 1)
+            q[m] = np.stack(
+                [
+                    (r[:, 2, 1] - r[:, 1, 2]) / s,
+                    0.25 * s,
+                    (r[:, 0, 1] + r[:, 1, 0]) / s,
+                    (r[:, 0, 2] + r[:, 2, 0]) / s,
+                ],
+                1,
+            )
         elif case == 2:
             s = 2.0 * np.sqrt(1.0 - r[:, 0, 0] + r[:, 1, 1] - r[:, 2, 2])
-            q[m] = np.stack([(r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 0, 1] + r[:, 1, 0]) / s,
-                             0.25 * s, (r[:, 1, 2] + r[:, 2, 1]) / s], 1)
+            q[m] = np.stack(
+                [
+                    (r[:, 0, 2] - r[:, 2, 0]) / s,
+                    (r[:, 0, 1] + r[:, 1, 0]) / s,
+                    0.25 * s,
+                    (r[:, 1, 2] + r[:, 2, 1]) / s,
+                ],
+                1,
+            )
         else:
             s = 2.0 * np.sqrt(1.0 - r[:, 0, 0] - r[:, 1, 1] + r[:, 2, 2])
-            q[m] = np.stack([(r[:, 1, 0] - r[:, 0, 1]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s,
-                             (r[:, 1, 2] + r[:, 2, 1]) / s, 0.25 * s], 1)
+            q[m] = np.stack(
+                [
+                    (r[:, 1, 0] - r[:, 0, 1]) / s,
+                    (r[:, 0, 2] + r[:, 2, 0]) / s,
+                    (r[:, 1, 2] + r[:, 2, 1]) / s,
+                    0.25 * s,
+                ],
+                1,
+            )
     return _quaternion_to_rotvec(q)
 
 
@@ -128,8 +162,9 @@ def _quaternion_to_rotvec(q: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(vec, axis=1)
     angle = 2.0 * np.arctan2(norm, q[:, 0])
     small = norm < 1e-12
-    scale = np.where(small, 2.0 / np.where(q[:, 0] == 0, 1.0, q[:, 0]),
-                     angle / np.where(small, 1.0, norm))
+    scale = np.where(
+        small, 2.0 / np.where(q[:, 0] == 0, 1.0, q[:, 0]), angle / np.where(small, 1.0, norm)
+    )
     return vec * scale[:, None]
 
 
@@ -146,6 +181,13 @@ def euler_to_rotvec(angles: np.ndarray) -> np.ndarray:
     a = np.radians(np.asarray(angles, dtype=np.float64).reshape(-1, 3)) / 2.0
     rot, tilt, psi = a[:, 0], a[:, 1], a[:, 2]
     ct, st = np.cos(tilt), np.sin(tilt)
-    q = np.stack([ct * np.cos(rot + psi), st * np.sin(psi - rot),
-                  st * np.cos(rot - psi), ct * np.sin(rot + psi)], axis=1)
+    q = np.stack(
+        [
+            ct * np.cos(rot + psi),
+            st * np.sin(psi - rot),
+            st * np.cos(rot - psi),
+            ct * np.sin(rot + psi),
+        ],
+        axis=1,
+    )
     return _quaternion_to_rotvec(q)

@@ -136,13 +136,15 @@ def _image_names(idx: np.ndarray, path: np.ndarray, suffix: str | None = None) -
         names = pd.Series(number).astype(str).str.zfill(6) + "@" + pd.Series(objs[codes])
         return names.to_numpy(dtype=object)
     digits = pc.utf8_lpad(pc.cast(pa.array(number), pa.string()), 6, "0")
-    where = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)),
-                                           pa.array(paths, type=pa.string())).cast(pa.string())
+    where = pa.DictionaryArray.from_arrays(
+        pa.array(codes.astype(np.int32)), pa.array(paths, type=pa.string())
+    ).cast(pa.string())
     return pc.binary_join_element_wise(digits, where, "@")
 
 
-def _decimal(values: np.ndarray, original: np.ndarray,
-             back: Callable[[np.ndarray], np.ndarray]) -> Any:
+def _decimal(
+    values: np.ndarray, original: np.ndarray, back: Callable[[np.ndarray], np.ndarray]
+) -> Any:
     """Converted values (float64) as decimals that ``from_star`` turns back into
     exactly the original float32 values, as short as that allows.
 
@@ -166,8 +168,14 @@ def _decimal(values: np.ndarray, original: np.ndarray,
     return pc.if_else(pa.array(ok), short, pc.cast(pa.array(values), pa.string()))
 
 
-def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
-            float_format: str = "%.9g", image_suffix: str | None = None) -> list[str]:
+def to_star(
+    ds: Dataset,
+    path: str | os.PathLike,
+    *,
+    flip_y: bool = True,
+    float_format: str = "%.9g",
+    image_suffix: str | None = None,
+) -> list[str]:
     """Write a particle dataset as a RELION 3.1+ STAR file (optics + particles).
 
     See the module docstring for every label and unit conversion. Particle
@@ -182,8 +190,9 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     (no RELION label), in dataset order.
     """
     if image_suffix is not None and not _SUFFIX.fullmatch(image_suffix):
-        raise CsError(f"image suffix {image_suffix!r}: expected a dot and letters or "
-                      "digits, such as .mrcs")
+        raise CsError(
+            f"image suffix {image_suffix!r}: expected a dot and letters or digits, such as .mrcs"
+        )
     import pandas as pd
     import starfile
 
@@ -199,11 +208,11 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
 
     particles: dict[str, Any] = {}
     if has("blob/idx", "blob/path"):
-        particles["rlnImageName"] = _image_names(get("blob/idx"), get("blob/path"),
-                                                 image_suffix)
+        particles["rlnImageName"] = _image_names(get("blob/idx"), get("blob/path"), image_suffix)
     if has("location/micrograph_path"):
-        particles["rlnMicrographName"] = decoded_objects(get("location/micrograph_path"),
-                                                         "location/micrograph_path", strip_gt=True)
+        particles["rlnMicrographName"] = decoded_objects(
+            get("location/micrograph_path"), "location/micrograph_path", strip_gt=True
+        )
     if has("location/center_x_frac", "location/center_y_frac", "location/micrograph_shape"):
         shape = get("location/micrograph_shape").astype(np.float64)
         x_frac, y_frac = get("location/center_x_frac"), get("location/center_y_frac")
@@ -211,23 +220,28 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
         y64 = y_frac.astype(np.float64)
         particles["rlnCoordinateX"] = _decimal(x_frac * nx, x_frac, lambda d: d / nx)
         if flip_y:
-            particles["rlnCoordinateY"] = _decimal((1.0 - y64) * ny, y_frac,
-                                                   lambda d: 1.0 - d / ny)
+            particles["rlnCoordinateY"] = _decimal((1.0 - y64) * ny, y_frac, lambda d: 1.0 - d / ny)
         else:
             particles["rlnCoordinateY"] = _decimal(y64 * ny, y_frac, lambda d: d / ny)
-    for field, label, fn in (("ctf/df1_A", "rlnDefocusU", None),
-                             ("ctf/df2_A", "rlnDefocusV", None),
-                             ("ctf/df_angle_rad", "rlnDefocusAngle", np.degrees),
-                             ("ctf/phase_shift_rad", "rlnPhaseShift", np.degrees),
-                             ("ctf/bfactor", "rlnCtfBfactor", None),
-                             ("ctf/scale", "rlnCtfScalefactor", None)):
+    for field, label, fn in (
+        ("ctf/df1_A", "rlnDefocusU", None),
+        ("ctf/df2_A", "rlnDefocusV", None),
+        ("ctf/df_angle_rad", "rlnDefocusAngle", np.degrees),
+        ("ctf/phase_shift_rad", "rlnPhaseShift", np.degrees),
+        ("ctf/bfactor", "rlnCtfBfactor", None),
+        ("ctf/scale", "rlnCtfScalefactor", None),
+    ):
         if has(field):
             v = get(field)
-            particles[label] = _decimal(np.degrees(v.astype(np.float64)), v, np.radians) \
-                if fn else v
+            particles[label] = (
+                _decimal(np.degrees(v.astype(np.float64)), v, np.radians) if fn else v
+            )
 
-    align = "alignments3D" if has("alignments3D/pose") else (
-        "alignments2D" if has("alignments2D/pose") else None)
+    align = (
+        "alignments3D"
+        if has("alignments3D/pose")
+        else ("alignments2D" if has("alignments2D/pose") else None)
+    )
     if align == "alignments3D":
         # float32 like the pose they come from (the pose comes back as the same
         # rotation, not the same vector, whatever the precision).
@@ -237,15 +251,15 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
         particles["rlnAnglePsi"] = euler[:, 2]
     elif align == "alignments2D":
         pose2d = get("alignments2D/pose")
-        particles["rlnAnglePsi"] = _decimal(np.degrees(pose2d.astype(np.float64)), pose2d,
-                                            np.radians)
+        particles["rlnAnglePsi"] = _decimal(
+            np.degrees(pose2d.astype(np.float64)), pose2d, np.radians
+        )
     if align and has(f"{align}/shift", f"{align}/psize_A"):
         shift = get(f"{align}/shift").astype(np.float64)
         psize = get(f"{align}/psize_A").astype(np.float64)
         shift32 = ds.view(f"{align}/shift")
         for j, label in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
-            particles[label] = _decimal(shift[:, j] * psize, shift32[:, j],
-                                        lambda d: d / psize)
+            particles[label] = _decimal(shift[:, j] * psize, shift32[:, j], lambda d: d / psize)
     if align and has(f"{align}/class"):
         particles["rlnClassNumber"] = get(f"{align}/class").astype(np.int64) + 1
     if align and has(f"{align}/split"):
@@ -262,13 +276,19 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     k = len(names)
     first = np.full(k, n, dtype=np.intp)
     np.minimum.at(first, group_of_row, np.arange(n))
-    optics: dict[str, Any] = {"rlnOpticsGroupName": names,
-                              "rlnOpticsGroup": np.arange(1, k + 1, dtype=np.int64)}
+    optics: dict[str, Any] = {
+        "rlnOpticsGroupName": names,
+        "rlnOpticsGroup": np.arange(1, k + 1, dtype=np.int64),
+    }
     # (label, field it comes from, value per row)
     per_row: list[tuple[str, str, np.ndarray]] = []
-    for field, label in (("ctf/accel_kv", "rlnVoltage"), ("ctf/cs_mm", "rlnSphericalAberration"),
-                         ("ctf/amp_contrast", "rlnAmplitudeContrast"),
-                         ("blob/psize_A", "rlnImagePixelSize"), ("blob/shape", "rlnImageSize")):
+    for field, label in (
+        ("ctf/accel_kv", "rlnVoltage"),
+        ("ctf/cs_mm", "rlnSphericalAberration"),
+        ("ctf/amp_contrast", "rlnAmplitudeContrast"),
+        ("blob/psize_A", "rlnImagePixelSize"),
+        ("blob/shape", "rlnImageSize"),
+    ):
         if has(field) and n:
             v = get(field)
             per_row.append((label, field, v[:, 0] if v.ndim > 1 else v))
@@ -277,12 +297,16 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
         undefined = np.flatnonzero(np.isnan(mrad[first]).any(axis=1))
         if len(undefined):
             i = int(first[undefined[0]])
-            raise CsFieldError(f"ctf/tilt_A {ds['ctf/tilt_A'][i].tolist()} with ctf/cs_mm "
-                               f"{ds['ctf/cs_mm'][i]} (row {i}, optics group "
-                               f"{names[undefined[0]]}) is no beam tilt: |tilt_A| must be "
-                               "at most Cs in Angstrom")
-        per_row += [("rlnBeamTiltX", "ctf/tilt_A", mrad[:, 0]),
-                    ("rlnBeamTiltY", "ctf/tilt_A", mrad[:, 1])]
+            raise CsFieldError(
+                f"ctf/tilt_A {ds['ctf/tilt_A'][i].tolist()} with ctf/cs_mm "
+                f"{ds['ctf/cs_mm'][i]} (row {i}, optics group "
+                f"{names[undefined[0]]}) is no beam tilt: |tilt_A| must be "
+                "at most Cs in Angstrom"
+            )
+        per_row += [
+            ("rlnBeamTiltX", "ctf/tilt_A", mrad[:, 0]),
+            ("rlnBeamTiltY", "ctf/tilt_A", mrad[:, 1]),
+        ]
     if has("ctf/anisomag") and n:
         mag = get("ctf/anisomag").astype(np.float64) + np.array([1.0, 0.0, 0.0, 1.0])
         per_row += [(label, "ctf/anisomag", mag[:, j]) for j, label in enumerate(_MAG_MAT)]
@@ -293,9 +317,13 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
         if len(varies) and field not in warned:
             warned.add(field)
             g = int(group_of_row[varies[0]])
-            warnings.warn(f"{field} varies within optics group {g + 1} ({names[g]}); "
-                          f"RELION holds one value per group, the group's first is written "
-                          f"({len(varies)} rows differ)", StarWarning, stacklevel=3)
+            warnings.warn(
+                f"{field} varies within optics group {g + 1} ({names[g]}); "
+                f"RELION holds one value per group, the group's first is written "
+                f"({len(varies)} rows differ)",
+                StarWarning,
+                stacklevel=3,
+            )
         if label == "rlnImageSize":
             optics[label] = per_group.astype(np.int64)
         elif per_group.dtype == _F4:
@@ -311,7 +339,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
         if name.startswith(_STAR_PREFIX) and ds.view(name).ndim == 1:
             col = get(name)
             is_text = col.dtype.kind in "SU"
-            particles[name[len(_STAR_PREFIX):]] = decoded_objects(col, name) if is_text else col
+            particles[name[len(_STAR_PREFIX) :]] = decoded_objects(col, name) if is_text else col
 
     if n == 0:
         optics = {key: [] for key in optics}
@@ -326,8 +354,7 @@ def to_star(ds: Dataset, path: str | os.PathLike, *, flip_y: bool = True,
     return [name for name in ds.fields() if name not in used]
 
 
-def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int,
-                float_format: str) -> None:
+def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int, float_format: str) -> None:
     """A loop block laid out as ``starfile`` lays it out (its own writer for a
     table without pyarrow).
 
@@ -365,8 +392,11 @@ def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int,
             codes, uniq = _factorize_objects(v)
             text = [f"{_QUOTE}{x}{_QUOTE}" if (" " in x or not x) else x for x in uniq]
             quoted = quoted or text != uniq
-            arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(
-                text, type=pa.string())).cast(pa.string()))
+            arrays.append(
+                pa.DictionaryArray.from_arrays(
+                    pa.array(codes), pa.array(text, type=pa.string())
+                ).cast(pa.string())
+            )
     if n:
         table = pa.Table.from_arrays(arrays, names=list(columns))
         options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
@@ -399,8 +429,9 @@ def _column(df: Any, label: str) -> np.ndarray | None:
     return df[label].to_numpy() if label in df.columns else None
 
 
-def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | None = None,
-              flip_y: bool = True) -> Dataset:
+def from_star(
+    path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | None = None, flip_y: bool = True
+) -> Dataset:
     """Read a RELION STAR file (3.1+ optics + particles, or a single 3.0 table).
 
     The inverse of ``to_star`` (see the module docstring for units):
@@ -424,8 +455,13 @@ def from_star(path: str | os.PathLike, *, micrograph_shape: tuple[int, int] | No
         raise CsFormatError(f"{os.fspath(path)}: {e}") from None
 
 
-def _whole(values: Any, label: str, name: str, low: int = 0, high: int = _U4_MAX,
-           ) -> np.ndarray:
+def _whole(
+    values: Any,
+    label: str,
+    name: str,
+    low: int = 0,
+    high: int = _U4_MAX,
+) -> np.ndarray:
     """values as int64, each a whole number in [low, high] (they are stored as
     uint32: a larger value would wrap, a fraction be cut); else CsFormatError
     naming the label and the first bad row (1-based)."""
@@ -438,13 +474,16 @@ def _whole(values: Any, label: str, name: str, low: int = 0, high: int = _U4_MAX
             bad |= a != np.floor(a)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise CsFormatError(f"{name}: {label} row {row + 1}: {a[row].item()} is not a whole "
-                            f"number from {low} to {high}")
+        raise CsFormatError(
+            f"{name}: {label} row {row + 1}: {a[row].item()} is not a whole "
+            f"number from {low} to {high}"
+        )
     return a.astype(np.int64)
 
 
-def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None,
-               flip_y: bool) -> Dataset:
+def _from_star(
+    path: str | os.PathLike, micrograph_shape: tuple[int, int] | None, flip_y: bool
+) -> Dataset:
     import starfile
 
     from ..dataset import Dataset
@@ -458,8 +497,9 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         except OSError:
             raise
         except Exception as e:  # its parser fails on bad input in many ways
-            raise CsFormatError(f"{name}: not a STAR file starfile can read "
-                                f"({type(e).__name__}: {str(e)[:100]})") from None
+            raise CsFormatError(
+                f"{name}: not a STAR file starfile can read ({type(e).__name__}: {str(e)[:100]})"
+            ) from None
     optics = blocks.get("optics")
     table = blocks.get("particles")
     if table is None:
@@ -485,8 +525,10 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         optics = optics.set_index("rlnOpticsGroup")
         missing = set(df["rlnOpticsGroup"].unique()) - set(optics.index)
         if missing:
-            raise CsFormatError(f"{name}: particles name optics groups {sorted(missing)} "
-                                "that data_optics does not have")
+            raise CsFormatError(
+                f"{name}: particles name optics groups {sorted(missing)} "
+                "that data_optics does not have"
+            )
         extra = [c for c in optics.columns if c not in df.columns]
         df = df.join(optics[extra], on="rlnOpticsGroup")
         if "rlnOpticsGroupName" in optics.columns:
@@ -525,22 +567,25 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
     if size is not None:
         size = _whole(size, "rlnImageSize", name).astype(_U4)
         cols["blob/shape"] = np.repeat(size[:, None], 2, axis=1)
-    for label, field, fn in (("rlnVoltage", "ctf/accel_kv", None),
-                             ("rlnSphericalAberration", "ctf/cs_mm", None),
-                             ("rlnAmplitudeContrast", "ctf/amp_contrast", None),
-                             ("rlnDefocusU", "ctf/df1_A", None),
-                             ("rlnDefocusV", "ctf/df2_A", None),
-                             ("rlnDefocusAngle", "ctf/df_angle_rad", np.radians),
-                             ("rlnPhaseShift", "ctf/phase_shift_rad", np.radians),
-                             ("rlnCtfBfactor", "ctf/bfactor", None),
-                             ("rlnCtfScalefactor", "ctf/scale", None)):
+    for label, field, fn in (
+        ("rlnVoltage", "ctf/accel_kv", None),
+        ("rlnSphericalAberration", "ctf/cs_mm", None),
+        ("rlnAmplitudeContrast", "ctf/amp_contrast", None),
+        ("rlnDefocusU", "ctf/df1_A", None),
+        ("rlnDefocusV", "ctf/df2_A", None),
+        ("rlnDefocusAngle", "ctf/df_angle_rad", np.radians),
+        ("rlnPhaseShift", "ctf/phase_shift_rad", np.radians),
+        ("rlnCtfBfactor", "ctf/bfactor", None),
+        ("rlnCtfScalefactor", "ctf/scale", None),
+    ):
         v = take(label)
         if v is not None:
             cols[field] = f4(fn(np.asarray(v, dtype=np.float64)) if fn else v)
     if all(c in df.columns for c in ("rlnBeamTiltX", "rlnBeamTiltY", "rlnSphericalAberration")):
         cs_A = np.asarray(df["rlnSphericalAberration"], dtype=np.float64)[:, None] * 1e7
-        mrad = np.stack([np.asarray(take(c), dtype=np.float64)
-                         for c in ("rlnBeamTiltX", "rlnBeamTiltY")], 1)
+        mrad = np.stack(
+            [np.asarray(take(c), dtype=np.float64) for c in ("rlnBeamTiltX", "rlnBeamTiltY")], 1
+        )
         cols["ctf/tilt_A"] = (np.sin(mrad * 1e-3) * cs_A).astype(_F4)
     if all(c in df.columns for c in _MAG_MAT):
         mag = np.stack([np.asarray(take(c), dtype=np.float64) for c in _MAG_MAT], 1)
@@ -548,15 +593,19 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
     group = take("rlnOpticsGroup")
     if group is not None:
         label = "rlnOpticsGroup" if group_ids is None else "exp_group_<id> in rlnOpticsGroupName"
-        cols["ctf/exp_group_id"] = _whole(group if group_ids is None else group_ids, label,
-                                          name).astype(_U4)
+        cols["ctf/exp_group_id"] = _whole(
+            group if group_ids is None else group_ids, label, name
+        ).astype(_U4)
     for label in ("rlnOpticsGroupName", "rlnImageDimensionality"):
         take(label)
     mic = take("rlnMicrographName")
     if mic is not None:
         cols["location/micrograph_path"] = _fixed(mic, "location/micrograph_path", budget)
-    if micrograph_shape is not None and "rlnCoordinateX" in df.columns \
-            and "rlnCoordinateY" in df.columns:
+    if (
+        micrograph_shape is not None
+        and "rlnCoordinateX" in df.columns
+        and "rlnCoordinateY" in df.columns
+    ):
         ny, nx = (int(s) for s in micrograph_shape)
         x = np.asarray(take("rlnCoordinateX"), dtype=np.float64)
         y = np.asarray(take("rlnCoordinateY"), dtype=np.float64)
@@ -576,8 +625,10 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
         align = "alignments2D"
         cols["alignments2D/pose"] = f4(np.radians(np.asarray(psi, dtype=np.float64)))
         used.add("rlnAnglePsi")
-    if align is None and any(c in df.columns for c in ("rlnOriginXAngst", "rlnOriginX",
-                                                        "rlnClassNumber", "rlnRandomSubset")):
+    if align is None and any(
+        c in df.columns
+        for c in ("rlnOriginXAngst", "rlnOriginX", "rlnClassNumber", "rlnRandomSubset")
+    ):
         align = "alignments3D"
     if align:
         ox, oy = _column(df, "rlnOriginXAngst"), _column(df, "rlnOriginYAngst")
@@ -588,14 +639,14 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
             cols[f"{align}/shift"] = shift.astype(_F4)
             cols[f"{align}/psize_A"] = f4(p)
         elif "rlnOriginX" in df.columns and "rlnOriginY" in df.columns:
-            shift = np.stack([np.asarray(take(c), np.float64)
-                              for c in ("rlnOriginX", "rlnOriginY")], 1)
+            shift = np.stack(
+                [np.asarray(take(c), np.float64) for c in ("rlnOriginX", "rlnOriginY")], 1
+            )
             cols[f"{align}/shift"] = shift.astype(_F4)
         for label, field in (("rlnClassNumber", "class"), ("rlnRandomSubset", "split")):
             v = take(label)
             if v is not None:
-                cols[f"{align}/{field}"] = (_whole(v, label, name, 1, _U4_MAX + 1) - 1
-                                            ).astype(_U4)
+                cols[f"{align}/{field}"] = (_whole(v, label, name, 1, _U4_MAX + 1) - 1).astype(_U4)
 
     for label in df.columns:
         if label in used:
@@ -607,8 +658,11 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
     return Dataset.from_columns(cols, n)
 
 
-def _split_image_names(series: Any, name: str, budget: StringBudget,
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def _split_image_names(
+    series: Any,
+    name: str,
+    budget: StringBudget,
+) -> tuple[np.ndarray, np.ndarray]:
     """(1-based index, S path) from ``NNNNNN@path`` names (in C with pyarrow)."""
     try:
         import pyarrow as pa
@@ -617,8 +671,10 @@ def _split_image_names(series: Any, name: str, budget: StringBudget,
         parts = series.astype(str).str.partition("@")
         if (parts[1] != "@").any():
             raise CsFormatError(f"{name}: rlnImageName without 'NNNNNN@path' form") from None
-        return (parts[0].astype(np.int64).to_numpy(),
-                _fixed(parts[2].to_numpy(), "blob/path", budget))
+        return (
+            parts[0].astype(np.int64).to_numpy(),
+            _fixed(parts[2].to_numpy(), "blob/path", budget),
+        )
     arr = pa.array(series.astype(str), type=pa.string())
     if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow-backed strings come in chunks
         arr = arr.combine_chunks()
@@ -630,9 +686,12 @@ def _split_image_names(series: Any, name: str, budget: StringBudget,
     except pa.ArrowInvalid:
         raise CsFormatError(f"{name}: rlnImageName with a non-numeric index") from None
     stacks = pc.list_element(parts, 1).dictionary_encode()
-    return number, fixed_width(stacks.dictionary.to_pylist(),
-                               stacks.indices.to_numpy(zero_copy_only=False), "blob/path",
-                               budget=budget)
+    return number, fixed_width(
+        stacks.dictionary.to_pylist(),
+        stacks.indices.to_numpy(zero_copy_only=False),
+        "blob/path",
+        budget=budget,
+    )
 
 
 def _fixed(values: Any, field: str, budget: StringBudget) -> np.ndarray:
@@ -679,7 +738,7 @@ def read_loops(path: str | os.PathLike) -> dict[str, Any] | None:
     blocks: dict[str, Any] = {}
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(data)
-        body = data[m.end():end]
+        body = data[m.end() : end]
         labels: list[str] = []
         seen_loop = False
         pos = 0
@@ -705,9 +764,16 @@ def read_loops(path: str | os.PathLike) -> dict[str, Any] | None:
         if _NON_SPACE.search(rows) is None:
             df = pd.DataFrame({label: [] for label in labels})
         else:
-            df = pd.read_csv(io.BytesIO(rows), sep=r"\s+", header=None, names=labels,
-                             comment="#", engine="c", keep_default_na=False,
-                             na_values=["nan", "NaN", "<NA>"])
+            df = pd.read_csv(
+                io.BytesIO(rows),
+                sep=r"\s+",
+                header=None,
+                names=labels,
+                comment="#",
+                engine="c",
+                keep_default_na=False,
+                na_values=["nan", "NaN", "<NA>"],
+            )
             if df.shape[1] != len(labels):
                 return None
         blocks[m.group(1).decode()] = df
