@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _core
 from .column import NATIVE_UID, Rows, combinable, gather_jobs, rows_source, wider_dtype
-from .errors import CsError, CsFieldError, CsUidError
+from .errors import CsArgumentError, CsFieldError, CsUidError
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -309,7 +309,7 @@ def interlace(datasets: Sequence[Dataset], assert_same_fields: bool) -> Dataset:
     first = datasets[0]
     n = len(first)
     if any(len(d) != n for d in datasets):
-        raise CsError(
+        raise CsArgumentError(
             f"interlace needs datasets of the same length; got {[len(d) for d in datasets]} rows"
         )
     merged = merge_fields(datasets, common=True, assert_same=assert_same_fields)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import CsError, CsFormatError
+from ..errors import CsArgumentError, CsFormatError
 from ..format import atomic_write, check_regular
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def format_of(path: str | os.PathLike) -> str:
     try:
         return FORMATS[ext]
     except KeyError:
-        raise CsError(
+        raise CsArgumentError(
             f"{os.fspath(path)}: unknown extension {ext!r}; known: {', '.join(sorted(FORMATS))}"
         ) from None
 
@@ -149,7 +149,7 @@ def read(path: str | os.PathLike, format: Format | None = None, **options: Any) 
         from .star import from_star
 
         return from_star(path, **options)
-    raise CsError(f"unknown format {fmt!r}")
+    raise CsArgumentError(f"unknown format {fmt!r}")
 
 
 def write(
@@ -171,7 +171,7 @@ def write(
 
         return to_star(ds, path, **options)
     else:
-        raise CsError(f"unknown format {fmt!r}")
+        raise CsArgumentError(f"unknown format {fmt!r}")
     return []
 
 

@@ -76,7 +76,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..csdat import StringBudget
-from ..errors import CsError, CsFieldError, CsFormatError
+from ..errors import CsArgumentError, CsError, CsFieldError, CsFormatError
 from ..format import atomic_write, open_regular
 from ..strings import decoded_objects, decoded_values, fixed_width
 from .poses import euler_to_rotvec, rotvec_to_euler
@@ -190,7 +190,7 @@ def to_star(
     (no RELION label), in dataset order.
     """
     if image_suffix is not None and not _SUFFIX.fullmatch(image_suffix):
-        raise CsError(
+        raise CsArgumentError(
             f"image suffix {image_suffix!r}: expected a dot and letters or digits, such as .mrcs"
         )
     import pandas as pd
