@@ -253,28 +253,35 @@ static inline uint64_t part_of(uint64_t key, int bits)
     return mix64(key) >> (64 - bits);
 }
 
+/* Records each row's partition in pid and counts it in hist; copies the keys
+ * to tmp when keep_keys (a constant at each call: two loops, no per-row
+ * branch). */
+static inline __attribute__((always_inline)) void
+count_rows(const parts *P, int64_t lo, int64_t hi, int64_t *hist, int keep_keys)
+{
+    uint16_t *pid = P->pid;
+    uint64_t *tmp = P->tmp;
+    int bits = P->bits;
+    FOR_KEYS(P->ks, lo, hi, {
+        uint64_t p = part_of(key, bits);
+        pid[row] = (uint16_t)p;
+        if (keep_keys) {
+            tmp[row] = key;
+        }
+        hist[p]++;
+    })
+}
+
 static void parts_count(void *ctx, int tid, int nthreads)
 {
     parts *P = ctx;
     int64_t lo, hi;
     csf_slice(P->ks->n, tid, nthreads, &lo, &hi);
     int64_t *hist = P->cursor + (int64_t)tid * P->nparts;
-    uint16_t *pid = P->pid;
-    uint64_t *tmp = P->tmp;
-    int bits = P->bits;
-    if (tmp != NULL) {
-        FOR_KEYS(P->ks, lo, hi, {
-            uint64_t p = part_of(key, bits);
-            pid[row] = (uint16_t)p;
-            tmp[row] = key;
-            hist[p]++;
-        })
+    if (P->tmp != NULL) {
+        count_rows(P, lo, hi, hist, 1);
     } else {
-        FOR_KEYS(P->ks, lo, hi, {
-            uint64_t p = part_of(key, bits);
-            pid[row] = (uint16_t)p;
-            hist[p]++;
-        })
+        count_rows(P, lo, hi, hist, 0);
     }
 }
 
@@ -708,24 +715,26 @@ int csf_first_rows(const csf_column *cols, int ncols, int64_t *first, int nthrea
     return status;
 }
 
-static int64_t total_rows(const csf_column *cols, int ncols)
+/* csf_first_rows into a fresh array (*first, to free), *n rows. */
+static int first_rows_new(const csf_column *cols, int ncols, int64_t **first, int64_t *n,
+                          int nthreads, int bits)
 {
-    int64_t n = 0;
+    *n = 0;
     for (int c = 0; c < ncols; c++) {
-        n += cols[c].n;
+        *n += cols[c].n;
     }
-    return n;
+    *first = csf_alloc((size_t)*n, sizeof(int64_t));
+    if (*first == NULL) {
+        return CSF_ENOMEM;
+    }
+    return csf_first_rows(cols, ncols, *first, nthreads, bits);
 }
 
 int csf_repeats(const csf_column *cols, int ncols, int64_t cap, int64_t *count,
                 int64_t *rep_rows, int64_t *first_rows, int nthreads, int bits)
 {
-    int64_t n = total_rows(cols, ncols);
-    int64_t *first = csf_alloc((size_t)n, sizeof(int64_t));
-    if (first == NULL) {
-        return CSF_ENOMEM;
-    }
-    int status = csf_first_rows(cols, ncols, first, nthreads, bits);
+    int64_t n, *first;
+    int status = first_rows_new(cols, ncols, &first, &n, nthreads, bits);
     if (status == CSF_OK) {
         int64_t m = 0;
         for (int64_t r = 0; r < n; r++) {
@@ -746,12 +755,8 @@ int csf_repeats(const csf_column *cols, int ncols, int64_t cap, int64_t *count,
 int csf_first_occurrence(const csf_column *cols, int ncols, uint8_t *mask, int nthreads,
                          int bits)
 {
-    int64_t n = total_rows(cols, ncols);
-    int64_t *first = csf_alloc((size_t)n, sizeof(int64_t));
-    if (first == NULL) {
-        return CSF_ENOMEM;
-    }
-    int status = csf_first_rows(cols, ncols, first, nthreads, bits);
+    int64_t n, *first;
+    int status = first_rows_new(cols, ncols, &first, &n, nthreads, bits);
     if (status == CSF_OK) {
         for (int64_t r = 0; r < n; r++) {
             mask[r] = first[r] == r;
