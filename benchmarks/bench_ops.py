@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from operations import OPERATIONS
 from scenario import materialize, nbytes
 
 from csfast import Dataset
@@ -19,14 +20,11 @@ from csfast import Dataset
 
 
 def test_innerjoin(run, scenario):
-    def join():
-        parts = Dataset.load(scenario.particles)
-        return materialize(parts.innerjoin(Dataset.load(scenario.passthrough)))
-
-    out = join()
+    op = OPERATIONS["join"]
+    out = op.csfast(scenario, None)
     out_bytes = nbytes(out)
     del out
-    out = run(join, group="inner join, all columns", nbytes=out_bytes)
+    out = run(lambda: op.csfast(scenario, None), group=op.label, nbytes=out_bytes)
     assert len(out) == scenario.rows
 
 
@@ -37,20 +35,15 @@ def test_innerjoin_many(run, scenario):
             Dataset.load(scenario.particles), Dataset.load(scenario.passthrough),
             Dataset.load(scenario.particles, prefixes=["alignments3D"])))
 
-    out = run(join, group="inner join, all columns")
+    out = run(join, group=OPERATIONS["join"].label)
     assert len(out) == scenario.rows
 
 
 # -------------------------------------------------------------- append
 
 
-def test_append_csfast(run, scenario):
-    def append():
-        return Dataset.append_many(*(Dataset.load(p) for p in scenario.chunks))
-
-    out = run(append, group="append 10 chunks",
-              nbytes=sum(np.load(p, mmap_mode="r").nbytes for p in scenario.chunks))
-    assert len(out) == scenario.rows
+def test_append_csfast(run_operation, scenario):
+    assert len(run_operation("append")) == scenario.rows
 
 
 def test_append_csfast_repeat_allowed(run, scenario):
@@ -59,16 +52,12 @@ def test_append_csfast_repeat_allowed(run, scenario):
         return Dataset.append_many(*(Dataset.load(p) for p in scenario.chunks),
                                    repeat_allowed=True)
 
-    out = run(append, group="append 10 chunks")
+    out = run(append, group=OPERATIONS["append"].label)
     assert len(out) == scenario.rows
 
 
-def test_append_numpy_concatenate(run, scenario):
-    def append():
-        return np.concatenate([np.load(p, mmap_mode="r") for p in scenario.chunks])
-
-    out = run(append, group="append 10 chunks")
-    assert len(out) == scenario.rows
+def test_append_numpy_concatenate(run_operation, scenario):
+    assert len(run_operation("append", "numpy")) == scenario.rows
 
 
 # -------------------------------------------------------------- subset
@@ -79,44 +68,28 @@ def subset_uids(scenario):
     return scenario.subset_uids()
 
 
-def test_subset_uids(run, scenario, subset_uids):
-    def subset():
-        return materialize(Dataset.load(scenario.passthrough).subset_uids(subset_uids))
-
-    out = run(subset, group="subset 30% by uid")
-    assert len(out) == len(subset_uids)
+def test_subset_uids(run_operation, subset_uids):
+    assert len(run_operation("subset")) == len(subset_uids)
 
 
 def test_subset_query_uid(run, scenario, subset_uids):
     def subset():
         return materialize(Dataset.load(scenario.passthrough).query({"uid": subset_uids}))
 
-    out = run(subset, group="subset 30% by uid")
+    out = run(subset, group=OPERATIONS["subset"].label)
     assert len(out) == len(subset_uids)
 
 
-def test_subset_numpy_isin(run, scenario, subset_uids):
-    def subset():
-        arr = np.load(scenario.passthrough, mmap_mode="r")
-        return arr[np.isin(arr["uid"], subset_uids)]
-
-    out = run(subset, group="subset 30% by uid")
-    assert len(out) == len(subset_uids)
+def test_subset_numpy_isin(run_operation, subset_uids):
+    assert len(run_operation("subset", "numpy")) == len(subset_uids)
 
 
 # --------------------------------------------------------------- union
 
 
-def test_union(run, scenario):
+def test_union(run_operation, scenario):
     """Two overlapping 60% slices of the passthrough table (20% overlap)."""
-    n = scenario.rows
-
-    def union():
-        ds = Dataset.load(scenario.passthrough)
-        return materialize(Dataset.union_many(ds.slice(0, n * 6 // 10), ds.slice(n * 4 // 10, n)))
-
-    out = run(union, group="union")
-    assert len(out) == n
+    assert len(run_operation("union")) == scenario.rows
 
 
 # --------------------------------------------------------------- query

@@ -40,14 +40,23 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenario as scen  # noqa: E402
+from operations import (  # noqa: E402
+    COLUMN,
+    CST,
+    JOIN_MEMORY,
+    NUMPY,
+    OPERATIONS,
+    PANDAS,
+    POLARS,
+    Operation,
+    Target,
+    save_path,
+)
 
 import csfast  # noqa: E402
 from csfast import Dataset  # noqa: E402
 
-CST, POLARS, PANDAS, NUMPY = "cryosparc-tools", "polars", "pandas", "numpy"
 PEERS = (CST, POLARS, PANDAS, NUMPY)
-SHORT = {CST: "cst", NUMPY: "np"}
-COLUMN = "ctf/df1_A"
 
 
 # ------------------------------------------------------------------ peers
@@ -107,32 +116,6 @@ def timeit(fn: Callable[[], Any], repeat: int, warmup: int) -> list[float]:
 
 def materialize(ds: Dataset) -> Dataset:
     return scen.materialize(ds)
-
-
-@dataclass
-class Target:
-    """A target of docs/performance.md: ratio bounds against peers, or an absolute time."""
-
-    text: str
-    # (peer, minimum peer/csfast ratio): csfast must be at least that much faster.
-    faster_than: list[tuple[str, float]] = field(default_factory=list)
-    max_seconds: float | None = None
-
-    def check(self, cs: float, peer_times: dict[str, float]) -> str:
-        if cs != cs:  # nan: csfast did not run
-            return "n/a"
-        failed, missing = [], []
-        if self.max_seconds is not None and cs > self.max_seconds:
-            failed.append(f"{cs * 1e3:.1f}ms")
-        for peer, ratio in self.faster_than:
-            if peer not in peer_times:
-                missing.append(SHORT.get(peer, peer))
-            elif peer_times[peer] / cs < ratio:
-                failed.append(SHORT.get(peer, peer))
-        if failed:
-            return "FAIL " + ",".join(failed)
-        checked = len(self.faster_than) - len(missing) + (self.max_seconds is not None)
-        return ("pass" if checked else "n/a") + (f" (no {','.join(missing)})" if missing else "")
 
 
 @dataclass
@@ -257,6 +240,23 @@ class Bench:
         self.rows.append(row)
         return row
 
+    def add_operation(self, key: str) -> tuple[Row, Operation]:
+        """The row of a registered operation (operations.py), with its target."""
+        op = OPERATIONS[key]
+        out_bytes = op.out_bytes(self.sc) if op.out_bytes else None
+        return self.add(Row(key, op.label, out_bytes, target=op.target_at(self.sc.rows))), op
+
+    def time_operation(self, row: Row, op: Operation, repeat: int | None = None) -> None:
+        """Queue csfast's call of op, and numpy's baseline where it has one."""
+        sc = self.sc
+        prepare = op.prepare
+        self.time_csfast(row, lambda s: op.csfast(sc, s),
+                         (lambda: prepare(sc)) if prepare else None, repeat)
+        if op.numpy is not None:
+            baseline, numpy_prepare = op.numpy, op.numpy_prepare
+            self.time_peer(row, NUMPY, lambda s: baseline(sc, s),
+                           (lambda: numpy_prepare(sc)) if numpy_prepare else None, repeat)
+
     # -- the table itself
 
     def memcpy(self) -> Row:
@@ -275,34 +275,25 @@ class Bench:
         return row
 
     def open(self) -> None:
-        sc = self.sc
-        row = self.add(Row("open", "open (header + map)", target=Target("< 5 ms",
-                                                                      max_seconds=5e-3)))
-        reps = max(self.repeat, 20)
-        self.time_csfast(row, lambda _: Dataset.load(sc.passthrough), repeat=reps)
-        self.time_peer(row, NUMPY, lambda _: np.load(sc.passthrough, mmap_mode="r"), repeat=reps)
+        row, op = self.add_operation("open")
+        self.time_operation(row, op, repeat=max(self.repeat, 20))
         self.go()
 
     def read_column(self) -> None:
         sc, mods = self.sc, self.mods
-        row = self.add(Row("column", f"read one column ({COLUMN})", out_bytes=sc.rows * 4))
-        self.time_csfast(row, lambda _: np.ascontiguousarray(
-            Dataset.load(sc.passthrough)[COLUMN]))
+        row, op = self.add_operation("column")
+        self.time_operation(row, op)
         if CST in mods:
             self.time_peer(row, CST, lambda _: mods[CST].Dataset.load(sc.passthrough,
                                                                       fields=[COLUMN]))
-        self.time_peer(row, NUMPY, lambda _: np.ascontiguousarray(
-            np.load(sc.passthrough, mmap_mode="r")[COLUMN]))
         self.go()
 
     def load(self) -> None:
         sc, mods = self.sc, self.mods
-        size = np.load(sc.passthrough, mmap_mode="r").nbytes
-        row = self.add(Row("load", "load whole passthrough", out_bytes=size))
-        self.time_csfast(row, lambda _: Dataset.load(sc.passthrough, mmap=False))
+        row, op = self.add_operation("load")
+        self.time_operation(row, op)
         if CST in mods:
             self.time_peer(row, CST, lambda _: mods[CST].Dataset.load(sc.passthrough))
-        self.time_peer(row, NUMPY, lambda _: np.load(sc.passthrough))
         self.go()
 
     def join(self) -> None:
@@ -311,17 +302,11 @@ class Bench:
         out_bytes = scen.nbytes(probe)
         self.join_bytes = out_bytes
         del probe
-        target = (Target(">=15x cst, <=0.5x polars", [(CST, 15.0), (POLARS, 2.0)]) if self.big
-                  else Target(">=10x cst, < polars", [(CST, 10.0), (POLARS, 1.0)]))
-        mapped = self.add(Row("join", "inner join, all columns (mapped files)",
-                              out_bytes=out_bytes, target=target))
-        inmem = self.add(Row("join_mem", "inner join, all columns (inputs in memory)",
-                             out_bytes=out_bytes, target=target))
-        self.time_csfast(mapped, lambda _: materialize(
-            Dataset.load(sc.particles).innerjoin(Dataset.load(sc.passthrough))))
-        self.time_csfast(inmem, lambda s: materialize(s[0].innerjoin(s[1])),
-                         lambda: (Dataset.load(sc.particles, mmap=False),
-                                  Dataset.load(sc.passthrough, mmap=False)))
+        (mapped, join), (inmem, join_mem) = self.add_operation("join"), self.add_operation(
+            "join_mem")
+        mapped.out_bytes = inmem.out_bytes = out_bytes
+        self.time_operation(mapped, join)
+        self.time_operation(inmem, join_mem)
         if CST in mods:
             self.time_peer(inmem, CST, lambda s: s[0].innerjoin(s[1]),
                            lambda: (mods[CST].Dataset.load(sc.particles),
@@ -342,14 +327,8 @@ class Bench:
 
     def append(self) -> None:
         sc, mods = self.sc, self.mods
-        out_bytes = sum(np.load(p, mmap_mode="r").nbytes for p in sc.chunks)
-        row = self.add(Row("append", "append 10 chunks, uid check", out_bytes=out_bytes,
-                           target=Target(">=5x cst, <=1.2x np.concatenate",
-                                         [(CST, 5.0), (NUMPY, 1 / 1.2)])))
-        self.time_csfast(row, lambda _: Dataset.append_many(
-            *(Dataset.load(p) for p in sc.chunks)))
-        self.time_peer(row, NUMPY, lambda _: np.concatenate(
-            [np.load(p, mmap_mode="r") for p in sc.chunks]))
+        row, op = self.add_operation("append")
+        self.time_operation(row, op)
         if CST in mods:
             self.time_peer(row, CST, lambda s: mods[CST].Dataset.append_many(*s),
                            lambda: [mods[CST].Dataset.load(p) for p in sc.chunks])
@@ -366,17 +345,8 @@ class Bench:
     def subset(self) -> None:
         sc, mods = self.sc, self.mods
         uids = sc.subset_uids()
-        row_size = np.load(sc.passthrough, mmap_mode="r").dtype.itemsize
-        row = self.add(Row("subset", "subset 30% by uid", out_bytes=len(uids) * row_size,
-                           target=Target(">=15x cst", [(CST, 15.0)])))
-        self.time_csfast(row, lambda _: materialize(
-            Dataset.load(sc.passthrough).subset_uids(uids)))
-
-        def np_subset(_):
-            arr = np.load(sc.passthrough, mmap_mode="r")
-            return arr[np.isin(arr["uid"], uids)]
-
-        self.time_peer(row, NUMPY, np_subset)
+        row, op = self.add_operation("subset")
+        self.time_operation(row, op)
         if CST in mods:
             self.time_peer(row, CST, lambda ds: ds.query({"uid": uids}),
                            lambda: mods[CST].Dataset.load(sc.passthrough))
@@ -398,16 +368,9 @@ class Bench:
     def union(self) -> None:
         sc, mods = self.sc, self.mods
         n = sc.rows
-        a, b = slice(0, n * 6 // 10), slice(n * 4 // 10, n)
-        row_size = np.load(sc.passthrough, mmap_mode="r").dtype.itemsize
-        row = self.add(Row("union", "union of two 60% slices", out_bytes=n * row_size))
-
-        def cs_union(_):
-            ds = Dataset.load(sc.passthrough)
-            return materialize(Dataset.union_many(ds.slice(a.start, a.stop),
-                                                  ds.slice(b.start, b.stop)))
-
-        self.time_csfast(row, cs_union)
+        a, b = slice(0, n * 6 // 10), slice(n * 4 // 10, n)  # the operation's two slices
+        row, op = self.add_operation("union")
+        self.time_operation(row, op)
         if CST in mods:
             def cst_inputs():
                 ds = mods[CST].Dataset.load(sc.passthrough)
@@ -436,36 +399,17 @@ class Bench:
 
     def save(self) -> None:
         sc, mods = self.sc, self.mods
-        out = self.tmp / "saved.cs"
-
-        def np_save(arr, fsync: bool):
-            with open(out, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-                if fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
-
-        def cs_table():
-            return Dataset.load(sc.passthrough, mmap=False)
-
-        def np_table():
-            return np.load(sc.passthrough)
-
-        nbytes = np.load(sc.passthrough, mmap_mode="r").nbytes
-        row = self.add(Row("save", "save passthrough (no fsync)", out_bytes=nbytes,
-                           target=Target("<=1.1x np.save", [(NUMPY, 1 / 1.1)])))
-        self.time_csfast(row, lambda ds: ds.save(out, fsync=False), cs_table)
-        self.time_peer(row, NUMPY, lambda arr: np_save(arr, False), np_table)
+        row, op = self.add_operation("save")
+        self.time_operation(row, op)
         if CST in mods:
+            out = save_path(sc)
             self.time_peer(row, CST, lambda ds: ds.save(out),
                            lambda: mods[CST].Dataset.load(sc.passthrough))
         self.go()
-        row = self.add(Row("save_fsync", "save passthrough + fsync (csfast default)",
-                           out_bytes=nbytes))
-        self.time_csfast(row, lambda ds: ds.save(out), cs_table)
-        self.time_peer(row, NUMPY, lambda arr: np_save(arr, True), np_table)
+        row, op = self.add_operation("save_fsync")
+        self.time_operation(row, op)
         self.go()
-        out.unlink(missing_ok=True)
+        Path(save_path(sc)).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ memory
@@ -623,7 +567,8 @@ def render(rows: list[Row], threads: list[int], stat: str, bandwidth: float,
 
 def render_memory(probes: list[dict[str, Any]], out_bytes: int) -> str:
     lines = [f"peak memory of the inner join, each in a fresh process (output "
-             f"{out_bytes / 1e6:,.0f} MB; target: csfast in-memory join <= 1.3x output). Peak "
+             f"{out_bytes / 1e6:,.0f} MB; target: csfast in-memory join <= {JOIN_MEMORY}x "
+             "output). Peak "
              "RSS is VmHWM reset just before the join (ru_maxrss would carry the parent's "
              "peak across fork and the loading's peak); cryosparc-tools holds strings as "
              "pointers to shared Python objects, so its output is smaller than the bytes."]
@@ -636,7 +581,7 @@ def render_memory(probes: list[dict[str, Any]], out_bytes: int) -> str:
             line += (f";  without mapped input pages {p['increment_anon'] / 1e6:,.0f} MB = "
                      f"{p['increment_anon'] / out_bytes:.2f}x")
         if p["kind"] == "csfast-memory":
-            line += "  " + ("pass" if ratio <= 1.3 else "FAIL")
+            line += "  " + ("pass" if ratio <= JOIN_MEMORY else "FAIL")
         if not p["peak_reset"]:
             line += "  (VmHWM reset unavailable: lifetime peak)"
         lines.append(line)

@@ -23,6 +23,7 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 import scenario as _scenario  # noqa: E402
+from operations import OPERATIONS  # noqa: E402
 
 TEN_MILLION = 10_000_000
 
@@ -99,3 +100,21 @@ def run(benchmark, rounds: int, csfast_threads: int):
                                   warmup_rounds=1)
     return _run
 
+
+
+@pytest.fixture
+def run_operation(run, scenario):
+    """Time a registered operation (operations.py): csfast's call, or numpy's baseline.
+
+    Its prepare step (inputs in memory, uid lists) runs once, untimed; the
+    group is the operation's label, the one compare.py prints.
+    """
+    def _run(key: str, side: str = "csfast"):
+        op = OPERATIONS[key]
+        call, prepare = (op.csfast, op.prepare) if side == "csfast" else (op.numpy,
+                                                                          op.numpy_prepare)
+        assert call is not None, f"{key} has no {side} call"
+        state = prepare(scenario) if prepare else None
+        nbytes = op.out_bytes(scenario) if op.out_bytes else None
+        return run(lambda: call(scenario, state), group=op.label, nbytes=nbytes)
+    return _run

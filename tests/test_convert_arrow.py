@@ -2,14 +2,15 @@
 queries with DuckDB and Polars (the README example), and the pandas layout."""
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import csfast
 from csfast.convert import files
 from csfast.errors import CsFieldError
 from csfast.synthetic import particles
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
 
 
 @pytest.fixture(scope="module")

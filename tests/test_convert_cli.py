@@ -1,11 +1,13 @@
 """`csfast convert IN OUT`: formats by extension, flags, messages."""
 
 import numpy as np
-import starfile
-from cryosparc.dataset import Dataset as CsDataset
+import pytest
 
 from csfast.cli import main
 from csfast.synthetic import particles
+
+starfile = pytest.importorskip("starfile")
+CsDataset = pytest.importorskip("cryosparc.dataset").Dataset
 
 
 def test_convert_by_extension_round_trips(tmp_path, capsys):

@@ -7,9 +7,6 @@ import struct
 
 import numpy as np
 import pytest
-from cryosparc.dataset import CSDAT_FORMAT
-from cryosparc.dataset import Dataset as CsDataset
-from cryosparc.dataset.core import Stream
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +14,10 @@ import csfast
 from csfast import _lz4, csdat
 from csfast.errors import CsFieldError, CsFormatError
 from csfast.synthetic import particles
+
+_cryosparc_dataset = pytest.importorskip("cryosparc.dataset")
+CSDAT_FORMAT, CsDataset = _cryosparc_dataset.CSDAT_FORMAT, _cryosparc_dataset.Dataset
+Stream = pytest.importorskip("cryosparc.dataset.core").Stream
 
 
 def _cs_tools_table(n: int = 300) -> CsDataset:

@@ -4,9 +4,10 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
 from csfast.convert.poses import euler_to_rotvec, rotvec_to_euler
+
+Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
 
 
 def _scipy_euler(v: np.ndarray) -> np.ndarray:

@@ -3,14 +3,16 @@
 import io
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pytest
 from convert_tables import assert_same, tables
 from hypothesis import HealthCheck, given, settings
 
 import csfast
 from csfast import csdat
 from csfast.convert import files
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,14 +5,15 @@ import warnings
 
 import numpy as np
 import pytest
-import starfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.spatial.transform import Rotation
 
 import csfast
 from csfast import StarWarning, from_star, to_star
 from csfast.synthetic import particles
+
+starfile = pytest.importorskip("starfile")
+Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
 
 MAPPED = {"blob/idx", "blob/path", "blob/psize_A", "blob/shape", "ctf/accel_kv", "ctf/cs_mm",
           "ctf/amp_contrast", "ctf/exp_group_id", "ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad",

@@ -14,6 +14,9 @@ SECONDS = 3.0
 
 @pytest.mark.parametrize("kind", ["csdat", "star", "record"])
 def test_mutated_inputs_read_or_raise_cs_errors(tmp_path, kind):
+    # STAR files are read with pandas, and the record is Arrow's schema metadata.
+    for module in {"csdat": [], "star": ["pandas", "starfile"], "record": ["pyarrow"]}[kind]:
+        pytest.importorskip(module)
     outcomes, done, slowest = run(kind, cases=5000, seed=20261201, folder=tmp_path,
                                   seconds=SECONDS)
     assert done >= 50, f"only {done} cases in {SECONDS} s"

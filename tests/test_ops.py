@@ -127,7 +127,7 @@ def build(t: Table, tmp) -> Dataset:
 
 def cs_dataset(t: Table):
     """cryosparc-tools' Dataset holding t (its strings are Python str objects)."""
-    from cryosparc.dataset import Dataset as CsToolsDataset
+    CsToolsDataset = pytest.importorskip("cryosparc.dataset").Dataset
     cols = []
     for name, a in _arrays(t):
         if a.dtype.kind == "S":
@@ -827,7 +827,7 @@ def test_large_join_append_union_subset(tmp):
 
 
 def test_large_join_matches_cryosparc():
-    from cryosparc.dataset import Dataset as CsToolsDataset
+    CsToolsDataset = pytest.importorskip("cryosparc.dataset").Dataset
     a_uid, b_uid = _big_tables(11)
     a_cols = [("uid", a_uid), ("p/row", np.arange(len(a_uid), dtype=np.int64))]
     b_cols = [("uid", b_uid), ("q/row", np.arange(len(b_uid), dtype=np.int64))]

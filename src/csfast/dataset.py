@@ -532,7 +532,7 @@ class Dataset(MutableMapping):
             specs = list(zip(fields, dtypes, strict=True))
         else:
             specs = [(f[0], (np.dtype(f[1]), tuple(f[2])) if len(f) > 2 and f[2] else f[1])
-                     for f in fields]  # type: ignore[index]
+                     for f in fields]
         for name, dt in specs:
             if name in self._cols:
                 continue

@@ -428,7 +428,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object],
 class _CompleteFile(io.FileIO):
     """A raw file whose write writes everything or raises."""
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         return write_all(super().write, data)
 
 

@@ -536,7 +536,7 @@ class _PyCsgLoader(_CsgComposer, _CsgConstructor, yaml.SafeLoader):
 
 _CsgLoader: type = _PyCsgLoader
 if getattr(yaml, "__with_libyaml__", False):
-    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[misc, name-defined]
+    class _CCsgLoader(_CsgComposer, yaml.cyaml.CParser,  # type: ignore[name-defined]
                       _CsgConstructor, yaml.resolver.Resolver):
         """libyaml's parser (iterative C, 5 times faster than Python's) under the
         composer above: libyaml's own composer recurses in C and crashes on deep

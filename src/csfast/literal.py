@@ -55,8 +55,9 @@ def parse_literal(text: str) -> object:
     (Python's indentation rules aside); raises LiteralError for anything else
     (among them dict keys that are not strings).
     """
-    stack: list[tuple[str, list | None, bool]] = []  # the enclosing containers
-    opener, items, comma = "", None, False  # the innermost container (none at the top)
+    stack: list[tuple[str, list[object] | None, bool]] = []  # the enclosing containers
+    items: list[object] | None = None  # the innermost container (none at the top)
+    opener, comma = "", False
     expect_value, may_close = True, False
     result: object = None
     m = None

@@ -7,6 +7,8 @@ micrograph, sub-array fields of shape (2,), (3,) and (4,).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .dataset import Dataset, generate_uids
@@ -18,20 +20,27 @@ _ALIGN_SCALARS = ["psize_A", "error", "error_min", "resid_pow", "slice_pow", "im
                   "cross_cor", "alpha", "alpha_min", "weight", "pose_ess", "shift_ess",
                   "class_posterior", "class_ess"]
 
+_Field = tuple[str, str, tuple[int, ...]]  # (field, dtype, shape)
+
+
+def _each(names: Sequence[str], dtype: str, shape: tuple[int, ...] = ()) -> list[_Field]:
+    """One field per name, all of one dtype and shape."""
+    return [(k, dtype, shape) for k in names]
+
+
 # result name -> [(field, dtype, shape)]; "S" widths are set per table.
-RESULT_FIELDS: dict[str, list[tuple[str, str, tuple[int, ...]]]] = {
+RESULT_FIELDS: dict[str, list[_Field]] = {
     "blob": [("path", "S", ()), ("idx", "<u4", ()), ("shape", "<u4", (2,)),
              ("psize_A", _F4, ()), ("sign", _F4, ()), ("import_sig", "<u8", ())],
     "ctf": [("type", "S", ()), ("exp_group_id", "<u4", ())]
-    + [(k, _F4, ()) for k in ("accel_kv", "cs_mm", "amp_contrast", "df1_A", "df2_A",
-                               "df_angle_rad", "phase_shift_rad", "scale", "scale_const",
-                               "bfactor")]
-    + [(k, _F4, (2,)) for k in ("shift_A", "tilt_A", "trefoil_A")]
-    + [(k, _F4, (4,)) for k in ("tetra_A", "anisomag")],
+    + _each(("accel_kv", "cs_mm", "amp_contrast", "df1_A", "df2_A", "df_angle_rad",
+             "phase_shift_rad", "scale", "scale_const", "bfactor"), _F4)
+    + _each(("shift_A", "tilt_A", "trefoil_A"), _F4, (2,))
+    + _each(("tetra_A", "anisomag"), _F4, (4,)),
     "alignments3D": [("split", "<u4", ()), ("class", "<u4", ()), ("shift", _F4, (2,)),
-                     ("pose", _F4, (3,))] + [(k, _F4, ()) for k in _ALIGN_SCALARS],
+                     ("pose", _F4, (3,))] + _each(_ALIGN_SCALARS, _F4),
     "alignments2D": [("split", "<u4", ()), ("class", "<u4", ()), ("shift", _F4, (2,)),
-                     ("pose", _F4, ())] + [(k, _F4, ()) for k in _ALIGN_SCALARS],
+                     ("pose", _F4, ())] + _each(_ALIGN_SCALARS, _F4),
     "location": [("micrograph_uid", "<u8", ()), ("exp_group_id", "<u4", ()),
                  ("micrograph_path", "S", ()), ("micrograph_shape", "<u4", (2,)),
                  ("micrograph_psize_A", _F4, ()), ("center_x_frac", _F4, ()),
@@ -43,8 +52,8 @@ RESULT_FIELDS: dict[str, list[tuple[str, str, tuple[int, ...]]]] = {
 
 def _paths(rng: np.random.Generator, n_distinct: int, width: int, kind: str) -> np.ndarray:
     """n_distinct realistic job-folder paths, each padded to the same width."""
-    stems = [f"J{rng.integers(2, 999)}/{kind}/{i:06d}_{rng.integers(1e11, 1e12)}"
-             f"_FoilHole_{rng.integers(1e7, 1e8)}_Data_{rng.integers(1e7, 1e8)}"
+    stems = [f"J{rng.integers(2, 999)}/{kind}/{i:06d}_{rng.integers(10**11, 10**12)}"
+             f"_FoilHole_{rng.integers(10**7, 10**8)}_Data_{rng.integers(10**7, 10**8)}"
              "_patch_aligned_doseweighted" for i in range(n_distinct)]
     # Real paths fill their column: the writer's width is the longest + 1.
     stem_bytes = width - 5

@@ -470,7 +470,7 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
     if not hasattr(table, "columns"):
         raise CsFormatError(f"{name}: the particles block is not a table")
     for block, t in (("particles", table), ("optics", optics)):
-        if hasattr(t, "columns") and not t.columns.is_unique:
+        if t is not None and hasattr(t, "columns") and not t.columns.is_unique:
             twice = sorted({str(c) for c in t.columns[t.columns.duplicated()]})
             raise CsFormatError(f"{name}: data_{block} names labels {twice} twice")
     n = len(table)
@@ -588,8 +588,9 @@ def _from_star(path: str | os.PathLike, micrograph_shape: tuple[int, int] | None
             cols[f"{align}/shift"] = shift.astype(_F4)
             cols[f"{align}/psize_A"] = f4(p)
         elif "rlnOriginX" in df.columns and "rlnOriginY" in df.columns:
-            shift = np.stack([take("rlnOriginX"), take("rlnOriginY")], 1)
-            cols[f"{align}/shift"] = np.asarray(shift, dtype=np.float64).astype(_F4)
+            shift = np.stack([np.asarray(take(c), np.float64)
+                              for c in ("rlnOriginX", "rlnOriginY")], 1)
+            cols[f"{align}/shift"] = shift.astype(_F4)
         for label, field in (("rlnClassNumber", "class"), ("rlnRandomSubset", "split")):
             v = take(label)
             if v is not None:
@@ -671,8 +672,9 @@ def read_loops(path: str | os.PathLike) -> dict[str, Any] | None:
     while at >= 0:
         starts.append(at + 1)
         at = data.find(b"\ndata_", at + 1)
-    marks = [_BLOCK.match(data, i) for i in starts]
-    if not marks or any(m is None for m in marks):
+    found = [_BLOCK.match(data, i) for i in starts]
+    marks = [m for m in found if m is not None]
+    if not marks or len(marks) != len(found):
         return None
     blocks: dict[str, Any] = {}
     for i, m in enumerate(marks):
