@@ -4,21 +4,38 @@
 
 #include "threads.h"
 
-/* A thread gets at least this many bytes to copy (start-up costs ~20 us). */
-#define GRAIN_BYTES (1 << 20)
 /* Interleaving works on blocks of rows this large so they stay in cache
  * while every column is written into them. */
 #define PACK_BLOCK_BYTES (128 << 10)
-/* How many rows ahead an indexed gather prefetches its source. */
-#define PREFETCH 16
 
-/* Copies count rows of `size` bytes; size a compile-time constant in the
- * fast paths so memcpy becomes a few unaligned loads and stores. */
-#define COPY_ROWS(SIZE)                                                    \
-    for (int64_t i = 0; i < count; i++) {                                  \
-        memcpy(dst + i * ds, src + i * ss, (SIZE));                        \
+/* Calls F(ARGS..., size), with size a compile-time constant for the common
+ * field sizes, so that F's memcpy of size bytes (F inlined) becomes a few
+ * unaligned loads and stores instead of a library call. F's loop sits
+ * inside the switch: one dispatch per call, not per row. */
+#define WITH_FIXED_SIZE(SIZE, F, ...)                  \
+    switch (SIZE) {                                    \
+    case 1: F(__VA_ARGS__, 1); break;                  \
+    case 2: F(__VA_ARGS__, 2); break;                  \
+    case 4: F(__VA_ARGS__, 4); break;                  \
+    case 8: F(__VA_ARGS__, 8); break;                  \
+    case 12: F(__VA_ARGS__, 12); break;                \
+    case 16: F(__VA_ARGS__, 16); break;                \
+    case 24: F(__VA_ARGS__, 24); break;                \
+    case 32: F(__VA_ARGS__, 32); break;                \
+    default: F(__VA_ARGS__, (size_t)(SIZE)); break;    \
     }
 
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE void copy_rows_sized(const char *src, ptrdiff_t ss, char *dst, ptrdiff_t ds,
+                                   int64_t count, size_t size)
+{
+    for (int64_t i = 0; i < count; i++) {
+        memcpy(dst + i * ds, src + i * ss, size);
+    }
+}
+
+/* Copies count rows of `size` bytes. */
 static void copy_rows(const char *src, ptrdiff_t ss, char *dst, ptrdiff_t ds, int64_t count,
                       int64_t size)
 {
@@ -26,17 +43,7 @@ static void copy_rows(const char *src, ptrdiff_t ss, char *dst, ptrdiff_t ds, in
         memcpy(dst, src, (size_t)(count * size));
         return;
     }
-    switch (size) {
-    case 1: COPY_ROWS(1) break;
-    case 2: COPY_ROWS(2) break;
-    case 4: COPY_ROWS(4) break;
-    case 8: COPY_ROWS(8) break;
-    case 12: COPY_ROWS(12) break;
-    case 16: COPY_ROWS(16) break;
-    case 24: COPY_ROWS(24) break;
-    case 32: COPY_ROWS(32) break;
-    default: COPY_ROWS((size_t)size) break;
-    }
+    WITH_FIXED_SIZE(size, copy_rows_sized, src, ss, dst, ds, count)
 }
 
 /* Element-wise copy into wider (or narrower) elements, zero-padded. */
@@ -54,31 +61,37 @@ static void copy_rows_resized(const char *src, ptrdiff_t ss, char *dst, ptrdiff_
     }
 }
 
-/* Indexed copies: the same fast paths, with a prefetch of the row to come
- * (gathers from a shuffled join index miss the cache on every row). */
-#define GATHER_ROWS(SIZE)                                                             \
-    for (int64_t i = lo; i < hi; i++) {                                               \
-        if (prefetch && i + PREFETCH < hi) {                                          \
-            int64_t ahead = (int64_t)csf_load_u64(g->index + (i + PREFETCH) * g->index_stride); \
-            if ((uint64_t)ahead < (uint64_t)g->src_n) {                               \
-                __builtin_prefetch(g->src + ahead * g->src_stride);                   \
-            }                                                                         \
-        }                                                                             \
-        int64_t r = (int64_t)csf_load_u64(g->index + i * g->index_stride);            \
-        if ((uint64_t)r >= (uint64_t)g->src_n) {                                      \
-            r += g->src_n;                                                            \
-            if ((uint64_t)r >= (uint64_t)g->src_n) {                                  \
-                return CSF_EINDEX;                                                    \
-            }                                                                         \
-        }                                                                             \
-        const char *s = g->src + r * g->src_stride;                                   \
-        char *d = g->out + i * g->out_stride;                                         \
-        if (g->out_el == g->src_el) {                                                 \
-            memcpy(d, s, (SIZE));                                                     \
-        } else {                                                                      \
-            copy_rows_resized(s, 0, d, 0, 1, g->nelem, g->src_el, g->out_el);         \
-        }                                                                             \
+/* Indexed copies of rows [lo, hi), prefetching the row to come (gathers
+ * from a shuffled join index miss the cache on every row); size is the row
+ * size when out_el == src_el. */
+ALWAYS_INLINE int gather_rows(const csf_gather_args *g, int64_t lo, int64_t hi, int prefetch,
+                              size_t size)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        if (prefetch && i + CSF_PREFETCH_ROWS < hi) {
+            int64_t ahead =
+                (int64_t)csf_load_u64(g->index + (i + CSF_PREFETCH_ROWS) * g->index_stride);
+            if ((uint64_t)ahead < (uint64_t)g->src_n) {
+                __builtin_prefetch(g->src + ahead * g->src_stride);
+            }
+        }
+        int64_t r = (int64_t)csf_load_u64(g->index + i * g->index_stride);
+        if ((uint64_t)r >= (uint64_t)g->src_n) {
+            r += g->src_n;
+            if ((uint64_t)r >= (uint64_t)g->src_n) {
+                return CSF_EINDEX;
+            }
+        }
+        const char *s = g->src + r * g->src_stride;
+        char *d = g->out + i * g->out_stride;
+        if (g->out_el == g->src_el) {
+            memcpy(d, s, size);
+        } else {
+            copy_rows_resized(s, 0, d, 0, 1, g->nelem, g->src_el, g->out_el);
+        }
     }
+    return CSF_OK;
+}
 
 static int gather_range(const csf_gather_args *g, int64_t lo, int64_t hi, int prefetch)
 {
@@ -94,18 +107,10 @@ static int gather_range(const csf_gather_args *g, int64_t lo, int64_t hi, int pr
         }
         return CSF_OK;
     }
-    switch (g->out_el == g->src_el ? size : -1) {
-    case 1: GATHER_ROWS(1) break;
-    case 2: GATHER_ROWS(2) break;
-    case 4: GATHER_ROWS(4) break;
-    case 8: GATHER_ROWS(8) break;
-    case 12: GATHER_ROWS(12) break;
-    case 16: GATHER_ROWS(16) break;
-    case 24: GATHER_ROWS(24) break;
-    case 32: GATHER_ROWS(32) break;
-    default: GATHER_ROWS((size_t)size) break;
-    }
-    return CSF_OK;
+    int status = CSF_OK;
+    WITH_FIXED_SIZE(g->out_el == g->src_el ? size : -1, status = gather_rows, g, lo, hi,
+                    prefetch)
+    return status;
 }
 
 typedef struct {
@@ -133,7 +138,7 @@ int csf_gather(const csf_gather_args *g, int nthreads)
     }
     int64_t bytes = g->n * g->nelem * g->out_el;
     gather_job job = {g, 0};
-    csf_parallel(csf_threads_for(nthreads, bytes, GRAIN_BYTES), gather_task, &job);
+    csf_parallel(csf_threads_for(nthreads, bytes, CSF_GRAIN_BYTES), gather_task, &job);
     return job.failed ? CSF_EINDEX : CSF_OK;
 }
 
@@ -154,7 +159,9 @@ typedef struct {
 } many_job;
 
 /* One output row at a time, every column: the source row (a few cache
- * lines) is fetched once, prefetched ROW_AHEAD rows early. */
+ * lines) is fetched once, prefetched ROW_AHEAD rows early (nearer than
+ * CSF_PREFETCH_ROWS: each row prefetches several lines, and a core can
+ * only have so many misses in flight). */
 #define ROW_AHEAD 8
 
 static int many_rows(const many_job *job, int64_t lo, int64_t hi)
@@ -190,17 +197,7 @@ static int many_rows(const many_job *job, int64_t lo, int64_t hi)
                 copy_rows_resized(s, 0, d, 0, 1, c->nelem, c->src_el, c->out_el);
                 continue;
             }
-            switch (c->nelem * c->src_el) {
-            case 1: memcpy(d, s, 1); break;
-            case 2: memcpy(d, s, 2); break;
-            case 4: memcpy(d, s, 4); break;
-            case 8: memcpy(d, s, 8); break;
-            case 12: memcpy(d, s, 12); break;
-            case 16: memcpy(d, s, 16); break;
-            case 24: memcpy(d, s, 24); break;
-            case 32: memcpy(d, s, 32); break;
-            default: memcpy(d, s, (size_t)(c->nelem * c->src_el)); break;
-            }
+            WITH_FIXED_SIZE(c->nelem * c->src_el, memcpy, d, s)
         }
     }
     return CSF_OK;
@@ -263,7 +260,7 @@ int csf_gather_many(const csf_gather_args *g, int ncols, int nthreads)
     int prefetch_rows = same_rows && span_hi - span_lo <= (g[0].src_stride > 0 ? g[0].src_stride : 0)
                         && span_hi - span_lo <= 4096;
     many_job job = {g, ncols, span_lo, span_hi, prefetch_rows, 0};
-    csf_parallel(csf_threads_for(nthreads, bytes, GRAIN_BYTES), many_task, &job);
+    csf_parallel(csf_threads_for(nthreads, bytes, CSF_GRAIN_BYTES), many_task, &job);
     return job.failed ? CSF_EINDEX : CSF_OK;
 }
 
@@ -348,7 +345,7 @@ int csf_pack(const csf_pack_column *cols, int ncols, int64_t n, char *out, ptrdi
     int64_t row_bytes = row_stride > 0 ? row_stride : 1;
     int64_t block = PACK_BLOCK_BYTES / row_bytes;
     pack_job job = {runs, nruns, n, out, row_stride, block > 0 ? block : 1};
-    csf_parallel(csf_threads_for(nthreads, n * row_bytes, GRAIN_BYTES), pack_task, &job);
+    csf_parallel(csf_threads_for(nthreads, n * row_bytes, CSF_GRAIN_BYTES), pack_task, &job);
     free(runs);
     return CSF_OK;
 }

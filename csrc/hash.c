@@ -8,11 +8,13 @@
  * many 16-byte slots (512 KiB) stays in a 1-2 MiB L2 cache. */
 #define PART_ROWS 16384
 #define MAX_BITS 14
-/* Below this many rows one thread does the work (thread start-up dominates). */
-#define GRAIN 65536
-/* How many rows ahead a key is hashed and its slot prefetched (a power of
- * two: it sizes a ring of hashes). */
-#define PREFETCH 16
+/* A row's partition is stored as a uint16_t (parts.pid). */
+_Static_assert(MAX_BITS <= 16, "partition ids must fit uint16_t");
+/* Keys are hashed and their slots prefetched CSF_PREFETCH_ROWS rows ahead;
+ * the hashes wait in a ring indexed by k & (CSF_PREFETCH_ROWS - 1). */
+#define PREFETCH CSF_PREFETCH_ROWS
+_Static_assert((PREFETCH & (PREFETCH - 1)) == 0, "the prefetch ring needs a power of two");
+#define GRAIN CSF_GRAIN_ROWS
 
 /* The hash key. uids come from files anyone can write: with a public hash a
  * file could hold uids that all collide, and every probe would walk one long
@@ -67,6 +69,8 @@ typedef struct {
     uint64_t key;
     int64_t row1;
 } slot;
+/* PART_ROWS is sized for 16-byte slots. */
+_Static_assert(sizeof(slot) == 16, "a slot is a key and a row");
 
 typedef struct {
     slot *s;
@@ -249,28 +253,35 @@ static inline uint64_t part_of(uint64_t key, int bits)
     return mix64(key) >> (64 - bits);
 }
 
+/* Records each row's partition in pid and counts it in hist; copies the keys
+ * to tmp when keep_keys (a constant at each call: two loops, no per-row
+ * branch). */
+static inline __attribute__((always_inline)) void
+count_rows(const parts *P, int64_t lo, int64_t hi, int64_t *hist, int keep_keys)
+{
+    uint16_t *pid = P->pid;
+    uint64_t *tmp = P->tmp;
+    int bits = P->bits;
+    FOR_KEYS(P->ks, lo, hi, {
+        uint64_t p = part_of(key, bits);
+        pid[row] = (uint16_t)p;
+        if (keep_keys) {
+            tmp[row] = key;
+        }
+        hist[p]++;
+    })
+}
+
 static void parts_count(void *ctx, int tid, int nthreads)
 {
     parts *P = ctx;
     int64_t lo, hi;
     csf_slice(P->ks->n, tid, nthreads, &lo, &hi);
     int64_t *hist = P->cursor + (int64_t)tid * P->nparts;
-    uint16_t *pid = P->pid;
-    uint64_t *tmp = P->tmp;
-    int bits = P->bits;
-    if (tmp != NULL) {
-        FOR_KEYS(P->ks, lo, hi, {
-            uint64_t p = part_of(key, bits);
-            pid[row] = (uint16_t)p;
-            tmp[row] = key;
-            hist[p]++;
-        })
+    if (P->tmp != NULL) {
+        count_rows(P, lo, hi, hist, 1);
     } else {
-        FOR_KEYS(P->ks, lo, hi, {
-            uint64_t p = part_of(key, bits);
-            pid[row] = (uint16_t)p;
-            hist[p]++;
-        })
+        count_rows(P, lo, hi, hist, 0);
     }
 }
 
@@ -328,9 +339,9 @@ static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int w
     P->nparts = (int64_t)1 << bits;
     size_t n = (size_t)ks->n;
     size_t cells = (size_t)nthreads * (size_t)P->nparts;
-    P->keys = malloc(n * sizeof(uint64_t) + 8);
-    P->rows = want_rows ? malloc(n * sizeof(int64_t) + 8) : NULL;
-    P->pid = malloc(n * sizeof(uint16_t) + 8);
+    P->keys = csf_alloc(n, sizeof(uint64_t));
+    P->rows = want_rows ? csf_alloc(n, sizeof(int64_t)) : NULL;
+    P->pid = csf_alloc(n, sizeof(uint16_t));
     P->cursor = calloc(cells, sizeof(int64_t));
     P->base = malloc(cells * sizeof(int64_t));
     P->start = malloc(((size_t)P->nparts + 1) * sizeof(int64_t));
@@ -340,7 +351,7 @@ static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int w
     for (int c = 0; c < ks->ncols; c++) {
         strided |= ks->cols[c].stride != (ptrdiff_t)sizeof(uint64_t);
     }
-    P->tmp = !strided ? NULL : scratch != NULL ? scratch : malloc(n * sizeof(uint64_t) + 8);
+    P->tmp = !strided ? NULL : scratch != NULL ? scratch : csf_alloc(n, sizeof(uint64_t));
     if (P->keys == NULL || (want_rows && P->rows == NULL) || P->pid == NULL ||
         P->cursor == NULL || P->base == NULL || P->start == NULL) {
         if (P->tmp == scratch) {
@@ -367,16 +378,6 @@ static int parts_build(parts *P, const keyset *ks, int bits, int nthreads, int w
     }
     P->tmp = NULL;
     return CSF_OK;
-}
-
-static int64_t parts_largest(const parts *P)
-{
-    int64_t most = 0;
-    for (int64_t p = 0; p < P->nparts; p++) {
-        int64_t count = P->start[p + 1] - P->start[p];
-        most = count > most ? count : most;
-    }
-    return most;
 }
 
 /* Rewrites a result computed in partition order (vals, one per partitioned
@@ -429,40 +430,65 @@ static int unscatter_run(const parts *P, const int64_t *vals, int64_t *out_rows,
     return U.failed ? CSF_ENOMEM : CSF_OK;
 }
 
-/* ---------------------------------------------------------------- lookup */
+/* ------------------------------------------------------- partition pass */
 
+/* One pass over the partitions, the threads taking them in turn. With a
+ * build side B (lookup), partition p of B fills a table that partition p of
+ * Q probes: the result is the build row or -1. Without one (first
+ * occurrence), Q's rows fill the table themselves: the result is the row
+ * of the uid's first occurrence. Results overwrite Q's keys in place (each
+ * after its key is read; the ring reads ahead): no second buffer. */
 typedef struct {
-    const parts *B;
+    const parts *B; /* or NULL */
     parts *Q;
-    int64_t cap_rows; /* largest build partition */
-    int64_t next;     /* next partition to take (atomic) */
+    int64_t next; /* next partition to take (atomic) */
     int failed;
-} lookup_parts;
+} part_pass;
 
-static void lookup_parts_task(void *ctx, int tid, int nthreads)
+/* The probe loop of one partition; `first` a constant at each call below,
+ * so each keeps a loop without a per-row branch. */
+static inline __attribute__((always_inline)) void
+part_probe(const table *t, const parts *Q, int64_t qa, int64_t qb, int first)
+{
+    int64_t *res = (int64_t *)Q->keys;
+    const char *k8 = (const char *)(Q->keys + qa);
+    ahead a;
+    ahead_start(&a, t, k8, sizeof(uint64_t), qb - qa);
+    for (int64_t k = 0; k < qb - qa; k++, k8 += sizeof(uint64_t)) {
+        uint64_t h = ahead_next(&a, t, k8, sizeof(uint64_t), k, qb - qa);
+        res[qa + k] = first ? table_put_first(t, Q->keys[qa + k], h, Q->rows[qa + k])
+                            : table_get(t, Q->keys[qa + k], h);
+    }
+}
+
+static void part_pass_task(void *ctx, int tid, int nthreads)
 {
     (void)tid;
     (void)nthreads;
-    lookup_parts *L = ctx;
+    part_pass *L = ctx;
     const parts *B = L->B;
     parts *Q = L->Q;
     table t = {NULL, 0};
     int64_t cap = 0;
     for (;;) {
         int64_t p = __atomic_fetch_add(&L->next, 1, __ATOMIC_RELAXED);
-        if (p >= B->nparts) {
+        if (p >= Q->nparts) {
             break;
         }
         int64_t qa = Q->start[p], qb = Q->start[p + 1];
         if (qa == qb) {
             continue;
         }
-        int64_t ba = B->start[p], bb = B->start[p + 1];
+        int64_t ba = B != NULL ? B->start[p] : qa, bb = B != NULL ? B->start[p + 1] : qb;
         if (table_reset(&t, bb - ba, &cap) != CSF_OK) {
             __atomic_store_n(&L->failed, 1, __ATOMIC_RELAXED);
             break;
         }
         const table tt = t; /* a copy no store below can alias */
+        if (B == NULL) {
+            part_probe(&tt, Q, qa, qb, 1);
+            continue;
+        }
         const char *k8 = (const char *)(B->keys + ba);
         ahead a;
         ahead_start(&a, &tt, k8, sizeof(uint64_t), bb - ba);
@@ -470,18 +496,20 @@ static void lookup_parts_task(void *ctx, int tid, int nthreads)
             uint64_t h = ahead_next(&a, &tt, k8, sizeof(uint64_t), k, bb - ba);
             table_put_last(&tt, B->keys[ba + k], h, B->rows[ba + k]);
         }
-        /* Results overwrite the probe keys in place (each after its key is
-         * read; the ring reads ahead): no second buffer. */
-        int64_t *res = (int64_t *)Q->keys;
-        k8 = (const char *)(Q->keys + qa);
-        ahead_start(&a, &tt, k8, sizeof(uint64_t), qb - qa);
-        for (int64_t k = 0; k < qb - qa; k++, k8 += sizeof(uint64_t)) {
-            uint64_t h = ahead_next(&a, &tt, k8, sizeof(uint64_t), k, qb - qa);
-            res[qa + k] = table_get(&tt, Q->keys[qa + k], h);
-        }
+        part_probe(&tt, Q, qa, qb, 0);
     }
     free(t.s);
 }
+
+/* Runs the pass on `threads` threads. */
+static int part_pass_run(const parts *B, parts *Q, int threads)
+{
+    part_pass L = {B, Q, 0, 0};
+    csf_parallel(threads, part_pass_task, &L);
+    return L.failed ? CSF_ENOMEM : CSF_OK;
+}
+
+/* ---------------------------------------------------------------- lookup */
 
 typedef struct {
     const table *t;
@@ -586,12 +614,9 @@ int csf_lookup(const csf_column *build, const csf_column *probe, int64_t *out_ro
         parts_free(&B);
         goto done;
     }
-    lookup_parts L = {&B, &Q, parts_largest(&B), 0, 0};
-    csf_parallel(threads, lookup_parts_task, &L);
+    status = part_pass_run(&B, &Q, threads);
     parts_free(&B);
-    if (L.failed) {
-        status = CSF_ENOMEM;
-    } else {
+    if (status == CSF_OK) {
         status = unscatter_run(&Q, (const int64_t *)Q.keys, out_rows, out_mask, Q.nthreads);
     }
     parts_free(&Q);
@@ -617,7 +642,7 @@ int csf_join(const csf_column *cols, int ncols, int64_t *const *out, int64_t *no
         *nout = n;
         return CSF_OK;
     }
-    uint64_t *keys = ncols > 2 ? malloc((size_t)n * sizeof(uint64_t) + 8) : NULL;
+    uint64_t *keys = ncols > 2 ? csf_alloc((size_t)n, sizeof(uint64_t)) : NULL;
     if (ncols > 2 && keys == NULL) {
         return CSF_ENOMEM;
     }
@@ -657,46 +682,6 @@ int csf_join(const csf_column *cols, int ncols, int64_t *const *out, int64_t *no
 
 /* --------------------------------------------------------- first occurrence */
 
-typedef struct {
-    parts *A;
-    int64_t next;
-    int failed;
-} first_parts;
-
-static void first_parts_task(void *ctx, int tid, int nthreads)
-{
-    (void)tid;
-    (void)nthreads;
-    first_parts *F = ctx;
-    parts *A = F->A;
-    table t = {NULL, 0};
-    int64_t cap = 0;
-    for (;;) {
-        int64_t p = __atomic_fetch_add(&F->next, 1, __ATOMIC_RELAXED);
-        if (p >= A->nparts) {
-            break;
-        }
-        int64_t a = A->start[p], b = A->start[p + 1];
-        if (a == b) {
-            continue;
-        }
-        if (table_reset(&t, b - a, &cap) != CSF_OK) {
-            __atomic_store_n(&F->failed, 1, __ATOMIC_RELAXED);
-            break;
-        }
-        const table tt = t; /* a copy no store below can alias */
-        int64_t *res = (int64_t *)A->keys; /* in place, as in lookup_parts_task */
-        const char *k8 = (const char *)(A->keys + a);
-        ahead r;
-        ahead_start(&r, &tt, k8, sizeof(uint64_t), b - a);
-        for (int64_t k = 0; k < b - a; k++, k8 += sizeof(uint64_t)) {
-            uint64_t h = ahead_next(&r, &tt, k8, sizeof(uint64_t), k, b - a);
-            res[a + k] = table_put_first(&tt, A->keys[a + k], h, A->rows[a + k]);
-        }
-    }
-    free(t.s);
-}
-
 int csf_first_rows(const csf_column *cols, int ncols, int64_t *first, int nthreads, int bits)
 {
     keyset ks;
@@ -720,34 +705,36 @@ int csf_first_rows(const csf_column *cols, int ncols, int64_t *first, int nthrea
     parts A;
     status = parts_build(&A, &ks, bits, threads, 1, (uint64_t *)first);
     if (status == CSF_OK) {
-        first_parts F = {&A, 0, 0};
-        csf_parallel(threads, first_parts_task, &F);
-        status = F.failed ? CSF_ENOMEM
-                          : unscatter_run(&A, (const int64_t *)A.keys, first, NULL, threads);
+        status = part_pass_run(NULL, &A, threads);
+        if (status == CSF_OK) {
+            status = unscatter_run(&A, (const int64_t *)A.keys, first, NULL, threads);
+        }
         parts_free(&A);
     }
     free(ks.start);
     return status;
 }
 
-static int64_t total_rows(const csf_column *cols, int ncols)
+/* csf_first_rows into a fresh array (*first, to free), *n rows. */
+static int first_rows_new(const csf_column *cols, int ncols, int64_t **first, int64_t *n,
+                          int nthreads, int bits)
 {
-    int64_t n = 0;
+    *n = 0;
     for (int c = 0; c < ncols; c++) {
-        n += cols[c].n;
+        *n += cols[c].n;
     }
-    return n;
+    *first = csf_alloc((size_t)*n, sizeof(int64_t));
+    if (*first == NULL) {
+        return CSF_ENOMEM;
+    }
+    return csf_first_rows(cols, ncols, *first, nthreads, bits);
 }
 
 int csf_repeats(const csf_column *cols, int ncols, int64_t cap, int64_t *count,
                 int64_t *rep_rows, int64_t *first_rows, int nthreads, int bits)
 {
-    int64_t n = total_rows(cols, ncols);
-    int64_t *first = malloc((size_t)n * sizeof(int64_t) + 8);
-    if (first == NULL) {
-        return CSF_ENOMEM;
-    }
-    int status = csf_first_rows(cols, ncols, first, nthreads, bits);
+    int64_t n, *first;
+    int status = first_rows_new(cols, ncols, &first, &n, nthreads, bits);
     if (status == CSF_OK) {
         int64_t m = 0;
         for (int64_t r = 0; r < n; r++) {
@@ -768,12 +755,8 @@ int csf_repeats(const csf_column *cols, int ncols, int64_t cap, int64_t *count,
 int csf_first_occurrence(const csf_column *cols, int ncols, uint8_t *mask, int nthreads,
                          int bits)
 {
-    int64_t n = total_rows(cols, ncols);
-    int64_t *first = malloc((size_t)n * sizeof(int64_t) + 8);
-    if (first == NULL) {
-        return CSF_ENOMEM;
-    }
-    int status = csf_first_rows(cols, ncols, first, nthreads, bits);
+    int64_t n, *first;
+    int status = first_rows_new(cols, ncols, &first, &n, nthreads, bits);
     if (status == CSF_OK) {
         for (int64_t r = 0; r < n; r++) {
             mask[r] = first[r] == r;

@@ -2,8 +2,6 @@
 
 #include "threads.h"
 
-#define GRAIN_BYTES (1 << 20)
-
 typedef struct {
     const char *data;
     int64_t n;
@@ -11,7 +9,7 @@ typedef struct {
     int64_t nelem;
     int64_t el;
     int unit;
-    int64_t best[1024];
+    int64_t best[CSF_MAX_THREADS]; /* one per thread */
 } maxlen_job;
 
 /* Only the units past the longest value so far need looking at, and most
@@ -50,8 +48,8 @@ int csf_str_maxlen(const char *data, int64_t n, ptrdiff_t stride, int64_t nelem,
         return CSF_EINVAL;
     }
     maxlen_job job = {data, n, stride, nelem, el, unit, {0}};
-    int threads = csf_threads_for(nthreads, n * nelem * el, GRAIN_BYTES);
-    threads = threads > 1024 ? 1024 : threads;
+    int threads = csf_threads_for(nthreads, n * nelem * el, CSF_GRAIN_BYTES);
+    threads = threads > CSF_MAX_THREADS ? CSF_MAX_THREADS : threads;
     csf_parallel(threads, maxlen_task, &job);
     int64_t best = 0;
     for (int t = 0; t < threads; t++) {

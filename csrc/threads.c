@@ -10,7 +10,7 @@ int csf_default_threads(void)
     if (env != NULL && *env != '\0') {
         char *end = NULL;
         long n = strtol(env, &end, 10);
-        if (end != env && *end == '\0' && n > 0 && n <= 1024) {
+        if (end != env && *end == '\0' && n > 0 && n <= CSF_MAX_THREADS) {
             return (int)n;
         }
     }
@@ -43,8 +43,6 @@ static void *csf_run(void *arg)
     job->task(job->ctx, job->tid, job->nthreads);
     return NULL;
 }
-
-#define CSF_MAX_THREADS 1024
 
 void csf_parallel(int nthreads, csf_task task, void *ctx)
 {

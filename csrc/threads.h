@@ -3,6 +3,16 @@
 
 #include <stdint.h>
 
+/* The most threads csf_parallel starts (it keeps their handles on the
+ * stack); CSFAST_NUM_THREADS above this is ignored. */
+#define CSF_MAX_THREADS 1024
+
+/* Work a thread should get at least (csf_threads_for's grain): starting a
+ * thread costs tens of microseconds, about the time to hash this many rows
+ * or copy this many bytes. */
+#define CSF_GRAIN_ROWS 65536
+#define CSF_GRAIN_BYTES (1 << 20)
+
 /* Number of worker threads the kernels use: CSFAST_NUM_THREADS when set to a
  * positive integer, else the number of online cores. */
 int csf_default_threads(void);
