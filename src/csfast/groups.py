@@ -87,18 +87,22 @@ _ALIGNMENTS = (
     "class_ess",
 )
 _VOLUME = ("path", "shape", "psize_A")
+# The CTF fields particles and exposures both require.
+_CTF = (
+    "type",
+    "exp_group_id",
+    "accel_kv",
+    "cs_mm",
+    "amp_contrast",
+    "df1_A",
+    "df2_A",
+    "df_angle_rad",
+    "phase_shift_rad",
+)
 MIN_FIELDS: dict[str, tuple[str, ...]] = {
     "particle.blob": ("path", "idx", "shape", "psize_A", "sign"),
     "particle.ctf": (
-        "type",
-        "exp_group_id",
-        "accel_kv",
-        "cs_mm",
-        "amp_contrast",
-        "df1_A",
-        "df2_A",
-        "df_angle_rad",
-        "phase_shift_rad",
+        *_CTF,
         "scale",
         "scale_const",
         "shift_A",
@@ -129,15 +133,7 @@ MIN_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "exposure.movie_blob": ("path", "shape", "psize_A", "format", "is_gain_corrected"),
     "exposure.ctf": (
-        "type",
-        "exp_group_id",
-        "accel_kv",
-        "cs_mm",
-        "amp_contrast",
-        "df1_A",
-        "df2_A",
-        "df_angle_rad",
-        "phase_shift_rad",
+        *_CTF,
         "path",
         "ctf_fit_to_A",
         "cross_corr_ctffind4",
