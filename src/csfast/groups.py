@@ -1119,13 +1119,13 @@ def _project(ds: Dataset, results: Iterable[str]) -> Dataset:
 
 def _passthrough_rows(pt: Dataset, carried: list[str], main: Dataset, label: str) -> Dataset:
     """pt's fields of the carried results for exactly main's uids, in main's order."""
-    uids = main["uid"]
-    if np.array_equal(pt["uid"], uids):
+    uids = main.view("uid")
+    if np.array_equal(pt.view("uid"), uids):
         # The job kept every input row in order (the common case): no join needed.
         return _project(pt, carried)
     table = Dataset.innerjoin_many(Dataset({"uid": uids}), pt)
     if len(table) != len(main):
-        absent = np.setdiff1d(uids, pt["uid"])
+        absent = np.setdiff1d(uids, pt.view("uid"))
         raise CsUidError(
             f"{label}: {len(absent)} output uids are not in the passthrough input "
             f"(e.g. {', '.join(str(int(u)) for u in absent[:5])}); an output can only "

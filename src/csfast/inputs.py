@@ -735,7 +735,7 @@ class Input:
     def _no_shared_uid(self, where: str, parts: list[_Part], tables: list[Dataset]) -> str:
         items = tables[0]
         for p, t in zip(parts, tables, strict=True):
-            if p.override and len(items.subset_uids(t["uid"])) == 0:
+            if p.override and len(items.subset_uids(t.view("uid"))) == 0:
                 slots = ", ".join(repr(u.key) for u in p.uses)
                 return (
                     f"{where}: the override of slot {slots} shares no uid with the "
@@ -747,10 +747,10 @@ class Input:
         name = self.spec.name
         for j in range(1, len(tables)):
             for i in range(j):
-                shared = tables[i].subset_uids(tables[j]["uid"])
+                shared = tables[i].subset_uids(tables[j].view("uid"))
                 if len(shared):
                     a, b = self._connections[i].group.label, self._connections[j].group.label
-                    some = ", ".join(str(int(u)) for u in np.asarray(shared["uid"])[:3])
+                    some = ", ".join(str(int(u)) for u in np.asarray(shared.view("uid"))[:3])
                     return (
                         f"input {name!r}: connections {i} ({a}) and {j} ({b}) share "
                         f"{len(shared)} uids (e.g. {some}) and repeat_allowed is False; "
@@ -767,7 +767,7 @@ def _renamed(field_name: str, renames: dict[str, str]) -> str:
 def _uids(path: str, cache: dict[str, np.ndarray]) -> np.ndarray:
     """The uid column of a metafile (mapped: only the uid column is read)."""
     if path not in cache:
-        col = Dataset.load(path, fields=["uid"])["uid"]
+        col = Dataset.load(path, fields=["uid"]).view("uid")
         cache[path] = col if col.dtype == np.uint64 else col.astype(np.uint64)
     return cache[path]
 
