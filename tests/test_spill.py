@@ -1,0 +1,377 @@
+"""The bounded-memory uid kernels (csfast.spill) against the in-memory ones.
+
+Every spilled result must equal ``_core``'s byte for byte. The failures are
+real: a full tmpfs under the spill folder, a process killed by SIGKILL in
+the middle of a spilled join, a memory cgroup in which the in-memory kernel
+is killed for lack of memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_kernels import ref_first, ref_join, uid_column, uid_lists
+
+from csfast import _core, spill
+from csfast.errors import CsArgumentError
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def spill_folders(parent: Path) -> list[Path]:
+    return sorted(parent.glob(spill.PREFIX + "*"))
+
+
+def same(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    """Equal arrays, dtype and bytes alike."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype
+        assert g.shape == w.shape
+        assert g.tobytes() == w.tobytes()
+
+
+@pytest.fixture
+def spied(monkeypatch):
+    """Records the partition bits of every spill (to see that a call spilled)."""
+    seen: list[int] = []
+    init = spill._Partitions.__init__
+
+    def record(self, folder, arrays, bits, chunk):
+        seen.append(bits)
+        init(self, folder, arrays, bits, chunk)
+
+    monkeypatch.setattr(spill._Partitions, "__init__", record)
+    return seen
+
+
+# ------------------------------------------------------------ hypothesis
+
+
+@SETTINGS
+@given(st.lists(uid_lists, min_size=1, max_size=4), st.integers(0, 2))
+def test_join_index(tmp_path_factory, keys, how):
+    folder = tmp_path_factory.mktemp("spill")
+    cols = [uid_column(k, how) for k in keys]
+    got = spill.join_index(cols, budget=1, folder=folder)
+    same(got, _core.join_index(cols))
+    assert [g.tolist() for g in got] == ref_join(keys)
+    assert spill_folders(folder) == []
+
+
+@SETTINGS
+@given(uid_lists, uid_lists, st.integers(0, 2))
+def test_isin(tmp_path_factory, values, members, how):
+    folder = tmp_path_factory.mktemp("spill")
+    v, m = uid_column(values, how), uid_column(members, 2 - how)
+    got = spill.isin(v, m, budget=1, folder=folder)
+    same([got], [_core.isin(v, m)])
+    assert got.tolist() == [u in set(members) for u in values]
+
+
+@SETTINGS
+@given(st.lists(uid_lists, min_size=1, max_size=4), st.integers(0, 2), st.integers(0, 8))
+def test_repeats_and_first_occurrence(tmp_path_factory, keys, how, limit):
+    folder = tmp_path_factory.mktemp("spill")
+    cols = [uid_column(k, how) for k in keys]
+    count, rep, first = spill.repeats(cols, limit, budget=1, folder=folder)
+    want = _core.repeats(cols, limit)
+    assert count == want[0]
+    same([rep, first], list(want[1:]))
+    masks = spill.first_occurrence(cols, budget=1, folder=folder)
+    same(masks, _core.first_occurrence(cols))
+    ref = ref_first(keys)
+    assert [bool(x) for m in masks for x in m] == [f == r for r, f in enumerate(ref)]
+    assert spill_folders(folder) == []
+
+
+def test_isin_keeps_the_values_shape(tmp_path):
+    values = np.arange(24, dtype=np.uint64).reshape(4, 6)
+    got = spill.isin(values, np.arange(0, 24, 5), budget=1, folder=tmp_path)
+    same([got], [_core.isin(values, np.arange(0, 24, 5))])
+
+
+# ------------------------------------------------------- 100k rows, many partitions
+
+
+def table_uids(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three uid columns of a 100k-row scenario: a mapped-like strided column
+    with repeats, a shuffled partial match with repeats, uids near 2**64."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(2**64 - 4 * n, 2**64, n, dtype=np.uint64, endpoint=False)
+    a[rng.integers(0, n, n // 50)] = a[rng.integers(0, n, n // 50)]
+    b = rng.permutation(
+        np.concatenate([a[: n * 3 // 4], rng.integers(0, 2**64 - 1, n // 4, np.uint64)])
+    )
+    b = np.concatenate([b, b[: n // 20]])
+    c = rng.permutation(np.concatenate([a[n // 10 :], b[: n // 10]]))
+    return uid_column(a.tolist(), 1), b, c
+
+
+def test_100k_rows_in_many_partitions(tmp_path, monkeypatch, spied):
+    a, b, c = table_uids(100_000)
+    # A budget of 384 kB: chunks of 1,000 rows, partitions of a few thousand.
+    monkeypatch.setenv("CSFAST_MEMORY_LIMIT", "375K")
+    assert spill._chunk_rows(spill.memory_limit()) == 1000
+    for keys in ([a, b], [b, a], [a, b, c], [c, a, b, a]):
+        same(spill.join_index(keys, folder=tmp_path), _core.join_index(keys))
+    count, rep, first = spill.repeats([a, b, c], 10**9, folder=tmp_path)
+    want = _core.repeats([a, b, c], 10**9)
+    assert count == want[0] > 0
+    same([rep, first], list(want[1:]))
+    count, rep, first = spill.repeats([a, b], 20, folder=tmp_path)
+    assert count == _core.repeats([a, b], 20)[0]
+    same([rep, first], list(_core.repeats([a, b], 20)[1:]))
+    same(spill.first_occurrence([a, b, c], folder=tmp_path), _core.first_occurrence([a, b, c]))
+    same([spill.isin(a, c, folder=tmp_path)], [_core.isin(a, c)])
+    assert len(spied) == 8 and min(spied) >= 5  # at least 32 partitions each time
+    assert spill_folders(tmp_path) == []
+
+
+def test_within_budget_runs_in_memory(tmp_path, spied):
+    a, b, _ = table_uids(1000)
+    same(spill.join_index([a, b], budget=10**9, folder=tmp_path), _core.join_index([a, b]))
+    assert spied == []
+
+
+def test_spilled_results_are_mapped_files_that_outlive_the_folder(tmp_path):
+    a, b, _ = table_uids(10_000)
+    out = spill.join_index([a, b], budget=1, folder=tmp_path)
+    assert spill_folders(tmp_path) == []
+    for o in out:
+        assert isinstance(o.base, np.memmap)
+    maps = Path("/proc/self/maps").read_text()
+    assert spill.PREFIX in maps and "(deleted)" in maps
+    same(out, _core.join_index([a, b]))
+
+
+# --------------------------------------------------------------- budget
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1000", 1000), ("2G", 2 << 30), ("512m", 512 << 20), ("1.5K", 1536), (" 3 GiB ", 3 << 30)],
+)
+def test_memory_limit_from_the_environment(monkeypatch, text, size):
+    monkeypatch.setenv("CSFAST_MEMORY_LIMIT", text)
+    assert spill.memory_limit() == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "2X", "1e9"])
+def test_memory_limit_refuses_nonsense(monkeypatch, text):
+    monkeypatch.setenv("CSFAST_MEMORY_LIMIT", text)
+    with pytest.raises(CsArgumentError, match="CSFAST_MEMORY_LIMIT"):
+        spill.memory_limit()
+
+
+def test_default_memory_limit(monkeypatch):
+    monkeypatch.delenv("CSFAST_MEMORY_LIMIT", raising=False)
+    total = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    assert 0 < spill.physical_memory() <= total
+    assert spill.memory_limit() == int(spill.physical_memory() * spill.DEFAULT_FRACTION)
+
+
+# ---------------------------------------------------------- spill folder
+
+
+def test_spill_folder_removed_after_an_error(tmp_path, monkeypatch):
+    a, b, _ = table_uids(10_000)
+    calls = []
+
+    def failing(keys):
+        calls.append(len(keys))
+        if len(calls) == 3:
+            assert len(spill_folders(tmp_path)) == 1
+            raise RuntimeError("stop in the third partition")
+        return _core.join_index(keys)
+
+    monkeypatch.setattr(spill._core, "join_index", failing)
+    with pytest.raises(RuntimeError, match="third partition"):
+        spill.join_index([a, b], budget=1, folder=tmp_path)
+    assert spill_folders(tmp_path) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB tmpfs: a spill folder on a disk that really fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MB tmpfs: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_full_disk_is_an_oserror_and_the_folder_goes(tiny_disk):
+    a, b, _ = table_uids(100_000)
+    with pytest.raises(OSError) as err:
+        spill.join_index([a, b], budget=1 << 20, folder=tiny_disk)
+    assert err.value.errno == 28  # ENOSPC, not a SIGBUS in a sparse mapped file
+    assert spill_folders(tiny_disk) == []
+    # With room again, the same call works there.
+    out = spill.join_index([a[:5000], b[:5000]], budget=1 << 16, folder=tiny_disk)
+    same(out, _core.join_index([a[:5000], b[:5000]]))
+    del out, err  # the result and the traceback's frames map files of the tmpfs
+    gc.collect()
+
+
+KILLED = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from csfast import _core, spill
+
+    def stuck(keys):
+        print("matching", flush=True)
+        time.sleep(600)
+
+    _core.join_index = stuck  # the first partition never ends: SIGKILL finds the folder full
+    n = 20_000
+    spill.join_index([np.arange(n, dtype=np.uint64)] * 2, budget=1 << 16, folder=sys.argv[1])
+    """
+)
+
+
+def test_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as p:
+        try:
+            assert p.stdout.readline() == "matching\n"
+        finally:
+            p.send_signal(signal.SIGKILL)
+    assert p.returncode == -signal.SIGKILL
+    (left,) = spill_folders(tmp_path)
+    assert left.name.startswith(f"{spill.PREFIX}{p.pid}-")
+    assert len(list(left.glob("part-*"))) > 1
+    # A live process's folder (this one's) stays.
+    with spill.SpillFolder(tmp_path) as mine:
+        a, b, _ = table_uids(1000)
+        same(spill.join_index([a, b], budget=1, folder=tmp_path), _core.join_index([a, b]))
+        assert spill_folders(tmp_path) == [mine]
+    assert spill_folders(tmp_path) == []
+
+
+def test_stale_folders_by_pid_and_start_time(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(done.stdout)
+    host = os.uname().nodename
+    folders = {
+        "dead": (dead, f"{host}\n{dead}\n1\n"),
+        "reused": (os.getpid(), f"{host}\n{os.getpid()}\n1\n"),  # this pid, another start time
+        "no-owner": (dead, None),
+        "other-host": (dead, f"not-{host}\n{dead}\n1\n"),
+        "alive": (os.getpid(), spill._owner()),
+    }
+    for name, (pid, owner) in folders.items():
+        f = tmp_path / f"{spill.PREFIX}{pid}-{name}"
+        f.mkdir()
+        (f / "part-0000").write_bytes(b"x" * 16)
+        if owner is not None:
+            (f / "owner").write_text(owner)
+    removed = spill.clean_stale(tmp_path)
+    assert sorted(p.name.split("-", 3)[-1] for p in removed) == ["dead", "no-owner", "reused"]
+    assert sorted(p.name.split("-", 3)[-1] for p in spill_folders(tmp_path)) == [
+        "alive",
+        "other-host",
+    ]
+
+
+# ---------------------------------------------------------- memory cgroup
+
+CGROUP_RUN = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from csfast import _core, spill
+
+    a = np.load(sys.argv[2], mmap_mode="r")
+    b = np.load(sys.argv[3], mmap_mode="r")
+    if sys.argv[1] == "core":
+        out = _core.join_index([a, b])
+    else:
+        out = spill.join_index([a, b], folder=sys.argv[4])
+    for k, o in enumerate(out):  # no copy: the mapped result is written out
+        np.save(f"{sys.argv[5]}-{k}.npy", o)
+    print(spill.memory_limit(), flush=True)
+    """
+)
+CGROUP_LIMIT = 128 << 20
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A cgroup v1 memory cgroup limited to CGROUP_LIMIT bytes; yields a command
+    prefix that runs a program inside it."""
+    root = Path("/sys/fs/cgroup/memory")
+    if os.geteuid() != 0:
+        pytest.skip("a memory cgroup needs root")
+    if not (root / "cgroup.procs").exists():
+        pytest.skip("no cgroup v1 memory controller at /sys/fs/cgroup/memory")
+    cg = root / f"csfast-test-spill-{os.getpid()}"
+    try:
+        cg.mkdir()
+        (cg / "memory.limit_in_bytes").write_text(str(CGROUP_LIMIT))
+    except OSError as e:
+        pytest.skip(f"cannot make a memory cgroup: {e}")
+    try:
+        yield ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh"]
+    finally:
+        # Its processes have exited; an empty cgroup can be removed.
+        cg.rmdir()
+
+
+def test_join_in_a_memory_cgroup_spills(tmp_path, memory_cgroup):
+    """4M uids: the in-memory join needs about 200 MB and is killed under a
+    128 MB limit; the default budget (half the cgroup's limit) spills and works."""
+    n = 4_000_000
+    rng = np.random.default_rng(1)
+    a = rng.permutation(np.arange(1, 2 * n, 2, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    b = rng.permutation(a)[: n - 1000]
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    want = _core.join_index([a, b])
+    assert spill.kernel_bytes("join_index", [n, n - 1000]) > CGROUP_LIMIT
+    del a, b
+    env = {k: v for k, v in os.environ.items() if k != "CSFAST_MEMORY_LIMIT"}
+    files = [str(tmp_path / f) for f in ("a.npy", "b.npy")]
+
+    def run(mode: str) -> subprocess.CompletedProcess:
+        out = str(tmp_path / mode)
+        cmd = [sys.executable, "-c", CGROUP_RUN, mode, *files, str(tmp_path), out]
+        return subprocess.run(memory_cgroup + cmd, env=env, capture_output=True, text=True)
+
+    core = run("core")
+    assert core.returncode == -signal.SIGKILL, core.stderr  # the OOM killer
+    spilled = run("spill")
+    assert spilled.returncode == 0, spilled.stderr
+    assert int(spilled.stdout) == CGROUP_LIMIT // 2
+    got = [np.load(tmp_path / f"spill-{k}.npy") for k in range(2)]
+    same(got, list(want))
+    assert spill_folders(tmp_path) == []
