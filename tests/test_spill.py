@@ -101,6 +101,68 @@ def test_isin_keeps_the_values_shape(tmp_path):
     same([got], [_core.isin(values, np.arange(0, 24, 5))])
 
 
+# ---------------------------------------------------------- partition kernel
+
+
+def ref_partition(uids: list[int], first_row: int, seed: int, bits: int):
+    """splitmix64(uid + seed)'s top bits in Python integers, rows sorted stably."""
+    mask = 2**64 - 1
+
+    def part(u: int) -> int:
+        z = (u + seed + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return (z ^ (z >> 31)) >> (64 - bits)
+
+    parts = [part(u) for u in uids]
+    order = sorted(range(len(uids)), key=lambda r: parts[r])
+    counts = [parts.count(p) for p in range(2**bits)]
+    return [(uids[r], first_row + r) for r in order], counts
+
+
+@SETTINGS
+@given(
+    uid_lists,
+    st.integers(0, 2),
+    st.integers(0, 2**40),
+    st.integers(0, 2**64 - 1),
+    st.integers(1, 16),
+    st.sampled_from([1, 2, 3]),
+)
+def test_partition_kernel(uids, how, first_row, seed, bits, threads):
+    old = _core._threads
+    _core.set_num_threads(threads)
+    try:
+        rec, counts = _core.partition(uid_column(uids, how), first_row, seed, bits)
+    finally:
+        _core.set_num_threads(old)
+    want, want_counts = ref_partition(uids, first_row, seed, bits)
+    assert rec.dtype == _core.RECORD
+    assert list(zip(rec["uid"].tolist(), rec["row"].tolist(), strict=True)) == want
+    assert counts.tolist() == want_counts
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_partition_kernel_large(threads):
+    """300k rows on several threads: each partition in row order, every row once."""
+    uids = np.random.default_rng(2).integers(0, 2**64 - 1, 300_000, dtype=np.uint64)
+    old = _core._threads
+    _core.set_num_threads(threads)
+    try:
+        rec, counts = _core.partition(uid_column(uids.tolist(), 1), 7, 99, 6)
+    finally:
+        _core.set_num_threads(old)
+    ends = np.cumsum(counts)
+    assert ends[-1] == len(uids)
+    for lo, hi in zip([0, *ends[:-1]], ends, strict=True):
+        rows = rec["row"][lo:hi]
+        assert np.all(np.diff(rows) > 0)
+    assert np.array_equal(np.sort(rec["row"]), np.arange(7, 7 + len(uids)))
+    assert np.array_equal(rec["uid"], uids[rec["row"] - 7])
+    with pytest.raises(ValueError, match="bits"):
+        _core.partition(uids, 0, 0, 17)
+
+
 # ------------------------------------------------------- 100k rows, many partitions
 
 
@@ -120,8 +182,8 @@ def table_uids(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def test_100k_rows_in_many_partitions(tmp_path, monkeypatch, spied):
     a, b, c = table_uids(100_000)
-    # A budget of 384 kB: chunks of 1,000 rows, partitions of a few thousand.
-    monkeypatch.setenv("CSFAST_MEMORY_LIMIT", "375K")
+    # A budget of 125 kB: chunks of 1,000 rows, partitions of about a thousand.
+    monkeypatch.setenv("CSFAST_MEMORY_LIMIT", "125K")
     assert spill._chunk_rows(spill.memory_limit()) == 1000
     for keys in ([a, b], [b, a], [a, b, c], [c, a, b, a]):
         same(spill.join_index(keys, folder=tmp_path), _core.join_index(keys))

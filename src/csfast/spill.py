@@ -59,10 +59,10 @@ _STALE = re.compile(re.escape(PREFIX) + r"(\d+)-")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 # A spilled uid and its row (global: inputs numbered one after the other).
-RECORD = np.dtype([("uid", np.uint64), ("row", np.int64)])
-# Bytes a row of the partition pass holds at once: the uid, its hash and
-# partition, the sort order and the sorted record, with numpy's temporaries.
-_PASS_ROW_BYTES = 96
+RECORD = _core.RECORD
+# Bytes a row of the partition pass holds at once: its record, and room for
+# the caller's chunks of the join's last pass (a row and its matches).
+_PASS_ROW_BYTES = 32
 # Partition files are written through open descriptors, one a partition.
 _MAX_PARTS = 1 << 12
 
@@ -271,28 +271,10 @@ def _part_bits(rows: int, row_bytes: int, budget: int) -> int:
     return bits
 
 
-_SPLITMIX = (
-    np.uint64(0x9E3779B97F4A7C15),
-    np.uint64(0xBF58476D1CE4E5B9),
-    np.uint64(0x94D049BB133111EB),
-)
 # Keyed from the kernels' own per-process key, so CSFAST_HASH_SEED reproduces
-# the partitions too; a different function from the kernels' hash, so the
-# uids of one partition still spread over its hash table.
-_SEED = np.uint64(_core._hash_key[0] ^ _core._hash_key[3])
-
-
-def _partition_of(u: np.ndarray, bits: int) -> np.ndarray:
-    """splitmix64(uid + seed)'s top bits, as uint16."""
-    z = u + _SEED
-    z += _SPLITMIX[0]
-    z ^= z >> np.uint64(30)
-    z *= _SPLITMIX[1]
-    z ^= z >> np.uint64(27)
-    z *= _SPLITMIX[2]
-    z ^= z >> np.uint64(31)
-    z >>= np.uint64(64 - bits)
-    return z.astype(np.uint16)
+# the partitions too (csrc/partition.h: a different function from the
+# kernels' hash, so the uids of one partition still spread over its table).
+_SEED = _core._hash_key[0] ^ _core._hash_key[3]
 
 
 def _write_all(fd: int, data: memoryview) -> None:
@@ -321,19 +303,12 @@ class _Partitions:
 
     @staticmethod
     def _write(fds: list[int], uids: np.ndarray, start: int, bits: int) -> None:
-        # One read of the (often strided, mapped) uid column, into a contiguous chunk.
-        u = np.ascontiguousarray(uids).view(np.uint64)
-        pid = _partition_of(u, bits)
-        order = np.argsort(pid, kind="stable")  # radix sort: rows stay in order
-        rec = np.empty(len(u), dtype=RECORD)
-        rec["uid"] = u[order]
-        rec["row"] = order
-        rec["row"] += start
-        ends = np.cumsum(np.bincount(pid, minlength=len(fds)))
+        # One read of the (often strided, mapped) uid column per chunk.
+        rec, counts = _core.partition(uids, start, _SEED, bits)
         lo = 0
-        for p, hi in enumerate(ends.tolist()):
+        for p, hi in enumerate(np.cumsum(counts).tolist()):
             if hi > lo:
-                _write_all(fds[p], memoryview(rec[lo:hi].view(np.uint8)))
+                _write_all(fds[p], rec[lo:hi].view(np.uint8).data)
             lo = hi
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -392,10 +367,10 @@ def join_index(
     chunk = _chunk_rows(budget)
     with SpillFolder(folder) as tmp:
         if m == 1:  # every row, in order
-            out = _mapped(tmp / "index-0", np.intp, n0)
+            rows = _mapped(tmp / "index-0", np.intp, n0)
             for lo in range(0, n0, chunk):
-                out[lo : lo + chunk] = np.arange(lo, min(lo + chunk, n0))
-            return [out]
+                rows[lo : lo + chunk] = np.arange(lo, min(lo + chunk, n0))
+            return [rows]
         parts = _spill("join_index", arrays, budget, tmp)
         # Per row of the first input, its matched row in input k, plus one (0: none).
         match = [_mapped(tmp / f"match-{k}", np.int64, n0) for k in range(1, m)]
