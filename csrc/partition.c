@@ -17,33 +17,36 @@ typedef struct {
     int64_t *cursor; /* nthreads x nparts */
 } partition_ctx;
 
-static void count_task(void *ctx, int tid, int nthreads)
+/* One pass over a thread's slice of rows: count each row in its partition,
+ * or (scatter, a constant at each call: two loops, no per-row branch) write
+ * its record at its partition's cursor. The scatter pass hashes each uid
+ * again: a few multiplications cost less than a partition array written
+ * and read back. */
+static inline __attribute__((always_inline)) void
+partition_pass(const partition_ctx *P, int tid, int nthreads, int scatter)
 {
-    partition_ctx *P = ctx;
-    int64_t lo, hi;
-    csf_slice(P->uids->n, tid, nthreads, &lo, &hi);
-    int64_t *hist = P->cursor + (int64_t)tid * P->nparts;
-    const char *p = P->uids->data + lo * P->uids->stride;
-    for (int64_t r = lo; r < hi; r++, p += P->uids->stride) {
-        hist[csf_partition_of(csf_load_u64(p), P->seed, P->bits)]++;
-    }
-}
-
-static void scatter_task(void *ctx, int tid, int nthreads)
-{
-    partition_ctx *P = ctx;
     int64_t lo, hi;
     csf_slice(P->uids->n, tid, nthreads, &lo, &hi);
     int64_t *cur = P->cursor + (int64_t)tid * P->nparts;
     const char *p = P->uids->data + lo * P->uids->stride;
     for (int64_t r = lo; r < hi; r++, p += P->uids->stride) {
         uint64_t uid = csf_load_u64(p);
-        /* Hashed again rather than kept: a few multiplications cost less
-         * than a second array written and read back. */
-        csf_record *rec = &P->out[cur[csf_partition_of(uid, P->seed, P->bits)]++];
-        rec->uid = uid;
-        rec->row = P->first_row + r;
+        int64_t *at = &cur[csf_partition_of(uid, P->seed, P->bits)];
+        if (scatter) {
+            P->out[*at] = (csf_record){uid, P->first_row + r};
+        }
+        (*at)++;
     }
+}
+
+static void count_task(void *ctx, int tid, int nthreads)
+{
+    partition_pass(ctx, tid, nthreads, 0);
+}
+
+static void scatter_task(void *ctx, int tid, int nthreads)
+{
+    partition_pass(ctx, tid, nthreads, 1);
 }
 
 int csf_partition(const csf_column *uids, int64_t first_row, uint64_t seed, int bits,

@@ -95,6 +95,17 @@ def test_repeats_and_first_occurrence(tmp_path_factory, keys, how, limit):
     assert spill_folders(folder) == []
 
 
+@SETTINGS
+@given(st.lists(st.booleans(), max_size=3000), st.integers(1, 40_000))
+def test_nonzero_rows(tmp_path_factory, mask, budget):
+    folder = tmp_path_factory.mktemp("spill")
+    m = np.array(mask, dtype=bool)
+    got = spill.nonzero_rows(m, budget=budget, folder=folder)
+    same([got], [np.flatnonzero(m)])
+    assert isinstance(got.base, np.memmap) == (8 * int(m.sum()) > budget)
+    assert spill_folders(folder) == []
+
+
 def test_isin_keeps_the_values_shape(tmp_path):
     values = np.arange(24, dtype=np.uint64).reshape(4, 6)
     got = spill.isin(values, np.arange(0, 24, 5), budget=1, folder=tmp_path)
@@ -267,32 +278,14 @@ def test_spill_folder_removed_after_an_error(tmp_path, monkeypatch):
     assert spill_folders(tmp_path) == []
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MB tmpfs: a spill folder on a disk that really fills up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a 1 MB tmpfs: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
-def test_full_disk_is_an_oserror_and_the_folder_goes(tiny_disk):
+def test_full_disk_is_an_oserror_and_the_folder_goes(tiny_fs):
     a, b, _ = table_uids(100_000)
     with pytest.raises(OSError) as err:
-        spill.join_index([a, b], budget=1 << 20, folder=tiny_disk)
+        spill.join_index([a, b], budget=1 << 20, folder=tiny_fs)
     assert err.value.errno == 28  # ENOSPC, not a SIGBUS in a sparse mapped file
-    assert spill_folders(tiny_disk) == []
+    assert spill_folders(tiny_fs) == []
     # With room again, the same call works there.
-    out = spill.join_index([a[:5000], b[:5000]], budget=1 << 16, folder=tiny_disk)
+    out = spill.join_index([a[:5000], b[:5000]], budget=1 << 16, folder=tiny_fs)
     same(out, _core.join_index([a[:5000], b[:5000]]))
     del out, err  # the result and the traceback's frames map files of the tmpfs
     gc.collect()

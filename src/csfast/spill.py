@@ -45,6 +45,7 @@ __all__ = [
     "join_index",
     "kernel_bytes",
     "memory_limit",
+    "nonzero_rows",
     "physical_memory",
     "repeats",
 ]
@@ -455,6 +456,28 @@ def first_occurrence(
             _, rep, _ = _core.repeats([np.ascontiguousarray(rec["uid"])], len(rec))
             mask[rec["row"][rep]] = False
     return [mask[s:e] for s, e in zip(parts.starts, parts.starts[1:], strict=False)]
+
+
+def nonzero_rows(
+    mask: np.ndarray, *, budget: int | None = None, folder: str | os.PathLike[str] | None = None
+) -> np.ndarray:
+    """``np.flatnonzero(mask)`` of a 1-D mask within `budget` bytes: the rows
+    a subset or union keeps, as an index array (a mapped file when the
+    index exceeds the budget)."""
+    budget = _budget(budget)
+    chunk = _chunk_rows(budget)
+    n = len(mask)
+    count = sum(int(np.count_nonzero(mask[lo : lo + chunk])) for lo in range(0, n, chunk))
+    if count * np.dtype(np.intp).itemsize <= budget:
+        return np.flatnonzero(mask)
+    with SpillFolder(folder) as tmp:
+        rows = _mapped(tmp / "rows", np.intp, count)
+        at = 0
+        for lo in range(0, n, chunk):
+            hit = np.flatnonzero(mask[lo : lo + chunk])
+            rows[at : at + len(hit)] = hit + lo
+            at += len(hit)
+    return rows
 
 
 def isin(
