@@ -211,6 +211,15 @@ def test_100k_rows_in_many_partitions(tmp_path, monkeypatch, spied):
     assert spill_folders(tmp_path) == []
 
 
+def test_one_uid_in_every_row(tmp_path, spied):
+    """Hashing cannot split one uid's rows: its partition is matched whole."""
+    a, b = np.full(50_000, 7, dtype=np.uint64), np.full(1000, 7, dtype=np.uint64)
+    same(spill.join_index([a, b], budget=1 << 16, folder=tmp_path), _core.join_index([a, b]))
+    count, rep, first = spill.repeats([a, b], 10, budget=1 << 16, folder=tmp_path)
+    assert (count, rep.tolist(), first.tolist()) == (50_999, list(range(1, 11)), [0] * 10)
+    assert len(spied) == 2
+
+
 def test_within_budget_runs_in_memory(tmp_path, spied):
     a, b, _ = table_uids(1000)
     same(spill.join_index([a, b], budget=10**9, folder=tmp_path), _core.join_index([a, b]))
