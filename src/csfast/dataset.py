@@ -54,12 +54,15 @@ from .column import (
     as_column,
     field_of,
     gather,
+    gather_columns,
     gather_jobs,
     is_column,
+    lazy,
     owned_column,
     readonly,
     row_indices,
     row_number,
+    row_slice,
     share,
     tools_field,
     uid_array,
@@ -277,7 +280,7 @@ class Dataset(MutableMapping):
                 for k, c in cols.items()
                 if not c.flags.writeable
             }
-            gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
+            gather_jobs([(cols[k], None, out) for k, out in owned.items()])
             cols = {**cols, **owned}
         kept: dict[str, np.ndarray | Rows] = {
             k: c if writable or not c.flags.writeable else readonly(c) for k, c in cols.items()
@@ -510,14 +513,24 @@ class Dataset(MutableMapping):
 
     def cols(self) -> dict[str, np.ndarray]:
         """Every column by field name (each as ``ds[field]`` gives it)."""
-        lazy = [(k, c) for k, c in self._cols.items() if isinstance(c, Rows)]
-        if len(lazy) > 1:
-            # Together: the fields of one mapped row are then read once, not once per field.
-            outs = {k: np.empty(c.shape, dtype=c.dtype) for k, c in lazy}
-            gather_jobs([(c.src, c.index, None, outs[k]) for k, c in lazy])
+        self.materialize()
+        return {k: self[k] for k in self._cols}
+
+    def materialize(self) -> Dataset:
+        """Gather every lazy column now (returns self).
+
+        Joins, appends, unions and row subsets of read-only (mapped) columns
+        are lazy: they hold row indices into their sources, and a column is
+        gathered when first read. This gathers them all at once, the fields
+        of one mapped table in one pass over its rows.
+        """
+        lazy = {k: c for k, c in self._cols.items() if isinstance(c, Rows)}
+        if lazy:
+            outs = {k: np.empty(c.shape, dtype=c.dtype) for k, c in lazy.items()}
+            gather_columns(lazy, 0, self._n, outs)
             for k, out in outs.items():
                 self._cols[k] = out if self._editable else readonly(out)
-        return {k: self[k] for k in self._cols}
+        return self
 
     def view(self, field: str) -> np.ndarray:
         """A column as a plain read-only array, never copied or made writable
@@ -724,17 +737,11 @@ class Dataset(MutableMapping):
 
     def _subset(self, index: np.ndarray) -> Dataset:
         """Rows at index: lazy for read-only columns, copies for owned ones."""
+        composed: dict[tuple, Any] = {}  # lazy columns of one table share one row index
         cols: dict[str, np.ndarray | Rows] = {}
-        taken: dict[int, np.ndarray] = {}  # lazy columns share one composed row index
         for k, c in self._cols.items():
-            if isinstance(c, Rows):
-                if id(c.index) not in taken:
-                    taken[id(c.index)] = c.index[index]
-                cols[k] = Rows(c.src, taken[id(c.index)])
-            elif c.flags.writeable:
-                cols[k] = gather(c, index)
-            else:
-                cols[k] = Rows(c, index)
+            rows = lazy(c, index, composed)
+            cols[k] = gather(c, index) if rows is None else rows
         return type(self)._from_columns(len(index), cols, self._editable)
 
     def subset(self, rows: Collection[Row]) -> Dataset:
@@ -756,14 +763,12 @@ class Dataset(MutableMapping):
         """Rows in range(start, stop, step); views for read-only columns."""
         s = slice(start, stop, step)
         n = len(range(*s.indices(self._n)))
-        cols: dict[str, np.ndarray | Rows] = {}
-        for k, c in self._cols.items():
-            if isinstance(c, Rows):
-                cols[k] = Rows(c.src, c.index[s])
-            elif c.flags.writeable:
-                cols[k] = np.array(c[s])
-            else:
-                cols[k] = c[s]
+        composed: dict[tuple, Any] = {}
+        cols = {
+            k: np.array(c[s]) if isinstance(c, np.ndarray) and c.flags.writeable
+            else row_slice(c, s, composed)
+            for k, c in self._cols.items()
+        }
         return type(self)._from_columns(n, cols, self._editable)
 
     def __repr__(self) -> str:
@@ -997,27 +1002,16 @@ class Dataset(MutableMapping):
         # Rows grouped by value (stable, so each part keeps the dataset's order).
         order = np.argsort(inverse, kind="stable")
         ends = np.cumsum(np.bincount(inverse, minlength=len(values))).tolist()
+        composed: dict[tuple, Any] = {}
         grouped: dict[str, np.ndarray | Rows] = {}
-        jobs = []
         for k, c in self._cols.items():
-            if isinstance(c, Rows):
-                grouped[k] = Rows(c.src, c.index[order])
-            elif c.flags.writeable:
-                regrouped = grouped[k] = np.empty(c.shape, dtype=c.dtype)
-                jobs.append((c, None, order, regrouped))
-            else:
-                grouped[k] = Rows(c, order)
-        gather_jobs(jobs)
-        for j in jobs:
-            readonly(j[3])
+            rows = lazy(c, order, composed)
+            grouped[k] = readonly(gather(c, order)) if rows is None else rows
         keys = values.tolist()
         out: dict[Any, Dataset] = {}
         for j in np.argsort(first, kind="stable").tolist():
             part = slice(ends[j - 1] if j else 0, ends[j])
-            cols = {
-                k: Rows(c.src, c.index[part]) if isinstance(c, Rows) else c[part]
-                for k, c in grouped.items()
-            }
+            cols = {k: row_slice(c, part, composed) for k, c in grouped.items()}
             out[keys[j]] = type(self)._from_columns(part.stop - part.start, cols, self._editable)
         return out
 
