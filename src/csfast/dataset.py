@@ -49,6 +49,7 @@ import numpy as np
 from . import _core, joins
 from .column import (
     NATIVE_UID,
+    Column,
     Field,
     Rows,
     as_column,
@@ -333,15 +334,12 @@ class Dataset(MutableMapping):
             raise TypeError(
                 f"invalid save format {format!r}: use NUMPY_FORMAT (1) or CSDAT_FORMAT (2)"
             )
-        names, cols, dtype = self._save_layout()
+        cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
-        offsets = [_offset(dtype, k) for k in names]
 
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
-            write_rows(
-                f, self._n, dtype.itemsize, lambda start, buf: _core.pack(cols, offsets, start, buf)
-            )
+            write_rows(f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf))
 
         if isinstance(file, (str, os.PathLike)):
             atomic_write(file, write, fsync=fsync)
@@ -359,26 +357,26 @@ class Dataset(MutableMapping):
         """Every column for reading (never made writable, strings as stored)."""
         return {k: self._read(k) for k in self._cols}
 
-    def _save_layout(self) -> tuple[list[str], list[np.ndarray], np.dtype]:
+    def _save_layout(self) -> tuple[dict[str, Column], np.dtype]:
+        """The columns to save, uid first, and the packed row dtype of the
+        file: strings ``S<longest + 1>``. Lazy columns stay lazy."""
         names = (
             ["uid"] + [k for k in self._cols if k != "uid"]
             if "uid" in self._cols
             else list(self._cols)
         )
-        cols, descr = [], []
+        cols: dict[str, Column] = {}
+        descr = []
         for k in names:
-            col = self._read(k)
+            col = self._cols[k]
             if col.dtype.kind == "U":
-                col = encode(col, k)
-            if col.dtype.kind == "S":
-                dt = np.dtype(f"S{_core.str_maxlen(col) + 1}")
-                if col.ndim > 1:  # pack widens a row's bytes, not each sub-array element
-                    col = col.astype(dt)
-            else:
-                dt = col.dtype
-            cols.append(col)
+                col = encode(self._read(k), k)
+            dt = col.dtype
+            if dt.kind == "S":
+                dt = np.dtype(f"S{_longest(col) + 1}")
+            cols[k] = col
             descr.append((k, dt, col.shape[1:]))
-        return names, cols, np.dtype(descr)
+        return cols, np.dtype(descr)
 
     def to_records(self, fixed: bool = False) -> np.ndarray:
         """The rows as one numpy structured array (packed, columns in order).
@@ -388,11 +386,7 @@ class Dataset(MutableMapping):
         """
         dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in self._cols.items()])
         out = np.empty(self._n, dtype=dtype)
-        buf = out.view(np.uint8).reshape(self._n, dtype.itemsize)
-        if self._n:
-            _core.pack(
-                [self._read(k) for k in self._cols], [_offset(dtype, k) for k in self._cols], 0, buf
-            )
+        _fill(self._cols, dtype, 0, out.view(np.uint8).reshape(self._n, dtype.itemsize))
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -1089,3 +1083,34 @@ def _select_fields(
         for k in names
         if k == "uid" or k in wanted or ("/" in k and k.split("/", 1)[0] in wanted_results)
     ]
+
+
+def _longest(col: Column) -> int:
+    """The longest string of a string column, lazy or not, in characters."""
+    if isinstance(col, Rows):
+        return max((_core.str_maxlen(src, idx) for src, idx in col.pieces), default=0)
+    return _core.str_maxlen(col)
+
+
+def _fill(cols: Mapping[str, Column], dtype: np.dtype, start: int, buf: np.ndarray) -> None:
+    """Rows start.. of cols, packed as dtype's rows into buf (an (n, itemsize) uint8 array).
+
+    Numeric arrays are interleaved by the pack kernel, which zero-fills each
+    up to the next packed field's offset; then lazy and string columns are
+    gathered straight into their fields of buf (strings zero-padded, or cut
+    to dtype's width, which holds their longest value).
+    """
+    n = len(buf)
+    if n == 0:
+        return
+    packed = [k for k, c in cols.items() if not isinstance(c, Rows) and c.dtype.kind != "S"]
+    if packed:
+        _core.pack([cols[k] for k in packed], [_offset(dtype, k) for k in packed], start, buf)
+    gathered = {
+        k: c if isinstance(c, Rows) else Rows([(c, None)])
+        for k, c in cols.items()
+        if k not in packed
+    }
+    if gathered:
+        rows = buf.reshape(-1).view(dtype)
+        gather_columns(gathered, start, start + n, {k: rows[k] for k in gathered}, truncate=True)
