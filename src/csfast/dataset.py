@@ -328,7 +328,7 @@ class Dataset(MutableMapping):
         if format == CSDAT_FORMAT:
             from . import csdat
 
-            csdat.write(file, self._columns(), self._n, "lz4", fsync=fsync)
+            csdat.write(file, self._cols, self._n, "lz4", fsync=fsync, read=_column_array)
             return
         if format != NUMPY_FORMAT:
             raise TypeError(
@@ -351,11 +351,7 @@ class Dataset(MutableMapping):
         writes, there with ``compression="lz4"``); ``Dataset.load`` reads them back."""
         from . import csdat
 
-        return csdat.stream(self._columns(), self._n, compression)
-
-    def _columns(self) -> dict[str, np.ndarray]:
-        """Every column for reading (never made writable, strings as stored)."""
-        return {k: self._read(k) for k in self._cols}
+        return csdat.stream(dict(self._cols), self._n, compression, read=_column_array)
 
     def _save_layout(self) -> tuple[dict[str, Column], np.dtype]:
         """The columns to save, uid first, and the packed row dtype of the
@@ -1083,6 +1079,11 @@ def _select_fields(
         for k in names
         if k == "uid" or k in wanted or ("/" in k and k.split("/", 1)[0] in wanted_results)
     ]
+
+
+def _column_array(col: Column) -> np.ndarray:
+    """A column's values as an array, gathered (and not kept) if it is lazy."""
+    return gather(col, None) if isinstance(col, Rows) else col
 
 
 def _longest(col: Column) -> int:
