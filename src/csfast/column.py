@@ -31,7 +31,7 @@ own, on bytes. ``Dataset.decode(field)`` gives a ``str`` (``U``) array.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -172,7 +172,7 @@ def take_rows(col: Rows, index: np.ndarray | None, composed: dict[tuple, Any]) -
     pieces = []
     bounds = np.cumsum([0] + [len(s) if i is None else len(i) for s, i in col.pieces])
     cuts = np.searchsorted(index, bounds).tolist()
-    for (src, base), at, lo, hi in zip(col.pieces, bounds.tolist(), cuts, cuts[1:]):
+    for (src, base), at, lo, hi in zip(col.pieces, bounds.tolist(), cuts, cuts[1:], strict=False):
         if lo < hi:
             key = ("part", id(index), lo)
             if key not in composed:

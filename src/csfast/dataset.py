@@ -339,7 +339,9 @@ class Dataset(MutableMapping):
 
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
-            write_rows(f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf))
+            write_rows(
+                f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf)
+            )
 
         if isinstance(file, (str, os.PathLike)):
             atomic_write(file, write, fsync=fsync)
@@ -755,7 +757,8 @@ class Dataset(MutableMapping):
         n = len(range(*s.indices(self._n)))
         composed: dict[tuple, Any] = {}
         cols = {
-            k: np.array(c[s]) if isinstance(c, np.ndarray) and c.flags.writeable
+            k: np.array(c[s])
+            if isinstance(c, np.ndarray) and c.flags.writeable
             else row_slice(c, s, composed)
             for k, c in self._cols.items()
         }
@@ -1104,9 +1107,9 @@ def _fill(cols: Mapping[str, Column], dtype: np.dtype, start: int, buf: np.ndarr
     n = len(buf)
     if n == 0:
         return
-    packed = [k for k, c in cols.items() if not isinstance(c, Rows) and c.dtype.kind != "S"]
+    packed = {k: c for k, c in cols.items() if isinstance(c, np.ndarray) and c.dtype.kind != "S"}
     if packed:
-        _core.pack([cols[k] for k in packed], [_offset(dtype, k) for k in packed], start, buf)
+        _core.pack(list(packed.values()), [_offset(dtype, k) for k in packed], start, buf)
     gathered = {
         k: c if isinstance(c, Rows) else Rows([(c, None)])
         for k, c in cols.items()
