@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from test_kernels import ref_first, ref_join, uid_column, uid_lists
 
 from csfast import _core, spill
-from csfast.errors import CsArgumentError
+from csfast.errors import CsArgumentError, CsUidError
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -441,3 +441,85 @@ def test_join_in_a_memory_cgroup_spills(tmp_path, memory_cgroup):
     got = [np.load(tmp_path / f"spill-{k}.npy") for k in range(2)]
     same(got, list(want))
     assert spill_folders(tmp_path) == []
+
+
+# ------------------------------------------------------------ datasets
+
+
+def particle_table(uids: np.ndarray, seed: int, prefix: str) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = len(uids)
+    a = np.zeros(
+        n,
+        dtype=[
+            ("uid", "<u8"),
+            (f"{prefix}/x", "<f4"),
+            (f"{prefix}/v", "<f4", (3,)),
+            (f"{prefix}/path", "S24"),
+        ],
+    )
+    a["uid"] = uids
+    a[f"{prefix}/x"] = rng.random(n)
+    a[f"{prefix}/v"] = rng.random((n, 3))
+    a[f"{prefix}/path"] = np.array([b"J1/a.mrc", b"J22/extract/b.mrc", b""])[rng.integers(0, 3, n)]
+    return a
+
+
+@pytest.fixture(scope="module")
+def table_files(tmp_path_factory):
+    """Three mapped .cs tables of 20k rows sharing part of their uids."""
+    tmp = tmp_path_factory.mktemp("tables")
+    n = 20_000
+    rng = np.random.default_rng(5)
+    uids = rng.permutation(np.arange(1, 3 * n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    tables = {
+        "a": particle_table(uids[:n], 1, "p"),
+        "b": particle_table(rng.permutation(uids[n // 4 : n + n // 4]), 2, "q"),
+        "c": particle_table(rng.permutation(uids[n // 2 : n + n // 2]), 3, "p"),
+    }
+    paths = {}
+    for name, rec in tables.items():
+        paths[name] = tmp / f"{name}.cs"
+        with open(paths[name], "wb") as f:
+            np.save(f, rec)
+    return paths
+
+
+def test_dataset_operations_in_a_tiny_budget_save_the_same_bytes(
+    table_files, tmp_path, monkeypatch, spied
+):
+    """innerjoin (two and three tables), append (and its repeated-uid error),
+    union, subset_uids and replace of mapped datasets, spilled under a 64 kB
+    budget and in memory: the same rows, saved to byte-identical files."""
+    from csfast import Dataset
+
+    def run(out: Path) -> list[bytes]:
+        a, b, c = (Dataset.load(table_files[k]) for k in "abc")
+        results = [
+            a.innerjoin(b),
+            Dataset.innerjoin_many(a, b, c),
+            Dataset.append_many(a.slice(10_000), a.slice(0, 10_000)),
+            Dataset.union_many(a, c),
+            c.subset_uids(a["uid"][::3]),
+            a.replace({}, c.slice(0, 5000)),
+        ]
+        with pytest.raises(CsUidError) as err:
+            Dataset.append_many(a, c)  # the message names the first repeats
+        saved = [str(err.value).encode()]
+        for i, r in enumerate(results):
+            r.save(out / f"{i}.cs")
+            saved.append((out / f"{i}.cs").read_bytes())
+        return saved
+
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "spilled").mkdir()
+    want = run(tmp_path / "memory")
+    assert spied == []
+    monkeypatch.setenv("CSFAST_MEMORY_LIMIT", "64K")
+    got = run(tmp_path / "spilled")
+    assert len(spied) >= 7  # each operation matched its uids through partitions
+    assert [len(g) for g in got] == [len(w) for w in want]
+    assert got == want
+    # No output file: the spill folders were in the temporary folder, and are gone.
+    mine = f"{spill.PREFIX}{os.getpid()}-*"
+    assert list(Path(spill.tempfile.gettempdir()).glob(mine)) == []

@@ -46,7 +46,7 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from . import _core, joins
+from . import _core, joins, spill
 from .column import (
     NATIVE_UID,
     Column,
@@ -972,8 +972,8 @@ class Dataset(MutableMapping):
 
     def subset_uids(self, uids: Any) -> Dataset:
         """Rows whose uid is in uids, in this dataset's order (duplicates of this dataset kept)."""
-        found = _core.isin(self._uids(), uid_values(uids, "subset_uids"))
-        return self._subset(np.flatnonzero(found))
+        found = spill.isin(self._uids(), uid_values(uids, "subset_uids"))
+        return self._subset(spill.nonzero_rows(found))
 
     def split_by(self, field: str) -> dict[Any, Dataset]:
         """{value: rows with that value} for every distinct value of a 1-D field.

@@ -21,6 +21,7 @@ parent folder.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -108,9 +109,11 @@ def _cgroup_limits() -> Iterator[int]:
                     yield limit
 
 
+@functools.cache
 def physical_memory() -> int:
     """Bytes of memory this process can use: MemTotal, or the smaller limit
-    of its memory cgroup (v1 memory.limit_in_bytes, v2 memory.max) or an ancestor's."""
+    of its memory cgroup (v1 memory.limit_in_bytes, v2 memory.max) or an
+    ancestor's. Read once per process (about a millisecond of file reads)."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
