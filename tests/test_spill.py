@@ -489,7 +489,7 @@ def test_dataset_operations_in_a_tiny_budget_save_the_same_bytes(
     table_files, tmp_path, monkeypatch, spied
 ):
     """innerjoin (two and three tables), append (and its repeated-uid error),
-    union, subset_uids and replace of mapped datasets, spilled under a 64 kB
+    union, subset_uids, a query on uid and replace of mapped datasets, spilled under a 64 kB
     budget and in memory: the same rows, saved to byte-identical files."""
     from csfast import Dataset
 
@@ -501,6 +501,7 @@ def test_dataset_operations_in_a_tiny_budget_save_the_same_bytes(
             Dataset.append_many(a.slice(10_000), a.slice(0, 10_000)),
             Dataset.union_many(a, c),
             c.subset_uids(a["uid"][::3]),
+            a.query({"uid": c["uid"][::2]}),
             a.replace({}, c.slice(0, 5000)),
         ]
         with pytest.raises(CsUidError) as err:
@@ -517,7 +518,7 @@ def test_dataset_operations_in_a_tiny_budget_save_the_same_bytes(
     assert spied == []
     monkeypatch.setenv("CSFAST_MEMORY_LIMIT", "64K")
     got = run(tmp_path / "spilled")
-    assert len(spied) >= 7  # each operation matched its uids through partitions
+    assert len(spied) >= 8  # each operation matched its uids through partitions
     assert [len(g) for g in got] == [len(w) for w in want]
     assert got == want
     # No output file: the spill folders were in the temporary folder, and are gone.

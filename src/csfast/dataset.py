@@ -940,14 +940,14 @@ class Dataset(MutableMapping):
 
     def _isin(self, field: str, values: Any) -> np.ndarray:
         if field == "uid":
-            return _core.isin(self._uids(), uid_values(values, "query on uid"))
+            return spill.isin(self._uids(), uid_values(values, "query on uid"))
         col = self._read(field)
         if col.ndim != 1:
             raise CsFieldError(
                 f"cannot query field {field!r}: it is a sub-array of shape {col.shape[1:]}"
             )
         if col.dtype.kind == "u" and col.dtype.itemsize == 8:
-            return _core.isin(
+            return spill.isin(
                 col if col.dtype == NATIVE_UID else col.astype(NATIVE_UID),
                 uid_values(values, f"query on {field!r}"),
             )
@@ -968,7 +968,7 @@ class Dataset(MutableMapping):
         if callable(query):
             keep = [bool(query(Row(self, i))) for i in range(self._n)]
             return self.mask(np.array(keep, dtype=bool).reshape(self._n))
-        return self._subset(np.flatnonzero(self.query_mask(query)))
+        return self._subset(spill.nonzero_rows(self.query_mask(query)))
 
     def subset_uids(self, uids: Any) -> Dataset:
         """Rows whose uid is in uids, in this dataset's order (duplicates of this dataset kept)."""
