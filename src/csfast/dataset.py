@@ -627,6 +627,18 @@ class Dataset(MutableMapping):
         ds._cols = {k: c for k, c in ds._cols.items() if k == "uid" or keep(k)}
         return ds
 
+    def _with_fields(self, names: Collection[str]) -> Dataset:
+        """A new dataset of these fields of this one, in this one's order:
+        read-only and lazy columns shared, owned ones copied (no writable
+        array is ever shared), so mapped and lazy columns stay uncopied."""
+        keep = set(names)
+        cols = {
+            k: gather(c, None) if isinstance(c, np.ndarray) and c.flags.writeable else c
+            for k, c in self._cols.items()
+            if k in keep
+        }
+        return type(self)._from_columns(self._n, cols, self._editable)
+
     def filter_prefixes(self, prefixes: Collection[str], *, copy: bool = False) -> Dataset:
         """Keep only the fields of the given results (and uid)."""
         wanted = set(prefixes)
