@@ -7,10 +7,12 @@ happens until a column is read. Two kinds of column exist, and no writable
 array is ever shared:
 
 - read-only arrays (views of a map, or of an array this module made read-only)
-  may be shared between datasets; row subsets of them stay lazy (`Rows`)
-  until a column is read, so a subset of a mapped file costs nothing for the
-  columns it never reads;
-- writable arrays belong to exactly one dataset; subsets copy them.
+  may be shared between datasets; joins, appends, unions and row subsets of
+  them are lazy (`column.Rows`: row indices into the sources) until a column
+  is read, so an operation on mapped files costs its uid work and nothing for
+  the columns it never reads; `materialize()` gathers them all, and `save`
+  and the other writers gather them chunk by chunk into the file;
+- writable arrays belong to exactly one dataset; operations copy them.
 
 A dataset is *editable* unless loaded with ``writable=False``: then
 ``ds[field]`` hands out the column writable, as cryosparc-tools does. A
