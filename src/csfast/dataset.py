@@ -339,8 +339,14 @@ class Dataset(MutableMapping):
         cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
 
+        runs = _whole_rows(cols, dtype)
+
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
+            if runs is not None:
+                for run in runs:  # the rows as they lie in the files: no gather
+                    write_all(f.write, run)
+                return
             write_rows(
                 f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf)
             )
@@ -1108,6 +1114,40 @@ def _longest(col: Column) -> int:
     if isinstance(col, Rows):
         return max((_core.str_maxlen(src, idx) for src, idx in col.pieces), default=0)
     return _core.str_maxlen(col)
+
+
+def _whole_rows(cols: Mapping[str, Column], dtype: np.dtype) -> list[memoryview] | None:
+    """The bytes of the rows to write as runs of whole rows of tables (mapped
+    files) that already have dtype's exact layout, in order; None unless
+    every column is such a run (a loaded file, an append of files of one
+    layout), which then needs no gather: the runs are written as they lie.
+    """
+    runs: list[tuple[int, int, int]] | None = None  # (table id, first row, rows) per piece
+    tables: dict[int, np.ndarray] = {}
+    for k, col in cols.items():
+        pieces = col.pieces if isinstance(col, Rows) else ((col, None),)
+        mine = []
+        for src, idx in pieces:
+            table = src
+            while isinstance(table.base, np.ndarray):
+                table = table.base
+            if idx is not None or table.dtype != dtype or src.strides[0] != dtype.itemsize:
+                return None
+            skip = src.__array_interface__["data"][0] - table.__array_interface__["data"][0]
+            first, field_at = divmod(skip, dtype.itemsize)
+            if field_at != _offset(dtype, k) or not table.flags.c_contiguous:
+                return None
+            tables[id(table)] = table
+            mine.append((id(table), first, len(src)))
+        if runs is None:
+            runs = mine
+        elif mine != runs:
+            return None
+    if runs is None:
+        return None
+    return [
+        memoryview(tables[t][first : first + rows].view(np.uint8)) for t, first, rows in runs if rows
+    ]
 
 
 def _fill(cols: Mapping[str, Column], dtype: np.dtype, start: int, buf: np.ndarray) -> None:
