@@ -1116,7 +1116,7 @@ def _longest(col: Column) -> int:
     return _core.str_maxlen(col)
 
 
-def _whole_rows(cols: Mapping[str, Column], dtype: np.dtype) -> list[memoryview] | None:
+def _whole_rows(cols: Mapping[str, Column], dtype: np.dtype) -> list[np.ndarray] | None:
     """The bytes of the rows to write as runs of whole rows of tables (mapped
     files) that already have dtype's exact layout, in order; None unless
     every column is such a run (a loaded file, an append of files of one
@@ -1145,9 +1145,7 @@ def _whole_rows(cols: Mapping[str, Column], dtype: np.dtype) -> list[memoryview]
             return None
     if runs is None:
         return None
-    return [
-        memoryview(tables[t][first : first + rows].view(np.uint8)) for t, first, rows in runs if rows
-    ]
+    return [tables[t][first : first + rows].view(np.uint8) for t, first, rows in runs if rows]
 
 
 def _fill(cols: Mapping[str, Column], dtype: np.dtype, start: int, buf: np.ndarray) -> None:
