@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, spill
+from . import spill
 from .dataset import Dataset
 from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError
 from .format import (
