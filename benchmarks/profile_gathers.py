@@ -21,12 +21,14 @@ the gather itself is measured (perf is enabled around it through
 printed either way). `perf` runs `run` under `perf stat` once per operation
 and variant and prints a table. Variants:
 
-- plain: outputs from np.empty, the map as opened;
-- advise: the map advised for the operation (`FileMap.advise`): populate
-  (MADV_POPULATE_READ) and sequential for whole-file reads, random for the
-  shuffled join;
-- hugepage: outputs from `_core.empty` (anonymous maps with MADV_HUGEPAGE);
-- both: advise + hugepage.
+- plain: outputs from np.empty (numpy asks for huge pages itself), the map
+  as opened;
+- a FileMap.advise kind (normal, random, sequential, willneed, populate):
+  the map advised so, inside the measured region;
+- cold: the file dropped from the page cache first (posix_fadvise DONTNEED);
+- reuse: outputs allocated and touched before the measured region, as a
+  buffer reused from chunk to chunk would be;
+- joined with "+": e.g. cold+sequential.
 
 The machine shares two cores with other work: compare CPU seconds and
 fault counts, not wall times.
@@ -101,13 +103,18 @@ def run(op: str, path: Path, variant: str, threads: int) -> None:
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     srcs = [table[k] for k in names]
     fm = format.file_map_of(table)
+    if "reuse" in advice:  # outputs touched before: a buffer reused across chunks
+        outs = [np.empty((rows,) + table[k].shape[1:], table[k].dtype) for k in names]
+        for o in outs:
+            o.fill(0)  # np.zeros would leave the pages untouched (calloc)
     start = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     _perf_ctl(b"enable")
     for kind in advice:
-        if kind not in ("plain", "cold"):
+        if kind not in ("plain", "cold", "reuse"):
             fm.advise(kind)
-    outs = [np.empty((rows,) + table[k].shape[1:], table[k].dtype) for k in names]
+    if "reuse" not in advice:
+        outs = [np.empty((rows,) + table[k].shape[1:], table[k].dtype) for k in names]
     _core.gather_many(srcs, index, outs)
     _perf_ctl(b"disable")
     wall = time.perf_counter() - t0
