@@ -1,5 +1,4 @@
-"""Shared test setup: makes the helper modules in tests/ importable; the
-tiny_fs fixture (a 1 MB tmpfs) for tests of a full disk.
+"""Shared test setup: makes the helper modules in tests/ importable.
 
 With --import-mode=importlib pytest does not put tests/ on sys.path, so the
 hand-written-file helpers (npyfiles.py) would not import otherwise.
@@ -19,7 +18,7 @@ if _HERE not in sys.path:
 
 @pytest.fixture
 def tiny_fs(tmp_path):
-    """A 1 MB tmpfs: a disk that really fills up."""
+    """A 1 MB tmpfs: a disk that really fills up, and a file system of its own."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "tiny"
