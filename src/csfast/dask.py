@@ -83,12 +83,19 @@ def _open(part: _Slice | Dataset) -> Dataset:
 
 
 def _compact(ds: Dataset) -> Dataset:
-    """ds with every column its own array, for sending to another process.
+    """ds with every column a contiguous array of its own, for a task to return.
 
-    A lazy row subset of a mapped file would otherwise be pickled with its
-    whole source column.
+    Dask may send a task's result to another process: a lazy row subset of a
+    mapped file would be pickled with its whole source column, and a strided
+    column is copied field by field by pickle. Gathered here instead, every
+    field of a mapped row in one pass (``cols`` of a lazy ``take``), the
+    columns are then sent as they are, without another copy.
     """
-    return Dataset.from_columns({k: ds.view(k) for k in ds.fields()}, rows=len(ds))
+    if all(ds.view(k).flags.c_contiguous for k in ds.fields()):
+        return ds
+    lazy = ds.take(np.arange(len(ds)))
+    lazy.cols()
+    return Dataset.from_columns({k: lazy.view(k) for k in lazy.fields()}, rows=len(ds))
 
 
 def _empty(ds: Dataset) -> Dataset:
@@ -264,7 +271,7 @@ def _take(part: _Slice | Dataset, fields: Sequence[str] | None, *rows: np.ndarra
     ds = _open(part)
     index = np.sort(np.concatenate(rows)) if rows else np.empty(0, np.int64)
     out = ds.take(index)
-    return out if fields is None else out.filter_fields(fields)
+    return _compact(out if fields is None else out.filter_fields(fields))
 
 
 def _requested(part: _Slice | Dataset, nfirst: int, *requests: np.ndarray) -> list[Dataset]:
@@ -283,15 +290,15 @@ def _join_part(first: _Slice | Dataset, *others: list[Dataset]) -> Dataset:
 
 def _select(part: _Slice | Dataset, fields: Sequence[str], *after: Any) -> Dataset:
     """A partition with only these fields (and uid)."""
-    return _open(part).filter_fields(fields, copy=False)
+    return _compact(_open(part).filter_fields(fields, copy=False))
 
 
 def _subset_part(part: _Slice | Dataset, uids: Any, *after: Any) -> Dataset:
-    return _open(part).subset_uids(uids)
+    return _compact(_open(part).subset_uids(uids))
 
 
 def _materialize(part: _Slice | Dataset, *after: Any) -> Dataset:
-    return _open(part)
+    return _compact(_open(part))
 
 
 def _save_part(part: _Slice | Dataset, path: str, *after: Any) -> str:
@@ -382,7 +389,11 @@ class Partitioned:
         return innerjoin(self, *others, buckets=buckets)
 
     def append(
-        self, *others: Partitioned, assert_same_fields: bool = False, repeat_allowed: bool = False
+        self,
+        *others: Partitioned,
+        assert_same_fields: bool = False,
+        repeat_allowed: bool = False,
+        buckets: int | None = None,
     ) -> Partitioned:
         """See ``append``."""
         return append(
@@ -390,6 +401,7 @@ class Partitioned:
             *others,
             assert_same_fields=assert_same_fields,
             repeat_allowed=repeat_allowed,
+            buckets=buckets,
         )
 
     def union(
@@ -610,7 +622,10 @@ def innerjoin(*inputs: Partitioned, buckets: int | None = None) -> Partitioned:
 
 
 def append(
-    *inputs: Partitioned, assert_same_fields: bool = False, repeat_allowed: bool = False
+    *inputs: Partitioned,
+    assert_same_fields: bool = False,
+    repeat_allowed: bool = False,
+    buckets: int | None = None,
 ) -> Partitioned:
     """Every input's partitions in order (``Dataset.append_many``): no row moves.
 
@@ -620,15 +635,11 @@ def append(
     (argument positions) that hold them; the check sends uids and row
     numbers to the hash buckets and nothing back but the count.
     """
-    if not inputs:
-        raise CsArgumentError("append needs at least one input")
-    lengths = [c.known_rows() for c in inputs]
-    meta = _common([c.meta for c in inputs], lengths, assert_same_fields)
+    meta, full = _rows_of("append", inputs, assert_same_fields)
     names = meta.fields()
     checks = _checks(inputs)
-    full = _may_have_rows(inputs)
     if not repeat_allowed:
-        k = _buckets(full, None)
+        k = _buckets(full, buckets)
         found = _shuffle(full, k, _repeats_bucket)
         checks = (*checks, delayed(_check_unique)(*found))
     parts: list[Part] = []
@@ -642,11 +653,18 @@ def append(
     return Partitioned(tuple(parts), meta, all_lengths, checks)
 
 
-def _may_have_rows(inputs: Sequence[Partitioned]) -> Sequence[Partitioned]:
-    """The inputs without those known to have no rows (an append skips them and
-    their fields), or the first alone if every one is empty."""
+def _rows_of(
+    what: str, inputs: Sequence[Partitioned], assert_same_fields: bool
+) -> tuple[Dataset, Sequence[Partitioned]]:
+    """(an empty dataset of the output fields, the inputs to take rows from) of an
+    append or union: inputs known to have no rows are skipped, fields and all,
+    as Dataset.append_many skips empty datasets (the first is kept if all are)."""
+    if not inputs:
+        raise CsArgumentError(f"{what} needs at least one input")
+    lengths = [c.known_rows() for c in inputs]
+    meta = _common([c.meta for c in inputs], lengths, assert_same_fields)
     full = [c for c in inputs if c.known_rows() != 0]
-    return full or inputs[:1]
+    return meta, full or inputs[:1]
 
 
 def _keep_rows(
@@ -666,12 +684,8 @@ def union(
     The output has every input's partitions, each keeping its first
     occurrences in row order. Only uids and row numbers cross the network.
     """
-    if not inputs:
-        raise CsArgumentError("union needs at least one input")
-    lengths = [c.known_rows() for c in inputs]
-    meta = _common([c.meta for c in inputs], lengths, assert_same_fields)
+    meta, full = _rows_of("union", inputs, assert_same_fields)
     names = meta.fields()
-    full = _may_have_rows(inputs)
     k = _buckets(full, buckets)
     kept = _shuffle(full, k, _first_bucket)
     parts = [part for i in range(len(full)) for part in _keep_rows(full, kept, i, names)]
