@@ -131,6 +131,18 @@ def test_innerjoin_two(client, tmp_path):
         got = cd.read_cs(a, ra).innerjoin(cd.read_cs(b, rb), buckets=buckets).compute()
         assert_same(got, want)
         assert got == want  # the first table's order, as the single-machine join
+    # the second input's partitions made by tasks (not file slices): they send the rows
+    computed = cd.read_cs(b, 300).persist()
+    assert not any(isinstance(p, cd._Slice) for p in computed.parts)
+    assert cd.read_cs(a, 256).innerjoin(computed, buckets=3).compute() == want
+    # a later input of two files holding the same uids: the last row of a uid is the
+    # second file's, as for the single-machine join of their append
+    twice = Dataset.append_many(
+        load(b), load(c := table(tmp_path / "c.cs", second, seed=3)), repeat_allowed=True
+    )
+    last = cd.read_cs(a, 256).innerjoin(cd.read_cs([b, c], 128), buckets=4).compute()
+    assert last == load(a).innerjoin(twice)
+    assert not last == want
     # ctf comes from the last input that has it
     assert np.array_equal(np.sort(got.view("ctf/df1_A")), np.sort(want.view("ctf/df1_A")))
 

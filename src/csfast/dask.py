@@ -44,6 +44,7 @@ from .tables import inspect
 
 __all__ = [
     "DEFAULT_ROWS_PER_PARTITION",
+    "ROWS_PER_BUCKET",
     "Partitioned",
     "append",
     "innerjoin",
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 DEFAULT_ROWS_PER_PARTITION = 1_000_000
+# Rows of the inputs per hash bucket by default: 32 MB of uids and row numbers.
+ROWS_PER_BUCKET = 2_000_000
 _SHOW_UIDS = 5  # how many offending uids an error message names, as Dataset.append_many
 
 _U64 = np.uint64
@@ -157,14 +160,18 @@ def _by_part(parts: np.ndarray, rows: np.ndarray, nparts: int) -> list[np.ndarra
 # ------------------------------------------------------- bucket matching
 
 
-def _join_bucket(first: Sequence[tuple], *others: Sequence[tuple]) -> list[list[np.ndarray]]:
-    """The row requests of an inner join in one bucket.
+def _join_bucket(
+    direct: Sequence[bool], first: Sequence[tuple], *others: Sequence[tuple]
+) -> list[np.ndarray]:
+    """The row requests of an inner join in one bucket, for each later input in turn.
 
-    For each later input and each of its partitions: a (2, n) array of row
-    numbers and the first input's partition that needs each row. A uid is
-    in the join if every input holds it; the later input's row is its last
-    row holding the uid, as ``Dataset.innerjoin`` takes; it goes to every
-    partition of the first input that holds the uid.
+    A uid is in the join if every input holds it; the later input's row is
+    its last row holding the uid, as ``Dataset.innerjoin`` takes; it goes to
+    every partition of the first input that holds the uid. For an input of
+    file slices (``direct``): for each partition of the first input, a (2, n)
+    array of the input's partition numbers and row numbers it reads itself.
+    Otherwise: for each of the input's partitions, a (2, n) array of row
+    numbers and the first input's partition each is sent to.
     """
     u0, p0, _ = _flat(first)
     common = np.unique(u0)
@@ -180,16 +187,19 @@ def _join_bucket(first: Sequence[tuple], *others: Sequence[tuple]) -> list[list[
     pairs = np.empty(int(keep.sum()), dtype=[("uid", _U64), ("part", np.int64)])
     pairs["uid"], pairs["part"] = u0[keep], p0[keep]
     pairs = np.unique(pairs)  # each (uid, first-input partition) once
-    out = []
-    for (distinct, parts, rows), pieces in zip(chosen, others, strict=True):
+    dest = pairs["part"]
+    out: list[np.ndarray] = []
+    for (distinct, parts, rows), pieces, reads in zip(chosen, others, direct, strict=True):
         at = np.searchsorted(distinct, pairs["uid"])
-        want_parts, want_rows, dest = parts[at], rows[at], pairs["part"]
-        out.append(
-            [
-                np.stack([want_rows[want_parts == q], dest[want_parts == q]])
+        if reads:
+            out += [
+                np.stack([parts[at][dest == d], rows[at][dest == d]]) for d in range(len(first))
+            ]
+        else:
+            out += [
+                np.stack([rows[at][parts[at] == q], dest[parts[at] == q]])
                 for q in range(len(pieces))
             ]
-        )
     return out
 
 
@@ -282,9 +292,20 @@ def _requested(part: _Slice | Dataset, nfirst: int, *requests: np.ndarray) -> li
     return [_compact(ds.take(rows)) for rows in by_dest]
 
 
-def _join_part(first: _Slice | Dataset, *others: list[Dataset]) -> Dataset:
-    """A partition of the first input joined with the rows the others sent it."""
-    gathered = [Dataset.append_many(*pieces, repeat_allowed=True) for pieces in others]
+def _join_part(first: _Slice | Dataset, *others: tuple) -> Dataset:
+    """A partition of the first input joined with the rows of the others it needs.
+
+    Each other input gives ``("read", its file slices, requests)``: the
+    (partition, row) pairs to read from its files here; or ``("sent", None,
+    pieces)``: the datasets its partitions' tasks sent.
+    """
+    gathered = []
+    for how, slices, got in others:
+        if how == "read":
+            req = np.concatenate(got, axis=1) if got else np.empty((2, 0), np.int64)
+            rows = _by_part(req[0], req[1], len(slices))
+            got = [_open(s).take(r) for s, r in zip(slices, rows, strict=True)]
+        gathered.append(Dataset.append_many(*got, repeat_allowed=True))
     return _open(first).innerjoin(*gathered)
 
 
@@ -556,24 +577,35 @@ def _common(metas: Sequence[Dataset], lengths: Sequence[int | None], same: bool)
 
 
 def _buckets(inputs: Sequence[Partitioned], buckets: int | None) -> int:
-    n = buckets if buckets is not None else max(c.npartitions for c in inputs)
+    """The number of hash buckets: as asked, else one per ROWS_PER_BUCKET rows of
+    the inputs (where known), at most the largest partition count.
+
+    Each bucket is a task, and each input partition sends each bucket a piece:
+    fewer buckets, fewer tasks, as long as a bucket's uids stay small.
+    """
+    n = buckets
+    if n is None:
+        n = max(c.npartitions for c in inputs)
+        rows = [c.known_rows() for c in inputs]
+        if None not in rows:
+            n = min(n, max(1, -(-sum(rows) // ROWS_PER_BUCKET)))  # type: ignore[arg-type]
     if n < 1:
         raise CsArgumentError(f"buckets must be at least 1, not {n}")
     return n
 
 
 def _shuffle(
-    inputs: Sequence[Partitioned], nbuckets: int, match: Callable[..., Any]
+    inputs: Sequence[Partitioned], nbuckets: int, match: Callable[..., Any], *args: Any
 ) -> list[Delayed]:
-    """One task per hash bucket: ``match`` of that bucket's (uids, rows) pieces of
-    every input partition (one list per input)."""
+    """One task per hash bucket: ``match(*args, ...)`` of that bucket's (uids, rows)
+    pieces of every input partition (one list per input)."""
     seed = secrets.randbits(64)
     splits = [
         [delayed(_split, nout=nbuckets)(p, nbuckets, seed, *c.checks) for p in c.parts]
         for c in inputs
     ]
     return [
-        delayed(match)(*[[s[b] for s in per_input] for per_input in splits])
+        delayed(match)(*args, *[[s[b] for s in per_input] for per_input in splits])
         for b in range(nbuckets)
     ]
 
@@ -593,9 +625,11 @@ def innerjoin(*inputs: Partitioned, buckets: int | None = None) -> Partitioned:
     duplicate uids kept; for a uid repeated in a later input its last row is
     used; a field in several inputs comes from the last one. What crosses
     the network: uids and row numbers to the hash buckets (``buckets`` of
-    them, by default the largest partition count), row numbers back, then
-    the matched rows of the later inputs to the partition of the first that
-    joins them (only their rows, never a whole partition).
+    them, by default one per ROWS_PER_BUCKET rows), row numbers back. The
+    task of each partition of the first input then reads the matched rows
+    of later inputs that are file slices from their files itself; a later
+    input made by an operation sends it the matched rows (never a whole
+    partition).
     """
     if not inputs:
         raise CsArgumentError("innerjoin needs at least one input")
@@ -605,17 +639,26 @@ def innerjoin(*inputs: Partitioned, buckets: int | None = None) -> Partitioned:
     meta = _empty(meta)
     k = _buckets(inputs, buckets)
     first = inputs[0]
-    matched: list[Any] = _shuffle(inputs, k, _join_bucket)  # Delayed: indexable, untyped
+    # A later input of file slices is read by the first input's partition tasks
+    # themselves; another one's partitions send them the rows they need.
+    direct = tuple(all(isinstance(p, _Slice) for p in c.parts) for c in inputs[1:])
+    matched: list[Any] = _shuffle(inputs, k, _join_bucket, direct)  # Delayed: indexable
     nfirst = first.npartitions
-    pieces = []  # per later input: per first-input partition: its pieces from each partition
-    for i, c in enumerate(inputs[1:]):
+    wanted: list[list[tuple]] = []  # per later input, per first-input partition
+    at = 0  # where the input's requests start in each bucket's list
+    for c, reads in zip(inputs[1:], direct, strict=True):
+        if reads:
+            wanted.append([("read", c.parts, [m[at + d] for m in matched]) for d in range(nfirst)])
+            at += nfirst
+            continue
         sent = [
-            delayed(_requested, nout=nfirst)(p, nfirst, *[m[i][q] for m in matched])
+            delayed(_requested, nout=nfirst)(p, nfirst, *[m[at + q] for m in matched])
             for q, p in enumerate(c.parts)
         ]
-        pieces.append([[s[d] for s in sent] for d in range(nfirst)])
+        wanted.append([("sent", None, [s[d] for s in sent]) for d in range(nfirst)])
+        at += c.npartitions
     parts = tuple(
-        delayed(_join_part)(p, *[per_input[d] for per_input in pieces])
+        delayed(_join_part)(p, *[per_input[d] for per_input in wanted])
         for d, p in enumerate(first.parts)
     )
     return Partitioned(parts, meta, (None,) * nfirst, _checks(inputs))
