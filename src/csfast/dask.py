@@ -24,6 +24,7 @@ extra ``csfast[dask]``).
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -322,12 +323,13 @@ def _materialize(part: _Slice | Dataset, *after: Any) -> Dataset:
     return _compact(_open(part))
 
 
-def _save_part(part: _Slice | Dataset, path: str, *after: Any) -> str:
-    _open(part).save(path)
+def _save_part(part: _Slice | Dataset, path: str, *after: Any, fsync: bool = True) -> str:
+    _open(part).save(path, fsync=fsync)
     return path
 
 
 def _parquet_part(part: _Slice | Dataset, path: str, *after: Any) -> str:
+    """Write a partition as Parquet (csfast's Arrow converter); its path."""
     from .convert import write_parquet
 
     write_parquet(_open(part), path)
@@ -437,14 +439,16 @@ class Partitioned:
 
     # --------------------------------------------------------------- writing
 
-    def to_cs(self, folder: str | os.PathLike, stem: str = "part") -> list[str]:
+    def to_cs(
+        self, folder: str | os.PathLike, stem: str = "part", *, fsync: bool = True
+    ) -> list[str]:
         """Write each partition as ``<folder>/<stem>.<number>.cs``, on the workers; the paths.
 
         Each worker writes the partitions it holds (atomically, as
-        ``Dataset.save``): no row crosses the network. ``read_cs(paths)``
-        reads them back.
+        ``Dataset.save``, with its ``fsync``): no row crosses the network.
+        ``read_cs(paths)`` reads them back.
         """
-        return self._write(folder, stem, ".cs", _save_part)
+        return self._write(folder, stem, ".cs", functools.partial(_save_part, fsync=fsync))
 
     def to_parquet(self, folder: str | os.PathLike, stem: str = "part") -> list[str]:
         """Write each partition as ``<folder>/<stem>.<number>.parquet`` (csfast's Arrow
@@ -488,7 +492,9 @@ class Partitioned:
         try:
             width = max(5, len(str(self.npartitions - 1)))
             shards = [
-                delayed(_save_part)(p, os.path.join(tmp, f"part.{i:0{width}d}.cs"), *self.checks)
+                delayed(_save_part)(  # temporary: write_output syncs what it writes
+                    p, os.path.join(tmp, f"part.{i:0{width}d}.cs"), *self.checks, fsync=False
+                )
                 for i, p in enumerate(self.parts)
             ]
             args = (folder, job, name, item_type, list(results))
