@@ -38,7 +38,7 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 
 from .dataset import Dataset, Field
-from .errors import CsArgumentError, CsUidError
+from .errors import CsArgumentError, CsUidError, CsVersionError
 from .groups import ResultGroup
 from .groups import write_output as _write_group
 from .tables import inspect
@@ -95,9 +95,10 @@ def _compact(ds: Dataset) -> Dataset:
     field of a mapped row in one pass (``cols`` of a lazy ``take``), the
     columns are then sent as they are, without another copy.
     """
+    ds.cols()  # lazy row subsets gathered together (a mapped row read once), in place
     if all(ds.view(k).flags.c_contiguous for k in ds.fields()):
         return ds
-    lazy = ds.take(np.arange(len(ds)))
+    lazy = ds.take(np.arange(len(ds)))  # strided views of a map: gathered the same way
     lazy.cols()
     return Dataset.from_columns({k: lazy.view(k) for k in lazy.fields()}, rows=len(ds))
 
@@ -316,14 +317,17 @@ def _select(part: _Slice | Dataset, fields: Sequence[str], *after: Any) -> Datas
 
 
 def _subset_part(part: _Slice | Dataset, uids: Any, *after: Any) -> Dataset:
+    """A partition's rows whose uid is in uids."""
     return _compact(_open(part).subset_uids(uids))
 
 
 def _materialize(part: _Slice | Dataset, *after: Any) -> Dataset:
+    """A partition as a dataset to send (after the checks it waits for)."""
     return _compact(_open(part))
 
 
 def _save_part(part: _Slice | Dataset, path: str, *after: Any, fsync: bool = True) -> str:
+    """Write a partition as a .cs file (``Dataset.save``); its path."""
     _open(part).save(path, fsync=fsync)
     return path
 
@@ -562,8 +566,14 @@ def _read_group(
     for n in names:
         r = group[n]
         path = group.passthrough_metafile(n, version) if r.passthrough else r.metafile_of(version)
-        if path is not None:
-            by_file.setdefault(path, []).append(n)
+        if path is None:  # a passthrough result not written with this version
+            if results is not None:
+                raise CsVersionError(
+                    f"passthrough result {r.label} is not part of version "
+                    f"{group.version if version is None else version}"
+                )
+            continue
+        by_file.setdefault(path, []).append(n)
     tables = [read_cs(p, rows_per_partition, results=ns) for p, ns in by_file.items()]
     return tables[0] if len(tables) == 1 else innerjoin(*tables)
 
