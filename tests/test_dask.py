@@ -189,6 +189,9 @@ def test_append_and_its_uid_check(client, tmp_path):
     # the check guards every way out: writing too
     with pytest.raises(CsUidError):
         cd.append(A, cd.read_cs(c)).to_cs(tmp_path / "out")
+    with pytest.raises(CsUidError):
+        cd.append(A, cd.read_cs(c)).write_output(tmp_path / "job", "J1", "p", "particle", ["blob"])
+    assert os.listdir(tmp_path / "job") == []  # no group, no shard left
     allowed = cd.append(A, B, cd.read_cs(c, 7), repeat_allowed=True).compute()
     assert allowed == Dataset.append_many(load(a), load(b), load(c), repeat_allowed=True)
 
