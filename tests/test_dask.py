@@ -117,6 +117,13 @@ def test_read_cs_several_files_and_an_empty_one(client, tmp_path):
     assert_same(only, Dataset.load(a, results=["ctf"]))
 
 
+def test_read_cs_csdat_is_one_partition(client, tmp_path):
+    load(table(tmp_path / "a.cs", high_uids(300, 16))).save(tmp_path / "a.csdat", format=2)
+    parts = cd.read_cs(tmp_path / "a.csdat", 100)
+    assert parts.npartitions == 1
+    assert parts.compute() == load(tmp_path / "a.csdat")
+
+
 def test_innerjoin_two(client, tmp_path):
     uids = high_uids(1200, 4)
     rng = np.random.default_rng(5)

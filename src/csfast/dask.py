@@ -528,7 +528,8 @@ def read_cs(
     ``ResultGroup.load``: rows follow the first result's metafile;
     ``version`` picks a version). ``fields`` / ``results`` keep only those
     fields, as ``Dataset.load``. Only headers are read here. A CSDAT stream
-    cannot be sliced in place: it is one partition, read whole by its task.
+    cannot be sliced in place: it is one partition, read whole by its task
+    (and here, for its string widths).
     """
     if rows_per_partition < 1:
         raise CsArgumentError(f"rows_per_partition must be at least 1, not {rows_per_partition}")
