@@ -150,6 +150,18 @@ def test_innerjoin_two(client, tmp_path):
     last = cd.read_cs(a, 256).innerjoin(cd.read_cs([b, c], 128), buckets=4).compute()
     assert last == load(a).innerjoin(twice)
     assert not last == want
+    # assert_no_drop: the first table's rows without a match, counted across the buckets
+    with pytest.raises(CsUidError, match="innerjoin dropped 450 of 1050 rows") as err:
+        cd.read_cs(a, 256).innerjoin(cd.read_cs(b, 100), assert_no_drop=True, buckets=3).compute()
+    with pytest.raises(CsUidError, match="innerjoin dropped 450 of 1050 rows") as single:
+        load(a).innerjoin(load(b), assert_no_drop=True)
+    named = [int(u) for u in str(err.value).split("include ")[1].rstrip(", .").split(", ")]
+    assert not np.isin(np.array(named, dtype=np.uint64), second).any()
+    assert str(single.value).startswith(str(err.value).split(";")[0])
+    kept = load(a).subset_uids(second)
+    kept.save(tmp_path / "k.cs")
+    every = cd.read_cs(tmp_path / "k.cs", 300).innerjoin(cd.read_cs(b, 100), assert_no_drop=True)
+    assert every.compute() == kept.innerjoin(load(b))
     # ctf comes from the last input that has it
     assert np.array_equal(np.sort(got.view("ctf/df1_A")), np.sort(want.view("ctf/df1_A")))
 

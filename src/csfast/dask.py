@@ -164,7 +164,7 @@ def _by_part(parts: np.ndarray, rows: np.ndarray, nparts: int) -> list[np.ndarra
 
 def _join_bucket(
     direct: Sequence[bool], first: Sequence[tuple], *others: Sequence[tuple]
-) -> list[np.ndarray]:
+) -> list[Any]:
     """The row requests of an inner join in one bucket, for each later input in turn.
 
     A uid is in the join if every input holds it; the later input's row is
@@ -173,7 +173,8 @@ def _join_bucket(
     file slices (``direct``): for each partition of the first input, a (2, n)
     array of the input's partition numbers and row numbers it reads itself.
     Otherwise: for each of the input's partitions, a (2, n) array of row
-    numbers and the first input's partition each is sent to.
+    numbers and the first input's partition each is sent to. Last: (rows of
+    the first input, how many have no match, some of their uids).
     """
     u0, p0, _ = _flat(first)
     common = np.unique(u0)
@@ -190,7 +191,7 @@ def _join_bucket(
     pairs["uid"], pairs["part"] = u0[keep], p0[keep]
     pairs = np.unique(pairs)  # each (uid, first-input partition) once
     dest = pairs["part"]
-    out: list[np.ndarray] = []
+    out: list[Any] = []
     for (distinct, parts, rows), pieces, reads in zip(chosen, others, direct, strict=True):
         at = np.searchsorted(distinct, pairs["uid"])
         if reads:
@@ -202,6 +203,8 @@ def _join_bucket(
                 np.stack([rows[at][parts[at] == q], dest[parts[at] == q]])
                 for q in range(len(pieces))
             ]
+    dropped = u0[~keep]
+    out.append((len(u0), len(dropped), dropped[: _SHOW_UIDS + 1].tolist()))
     return out
 
 
@@ -255,6 +258,20 @@ def _repeats_bucket(*inputs: Sequence[tuple]) -> tuple[int, list[tuple[int, int,
         if len(examples) == _SHOW_UIDS:
             break
     return len(repeat), list(examples.values())
+
+
+def _check_no_drop(*found: tuple[int, int, list[int]]) -> bool:
+    """Raise CsUidError if a row of the first input has no match (``assert_no_drop``)."""
+    rows = sum(n for n, _, _ in found)
+    dropped = sum(d for _, d, _ in found)
+    if dropped == 0:
+        return True
+    uids = [u for _, _, some in found for u in some]
+    raise CsUidError(
+        f"innerjoin dropped {dropped} of {rows} rows of the first dataset; uids without a "
+        f"match include {', '.join(map(str, uids[:_SHOW_UIDS]))}"
+        + (", ..." if len(uids) > _SHOW_UIDS else "")
+    )
 
 
 def _check_unique(*found: tuple[int, list[tuple[int, int, int]]]) -> bool:
@@ -411,9 +428,11 @@ class Partitioned:
 
     # ------------------------------------------------------------ operations
 
-    def innerjoin(self, *others: Partitioned, buckets: int | None = None) -> Partitioned:
+    def innerjoin(
+        self, *others: Partitioned, assert_no_drop: bool = False, buckets: int | None = None
+    ) -> Partitioned:
         """See ``innerjoin``."""
-        return innerjoin(self, *others, buckets=buckets)
+        return innerjoin(self, *others, assert_no_drop=assert_no_drop, buckets=buckets)
 
     def append(
         self,
@@ -635,7 +654,9 @@ def _checks(inputs: Iterable[Partitioned]) -> tuple[Delayed, ...]:
     return tuple(seen.values())
 
 
-def innerjoin(*inputs: Partitioned, buckets: int | None = None) -> Partitioned:
+def innerjoin(
+    *inputs: Partitioned, assert_no_drop: bool = False, buckets: int | None = None
+) -> Partitioned:
     """Rows whose uid is in every input, joined on uid (``Dataset.innerjoin``).
 
     The output has the first input's partitions and row order, its
@@ -646,7 +667,8 @@ def innerjoin(*inputs: Partitioned, buckets: int | None = None) -> Partitioned:
     task of each partition of the first input then reads the matched rows
     of later inputs that are file slices from their files itself; a later
     input made by an operation sends it the matched rows (never a whole
-    partition).
+    partition). ``assert_no_drop``: a row of the first input without a match
+    makes the computation raise CsUidError (checked in the buckets).
     """
     if not inputs:
         raise CsArgumentError("innerjoin needs at least one input")
@@ -678,7 +700,10 @@ def innerjoin(*inputs: Partitioned, buckets: int | None = None) -> Partitioned:
         delayed(_join_part)(p, *[per_input[d] for per_input in wanted])
         for d, p in enumerate(first.parts)
     )
-    return Partitioned(parts, meta, (None,) * nfirst, _checks(inputs))
+    checks = _checks(inputs)
+    if assert_no_drop:
+        checks = (*checks, delayed(_check_no_drop)(*[m[at] for m in matched]))
+    return Partitioned(parts, meta, (None,) * nfirst, checks)
 
 
 def append(
