@@ -84,6 +84,28 @@ def test_import_csfast_does_not_import_dask():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def splitmix64(x):
+    """The reference finalizer in Python integers (Steele, Lea and Flood, 2014)."""
+    m = TOP - 1
+    z = x & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+def test_uid_buckets_are_seeded_splitmix64_and_even():
+    counting = np.arange(50_000, dtype=np.uint64)
+    uids = np.concatenate([np.uint64(TOP - 1) - counting, counting])  # near 2**64, and small
+    seed = 0x9E3779B97F4A7C15
+    got = cd._bucket_of(uids, 7, seed)
+    for u in uids[::997].tolist():
+        i = int(np.flatnonzero(uids == u)[0])
+        assert got[i] == splitmix64(u + seed) % 7
+    counts = np.bincount(got, minlength=7)
+    assert counts.min() > 0.95 * len(uids) / 7 and counts.max() < 1.05 * len(uids) / 7
+    assert not np.array_equal(got, cd._bucket_of(uids, 7, seed + 1))
+
+
 def test_read_cs_partitions_and_dtypes(client, tmp_path):
     path = table(tmp_path / "a.cs", high_uids(1000, 1))
     want = load(path)
