@@ -90,17 +90,18 @@ def _compact(ds: Dataset) -> Dataset:
     """ds with every column a contiguous array of its own, for a task to return.
 
     Dask may send a task's result to another process: a lazy row subset of a
-    mapped file would be pickled with its whole source column, and a strided
-    column is copied field by field by pickle. Gathered here instead, every
-    field of a mapped row in one pass (``cols`` of a lazy ``take``), the
-    columns are then sent as they are, without another copy.
+    mapped file (and a lazy join or append) would be pickled with its whole
+    source columns, and a strided column is copied field by field by pickle.
+    Gathered here instead, every field of a mapped row in one pass
+    (``materialize``), the columns are then sent as they are, without
+    another copy.
     """
-    ds.cols()  # lazy row subsets gathered together (a mapped row read once), in place
+    ds.materialize()
     if all(ds.view(k).flags.c_contiguous for k in ds.fields()):
         return ds
-    lazy = ds.take(np.arange(len(ds)))  # strided views of a map: gathered the same way
-    lazy.cols()
-    return Dataset.from_columns({k: lazy.view(k) for k in lazy.fields()}, rows=len(ds))
+    # Strided views of a map: a lazy take of every row, gathered the same way.
+    whole = ds.take(np.arange(len(ds))).materialize()
+    return Dataset.from_columns({k: whole.view(k) for k in whole.fields()}, rows=len(ds))
 
 
 def _empty(ds: Dataset) -> Dataset:
@@ -325,7 +326,7 @@ def _join_part(first: _Slice | Dataset, *others: tuple) -> Dataset:
             rows = _by_part(req[0], req[1], len(slices))
             got = [_open(s).take(r) for s, r in zip(slices, rows, strict=True)]
         gathered.append(Dataset.append_many(*got, repeat_allowed=True))
-    return _open(first).innerjoin(*gathered)
+    return _compact(_open(first).innerjoin(*gathered))
 
 
 def _select(part: _Slice | Dataset, fields: Sequence[str], *after: Any) -> Dataset:
