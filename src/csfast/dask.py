@@ -14,9 +14,11 @@ the same paths (a shared file system, as cryoSPARC projects are).
 the ``Dataset`` methods of the same names. Rows meet by a seeded splitmix64
 hash of their uid, modulo the number of hash buckets: each input partition
 sends to each bucket its uids and row numbers (16 bytes a row), a bucket
-task matches them and sends back row numbers; rows themselves move only for
-a join (the matched rows of the later inputs, to the partition of the first
-input they join) and at the final gather (``compute``).
+task matches them and sends back row numbers. A join's partition task reads
+the matched rows of later inputs from their files itself; rows move between
+processes only at the final gather (``compute``), or in a join whose later
+input was made by another operation (its matched rows, to the partition of
+the first input they join).
 
 This module imports dask; ``import csfast`` never imports it (install the
 extra ``csfast[dask]``).
