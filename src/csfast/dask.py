@@ -84,8 +84,24 @@ def _open(part: _Slice | Dataset) -> Dataset:
     """The dataset of a partition, inside a task (a file slice is mapped, not read)."""
     if isinstance(part, Dataset):
         return part
-    ds = Dataset.load(part.path, fields=part.fields, writable=False)
-    return ds.slice(part.start, part.stop)
+    return _mapped(part.path, part.fields).slice(part.start, part.stop)
+
+
+def _mapped(path: str, fields: tuple[str, ...] | None) -> Dataset:
+    """The file mapped read-only, shared by the tasks of this worker process.
+
+    Reading a header of many fields costs milliseconds, and a join's tasks
+    open each file of a later input: the mapped dataset is kept, per file
+    identity (device, inode, size, modification time), so a replaced file is
+    opened again. Never edited: tasks take slices and row subsets of it.
+    """
+    st = os.stat(path)
+    return _mapped_at(path, fields, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _mapped_at(path: str, fields: tuple[str, ...] | None, identity: tuple) -> Dataset:
+    return Dataset.load(path, fields=fields, writable=False)
 
 
 def _compact(ds: Dataset) -> Dataset:
@@ -165,6 +181,12 @@ def _by_part(parts: np.ndarray, rows: np.ndarray, nparts: int) -> list[np.ndarra
 # ------------------------------------------------------- bucket matching
 
 
+def _member(uids: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Which uids are in distinct (sorted, no repeat)."""
+    at = np.minimum(np.searchsorted(distinct, uids), max(len(distinct) - 1, 0))
+    return distinct[at] == uids if len(distinct) else np.zeros(len(uids), dtype=bool)
+
+
 def _join_bucket(
     direct: Sequence[bool], first: Sequence[tuple], *others: Sequence[tuple]
 ) -> list[Any]:
@@ -180,23 +202,25 @@ def _join_bucket(
     the first input, how many have no match, some of their uids).
     """
     u0, p0, _ = _flat(first)
-    common = np.unique(u0)
+    keep = np.ones(len(u0), dtype=bool)
     chosen = []
     for pieces in others:
         u, p, r = _flat(pieces)
-        # np.unique gives the first index of each value: on the reversed rows, the last one.
-        distinct, rev = np.unique(u[::-1], return_index=True)
-        last = len(u) - 1 - rev
-        chosen.append((distinct, p[last], r[last]))
-        common = np.intersect1d(common, distinct, assume_unique=True)
-    keep = np.isin(u0, common)
-    pairs = np.empty(int(keep.sum()), dtype=[("uid", _U64), ("part", np.int64)])
-    pairs["uid"], pairs["part"] = u0[keep], p0[keep]
-    pairs = np.unique(pairs)  # each (uid, first-input partition) once
-    dest = pairs["part"]
+        order = np.argsort(u, kind="stable")  # a uid's rows stay in (partition, row) order
+        su = u[order]
+        last = np.append(su[1:] != su[:-1], True)[: len(su)]  # the last row of each uid
+        distinct, at = su[last], order[last]
+        chosen.append((distinct, p[at], r[at]))
+        np.logical_and(keep, _member(u0, distinct), out=keep)
+    # Each (uid, first-input partition) once, by uid.
+    ku, kp = u0[keep], p0[keep]
+    order = np.lexsort((kp, ku))
+    ku, kp = ku[order], kp[order]
+    new = np.append(True, (ku[1:] != ku[:-1]) | (kp[1:] != kp[:-1]))[: len(ku)]
+    pair_uids, dest = ku[new], kp[new]
     out: list[Any] = []
     for (distinct, parts, rows), pieces, reads in zip(chosen, others, direct, strict=True):
-        at = np.searchsorted(distinct, pairs["uid"])
+        at = np.searchsorted(distinct, pair_uids)
         if reads:
             out += [
                 np.stack([parts[at][dest == d], rows[at][dest == d]]) for d in range(len(first))
@@ -326,7 +350,10 @@ def _join_part(first: _Slice | Dataset, *others: tuple) -> Dataset:
         if how == "read":
             req = np.concatenate(got, axis=1) if got else np.empty((2, 0), np.int64)
             rows = _by_part(req[0], req[1], len(slices))
-            got = [_open(s).take(r) for s, r in zip(slices, rows, strict=True)]
+            in_file: dict[tuple, list[np.ndarray]] = {}  # each file read once, rows ascending
+            for sl, r in zip(slices, rows, strict=True):
+                in_file.setdefault((sl.path, sl.fields), []).append(r + sl.start)
+            got = [_mapped(*key).take(np.concatenate(r)) for key, r in in_file.items()]
         gathered.append(Dataset.append_many(*got, repeat_allowed=True))
     return _compact(_open(first).innerjoin(*gathered))
 
