@@ -603,38 +603,20 @@ def test_argparse_errors_exit_nonzero(files):
         assert r.returncode == 2 and "error:" in r.stderr.splitlines()[-1]
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MB tmpfs: writes beyond it fail with ENOSPC (root only)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
-def test_disk_full_leaves_no_part_behind(tmp_path, tiny_disk):
+def test_disk_full_leaves_no_part_behind(tmp_path, tiny_fs):
     """A split that runs out of space midway publishes none of its parts."""
     rng = np.random.default_rng(5)
     big = save(tmp_path / "big.cs", table(np.arange(1, 20001, dtype=np.uint64), rng))
-    r = run("split", big, "--batches", "4", "-o", str(tiny_disk / "parts"))
+    r = run("split", big, "--batches", "4", "-o", str(tiny_fs / "parts"))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "No space left" in r.stderr
-    (tiny_disk / "kept").mkdir()  # a folder that exists stays, empty
-    r = run("split", big, "--batches", "4", "-o", str(tiny_disk / "kept"))
+    (tiny_fs / "kept").mkdir()  # a folder that exists stays, empty
+    r = run("split", big, "--batches", "4", "-o", str(tiny_fs / "kept"))
     assert r.returncode == 1 and "No space left" in r.stderr
-    assert os.listdir(tiny_disk / "kept") == []
-    r = run("filter", big, "--where", "uid > 0", "-o", str(tiny_disk / "f.cs"))
+    assert os.listdir(tiny_fs / "kept") == []
+    r = run("filter", big, "--where", "uid > 0", "-o", str(tiny_fs / "f.cs"))
     assert r.returncode == 1 and "No space left" in r.stderr
-    assert os.listdir(tiny_disk) == ["kept"]  # the folder split made is gone
+    assert os.listdir(tiny_fs) == ["kept"]  # the folder split made is gone
 
 
 # --------------------------------------------------------------- progress
@@ -666,10 +648,10 @@ def test_progress_shows_on_a_terminal_only(monkeypatch):
 
 
 @pytest.mark.parametrize("rows, keep", [(0, 1.0), (500, 0.4), (60_000, 0.7), (60_000, 0.0)])
-def test_save_streamed_writes_what_save_writes(tmp_path, rows, keep):
-    """Chunk by chunk (42,000 rows of this table span two 8 MB chunks), the same
-    bytes as Dataset.save, string widths shrunk to the subset's longest + 1."""
-    from csfast.tasks import save_streamed
+def test_lazy_subset_saves_what_numpy_saves(tmp_path, rows, keep):
+    """Chunk by chunk (42,000 rows of this table span two 8 MB chunks), the bytes
+    np.save writes for the rows, string widths shrunk to the subset's longest + 1."""
+    from test_lazy import npy_bytes, saved_like_csfast
 
     rng = np.random.default_rng(rows)
     arr = table(np.arange(1, rows + 1, dtype=np.uint64), rng, classes=20)
@@ -677,23 +659,24 @@ def test_save_streamed_writes_what_save_writes(tmp_path, rows, keep):
         arr["location/micrograph_path"][rng.integers(0, rows)] = b"x" * 39  # one long value
     src = save(tmp_path / "src.cs", arr)
     mask = rng.random(rows) < keep
-    sub = Dataset.load(src).mask(mask)
-    save_streamed(sub, tmp_path / "streamed.cs")
-    Dataset.load(src).mask(mask).save(tmp_path / "saved.cs")
-    assert (tmp_path / "streamed.cs").read_bytes() == (tmp_path / "saved.cs").read_bytes()
-    assert_rows(load(tmp_path / "streamed.cs"), arr[mask])
+    Dataset.load(src).mask(mask).save(tmp_path / "streamed.cs")
+    expected = npy_bytes(saved_like_csfast(arr[mask]), tmp_path)
+    assert (tmp_path / "streamed.cs").read_bytes() == expected
 
 
-def test_save_streamed_falls_back_for_text_columns(tmp_path):
-    from csfast.tasks import save_streamed
+def test_save_encodes_text_and_narrows_string_sub_arrays(tmp_path):
+    from test_lazy import npy_bytes
 
     ds = Dataset(
         {
             "uid": np.arange(3, dtype=np.uint64),
             "a/name": np.array(["\u00e9t\u00e9", "b", ""]),
-            "a/pair": np.array([[b"x", b"yy"]] * 3),
+            "a/pair": np.array([[b"x", b"yy"]] * 3, dtype="S9"),
         }
     )
-    save_streamed(ds, tmp_path / "s.cs")
-    ds.save(tmp_path / "d.cs")
-    assert (tmp_path / "s.cs").read_bytes() == (tmp_path / "d.cs").read_bytes()
+    ds.save(tmp_path / "s.cs")
+    ref = np.zeros(3, dtype=[("uid", "<u8"), ("a/name", "S6"), ("a/pair", "S3", (2,))])
+    ref["uid"] = np.arange(3)
+    ref["a/name"] = ["\u00e9t\u00e9".encode(), b"b", b""]
+    ref["a/pair"] = [[b"x", b"yy"]] * 3
+    assert (tmp_path / "s.cs").read_bytes() == npy_bytes(ref, tmp_path)
