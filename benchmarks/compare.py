@@ -92,6 +92,16 @@ def flat_columns(path: Path) -> dict[str, np.ndarray]:
     }
 
 
+def polars_members(pl: Any, uids: np.ndarray):
+    """uids as the argument of polars' ``is_in``, for any polars version."""
+    members = pl.Series(uids)
+    try:  # polars >= 1.28 wants the collection as one list value
+        pl.DataFrame({"uid": uids[:1]}).filter(pl.col("uid").is_in(members.implode()))
+        return members.implode()
+    except Exception:
+        return members
+
+
 def pandas_frame(pd: Any, path: Path):
     return pd.DataFrame(flat_columns(path))
 
@@ -412,12 +422,7 @@ class Bench:
             )
         if POLARS in mods:
             pl = mods[POLARS]
-            members = pl.Series(uids)
-            try:  # polars >= 1.28 wants the collection as one list value
-                pl.DataFrame({"uid": uids[:1]}).filter(pl.col("uid").is_in(members.implode()))
-                members = members.implode()
-            except Exception:
-                pass
+            members = polars_members(pl, uids)
             self.time_peer(
                 row,
                 POLARS,
