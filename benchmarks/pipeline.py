@@ -72,6 +72,9 @@ ROUTES = (NUMPY, POLARS, PANDAS)  # the "fastest numpy/polars/pandas route" of t
 CST_RATIO, ROUTE_RATIO, JOIN_ROUTE_RATIO = 15.0, 3.0, 6.0
 MEMORY_LIMIT = 1.5e9  # peak anonymous memory of csfast's stages, at 10M rows
 DEMO_VERSION = 1  # bump when the cached demo tree must be rebuilt
+# The demo tree's default size cap: csfast.demo holds whole tables while it
+# builds the tree (about 3.5 GB of memory at 1M particles, 2.3 GB of files).
+DEMO_ROWS = 1_000_000
 REFINE_JOB, REFINE_INPUT = "J6", "particles"
 SAMPLE_SECONDS = 0.005
 
@@ -85,13 +88,23 @@ class Inputs:
 
     sc: scen.Scenario
     demo: Path
+    demo_rows: int
+
+    def options(self) -> list[str]:
+        """The command-line options that give a child process the same inputs."""
+        return [
+            *("--rows", str(self.sc.rows), "--demo-rows", str(self.demo_rows)),
+            *("--dir", str(self.sc.folder.parent)),
+        ]
 
 
-def demo_project(sc: scen.Scenario, log: Callable[[str], None] | None = None) -> Path:
-    """The demo job tree at the scenario's row count, built once (csfast.demo) and cached."""
-    folder = sc.folder / "demo"
+def demo_project(
+    rows: int, seed: int, root: Path, log: Callable[[str], None] | None = None
+) -> Path:
+    """The demo job tree of rows particles, built once (csfast.demo) and cached under root."""
+    folder = root / f"demo-rows{rows}-seed{seed}"
     marker = folder / "demo.json"
-    meta = {"version": DEMO_VERSION, "rows": sc.rows, "seed": sc.seed}
+    meta = {"version": DEMO_VERSION, "rows": rows, "seed": seed}
     try:
         if json.loads(marker.read_text()) == meta:
             return folder
@@ -103,17 +116,24 @@ def demo_project(sc: scen.Scenario, log: Callable[[str], None] | None = None) ->
         shutil.rmtree(folder)
     t0 = time.perf_counter()
     if log:
-        log(f"generating the {sc.rows:,}-row demo project in {folder} ...")
-    build_job_tree(folder, rows=sc.rows, seed=sc.seed)
+        log(f"generating the {rows:,}-particle demo project in {folder} ...")
+    build_job_tree(folder, rows=rows, seed=seed)
     marker.write_text(json.dumps(meta))  # last: an interrupted build is built again
     if log:
         log(f"  done in {time.perf_counter() - t0:.1f} s")
     return folder
 
 
-def prepare(rows: int, root: str | None, log: Callable[[str], None] | None = None) -> Inputs:
+def prepare(
+    rows: int,
+    root: str | None,
+    demo_rows: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Inputs:
+    """The scenario of rows rows and the demo project (of min(rows, DEMO_ROWS) by default)."""
     sc = scen.build(rows, root=root, log=log)
-    return Inputs(sc, demo_project(sc, log))
+    demo_rows = demo_rows or min(rows, DEMO_ROWS)
+    return Inputs(sc, demo_project(demo_rows, sc.seed, sc.folder.parent, log), demo_rows)
 
 
 def refinement_plan(project: Path) -> list[tuple[Path, list[str]]]:
@@ -137,7 +157,8 @@ def refinement_plan(project: Path) -> list[tuple[Path, list[str]]]:
         version = max(result["versions"]) if r["version"] == "F" else r["version"]
         path = project / result["metafiles"][result["versions"].index(version)]
         plan.setdefault(path, []).append(r["result"])
-    return list(plan.items())
+    # The connected group's own files first: its rows are the input's rows.
+    return sorted(plan.items(), key=lambda item: item[0].parent.name != connection["job_uid"])
 
 
 def _fields(names: tuple[str, ...], prefixes: list[str]) -> list[str]:
@@ -403,11 +424,10 @@ def _status(pid: int | str = "self") -> dict[str, int]:
     return out
 
 
-def child(stage: str, contender: str, rows: int, root: str | None, out: Path) -> dict[str, Any]:
+def child(stage: str, contender: str, inp: Inputs, out: Path) -> dict[str, Any]:
     """One timed run in this (fresh) process: load + operation + save."""
     import resource
 
-    inp = prepare(rows, root)
     if contender in MODULES:  # imported before the clock starts
         importlib.import_module("cryosparc.dataset" if contender == CST else MODULES[contender])
     gc.collect()
@@ -423,13 +443,14 @@ def child(stage: str, contender: str, rows: int, root: str | None, out: Path) ->
         "vmhwm": after.get("VmHWM"),
         "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "out_bytes": out.stat().st_size,
+        "out_rows": len(np.load(out, mmap_mode="r")),
     }
 
 
-def run_child(stage: str, contender: str, rows: int, root: str | None, out: Path) -> dict[str, Any]:
+def run_child(stage: str, contender: str, inp: Inputs, out: Path) -> dict[str, Any]:
     """Run one stage in a fresh process, sampling its RssAnon every 5 ms."""
-    cmd = [sys.executable, __file__, "--child", stage, contender, "--rows", str(rows)]
-    cmd += ["--out", str(out)] + (["--dir", root] if root else [])
+    cmd = [sys.executable, __file__, "--child", stage, contender, "--out", str(out)]
+    cmd += inp.options()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_anon = 0
     while proc.poll() is None:
@@ -580,6 +601,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="scenario rows, or several comma-separated: a table each (default 1M; --check 2k)",
     )
+    ap.add_argument(
+        "--demo-rows",
+        type=int,
+        default=None,
+        help=f"particles of the demo tree of stage 4 (default: --rows, at most {DEMO_ROWS:,})",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per contender (default 3)")
     ap.add_argument(
         "--dir",
@@ -610,8 +637,9 @@ def bench(
     # process stays small: a child's ru_maxrss starts from the peak of the
     # process that spawned it (exec keeps the larger of the two).
     cmd = [sys.executable, __file__, "--prepare", "--rows", str(rows)]
+    cmd += ["--demo-rows", str(args.demo_rows)] if args.demo_rows else []
     subprocess.run(cmd + (["--dir", args.dir] if args.dir else []), check=True)
-    inp = prepare(rows, args.dir)
+    inp = prepare(rows, args.dir, args.demo_rows)
     stages = [s for s in STAGES if not args.only or s in args.only.split(",")]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in stages}
     errors: dict[str, dict[str, str]] = {s: {} for s in stages}
@@ -622,7 +650,7 @@ def bench(
     def run(stage: str, c: str, keep: bool = False) -> dict[str, Any] | None:
         out = work / f"{stage}-{c}.cs"
         try:
-            return run_child(stage, c, rows, args.dir, out)
+            return run_child(stage, c, inp, out)
         except RuntimeError as e:  # e.g. a peer out of memory: the others go on
             errors[stage][c] = str(e)
             log(f"  {stage:<7} {c:<16} failed: {e}")
@@ -652,6 +680,8 @@ def bench(
     fig = summarize(runs)
     return {
         "rows": rows,
+        "demo_rows": inp.demo_rows,
+        "refine_rows": next((r[0]["out_rows"] for r in runs.get("refine", {}).values()), None),
         "repeat": args.repeat,
         "figures": fig,
         "verdicts": {s: verdicts(s, fig[s]) for s in fig},
@@ -666,10 +696,13 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(r) for r in args.rows.split(",")] if args.rows else []
     counts = counts or [2_000 if args.check else 1_000_000]
     if args.prepare:
-        prepare(counts[0], args.dir, lambda msg: print(msg, file=sys.stderr, flush=True))
+        prepare(
+            counts[0], args.dir, args.demo_rows, lambda m: print(m, file=sys.stderr, flush=True)
+        )
         return 0
     if args.child:
-        print(json.dumps(child(*args.child, counts[0], args.dir, Path(args.out))))
+        inp = prepare(counts[0], args.dir, args.demo_rows)
+        print(json.dumps(child(*args.child, inp, Path(args.out))))
         return 0
 
     def log(msg: str) -> None:
@@ -690,6 +723,11 @@ def main(argv: list[str] | None = None) -> int:
             f"a fresh process); csfast {csfast.__version__}, {csfast.num_threads()} threads; "
             f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
         )
+        if table["refine_rows"]:
+            print(
+                f"stage 4: the demo tree (csfast demo) of {table['demo_rows']:,} particles; "
+                f"its refinement input has {table['refine_rows']:,} rows"
+            )
         print(render(table["figures"], rows))
         for stage, failed in table["errors"].items():
             for c, e in failed.items():

@@ -145,8 +145,7 @@ def test_differences_reports_changed_rows_values_and_fields(inputs, tmp_path):
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_child_run_reports_time_and_memory(inputs, tmp_path):
     out = tmp_path / "subset.cs"
-    root = str(inputs.sc.folder.parent)
-    res = pipeline.run_child("subset", "csfast", ROWS, root, out)
+    res = pipeline.run_child("subset", "csfast", inputs, out)
     assert res["seconds"] > 0
     assert res["out_bytes"] == out.stat().st_size
     # Anonymous memory is part of the resident set, whose peak both others are.
