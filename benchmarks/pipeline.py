@@ -43,8 +43,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,13 @@ def refinement_plan(project: Path) -> list[tuple[Path, list[str]]]:
     return sorted(plan.items(), key=lambda item: item[0].parent.name != connection["job_uid"])
 
 
-def _fields(names: tuple[str, ...], prefixes: list[str]) -> list[str]:
-    return ["uid"] + [n for n in names if n.split("/")[0] in prefixes]
+def planned_fields(project: Path) -> list[tuple[Path, list[str]]]:
+    """refinement_plan's files, each with the fields it gives: uid and its results' fields."""
+    out = []
+    for path, prefixes in refinement_plan(project):
+        names = np.load(path, mmap_mode="r").dtype.names
+        out.append((path, ["uid"] + [n for n in names if n.split("/")[0] in prefixes]))
+    return out
 
 
 # ------------------------------------------------------------- contenders
@@ -251,22 +257,16 @@ def run_numpy(stage: str, inp: Inputs, out: Path) -> None:
         table = np.load(sc.passthrough, mmap_mode="r")
         arr = table[np.isin(table["uid"], np.load(sc.subset_uids_path))]
     else:
-        tables = [
-            _np_mapped(path, _fields(np.load(path, mmap_mode="r").dtype.names, prefixes))
-            for path, prefixes in refinement_plan(inp.demo)
-        ]
-        arr = tables[0]
-        for t in tables[1:]:
-            arr = _np_join(arr, t)
+        arr = reduce(_np_join, [_np_mapped(p, fields) for p, fields in planned_fields(inp.demo)])
     _np_save(out, arr)
 
 
-def _pl_frame(path: Path, prefixes: list[str] | None = None):
-    """A polars DataFrame of a mapped .cs file (of the fields under prefixes)."""
+def _pl_frame(path: Path, fields: list[str] | None = None):
+    """A polars DataFrame of a mapped .cs file (of the given fields)."""
     import polars as pl
 
     arr = np.load(path, mmap_mode="r")
-    names = arr.dtype.names if prefixes is None else _fields(arr.dtype.names, prefixes)
+    names = fields or arr.dtype.names
     # Sub-arrays become Array columns, strings Binary ones. A contiguous copy of
     # each column first: polars converts it 2-3x faster than pl.from_numpy(arr)
     # or a strided view of the map.
@@ -281,12 +281,12 @@ def _pl_records(df, dtype: np.dtype) -> np.ndarray:
     return res
 
 
-def _dtype_of(paths: list[Path], fields: list[list[str]] | None = None) -> np.dtype:
-    """The joined dtype: every file's fields in order, uid once (what the join returns)."""
+def _dtype_of(files: Sequence[tuple[Path, list[str] | None]]) -> np.dtype:
+    """The joined dtype: every file's fields (all: None) in order, uid once."""
     out: dict[str, Any] = {}
-    for i, path in enumerate(paths):
+    for path, fields in files:
         dt = np.load(path, mmap_mode="r").dtype
-        for n in fields[i] if fields else dt.names:
+        for n in fields or dt.names:
             out.setdefault(n, dt.fields[n][0])
     return np.dtype(list(out.items()))
 
@@ -297,7 +297,7 @@ def run_polars(stage: str, inp: Inputs, out: Path) -> None:
     sc = inp.sc
     if stage == "join":
         df = _pl_frame(sc.particles).join(_pl_frame(sc.passthrough), on="uid", how="inner")
-        dtype = _dtype_of([sc.particles, sc.passthrough])
+        dtype = _dtype_of([(sc.particles, None), (sc.passthrough, None)])
     elif stage == "append":
         df = pl.concat([_pl_frame(p) for p in sc.chunks])
         if df["uid"].n_unique() != df.height:
@@ -308,30 +308,26 @@ def run_polars(stage: str, inp: Inputs, out: Path) -> None:
         df = _pl_frame(sc.passthrough).filter(pl.col("uid").is_in(members))
         dtype = np.load(sc.passthrough, mmap_mode="r").dtype
     else:
-        plan = refinement_plan(inp.demo)
-        frames = [_pl_frame(path, prefixes) for path, prefixes in plan]
-        df = frames[0]
-        for f in frames[1:]:
-            df = df.join(f, on="uid", how="inner")
-        dtype = _dtype_of([p for p, _ in plan], [f.columns for f in frames])
+        plan = planned_fields(inp.demo)
+        df = reduce(lambda a, b: a.join(b, on="uid", how="inner"), [_pl_frame(*f) for f in plan])
+        dtype = _dtype_of(plan)
     _np_save(out, _pl_records(df, dtype))
 
 
-def _pd_frame(path: Path, prefixes: list[str] | None = None):
+def _pd_frame(path: Path, fields: list[str] | None = None):
     """A pandas DataFrame of a .cs file: a sub-array field becomes one column per element
     (``name/0``, ``name/1``, ...), a string field an object column of bytes."""
     import pandas as pd
 
     arr = np.load(path, mmap_mode="r")
-    names = arr.dtype.names if prefixes is None else _fields(arr.dtype.names, prefixes)
     cols: dict[str, np.ndarray] = {}
-    for n in names:
+    for n in fields or arr.dtype.names:
         col = arr[n]
         if col.ndim == 1:
             cols[n] = col
         else:
             for k, idx in enumerate(np.ndindex(col.shape[1:])):
-                cols[f"{n}/{k}"] = col[(slice(None), *idx)]
+                cols[f"{n}/{k}"] = col[(slice(None),) + idx]
     return pd.DataFrame(cols)
 
 
@@ -342,13 +338,8 @@ def _pd_records(df, dtype: np.dtype) -> np.ndarray:
         if not shape:
             res[n] = df[n].to_numpy()
         for k, idx in enumerate(np.ndindex(shape) if shape else ()):
-            res[n][(slice(None), *idx)] = df[f"{n}/{k}"].to_numpy()
+            res[n][(slice(None),) + idx] = df[f"{n}/{k}"].to_numpy()
     return res
-
-
-def _pd_names(columns: list[str], dt: np.dtype) -> list[str]:
-    """The .cs fields behind a frame's columns."""
-    return [n for n in dt.names if n in columns or f"{n}/0" in columns]
 
 
 def run_pandas(stage: str, inp: Inputs, out: Path) -> None:
@@ -357,7 +348,7 @@ def run_pandas(stage: str, inp: Inputs, out: Path) -> None:
     sc = inp.sc
     if stage == "join":
         df = pd.merge(_pd_frame(sc.particles), _pd_frame(sc.passthrough), on="uid", how="inner")
-        dtype = _dtype_of([sc.particles, sc.passthrough])
+        dtype = _dtype_of([(sc.particles, None), (sc.passthrough, None)])
     elif stage == "append":
         df = pd.concat([_pd_frame(p) for p in sc.chunks], ignore_index=True)
         if not df["uid"].is_unique:
@@ -368,17 +359,11 @@ def run_pandas(stage: str, inp: Inputs, out: Path) -> None:
         df = df[df["uid"].isin(np.load(sc.subset_uids_path))]
         dtype = np.load(sc.passthrough, mmap_mode="r").dtype
     else:
-        plan = refinement_plan(inp.demo)
-        frames = [_pd_frame(path, prefixes) for path, prefixes in plan]
-        df = frames[0]
-        for f in frames[1:]:
-            df = pd.merge(df, f, on="uid", how="inner")
-        paths = [p for p, _ in plan]
-        fields = [
-            _pd_names(list(f.columns), np.load(p, mmap_mode="r").dtype)
-            for f, p in zip(frames, paths, strict=True)
-        ]
-        dtype = _dtype_of(paths, fields)
+        plan = planned_fields(inp.demo)
+        df = reduce(
+            lambda a, b: pd.merge(a, b, on="uid", how="inner"), [_pd_frame(*f) for f in plan]
+        )
+        dtype = _dtype_of(plan)
     _np_save(out, _pd_records(df, dtype))
 
 
