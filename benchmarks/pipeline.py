@@ -11,16 +11,18 @@ Four stages, each reading the scenario's files (scenario.py) and writing a
    uid refused;
 3. ``subset``: the rows whose uid ``subset_uids.npy`` lists (30%);
 4. ``refine``: the input of the demo tree's refinement (``csfast demo``,
-   built at the scenario's row count and cached beside it): job J6 reads
-   J5's selected particles with the ``blob`` slot overridden by J2's.
+   built at the scenario's row count, at most DEMO_ROWS by default, and
+   cached beside it): job J6 reads J5's selected particles with the
+   ``blob`` slot overridden by J2's.
 
 Each contender does the work as its users would write it: csfast through
 its public API; cryosparc-tools' ``Dataset.load``, ``innerjoin``,
 ``append_many``, ``query``, ``save``; numpy alone on ``np.load(mmap_mode="r")``;
-numpy + polars (``pl.from_numpy`` of the mapped table: sub-arrays as
+numpy + polars (the mapped table's columns as a DataFrame: sub-arrays as
 ``Array`` columns, strings as ``Binary``; the result back to a structured
 array of the original dtype, ``np.save``); pandas likewise, sub-arrays
 split into one scalar column per element, strings as object columns.
+docs/performance.md has the details.
 
 Every run is a fresh subprocess, so its memory is its own: wall time of
 load + operation + save measured inside it; peak anonymous memory
@@ -42,6 +44,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -436,12 +439,16 @@ def run_child(stage: str, contender: str, inp: Inputs, out: Path) -> dict[str, A
     """Run one stage in a fresh process, sampling its RssAnon every 5 ms."""
     cmd = [sys.executable, __file__, "--child", stage, contender, "--out", str(out)]
     cmd += inp.options()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak_anon = 0
-    while proc.poll() is None:
-        peak_anon = max(peak_anon, _status(proc.pid).get("RssAnon", 0))
-        time.sleep(SAMPLE_SECONDS)
-    stdout, stderr = proc.communicate()
+    # Output to files, not pipes: a pipe this loop does not read could fill and block the child.
+    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, text=True)
+        peak_anon = 0
+        while proc.poll() is None:
+            peak_anon = max(peak_anon, _status(proc.pid).get("RssAnon", 0))
+            time.sleep(SAMPLE_SECONDS)
+        so.seek(0)
+        se.seek(0)
+        stdout, stderr = so.read(), se.read()
     if proc.returncode != 0:
         last = stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
         raise RuntimeError(f"{contender} {stage}: {last[0]}")
