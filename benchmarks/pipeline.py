@@ -4,7 +4,7 @@
     python benchmarks/pipeline.py --check            # small N: every output equals csfast's
 
 Four stages, each reading the scenario's files (scenario.py) and writing a
-``.cs`` file, fsync included for every contender:
+``.cs`` file, fsync included for every contender (none with ``--no-fsync``):
 
 1. ``join``: particles inner-joined with their passthrough on uid;
 2. ``append``: the ten chunks ``extract_000.cs`` ... appended, a repeated
@@ -176,22 +176,23 @@ def planned_fields(project: Path) -> list[tuple[Path, list[str]]]:
 
 # ------------------------------------------------------------- contenders
 #
-# Each stage function reads its inputs and writes `out` (with fsync).
+# Each stage function reads its inputs and writes `out` (with fsync unless told not to).
 
 
-def _fsynced(out: Path, write: Callable[[Any], None]) -> None:
+def _write(out: Path, write: Callable[[Any], None], fsync: bool) -> None:
     """Write through a file object, then flush and fsync it (what csfast's save does)."""
     with open(out, "wb") as f:
         write(f)
-        f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
-def _np_save(out: Path, arr: np.ndarray) -> None:
-    _fsynced(out, lambda f: np.save(f, arr, allow_pickle=False))
+def _np_save(out: Path, arr: np.ndarray, fsync: bool) -> None:
+    _write(out, lambda f: np.save(f, arr, allow_pickle=False), fsync)
 
 
-def run_csfast(stage: str, inp: Inputs, out: Path) -> None:
+def run_csfast(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
     sc = inp.sc
     if stage == "join":
         ds = Dataset.load(sc.particles).innerjoin(Dataset.load(sc.passthrough))
@@ -201,10 +202,10 @@ def run_csfast(stage: str, inp: Inputs, out: Path) -> None:
         ds = Dataset.load(sc.passthrough).subset_uids(np.load(sc.subset_uids_path))
     else:
         ds = Project(inp.demo).job(REFINE_JOB).inputs[REFINE_INPUT].load()
-    ds.save(out)  # atomic, with fsync
+    ds.save(out, fsync=fsync)  # atomic
 
 
-def run_cst(stage: str, inp: Inputs, out: Path) -> None:
+def run_cst(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
     from cryosparc.dataset import Dataset as CsDataset
 
     sc = inp.sc
@@ -219,7 +220,7 @@ def run_cst(stage: str, inp: Inputs, out: Path) -> None:
             CsDataset.load(path, prefixes=prefixes) for path, prefixes in refinement_plan(inp.demo)
         ]
         ds = first.innerjoin(*others)
-    _fsynced(out, ds.save)
+    _write(out, ds.save, fsync)
 
 
 def _np_join(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -248,7 +249,7 @@ def _np_mapped(path: Path, fields: list[str] | None = None) -> np.ndarray:
     return res
 
 
-def run_numpy(stage: str, inp: Inputs, out: Path) -> None:
+def run_numpy(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
     sc = inp.sc
     if stage == "join":
         arr = _np_join(np.load(sc.particles, mmap_mode="r"), np.load(sc.passthrough, mmap_mode="r"))
@@ -261,7 +262,7 @@ def run_numpy(stage: str, inp: Inputs, out: Path) -> None:
         arr = table[np.isin(table["uid"], np.load(sc.subset_uids_path))]
     else:
         arr = reduce(_np_join, [_np_mapped(p, fields) for p, fields in planned_fields(inp.demo)])
-    _np_save(out, arr)
+    _np_save(out, arr, fsync)
 
 
 def _pl_frame(path: Path, fields: list[str] | None = None):
@@ -294,7 +295,7 @@ def _dtype_of(files: Sequence[tuple[Path, list[str] | None]]) -> np.dtype:
     return np.dtype(list(out.items()))
 
 
-def run_polars(stage: str, inp: Inputs, out: Path) -> None:
+def run_polars(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
     import polars as pl
 
     sc = inp.sc
@@ -314,7 +315,7 @@ def run_polars(stage: str, inp: Inputs, out: Path) -> None:
         plan = planned_fields(inp.demo)
         df = reduce(lambda a, b: a.join(b, on="uid", how="inner"), [_pl_frame(*f) for f in plan])
         dtype = _dtype_of(plan)
-    _np_save(out, _pl_records(df, dtype))
+    _np_save(out, _pl_records(df, dtype), fsync)
 
 
 def _pd_frame(path: Path, fields: list[str] | None = None):
@@ -345,7 +346,7 @@ def _pd_records(df, dtype: np.dtype) -> np.ndarray:
     return res
 
 
-def run_pandas(stage: str, inp: Inputs, out: Path) -> None:
+def run_pandas(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
     import pandas as pd
 
     sc = inp.sc
@@ -367,10 +368,10 @@ def run_pandas(stage: str, inp: Inputs, out: Path) -> None:
             lambda a, b: pd.merge(a, b, on="uid", how="inner"), [_pd_frame(*f) for f in plan]
         )
         dtype = _dtype_of(plan)
-    _np_save(out, _pd_records(df, dtype))
+    _np_save(out, _pd_records(df, dtype), fsync)
 
 
-RUNNERS: dict[str, Callable[[str, Inputs, Path], None]] = {
+RUNNERS: dict[str, Callable[[str, Inputs, Path, bool], None]] = {
     CSFAST: run_csfast,
     CST: run_cst,
     NUMPY: run_numpy,
@@ -412,7 +413,7 @@ def _status(pid: int | str = "self") -> dict[str, int]:
     return out
 
 
-def child(stage: str, contender: str, inp: Inputs, out: Path) -> dict[str, Any]:
+def child(stage: str, contender: str, inp: Inputs, out: Path, fsync: bool) -> dict[str, Any]:
     """One timed run in this (fresh) process: load + operation + save."""
     import resource
 
@@ -421,7 +422,7 @@ def child(stage: str, contender: str, inp: Inputs, out: Path) -> dict[str, Any]:
     gc.collect()
     before = _status()
     t0 = time.perf_counter()
-    RUNNERS[contender](stage, inp, out)
+    RUNNERS[contender](stage, inp, out, fsync)
     seconds = time.perf_counter() - t0
     after = _status()
     return {
@@ -435,10 +436,12 @@ def child(stage: str, contender: str, inp: Inputs, out: Path) -> dict[str, Any]:
     }
 
 
-def run_child(stage: str, contender: str, inp: Inputs, out: Path) -> dict[str, Any]:
+def run_child(
+    stage: str, contender: str, inp: Inputs, out: Path, fsync: bool = True
+) -> dict[str, Any]:
     """Run one stage in a fresh process, sampling its RssAnon every 5 ms."""
     cmd = [sys.executable, __file__, "--child", stage, contender, "--out", str(out)]
-    cmd += inp.options()
+    cmd += inp.options() + ([] if fsync else ["--no-fsync"])
     # Output to files, not pipes: a pipe this loop does not read could fill and block the child.
     with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
         proc = subprocess.Popen(cmd, stdout=so, stderr=se, text=True)
@@ -493,7 +496,7 @@ def _mb(x: float | None) -> str:
 
 
 def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
-    """Medians per stage and contender: seconds, peak RssAnon, VmHWM, ru_maxrss."""
+    """Medians per stage and contender: seconds, peak RssAnon, VmHWM, ru_maxrss, output."""
     out: dict[str, dict[str, Any]] = {}
     for stage, by in runs.items():
         out[stage] = {}
@@ -501,7 +504,7 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dic
             if rs:
                 out[stage][who] = {
                     k: statistics.median(r[k] for r in rs)
-                    for k in ("seconds", "peak_anon", "vmhwm", "ru_maxrss")
+                    for k in ("seconds", "peak_anon", "vmhwm", "ru_maxrss", "out_bytes")
                 }
     return out
 
@@ -527,7 +530,8 @@ def verdicts(stage: str, fig: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(fig: dict[str, dict[str, Any]], rows: int) -> str:
-    head = ["stage", "contender", "time ms", "peak RssAnon MB", "VmHWM MB", "ru_maxrss MB", "x"]
+    head = ["stage", "contender", "time ms", "x", "peak RssAnon MB", "VmHWM MB", "ru_maxrss MB"]
+    head.append("output MB")
     table = [head]
     for stage, by in fig.items():
         cs = by.get(CSFAST)
@@ -539,10 +543,11 @@ def render(fig: dict[str, dict[str, Any]], rows: int) -> str:
                     STAGES[stage] if i == 0 else "",
                     who,
                     _fmt_s(f["seconds"]),
+                    _fmt_x(x) if who != CSFAST else "",
                     _mb(f["peak_anon"]),
                     _mb(f["vmhwm"]),
                     _mb(f["ru_maxrss"]),
-                    _fmt_x(x) if who != CSFAST else "",
+                    _mb(f["out_bytes"]),
                 ]
             )
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
@@ -614,6 +619,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run each contender once and compare every output with csfast's (no timing)",
     )
+    ap.add_argument(
+        "--no-fsync",
+        dest="fsync",
+        action="store_false",
+        help="no contender fsyncs its output (default: every one does)",
+    )
     ap.add_argument("--json", default=None, help="write every run's figures to this file")
     ap.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -642,7 +653,7 @@ def bench(
     def run(stage: str, c: str, keep: bool = False) -> dict[str, Any] | None:
         out = work / f"{stage}-{c}.cs"
         try:
-            return run_child(stage, c, inp, out)
+            return run_child(stage, c, inp, out, args.fsync)
         except RuntimeError as e:  # e.g. a peer out of memory: the others go on
             errors[stage][c] = str(e)
             log(f"  {stage:<7} {c:<16} failed: {e}")
@@ -675,6 +686,7 @@ def bench(
         "demo_rows": inp.demo_rows,
         "refine_rows": next((r[0]["out_rows"] for r in runs.get("refine", {}).values()), None),
         "repeat": args.repeat,
+        "fsync": args.fsync,
         "figures": fig,
         "verdicts": {s: verdicts(s, fig[s]) for s in fig},
         "errors": errors,
@@ -694,7 +706,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child:
         inp = prepare(counts[0], args.dir, args.demo_rows)
-        print(json.dumps(child(*args.child, inp, Path(args.out))))
+        stage, contender = args.child
+        print(json.dumps(child(stage, contender, inp, Path(args.out), args.fsync)))
         return 0
 
     def log(msg: str) -> None:
@@ -711,8 +724,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             continue
         print(
-            f"\npipeline, files in and out, {rows:,} rows, median of {args.repeat} (each run "
-            f"a fresh process); csfast {csfast.__version__}, {csfast.num_threads()} threads; "
+            f"\npipeline, files in and out ({'with' if args.fsync else 'without'} fsync), "
+            f"{rows:,} rows, median of {args.repeat} (each run a fresh process); "
+            f"csfast {csfast.__version__}, {csfast.num_threads()} threads; "
             f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
         )
         if table["refine_rows"]:
@@ -734,7 +748,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(problems) or "every output equals csfast's")
         return 1 if problems else 0
     mods, _ = import_peers()  # only now: see bench()
-    print("peers: " + ", ".join(f"{p} {version_of(p, m)}" for p, m in mods.items()))
+    print(
+        "peers: " + ", ".join(f"{p} {version_of(p, m)}" for p, m in mods.items() if p in contenders)
+    )
     for note in notes.values():
         print(note)
     if args.json:
