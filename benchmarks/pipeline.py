@@ -223,36 +223,34 @@ def run_cst(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
     _write(out, ds.save, fsync)
 
 
-def _np_join(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Inner join on uid of two structured arrays, numpy alone: sort, search, gather."""
-    order = np.argsort(right["uid"])
-    ruids = right["uid"][order]
-    pos = np.minimum(np.searchsorted(ruids, left["uid"]), len(ruids) - 1)
-    hit = ruids[pos] == left["uid"]
-    li, ri = np.nonzero(hit)[0], order[pos[hit]]
-    cols = [(left, n, li) for n in left.dtype.names]
-    cols += [(right, n, ri) for n in right.dtype.names if n != "uid"]
-    res = np.empty(len(li), [(n, t.dtype.fields[n][0]) for t, n, _ in cols])
-    for t, n, rows in cols:
-        res[n] = t[n][rows]
-    return res
-
-
-def _np_mapped(path: Path, fields: list[str] | None = None) -> np.ndarray:
-    arr = np.load(path, mmap_mode="r")
-    if fields is None:
-        return arr
-    # The chosen fields, packed (a multi-field index keeps the full row's itemsize).
-    res = np.empty(len(arr), [(n, arr.dtype.fields[n][0]) for n in fields])
-    for n in fields:
-        res[n] = arr[n]
+def _np_join(*tables: tuple[np.ndarray, list[str] | None]) -> np.ndarray:
+    """Inner join on uid of structured arrays (each with its fields, all: None), numpy
+    alone: each other table's uids sorted and searched for the first's, then every
+    field gathered once into the result."""
+    base = tables[0][0]["uid"]
+    keep = np.ones(len(base), bool)
+    found = []
+    for arr, _ in tables[1:]:
+        order = np.argsort(arr["uid"])
+        uids = arr["uid"][order]
+        pos = np.minimum(np.searchsorted(uids, base), len(uids) - 1)
+        keep &= uids[pos] == base
+        found.append(order[pos])
+    rows = [np.nonzero(keep)[0]] + [f[keep] for f in found]
+    cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for (arr, fields), r in zip(tables, rows, strict=True):
+        for n in fields or arr.dtype.names:
+            cols.setdefault(n, (arr, r))
+    res = np.empty(len(rows[0]), [(n, a.dtype.fields[n][0]) for n, (a, _) in cols.items()])
+    for n, (a, r) in cols.items():
+        res[n] = a[n][r]
     return res
 
 
 def run_numpy(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
     sc = inp.sc
     if stage == "join":
-        arr = _np_join(np.load(sc.particles, mmap_mode="r"), np.load(sc.passthrough, mmap_mode="r"))
+        arr = _np_join(*((np.load(p, mmap_mode="r"), None) for p in (sc.particles, sc.passthrough)))
     elif stage == "append":
         arr = np.concatenate([np.load(p, mmap_mode="r") for p in sc.chunks])
         if len(np.unique(arr["uid"])) != len(arr):
@@ -261,7 +259,7 @@ def run_numpy(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
         table = np.load(sc.passthrough, mmap_mode="r")
         arr = table[np.isin(table["uid"], np.load(sc.subset_uids_path))]
     else:
-        arr = reduce(_np_join, [_np_mapped(p, fields) for p, fields in planned_fields(inp.demo)])
+        arr = _np_join(*((np.load(p, mmap_mode="r"), f) for p, f in planned_fields(inp.demo)))
     _np_save(out, arr, fsync)
 
 
