@@ -133,7 +133,7 @@ int csf_gather(const csf_gather_args *g, int nthreads)
     if (g->n <= 0) {
         return CSF_OK;
     }
-    if (g->out_el < g->src_el || g->nelem < 0 || (g->index == NULL && g->n > g->src_n)) {
+    if (g->nelem < 0 || (g->index == NULL && g->n > g->src_n)) {
         return CSF_EINVAL;
     }
     int64_t bytes = g->n * g->nelem * g->out_el;
@@ -243,7 +243,7 @@ int csf_gather_many(const csf_gather_args *g, int ncols, int nthreads)
     int64_t span_lo = 0, span_hi = 0;
     for (int j = 0; j < ncols; j++) {
         if (g[j].n != g[0].n || g[j].index != g[0].index ||
-            g[j].index_stride != g[0].index_stride || g[j].out_el < g[j].src_el ||
+            g[j].index_stride != g[0].index_stride ||
             g[j].nelem < 0 || (g[j].index == NULL && g[j].n > g[j].src_n)) {
             return CSF_EINVAL;
         }

@@ -8,8 +8,9 @@
 #include "status.h"
 
 /* out row i = src row index[i] (index NULL: src row i), for i < n.
- * A row is nelem elements of src_el bytes, written as out_el >= src_el
- * bytes each, zero-padded (a wider string dtype). Negative index values
+ * A row is nelem elements of src_el bytes, written as out_el bytes each:
+ * zero-padded when wider (a wider string dtype), cut when narrower (the
+ * caller knows the bytes cut are NULs). Negative index values
  * count from the end, as in numpy; others out of range give CSF_EINDEX. */
 typedef struct {
     const char *src;

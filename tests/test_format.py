@@ -652,13 +652,13 @@ def test_row_subsets_of_mapped_dataset_stay_lazy(stack, monkeypatch):
     core = csfast.dataset._core
     real, real_many = core.gather, getattr(core, "gather_many", None)
 
-    def counting(src, index, out):
+    def counting(src, index, out, **kw):
         calls.append(src.dtype)
-        return real(src, index, out)
+        return real(src, index, out, **kw)
 
-    def counting_many(srcs, index, outs):
+    def counting_many(srcs, index, outs, **kw):
         calls.extend(s.dtype for s in srcs)
-        return real_many(srcs, index, outs)
+        return real_many(srcs, index, outs, **kw)
 
     monkeypatch.setattr(core, "gather", counting)
     if real_many is not None:

@@ -79,8 +79,9 @@ cdef extern from "gather.h":
                  ptrdiff_t row_stride, int nthreads) noexcept nogil
 
 cdef extern from "strcol.h":
-    int csf_str_maxlen(const char *data, int64_t n, ptrdiff_t stride, int64_t nelem,
-                       int64_t el, int unit, int64_t *out, int nthreads) noexcept nogil
+    int csf_str_maxlen(const char *data, int64_t src_n, ptrdiff_t stride, int64_t nelem,
+                       int64_t el, int unit, const char *index, ptrdiff_t index_stride,
+                       int64_t n, int64_t *out, int nthreads) noexcept nogil
 
 cdef extern from "filemap.h":
     int csf_map_file(int fd, int64_t size, void **out, int *err) noexcept nogil
@@ -304,11 +305,14 @@ cdef Py_ssize_t _elements(a):
     return k
 
 
-def _widens(sd, od):
-    """od holds sd's values by copying bytes and zero-padding (same string kind)."""
+def _widens(sd, od, truncate=False):
+    """od holds sd's values by copying bytes and zero-padding (same string
+    kind); with truncate, od may also be a narrower string dtype (the caller
+    knows the bytes cut off are NULs)."""
     if sd == od:
         return not sd.hasobject
-    return (sd.kind == od.kind and sd.kind in "SU" and od.itemsize >= sd.itemsize
+    return (sd.kind == od.kind and sd.kind in "SU"
+            and (truncate or od.itemsize >= sd.itemsize)
             and (sd.kind == "S" or sd.isnative == od.isnative))
 
 
@@ -327,10 +331,10 @@ def _index_array(index):
     return True, idx
 
 
-cdef bint _gather_args(csf_gather_args *g, src, idx, out) except -1:
+cdef bint _gather_args(csf_gather_args *g, src, idx, out, bint truncate) except -1:
     """Fill g for out[i] = src[idx[i]]; False when the byte-copy kernel cannot do it."""
     if not (isinstance(src, np.ndarray) and isinstance(out, np.ndarray)) or src.ndim == 0 \
-            or src.shape[1:] != out.shape[1:] or not _widens(src.dtype, out.dtype) \
+            or src.shape[1:] != out.shape[1:] or not _widens(src.dtype, out.dtype, truncate) \
             or not _rows_contiguous(src) or not _rows_contiguous(out):
         return False
     if not out.flags.writeable:
@@ -352,15 +356,16 @@ cdef bint _gather_args(csf_gather_args *g, src, idx, out) except -1:
     return True
 
 
-def gather(src, index, out):
+def gather(src, index, out, *, truncate=False):
     """out[i] = src[index[i]] (index None: src itself).
 
     src and out may be strided and unaligned; out may be a wider string
-    dtype of the same kind (zero-padded).
+    dtype of the same kind (zero-padded), or with truncate a narrower one
+    (each value cut to out's width).
     """
     cdef csf_gather_args g
     usable, idx = _index_array(index)
-    if not usable or not _gather_args(&g, src, idx, out):
+    if not usable or not _gather_args(&g, src, idx, out, truncate):
         # Anything the byte-copy kernel does not cover keeps numpy's semantics.
         _assign(out, src if index is None else np.asarray(src)[index])
         return
@@ -370,7 +375,7 @@ def gather(src, index, out):
     _check(status, "gather")
 
 
-def gather_many(srcs, index, outs):
+def gather_many(srcs, index, outs, *, truncate=False):
     """outs[j][i] = srcs[j][index[i]] for every j, as gather does column by column.
 
     Columns of one table share the cache lines of its rows: gathering them
@@ -387,7 +392,7 @@ def gather_many(srcs, index, outs):
     cdef int status = CSF_OK, nt = num_threads()
     try:
         for j in range(len(srcs)):
-            if not usable or not _gather_args(&g[m], srcs[j], idx, outs[j]):
+            if not usable or not _gather_args(&g[m], srcs[j], idx, outs[j], truncate):
                 _assign(outs[j], srcs[j] if index is None else np.asarray(srcs[j])[index])
             else:
                 m += 1
@@ -406,25 +411,32 @@ def _assign(out, vals):
         out[...] = vals
 
 
-def str_maxlen(col):
-    """Longest value of an S or U column, in characters (trailing NULs excluded)."""
+def str_maxlen(col, index=None):
+    """Longest value of an S or U column, in characters (trailing NULs
+    excluded); of its rows at index (integers, negative from the end) if given."""
     a = np.asarray(col)
     if a.dtype.kind not in "SU":
         raise TypeError(f"str_maxlen needs a string column, not {a.dtype}")
-    if a.size == 0:
-        return 0
     if a.ndim == 0:
         a = a.reshape(1)
+    usable, idx = _index_array(index)
+    if not usable:
+        a, idx = a[idx], None
+    if a.size == 0 or (idx is not None and len(idx) == 0):
+        return 0
     if not _rows_contiguous(a):
         a = np.ascontiguousarray(a)
     cdef int64_t best = 0
     cdef const char *data = <const char *>_addr(a)
-    cdef int64_t n = a.shape[0], nelem = _elements(a), el = a.dtype.itemsize
-    cdef ptrdiff_t stride = a.strides[0]
+    cdef int64_t src_n = a.shape[0], nelem = _elements(a), el = a.dtype.itemsize
+    cdef int64_t n = src_n if idx is None else idx.shape[0]
+    cdef const char *rows = NULL if idx is None else <const char *>_addr(idx)
+    cdef ptrdiff_t stride = a.strides[0], index_stride = 0 if idx is None else idx.strides[0]
     cdef int unit = 1 if a.dtype.kind == "S" else 4
     cdef int status, nt = num_threads()
     with nogil:
-        status = csf_str_maxlen(data, n, stride, nelem, el, unit, &best, nt)
+        status = csf_str_maxlen(data, src_n, stride, nelem, el, unit, rows, index_stride, n,
+                                &best, nt)
     _check(status, "str_maxlen")
     return int(best)
 

@@ -31,7 +31,7 @@ own, on bytes. ``Dataset.decode(field)`` gives a ``str`` (``U``) array.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -111,31 +111,96 @@ def as_column(col: np.ndarray) -> np.ndarray:
 
 
 class Rows:
-    """A lazy row subset of a read-only column: src[index], gathered when read."""
+    """A lazy column: rows of read-only arrays, gathered when read.
 
-    __slots__ = ("src", "index")
+    ``pieces`` are (src, index or None) pairs; the column is src[index] (or
+    all of src) of each piece, one piece after the other: a row subset or
+    join of one column has one piece, an append one per input. ``dtype`` is
+    the column's, which for strings may be wider than a piece's. Columns of
+    one table share their index arrays (the same objects), so that a gather
+    of several of them reads each source row once (``gather_jobs``).
+    """
 
-    def __init__(self, src: np.ndarray, index: np.ndarray):
-        self.src = src
-        self.index = index
+    __slots__ = ("pieces", "dtype", "_n")
+
+    def __init__(
+        self,
+        pieces: Sequence[tuple[np.ndarray, np.ndarray | None]],
+        dtype: np.dtype | None = None,
+    ):
+        self.pieces = tuple(pieces)
+        self.dtype = np.dtype(dtype) if dtype is not None else self.pieces[0][0].dtype
+        self._n = sum(len(src) if idx is None else len(idx) for src, idx in self.pieces)
 
     def __len__(self) -> int:
-        return len(self.index)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.src.dtype
+        return self._n
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.index),) + self.src.shape[1:]
+        return (self._n,) + self.pieces[0][0].shape[1:]
 
 
-def rows_source(col: np.ndarray | Rows) -> tuple[np.ndarray, np.ndarray | None]:
-    """(array, row index or None) from which a column's values are read."""
-    if isinstance(col, Rows):
-        return col.src, col.index
-    return col, None
+Column = np.ndarray | Rows
+
+
+def lazy(col: Column, index: np.ndarray | None, composed: dict[tuple, Any]) -> Rows | None:
+    """col's rows at index (None: all) as a lazy column, or None where col
+    is an owned (writable) array, which is copied instead.
+
+    composed caches the index arrays made here by (id of a piece's index, id
+    of index), so that the columns of one table keep sharing theirs; the
+    caller keeps it (and so the arrays whose ids it holds) for one operation.
+    """
+    if isinstance(col, np.ndarray):
+        if col.flags.writeable:
+            return None
+        return Rows([(col, index)])
+    return take_rows(col, index, composed)
+
+
+def take_rows(col: Rows, index: np.ndarray | None, composed: dict[tuple, Any]) -> Rows:
+    """col's rows at index (None: all), lazily (see ``lazy``)."""
+    if index is None:
+        return col
+    if len(col.pieces) == 1:
+        src, base = col.pieces[0]
+        return Rows([(src, index if base is None else _compose(base, index, composed))], col.dtype)
+    # Several pieces: an increasing index (every subset and query) splits into
+    # runs, one per piece; any other order is gathered first.
+    if len(index) > 1 and not bool(np.all(index[1:] >= index[:-1])):
+        return Rows([(readonly(gather(col, None)), index)])
+    pieces = []
+    bounds = np.cumsum([0] + [len(s) if i is None else len(i) for s, i in col.pieces])
+    cuts = np.searchsorted(index, bounds).tolist()
+    for (src, base), at, lo, hi in zip(col.pieces, bounds.tolist(), cuts, cuts[1:], strict=False):
+        if lo < hi:
+            key = ("part", id(index), lo)
+            if key not in composed:
+                composed[key] = (index, index[lo:hi] - at)
+            part = composed[key][1]
+            pieces.append((src, part if base is None else _compose(base, part, composed)))
+    if not pieces:
+        src, _ = col.pieces[0]
+        pieces.append((src, np.zeros(0, dtype=np.intp)))
+    return Rows(pieces, col.dtype)
+
+
+def row_slice(col: Column, s: slice, composed: dict[tuple, Any]) -> Column:
+    """col[s]: a view of an array, a lazy column of Rows."""
+    if not isinstance(col, Rows):
+        return col[s]
+    if len(col.pieces) == 1:
+        src, idx = col.pieces[0]
+        return Rows([(src[s], None) if idx is None else (src, idx[s])], col.dtype)
+    return take_rows(col, np.arange(*s.indices(len(col))), composed)
+
+
+def _compose(base: np.ndarray, index: np.ndarray, composed: dict[tuple, Any]) -> np.ndarray:
+    key = (id(base), id(index))
+    if key not in composed:
+        # Keep both alive with the result: their ids stay unique while cached.
+        composed[key] = (base, index, base[index])
+    return composed[key][-1]
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -143,13 +208,13 @@ def readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def share(col: np.ndarray | Rows) -> None:
-    """col is about to be held by a second dataset: its map may no longer be written in place."""
-    src = col.src if isinstance(col, Rows) else col
-    if not src.flags.writeable:
-        fm = file_map_of(src)
-        if fm is not None:
-            fm.owner = None
+def share(col: Column) -> None:
+    """col is about to be held by a second dataset: its maps may no longer be written in place."""
+    for src in [p[0] for p in col.pieces] if isinstance(col, Rows) else [col]:
+        if not src.flags.writeable:
+            fm = file_map_of(src)
+            if fm is not None:
+                fm.owner = None
 
 
 def writable_view(col: np.ndarray) -> np.ndarray | None:
@@ -178,7 +243,7 @@ def writable_view(col: np.ndarray) -> np.ndarray | None:
     )
 
 
-def is_column(value: Any, col: np.ndarray | Rows) -> bool:
+def is_column(value: Any, col: Column) -> bool:
     """value is col itself, or a view of exactly its elements (a StrColumn of it)."""
     if value is col:
         return True
@@ -192,54 +257,91 @@ def is_column(value: Any, col: np.ndarray | Rows) -> bool:
     )
 
 
-def gather(
-    col: np.ndarray | Rows,
-    index: np.ndarray | None,
-    dtype: np.dtype | None = None,
-) -> np.ndarray:
+def gather(col: Column, index: np.ndarray | None) -> np.ndarray:
     """A new contiguous owned array of col's rows at index (all rows if None)."""
-    src, base = rows_source(col)
-    if base is not None:
-        index = base if index is None else base[index]
-    n = len(src) if index is None else len(index)
-    out = np.empty((n,) + src.shape[1:], dtype=dtype or src.dtype)
-    _core.gather(src, index, out)
+    if isinstance(col, Rows):
+        if index is not None:
+            col = take_rows(col, index, {})
+        out = np.empty(col.shape, dtype=col.dtype)
+        gather_columns({"": col}, 0, len(col), {"": out})
+        return out
+    n = len(col) if index is None else len(index)
+    out = np.empty((n,) + col.shape[1:], dtype=col.dtype)
+    _core.gather(col, index, out)
     return out
 
 
-def gather_jobs(
-    jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]],
+def gather_columns(
+    cols: Mapping[str, Column],
+    start: int,
+    stop: int,
+    outs: Mapping[str, np.ndarray],
+    truncate: bool = False,
 ) -> None:
-    """out[i] = src[base[idx[i]]] for each (src, base, idx, out); None: no indirection.
+    """outs[k][i - start] = cols[k][i] for rows i in [start, stop) of every column.
+
+    One gather_jobs call for all: the fields of one mapped table read
+    through the same rows are copied in one pass. truncate: string outputs
+    may be narrower than the columns (the caller knows the cut bytes are NULs).
+    """
+    jobs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
+    sliced: dict[tuple[int, int], np.ndarray] = {}  # one slice per piece index, shared
+    for k, col in cols.items():
+        out = outs[k]
+        if not isinstance(col, Rows):
+            jobs.append((col[start:stop], None, out))
+            continue
+        at = 0
+        for src, idx in col.pieces:
+            size = len(src) if idx is None else len(idx)
+            lo, hi = max(start - at, 0), min(stop - at, size)
+            if lo < hi:
+                dst = out[at + lo - start : at + hi - start]
+                if idx is None:
+                    jobs.append((src[lo:hi], None, dst))
+                else:
+                    if (id(idx), lo) not in sliced:
+                        sliced[id(idx), lo] = idx[lo:hi]
+                    jobs.append((src, sliced[id(idx), lo], dst))
+            at += size
+            if at >= stop:
+                break
+    gather_jobs(jobs, truncate)
+
+
+def gather_jobs(
+    jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]], truncate: bool = False
+) -> None:
+    """out[i] = src[idx[i]] for each (src, idx, out); idx None: every row.
 
     Columns of one row-major table (the fields of a mapped file) read through
-    the same rows go in one gather_many call: each source row is then read
-    once for all of them, not once per column (at 1M rows a mapped join takes
-    0.9 s instead of 1.6 s). Separate column arrays gain nothing from that and
-    are gathered one by one (gather_many over them was 2.4x slower). The
-    composed row index base[idx] is built once per source index.
+    the same index (the same array object) go in one gather_many call: each
+    source row is then read once for all of them, not once per column (at 1M
+    rows a mapped join takes 0.9 s instead of 1.6 s). Separate column arrays
+    gain nothing from that and are gathered one by one (gather_many over them
+    was 2.4x slower).
     """
-    rows_of: dict[tuple[int, int], np.ndarray | None] = {}
-    groups: dict[tuple[int, int, int], tuple[np.ndarray | None, list, list]] = {}
-    for src, base, idx, out in jobs:
-        rkey = (id(base), id(idx))
-        if rkey not in rows_of:
-            rows_of[rkey] = idx if base is None else base if idx is None else base[idx]
+    groups: dict[tuple[int, ...], tuple[np.ndarray | None, list, list]] = {}
+    for src, idx, out in jobs:
         row_bytes = src.dtype.itemsize * math.prod(src.shape[1:])
-        table = src
-        if src.strides[0] != row_bytes:  # fields interleaved: find the table they share
+        table, first_row = src, 0
+        if src.strides[0] != row_bytes and src.strides[0] > 0:
+            # Fields interleaved: find the table they share, and where in it
+            # this slice of rows starts (two slices of one table stay apart).
             while isinstance(table.base, np.ndarray):
                 table = table.base
-        key = rkey + (id(table),)
+            skip = src.__array_interface__["data"][0] - table.__array_interface__["data"][0]
+            first_row = skip // src.strides[0]
+        key = (id(idx), id(table), first_row, len(out))
         if key not in groups:
-            groups[key] = (rows_of[rkey], [], [])
+            groups[key] = (idx, [], [])
         groups[key][1].append(src)
         groups[key][2].append(out)
     for rows, srcs, outs in groups.values():
         if len(srcs) == 1:
-            _core.gather(srcs[0], rows, outs[0])
+            _core.gather(srcs[0], rows, outs[0], truncate=truncate)
         else:
-            _core.gather_many(srcs, rows, outs)
+            _core.gather_many(srcs, rows, outs, truncate=truncate)
 
 
 def field_of(name: str, col: np.ndarray | Rows) -> Field:

@@ -23,9 +23,9 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -410,39 +410,46 @@ def _fixed_width(
 
 
 def stream(
-    columns: Mapping[str, np.ndarray],
+    columns: Mapping[str, Any],
     rows: int,
     compression: Literal["lz4"] | None = "lz4",
     *,
     name: str = "<stream>",
+    read: Callable[[Any], np.ndarray] = np.asarray,
 ) -> Iterator[bytes | memoryview]:
     """The CSDAT bytes of a table, chunk by chunk (one chunk per column).
 
-    columns maps field names to arrays of ``rows`` rows, in output order.
-    String columns (``S`` or ``U``) go to the heap, each distinct string once;
-    numeric columns are written little-endian. With ``compression="lz4"``
-    every field but ``uid`` is one LZ4 block, as cryosparc-tools writes it
-    (a column too large for one block is stored uncompressed instead).
+    columns maps field names to columns of ``rows`` rows, in output order:
+    arrays, or anything with ``dtype`` and ``shape`` that read() turns into
+    one (a lazy column). Each column is read when its bytes are due and let
+    go after, so memory holds one column at a time (string columns are read
+    first: the heap of distinct strings comes last but their offsets are
+    needed in order). String columns (``S`` or ``U``) go to the heap, each
+    distinct string once; numeric columns are written little-endian. With
+    ``compression="lz4"`` every field but ``uid`` is one LZ4 block, as
+    cryosparc-tools writes it (a column too large for one block is stored
+    uncompressed instead).
     """
     if compression not in (None, "lz4"):
         raise ValueError(f"compression must be 'lz4' or None, not {compression!r}")
     from . import _lz4  # noqa: F401  (fail early when the codec is missing)
 
     descr: list[list] = []
-    prepared: list[tuple[str, np.ndarray]] = []
+    offsets: dict[str, np.ndarray] = {}  # string columns as heap offsets
+    sizes: dict[str, int] = {}  # bytes of each column as stored
     heap_index: dict[bytes, int] = {b"": 0}
     heap_parts: list[bytes] = [b"\0"]
     heap_size = 1
     for fname, col in columns.items():
-        col = np.asarray(col)
-        if len(col) != rows:
-            raise CsFormatError(f"{name}: field {fname!r} has {len(col)} rows, expected {rows}")
-        if col.dtype.kind in "SU":
-            if col.ndim != 1:
+        dtype, shape = np.dtype(col.dtype), tuple(col.shape)
+        if shape[0] != rows:
+            raise CsFormatError(f"{name}: field {fname!r} has {shape[0]} rows, expected {rows}")
+        if dtype.kind in "SU":
+            if len(shape) != 1:
                 raise CsFormatError(
                     f"{name}: field {fname!r}: string sub-arrays cannot be written to CSDAT"
                 )
-            uniq, inverse = distinct(col, fname)
+            uniq, inverse = distinct(read(col), fname)
             offs = np.empty(len(uniq), dtype=_OFFSET)
             for j, s in enumerate(uniq.tolist()):
                 if b"\0" in s:
@@ -456,20 +463,20 @@ def stream(
                     heap_parts.append(s + b"\0")
                     heap_size += len(s) + 1
                 offs[j] = off
-            prepared.append((fname, offs[inverse]))
+            offsets[fname] = offs[inverse]
+            sizes[fname] = offsets[fname].nbytes
             descr.append([fname, "|O"])
             continue
-        if col.dtype.hasobject or col.dtype.names is not None:
-            raise CsFormatError(f"{name}: field {fname!r}: {col.dtype} cannot be written to CSDAT")
-        col = np.ascontiguousarray(col, dtype=col.dtype.newbyteorder("<"))
-        prepared.append((fname, col))
-        entry: list = [fname, col.dtype.str]
-        if col.ndim > 1:
-            entry.append(list(col.shape[1:]))
+        if dtype.hasobject or dtype.names is not None:
+            raise CsFormatError(f"{name}: field {fname!r}: {dtype} cannot be written to CSDAT")
+        entry: list = [fname, dtype.newbyteorder("<").str]
+        if len(shape) > 1:
+            entry.append(list(shape[1:]))
         descr.append(entry)
+        sizes[fname] = dtype.itemsize * math.prod(shape)
     compressed = []
     if compression and rows:
-        compressed = [f for f, c in prepared if f != "uid" and c.nbytes <= _lz4.MAX_INPUT]
+        compressed = [f for f in columns if f != "uid" and sizes[f] <= _lz4.MAX_INPUT]
     header = json.dumps(
         {
             "length": rows,
@@ -480,8 +487,13 @@ def stream(
     ).encode()
     yield CSDAT_MAGIC + _U32.pack(len(header)) + header
     compressed_set = set(compressed)
-    for fname, col in prepared if rows else ():
-        data = col.reshape(-1).view(np.uint8).data if col.size else memoryview(b"")
+    for fname, col in columns.items() if rows else ():
+        if fname in offsets:
+            arr = offsets.pop(fname)
+        else:
+            arr = read(col)
+            arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        data = arr.reshape(-1).view(np.uint8).data if arr.size else memoryview(b"")
         if fname in compressed_set:
             data = memoryview(_lz4.compress(data))
         if len(data) > _MAX_COLUMN_BYTES:
@@ -489,6 +501,7 @@ def stream(
                 f"{name}: field {fname!r} is {len(data)} bytes, beyond the "
                 "4 GiB a CSDAT column can hold"
             )
+        del arr
         yield _U32.pack(len(data))
         yield data
     yield b"".join(heap_parts)
@@ -496,24 +509,26 @@ def stream(
 
 def write(
     file: str | os.PathLike | BinaryIO,
-    columns: Mapping[str, np.ndarray],
+    columns: Mapping[str, Any],
     rows: int,
     compression: Literal["lz4"] | None = "lz4",
     *,
     fsync: bool = True,
+    read: Callable[[Any], np.ndarray] = np.asarray,
 ) -> None:
     """Write a table as a CSDAT file (atomically for a path) or to an open binary file.
 
-    Every chunk is written whole (a column beyond the 2 GiB one ``write``
-    call moves takes several calls) or the write raises.
+    columns and read as for ``stream``. Every chunk is written whole (a
+    column beyond the 2 GiB one ``write`` call moves takes several calls)
+    or the write raises.
     """
     if isinstance(file, (str, os.PathLike)):
 
         def body(f: BinaryIO) -> None:
-            for chunk in stream(columns, rows, compression, name=os.fspath(file)):
+            for chunk in stream(columns, rows, compression, name=os.fspath(file), read=read):
                 f.write(chunk)  # atomic_write's file writes completely
 
         atomic_write(file, body, fsync=fsync)
         return
-    for chunk in stream(columns, rows, compression):
+    for chunk in stream(columns, rows, compression, read=read):
         write_all(file.write, chunk)

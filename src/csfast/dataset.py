@@ -49,17 +49,21 @@ import numpy as np
 from . import _core, joins
 from .column import (
     NATIVE_UID,
+    Column,
     Field,
     Rows,
     as_column,
     field_of,
     gather,
+    gather_columns,
     gather_jobs,
     is_column,
+    lazy,
     owned_column,
     readonly,
     row_indices,
     row_number,
+    row_slice,
     share,
     tools_field,
     uid_array,
@@ -277,7 +281,7 @@ class Dataset(MutableMapping):
                 for k, c in cols.items()
                 if not c.flags.writeable
             }
-            gather_jobs([(cols[k], None, None, out) for k, out in owned.items()])
+            gather_jobs([(cols[k], None, out) for k, out in owned.items()])
             cols = {**cols, **owned}
         kept: dict[str, np.ndarray | Rows] = {
             k: c if writable or not c.flags.writeable else readonly(c) for k, c in cols.items()
@@ -324,20 +328,19 @@ class Dataset(MutableMapping):
         if format == CSDAT_FORMAT:
             from . import csdat
 
-            csdat.write(file, self._columns(), self._n, "lz4", fsync=fsync)
+            csdat.write(file, self._cols, self._n, "lz4", fsync=fsync, read=_column_array)
             return
         if format != NUMPY_FORMAT:
             raise TypeError(
                 f"invalid save format {format!r}: use NUMPY_FORMAT (1) or CSDAT_FORMAT (2)"
             )
-        names, cols, dtype = self._save_layout()
+        cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
-        offsets = [_offset(dtype, k) for k in names]
 
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
             write_rows(
-                f, self._n, dtype.itemsize, lambda start, buf: _core.pack(cols, offsets, start, buf)
+                f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf)
             )
 
         if isinstance(file, (str, os.PathLike)):
@@ -350,32 +353,28 @@ class Dataset(MutableMapping):
         writes, there with ``compression="lz4"``); ``Dataset.load`` reads them back."""
         from . import csdat
 
-        return csdat.stream(self._columns(), self._n, compression)
+        return csdat.stream(dict(self._cols), self._n, compression, read=_column_array)
 
-    def _columns(self) -> dict[str, np.ndarray]:
-        """Every column for reading (never made writable, strings as stored)."""
-        return {k: self._read(k) for k in self._cols}
-
-    def _save_layout(self) -> tuple[list[str], list[np.ndarray], np.dtype]:
+    def _save_layout(self) -> tuple[dict[str, Column], np.dtype]:
+        """The columns to save, uid first, and the packed row dtype of the
+        file: strings ``S<longest + 1>``. Lazy columns stay lazy."""
         names = (
             ["uid"] + [k for k in self._cols if k != "uid"]
             if "uid" in self._cols
             else list(self._cols)
         )
-        cols, descr = [], []
+        cols: dict[str, Column] = {}
+        descr = []
         for k in names:
-            col = self._read(k)
+            col = self._cols[k]
             if col.dtype.kind == "U":
-                col = encode(col, k)
-            if col.dtype.kind == "S":
-                dt = np.dtype(f"S{_core.str_maxlen(col) + 1}")
-                if col.ndim > 1:  # pack widens a row's bytes, not each sub-array element
-                    col = col.astype(dt)
-            else:
-                dt = col.dtype
-            cols.append(col)
+                col = encode(self._read(k), k)
+            dt = col.dtype
+            if dt.kind == "S":
+                dt = np.dtype(f"S{_longest(col) + 1}")
+            cols[k] = col
             descr.append((k, dt, col.shape[1:]))
-        return names, cols, np.dtype(descr)
+        return cols, np.dtype(descr)
 
     def to_records(self, fixed: bool = False) -> np.ndarray:
         """The rows as one numpy structured array (packed, columns in order).
@@ -385,11 +384,7 @@ class Dataset(MutableMapping):
         """
         dtype = np.dtype([(k, c.dtype, c.shape[1:]) for k, c in self._cols.items()])
         out = np.empty(self._n, dtype=dtype)
-        buf = out.view(np.uint8).reshape(self._n, dtype.itemsize)
-        if self._n:
-            _core.pack(
-                [self._read(k) for k in self._cols], [_offset(dtype, k) for k in self._cols], 0, buf
-            )
+        _fill(self._cols, dtype, 0, out.view(np.uint8).reshape(self._n, dtype.itemsize))
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -510,14 +505,24 @@ class Dataset(MutableMapping):
 
     def cols(self) -> dict[str, np.ndarray]:
         """Every column by field name (each as ``ds[field]`` gives it)."""
-        lazy = [(k, c) for k, c in self._cols.items() if isinstance(c, Rows)]
-        if len(lazy) > 1:
-            # Together: the fields of one mapped row are then read once, not once per field.
-            outs = {k: np.empty(c.shape, dtype=c.dtype) for k, c in lazy}
-            gather_jobs([(c.src, c.index, None, outs[k]) for k, c in lazy])
+        self.materialize()
+        return {k: self[k] for k in self._cols}
+
+    def materialize(self) -> Dataset:
+        """Gather every lazy column now (returns self).
+
+        Joins, appends, unions and row subsets of read-only (mapped) columns
+        are lazy: they hold row indices into their sources, and a column is
+        gathered when first read. This gathers them all at once, the fields
+        of one mapped table in one pass over its rows.
+        """
+        lazy = {k: c for k, c in self._cols.items() if isinstance(c, Rows)}
+        if lazy:
+            outs = {k: np.empty(c.shape, dtype=c.dtype) for k, c in lazy.items()}
+            gather_columns(lazy, 0, self._n, outs)
             for k, out in outs.items():
                 self._cols[k] = out if self._editable else readonly(out)
-        return {k: self[k] for k in self._cols}
+        return self
 
     def view(self, field: str) -> np.ndarray:
         """A column as a plain read-only array, never copied or made writable
@@ -724,17 +729,11 @@ class Dataset(MutableMapping):
 
     def _subset(self, index: np.ndarray) -> Dataset:
         """Rows at index: lazy for read-only columns, copies for owned ones."""
+        composed: dict[tuple, Any] = {}  # lazy columns of one table share one row index
         cols: dict[str, np.ndarray | Rows] = {}
-        taken: dict[int, np.ndarray] = {}  # lazy columns share one composed row index
         for k, c in self._cols.items():
-            if isinstance(c, Rows):
-                if id(c.index) not in taken:
-                    taken[id(c.index)] = c.index[index]
-                cols[k] = Rows(c.src, taken[id(c.index)])
-            elif c.flags.writeable:
-                cols[k] = gather(c, index)
-            else:
-                cols[k] = Rows(c, index)
+            rows = lazy(c, index, composed)
+            cols[k] = gather(c, index) if rows is None else rows
         return type(self)._from_columns(len(index), cols, self._editable)
 
     def subset(self, rows: Collection[Row]) -> Dataset:
@@ -756,14 +755,13 @@ class Dataset(MutableMapping):
         """Rows in range(start, stop, step); views for read-only columns."""
         s = slice(start, stop, step)
         n = len(range(*s.indices(self._n)))
-        cols: dict[str, np.ndarray | Rows] = {}
-        for k, c in self._cols.items():
-            if isinstance(c, Rows):
-                cols[k] = Rows(c.src, c.index[s])
-            elif c.flags.writeable:
-                cols[k] = np.array(c[s])
-            else:
-                cols[k] = c[s]
+        composed: dict[tuple, Any] = {}
+        cols = {
+            k: np.array(c[s])
+            if isinstance(c, np.ndarray) and c.flags.writeable
+            else row_slice(c, s, composed)
+            for k, c in self._cols.items()
+        }
         return type(self)._from_columns(n, cols, self._editable)
 
     def __repr__(self) -> str:
@@ -997,27 +995,16 @@ class Dataset(MutableMapping):
         # Rows grouped by value (stable, so each part keeps the dataset's order).
         order = np.argsort(inverse, kind="stable")
         ends = np.cumsum(np.bincount(inverse, minlength=len(values))).tolist()
+        composed: dict[tuple, Any] = {}
         grouped: dict[str, np.ndarray | Rows] = {}
-        jobs = []
         for k, c in self._cols.items():
-            if isinstance(c, Rows):
-                grouped[k] = Rows(c.src, c.index[order])
-            elif c.flags.writeable:
-                regrouped = grouped[k] = np.empty(c.shape, dtype=c.dtype)
-                jobs.append((c, None, order, regrouped))
-            else:
-                grouped[k] = Rows(c, order)
-        gather_jobs(jobs)
-        for j in jobs:
-            readonly(j[3])
+            rows = lazy(c, order, composed)
+            grouped[k] = readonly(gather(c, order)) if rows is None else rows
         keys = values.tolist()
         out: dict[Any, Dataset] = {}
         for j in np.argsort(first, kind="stable").tolist():
             part = slice(ends[j - 1] if j else 0, ends[j])
-            cols = {
-                k: Rows(c.src, c.index[part]) if isinstance(c, Rows) else c[part]
-                for k, c in grouped.items()
-            }
+            cols = {k: row_slice(c, part, composed) for k, c in grouped.items()}
             out[keys[j]] = type(self)._from_columns(part.stop - part.start, cols, self._editable)
         return out
 
@@ -1095,3 +1082,39 @@ def _select_fields(
         for k in names
         if k == "uid" or k in wanted or ("/" in k and k.split("/", 1)[0] in wanted_results)
     ]
+
+
+def _column_array(col: Column) -> np.ndarray:
+    """A column's values as an array, gathered (and not kept) if it is lazy."""
+    return gather(col, None) if isinstance(col, Rows) else col
+
+
+def _longest(col: Column) -> int:
+    """The longest string of a string column, lazy or not, in characters."""
+    if isinstance(col, Rows):
+        return max((_core.str_maxlen(src, idx) for src, idx in col.pieces), default=0)
+    return _core.str_maxlen(col)
+
+
+def _fill(cols: Mapping[str, Column], dtype: np.dtype, start: int, buf: np.ndarray) -> None:
+    """Rows start.. of cols, packed as dtype's rows into buf (an (n, itemsize) uint8 array).
+
+    Numeric arrays are interleaved by the pack kernel, which zero-fills each
+    up to the next packed field's offset; then lazy and string columns are
+    gathered straight into their fields of buf (strings zero-padded, or cut
+    to dtype's width, which holds their longest value).
+    """
+    n = len(buf)
+    if n == 0:
+        return
+    packed = {k: c for k, c in cols.items() if isinstance(c, np.ndarray) and c.dtype.kind != "S"}
+    if packed:
+        _core.pack(list(packed.values()), [_offset(dtype, k) for k in packed], start, buf)
+    gathered = {
+        k: c if isinstance(c, Rows) else Rows([(c, None)])
+        for k, c in cols.items()
+        if k not in packed
+    }
+    if gathered:
+        rows = buf.reshape(-1).view(dtype)
+        gather_columns(gathered, start, start + n, {k: rows[k] for k in gathered}, truncate=True)

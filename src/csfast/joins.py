@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _core
-from .column import NATIVE_UID, Rows, combinable, gather_jobs, rows_source, wider_dtype
+from .column import (
+    NATIVE_UID,
+    Column,
+    Rows,
+    combinable,
+    gather_columns,
+    lazy,
+    wider_dtype,
+)
 from .errors import CsArgumentError, CsFieldError, CsUidError
 
 if TYPE_CHECKING:
@@ -150,12 +158,44 @@ def check_unique(datasets: Sequence[Dataset], labels: Sequence[int], what: str) 
     )
 
 
-def uid_source(d: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
-    """(array, row index or None) to read d's uids from as native uint64, without a copy."""
+def uid_column(d: Dataset) -> Column:
+    """d's uid column as native uint64: the column itself where it is one (no copy)."""
     col = d._cols.get("uid")
     if col is not None and col.dtype == NATIVE_UID:
-        return rows_source(col)
-    return d._uids(), None
+        return col
+    return d._uids()
+
+
+def combine(
+    n: int, sources: Mapping[str, tuple[np.dtype, Sequence[tuple[Column, np.ndarray | None]]]]
+) -> dict[str, Column]:
+    """Output columns of n rows: field k is the rows of each (column, index or
+    None) of sources[k] one after the other, as dtype.
+
+    Lazy (row indices into the sources) where every source is read-only;
+    gathered now where one is owned (writable), which keeps owned arrays
+    unshared. The gathers of all such fields run together.
+    """
+    composed: dict[tuple, Any] = {}
+    cols: dict[str, Column] = {}
+    eager: dict[str, Rows] = {}
+    for k, (dtype, parts) in sources.items():
+        pieces: list[tuple[np.ndarray, np.ndarray | None]] = []
+        owned = False
+        for col, ix in parts:
+            rows = lazy(col, ix, composed)
+            if rows is None:
+                owned = True
+                pieces.append((col, ix))  # type: ignore[arg-type]
+            else:
+                pieces.extend(rows.pieces)
+        cols[k] = Rows(pieces, dtype)
+        if owned:
+            eager[k] = cols[k]  # type: ignore[assignment]
+    outs = {k: np.empty(c.shape, dtype=c.dtype) for k, c in eager.items()}
+    gather_columns(eager, 0, n, outs)
+    cols.update(outs)
+    return cols
 
 
 def check_shared(joined: Dataset, tables: Sequence[Dataset], names: Sequence[str]) -> None:
@@ -197,26 +237,17 @@ def innerjoin(cls: type[Dataset], datasets: Sequence[Dataset], assert_no_drop: b
     n = len(index[0])
     rows: list[np.ndarray | None] = list(index)
     if n == len(first):
-        # index[0] is increasing with no repeat, so every row in order: a plain copy.
+        # index[0] is increasing with no repeat, so every row in order.
         rows[0] = None
     owner: dict[str, int] = {}
     for i, d in enumerate(datasets):
         owner.update(dict.fromkeys(d._cols, i))
-    cols: dict[str, np.ndarray | Rows] = {}
-    jobs = []
-    for k in owner:  # dict order: first appearance
-        if k == "uid":
-            # Every input holds the same value; the first's rows are read in order.
-            src, base = uid_source(first)
-            idx = rows[0]
-        else:
-            src, base = rows_source(datasets[owner[k]]._cols[k])
-            idx = rows[owner[k]]
-        out = np.empty((n,) + src.shape[1:], dtype=src.dtype)
-        cols[k] = out
-        jobs.append((src, base, idx, out))
-    gather_jobs(jobs)
-    return cls._from_columns(n, cols)
+    sources = {}
+    for k, i in owner.items():  # dict order: first appearance
+        # uid: every input holds the same value; the first's rows are read in order.
+        col = uid_column(first) if k == "uid" else datasets[i]._cols[k]
+        sources[k] = (col.dtype, [(col, rows[0 if k == "uid" else i])])
+    return cls._from_columns(n, combine(n, sources))
 
 
 def concat_rows(
@@ -226,23 +257,18 @@ def concat_rows(
     merged: Fields,
 ) -> Dataset:
     """parts[0][indexes[0]], parts[1][indexes[1]], ... (None: every row) for merged fields."""
-    sizes = [len(d) if ix is None else len(ix) for d, ix in zip(parts, indexes, strict=True)]
-    n = sum(sizes)
-    cols = {k: np.empty((n,) + shape, dtype=dt) for k, (dt, shape) in merged.items()}
-    start = 0
-    for d, ix, size in zip(parts, indexes, sizes, strict=True):
-        gather_jobs(
+    n = sum(len(d) if ix is None else len(ix) for d, ix in zip(parts, indexes, strict=True))
+    sources = {
+        k: (
+            dt,
             [
-                (
-                    *(uid_source(d) if k == "uid" else rows_source(d._cols[k])),
-                    ix,
-                    out[start : start + size],
-                )
-                for k, out in cols.items()
-            ]
+                (uid_column(d) if k == "uid" else d._cols[k], ix)
+                for d, ix in zip(parts, indexes, strict=True)
+            ],
         )
-        start += size
-    return cls._from_columns(n, cols)
+        for k, (dt, _) in merged.items()
+    }
+    return cls._from_columns(n, combine(n, sources))
 
 
 def _nonempty(
@@ -317,11 +343,11 @@ def interlace(datasets: Sequence[Dataset], assert_same_fields: bool) -> Dataset:
     step = len(datasets)
     cols = {k: np.empty((n * step,) + shape, dtype=dt) for k, (dt, shape) in merged.items()}
     for i, d in enumerate(datasets):
-        gather_jobs(
-            [
-                (*(uid_source(d) if k == "uid" else rows_source(d._cols[k])), None, out[i::step])
-                for k, out in cols.items()
-            ]
+        gather_columns(
+            {k: uid_column(d) if k == "uid" else d._cols[k] for k in cols},
+            0,
+            n,
+            {k: out[i::step] for k, out in cols.items()},
         )
     return type(first)._from_columns(n * step, cols)
 

@@ -28,6 +28,7 @@ columns and strings are converted.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,22 +48,39 @@ __all__ = ["to_arrow", "from_arrow"]
 _KEY = SCHEMA_KEY.encode()
 
 
-def _string_array(col: np.ndarray, field: str) -> pa.Array:
+#: How a string column goes to Arrow: (value type, dictionary-encoded).
+StringType = tuple["pa.DataType", bool]
+
+
+def string_type(uniq: np.ndarray, rows: int) -> StringType:
+    """How a string column of these distinct values (UTF-8 bytes) in this
+    many rows goes to Arrow: ``string`` values when every value is UTF-8, else
+    ``binary``; dictionary-encoded when at most half the rows hold distinct values."""
+    import pyarrow as pa
+
+    try:
+        pa.array(uniq, type=pa.binary()).cast(pa.string())  # validates UTF-8
+        value_type = pa.string()
+    except pa.ArrowInvalid:
+        value_type = pa.binary()
+    return value_type, len(uniq) <= max(1, rows // 2)
+
+
+def _string_array(col: np.ndarray, field: str, how: StringType | None) -> pa.Array:
     import pyarrow as pa
 
     uniq, codes = distinct(col, field)
     values = pa.array(uniq, type=pa.binary())  # numpy bytes: trailing NULs dropped
-    try:
-        values = values.cast(pa.string())  # validates UTF-8
-    except pa.ArrowInvalid:
-        pass
-    if len(uniq) <= max(1, len(col) // 2):
+    value_type, dictionary = how or string_type(uniq, len(col))
+    if value_type != pa.binary():
+        values = values.cast(value_type)
+    if dictionary:
         index_type = np.int32 if len(uniq) < 2**31 else np.int64
         return pa.DictionaryArray.from_arrays(pa.array(codes.astype(index_type)), values)
     return values.take(pa.array(codes))
 
 
-def _column(name: str, col: np.ndarray) -> pa.Array:
+def _column(name: str, col: np.ndarray, how: StringType | None = None) -> pa.Array:
     import pyarrow as pa
 
     kind = col.dtype.kind
@@ -70,7 +88,7 @@ def _column(name: str, col: np.ndarray) -> pa.Array:
         raise CsFieldError(f"field {name!r}: {col.dtype} columns have no Arrow equivalent here")
     if kind in "SU":
         flat = col.reshape(-1)
-        arr = _string_array(np.ascontiguousarray(flat), name)
+        arr = _string_array(np.ascontiguousarray(flat), name, how)
     else:
         if col.dtype.byteorder == ">":
             col = col.astype(col.dtype.newbyteorder("="))
@@ -86,18 +104,49 @@ def _column(name: str, col: np.ndarray) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(arr, k)
 
 
-def to_arrow(ds: Dataset) -> pa.Table:
-    """An Arrow Table of the dataset (see the module docstring for the mapping)."""
+def to_arrow(ds: Dataset, strings: Mapping[str, StringType] | None = None) -> pa.Table:
+    """An Arrow Table of the dataset (see the module docstring for the mapping).
+
+    strings: how each string field goes to Arrow (``string_type``), decided
+    from the field's values when not given; a table written in row groups
+    gives every group the whole table's choice, so that they share a schema.
+    """
     import pyarrow as pa
 
+    strings = strings or {}
     cols = contiguous({name: ds.view(name) for name in ds.fields()})
-    arrays = [_column(name, col) for name, col in cols.items()]
+    arrays = [_column(name, col, strings.get(name)) for name, col in cols.items()]
     names = ds.fields()
     schema = pa.schema(
         [pa.field(n, a.type, nullable=False) for n, a in zip(names, arrays, strict=True)],
         metadata={_KEY: schema_json(ds).encode()},
     )
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def arrow_batches(ds: Dataset, target_bytes: int = 64 << 20) -> Iterator[pa.Table]:
+    """The dataset as Arrow tables of about target_bytes each, one schema for all.
+
+    Each is a slice of rows gathered only when due (of a lazy dataset, from
+    its mapped sources), so a writer holds one at a time.
+    """
+    row_bytes = sum(
+        np.dtype(f[1]).itemsize * math.prod(f[2] if len(f) > 2 else ()) for f in ds.descr()
+    )
+    step = max(1, target_bytes // max(row_bytes, 1))
+    # A first pass over the string fields alone: each group's choice is the table's.
+    text = {f[0]: math.prod(f[2] if len(f) > 2 else ()) for f in ds.descr() if f[1][1] in "SU"}
+    seen: dict[str, set[bytes]] = {name: set() for name in text}
+    for start in range(0, len(ds), step):
+        part = ds.slice(start, start + step)  # lazy: only the viewed fields are read
+        for name in text:
+            seen[name].update(distinct(part.view(name).reshape(-1), name)[0].tolist())
+    strings = {
+        name: string_type(np.array(sorted(seen[name]), dtype=bytes), len(ds) * nelem)
+        for name, nelem in text.items()
+    }
+    for start in range(0, max(len(ds), 1), step):
+        yield to_arrow(ds.slice(start, start + step), strings)
 
 
 def _one_chunk(chunked: Any) -> Any:

@@ -66,11 +66,28 @@ def format_of(path: str | os.PathLike) -> str:
 
 
 def write_parquet(ds: Dataset, path: str | os.PathLike, **options: Any) -> None:
-    """Write a Parquet file (``options`` go to ``pyarrow.parquet.write_table``)."""
+    """Write a Parquet file, a row group at a time (``options`` go to
+    ``pyarrow.parquet.ParquetWriter``; ``row_group_bytes``, default 64 MiB,
+    sizes the groups).
+
+    Each group's rows are gathered when it is written (from the mapped
+    sources of a lazy dataset), so memory holds one group, whatever the
+    table's size.
+    """
     import pyarrow.parquet as pq
 
-    table = ds.to_arrow()
-    atomic_write(path, lambda f: pq.write_table(table, f, **options))
+    from .arrow import arrow_batches
+
+    batches = arrow_batches(ds, options.pop("row_group_bytes", 64 << 20))
+    first = next(batches)
+
+    def body(f: Any) -> None:
+        with pq.ParquetWriter(f, first.schema, **options) as writer:
+            writer.write_table(first, row_group_size=max(len(first), 1))
+            for table in batches:
+                writer.write_table(table, row_group_size=max(len(table), 1))
+
+    atomic_write(path, body)
 
 
 @contextlib.contextmanager
@@ -101,14 +118,20 @@ def read_parquet(path: str | os.PathLike, fields: list[str] | None = None) -> Da
 
 
 def write_arrow(ds: Dataset, path: str | os.PathLike) -> None:
-    """Write an Arrow IPC file (uncompressed, so it can be mapped)."""
+    """Write an Arrow IPC file (uncompressed, so it can be mapped), a record
+    batch of about 64 MiB at a time (see ``write_parquet``)."""
     import pyarrow as pa
 
-    table = ds.to_arrow()
+    from .arrow import arrow_batches
+
+    batches = arrow_batches(ds)
+    first = next(batches)
 
     def body(f: Any) -> None:
-        with pa.ipc.new_file(f, table.schema) as writer:
-            writer.write_table(table)
+        with pa.ipc.new_file(f, first.schema) as writer:
+            writer.write_table(first)
+            for table in batches:
+                writer.write_table(table)
 
     atomic_write(path, body)
 
