@@ -165,7 +165,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "append",
             "append 10 chunks, uid check",
-            lambda sc, _: Dataset.append_many(*(Dataset.load(p) for p in sc.chunks)),
+            lambda sc, _: materialize(Dataset.append_many(*(Dataset.load(p) for p in sc.chunks))),
             numpy=lambda sc, _: np.concatenate([np.load(p, mmap_mode="r") for p in sc.chunks]),
             out_bytes=lambda sc: sum(np.load(p, mmap_mode="r").nbytes for p in sc.chunks),
             target=Target(">=5x cst, <=1.2x np.concatenate", [(CST, 5.0), (NUMPY, 1 / 1.2)]),

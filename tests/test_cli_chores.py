@@ -666,10 +666,10 @@ def test_progress_shows_on_a_terminal_only(monkeypatch):
 
 
 @pytest.mark.parametrize("rows, keep", [(0, 1.0), (500, 0.4), (60_000, 0.7), (60_000, 0.0)])
-def test_save_streamed_writes_what_save_writes(tmp_path, rows, keep):
-    """Chunk by chunk (42,000 rows of this table span two 8 MB chunks), the same
-    bytes as Dataset.save, string widths shrunk to the subset's longest + 1."""
-    from csfast.tasks import save_streamed
+def test_lazy_subset_saves_what_numpy_saves(tmp_path, rows, keep):
+    """Chunk by chunk (42,000 rows of this table span two 8 MB chunks), the bytes
+    np.save writes for the rows, string widths shrunk to the subset's longest + 1."""
+    from test_lazy import npy_bytes, saved_like_csfast
 
     rng = np.random.default_rng(rows)
     arr = table(np.arange(1, rows + 1, dtype=np.uint64), rng, classes=20)
@@ -677,23 +677,24 @@ def test_save_streamed_writes_what_save_writes(tmp_path, rows, keep):
         arr["location/micrograph_path"][rng.integers(0, rows)] = b"x" * 39  # one long value
     src = save(tmp_path / "src.cs", arr)
     mask = rng.random(rows) < keep
-    sub = Dataset.load(src).mask(mask)
-    save_streamed(sub, tmp_path / "streamed.cs")
-    Dataset.load(src).mask(mask).save(tmp_path / "saved.cs")
-    assert (tmp_path / "streamed.cs").read_bytes() == (tmp_path / "saved.cs").read_bytes()
-    assert_rows(load(tmp_path / "streamed.cs"), arr[mask])
+    Dataset.load(src).mask(mask).save(tmp_path / "streamed.cs")
+    expected = npy_bytes(saved_like_csfast(arr[mask]), tmp_path)
+    assert (tmp_path / "streamed.cs").read_bytes() == expected
 
 
-def test_save_streamed_falls_back_for_text_columns(tmp_path):
-    from csfast.tasks import save_streamed
+def test_save_encodes_text_and_narrows_string_sub_arrays(tmp_path):
+    from test_lazy import npy_bytes
 
     ds = Dataset(
         {
             "uid": np.arange(3, dtype=np.uint64),
             "a/name": np.array(["\u00e9t\u00e9", "b", ""]),
-            "a/pair": np.array([[b"x", b"yy"]] * 3),
+            "a/pair": np.array([[b"x", b"yy"]] * 3, dtype="S9"),
         }
     )
-    save_streamed(ds, tmp_path / "s.cs")
-    ds.save(tmp_path / "d.cs")
-    assert (tmp_path / "s.cs").read_bytes() == (tmp_path / "d.cs").read_bytes()
+    ds.save(tmp_path / "s.cs")
+    ref = np.zeros(3, dtype=[("uid", "<u8"), ("a/name", "S6"), ("a/pair", "S3", (2,))])
+    ref["uid"] = np.arange(3)
+    ref["a/name"] = ["\u00e9t\u00e9".encode(), b"b", b""]
+    ref["a/pair"] = [[b"x", b"yy"]] * 3
+    assert (tmp_path / "s.cs").read_bytes() == npy_bytes(ref, tmp_path)

@@ -169,7 +169,6 @@ def test_chained_lazy_operations_match_numpy(files, data):
             ds, ref = ds.slice(start, stop, step), ref[start:stop:step]
         elif op == "append":
             cut = data.draw(st.integers(0, n))
-            # A take may have repeated rows: the rotation keeps them (not a uid check).
             ds = Dataset.append_many(ds.slice(cut), ds.slice(0, cut), repeat_allowed=True)
             ref = np.concatenate([ref[cut:], ref[:cut]])
         elif op == "query":
@@ -321,3 +320,42 @@ def test_join_to_file_holds_no_output_sized_buffer(tmp_path):
     )
     back = np.load(out, mmap_mode="r")
     assert np.array_equal(back["uid"], uids)
+
+
+def test_append_of_files_of_one_layout_writes_their_rows_as_they_lie(files, tmp_path, monkeypatch):
+    """Files of one layout appended and saved: the file rows are written as they
+    lie (no gather); other layouts are gathered. Both equal numpy's bytes."""
+    _, paths, a, _ = files
+    ds = Dataset.load(paths["a"])
+    parts = [ds.slice(0, 700), ds.slice(1500), ds.slice(700, 1500)]
+    # A copy of the file whose path column is wider than its longest value + 1
+    # (S40 for values up to 32 bytes): its layout is not the output's.
+    wide = a.astype([(k, "S60" if k == "p/path" else a.dtype[k]) for k in a.dtype.names])
+    np.save(tmp_path / "wide.npy", wide[:100])
+    calls: list[int] = []
+    real = dsmod._core.gather_many
+    monkeypatch.setattr(
+        dsmod._core, "gather_many", lambda *x, **kw: (calls.append(1), real(*x, **kw))
+    )
+    appended = Dataset.append_many(*parts)
+    ref = np.concatenate([a[:700], a[1500:], a[700:1500]])
+    ref_bytes = npy_bytes(saved_like_csfast(ref), tmp_path)
+    # The test file's path field is S40 but its longest value is 32 bytes: save
+    # writes S33, another layout. A file saved by csfast has save's layout.
+    Dataset.load(paths["a"]).save(tmp_path / "a33.cs")
+    calls.clear()
+    appended.save(tmp_path / "gathered.cs")
+    assert calls  # another layout: gathered
+    assert (tmp_path / "gathered.cs").read_bytes() == ref_bytes
+    same = Dataset.load(tmp_path / "a33.cs")
+    again = Dataset.append_many(same.slice(0, 700), same.slice(1500), same.slice(700, 1500))
+    calls.clear()
+    again.save(tmp_path / "runs.cs")
+    assert calls == []  # written from the map, row runs as they lie
+    assert (tmp_path / "runs.cs").read_bytes() == ref_bytes
+    mixed = Dataset.append_many(same.slice(0, 50), Dataset.load(tmp_path / "wide.npy").slice(50))
+    mixed.save(tmp_path / "mixed.cs")
+    expect = npy_bytes(
+        saved_like_csfast(np.concatenate([a[:50], wide[50:100].astype(a.dtype)])), tmp_path
+    )
+    assert (tmp_path / "mixed.cs").read_bytes() == expect

@@ -7,10 +7,12 @@ happens until a column is read. Two kinds of column exist, and no writable
 array is ever shared:
 
 - read-only arrays (views of a map, or of an array this module made read-only)
-  may be shared between datasets; row subsets of them stay lazy (`Rows`)
-  until a column is read, so a subset of a mapped file costs nothing for the
-  columns it never reads;
-- writable arrays belong to exactly one dataset; subsets copy them.
+  may be shared between datasets; joins, appends, unions and row subsets of
+  them are lazy (`column.Rows`: row indices into the sources) until a column
+  is read, so an operation on mapped files costs its uid work and nothing for
+  the columns it never reads; `materialize()` gathers them all, and `save`
+  and the other writers gather them chunk by chunk into the file;
+- writable arrays belong to exactly one dataset; operations copy them.
 
 A dataset is *editable* unless loaded with ``writable=False``: then
 ``ds[field]`` hands out the column writable, as cryosparc-tools does. A
@@ -337,8 +339,14 @@ class Dataset(MutableMapping):
         cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
 
+        runs = _whole_rows(cols, dtype)
+
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
+            if runs is not None:
+                for run in runs:  # the rows as they lie in the files: no gather
+                    write_all(f.write, run)
+                return
             write_rows(
                 f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf)
             )
@@ -626,6 +634,18 @@ class Dataset(MutableMapping):
         ds = self._target(copy)
         ds._cols = {k: c for k, c in ds._cols.items() if k == "uid" or keep(k)}
         return ds
+
+    def _with_fields(self, names: Collection[str]) -> Dataset:
+        """A new dataset of these fields of this one, in this one's order:
+        read-only and lazy columns shared, owned ones copied (no writable
+        array is ever shared), so mapped and lazy columns stay uncopied."""
+        keep = set(names)
+        cols = {
+            k: gather(c, None) if isinstance(c, np.ndarray) and c.flags.writeable else c
+            for k, c in self._cols.items()
+            if k in keep
+        }
+        return type(self)._from_columns(self._n, cols, self._editable)
 
     def filter_prefixes(self, prefixes: Collection[str], *, copy: bool = False) -> Dataset:
         """Keep only the fields of the given results (and uid)."""
@@ -1094,6 +1114,38 @@ def _longest(col: Column) -> int:
     if isinstance(col, Rows):
         return max((_core.str_maxlen(src, idx) for src, idx in col.pieces), default=0)
     return _core.str_maxlen(col)
+
+
+def _whole_rows(cols: Mapping[str, Column], dtype: np.dtype) -> list[np.ndarray] | None:
+    """The bytes of the rows to write as runs of whole rows of tables (mapped
+    files) that already have dtype's exact layout, in order; None unless
+    every column is such a run (a loaded file, an append of files of one
+    layout), which then needs no gather: the runs are written as they lie.
+    """
+    runs: list[tuple[int, int, int]] | None = None  # (table id, first row, rows) per piece
+    tables: dict[int, np.ndarray] = {}
+    for k, col in cols.items():
+        pieces = col.pieces if isinstance(col, Rows) else ((col, None),)
+        mine = []
+        for src, idx in pieces:
+            table = src
+            while isinstance(table.base, np.ndarray):
+                table = table.base
+            if idx is not None or table.dtype != dtype or src.strides[0] != dtype.itemsize:
+                return None
+            skip = src.__array_interface__["data"][0] - table.__array_interface__["data"][0]
+            first, field_at = divmod(skip, dtype.itemsize)
+            if field_at != _offset(dtype, k) or not table.flags.c_contiguous:
+                return None
+            tables[id(table)] = table
+            mine.append((id(table), first, len(src)))
+        if runs is None:
+            runs = mine
+        elif mine != runs:
+            return None
+    if runs is None:
+        return None
+    return [tables[t][first : first + rows].view(np.uint8) for t, first, rows in runs if rows]
 
 
 def _fill(cols: Mapping[str, Column], dtype: np.dtype, start: int, buf: np.ndarray) -> None:

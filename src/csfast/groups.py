@@ -1108,13 +1108,14 @@ def _check_min_fields(
 
 
 def _project(ds: Dataset, results: Iterable[str]) -> Dataset:
-    """A dataset of uid and the fields of the given results (copying only those)."""
+    """A dataset of uid and the fields of the given results (mapped and lazy
+    columns shared, owned ones copied)."""
     wanted = set(results)
     # The same rule as Dataset.filter_prefixes: a result's fields are "result/...".
     names = [k for k in ds.fields() if k == "uid" or ("/" in k and k.split("/", 1)[0] in wanted)]
     if len(names) == len(ds.fields()):
         return ds
-    return Dataset({k: ds.view(k) for k in names})
+    return ds._with_fields(names)
 
 
 def _passthrough_rows(pt: Dataset, carried: list[str], main: Dataset, label: str) -> Dataset:

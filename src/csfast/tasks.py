@@ -5,8 +5,8 @@ checks every field and value it was given against those headers before any
 work, does the work with the Dataset's C kernels, and writes its outputs
 atomically: a failed call leaves no output behind and an existing output
 unchanged. Outputs that are row subsets of mapped inputs (filter, fields,
-split, sets) are streamed: gathered chunk by chunk into the file
-(``save_streamed``), never held whole in memory. Functions that write
+split, sets) are lazy datasets, which ``Dataset.save`` gathers chunk by
+chunk into the file: never held whole in memory. Functions that write
 several files (``split_file``, ``sets_files``) write them all under
 temporary names first and publish them together.
 
@@ -41,9 +41,6 @@ from .format import (
     _fsync_dir,
     atomic_write,
     check_regular,
-    iter_chunks,
-    npy_header,
-    write_rows,
 )
 from .groups import ResultGroup
 from .strings import factorize
@@ -53,7 +50,6 @@ __all__ = [
     "Written",
     "Condition",
     "open_table",
-    "save_streamed",
     "union_files",
     "parse_condition",
     "condition_mask",
@@ -105,54 +101,6 @@ def open_table(path: str | os.PathLike, format: str | None = None, **options: An
         # Read-only columns: row subsets stay lazy views of the map.
         return Dataset.load(path, writable=False, **options)
     return files.read(path, format, **options)  # type: ignore[arg-type]
-
-
-def save_streamed(ds: Dataset, path: str | os.PathLike, *, fsync: bool = True) -> None:
-    """Write ds as ``Dataset.save`` writes it (the same bytes), reading its rows a
-    chunk at a time: a row subset of a mapped file is gathered chunk by chunk
-    into the output and never held whole (docs/performance.md: an operation that
-    writes a file should not allocate its output).
-
-    Two passes over the chunks: the first finds each string column's longest
-    value (the file's width is longest + 1, as save writes it), the second
-    packs and writes. Tables with ``U`` or sub-array string columns go
-    through ``Dataset.save``.
-    """
-    names = (["uid"] if "uid" in ds else []) + [k for k in ds.fields() if k != "uid"]
-    descr = {f[0]: (np.dtype(f[1]), tuple(f[2]) if len(f) > 2 else ()) for f in ds.descr()}
-    if any(dt.kind == "U" or (dt.kind == "S" and shape) for dt, shape in descr.values()):
-        ds.save(path, fsync=fsync)
-        return
-    n = len(ds)
-    texts = [k for k in names if descr[k][0].kind == "S"]
-    longest = dict.fromkeys(texts, 0)
-    row_size = sum(dt.itemsize * math.prod(shape) for dt, shape in descr.values())
-    if texts:
-        for start, stop in iter_chunks(n, row_size):
-            chunk = ds.slice(start, stop).filter_fields(texts)
-            for k, col in chunk.cols().items():
-                if k in longest:
-                    longest[k] = max(longest[k], _core.str_maxlen(np.asarray(col)))
-    dtype = np.dtype(
-        [
-            (k, np.dtype(f"S{longest[k] + 1}") if k in longest else descr[k][0], descr[k][1])
-            for k in names
-        ]
-    )
-    layout = dtype.fields
-    assert layout is not None  # a structured dtype
-    offsets = [layout[k][1] for k in names]
-    header = npy_header(dtype, n)
-
-    def fill(start: int, buf: np.ndarray) -> None:
-        cols = ds.slice(start, start + len(buf)).cols()  # one pass over each source row
-        _core.pack([np.asarray(cols[k]) for k in names], offsets, 0, buf)
-
-    def write(f: Any) -> None:
-        f.write(header)
-        write_rows(f, n, dtype.itemsize, fill)
-
-    atomic_write(path, write, fsync=fsync)
 
 
 def _check_folder(path: str | os.PathLike) -> str:
@@ -458,7 +406,7 @@ def filter_file(
     mask, counts = filter_table(ds, conds, listed, invert)
     out = ds.mask(mask)
     step(1, 2, f"writing {os.fspath(output)}")
-    save_streamed(out, output)
+    out.save(output)
     step(2, 2, "done")
     return FilterReport(len(ds), len(out), counts)
 
@@ -523,7 +471,7 @@ def fields_file(
     kept = select_fields(names, keep, drop)
     ds = full.filter_fields(kept)
     step(0, 1, f"writing {os.fspath(output)}")
-    save_streamed(ds, output)
+    ds.save(output)
     step(1, 1, "done")
     return FieldsReport(len(ds), len(names), kept)
 
@@ -624,7 +572,7 @@ def split_file(
                 if by is None
                 else f"{stem}_{k:0{width}d}_{part_name(value)}.cs"
             )
-            save_streamed(part, stage(name), fsync=False)
+            part.save(stage(name), fsync=False)
             written.append(
                 Written(os.path.join(folder, name), len(part), "" if by is None else _text(value))
             )
@@ -744,7 +692,7 @@ def sets_files(
         for name, table, mask in outputs:
             step(1, 2, f"writing {name}")
             part = table.mask(mask)
-            save_streamed(part, stage(name), fsync=False)
+            part.save(stage(name), fsync=False)
             written.append(Written(os.path.join(folder, name), len(part), _SET_LABELS[name]))
     step(2, 2, "done")
     return written
