@@ -603,38 +603,20 @@ def test_argparse_errors_exit_nonzero(files):
         assert r.returncode == 2 and "error:" in r.stderr.splitlines()[-1]
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MB tmpfs: writes beyond it fail with ENOSPC (root only)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
-def test_disk_full_leaves_no_part_behind(tmp_path, tiny_disk):
+def test_disk_full_leaves_no_part_behind(tmp_path, tiny_fs):
     """A split that runs out of space midway publishes none of its parts."""
     rng = np.random.default_rng(5)
     big = save(tmp_path / "big.cs", table(np.arange(1, 20001, dtype=np.uint64), rng))
-    r = run("split", big, "--batches", "4", "-o", str(tiny_disk / "parts"))
+    r = run("split", big, "--batches", "4", "-o", str(tiny_fs / "parts"))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "No space left" in r.stderr
-    (tiny_disk / "kept").mkdir()  # a folder that exists stays, empty
-    r = run("split", big, "--batches", "4", "-o", str(tiny_disk / "kept"))
+    (tiny_fs / "kept").mkdir()  # a folder that exists stays, empty
+    r = run("split", big, "--batches", "4", "-o", str(tiny_fs / "kept"))
     assert r.returncode == 1 and "No space left" in r.stderr
-    assert os.listdir(tiny_disk / "kept") == []
-    r = run("filter", big, "--where", "uid > 0", "-o", str(tiny_disk / "f.cs"))
+    assert os.listdir(tiny_fs / "kept") == []
+    r = run("filter", big, "--where", "uid > 0", "-o", str(tiny_fs / "f.cs"))
     assert r.returncode == 1 and "No space left" in r.stderr
-    assert os.listdir(tiny_disk) == ["kept"]  # the folder split made is gone
+    assert os.listdir(tiny_fs) == ["kept"]  # the folder split made is gone
 
 
 # --------------------------------------------------------------- progress

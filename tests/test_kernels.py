@@ -9,6 +9,8 @@ UndefinedBehaviorSanitizer, so every input here also checks that the C
 reads and writes only what it should.
 """
 
+import errno
+import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -531,3 +533,131 @@ def test_lz4_decodes_damaged_blocks_or_refuses_them(data, noise, size):
         _lz4.decompress(bytes(block), out, "f")
     except CsFormatError as e:
         assert str(e).startswith("f: ")
+
+
+# ------------------------------------------------------------------ file maps and copies
+
+ADVICE = ["normal", "random", "sequential", "willneed", "populate"]
+
+
+def test_advise_every_kind_leaves_contents(tmp_path):
+    """Every kind is accepted on the whole map and on unaligned ranges; advice
+    never changes what the map reads (compared with the file's bytes)."""
+    data = np.random.default_rng(0).integers(0, 256, 3 * 4096 + 123, dtype=np.uint8).tobytes()
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        fm = _core.FileMap(f.fileno(), len(data))
+    for kind in ADVICE:
+        for offset, length in [(0, None), (5, 100), (4095, 2), (len(data) - 1, 1), (len(data), 0)]:
+            fm.advise(kind, offset, length)
+            assert bytes(memoryview(fm)) == data
+    fm.make_writable()
+    view = np.frombuffer(fm, dtype=np.uint8)
+    view[4096:4100] = [1, 2, 3, 4]  # a private page: advice must not drop it
+    for kind in ADVICE:
+        fm.advise(kind)
+    assert bytes(memoryview(fm)) == data[:4096] + bytes([1, 2, 3, 4]) + data[4100:]
+    assert path.read_bytes() == data
+
+
+def test_advise_rejects_unknown_kinds_and_ranges(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    with open(path, "rb") as f:
+        fm = _core.FileMap(f.fileno(), 100)
+    for kind in ["", "RANDOM", "hugepage", "dontneed"]:
+        with pytest.raises(ValueError, match="unknown kind"):
+            fm.advise(kind)
+    for offset, length in [(-1, 1), (0, 101), (101, 0), (50, 51), (0, -1)]:
+        with pytest.raises(ValueError, match="outside a map of 100"):
+            fm.advise("willneed", offset, length)
+
+
+def _write(path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+@SETTINGS
+@given(
+    size=st.integers(0, 300_000),
+    src_at=st.integers(0, 300_000),
+    length=st.integers(0, 300_000),
+    dst_at=st.integers(0, 200_000),
+    use_kernel=st.booleans(),
+    by_path=st.booleans(),
+)
+def test_copy_file_range_exact_bytes(
+    tmp_path_factory, size, src_at, length, dst_at, use_kernel, by_path
+):
+    """The copied range equals Python's slice; the destination's other bytes stay;
+    a source that ends too soon raises OSError after copying what it had."""
+    d = tmp_path_factory.mktemp("cfr")
+    rng = np.random.default_rng(size ^ src_at)
+    data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    before = rng.integers(0, 256, 250_000, dtype=np.uint8).tobytes()
+    _write(d / "src", data)
+    _write(d / "dst", before)
+    expect = bytearray(before)
+    fits = length == 0 or src_at + length <= size  # copying nothing never fails
+    got = data[src_at : src_at + length]
+    expect[dst_at : dst_at + len(got)] = got
+    fd = os.open(d / "dst", os.O_RDWR)
+    src_fd = os.open(d / "src", os.O_RDONLY)
+    try:
+        src = str(d / "src") if by_path else src_fd
+        if fits:
+            by_kernel = _core.copy_file_range(
+                src, src_at, length, fd, dst_at, use_kernel=use_kernel
+            )
+            assert 0 <= by_kernel <= length and (use_kernel or by_kernel == 0)
+        else:
+            with pytest.raises(OSError, match=f"ended after {len(got)} of {length} bytes"):
+                _core.copy_file_range(src, src_at, length, fd, dst_at, use_kernel=use_kernel)
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0 and os.lseek(src_fd, 0, os.SEEK_CUR) == 0
+    finally:
+        os.close(fd)
+        os.close(src_fd)
+    assert (d / "dst").read_bytes() == bytes(expect)
+
+
+def test_copy_file_range_bad_arguments(tmp_path):
+    _write(tmp_path / "src", b"abc")
+    with open(tmp_path / "dst", "ab") as f:
+        with pytest.raises(ValueError, match="O_APPEND"):
+            _core.copy_file_range(tmp_path / "src", 0, 3, f.fileno(), 0)
+    with open(tmp_path / "dst", "wb") as f:
+        for args in [(-1, 3, 0), (0, -1, 0), (0, 3, -1)]:
+            with pytest.raises(ValueError, match="negative"):
+                _core.copy_file_range(tmp_path / "src", args[0], args[1], f.fileno(), args[2])
+        with pytest.raises(FileNotFoundError):
+            _core.copy_file_range(tmp_path / "missing", 0, 3, f.fileno(), 0)
+    with open(tmp_path / "src", "rb") as f:  # a read-only destination: EBADF
+        for use_kernel in (True, False):
+            with pytest.raises(OSError) as e:
+                _core.copy_file_range(tmp_path / "src", 0, 3, f.fileno(), 0, use_kernel=use_kernel)
+            assert e.value.errno == errno.EBADF
+
+
+def test_copy_file_range_to_another_file_system(tmp_path, tiny_fs):
+    """Into a tmpfs (copy_file_range refuses across file systems: the read/write
+    loop takes over) the bytes arrive exact; past its 1 MB, ENOSPC."""
+    data = np.random.default_rng(1).integers(0, 256, 600_000, dtype=np.uint8).tobytes()
+    _write(tmp_path / "src", data)
+    for use_kernel in (True, False):
+        with open(tiny_fs / "dst", "wb") as f:
+            _core.copy_file_range(
+                tmp_path / "src", 1000, 500_000, f.fileno(), 7, use_kernel=use_kernel
+            )
+        assert (tiny_fs / "dst").read_bytes() == bytes(7) + data[1000:501_000]
+        (tiny_fs / "dst").unlink()
+    _write(tmp_path / "big", data * 3)
+    for use_kernel in (True, False):
+        with open(tiny_fs / "full", "wb") as f:
+            with pytest.raises(OSError) as e:
+                _core.copy_file_range(
+                    tmp_path / "big", 0, len(data) * 3, f.fileno(), 0, use_kernel=use_kernel
+                )
+        assert e.value.errno == errno.ENOSPC
+        (tiny_fs / "full").unlink()

@@ -359,3 +359,19 @@ def test_append_of_files_of_one_layout_writes_their_rows_as_they_lie(files, tmp_
         saved_like_csfast(np.concatenate([a[:50], wide[50:100].astype(a.dtype)])), tmp_path
     )
     assert (tmp_path / "mixed.cs").read_bytes() == expect
+
+
+def test_save_asks_read_ahead_for_in_order_sources_only(files, tmp_path, monkeypatch):
+    """Read-ahead (madvise sequential) for the sources a save reads in row order;
+    none for a join's shuffled rows, where it would only cost."""
+    _, paths, a, b = files
+    advised: list[int] = []
+    real = dsmod.advise_scan
+    monkeypatch.setattr(dsmod, "advise_scan", lambda t: (advised.append(len(t)), real(t)))
+    Dataset.load(paths["a"]).subset_uids(b["uid"][::2]).save(tmp_path / "s.cs")
+    assert advised == [len(a)]  # an increasing subset: in order
+    advised.clear()
+    shuffled = Dataset.load(paths["b"]).take(np.random.default_rng(1).permutation(len(b)))
+    shuffled.save(tmp_path / "t.cs")
+    assert advised == []
+    assert np.array_equal(np.load(tmp_path / "t.cs")["uid"], shuffled.view("uid"))

@@ -83,25 +83,6 @@ def free_bytes(folder: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """A 1 MB tmpfs: a disk that really fills up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a 1 MB tmpfs: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        # lazy: a test's mapped datasets may still hold files of it open
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def empty(folder: Path) -> None:
     for f in folder.iterdir():
         shutil.rmtree(f) if f.is_dir() else f.unlink()

@@ -1,6 +1,8 @@
 """Typed kernels over csrc/: every call releases the GIL."""
 
+import os
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -37,4 +39,20 @@ class FileMap:
     def writable(self) -> bool: ...
     def __len__(self) -> int: ...
     def make_writable(self) -> None: ...
+    def advise(
+        self,
+        kind: Literal["normal", "random", "sequential", "willneed", "populate"],
+        offset: int = 0,
+        length: int | None = None,
+    ) -> None: ...
     def __buffer__(self, flags: int) -> memoryview: ...
+
+def copy_file_range(
+    src: int | str | os.PathLike[str],
+    src_offset: int,
+    length: int,
+    dst_fd: int,
+    dst_offset: int,
+    *,
+    use_kernel: bool = True,
+) -> int: ...

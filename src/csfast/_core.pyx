@@ -13,6 +13,7 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+import fcntl
 import hashlib
 import os
 
@@ -87,6 +88,20 @@ cdef extern from "filemap.h":
     int csf_map_file(int fd, int64_t size, void **out, int *err) noexcept nogil
     int csf_map_writable(void *addr, int64_t size, int *err) noexcept nogil
     int csf_unmap(void *addr, int64_t size, int *err) noexcept nogil
+    enum:
+        CSF_ADVISE_NORMAL
+        CSF_ADVISE_RANDOM
+        CSF_ADVISE_SEQUENTIAL
+        CSF_ADVISE_WILLNEED
+        CSF_ADVISE_POPULATE
+    int csf_map_advise(void *addr, int64_t size, int64_t offset, int64_t length, int kind,
+                       int *err) noexcept nogil
+cdef extern from "filecopy.h":
+    enum:
+        CSF_COPY_NO_KERNEL
+    int csf_copy_file_range(int src_fd, int64_t src_offset, int64_t length, int dst_fd,
+                            int64_t dst_offset, int flags, int64_t *copied, int64_t *by_kernel,
+                            int *err) noexcept nogil
 
 _threads = 0
 # Partition bits for the hash kernels: -1 lets the kernel choose from the
@@ -508,6 +523,15 @@ def pack(columns, offsets, Py_ssize_t start, out):
     _check(status, "pack")
 
 
+_ADVICE = {
+    "normal": CSF_ADVISE_NORMAL,
+    "random": CSF_ADVISE_RANDOM,
+    "sequential": CSF_ADVISE_SEQUENTIAL,
+    "willneed": CSF_ADVISE_WILLNEED,
+    "populate": CSF_ADVISE_POPULATE,
+}
+
+
 cdef class FileMap:
     """A private (copy-on-write) map of a file's first ``size`` bytes.
 
@@ -561,6 +585,34 @@ cdef class FileMap:
         _check(status, "FileMap.make_writable")
         self.writable = True
 
+    def advise(self, str kind, int64_t offset=0, length=None):
+        """Tell the kernel how bytes [offset, offset + length) will be read.
+
+        ``kind``: ``"sequential"`` (a whole-file scan: larger read-ahead),
+        ``"willneed"`` (read the range into the page cache now),
+        ``"populate"`` (also map every page now, one call instead of a page
+        fault per few pages: for a range about to be read whole),
+        ``"random"`` (no read-ahead or fault-around), ``"normal"`` (the
+        default). Advice changes speed only, never contents. ValueError for
+        an unknown kind or a range outside the map; OSError if the kernel
+        refuses (``"populate"`` needs Linux 5.14, and fails if the file
+        shrank under the map).
+        """
+        cdef int k = _ADVICE.get(kind, -1)
+        if k < 0:
+            raise ValueError(f"FileMap.advise: unknown kind {kind!r}, "
+                             f"expected one of {', '.join(_ADVICE)}")
+        cdef int64_t n = self.size - offset if length is None else length
+        if offset < 0 or n < 0 or offset > self.size or n > self.size - offset:
+            raise ValueError(f"FileMap.advise: bytes {offset}..{offset + n} "
+                             f"outside a map of {self.size}")
+        cdef int err = 0, status
+        with nogil:
+            status = csf_map_advise(self.addr, self.size, offset, n, k, &err)
+        if status == CSF_ESYS:
+            raise OSError(err, f"FileMap.advise({kind!r}): {os.strerror(err)}")
+        _check(status, "FileMap.advise")
+
     def __getbuffer__(self, Py_buffer *buffer, int flags):
         if (flags & PyBUF_WRITABLE) and not self.writable:
             raise BufferError("the map is read-only")
@@ -568,3 +620,45 @@ cdef class FileMap:
 
     def __releasebuffer__(self, Py_buffer *buffer):
         pass
+
+
+def copy_file_range(src, int64_t src_offset, int64_t length, int dst_fd, int64_t dst_offset,
+                    *, bint use_kernel=True):
+    """Copy ``length`` bytes of ``src`` (a file descriptor or a path) at
+    ``src_offset`` into the file ``dst_fd`` at ``dst_offset``.
+
+    The kernel copies them (``copy_file_range(2)``: no trip through this
+    process's memory; on a file system with reflinks, no data moved) where
+    it can; across file systems or on old kernels, a read/write loop does
+    (``use_kernel=False``: the loop does it all). Neither descriptor's file
+    position moves. Returns the number of bytes the kernel copied (the rest
+    went through the loop). OSError if the source ends before ``length``
+    bytes or a read or write fails (ENOSPC...): ``dst_fd`` may then hold
+    part of the bytes. ValueError for negative offsets or lengths, or a
+    ``dst_fd`` opened with O_APPEND (its writes would land at its end).
+    """
+    if src_offset < 0 or length < 0 or dst_offset < 0:
+        raise ValueError(f"copy_file_range: negative offset or length "
+                         f"({src_offset}, {length}, {dst_offset})")
+    if fcntl.fcntl(dst_fd, fcntl.F_GETFL) & os.O_APPEND:
+        raise ValueError("copy_file_range: the destination is opened with O_APPEND")
+    cdef int fd, err = 0, status, flags = 0 if use_kernel else CSF_COPY_NO_KERNEL
+    cdef int64_t copied = 0, by_kernel = 0
+    name = src
+    own = not isinstance(src, int)
+    fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC) if own else src
+    try:
+        with nogil:
+            status = csf_copy_file_range(fd, src_offset, length, dst_fd, dst_offset, flags,
+                                         &copied, &by_kernel, &err)
+    finally:
+        if own:
+            os.close(fd)
+    if status == CSF_ESHORT:
+        raise OSError(f"copy_file_range: {name!r} ended after {copied} of {length} bytes "
+                      f"from offset {src_offset}")
+    if status == CSF_ESYS:
+        raise OSError(err, f"copy_file_range: {os.strerror(err)} after {copied} of "
+                           f"{length} bytes", name)
+    _check(status, "copy_file_range")
+    return int(by_kernel)

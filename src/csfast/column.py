@@ -38,7 +38,7 @@ import numpy as np
 
 from . import _core
 from .errors import CsFieldError, CsUidError
-from .format import file_map_of
+from .format import file_map_of, map_offset
 from .strings import decode_value, encode, encode_value
 
 __all__ = ["StrColumn", "as_column"]
@@ -230,15 +230,11 @@ def writable_view(col: np.ndarray) -> np.ndarray | None:
         fm.make_writable()
     except OSError:
         return None
-    # A FileMap exports the buffer protocol, which _core.pyi cannot declare
-    # (collections.abc.Buffer is Python 3.12+).
-    whole = np.frombuffer(fm, dtype=np.uint8)  # type: ignore[call-overload]
-    offset = col.__array_interface__["data"][0] - whole.__array_interface__["data"][0]
     return np.ndarray(
         col.shape,
         dtype=col.dtype,
         buffer=fm,  # type: ignore[arg-type]
-        offset=offset,
+        offset=map_offset(fm, col),
         strides=col.strides,
     )
 
@@ -309,6 +305,14 @@ def gather_columns(
     gather_jobs(jobs, truncate)
 
 
+def root_array(a: np.ndarray) -> np.ndarray:
+    """The array a views, through views of views (a mapped file's record array
+    for a field of it)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
 def gather_jobs(
     jobs: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]], truncate: bool = False
 ) -> None:
@@ -328,8 +332,7 @@ def gather_jobs(
         if src.strides[0] != row_bytes and src.strides[0] > 0:
             # Fields interleaved: find the table they share, and where in it
             # this slice of rows starts (two slices of one table stay apart).
-            while isinstance(table.base, np.ndarray):
-                table = table.base
+            table = root_array(src)
             skip = src.__array_interface__["data"][0] - table.__array_interface__["data"][0]
             first_row = skip // src.strides[0]
         key = (id(idx), id(table), first_row, len(out))

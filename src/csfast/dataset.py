@@ -63,6 +63,7 @@ from .column import (
     lazy,
     owned_column,
     readonly,
+    root_array,
     row_indices,
     row_number,
     row_slice,
@@ -75,6 +76,7 @@ from .column import (
 from .errors import CsFieldError, CsResultError
 from .format import (
     CsInfo,
+    advise_scan,
     atomic_write,
     file_map_of,
     npy_header,
@@ -340,6 +342,7 @@ class Dataset(MutableMapping):
         header = npy_header(dtype, self._n)
 
         runs = _whole_rows(cols, dtype)
+        _advise_scans(cols)
 
         def write(f):
             write_all(f.write, header)  # a raw file given by the caller may write part
@@ -1128,9 +1131,7 @@ def _whole_rows(cols: Mapping[str, Column], dtype: np.dtype) -> list[np.ndarray]
         pieces = col.pieces if isinstance(col, Rows) else ((col, None),)
         mine = []
         for src, idx in pieces:
-            table = src
-            while isinstance(table.base, np.ndarray):
-                table = table.base
+            table = root_array(src)
             if idx is not None or table.dtype != dtype or src.strides[0] != dtype.itemsize:
                 return None
             skip = src.__array_interface__["data"][0] - table.__array_interface__["data"][0]
@@ -1146,6 +1147,20 @@ def _whole_rows(cols: Mapping[str, Column], dtype: np.dtype) -> list[np.ndarray]
     if runs is None:
         return None
     return [tables[t][first : first + rows].view(np.uint8) for t, first, rows in runs if rows]
+
+
+def _advise_scans(cols: Mapping[str, Column]) -> None:
+    """Read-ahead for the mapped sources a save reads in row order: whole
+    pieces and increasing row subsets (an append, a subset by uid, a loaded
+    file), not a join's shuffled rows (read-ahead there only costs)."""
+    tables = {}
+    for col in cols.values():
+        for src, idx in col.pieces if isinstance(col, Rows) else ((col, None),):
+            if idx is None or bool(np.all(idx[1:] >= idx[:-1])):
+                table = root_array(src)
+                tables[id(table)] = table
+    for table in tables.values():
+        advise_scan(table)
 
 
 def _fill(cols: Mapping[str, Column], dtype: np.dtype, start: int, buf: np.ndarray) -> None:
