@@ -48,6 +48,7 @@ from operations import (  # noqa: E402
     OPERATIONS,
     PANDAS,
     POLARS,
+    POLARS_ALL,
     Operation,
     Target,
     save_path,
@@ -56,7 +57,7 @@ from operations import (  # noqa: E402
 import csfast  # noqa: E402
 from csfast import Dataset  # noqa: E402
 
-PEERS = (CST, POLARS, PANDAS, NUMPY)
+PEERS = (CST, POLARS, POLARS_ALL, PANDAS, NUMPY)
 
 
 # ------------------------------------------------------------------ peers
@@ -71,6 +72,8 @@ def import_peers() -> tuple[dict[str, Any], dict[str, str]]:
             mods[name] = __import__(module, fromlist=["_"])
         except ImportError as exc:
             notes[name] = f"{name} skipped: not installed ({exc}); pip install '.[bench]'"
+    if POLARS in mods:
+        mods[POLARS_ALL] = mods[POLARS]
     return mods, notes
 
 
@@ -108,6 +111,13 @@ def pandas_frame(pd: Any, path: Path):
 
 def polars_frame(pl: Any, path: Path):
     return pl.DataFrame(flat_columns(path))
+
+
+def polars_frame_all(pl: Any, path: Path):
+    """Every column of a .cs file in memory: sub-arrays as polars Array columns,
+    strings as Binary, so that polars moves the bytes csfast moves."""
+    arr = np.load(path, mmap_mode="r")
+    return pl.DataFrame([pl.Series(k, np.ascontiguousarray(arr[k])) for k in arr.dtype.names])
 
 
 # ----------------------------------------------------------------- timing
@@ -367,6 +377,12 @@ class Bench:
                 lambda s: s[0].join(s[1], on="uid", how="inner"),
                 lambda: (polars_frame(pl, sc.particles), polars_frame(pl, sc.passthrough)),
             )
+            self.time_peer(
+                inmem,
+                POLARS_ALL,
+                lambda s: s[0].join(s[1], on="uid", how="inner"),
+                lambda: (polars_frame_all(pl, sc.particles), polars_frame_all(pl, sc.passthrough)),
+            )
         if PANDAS in mods:
             pd = mods[PANDAS]
             self.time_peer(
@@ -398,6 +414,12 @@ class Bench:
                 lambda s: pl.concat(s, rechunk=True),
                 lambda: [polars_frame(pl, p) for p in sc.chunks],
             )
+            self.time_peer(
+                row,
+                POLARS_ALL,
+                lambda s: pl.concat(s, rechunk=True),
+                lambda: [polars_frame_all(pl, p) for p in sc.chunks],
+            )
         if PANDAS in mods:
             pd = mods[PANDAS]
             self.time_peer(
@@ -428,6 +450,12 @@ class Bench:
                 POLARS,
                 lambda df: df.filter(pl.col("uid").is_in(members)),
                 lambda: polars_frame(pl, sc.passthrough),
+            )
+            self.time_peer(
+                row,
+                POLARS_ALL,
+                lambda df: df.filter(pl.col("uid").is_in(members)),
+                lambda: polars_frame_all(pl, sc.passthrough),
             )
         if PANDAS in mods:
             self.time_peer(
@@ -627,7 +655,8 @@ def render(
     head = (
         ["operation"]
         + [f"csfast t{t}" for t in threads]
-        + ["cs-tools", "x", "polars*", "x", "pandas*", "x", "numpy", "x", "floor", "xfloor"]
+        + ["cs-tools", "x", "polars*", "x", "polars-all", "x", "pandas*", "x", "numpy", "x"]
+        + ["floor", "xfloor"]
     )
     growth_ok = baseline is not None and baseline.get("rows") and baseline["rows"] != this_rows
     if growth_ok:
