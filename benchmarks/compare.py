@@ -113,11 +113,15 @@ def polars_frame(pl: Any, path: Path):
     return pl.DataFrame(flat_columns(path))
 
 
-def polars_frame_all(pl: Any, path: Path):
-    """Every column of a .cs file in memory: sub-arrays as polars Array columns,
-    strings as Binary, so that polars moves the bytes csfast moves."""
+def polars_frame_all(pl: Any, path: Path, fields: list[str] | None = None):
+    """Every column (or those of fields) of a .cs file in memory: sub-arrays as
+    polars Array columns, strings as Binary, so that polars moves the bytes
+    csfast moves. A contiguous copy of each column first: polars converts it
+    2-3x faster than pl.from_numpy(arr) or a strided view of the map."""
     arr = np.load(path, mmap_mode="r")
-    return pl.DataFrame([pl.Series(k, np.ascontiguousarray(arr[k])) for k in arr.dtype.names])
+    return pl.DataFrame(
+        [pl.Series(k, np.ascontiguousarray(arr[k])) for k in fields or arr.dtype.names]
+    )
 
 
 # ----------------------------------------------------------------- timing

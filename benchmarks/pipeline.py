@@ -57,7 +57,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenario as scen  # noqa: E402
-from compare import _fmt_s, _fmt_x, import_peers, polars_members, version_of  # noqa: E402
+from compare import (  # noqa: E402
+    _fmt_s,
+    _fmt_x,
+    import_peers,
+    polars_frame_all,
+    polars_members,
+    version_of,
+)
 from operations import CST, NUMPY, PANDAS, POLARS  # noqa: E402
 
 import csfast  # noqa: E402
@@ -263,18 +270,6 @@ def run_numpy(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
     _np_save(out, arr, fsync)
 
 
-def _pl_frame(path: Path, fields: list[str] | None = None):
-    """A polars DataFrame of a mapped .cs file (of the given fields)."""
-    import polars as pl
-
-    arr = np.load(path, mmap_mode="r")
-    names = fields or arr.dtype.names
-    # Sub-arrays become Array columns, strings Binary ones. A contiguous copy of
-    # each column first: polars converts it 2-3x faster than pl.from_numpy(arr)
-    # or a strided view of the map.
-    return pl.DataFrame([pl.Series(n, np.ascontiguousarray(arr[n])) for n in names])
-
-
 def _pl_records(df, dtype: np.dtype) -> np.ndarray:
     """A polars DataFrame back to a structured array of dtype (Binary to fixed-width bytes)."""
     res = np.empty(df.height, dtype)
@@ -298,20 +293,24 @@ def run_polars(stage: str, inp: Inputs, out: Path, fsync: bool = True) -> None:
 
     sc = inp.sc
     if stage == "join":
-        df = _pl_frame(sc.particles).join(_pl_frame(sc.passthrough), on="uid", how="inner")
+        df = polars_frame_all(pl, sc.particles).join(
+            polars_frame_all(pl, sc.passthrough), on="uid", how="inner"
+        )
         dtype = _dtype_of([(sc.particles, None), (sc.passthrough, None)])
     elif stage == "append":
-        df = pl.concat([_pl_frame(p) for p in sc.chunks])
+        df = pl.concat([polars_frame_all(pl, p) for p in sc.chunks])
         if df["uid"].n_unique() != df.height:
             raise ValueError("repeated uid")
         dtype = np.load(sc.chunks[0], mmap_mode="r").dtype
     elif stage == "subset":
         members = polars_members(pl, np.load(sc.subset_uids_path))
-        df = _pl_frame(sc.passthrough).filter(pl.col("uid").is_in(members))
+        df = polars_frame_all(pl, sc.passthrough).filter(pl.col("uid").is_in(members))
         dtype = np.load(sc.passthrough, mmap_mode="r").dtype
     else:
         plan = planned_fields(inp.demo)
-        df = reduce(lambda a, b: a.join(b, on="uid", how="inner"), [_pl_frame(*f) for f in plan])
+        df = reduce(
+            lambda a, b: a.join(b, on="uid", how="inner"), [polars_frame_all(pl, *f) for f in plan]
+        )
         dtype = _dtype_of(plan)
     _np_save(out, _pl_records(df, dtype), fsync)
 
