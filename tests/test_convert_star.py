@@ -406,3 +406,110 @@ def test_string_bomb_is_refused(tmp_path):
     path.write_text(_OPTICS + _PARTICLES + "".join(rows))
     with pytest.raises(csfast.CsFormatError, match=f"{path}: field 'blob/path'.*would take"):
         from_star(path)
+
+
+def chunking_table(tmp_path, n: int = 300) -> csfast.Dataset:
+    """A lazy (mapped, reordered) refinement table whose optics groups
+    interleave, so every chunk size below n splits groups; a text column whose
+    values with a space or empty (quoted) come only in its last rows; optics
+    that vary within a group only at later rows."""
+    ds = refinement(n=n, seed=5)
+    rng = np.random.default_rng(5)
+    group = rng.integers(3, 9, n).astype(np.uint32)
+    ds["ctf/exp_group_id"] = group
+    ds["ctf/tilt_A"] = (group.astype(np.float32)[:, None] * np.float32([130.5, -71.25])).astype(
+        np.float32
+    )
+    note = np.full(n, b"plain", dtype="S12")
+    if n > 10:
+        note[-3:] = [b"two words", b"", b"x y z"]
+        ds["ctf/accel_kv"][n - 20] = 200  # varies: one row late in the table
+        ds["ctf/cs_mm"][[n - 30, n - 5]] = 2.0  # two rows, in different chunks
+    ds["star/rlnNote"] = note
+    path = tmp_path / f"chunking{n}.cs"
+    ds.save(path)
+    order = np.random.default_rng(6).permutation(n)
+    return csfast.Dataset.load(path).take(order)  # lazy: rows gathered per chunk
+
+
+def star_bytes(ds, path, **options):
+    """The written file without starfile's banner (it holds the time), and the warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        to_star(ds, path, **options)
+    return path.read_bytes().split(b"\n", 1)[1], [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("arrow", [True, False], ids=["pyarrow", "starfile"])
+@pytest.mark.parametrize("n", [0, 1, 300])
+def test_chunked_file_equals_the_whole_table_file(tmp_path, monkeypatch, n, arrow):
+    ds = chunking_table(tmp_path, n)
+    if not arrow:  # starfile's writer, as where pyarrow is not installed
+        for module in ("pyarrow", "pyarrow.compute", "pyarrow.csv"):
+            monkeypatch.setitem(__import__("sys").modules, module, None)
+    whole = star_bytes(ds, tmp_path / "whole.star", rows_per_chunk=max(n, 1))
+    assert whole[0].count(b"\n") > n  # a row per line
+    for rows in sorted({1, 2, 7, 64, max(n - 1, 1)}):
+        if n > 10:  # every chunk size splits optics groups: a group in two chunks
+            group = ds["ctf/exp_group_id"]
+            assert np.isin(group[:rows], group[rows:]).any()
+        assert star_bytes(ds, tmp_path / f"c{rows}.star", rows_per_chunk=rows) == whole, rows
+    assert star_bytes(ds, tmp_path / "default.star") == whole
+
+
+def test_chunked_file_reads_back_the_input_values(tmp_path):
+    ds = chunking_table(tmp_path)
+    with pytest.warns(StarWarning):
+        to_star(ds, tmp_path / "c.star", rows_per_chunk=7)
+    back = from_star(tmp_path / "c.star", micrograph_shape=(3838, 3710))
+    ref = ds.materialize()
+    for name in (
+        "blob/idx",
+        "ctf/df1_A",
+        "ctf/df2_A",
+        "ctf/df_angle_rad",
+        "ctf/phase_shift_rad",
+        "ctf/exp_group_id",
+        "alignments3D/class",
+        "alignments3D/split",
+    ):
+        assert back[name].dtype == ref[name].dtype, name
+        assert np.array_equal(back[name], ref[name]), name  # float32 exact
+    assert back["blob/path"].tolist() == ref["blob/path"].tolist()
+    # Quoted values (a space, or empty) only in the last chunk, read back as they were.
+    assert back["star/rlnNote"].tolist() == ref["star/rlnNote"].tolist()
+    # Optics: each group's first row's value (numpy, brute force).
+    o = starfile.read(tmp_path / "c.star", always_dict=True)["optics"]
+    group = ref["ctf/exp_group_id"]
+    for g, voltage in zip(o["rlnOpticsGroupName"], o["rlnVoltage"], strict=True):
+        first = int(np.flatnonzero(group == int(g.removeprefix("exp_group_")))[0])
+        assert voltage == ref["ctf/accel_kv"][first]
+
+
+def test_chunked_warning_once_per_field_for_later_chunks(tmp_path):
+    ds = chunking_table(tmp_path)
+    ref = ds.materialize()
+    group = ref["ctf/exp_group_id"]
+    ids = np.unique(group)
+    expected = []
+    for field in ("ctf/accel_kv", "ctf/cs_mm"):  # brute force: rows unlike their group's first
+        v = ref[field]
+        differ = [
+            i for i in range(len(ref)) if v[i] != v[int(np.flatnonzero(group == group[i])[0])]
+        ]
+        assert differ and differ[0] > 7  # past the first chunk
+        g = int(np.searchsorted(ids, group[differ[0]]))
+        expected.append(
+            f"{field} varies within optics group {g + 1} (exp_group_{ids[g]}); RELION holds "
+            f"one value per group, the group's first is written ({len(differ)} rows differ)"
+        )
+    for rows in (7, 64, len(ref)):
+        _, caught = star_bytes(ds, tmp_path / "w.star", rows_per_chunk=rows)
+        # tilt_A in mrad depends on Cs: it varies where Cs does (one warning for two labels)
+        assert caught[:2] == expected and len(caught) == 3, rows
+        assert caught[2].startswith("ctf/tilt_A varies within optics group")
+
+
+def test_bad_chunk_size_is_refused(tmp_path):
+    with pytest.raises(csfast.errors.CsArgumentError, match="rows_per_chunk"):
+        to_star(refinement(n=5), tmp_path / "x.star", rows_per_chunk=0)

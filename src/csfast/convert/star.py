@@ -67,10 +67,11 @@ field ``star/<label>``, so nothing read is dropped either.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -168,6 +169,23 @@ def _decimal(
     return pc.if_else(pa.array(ok), short, pc.cast(pa.array(values), pa.string()))
 
 
+# Rows per chunk of the particles loop by default: about 16 MiB of input
+# rows, at most _CHUNK_ROWS. A row's Arrow columns and text take several
+# times its input bytes; at 1M rows, chunks of 50k rows peaked 80 MiB above
+# the start (155k rows: 180 MiB) and took no more CPU time.
+_CHUNK_BYTES = 16 << 20
+_CHUNK_ROWS = 50_000
+
+# Per-row fields that RELION holds per optics group: (field, label).
+_OPTICS_FIELDS = (
+    ("ctf/accel_kv", "rlnVoltage"),
+    ("ctf/cs_mm", "rlnSphericalAberration"),
+    ("ctf/amp_contrast", "rlnAmplitudeContrast"),
+    ("blob/psize_A", "rlnImagePixelSize"),
+    ("blob/shape", "rlnImageSize"),
+)
+
+
 def to_star(
     ds: Dataset,
     path: str | os.PathLike,
@@ -175,6 +193,7 @@ def to_star(
     flip_y: bool = True,
     float_format: str = "%.9g",
     image_suffix: str | None = None,
+    rows_per_chunk: int | None = None,
 ) -> list[str]:
     """Write a particle dataset as a RELION 3.1+ STAR file (optics + particles).
 
@@ -186,6 +205,10 @@ def to_star(
     ``image_suffix`` (e.g. ``".mrcs"``, the extension RELION expects for
     image stacks) replaces the extension of every stack path in
     ``rlnImageName``; the stacks themselves are not renamed.
+    The particles are converted and written ``rows_per_chunk`` rows at a
+    time (by default about 16 MiB of input rows), each chunk a slice of the
+    dataset (of a lazy dataset, only its rows are gathered); the file does
+    not depend on the chunk size.
     The file is written atomically. Returns the fields that were not written
     (no RELION label), in dataset order.
     """
@@ -193,11 +216,55 @@ def to_star(
         raise CsArgumentError(
             f"image suffix {image_suffix!r}: expected a dot and letters or digits, such as .mrcs"
         )
+    if rows_per_chunk is not None and rows_per_chunk < 1:
+        raise CsArgumentError(f"rows_per_chunk {rows_per_chunk}: expected at least 1")
     import pandas as pd
     import starfile
 
     n = len(ds)
+    step = rows_per_chunk or _default_chunk_rows(ds)
     used: set[str] = set()
+    group_ids, optics = _optics(ds, step, used)
+    optics_df = pd.DataFrame(optics)
+
+    def write(f: Any) -> None:
+        writer = starfile.writer.StarWriter({"optics": optics_df}, float_format=float_format)
+        f.write(writer.to_string().encode("utf-8"))
+        for start in range(0, max(n, 1), step):  # one chunk of 0 rows for an empty table
+            part = ds.slice(start, start + step)
+            columns = _particle_columns(part, group_ids, used, flip_y, image_suffix)
+            if start == 0:
+                f.write(_loop_head("particles", columns))
+            if len(part):
+                _write_rows(f, columns, float_format)
+        f.write(b"\n\n")
+
+    atomic_write(path, write)
+    return [name for name in ds.fields() if name not in used]
+
+
+def _default_chunk_rows(ds: Dataset) -> int:
+    row_bytes = sum(
+        np.dtype(f[1]).itemsize * math.prod(f[2] if len(f) > 2 else ()) for f in ds.descr()
+    )
+    return max(1, min(_CHUNK_ROWS, _CHUNK_BYTES // max(row_bytes, 1)))
+
+
+def _chunks(ds: Dataset, step: int) -> Iterator[tuple[int, Dataset]]:
+    """(first row, slice) of about step rows each, over every row."""
+    for start in range(0, len(ds), step):
+        yield start, ds.slice(start, start + step)
+
+
+def _particle_columns(
+    ds: Dataset,
+    group_ids: np.ndarray | None,
+    used: set[str],
+    flip_y: bool,
+    image_suffix: str | None,
+) -> dict[str, Any]:
+    """The particles loop's columns (label -> values) of the rows of ds (a chunk),
+    with group_ids the table's sorted exp_group_ids; adds the fields read to used."""
 
     def has(*names: str) -> bool:
         return all(f in ds for f in names)
@@ -264,99 +331,174 @@ def to_star(
         particles["rlnClassNumber"] = get(f"{align}/class").astype(np.int64) + 1
     if align and has(f"{align}/split"):
         particles["rlnRandomSubset"] = get(f"{align}/split").astype(np.int64) + 1
-
-    # Optics groups: 1..k in order of exp_group_id.
-    if has("ctf/exp_group_id"):
-        ids, group_of_row = np.unique(get("ctf/exp_group_id"), return_inverse=True)
-        group_of_row = group_of_row.reshape(-1)
-        names = [f"exp_group_{int(i)}" for i in ids]
-    else:
-        group_of_row = np.zeros(n, dtype=np.intp)
-        names = ["opticsGroup1"]
-    k = len(names)
-    first = np.full(k, n, dtype=np.intp)
-    np.minimum.at(first, group_of_row, np.arange(n))
-    optics: dict[str, Any] = {
-        "rlnOpticsGroupName": names,
-        "rlnOpticsGroup": np.arange(1, k + 1, dtype=np.int64),
-    }
-    # (label, field it comes from, value per row)
-    per_row: list[tuple[str, str, np.ndarray]] = []
-    for field, label in (
-        ("ctf/accel_kv", "rlnVoltage"),
-        ("ctf/cs_mm", "rlnSphericalAberration"),
-        ("ctf/amp_contrast", "rlnAmplitudeContrast"),
-        ("blob/psize_A", "rlnImagePixelSize"),
-        ("blob/shape", "rlnImageSize"),
-    ):
-        if has(field) and n:
-            v = get(field)
-            per_row.append((label, field, v[:, 0] if v.ndim > 1 else v))
-    if has("ctf/tilt_A", "ctf/cs_mm") and n:
-        mrad = _beam_tilt_mrad(get("ctf/tilt_A"), ds["ctf/cs_mm"])
-        undefined = np.flatnonzero(np.isnan(mrad[first]).any(axis=1))
-        if len(undefined):
-            i = int(first[undefined[0]])
-            raise CsFieldError(
-                f"ctf/tilt_A {ds['ctf/tilt_A'][i].tolist()} with ctf/cs_mm "
-                f"{ds['ctf/cs_mm'][i]} (row {i}, optics group "
-                f"{names[undefined[0]]}) is no beam tilt: |tilt_A| must be "
-                "at most Cs in Angstrom"
-            )
-        per_row += [
-            ("rlnBeamTiltX", "ctf/tilt_A", mrad[:, 0]),
-            ("rlnBeamTiltY", "ctf/tilt_A", mrad[:, 1]),
-        ]
-    if has("ctf/anisomag") and n:
-        mag = get("ctf/anisomag").astype(np.float64) + np.array([1.0, 0.0, 0.0, 1.0])
-        per_row += [(label, "ctf/anisomag", mag[:, j]) for j, label in enumerate(_MAG_MAT)]
-    warned: set[str] = set()  # one warning per field (tilt_A gives two labels)
-    for label, field, v in per_row:
-        per_group = v[first]
-        varies = np.flatnonzero(v != per_group[group_of_row])
-        if len(varies) and field not in warned:
-            warned.add(field)
-            g = int(group_of_row[varies[0]])
-            warnings.warn(
-                f"{field} varies within optics group {g + 1} ({names[g]}); "
-                f"RELION holds one value per group, the group's first is written "
-                f"({len(varies)} rows differ)",
-                StarWarning,
-                stacklevel=3,
-            )
-        if label == "rlnImageSize":
-            optics[label] = per_group.astype(np.int64)
-        elif per_group.dtype == _F4:
-            # the shortest decimal that reads back as the same float32: 2.7, not 2.70000005
-            optics[label] = [float(str(x)) for x in per_group]
-        else:  # converted in float64: every digit, so from_star recovers the float32 field
-            optics[label] = [repr(float(x)) for x in per_group]
-    if "rlnImageSize" in optics:
-        optics["rlnImageDimensionality"] = np.full(k, 2, dtype=np.int64)
-    particles["rlnOpticsGroup"] = group_of_row.astype(np.int64) + 1
+    particles["rlnOpticsGroup"] = _group_of_row(ds, group_ids).astype(np.int64) + 1
 
     for name in ds.fields():
         if name.startswith(_STAR_PREFIX) and ds.view(name).ndim == 1:
             col = get(name)
             is_text = col.dtype.kind in "SU"
             particles[name[len(_STAR_PREFIX) :]] = decoded_objects(col, name) if is_text else col
+    return particles
 
+
+def _group_of_row(ds: Dataset, group_ids: np.ndarray | None) -> np.ndarray:
+    """The optics group (0-based) of each row of ds: the position of its
+    exp_group_id among the table's sorted group_ids (one group without)."""
+    if group_ids is None:
+        return np.zeros(len(ds), dtype=np.intp)
+    return np.searchsorted(group_ids, ds.view("ctf/exp_group_id"))
+
+
+class _PerGroup:
+    """One optics label over the chunks: the value of each group's first row,
+    and the rows that differ from it."""
+
+    def __init__(self, label: str, field: str) -> None:
+        self.label, self.field = label, field
+        self.first: np.ndarray | None = None  # per group
+        self.differ = 0  # rows that differ from their group's first value
+        self.group = 0  # the group of the first such row
+
+    def add(
+        self, v: np.ndarray, group: np.ndarray, new: np.ndarray, at: np.ndarray, k: int
+    ) -> None:
+        """Rows v of groups group; new: groups seen first in them, at their rows at."""
+        if self.first is None:
+            self.first = np.zeros(k, dtype=v.dtype)
+        self.first[new] = v[at]
+        varies = np.flatnonzero(v != self.first[group])
+        if len(varies) and not self.differ:
+            self.group = int(group[varies[0]])
+        self.differ += len(varies)
+
+
+def _optics_sources(ds: Dataset) -> list[tuple[str, tuple[str, ...], Callable[[Dataset], list]]]:
+    """(field, its labels, the per-row values of each label in a chunk) of
+    every optics label ds has fields for."""
+    sources: list[tuple[str, tuple[str, ...], Callable[[Dataset], list]]] = []
+    for field, label in _OPTICS_FIELDS:
+        if field in ds:
+            sources.append((field, (label,), _first_elements(field)))
+    if "ctf/tilt_A" in ds and "ctf/cs_mm" in ds:
+
+        def tilt(part: Dataset) -> list:
+            mrad = _beam_tilt_mrad(part.view("ctf/tilt_A"), part.view("ctf/cs_mm"))
+            return [mrad[:, 0], mrad[:, 1]]
+
+        sources.append(("ctf/tilt_A", ("rlnBeamTiltX", "rlnBeamTiltY"), tilt))
+    if "ctf/anisomag" in ds:
+
+        def mag(part: Dataset) -> list:
+            m = part.view("ctf/anisomag").astype(np.float64) + np.array([1.0, 0.0, 0.0, 1.0])
+            return [m[:, j] for j in range(len(_MAG_MAT))]
+
+        sources.append(("ctf/anisomag", _MAG_MAT, mag))
+    return sources
+
+
+def _first_elements(field: str) -> Callable[[Dataset], list]:
+    """The per-row values of field in a chunk: its first element where a row holds several."""
+
+    def read(part: Dataset) -> list:
+        v = part.view(field)
+        return [v[:, 0] if v.ndim > 1 else v]
+
+    return read
+
+
+def _optics(ds: Dataset, step: int, used: set[str]) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The sorted exp_group_ids (None without that field) and the data_optics
+    table (label -> values per group) of ds, read step rows at a time.
+
+    Optics groups are numbered 1..k in order of exp_group_id; each takes the
+    values of its first row, with a StarWarning per field that varies within
+    a group. Adds the fields read to used.
+    """
+    n = len(ds)
+    group_ids = None
+    if "ctf/exp_group_id" in ds:
+        used.add("ctf/exp_group_id")
+        empty = ds.slice(0, 0).view("ctf/exp_group_id")
+        group_ids = np.unique(
+            np.concatenate(
+                [empty]
+                + [np.unique(part.view("ctf/exp_group_id")) for _, part in _chunks(ds, step)]
+            )
+        )
+        names = [f"exp_group_{int(i)}" for i in group_ids]
+    else:
+        names = ["opticsGroup1"]
+    k = len(names)
+    sources = _optics_sources(ds) if n else []
+    stats = [_PerGroup(label, field) for field, labels, _ in sources for label in labels]
+    first_row = np.full(k, n, dtype=np.intp)
+    for start, part in _chunks(ds, step):
+        group = _group_of_row(part, group_ids)
+        present, at = np.unique(group, return_index=True)
+        fresh = first_row[present] == n
+        new, at = present[fresh], at[fresh]
+        first_row[new] = start + at
+        values = [v for _, _, fn in sources for v in fn(part)]
+        for s, v in zip(stats, values, strict=True):
+            s.add(v, group, new, at, k)
+    used.update(field for field, _, _ in sources)
+
+    per_group: dict[str, np.ndarray] = {}
+    for s in stats:
+        assert s.first is not None  # set by the first chunk (stats exist only for rows)
+        per_group[s.label] = s.first
+    if "rlnBeamTiltX" in per_group:
+        undefined = np.flatnonzero(
+            np.isnan(per_group["rlnBeamTiltX"]) | np.isnan(per_group["rlnBeamTiltY"])
+        )
+        if len(undefined):
+            i = int(first_row[undefined[0]])
+            row = ds.slice(i, i + 1)
+            raise CsFieldError(
+                f"ctf/tilt_A {row.view('ctf/tilt_A')[0].tolist()} with ctf/cs_mm "
+                f"{row.view('ctf/cs_mm')[0]} (row {i}, optics group "
+                f"{names[undefined[0]]}) is no beam tilt: |tilt_A| must be "
+                "at most Cs in Angstrom"
+            )
+    optics: dict[str, Any] = {
+        "rlnOpticsGroupName": names,
+        "rlnOpticsGroup": np.arange(1, k + 1, dtype=np.int64),
+    }
+    warned: set[str] = set()  # one warning per field (tilt_A gives two labels)
+    for s in stats:
+        if s.differ and s.field not in warned:
+            warned.add(s.field)
+            warnings.warn(
+                f"{s.field} varies within optics group {s.group + 1} ({names[s.group]}); "
+                f"RELION holds one value per group, the group's first is written "
+                f"({s.differ} rows differ)",
+                StarWarning,
+                stacklevel=4,
+            )
+        first = per_group[s.label]
+        if s.label == "rlnImageSize":
+            optics[s.label] = first.astype(np.int64)
+        elif first.dtype == _F4:
+            # the shortest decimal that reads back as the same float32: 2.7, not 2.70000005
+            optics[s.label] = [float(str(x)) for x in first]
+        else:  # converted in float64: every digit, so from_star recovers the float32 field
+            optics[s.label] = [repr(float(x)) for x in first]
+    if "rlnImageSize" in optics:
+        optics["rlnImageDimensionality"] = np.full(k, 2, dtype=np.int64)
     if n == 0:
         optics = {key: [] for key in optics}
-    optics_df = pd.DataFrame(optics)
-
-    def write(f: Any) -> None:
-        writer = starfile.writer.StarWriter({"optics": optics_df}, float_format=float_format)
-        f.write(writer.to_string().encode("utf-8"))
-        _write_loop(f, "particles", particles, n, float_format)
-
-    atomic_write(path, write)
-    return [name for name in ds.fields() if name not in used]
+    return group_ids, optics
 
 
-def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int, float_format: str) -> None:
-    """A loop block laid out as ``starfile`` lays it out (its own writer for a
-    table without pyarrow).
+def _loop_head(block: str, columns: dict[str, Any]) -> bytes:
+    """A loop block's header, laid out as ``starfile`` lays it out."""
+    head = [f"data_{block}", "", "loop_"] + [f"_{c} #{i}" for i, c in enumerate(columns, 1)]
+    return ("\n".join(head) + "\n").encode("utf-8")
+
+
+def _write_rows(f: Any, columns: dict[str, Any], float_format: str) -> None:
+    """The rows of a loop block (at least one), laid out as ``starfile`` lays
+    them out (its own writer without pyarrow), each row whatever the others.
 
     starfile formats every cell in Python (about 50 s for a million
     particles); Arrow's CSV writer formats columns in C, each value as the
@@ -373,11 +515,11 @@ def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int, float_forma
         import pandas as pd
 
         df = pd.DataFrame({k: np.asarray(v) for k, v in columns.items()})
-        text = starfile.writer.StarWriter({block: df}, float_format=float_format).to_string()
-        f.write(text.split("\n", 3)[3].encode("utf-8"))  # without starfile's banner
+        text = starfile.writer.StarWriter({"rows": df}, float_format=float_format).to_string()
+        # Without starfile's banner (3 lines), the block header (3 + a line a
+        # label) and the two blank lines that end the block.
+        f.write(text.split("\n", 6 + len(columns))[-1][:-2].encode("utf-8"))
         return
-    head = [f"data_{block}", "", "loop_"] + [f"_{c} #{i}" for i, c in enumerate(columns, 1)]
-    f.write(("\n".join(head) + "\n").encode("utf-8"))
     arrays = []
     quoted = False
     for v in columns.values():
@@ -397,16 +539,14 @@ def _write_loop(f: Any, block: str, columns: dict[str, Any], n: int, float_forma
                     pa.array(codes), pa.array(text, type=pa.string())
                 ).cast(pa.string())
             )
-    if n:
-        table = pa.Table.from_arrays(arrays, names=list(columns))
-        options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
-        if not quoted:
-            pcsv.write_csv(table, f, options)
-        else:  # Arrow refuses '"' in unquoted CSV: write a stand-in, then the quote
-            body = io.BytesIO()
-            pcsv.write_csv(table, body, options)
-            f.write(body.getvalue().replace(_QUOTE.encode(), b'"'))
-    f.write(b"\n\n")
+    table = pa.Table.from_arrays(arrays, names=list(columns))
+    options = pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
+    if not quoted:
+        pcsv.write_csv(table, f, options)
+    else:  # Arrow refuses '"' in unquoted CSV: write a stand-in, then the quote
+        body = io.BytesIO()
+        pcsv.write_csv(table, body, options)
+        f.write(body.getvalue().replace(_QUOTE.encode(), b'"'))
 
 
 def _quote_arrow(v: Any) -> Any:
