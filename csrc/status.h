@@ -5,7 +5,8 @@
  * - GNU C builtins and attributes (GCC and Clang have them):
  *   __builtin_prefetch (hash probes, indexed gathers), __atomic_* (the
  *   partition counter and failure flags shared by worker threads),
- *   unsigned __int128 (the keyed hash) and always_inline (hash.c);
+ *   unsigned __int128 (the keyed hash) and always_inline (hash.c,
+ *   partition.c);
  * - POSIX threads (threads.c), and mmap/mprotect/fstat (filemap.c);
  * - _GNU_SOURCE (meson.build), only so that -std=c11 still declares the
  *   POSIX functions above and sysconf(_SC_NPROCESSORS_ONLN) (threads.c).

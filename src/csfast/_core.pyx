@@ -53,6 +53,13 @@ cdef extern from "hash.h":
     int csf_first_occurrence(const csf_column *cols, int ncols, uint8_t *mask, int nthreads,
                              int bits) noexcept nogil
 
+cdef extern from "partition.h":
+    ctypedef struct csf_record:
+        uint64_t uid
+        int64_t row
+    int csf_partition(const csf_column *uids, int64_t first_row, uint64_t seed, int bits,
+                      csf_record *out, int64_t *counts, int nthreads) noexcept nogil
+
 cdef extern from "gather.h":
     ctypedef struct csf_gather_args:
         const char *src
@@ -299,6 +306,29 @@ def first_occurrence(keys):
         out.append(mask[start:start + a.shape[0]])
         start += a.shape[0]
     return out
+
+
+RECORD = np.dtype([("uid", np.uint64), ("row", np.int64)])
+
+
+def partition(uids, int64_t first_row, uint64_t seed, int bits):
+    """(records, counts): uids as RECORD rows (uid, first_row + row), grouped by
+    partition, the top `bits` bits (1..16) of splitmix64(uid + seed), each
+    partition in row order; counts holds each partition's rows."""
+    u = _as_uids(uids)
+    if not 1 <= bits <= 16:
+        raise ValueError(f"partition: bits must be 1 to 16, got {bits}")
+    records = np.empty(u.shape[0], dtype=RECORD)
+    counts = np.empty(1 << bits, dtype=np.int64)
+    cdef csf_column c
+    _fill_column(&c, u)
+    cdef csf_record *rp = <csf_record *>_addr(records)
+    cdef int64_t *cp = <int64_t *>_addr(counts)
+    cdef int status, nt = num_threads()
+    with nogil:
+        status = csf_partition(&c, first_row, seed, bits, rp, cp, nt)
+    _check(status, "partition")
+    return records, counts
 
 
 cdef bint _rows_contiguous(a):

@@ -48,7 +48,7 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from . import _core, joins
+from . import _core, joins, spill
 from .column import (
     NATIVE_UID,
     Column,
@@ -963,14 +963,14 @@ class Dataset(MutableMapping):
 
     def _isin(self, field: str, values: Any) -> np.ndarray:
         if field == "uid":
-            return _core.isin(self._uids(), uid_values(values, "query on uid"))
+            return spill.isin(self._uids(), uid_values(values, "query on uid"))
         col = self._read(field)
         if col.ndim != 1:
             raise CsFieldError(
                 f"cannot query field {field!r}: it is a sub-array of shape {col.shape[1:]}"
             )
         if col.dtype.kind == "u" and col.dtype.itemsize == 8:
-            return _core.isin(
+            return spill.isin(
                 col if col.dtype == NATIVE_UID else col.astype(NATIVE_UID),
                 uid_values(values, f"query on {field!r}"),
             )
@@ -991,12 +991,12 @@ class Dataset(MutableMapping):
         if callable(query):
             keep = [bool(query(Row(self, i))) for i in range(self._n)]
             return self.mask(np.array(keep, dtype=bool).reshape(self._n))
-        return self._subset(np.flatnonzero(self.query_mask(query)))
+        return self._subset(spill.nonzero_rows(self.query_mask(query)))
 
     def subset_uids(self, uids: Any) -> Dataset:
         """Rows whose uid is in uids, in this dataset's order (duplicates of this dataset kept)."""
-        found = _core.isin(self._uids(), uid_values(uids, "subset_uids"))
-        return self._subset(np.flatnonzero(found))
+        found = spill.isin(self._uids(), uid_values(uids, "subset_uids"))
+        return self._subset(spill.nonzero_rows(found))
 
     def split_by(self, field: str) -> dict[Any, Dataset]:
         """{value: rows with that value} for every distinct value of a 1-D field.

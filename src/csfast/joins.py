@@ -5,7 +5,8 @@ their docstrings, say what each operation means; each calls the function of
 its name here), and what they share: the output fields of a combination
 (``merge_fields``), the uid checks (``check_unique``, ``check_shared``) and
 ``concat_rows``. Every row copy goes through the C gather kernels
-(column.gather_jobs); uids are matched by the C hash kernels.
+(column.gather_jobs); uids are matched by the C hash kernels, through spill.py
+when their index would exceed the memory budget.
 
 ``join_tables`` joins the tables of a result group or input and, given their
 names, refuses tables that share no uid (one rule for the CLI and inputs).
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core
+from . import spill
 from .column import (
     NATIVE_UID,
     Column,
@@ -125,7 +126,7 @@ def check_unique(datasets: Sequence[Dataset], labels: Sequence[int], what: str) 
     """Raise CsUidError if a uid appears in two rows of the datasets (hash kernel)."""
     uids = [d._uids() for d in datasets]
     # Ask for more rows than shown: a uid repeated many times should be named once.
-    count, rep, first = _core.repeats(uids, 4 * _SHOW_UIDS)
+    count, rep, first = spill.repeats(uids, 4 * _SHOW_UIDS)
     if count == 0:
         return
     labels = list(labels)
@@ -225,7 +226,7 @@ def innerjoin(cls: type[Dataset], datasets: Sequence[Dataset], assert_no_drop: b
     """The rows of ``Dataset.innerjoin`` (see there)."""
     merge_fields(datasets, common=False)  # dtype conflicts fail before any work
     first = datasets[0]
-    index = list(_core.join_index([d._uids() for d in datasets]))
+    index = spill.join_index([d._uids() for d in datasets])
     if assert_no_drop and len(index[0]) != len(first):
         kept = np.zeros(len(first), dtype=bool)
         kept[index[0]] = True
@@ -325,8 +326,8 @@ def union(cls: type[Dataset], datasets: Sequence[Dataset], assert_same_fields: b
     done, parts, _, merged = _nonempty(cls, datasets, assert_same_fields)
     if done is not None:
         return done
-    masks = _core.first_occurrence([d._uids() for d in parts])
-    indexes = [None if m.all() else np.flatnonzero(m) for m in masks]
+    masks = spill.first_occurrence([d._uids() for d in parts])
+    indexes = [None if m.all() else spill.nonzero_rows(m) for m in masks]
     return concat_rows(cls, parts, indexes, merged)
 
 
@@ -362,9 +363,9 @@ def replace(
     if not assume_disjoint and others:
         uids = ds._uids()
         for other in others:
-            found = _core.isin(uids, other._uids())
+            found = spill.isin(uids, other._uids())
             np.logical_and(keep, np.logical_not(found, out=found), out=keep)
     if query:
         np.logical_and(keep, ds.query_mask(query, invert=True), out=keep)
-    first = None if keep.all() else np.flatnonzero(keep)
+    first = None if keep.all() else spill.nonzero_rows(keep)
     return concat_rows(type(ds), (ds,) + others, [first] + [None] * len(others), merged)

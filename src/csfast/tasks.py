@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import spill
 from .dataset import Dataset
 from .errors import CsArgumentError, CsError, CsFieldError, CsFormatError, CsUidError
 from .format import (
@@ -306,7 +306,7 @@ def _evaluate(cond: Condition, col: np.ndarray, values: list[Any]) -> np.ndarray
                 [v for v in values if info.min <= v <= info.max], dtype=col.dtype
             )  # values out of range match no row
             found = (
-                _core.isin(col.astype(np.uint64), members.astype(np.uint64))
+                spill.isin(col.astype(np.uint64), members.astype(np.uint64))
                 if col.dtype.kind == "u"
                 else np.isin(col, members)
             )
@@ -377,7 +377,7 @@ def filter_table(
         counts.append((str(c), int(np.count_nonzero(m))))
         mask &= m
     if uids is not None:
-        m = _core.isin(np.asarray(ds.view("uid"), dtype=np.uint64), uids)
+        m = spill.isin(np.asarray(ds.view("uid"), dtype=np.uint64), uids)
         counts.append((f"uid in list of {len(uids):,}", int(np.count_nonzero(m))))
         mask &= m
     if invert:
@@ -678,8 +678,8 @@ def sets_files(
                 raise _field_error(t, name, f"--on (table {label})")
     step(0, 2, "matching rows")
     ka, kb = _keys(a, b, on)
-    a_in_b = _core.isin(ka, kb)  # rows of A whose key is in B
-    b_in_a = _core.isin(kb, ka)
+    a_in_b = spill.isin(ka, kb)  # rows of A whose key is in B
+    b_in_a = spill.isin(kb, ka)
     outputs = []
     for op in ops:
         name_a, name_b = SET_FILES[op]
