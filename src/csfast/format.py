@@ -19,6 +19,7 @@ import re
 import stat
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -473,7 +474,9 @@ def atomic_write(
             if fsync:
                 os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))
+        old = _hold(path)
         os.replace(tmp, path)
+        _release_later(old)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -482,6 +485,29 @@ def atomic_write(
         raise
     if fsync:
         _fsync_dir(folder)
+
+
+def _hold(path: Path) -> int | None:
+    """A descriptor of the regular file at path, held across its replacement.
+
+    Replacing a file drops its last name; the kernel then frees its page
+    cache at once, in the renaming thread (0.4 to 0.7 s for a 384 MB file
+    just written). Holding a descriptor moves that work to the last close,
+    which ``_release_later`` does in a background thread.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None  # no old file (or not one to hold): nothing to free
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _release_later(fd: int | None) -> None:
+    if fd is not None:
+        threading.Thread(target=os.close, args=(fd,), name="csfast-release").start()
 
 
 class _CompleteFile(io.FileIO):
