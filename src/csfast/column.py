@@ -167,7 +167,10 @@ def take_rows(col: Rows, index: np.ndarray | None, composed: dict[tuple, Any]) -
         return Rows([(src, index if base is None else _compose(base, index, composed))], col.dtype)
     # Several pieces: an increasing index (every subset and query) splits into
     # runs, one per piece; any other order is gathered first.
-    if len(index) > 1 and not bool(np.all(index[1:] >= index[:-1])):
+    order: tuple = ("increasing", id(index))
+    if order not in composed:  # once per operation, not once per column
+        composed[order] = (index, increasing(index))
+    if not composed[order][1]:
         return Rows([(readonly(gather(col, None)), index)])
     pieces = []
     bounds = np.cumsum([0] + [len(s) if i is None else len(i) for s, i in col.pieces])
@@ -183,6 +186,11 @@ def take_rows(col: Rows, index: np.ndarray | None, composed: dict[tuple, Any]) -
         src, _ = col.pieces[0]
         pieces.append((src, np.zeros(0, dtype=np.intp)))
     return Rows(pieces, col.dtype)
+
+
+def increasing(index: np.ndarray) -> bool:
+    """The row index never goes back (every subset, query and mask gives one)."""
+    return bool(np.all(index[1:] >= index[:-1]))
 
 
 def row_slice(col: Column, s: slice, composed: dict[tuple, Any]) -> Column:

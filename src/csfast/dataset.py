@@ -59,6 +59,7 @@ from .column import (
     gather,
     gather_columns,
     gather_jobs,
+    increasing,
     is_column,
     lazy,
     owned_column,
@@ -1154,9 +1155,12 @@ def _advise_scans(cols: Mapping[str, Column]) -> None:
     pieces and increasing row subsets (an append, a subset by uid, a loaded
     file), not a join's shuffled rows (read-ahead there only costs)."""
     tables = {}
+    in_order: dict[int, bool] = {}  # the columns of one table share their index
     for col in cols.values():
         for src, idx in col.pieces if isinstance(col, Rows) else ((col, None),):
-            if idx is None or bool(np.all(idx[1:] >= idx[:-1])):
+            if idx is not None and id(idx) not in in_order:
+                in_order[id(idx)] = increasing(idx)
+            if idx is None or in_order[id(idx)]:
                 table = root_array(src)
                 tables[id(table)] = table
     for table in tables.values():

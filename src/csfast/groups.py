@@ -35,6 +35,7 @@ from .errors import (
 )
 from .format import atomic_write, hidden_name, open_regular, remove_stale_temps, write_all
 from .joins import join_tables
+from .synthetic import ALIGNMENT_SCALARS
 
 __all__ = [
     "MIN_FIELDS",
@@ -66,26 +67,7 @@ _VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d{1,18}|final)(_.+)$"
 # StatBlob). No job document we could read lists alignments2D/3D: theirs are
 # the fields docs/formats.md lists for real files. volume.map, map_half_A/B and
 # mask (csfast's names for cryoSPARC's volume.blob results) take volume.blob's.
-_ALIGNMENTS = (
-    "split",
-    "class",
-    "shift",
-    "pose",
-    "psize_A",
-    "error",
-    "error_min",
-    "resid_pow",
-    "slice_pow",
-    "image_pow",
-    "cross_cor",
-    "alpha",
-    "alpha_min",
-    "weight",
-    "pose_ess",
-    "shift_ess",
-    "class_posterior",
-    "class_ess",
-)
+_ALIGNMENTS = ("split", "class", "shift", "pose", *ALIGNMENT_SCALARS)
 _VOLUME = ("path", "shape", "psize_A")
 # The CTF fields particles and exposures both require.
 _CTF = (

@@ -16,7 +16,8 @@ from .dataset import Dataset, generate_uids
 __all__ = ["RESULT_FIELDS", "particles", "exposures"]
 
 _F4 = "<f4"
-_ALIGN_SCALARS = [
+#: The scalar fields of an alignments2D/3D result (beside split, class, shift, pose).
+ALIGNMENT_SCALARS = (
     "psize_A",
     "error",
     "error_min",
@@ -31,7 +32,7 @@ _ALIGN_SCALARS = [
     "shift_ess",
     "class_posterior",
     "class_ess",
-]
+)
 
 _Field = tuple[str, str, tuple[int, ...]]  # (field, dtype, shape)
 
@@ -75,14 +76,14 @@ RESULT_FIELDS: dict[str, list[_Field]] = {
         ("shift", _F4, (2,)),
         ("pose", _F4, (3,)),
     ]
-    + _each(_ALIGN_SCALARS, _F4),
+    + _each(ALIGNMENT_SCALARS, _F4),
     "alignments2D": [
         ("split", "<u4", ()),
         ("class", "<u4", ()),
         ("shift", _F4, (2,)),
         ("pose", _F4, ()),
     ]
-    + _each(_ALIGN_SCALARS, _F4),
+    + _each(ALIGNMENT_SCALARS, _F4),
     "location": [
         ("micrograph_uid", "<u8", ()),
         ("exp_group_id", "<u4", ()),
