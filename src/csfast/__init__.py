@@ -24,6 +24,7 @@ from .groups import MIN_FIELDS, Result, ResultGroup, result_type_of, write_outpu
 from .inputs import Connection, Input, InputSpec, Slot
 from .project import Job, Project, write_job
 from .row import Row
+from .spill import spill_folder
 from .tables import inspect
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "ResultGroup",
     "Row",
     "set_num_threads",
+    "spill_folder",
     "StarWarning",
     "StrColumn",
     "Slot",

@@ -16,6 +16,7 @@ from typing import Any, cast
 from ._text import columns_text, results_text, shape_text, size_text, time_text
 from .errors import CsArgumentError, CsError, CsProjectError
 from .format import CsInfo
+from .spill import beside, spill_folder
 from .tables import inspect
 
 
@@ -885,8 +886,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # What a command matches beyond the memory budget spills on its output's disk.
+    output = getattr(args, "output", None) or getattr(args, "dir", None)
     try:
-        return args.func(args)
+        with spill_folder(beside(output)):
+            return args.func(args)
     except CsError as e:
         print(f"csfast {args.command}: {_one_line(str(e))}", file=sys.stderr)
         return 1

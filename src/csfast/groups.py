@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from . import spill
 from ._version import __version__
 from .dataset import Dataset
 from .errors import (
@@ -748,6 +749,7 @@ def _relative(metafile: str, folder: str) -> str:
 # ---------------------------------------------------------------------- output
 
 
+@spill.spills_beside("folder")
 def write_output(
     folder: str | os.PathLike,
     job: str,

@@ -15,22 +15,27 @@ and "last" occurrence mean the same there as in the whole input.
 The spill folder (``SpillFolder``) is removed when the function returns or
 raises; the returned arrays stay valid because a mapped file outlives its
 name. A folder left by a killed run is removed by the next run in the same
-parent folder.
+parent folder. Its parent is the ``folder=`` argument, else that of the
+innermost ``spill_folder(...)`` block (the commands and the functions that
+write a file open one beside their output), else ``CSFAST_SPILL_DIR``, else
+the system's temporary folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+import inspect
 import os
 import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -40,6 +45,7 @@ from .errors import CsArgumentError
 __all__ = [
     "DEFAULT_FRACTION",
     "SpillFolder",
+    "beside",
     "clean_stale",
     "first_occurrence",
     "isin",
@@ -49,6 +55,9 @@ __all__ = [
     "nonzero_rows",
     "physical_memory",
     "repeats",
+    "spill_folder",
+    "spill_parent",
+    "spills_beside",
 ]
 
 # The default budget: this fraction of physical memory (or of the memory
@@ -56,6 +65,7 @@ __all__ = [
 # holds the mapped inputs and the spilled files, and to the caller.
 DEFAULT_FRACTION = 0.5
 ENV = "CSFAST_MEMORY_LIMIT"
+DIR_ENV = "CSFAST_SPILL_DIR"
 PREFIX = ".csfast-spill-"
 _STALE = re.compile(re.escape(PREFIX) + r"(\d+)-")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -211,13 +221,74 @@ def clean_stale(parent: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+# The parent of the spill folders of kernels called without folder=, set by
+# spill_folder(): a context variable, so each thread and asyncio task sees
+# its own (a new thread starts with none).
+_PARENT: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "csfast_spill_parent", default=None
+)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def spill_parent(folder: str | os.PathLike[str] | None = None) -> Path:
+    """Where a spill folder goes: `folder`, else the innermost ``spill_folder``
+    block's parent, else CSFAST_SPILL_DIR, else the system's temporary folder."""
+    if folder is not None:
+        return Path(folder)
+    return _PARENT.get() or Path(os.environ.get(DIR_ENV) or tempfile.gettempdir())
+
+
+@contextlib.contextmanager
+def spill_folder(parent: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Within the block, the kernels called without ``folder=`` spill in
+    `parent` (None: back to CSFAST_SPILL_DIR or the temporary folder). Blocks
+    nest; leaving one restores the outer block's parent."""
+    token = _PARENT.set(None if parent is None else Path(parent))
+    try:
+        yield
+    finally:
+        _PARENT.reset(token)
+
+
+def beside(output: str | os.PathLike[str] | None) -> Path | None:
+    """The parent for spills of work that writes `output`: output itself when
+    it is an existing folder, else the folder it is in (a file, or a folder
+    yet to be made); None when there is no output or that folder is missing
+    (the write will say so)."""
+    if output is None:
+        return None
+    path = Path(os.path.abspath(output))
+    folder = path if path.is_dir() else path.parent
+    return folder if folder.is_dir() else None
+
+
+def spills_beside(param: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorator: the function runs inside ``spill_folder(beside(<its argument
+    named param>))``, so what it matches spills on the disk of its output."""
+
+    def decorate(func: Callable[_P, _R]) -> Callable[_P, _R]:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            output = signature.bind(*args, **kwargs).arguments.get(param)
+            with spill_folder(beside(output)):
+                return func(*args, **kwargs)
+
+        return run
+
+    return decorate
+
+
 class SpillFolder:
     """A temporary folder ``.csfast-spill-<pid>-<random>`` inside `parent`
-    (default: the system's temporary folder), removed on exit, success or
-    failure. Entering it first removes the stale folders of killed runs."""
+    (default: ``spill_parent()``), removed on exit, success or failure.
+    Entering it first removes the stale folders of killed runs."""
 
     def __init__(self, parent: str | os.PathLike[str] | None = None):
-        self.parent = Path(tempfile.gettempdir() if parent is None else parent)
+        self.parent = spill_parent(parent)
         self.path: Path | None = None
 
     def __enter__(self) -> Path:
@@ -360,7 +431,7 @@ def join_index(
     Row indices of a multi-way inner join on uid: output rows follow keys[0]
     (repeats kept), each later input's row is the last one holding the uid.
     Spilled results are mapped files, created with the spill folder in
-    `folder` (default: the system's temporary folder).
+    `folder` (default: ``spill_parent()``).
     """
     arrays = [_core._as_uids(k) for k in keys]
     sizes = [len(a) for a in arrays]

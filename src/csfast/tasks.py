@@ -164,6 +164,7 @@ class UnionReport:
     dropped_fields: list[str]
 
 
+@spill.spills_beside("output")
 def union_files(
     paths: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -385,6 +386,7 @@ def filter_table(
     return mask, counts
 
 
+@spill.spills_beside("output")
 def filter_file(
     path: str | os.PathLike,
     output: str | os.PathLike,
@@ -449,6 +451,7 @@ class FieldsReport:
     fields: list[str]
 
 
+@spill.spills_beside("output")
 def fields_file(
     path: str | os.PathLike,
     output: str | os.PathLike,
@@ -512,6 +515,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+@spill.spills_beside("folder")
 def split_file(
     path: str | os.PathLike,
     folder: str | os.PathLike,
@@ -641,6 +645,7 @@ def _keys(a: Dataset, b: Dataset, on: Sequence[str]) -> tuple[np.ndarray, np.nda
     return codes[: len(a)], codes[len(a) :]
 
 
+@spill.spills_beside("folder")
 def sets_files(
     a_path: str | os.PathLike,
     b_path: str | os.PathLike,
