@@ -17,6 +17,7 @@ removed when the save ends, however it ends.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -92,29 +93,26 @@ class Staged:
         pairs, one file per block of table rows, output rows ascending."""
         blocks = -(-len(self._table) // block)
         paths = [self._folder / f"pairs-{j}" for j in range(blocks)]
-        files = [open(p, "wb") for p in paths]
-        try:
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(open(p, "wb")) for p in paths]
             step = max(1, budget // 4 // (3 * _PAIR.itemsize))
             for lo in range(0, self._n, step):
                 rows = np.asarray(self._index[lo : lo + step], dtype=np.int64)
-                which = rows // block
+                which = (rows // block).astype(np.uint16)  # a radix sort: _MAX_FILES blocks
                 order = np.argsort(which, kind="stable")
                 pairs = np.empty(len(rows), _PAIR)
                 pairs["at"] = order + lo
                 pairs["row"] = rows[order]
                 for j, a, b in _runs(np.cumsum(np.bincount(which, minlength=blocks))):
                     write_all(files[j].write, pairs[a:b])
-        finally:
-            for f in files:
-                f.close()
         return paths
 
     def _distribute(self, pair_files: list[Path], block: int) -> None:
         """Second pass, over the table in order, a block at a time: each
         needed row, with its output row, appended to its range's bucket."""
         ranges = -(-self._n // self._ranges)
-        files = [open(self._bucket(r), "wb") for r in range(ranges)]
-        try:
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(open(self._bucket(r), "wb")) for r in range(ranges)]
             for j, path in enumerate(pair_files):
                 pairs = np.fromfile(path, _PAIR)
                 path.unlink()
@@ -129,9 +127,6 @@ class Staged:
                 ends = np.searchsorted(pairs["at"], np.arange(1, ranges + 1) * self._ranges)
                 for r, a, b in _runs(ends):
                     write_all(files[r].write, staged[a:b])
-        finally:
-            for f in files:
-                f.close()
 
     def _bucket(self, r: int) -> Path:
         return self._folder / f"range-{r}"
