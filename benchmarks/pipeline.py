@@ -433,24 +433,31 @@ def child(stage: str, contender: str, inp: Inputs, out: Path, fsync: bool) -> di
     }
 
 
-def run_child(
-    stage: str, contender: str, inp: Inputs, out: Path, fsync: bool = True
-) -> dict[str, Any]:
-    """Run one stage in a fresh process, sampling its RssAnon every 5 ms."""
-    cmd = [sys.executable, __file__, "--child", stage, contender, "--out", str(out)]
-    cmd += inp.options() + ([] if fsync else ["--no-fsync"])
+def run_sampled(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[int, str, str, int]:
+    """Run cmd, sampling its RssAnon every SAMPLE_SECONDS: (exit status,
+    stdout, stderr, peak RssAnon in bytes). The pid sampled is the one
+    started, so a command that execs (a cgroup wrapper) keeps being sampled."""
     # Output to files, not pipes: a pipe this loop does not read could fill and block the child.
     with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
-        proc = subprocess.Popen(cmd, stdout=so, stderr=se, text=True)
+        proc = subprocess.Popen(list(cmd), stdout=so, stderr=se, text=True, env=env)
         peak_anon = 0
         while proc.poll() is None:
             peak_anon = max(peak_anon, _status(proc.pid).get("RssAnon", 0))
             time.sleep(SAMPLE_SECONDS)
         so.seek(0)
         se.seek(0)
-        stdout, stderr = so.read(), se.read()
-    if proc.returncode != 0:
-        last = stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        return proc.returncode, so.read(), se.read(), peak_anon
+
+
+def run_child(
+    stage: str, contender: str, inp: Inputs, out: Path, fsync: bool = True
+) -> dict[str, Any]:
+    """Run one stage in a fresh process, sampling its RssAnon every 5 ms."""
+    cmd = [sys.executable, __file__, "--child", stage, contender, "--out", str(out)]
+    cmd += inp.options() + ([] if fsync else ["--no-fsync"])
+    code, stdout, stderr, peak_anon = run_sampled(cmd)
+    if code != 0:
+        last = stderr.strip().splitlines()[-1:] or [f"exit status {code}"]
         raise RuntimeError(f"{contender} {stage}: {last[0]}")
     res = json.loads(stdout.strip().splitlines()[-1])
     # The child's own end reading covers a peak after the last sample.

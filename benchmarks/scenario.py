@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ SCENARIO_VERSION = 1
 CHUNKS = 10
 SUBSET_FRACTION = 0.3
 PASSTHROUGH_RESULTS = ("blob", "ctf", "location", "pick_stats")
+# Tables are generated (in memory) this many rows at a time.
+BLOCK_ROWS = 10_000_000
 DEFAULT_ROOT = Path(os.environ.get("CSFAST_BENCH_DIR", "/tmp/csfast-bench"))
 
 
@@ -73,7 +76,7 @@ class Scenario:
         return [self.passthrough, self.particles, *self.chunks, self.subset_uids_path]
 
     def total_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.files())
+        return sum(p.stat().st_size for p in self.files() if p.exists())
 
 
 def _records(ds) -> np.ndarray:
@@ -92,7 +95,7 @@ def _save(path: Path, rec: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _valid(sc: Scenario) -> bool:
+def _valid(sc: Scenario, chunks: bool = True) -> bool:
     try:
         meta = json.loads(sc.manifest.read_text())
     except (OSError, ValueError):
@@ -104,20 +107,83 @@ def _valid(sc: Scenario) -> bool:
     ):
         return False
     sizes = meta.get("sizes", {})
-    return all(p.exists() and p.stat().st_size == sizes.get(p.name) for p in sc.files())
+    wanted = sc.files() if chunks else [sc.passthrough, sc.particles, sc.subset_uids_path]
+    return all(p.exists() and p.stat().st_size == sizes.get(p.name) for p in wanted)
+
+
+def _block_bounds(rows: int) -> np.ndarray:
+    """Row bounds of the blocks a table is generated in (one block up to BLOCK_ROWS)."""
+    return np.linspace(0, rows, -(-rows // BLOCK_ROWS) + 1).astype(np.int64)
+
+
+def _save_blocks(path: Path, bounds: np.ndarray, make: Callable[[int, int], np.ndarray]) -> None:
+    """One .npy of the records make(lo, hi) of each block, written through a
+    numpy-made memory map, so a table larger than memory is never whole in it."""
+    tmp = path.with_name(path.name + ".tmp")
+    first = make(int(bounds[0]), int(bounds[1]))
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype, shape=(int(bounds[-1]),))
+    out[: len(first)] = first
+    del first
+    for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True):
+        out[lo:hi] = make(int(lo), int(hi))
+    out.flush()
+    del out
+    os.replace(tmp, path)
+
+
+def _seed(seed: int, block: int, blocks: int) -> int | list[int]:
+    # A table of one block is seeded as before blocks existed (its cache stays valid).
+    return seed if blocks == 1 else [seed, block]
+
+
+def write_chunks(sc: Scenario) -> None:
+    """Cut the passthrough table into CHUNKS files (read through a map, so
+    the table need not fit in memory) and add them to the manifest."""
+    table = np.load(sc.passthrough, mmap_mode="r")
+    bounds = np.linspace(0, sc.rows, CHUNKS + 1).astype(np.int64)
+    for path, lo, hi in zip(sc.chunks, bounds[:-1], bounds[1:], strict=True):
+        _save(path, table[lo:hi])
+    _write_manifest(sc)
+
+
+def drop(sc: Scenario, path: Path) -> None:
+    """Delete one file of the scenario (to make room on disk) and say so in its manifest."""
+    path.unlink()
+    _write_manifest(sc)
+
+
+def _write_manifest(sc: Scenario) -> None:
+    sizes = {p.name: p.stat().st_size for p in sc.files() if p.exists()}
+    sc.manifest.write_text(
+        json.dumps(
+            {"version": SCENARIO_VERSION, "rows": sc.rows, "seed": sc.seed, "sizes": sizes},
+            indent=1,
+        )
+    )
 
 
 def build(
-    rows: int = 1_000_000, *, seed: int = 0, root: str | os.PathLike | None = None, log=None
+    rows: int = 1_000_000,
+    *,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+    log=None,
+    chunks: bool = True,
 ) -> Scenario:
-    """The scenario at ``rows`` rows, generated unless a valid cache exists."""
+    """The scenario at ``rows`` rows, generated unless a valid cache exists.
+
+    Tables beyond BLOCK_ROWS rows are generated a block at a time. With
+    chunks=False the ten chunk files are not written (``write_chunks`` adds
+    them later): at 50M rows, the passthrough table and its chunks take 19 GB each.
+    """
     if rows < CHUNKS:
         raise ValueError(f"the scenario needs at least {CHUNKS} rows, got {rows}")
     root = Path(root) if root is not None else DEFAULT_ROOT
     sc = Scenario(rows, seed, root / f"rows{rows}-seed{seed}")
-    if _valid(sc):
+    if _valid(sc, chunks):
         return sc
     # Imported here: building the cache is the only use of csfast in this module.
+    from csfast.dataset import generate_uids
     from csfast.synthetic import particles
 
     if sc.folder.exists():
@@ -127,26 +193,33 @@ def build(
     t0 = time.perf_counter()
     say(f"generating the {rows:,}-row scenario in {sc.folder} ...")
     rng = np.random.default_rng([seed, rows])
-    passthrough = _records(particles(rows, results=PASSTHROUGH_RESULTS, seed=seed))
-    uids = passthrough["uid"].copy()
-    _save(sc.passthrough, passthrough)
-    bounds = np.linspace(0, rows, CHUNKS + 1).astype(np.int64)
-    for path, lo, hi in zip(sc.chunks, bounds[:-1], bounds[1:], strict=True):
-        _save(path, passthrough[lo:hi])
-    del passthrough
+    bounds = _block_bounds(rows)
+    blocks = len(bounds) - 1
+    # One block makes its own uids (as before blocks existed); more share them.
+    uids = None if blocks == 1 else generate_uids(rows, seed=[seed, rows, 1])
+
+    def passthrough(lo: int, hi: int) -> np.ndarray:
+        block = None if uids is None else uids[lo:hi]
+        seeded = _seed(seed, int(np.searchsorted(bounds, lo)), blocks)
+        return _records(particles(hi - lo, results=PASSTHROUGH_RESULTS, seed=seeded, uids=block))
+
+    _save_blocks(sc.passthrough, bounds, passthrough)
+    if uids is None:
+        uids = np.load(sc.passthrough, mmap_mode="r")["uid"].copy()
+    if chunks:
+        write_chunks(sc)
     shuffled = uids[rng.permutation(rows)]
-    _save(
-        sc.particles,
-        _records(particles(rows, results=("alignments3D",), seed=seed + 1, uids=shuffled)),
-    )
-    np.save(sc.subset_uids_path, rng.choice(uids, size=int(rows * SUBSET_FRACTION), replace=False))
-    sizes = {p.name: p.stat().st_size for p in sc.files()}
-    sc.manifest.write_text(
-        json.dumps(
-            {"version": SCENARIO_VERSION, "rows": rows, "seed": seed, "sizes": sizes}, indent=1
+
+    def aligned(lo: int, hi: int) -> np.ndarray:
+        seeded = _seed(seed + 1, int(np.searchsorted(bounds, lo)), blocks)
+        return _records(
+            particles(hi - lo, results=("alignments3D",), seed=seeded, uids=shuffled[lo:hi])
         )
-    )
-    say(f"  done in {time.perf_counter() - t0:.1f} s, {sum(sizes.values()) / 1e9:.2f} GB")
+
+    _save_blocks(sc.particles, bounds, aligned)
+    np.save(sc.subset_uids_path, rng.choice(uids, size=int(rows * SUBSET_FRACTION), replace=False))
+    _write_manifest(sc)
+    say(f"  done in {time.perf_counter() - t0:.1f} s, {sc.total_bytes() / 1e9:.2f} GB")
     return sc
 
 
@@ -172,8 +245,11 @@ def main() -> None:
     ap.add_argument(
         "--dir", default=None, help=f"cache root (default {DEFAULT_ROOT}, or $CSFAST_BENCH_DIR)"
     )
+    ap.add_argument(
+        "--no-chunks", action="store_true", help="leave out the ten chunk files (append inputs)"
+    )
     args = ap.parse_args()
-    sc = build(args.rows, seed=args.seed, root=args.dir, log=print)
+    sc = build(args.rows, seed=args.seed, root=args.dir, log=print, chunks=not args.no_chunks)
     print(f"{sc.folder}: {sc.total_bytes() / 1e9:.2f} GB")
 
 

@@ -41,14 +41,16 @@ loads neither pandas nor pyarrow. csfast.convert uses only the public API
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
+from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from . import _core, joins, spill
+from . import _core, joins, reorder, spill
 from .column import (
     NATIVE_UID,
     Column,
@@ -342,7 +344,10 @@ class Dataset(MutableMapping):
         cols, dtype = self._save_layout()
         header = npy_header(dtype, self._n)
 
+        path = os.fspath(file) if isinstance(file, (str, os.PathLike)) else None
         runs = _whole_rows(cols, dtype)
+        budget = spill.memory_limit()
+        far = [] if runs is not None else reorder.far_groups(cols, budget)
         _advise_scans(cols)
 
         def write(f):
@@ -350,13 +355,18 @@ class Dataset(MutableMapping):
             if runs is not None:
                 for run in runs:  # the rows as they lie in the files: no gather
                     write_all(f.write, run)
-                return
-            write_rows(
-                f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf)
-            )
+            elif far:
+                # Beside the output, whose disk is meant to have room for it.
+                parent = None if path is None else os.path.dirname(path) or "."
+                with spill.SpillFolder(parent) as tmp:
+                    _write_staged(f, cols, dtype, self._n, far, budget, tmp)
+            else:
+                write_rows(
+                    f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf)
+                )
 
-        if isinstance(file, (str, os.PathLike)):
-            atomic_write(file, write, fsync=fsync)
+        if path is not None:
+            atomic_write(path, write, fsync=fsync)
         else:
             write(file)
 
@@ -1165,6 +1175,28 @@ def _advise_scans(cols: Mapping[str, Column]) -> None:
                 tables[id(table)] = table
     for table in tables.values():
         advise_scan(table)
+
+
+def _write_staged(
+    f: BinaryIO,
+    cols: Mapping[str, Column],
+    dtype: np.dtype,
+    n: int,
+    far: list[dict[str, Rows]],
+    budget: int,
+    folder: Path,
+) -> None:
+    """Write the rows of cols an output range at a time, the columns of far
+    (``reorder.far_groups``) staged by output range in folder first."""
+    ranges = reorder.range_rows(n, dtype.itemsize, budget)
+    staged = [reorder.Staged(group, ranges, budget, folder) for group in far]
+    composed: dict[tuple, Any] = {}
+    for r, lo in enumerate(range(0, n, ranges)):
+        hi = min(n, lo + ranges)
+        part = {k: row_slice(c, slice(lo, hi), composed) for k, c in cols.items()}
+        for s in staged:
+            part.update(s.rows(r))
+        write_rows(f, hi - lo, dtype.itemsize, functools.partial(_fill, part, dtype))
 
 
 def _fill(cols: Mapping[str, Column], dtype: np.dtype, start: int, buf: np.ndarray) -> None:

@@ -391,17 +391,18 @@ def map_offset(fm: _core.FileMap, a: np.ndarray) -> int:
     return a.__array_interface__["data"][0] - whole.__array_interface__["data"][0]
 
 
-def advise_scan(a: np.ndarray) -> None:
+def advise_scan(a: np.ndarray, kind: Literal["sequential", "willneed"] = "sequential") -> None:
     """Ask the kernel to read ahead the map pages under a's rows, about to be
     read in row order (a copy of a mapped file's rows: 1.5-2x less CPU from a
-    cold page cache, docs/performance.md); nothing for an array that views no
-    map. Only advice: a refusal changes nothing but speed, and is ignored."""
+    cold page cache, docs/performance.md), or with kind "willneed", to read
+    them now; nothing for an array that views no map. Only advice: a refusal
+    changes nothing but speed, and is ignored."""
     fm = file_map_of(a)
     if fm is None or len(a) == 0 or a.strides[0] <= 0:
         return
     span = (len(a) - 1) * a.strides[0] + a.dtype.itemsize * math.prod(a.shape[1:])
     try:
-        fm.advise("sequential", map_offset(fm, a), span)
+        fm.advise(kind, map_offset(fm, a), span)
     except (OSError, ValueError):
         pass
 
