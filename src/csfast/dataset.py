@@ -357,8 +357,7 @@ class Dataset(MutableMapping):
                     write_all(f.write, run)
             elif far:
                 # Beside the output, whose disk is meant to have room for it.
-                parent = None if path is None else os.path.dirname(path) or "."
-                with spill.SpillFolder(parent) as tmp:
+                with spill.SpillFolder(spill.beside(path)) as tmp:
                     _write_staged(f, cols, dtype, self._n, far, budget, tmp)
             else:
                 write_rows(
