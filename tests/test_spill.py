@@ -337,14 +337,19 @@ def test_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
     assert spill_folders(tmp_path) == []
 
 
-def test_stale_folders_by_pid_and_start_time(tmp_path):
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
     done = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
         text=True,
         check=True,
     )
-    dead = int(done.stdout)
+    return int(done.stdout)
+
+
+def test_stale_folders_by_pid_and_start_time(tmp_path):
+    dead = dead_pid()
     host = os.uname().nodename
     folders = {
         "dead": (dead, f"{host}\n{dead}\n1\n"),
@@ -444,45 +449,6 @@ def test_join_in_a_memory_cgroup_spills(tmp_path, memory_cgroup):
 
 
 # ------------------------------------------------------------ datasets
-
-
-def particle_table(uids: np.ndarray, seed: int, prefix: str) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = len(uids)
-    a = np.zeros(
-        n,
-        dtype=[
-            ("uid", "<u8"),
-            (f"{prefix}/x", "<f4"),
-            (f"{prefix}/v", "<f4", (3,)),
-            (f"{prefix}/path", "S24"),
-        ],
-    )
-    a["uid"] = uids
-    a[f"{prefix}/x"] = rng.random(n)
-    a[f"{prefix}/v"] = rng.random((n, 3))
-    a[f"{prefix}/path"] = np.array([b"J1/a.mrc", b"J22/extract/b.mrc", b""])[rng.integers(0, 3, n)]
-    return a
-
-
-@pytest.fixture(scope="module")
-def table_files(tmp_path_factory):
-    """Three mapped .cs tables of 20k rows sharing part of their uids."""
-    tmp = tmp_path_factory.mktemp("tables")
-    n = 20_000
-    rng = np.random.default_rng(5)
-    uids = rng.permutation(np.arange(1, 3 * n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    tables = {
-        "a": particle_table(uids[:n], 1, "p"),
-        "b": particle_table(rng.permutation(uids[n // 4 : n + n // 4]), 2, "q"),
-        "c": particle_table(rng.permutation(uids[n // 2 : n + n // 2]), 3, "p"),
-    }
-    paths = {}
-    for name, rec in tables.items():
-        paths[name] = tmp / f"{name}.cs"
-        with open(paths[name], "wb") as f:
-            np.save(f, rec)
-    return paths
 
 
 def test_dataset_operations_in_a_tiny_budget_save_the_same_bytes(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_spill import particle_table, spill_folders
+from test_spill import dead_pid, spill_folders
 
 from csfast import Dataset, spill, spill_folder, tasks, write_output
 
@@ -31,28 +31,16 @@ BUDGET = "64K"  # 20k-row tables need about 1 MB of index: every match spills
 
 
 @pytest.fixture(scope="module")
-def tables(tmp_path_factory) -> dict[str, str]:
-    """Mapped .cs tables of 20k rows: a, b and c share part of their uids, d
-    shares none with a."""
-    tmp = tmp_path_factory.mktemp("tables")
-    n = 20_000
+def tables(table_files) -> dict[str, str]:
+    """The tables of conftest's table_files (a, b and c share part of their
+    uids, d shares none), and a result group."""
+    paths = {k: str(p) for k, p in table_files.items()}
+    tmp = table_files["a"].parent
     rng = np.random.default_rng(7)
-    uids = rng.permutation(np.arange(1, 3 * n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-    recs = {
-        "a": particle_table(uids[:n], 1, "p"),
-        "b": particle_table(rng.permutation(uids[n // 4 : n + n // 4]), 2, "q"),
-        "c": particle_table(rng.permutation(uids[n // 2 : n + n // 2]), 3, "p"),
-        "d": particle_table(uids[2 * n :], 4, "p"),
-    }
-    paths = {}
-    for name, rec in recs.items():
-        paths[name] = str(tmp / f"{name}.cs")
-        with open(paths[name], "wb") as f:
-            np.save(f, rec)
     # A result group of two files (a's rows, and a passthrough in another
     # order): loading it joins them on uid.
     a = Dataset.load(paths["a"])
-    carried = Dataset({"uid": rng.permutation(a["uid"]), "blob/idx": np.arange(n)})
+    carried = Dataset({"uid": rng.permutation(a["uid"]), "blob/idx": np.arange(len(a))})
     paths["csg"] = write_output(tmp, "J1", "particles", a, "particle", ["p"], carried).path
     return paths
 
@@ -105,13 +93,7 @@ def csfast_all(argvs: list[list[str]], env: dict[str, str]) -> list[subprocess.C
 
 def plant_stale(folder: Path) -> Path:
     """A spill folder of a process that has exited, as a killed run leaves it."""
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    pid = int(done.stdout)
+    pid = dead_pid()
     stale = folder / f"{spill.PREFIX}{pid}-planted"
     stale.mkdir()
     (stale / "owner").write_text(f"{os.uname().nodename}\n{pid}\n1\n")
