@@ -42,6 +42,8 @@ def _tables(tmp: Path, n: int = N, repeats: int = 300) -> tuple[Path, Path, Path
     wide["ctf/df"] = rng.random((n, 2))
     wide["x/k"] = rng.integers(-9, 9, n)
     first = rng.permutation(uids)[: n - 1000]
+    # The longest path is on a row no join keeps: the output's width ignores it.
+    wide["blob/path"][np.flatnonzero(~np.isin(uids, first))[0]] = b"x" * 47
     first = np.concatenate([first, first[:repeats]])  # repeated uids: rows read twice
     narrow = np.zeros(len(first), [("uid", "<u8"), ("pose", "<f4", (3,)), ("x/k", "<i2")])
     narrow["uid"] = first
@@ -86,6 +88,7 @@ def test_staged_join_equals_numpy_and_the_unlimited_save(tmp_path, monkeypatch, 
     got = np.load(tmp_path / "staged.cs")
     want = _numpy_join(*(np.load(p) for p in files))
     assert list(got.dtype.names) == ["uid", *[k for k in want if k != "uid"]]
+    assert got.dtype["blob/path"] == np.dtype("S28")  # the longest kept path, plus a NUL
     for k, v in want.items():
         np.testing.assert_array_equal(got[k], v, err_msg=k)
     assert (tmp_path / "staged.cs").read_bytes() == (tmp_path / "unlimited.cs").read_bytes()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _core
 from .column import Column, Rows, gather_jobs, increasing, root_array
 from .format import advise_scan, file_map_of, write_all
 
@@ -45,7 +46,9 @@ def far_groups(cols: Mapping[str, Column], budget: int) -> list[dict[str, Rows]]
             continue
         src, idx = col.pieces[0]
         table = root_array(src)
-        if idx is None or table.nbytes <= budget or file_map_of(table) is None:
+        if idx is None or col.dtype.kind == "U" or table.nbytes <= budget:
+            continue
+        if file_map_of(table) is None:
             continue
         if id(idx) not in in_order:
             in_order[id(idx)] = increasing(idx)
@@ -81,7 +84,9 @@ class Staged:
         self.dtype = np.dtype(
             [("at", "<i8")] + [(k, a.dtype, a.shape[1:]) for k, a in self._srcs.items()]
         )
-        self._n, self._ranges = len(self._index), ranges
+        self._n, self.ranges = len(self._index), ranges
+        #: The longest value of each string column, in bytes (found while staging).
+        self.longest = {k: 0 for k, a in self._srcs.items() if a.dtype.kind == "S"}
         self._folder = folder / f"staged-{id(self)}"
         self._folder.mkdir()
         rows = len(self._table)
@@ -110,7 +115,7 @@ class Staged:
     def _distribute(self, pair_files: list[Path], block: int) -> None:
         """Second pass, over the table in order, a block at a time: each
         needed row, with its output row, appended to its range's bucket."""
-        ranges = -(-self._n // self._ranges)
+        ranges = -(-self._n // self.ranges)
         with contextlib.ExitStack() as stack:
             files = [stack.enter_context(open(self._bucket(r), "wb")) for r in range(ranges)]
             for j, path in enumerate(pair_files):
@@ -123,8 +128,10 @@ class Staged:
                 staged = np.empty(len(pairs), self.dtype)
                 staged["at"] = pairs["at"]
                 gather_jobs([(a, pairs["row"], staged[k]) for k, a in self._srcs.items()])
+                for k in self.longest:
+                    self.longest[k] = max(self.longest[k], _core.str_maxlen(staged[k]))
                 # Output rows ascend within a block: each range's rows are one run.
-                ends = np.searchsorted(pairs["at"], np.arange(1, ranges + 1) * self._ranges)
+                ends = np.searchsorted(pairs["at"], np.arange(1, ranges + 1) * self.ranges)
                 for r, a, b in _runs(ends):
                     write_all(files[r].write, staged[a:b])
 
@@ -136,8 +143,8 @@ class Staged:
         in order (the bucket file is then deleted)."""
         staged = np.fromfile(self._bucket(r), self.dtype)
         self._bucket(r).unlink()
-        lo = r * self._ranges
-        n = min(self._n, lo + self._ranges) - lo
+        lo = r * self.ranges
+        n = min(self._n, lo + self.ranges) - lo
         if len(staged) != n:
             raise RuntimeError(f"staged range {r} holds {len(staged)} rows, not {n}")
         at = staged["at"] - lo
