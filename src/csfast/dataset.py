@@ -65,6 +65,7 @@ from .column import (
     is_column,
     lazy,
     owned_column,
+    piece_spans,
     readonly,
     root_array,
     row_indices,
@@ -1196,15 +1197,28 @@ def _stage(
 def _write_staged(
     f: BinaryIO, cols: Mapping[str, Column], dtype: np.dtype, n: int, staged: list[reorder.Staged]
 ) -> None:
-    """Write the rows of cols an output range at a time, the staged columns'
+    """Write the rows of cols an output range at a time, the staged pieces'
     values read back from their range's bucket."""
     ranges = staged[0].ranges
-    composed: dict[tuple, Any] = {}
+    owner = {piece: s for s in staged for piece in s.group.pieces}
     for r, lo in enumerate(range(0, n, ranges)):
         hi = min(n, lo + ranges)
-        part = {k: row_slice(c, slice(lo, hi), composed) for k, c in cols.items()}
-        for s in staged:
-            part.update(s.rows(r))
+        # A group's values for the rows of this range it covers (its pieces here).
+        values = {id(s): v for s in staged if (v := s.rows(r)) is not None}
+        part: dict[str, Column] = {}
+        for k, col in cols.items():
+            if not isinstance(col, Rows):
+                part[k] = col[lo:hi]
+                continue
+            pieces: list[tuple[np.ndarray, np.ndarray | None]] = []
+            for i, src, idx, _, a, b in piece_spans(col, lo, hi):
+                if (k, i) in owner:
+                    pieces.append((values[id(owner[k, i])][k], None))
+                elif idx is None:
+                    pieces.append((src[a:b], None))
+                else:
+                    pieces.append((src, idx[a:b]))
+            part[k] = Rows(pieces, col.dtype)
         write_rows(f, hi - lo, dtype.itemsize, functools.partial(_fill, part, dtype))
 
 
