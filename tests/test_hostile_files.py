@@ -199,7 +199,8 @@ def test_hostile_csg_is_a_format_error_naming_the_file(tmp_path, monkeypatch, te
         ResultGroup.from_csg(path)
     # billion laughs took 37 s, then MemoryError; 40,000 colliding keys 16 s
     # (PyYAML's Python parser takes 3 s for the 100,000 values allowed)
-    assert time.process_time() - start < (2 if loader == "default" else 8)
+    # (the 100,000 values take libyaml about 1 s of CPU, 2 s on a busy machine)
+    assert time.process_time() - start < (4 if loader == "default" else 8)
     assert not (tmp_path / "pwned").exists()
 
 

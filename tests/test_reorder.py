@@ -42,6 +42,8 @@ def _tables(tmp: Path, n: int = N, repeats: int = 300) -> tuple[Path, Path, Path
     wide["ctf/df"] = rng.random((n, 2))
     wide["x/k"] = rng.integers(-9, 9, n)
     first = rng.permutation(uids)[: n - 1000]
+    # The longest path is on a row no join keeps: the output's width ignores it.
+    wide["blob/path"][np.flatnonzero(~np.isin(uids, first))[0]] = b"x" * 47
     first = np.concatenate([first, first[:repeats]])  # repeated uids: rows read twice
     narrow = np.zeros(len(first), [("uid", "<u8"), ("pose", "<f4", (3,)), ("x/k", "<i2")])
     narrow["uid"] = first
@@ -86,6 +88,7 @@ def test_staged_join_equals_numpy_and_the_unlimited_save(tmp_path, monkeypatch, 
     got = np.load(tmp_path / "staged.cs")
     want = _numpy_join(*(np.load(p) for p in files))
     assert list(got.dtype.names) == ["uid", *[k for k in want if k != "uid"]]
+    assert got.dtype["blob/path"] == np.dtype("S28")  # the longest kept path, plus a NUL
     for k, v in want.items():
         np.testing.assert_array_equal(got[k], v, err_msg=k)
     assert (tmp_path / "staged.cs").read_bytes() == (tmp_path / "unlimited.cs").read_bytes()
@@ -101,15 +104,28 @@ def test_only_shuffled_reads_of_large_tables_are_staged(tmp_path, monkeypatch):
     # A budget larger than the table: no staging.
     joined = b.innerjoin(a)
     assert reorder.far_groups(joined._cols, wide.stat().st_size) == []
-    # Columns of several pieces (an append of joins) are gathered as before, and saved right.
+
+
+def test_pieces_of_an_append_of_joins_are_staged_each(tmp_path, monkeypatch):
+    """An input group of several connections: an append of joins, whose
+    columns have a piece per join; output ranges straddle the pieces."""
+    wide, narrow, _ = _tables(tmp_path)
+    a, b = Dataset.load(wide), Dataset.load(narrow)
+    joined = b.innerjoin(a)
+    head = b.take(np.arange(500)).innerjoin(a)  # a second piece, of other rows
+    both = Dataset.append(joined, head, joined, repeat_allowed=True)
+    assert any(isinstance(c, Rows) and len(c.pieces) == 3 for c in both._cols.values())
+    groups = reorder.far_groups(both._cols, 64 << 10)
+    assert sorted(g.offset for g in groups) == [0, len(joined), len(joined) + len(head)]
     monkeypatch.setenv("CSFAST_MEMORY_LIMIT", SMALL)
-    both = Dataset.append(joined, joined, repeat_allowed=True)
-    assert any(isinstance(c, Rows) and len(c.pieces) == 2 for c in both._cols.values())
-    assert reorder.far_groups(both._cols, 64 << 10) == []
     both.save(tmp_path / "both.cs")
-    got, want = np.load(tmp_path / "both.cs"), _numpy_join(np.load(narrow), np.load(wide))
+    got = np.load(tmp_path / "both.cs")
+    want = _numpy_join(np.load(narrow), np.load(wide))
+    first = np.load(narrow)[:500]
+    want_head = _numpy_join(first, np.load(wide))
     for k, v in want.items():
-        np.testing.assert_array_equal(got[k], np.concatenate([v, v]), err_msg=k)
+        np.testing.assert_array_equal(got[k], np.concatenate([v, want_head[k], v]), err_msg=k)
+    assert _spill_folders(tmp_path) == []
 
 
 def test_a_full_disk_fails_the_staged_save_and_leaves_the_old_file(tmp_path, tiny_fs, monkeypatch):

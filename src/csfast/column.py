@@ -31,7 +31,7 @@ own, on bytes. ``Dataset.decode(field)`` gives a ``str`` (``U``) array.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -295,22 +295,31 @@ def gather_columns(
         if not isinstance(col, Rows):
             jobs.append((col[start:stop], None, out))
             continue
-        at = 0
-        for src, idx in col.pieces:
-            size = len(src) if idx is None else len(idx)
-            lo, hi = max(start - at, 0), min(stop - at, size)
-            if lo < hi:
-                dst = out[at + lo - start : at + hi - start]
-                if idx is None:
-                    jobs.append((src[lo:hi], None, dst))
-                else:
-                    if (id(idx), lo) not in sliced:
-                        sliced[id(idx), lo] = idx[lo:hi]
-                    jobs.append((src, sliced[id(idx), lo], dst))
-            at += size
-            if at >= stop:
-                break
+        for _, src, idx, at, lo, hi in piece_spans(col, start, stop):
+            dst = out[at + lo - start : at + hi - start]
+            if idx is None:
+                jobs.append((src[lo:hi], None, dst))
+            else:
+                if (id(idx), lo) not in sliced:
+                    sliced[id(idx), lo] = idx[lo:hi]
+                jobs.append((src, sliced[id(idx), lo], dst))
     gather_jobs(jobs, truncate)
+
+
+def piece_spans(
+    col: Rows, start: int, stop: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, int, int, int]]:
+    """(i, src, idx, at, lo, hi) for each piece i of col that holds rows of
+    [start, stop): the piece's rows lo:hi, which are col's rows at + lo: at + hi."""
+    at = 0
+    for i, (src, idx) in enumerate(col.pieces):
+        size = len(src) if idx is None else len(idx)
+        lo, hi = max(start - at, 0), min(stop - at, size)
+        if lo < hi:
+            yield i, src, idx, at, lo, hi
+        at += size
+        if at >= stop:
+            break
 
 
 def root_array(a: np.ndarray) -> np.ndarray:

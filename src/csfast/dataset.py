@@ -41,11 +41,11 @@ loads neither pandas nor pyarrow. csfast.convert uses only the public API
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
-from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import numpy as np
@@ -65,6 +65,7 @@ from .column import (
     is_column,
     lazy,
     owned_column,
+    piece_spans,
     readonly,
     root_array,
     row_indices,
@@ -341,33 +342,29 @@ class Dataset(MutableMapping):
             raise TypeError(
                 f"invalid save format {format!r}: use NUMPY_FORMAT (1) or CSDAT_FORMAT (2)"
             )
-        cols, dtype = self._save_layout()
-        header = npy_header(dtype, self._n)
-
         path = os.fspath(file) if isinstance(file, (str, os.PathLike)) else None
-        runs = _whole_rows(cols, dtype)
-        budget = spill.memory_limit()
-        far = [] if runs is not None else reorder.far_groups(cols, budget)
-        _advise_scans(cols)
+        with contextlib.ExitStack() as stack:
+            # Beside the output, whose disk is meant to have room for it.
+            staged = _stage(self._cols, self._n, spill.beside(path), stack)
+            cols, dtype = self._save_layout({k: n for s in staged for k, n in s.longest.items()})
+            header = npy_header(dtype, self._n)
+            runs = None if staged else _whole_rows(cols, dtype)
+            _advise_scans(cols)
 
-        def write(f):
-            write_all(f.write, header)  # a raw file given by the caller may write part
-            if runs is not None:
-                for run in runs:  # the rows as they lie in the files: no gather
-                    write_all(f.write, run)
-            elif far:
-                # Beside the output, whose disk is meant to have room for it.
-                with spill.SpillFolder(spill.beside(path)) as tmp:
-                    _write_staged(f, cols, dtype, self._n, far, budget, tmp)
+            def write(f):
+                write_all(f.write, header)  # a raw file given by the caller may write part
+                if runs is not None:
+                    for run in runs:  # the rows as they lie in the files: no gather
+                        write_all(f.write, run)
+                elif staged:
+                    _write_staged(f, cols, dtype, self._n, staged)
+                else:
+                    write_rows(f, self._n, dtype.itemsize, functools.partial(_fill, cols, dtype))
+
+            if path is not None:
+                atomic_write(path, write, fsync=fsync)
             else:
-                write_rows(
-                    f, self._n, dtype.itemsize, lambda start, buf: _fill(cols, dtype, start, buf)
-                )
-
-        if path is not None:
-            atomic_write(path, write, fsync=fsync)
-        else:
-            write(file)
+                write(file)
 
     def stream(self, compression: Literal["lz4"] | None = None) -> Iterator[bytes | memoryview]:
         """The dataset as CSDAT stream bytes, chunk by chunk (what ``save(format=CSDAT_FORMAT)``
@@ -376,9 +373,12 @@ class Dataset(MutableMapping):
 
         return csdat.stream(dict(self._cols), self._n, compression, read=_column_array)
 
-    def _save_layout(self) -> tuple[dict[str, Column], np.dtype]:
+    def _save_layout(
+        self, longest: Mapping[str, int] | None = None
+    ) -> tuple[dict[str, Column], np.dtype]:
         """The columns to save, uid first, and the packed row dtype of the
-        file: strings ``S<longest + 1>``. Lazy columns stay lazy."""
+        file: strings ``S<longest + 1>`` (longest given for some, or found).
+        Lazy columns stay lazy."""
         names = (
             ["uid"] + [k for k in self._cols if k != "uid"]
             if "uid" in self._cols
@@ -392,7 +392,8 @@ class Dataset(MutableMapping):
                 col = encode(self._read(k), k)
             dt = col.dtype
             if dt.kind == "S":
-                dt = np.dtype(f"S{_longest(col) + 1}")
+                most = longest[k] if longest and k in longest else _longest(col)
+                dt = np.dtype(f"S{most + 1}")
             cols[k] = col
             descr.append((k, dt, col.shape[1:]))
         return cols, np.dtype(descr)
@@ -1176,25 +1177,50 @@ def _advise_scans(cols: Mapping[str, Column]) -> None:
         advise_scan(table)
 
 
-def _write_staged(
-    f: BinaryIO,
+def _stage(
     cols: Mapping[str, Column],
-    dtype: np.dtype,
     n: int,
-    far: list[dict[str, Rows]],
-    budget: int,
-    folder: Path,
+    parent: str | os.PathLike[str] | None,
+    stack: contextlib.ExitStack,
+) -> list[reorder.Staged]:
+    """The columns read in shuffled order from tables larger than the memory
+    budget (``reorder.far_groups``), staged by output range in a spill folder
+    in parent, which stack removes; [] when there are none."""
+    budget = spill.memory_limit()
+    far = reorder.far_groups(cols, budget)
+    if not far:
+        return []
+    folder = stack.enter_context(spill.SpillFolder(parent))
+    row_bytes = sum(c.dtype.itemsize * int(np.prod(c.shape[1:])) for c in cols.values())
+    ranges = reorder.range_rows(n, row_bytes, budget)
+    return [reorder.Staged(group, ranges, budget, folder) for group in far]
+
+
+def _write_staged(
+    f: BinaryIO, cols: Mapping[str, Column], dtype: np.dtype, n: int, staged: list[reorder.Staged]
 ) -> None:
-    """Write the rows of cols an output range at a time, the columns of far
-    (``reorder.far_groups``) staged by output range in folder first."""
-    ranges = reorder.range_rows(n, dtype.itemsize, budget)
-    staged = [reorder.Staged(group, ranges, budget, folder) for group in far]
-    composed: dict[tuple, Any] = {}
+    """Write the rows of cols an output range at a time, the staged pieces'
+    values read back from their range's bucket."""
+    ranges = staged[0].ranges
+    owner = {piece: s for s in staged for piece in s.group.pieces}
     for r, lo in enumerate(range(0, n, ranges)):
         hi = min(n, lo + ranges)
-        part = {k: row_slice(c, slice(lo, hi), composed) for k, c in cols.items()}
-        for s in staged:
-            part.update(s.rows(r))
+        # A group's values for the rows of this range it covers (its pieces here).
+        values = {id(s): v for s in staged if (v := s.rows(r)) is not None}
+        part: dict[str, Column] = {}
+        for k, col in cols.items():
+            if not isinstance(col, Rows):
+                part[k] = col[lo:hi]
+                continue
+            pieces: list[tuple[np.ndarray, np.ndarray | None]] = []
+            for i, src, idx, _, a, b in piece_spans(col, lo, hi):
+                if (k, i) in owner:
+                    pieces.append((values[id(owner[k, i])][k], None))
+                elif idx is None:
+                    pieces.append((src[a:b], None))
+                else:
+                    pieces.append((src, idx[a:b]))
+            part[k] = Rows(pieces, col.dtype)
         write_rows(f, hi - lo, dtype.itemsize, functools.partial(_fill, part, dtype))
 
 

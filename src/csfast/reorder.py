@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .column import Column, Rows, gather_jobs, increasing, root_array
+from . import _core
+from .column import Column, Rows, gather_jobs, increasing, piece_spans, root_array
 from .format import advise_scan, file_map_of, write_all
 
-__all__ = ["Staged", "far_groups"]
+__all__ = ["Group", "Staged", "far_groups", "range_rows"]
 
 # A row of the first pass: where in the output, which row of the table.
 _PAIR = np.dtype([("at", "<i8"), ("row", "<i8")])
@@ -34,23 +36,36 @@ _PAIR = np.dtype([("at", "<i8"), ("row", "<i8")])
 _MAX_FILES = 1024
 
 
-def far_groups(cols: Mapping[str, Column], budget: int) -> list[dict[str, Rows]]:
-    """The columns to stage, grouped by the table and row index they share:
-    those read in shuffled order (one piece, an index that goes back) from a
-    mapped table larger than `budget` bytes."""
-    groups: dict[tuple[int, int], dict[str, Rows]] = {}
+@dataclass
+class Group:
+    """Pieces of columns to stage together: they read one table through one
+    row index, for the output rows [offset, offset + len(index))."""
+
+    index: np.ndarray
+    offset: int
+    srcs: dict[str, np.ndarray] = field(default_factory=dict)  # column -> source
+    pieces: list[tuple[str, int]] = field(default_factory=list)  # (column, piece number)
+
+
+def far_groups(cols: Mapping[str, Column], budget: int) -> list[Group]:
+    """The pieces of lazy columns to stage, grouped by the table, row index
+    and output rows they share: those read in shuffled order (an index that
+    goes back) from a mapped table larger than `budget` bytes."""
+    groups: dict[tuple[int, int, int], Group] = {}
     in_order: dict[int, bool] = {}
     for k, col in cols.items():
-        if not isinstance(col, Rows) or len(col.pieces) != 1:
+        if not isinstance(col, Rows) or col.dtype.kind == "U":
             continue
-        src, idx = col.pieces[0]
-        table = root_array(src)
-        if idx is None or table.nbytes <= budget or file_map_of(table) is None:
-            continue
-        if id(idx) not in in_order:
-            in_order[id(idx)] = increasing(idx)
-        if not in_order[id(idx)]:
-            groups.setdefault((id(table), id(idx)), {})[k] = col
+        for i, src, idx, at, _, _ in piece_spans(col, 0, len(col)):
+            table = root_array(src)
+            if idx is None or table.nbytes <= budget or file_map_of(table) is None:
+                continue
+            if id(idx) not in in_order:
+                in_order[id(idx)] = increasing(idx)
+            if not in_order[id(idx)]:
+                group = groups.setdefault((id(table), id(idx), at), Group(idx, at))
+                group.srcs[k] = src
+                group.pieces.append((k, i))
     return list(groups.values())
 
 
@@ -69,19 +84,21 @@ def range_rows(rows: int, row_bytes: int, budget: int) -> int:
 
 
 class Staged:
-    """The rows of one group of columns (``far_groups``), distributed to one
-    bucket file per output range of `ranges` rows; ``rows(r)`` gives range r's."""
+    """The rows of one ``Group``, distributed to one bucket file per output
+    range of `ranges` rows that the group covers; ``rows(r)`` gives range r's."""
 
-    def __init__(self, cols: Mapping[str, Rows], ranges: int, budget: int, folder: Path):
-        src, index = next(iter(cols.values())).pieces[0]
-        if index is None:
-            raise ValueError("only rows read through an index are staged")
-        self._index, self._table = index, root_array(src)
-        self._srcs = {k: c.pieces[0][0] for k, c in cols.items()}
+    def __init__(self, group: Group, ranges: int, budget: int, folder: Path):
+        self.group, self.ranges = group, ranges
+        self._index, self._srcs = group.index, group.srcs
+        self._table = root_array(next(iter(group.srcs.values())))
         self.dtype = np.dtype(
             [("at", "<i8")] + [(k, a.dtype, a.shape[1:]) for k, a in self._srcs.items()]
         )
-        self._n, self._ranges = len(self._index), ranges
+        #: The longest value of each string column, in bytes (found while staging).
+        self.longest = {k: 0 for k, a in self._srcs.items() if a.dtype.kind == "S"}
+        # Output ranges the group covers (its rows are output rows offset..).
+        self._first = group.offset // ranges
+        self._last = (group.offset + len(self._index) - 1) // ranges
         self._folder = folder / f"staged-{id(self)}"
         self._folder.mkdir()
         rows = len(self._table)
@@ -96,12 +113,12 @@ class Staged:
         with contextlib.ExitStack() as stack:
             files = [stack.enter_context(open(p, "wb")) for p in paths]
             step = max(1, budget // 4 // (3 * _PAIR.itemsize))
-            for lo in range(0, self._n, step):
+            for lo in range(0, len(self._index), step):
                 rows = np.asarray(self._index[lo : lo + step], dtype=np.int64)
                 which = (rows // block).astype(np.uint16)  # a radix sort: _MAX_FILES blocks
                 order = np.argsort(which, kind="stable")
                 pairs = np.empty(len(rows), _PAIR)
-                pairs["at"] = order + lo
+                pairs["at"] = order + (lo + self.group.offset)
                 pairs["row"] = rows[order]
                 for j, a, b in _runs(np.cumsum(np.bincount(which, minlength=blocks))):
                     write_all(files[j].write, pairs[a:b])
@@ -110,9 +127,9 @@ class Staged:
     def _distribute(self, pair_files: list[Path], block: int) -> None:
         """Second pass, over the table in order, a block at a time: each
         needed row, with its output row, appended to its range's bucket."""
-        ranges = -(-self._n // self._ranges)
+        covered = range(self._first, self._last + 1)
         with contextlib.ExitStack() as stack:
-            files = [stack.enter_context(open(self._bucket(r), "wb")) for r in range(ranges)]
+            files = [stack.enter_context(open(self._bucket(r), "wb")) for r in covered]
             for j, path in enumerate(pair_files):
                 pairs = np.fromfile(path, _PAIR)
                 path.unlink()
@@ -123,21 +140,27 @@ class Staged:
                 staged = np.empty(len(pairs), self.dtype)
                 staged["at"] = pairs["at"]
                 gather_jobs([(a, pairs["row"], staged[k]) for k, a in self._srcs.items()])
+                for k in self.longest:
+                    self.longest[k] = max(self.longest[k], _core.str_maxlen(staged[k]))
                 # Output rows ascend within a block: each range's rows are one run.
-                ends = np.searchsorted(pairs["at"], np.arange(1, ranges + 1) * self._ranges)
+                bounds = (np.arange(self._first, self._last + 1) + 1) * self.ranges
+                ends = np.searchsorted(pairs["at"], bounds)
                 for r, a, b in _runs(ends):
                     write_all(files[r].write, staged[a:b])
 
     def _bucket(self, r: int) -> Path:
         return self._folder / f"range-{r}"
 
-    def rows(self, r: int) -> dict[str, np.ndarray]:
-        """The columns' values for output rows [r * ranges, (r + 1) * ranges),
-        in order (the bucket file is then deleted)."""
+    def rows(self, r: int) -> dict[str, np.ndarray] | None:
+        """The columns' values for the output rows of range r (rows
+        [r * ranges, (r + 1) * ranges)) that the group covers, in order;
+        None if it covers none. The bucket file is then deleted."""
+        if not self._first <= r <= self._last:
+            return None
         staged = np.fromfile(self._bucket(r), self.dtype)
         self._bucket(r).unlink()
-        lo = r * self._ranges
-        n = min(self._n, lo + self._ranges) - lo
+        lo = max(r * self.ranges, self.group.offset)
+        n = min((r + 1) * self.ranges, self.group.offset + len(self._index)) - lo
         if len(staged) != n:
             raise RuntimeError(f"staged range {r} holds {len(staged)} rows, not {n}")
         at = staged["at"] - lo
