@@ -8,6 +8,8 @@ fresh process, with the page cache dropped first (a 50M-row scenario does
 not fit in it, so every size is measured cold), fsync included:
 
 - ``join``: ``csfast join particles.cs passthrough_particles.cs``;
+- ``subset``: ``csfast filter passthrough_particles.cs --uids subset_uids.npy``
+  (30% of the uids, in random order);
 - ``append``: ``csfast append extract_000.cs ... extract_009.cs`` (ten
   chunks of the passthrough table, the uid check included);
 - ``union``: ``csfast union`` of the ten chunks followed by chunks 0 and 5
@@ -48,7 +50,7 @@ from pipeline import run_sampled  # noqa: E402
 from csfast.spill import _parse_size  # noqa: E402
 
 CGROUPS = Path("/sys/fs/cgroup/memory")
-OPS = ("join", "append", "union")
+OPS = ("join", "subset", "append", "union")
 MODES = ("unlimited", "cgroup")
 
 
@@ -57,6 +59,9 @@ def command(op: str, sc: scen.Scenario, out: Path) -> list[str]:
     csfast = [sys.executable, "-m", "csfast"]
     if op == "join":
         return [*csfast, "join", str(sc.particles), str(sc.passthrough), "-o", str(out)]
+    if op == "subset":
+        uids = str(sc.subset_uids_path)
+        return [*csfast, "filter", str(sc.passthrough), "--uids", uids, "-o", str(out), "--quiet"]
     chunks = [str(p) for p in sc.chunks]
     if op == "append":
         return [*csfast, "append", *chunks, "-o", str(out)]
@@ -157,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir = Path(args.out) if args.out else sc.folder.parent / "bounded-out"
         out_dir.mkdir(parents=True, exist_ok=True)
         for op in ops:
-            if op != "join" and not all(p.exists() for p in sc.chunks):
+            if op in ("append", "union") and not all(p.exists() for p in sc.chunks):
                 print("cutting the chunks from the passthrough table ...", flush=True)
                 scen.write_chunks(sc)
                 if args.lean_disk:
