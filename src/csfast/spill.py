@@ -41,6 +41,7 @@ import numpy as np
 
 from . import _core
 from .errors import CsArgumentError
+from .format import write_all
 
 __all__ = [
     "DEFAULT_FRACTION",
@@ -352,12 +353,6 @@ def _part_bits(rows: int, row_bytes: int, budget: int) -> int:
 _SEED = _core._hash_key[0] ^ _core._hash_key[3]
 
 
-def _write_all(fd: int, data: memoryview) -> None:
-    """Write all of data: a full disk writes part of it, then raises ENOSPC."""
-    while data:
-        data = data[os.write(fd, data) :]
-
-
 class _Partitions:
     """The (uid, global row) records of some uid arrays, in 2**bits files by
     a hash of uid; each file holds its rows input by input, in row order."""
@@ -383,7 +378,8 @@ class _Partitions:
         lo = 0
         for p, hi in enumerate(np.cumsum(counts).tolist()):
             if hi > lo:
-                _write_all(fds[p], rec[lo:hi].view(np.uint8).data)
+                # A full disk writes part of a record run, then raises ENOSPC.
+                write_all(functools.partial(os.write, fds[p]), rec[lo:hi])
             lo = hi
 
     def __iter__(self) -> Iterator[np.ndarray]:
