@@ -36,9 +36,9 @@ from .errors import (
 )
 from .format import atomic_write, hidden_name, open_regular, remove_stale_temps, write_all
 from .joins import join_tables
-from .synthetic import ALIGNMENT_SCALARS
 
 __all__ = [
+    "ALIGNMENT_SCALARS",
     "MIN_FIELDS",
     "Result",
     "ResultGroup",
@@ -58,6 +58,24 @@ _JOB = re.compile(r"(?:^|_)(J\d+)_")
 #   J4_class_00_final_particles.cs      class 00, final version (its number is not in the name)
 # head, version token, tail: siblings differ only in the token.
 _VERSIONED = re.compile(r"^((?:.*_)?J\d+_(?:class_\d+_)?)(\d{1,18}|final)(_.+)$")
+
+#: The scalar fields of an alignments2D/3D result (beside split, class, shift, pose).
+ALIGNMENT_SCALARS = (
+    "psize_A",
+    "error",
+    "error_min",
+    "resid_pow",
+    "slice_pow",
+    "image_pow",
+    "cross_cor",
+    "alpha",
+    "alpha_min",
+    "weight",
+    "pose_ess",
+    "shift_ess",
+    "class_posterior",
+    "class_ess",
+)
 
 # The minimum fields of common result types: what cryoSPARC requires of an
 # output result (``min_fields`` in its job documents), without the prefix.

@@ -12,27 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from .dataset import Dataset, generate_uids
+from .groups import ALIGNMENT_SCALARS
 
 __all__ = ["RESULT_FIELDS", "particles", "exposures"]
 
 _F4 = "<f4"
-#: The scalar fields of an alignments2D/3D result (beside split, class, shift, pose).
-ALIGNMENT_SCALARS = (
-    "psize_A",
-    "error",
-    "error_min",
-    "resid_pow",
-    "slice_pow",
-    "image_pow",
-    "cross_cor",
-    "alpha",
-    "alpha_min",
-    "weight",
-    "pose_ess",
-    "shift_ess",
-    "class_posterior",
-    "class_ess",
-)
 
 _Field = tuple[str, str, tuple[int, ...]]  # (field, dtype, shape)
 
